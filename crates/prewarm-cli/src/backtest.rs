@@ -1,0 +1,383 @@
+//! `prewarm backtest`: how good are the forecasts on a trace?
+//!
+//! The forecasting crate runs the rolling-origin backtest; this command loads the trace,
+//! optionally resamples it (polars), aggregates the per-origin scores per model (polars), prints
+//! the table and writes the per-origin forecasts, a JSON summary and a plot.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context};
+use chrono_tz::Tz;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use polars::prelude::*;
+use prewarm_core::{format_duration, parse_duration, parse_trace, read_trace, Trace};
+use prewarm_forecast::{
+    backtest::{self, BacktestConfig, BacktestResult},
+    ModelKind, ModelSettings, OutlierSettings, Transform,
+};
+use serde::Serialize;
+
+/// The fixture backtested when no trace is given: NAB's AWS ELB request counts.
+const BUNDLED_NAME: &str = "fixtures/nab-elb-5m.csv (bundled)";
+const BUNDLED: &str = include_str!("../../../fixtures/nab-elb-5m.csv");
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Trace in the project's format; without it, the bundled NAB ELB fixture.
+    trace: Option<PathBuf>,
+    /// IANA time zone whose wall clock the seasons follow (e.g. Europe/Berlin).
+    #[arg(long, env = "PREWARM_TZ")]
+    tz: Option<String>,
+    /// How far ahead each forecast reaches.
+    #[arg(long, default_value = "60m")]
+    horizon: String,
+    /// Time between two forecast origins.
+    #[arg(long, default_value = "1h")]
+    every: String,
+    /// Most history each fit may use.
+    #[arg(long, default_value = "21d")]
+    train: String,
+    /// Length of the scored span at the end of the trace (origins every --every within it).
+    #[arg(long, default_value = "3d", conflicts_with = "origins")]
+    test: String,
+    /// Number of origins, --every apart, the last one ending at the last point.
+    #[arg(long)]
+    origins: Option<usize>,
+    /// Upper quantile of the band (0.5 to 0.99).
+    #[arg(long, default_value_t = 0.9)]
+    quantile: f64,
+    /// Models to compare, comma-separated: mstl, ets, snaive-week, snaive-day, naive.
+    #[arg(long, default_value = "mstl,ets,snaive-week,snaive-day,naive", value_delimiter = ',')]
+    models: Vec<String>,
+    /// Warm-up origins before the first scored one, to calibrate the band.
+    #[arg(long, default_value_t = 24)]
+    warmup: usize,
+    /// Transform before fitting: none, log, or boxcox:LAMBDA.
+    #[arg(long, default_value = "none")]
+    transform: String,
+    /// Keep outliers instead of replacing them before fitting.
+    #[arg(long)]
+    keep_outliers: bool,
+    /// Block width of the coarse grid the MSTL trend is fitted on (the trace's interval = none).
+    #[arg(long, default_value = "1h")]
+    trend_block: String,
+    /// Sum the trace into coarser buckets first (e.g. 10m).
+    #[arg(long)]
+    resample: Option<String>,
+    /// Folder for forecasts.csv, summary.json and plot.svg.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One model's row of the summary table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub fitted: String,
+    pub origins: usize,
+    pub mase: f64,
+    pub smape_percent: f64,
+    pub pinball: f64,
+    pub coverage: f64,
+    pub mean_fit_ms: f64,
+    pub outliers_replaced_per_fit: f64,
+    pub skipped_origins: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    trace: &'a str,
+    step: String,
+    tz: Option<String>,
+    horizon: String,
+    every: String,
+    train: String,
+    quantile: f64,
+    origins: usize,
+    first_origin: String,
+    last_origin: String,
+    models: &'a [ModelSummary],
+}
+
+fn duration_in_steps(text: &str, what: &str, step_secs: i64) -> anyhow::Result<usize> {
+    let secs = parse_duration(text).map_err(|e| anyhow::anyhow!("--{what}: {e}"))?;
+    ensure!(
+        secs % step_secs == 0,
+        "--{what} {text} is not a whole number of the trace's {} buckets",
+        format_duration(step_secs)
+    );
+    Ok((secs / step_secs) as usize)
+}
+
+pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
+    let (mut trace, name) = match &args.trace {
+        Some(path) => (read_trace(path)?, path.display().to_string()),
+        None => (
+            parse_trace(BUNDLED.as_bytes(), Path::new(BUNDLED_NAME))?,
+            BUNDLED_NAME.to_string(),
+        ),
+    };
+    if let Some(resample) = &args.resample {
+        let secs = parse_duration(resample).map_err(|e| anyhow::anyhow!("--resample: {e}"))?;
+        trace = resample_sum(&trace, secs)?;
+    }
+    let tz: Option<Tz> = args
+        .tz
+        .as_deref()
+        .map(|t| {
+            t.parse()
+                .map_err(|_| anyhow::anyhow!("--tz `{t}` is not an IANA time zone such as Europe/Berlin"))
+        })
+        .transpose()?;
+    let models = args
+        .models
+        .iter()
+        .map(|m| m.parse::<ModelKind>())
+        .collect::<Result<Vec<_>, _>>()?;
+    ensure!(!models.is_empty(), "--models: name at least one model");
+    let step = trace.step_secs;
+    let horizon = duration_in_steps(&args.horizon, "horizon", step)?;
+    let every = duration_in_steps(&args.every, "every", step)?;
+    let train = duration_in_steps(&args.train, "train", step)?;
+    ensure!(horizon > 0 && every > 0, "--horizon and --every must be at least one bucket");
+    let count = match args.origins {
+        Some(n) => n,
+        None => duration_in_steps(&args.test, "test", step)? / every,
+    };
+    let origins = backtest::origins_ending_at_last(trace.len(), horizon, every, count.max(1));
+    ensure!(
+        !origins.is_empty(),
+        "the trace ({} buckets) is too short for a {} horizon",
+        trace.len(),
+        args.horizon
+    );
+    let trend_block_secs = parse_duration(&args.trend_block)
+        .map_err(|e| anyhow::anyhow!("--trend-block: {e}"))?;
+    let cfg = BacktestConfig {
+        horizon,
+        train,
+        quantile: args.quantile,
+        models,
+        origins,
+        warmup: args.warmup,
+        warmup_every: every,
+        tz,
+        transform: args.transform.parse::<Transform>()?,
+        outliers: (!args.keep_outliers).then(OutlierSettings::default),
+        settings: ModelSettings { trend_block_secs },
+    };
+
+    println!("{}", crate::output::describe(&trace, &name));
+    let bar = ProgressBar::new(backtest::planned_fits(&cfg) as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} fits, {elapsed} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = backtest::run(&trace, &cfg, &mut || bar.inc(1))?;
+    bar.finish_and_clear();
+    if result.forecasts.is_empty() {
+        let reason = result.skipped.first().map(|s| s.reason.as_str()).unwrap_or("no origin");
+        anyhow::bail!("no model could be fitted at any origin: {reason}");
+    }
+
+    let summaries = summarise(&result, &cfg)?;
+    println!(
+        "{} origins from {} to {}, horizon {}, every {}, band p{:.0}{}",
+        cfg.origins.len(),
+        trace.timestamp(cfg.origins[0]).to_rfc3339(),
+        trace.timestamp(*cfg.origins.last().unwrap_or(&0)).to_rfc3339(),
+        args.horizon,
+        args.every,
+        cfg.quantile * 100.0,
+        tz.map(|t| format!(", seasons on {} time", t.name())).unwrap_or_default(),
+    );
+    print!("{}", table(&summaries, cfg.quantile));
+    for s in &summaries {
+        if s.skipped_origins > 0 {
+            let reason = result
+                .skipped
+                .iter()
+                .find(|k| k.model.name() == s.model)
+                .map(|k| k.reason.as_str())
+                .unwrap_or("");
+            println!("note: {} skipped {} origin(s): {reason}", s.model, s.skipped_origins);
+        }
+    }
+
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_forecasts(&dir.join("forecasts.csv"), &trace, &result)?;
+        let summary = Summary {
+            trace: &name,
+            step: format_duration(step),
+            tz: tz.map(|t| t.name().to_string()),
+            horizon: args.horizon.clone(),
+            every: args.every.clone(),
+            train: args.train.clone(),
+            quantile: cfg.quantile,
+            origins: cfg.origins.len(),
+            first_origin: trace.timestamp(cfg.origins[0]).to_rfc3339(),
+            last_origin: trace.timestamp(*cfg.origins.last().unwrap_or(&0)).to_rfc3339(),
+            models: &summaries,
+        };
+        crate::output::write_atomic(
+            &dir.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        crate::plot::backtest_svg(&dir.join("plot.svg"), &trace, &result, cfg.models[0])?;
+        println!("wrote forecasts.csv, summary.json and plot.svg to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Sums buckets into coarser ones of `secs`; a coarse bucket with a missing part is missing.
+fn resample_sum(trace: &Trace, secs: i64) -> anyhow::Result<Trace> {
+    ensure!(
+        secs % trace.step_secs == 0,
+        "--resample {} is not a whole number of the trace's {} buckets",
+        format_duration(secs),
+        format_duration(trace.step_secs)
+    );
+    let factor = secs / trace.step_secs;
+    let df = DataFrame::new(vec![
+        Column::new(
+            "bucket".into(),
+            (0..trace.len() as i64).map(|i| i / factor).collect::<Vec<_>>(),
+        ),
+        Column::new("requests".into(), trace.requests.clone()),
+    ])?;
+    let out = df
+        .lazy()
+        .group_by([col("bucket")])
+        .agg([col("requests").sum(), len().alias("parts")])
+        .filter(col("parts").eq(lit(factor as u32)))
+        .sort(["bucket"], SortMultipleOptions::default())
+        .collect()?;
+    let buckets: Vec<i64> = out.column("bucket")?.i64()?.into_iter().flatten().collect();
+    let sums: Vec<f64> = out.column("requests")?.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let len = buckets.last().map(|b| *b as usize + 1).unwrap_or(0);
+    let mut requests = vec![f64::NAN; len];
+    for (b, v) in buckets.iter().zip(sums) {
+        requests[*b as usize] = v;
+    }
+    ensure!(len >= 2, "resampling to {} leaves fewer than two buckets", format_duration(secs));
+    Ok(Trace::new(trace.start, secs, requests))
+}
+
+/// Aggregates the per-origin scores into one row per model (with polars).
+fn summarise(result: &BacktestResult, cfg: &BacktestConfig) -> anyhow::Result<Vec<ModelSummary>> {
+    let f = &result.forecasts;
+    let df = DataFrame::new(vec![
+        Column::new("model".into(), f.iter().map(|r| r.model.name()).collect::<Vec<_>>()),
+        Column::new("fitted".into(), f.iter().map(|r| r.fitted.name()).collect::<Vec<_>>()),
+        Column::new("mase".into(), f.iter().map(|r| r.scores.mase).collect::<Vec<_>>()),
+        Column::new("smape".into(), f.iter().map(|r| r.scores.smape).collect::<Vec<_>>()),
+        Column::new("pinball".into(), f.iter().map(|r| r.scores.pinball).collect::<Vec<_>>()),
+        Column::new("covered".into(), f.iter().map(|r| r.scores.covered as f64).collect::<Vec<_>>()),
+        Column::new("scored".into(), f.iter().map(|r| r.scores.scored as f64).collect::<Vec<_>>()),
+        Column::new("fit_secs".into(), f.iter().map(|r| r.fit_secs).collect::<Vec<_>>()),
+        Column::new("outliers".into(), f.iter().map(|r| r.outliers_replaced as f64).collect::<Vec<_>>()),
+    ])?;
+    let agg = df
+        .lazy()
+        .filter(col("scored").gt(lit(0.0)))
+        .group_by([col("model")])
+        .agg([
+            len().alias("origins"),
+            col("fitted").mode().first().alias("fitted"),
+            col("mase").filter(col("mase").is_not_nan()).mean().alias("mase"),
+            col("smape").mean(),
+            col("pinball").mean(),
+            (col("covered").sum() / col("scored").sum()).alias("coverage"),
+            (col("fit_secs").mean() * lit(1000.0)).alias("fit_ms"),
+            col("outliers").mean(),
+        ])
+        .collect()?;
+    let text = |name: &str| -> anyhow::Result<Vec<String>> {
+        Ok(agg.column(name)?.str()?.into_iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let num = |name: &str| -> anyhow::Result<Vec<f64>> {
+        Ok(agg
+            .column(name)?
+            .cast(&DataType::Float64)?
+            .f64()?
+            .into_iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    };
+    let (models, fitted) = (text("model")?, text("fitted")?);
+    let (origins, mase, smape) = (num("origins")?, num("mase")?, num("smape")?);
+    let (pinball, coverage, fit_ms, outliers) =
+        (num("pinball")?, num("coverage")?, num("fit_ms")?, num("outliers")?);
+    let mut rows: Vec<ModelSummary> = (0..agg.height())
+        .map(|i| ModelSummary {
+            model: models[i].clone(),
+            fitted: fitted[i].clone(),
+            origins: origins[i] as usize,
+            mase: mase[i],
+            smape_percent: smape[i],
+            pinball: pinball[i],
+            coverage: coverage[i],
+            mean_fit_ms: fit_ms[i],
+            outliers_replaced_per_fit: outliers[i],
+            skipped_origins: result.skipped.iter().filter(|s| s.model.name() == models[i]).count(),
+        })
+        .collect();
+    // Models that never fitted still get a row, so the table says so.
+    for m in &cfg.models {
+        if !rows.iter().any(|r| r.model == m.name()) {
+            rows.push(ModelSummary {
+                model: m.name().into(),
+                fitted: "-".into(),
+                origins: 0,
+                mase: f64::NAN,
+                smape_percent: f64::NAN,
+                pinball: f64::NAN,
+                coverage: f64::NAN,
+                mean_fit_ms: f64::NAN,
+                outliers_replaced_per_fit: f64::NAN,
+                skipped_origins: result.skipped.iter().filter(|s| s.model == *m).count(),
+            });
+        }
+    }
+    let order = |name: &str| cfg.models.iter().position(|m| m.name() == name).unwrap_or(usize::MAX);
+    rows.sort_by_key(|r| order(&r.model));
+    Ok(rows)
+}
+
+fn table(rows: &[ModelSummary], quantile: f64) -> String {
+    let q = format!("p{:.0}", quantile * 100.0);
+    let mut out = format!(
+        "{:<12} {:<15} {:>7} {:>7} {:>8} {:>12} {:>10} {:>9}\n",
+        "model", "fitted", "origins", "MASE", "sMAPE%", format!("pinball@{q}"), format!("cover@{q}"), "fit ms"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<12} {:<15} {:>7} {:>7.3} {:>8.2} {:>12.2} {:>10.3} {:>9.1}\n",
+            r.model, r.fitted, r.origins, r.mase, r.smape_percent, r.pinball, r.coverage, r.mean_fit_ms
+        ));
+    }
+    out
+}
+
+fn write_forecasts(path: &Path, trace: &Trace, result: &BacktestResult) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["origin", "model", "fitted", "timestamp", "step", "actual", "p50", "upper"])?;
+    for f in &result.forecasts {
+        let origin = trace.timestamp(f.origin).to_rfc3339();
+        for (step, ((p, u), a)) in f.point.iter().zip(&f.upper).zip(&f.actual).enumerate() {
+            out.write_record([
+                origin.clone(),
+                f.model.name().to_string(),
+                f.fitted.name().to_string(),
+                trace.timestamp(f.origin + step).to_rfc3339(),
+                (step + 1).to_string(),
+                if a.is_nan() { String::new() } else { format!("{a}") },
+                format!("{p:.3}"),
+                format!("{u:.3}"),
+            ])?;
+        }
+    }
+    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::output::write_atomic(path, &bytes)
+}

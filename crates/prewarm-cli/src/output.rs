@@ -1,0 +1,38 @@
+//! Writing results: files appear whole or not at all.
+
+use std::path::Path;
+
+use anyhow::Context;
+use prewarm_core::{format_duration, Trace};
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+/// A one-paragraph description of a trace.
+pub fn describe(trace: &Trace, name: &str) -> String {
+    let end = trace.timestamp(trace.len());
+    let observed: Vec<f64> = trace.requests.iter().copied().filter(|v| !v.is_nan()).collect();
+    let total: f64 = observed.iter().sum();
+    let peak = observed.iter().copied().fold(0.0, f64::max);
+    let mut text = format!(
+        "{name}: {} buckets of {} from {} to {} ({}), {} missing; {:.0} requests in all, peak {:.0} per bucket ({:.2}/s)",
+        trace.len(),
+        format_duration(trace.step_secs),
+        trace.start.to_rfc3339(),
+        end.to_rfc3339(),
+        format_duration((end - trace.start).num_seconds()),
+        trace.missing(),
+        total,
+        peak,
+        peak / trace.step_secs as f64,
+    );
+    if !trace.extra.is_empty() {
+        let names: Vec<&str> = trace.extra.iter().map(|(n, _)| n.as_str()).collect();
+        text.push_str(&format!("; extra columns: {}", names.join(", ")));
+    }
+    text
+}

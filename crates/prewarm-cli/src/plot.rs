@@ -1,0 +1,71 @@
+//! Plots of backtest results (SVG, no fonts or system libraries needed).
+
+use std::path::Path;
+
+use anyhow::Context;
+use plotters::prelude::*;
+use prewarm_core::Trace;
+use prewarm_forecast::{backtest::BacktestResult, ModelKind};
+
+/// Actual requests over the scored span, with `model`'s median and upper band from every origin.
+pub fn backtest_svg(
+    path: &Path,
+    trace: &Trace,
+    result: &BacktestResult,
+    model: ModelKind,
+) -> anyhow::Result<()> {
+    let forecasts: Vec<_> = result.forecasts.iter().filter(|f| f.model == model).collect();
+    let (Some(first), Some(last)) = (forecasts.first(), forecasts.last()) else {
+        return Ok(());
+    };
+    let (from, to) = (first.origin, last.origin + last.point.len());
+    let hours = |i: usize| (i as f64 - from as f64) * trace.step_secs as f64 / 3600.0;
+    let top = forecasts
+        .iter()
+        .flat_map(|f| f.upper.iter().chain(&f.actual))
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(1.0, f64::max);
+    let tmp = path.with_extension("partial.svg");
+    {
+        let root = SVGBackend::new(&tmp, (1400, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{model}: actual vs median and upper band, from {}", trace.timestamp(from).to_rfc3339()),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..hours(to), 0.0..top * 1.05)?;
+        chart
+            .configure_mesh()
+            .x_desc("hours since the first origin")
+            .y_desc("requests per bucket")
+            .draw()?;
+        let actual: Vec<(f64, f64)> = (from..to.min(trace.len()))
+            .filter(|i| trace.requests[*i].is_finite())
+            .map(|i| (hours(i), trace.requests[i]))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(actual, BLACK.stroke_width(1)))?
+            .label("actual")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        for (k, f) in forecasts.iter().enumerate() {
+            let median: Vec<(f64, f64)> =
+                f.point.iter().enumerate().map(|(s, v)| (hours(f.origin + s), *v)).collect();
+            let upper: Vec<(f64, f64)> =
+                f.upper.iter().enumerate().map(|(s, v)| (hours(f.origin + s), *v)).collect();
+            let m = chart.draw_series(LineSeries::new(median, BLUE.stroke_width(2)))?;
+            let u = chart.draw_series(LineSeries::new(upper, RED.mix(0.7).stroke_width(1)))?;
+            if k == 0 {
+                m.label("median").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+                u.label("upper band").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+            }
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,73 @@
+//! Durations as users type them on the command line and in config files.
+
+/// Parses `90s`, `10m`, `1h`, `21d`, `2w` (a bare number is seconds) into whole seconds.
+///
+/// Returns a message that says what was expected when the text is not a duration.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: i64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: write a whole number and a unit, such as 90s, 10m, 1h, 21d or 2w")
+    })?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}`: use s, m, h, d or w"
+            ))
+        }
+    };
+    value
+        .checked_mul(scale)
+        .filter(|secs| *secs > 0)
+        .ok_or_else(|| format!("`{text}` must be a positive duration of reasonable size"))
+}
+
+/// Formats whole seconds in the largest unit that divides them (`600` gives `10m`).
+pub fn format_duration(secs: i64) -> String {
+    for (scale, unit) in [(7 * 86_400, "w"), (86_400, "d"), (3_600, "h"), (60, "m")] {
+        if secs != 0 && secs % scale == 0 {
+            return format!("{}{unit}", secs / scale);
+        }
+    }
+    format!("{secs}s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_units_users_type() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("10m"), Ok(600));
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        assert_eq!(parse_duration("21d"), Ok(21 * 86400));
+        assert_eq!(parse_duration("2w"), Ok(14 * 86400));
+        assert_eq!(parse_duration("45"), Ok(45));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_duration() {
+        assert!(parse_duration("ten minutes").unwrap_err().contains("10m"));
+        assert!(parse_duration("10y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("0m").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999w").is_err());
+    }
+
+    #[test]
+    fn formats_in_the_largest_unit() {
+        assert_eq!(format_duration(600), "10m");
+        assert_eq!(format_duration(86_400 * 21), "3w");
+        assert_eq!(format_duration(10), "10s");
+        assert_eq!(format_duration(5_400), "90m");
+    }
+}

@@ -1,0 +1,142 @@
+//! End-to-end tests of the `prewarm` command line, run as a user would run it.
+
+use std::{path::Path, process::Command};
+
+fn prewarm(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_prewarm"))
+        .args(args)
+        .output()
+        .expect("the prewarm binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let (ok, stdout, stderr) = prewarm(&[
+        "backtest",
+        "--models",
+        "mstl,snaive-day,naive",
+        "--origins",
+        "4",
+        "--warmup",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("nab-elb-5m.csv (bundled)"), "{stdout}");
+    assert!(stdout.contains("4032 buckets of 5m"), "{stdout}");
+    for model in ["mstl ", "snaive-day ", "naive "] {
+        let row = stdout.lines().find(|l| l.starts_with(model)).unwrap_or_else(|| panic!("no {model} row in {stdout}"));
+        assert!(row.contains(" 4 "), "4 origins scored: {row}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["origins"], 4);
+    assert_eq!(summary["models"].as_array().unwrap().len(), 3);
+    let mase = summary["models"][0]["mase"].as_f64().unwrap();
+    assert!(mase > 0.0 && mase < 3.0, "mase {mase}");
+    let forecasts = std::fs::read_to_string(out.join("forecasts.csv")).unwrap();
+    // Header plus 3 models x 4 origins x 12 steps.
+    assert_eq!(forecasts.lines().count(), 1 + 3 * 4 * 12);
+    assert!(forecasts.starts_with("origin,model,fitted,timestamp,step,actual,p50,upper"));
+    let svg = std::fs::read_to_string(out.join("plot.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("upper band"));
+}
+
+#[test]
+fn import_converts_each_public_format() {
+    let dir = tempfile::tempdir().unwrap();
+    // NAB: naive UTC timestamps, one bucket missing (00:10).
+    let nab = write(
+        dir.path(),
+        "nab.csv",
+        "timestamp,value\n2014-04-10 00:00:00,94.0\n2014-04-10 00:05:00,56.0\n2014-04-10 00:15:00,3.0\n",
+    );
+    let out = dir.path().join("nab-out.csv");
+    let (ok, _, stderr) = prewarm(&["trace", "import", "--format", "nab", &nab, "--out", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "timestamp,requests\n2014-04-10T00:00:00Z,94\n2014-04-10T00:05:00Z,56\n2014-04-10T00:10:00Z,\n2014-04-10T00:15:00Z,3\n"
+    );
+
+    // ServeGen: two clients, rates summed and turned into counts per 10-minute window.
+    let sg = dir.path().join("sg");
+    std::fs::create_dir(&sg).unwrap();
+    write(&sg, "chunk-0-trace.csv", "0,0.5,1,Gamma,1,1\n600,1.0,1,Gamma,1,1\n");
+    write(&sg, "chunk-1-trace.csv", "0,0,0,,0,0\n600,0.25,1,Exponential,1,1\n");
+    let out = dir.path().join("sg-out.csv");
+    let (ok, _, stderr) = prewarm(&[
+        "trace", "import", "--format", "servegen", sg.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--start", "2025-01-06T00:00:00Z",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "timestamp,requests\n2025-01-06T00:00:00Z,300\n2025-01-06T00:10:00Z,750\n"
+    );
+
+    // Azure: requests counted and tokens summed per 10 s; an empty bucket is a real zero.
+    let az = write(
+        dir.path(),
+        "az.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:49.1,100,10\n2023-11-16 18:16:11.0,5,1\n",
+    );
+    let out = dir.path().join("az-out.csv");
+    let (ok, _, stderr) = prewarm(&[
+        "trace", "import", "--format", "azure", &az, "--bucket", "10s", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "timestamp,requests,tokens_in,tokens_out\n2023-11-16T18:15:40Z,2,474,54\n2023-11-16T18:15:50Z,0,0,0\n2023-11-16T18:16:00Z,0,0,0\n2023-11-16T18:16:10Z,1,5,1\n"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        "timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-01T00:05:00Z,-3\n",
+    );
+    let out = dir.path().join("report");
+    let (ok, _, stderr) = prewarm(&["backtest", &bad, "--out", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("bad.csv: line 3") && stderr.contains("negative"), "{stderr}");
+    assert!(!out.exists(), "nothing is written for a bad trace");
+
+    let (ok, _, stderr) = prewarm(&["backtest", "--tz", "Mars/Olympus_Mons"]);
+    assert!(!ok && stderr.contains("IANA time zone"), "{stderr}");
+    let (ok, _, stderr) = prewarm(&["backtest", "--models", "mstl,prophet"]);
+    assert!(!ok && stderr.contains("unknown model `prophet`"), "{stderr}");
+    let (ok, _, stderr) = prewarm(&["backtest", "--horizon", "7m"]);
+    assert!(!ok && stderr.contains("not a whole number"), "{stderr}");
+
+    let short = write(
+        dir.path(),
+        "short.csv",
+        "timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-01T00:05:00Z,3\n2026-01-01T00:10:00Z,3\n",
+    );
+    let (ok, _, stderr) = prewarm(&[
+        "backtest", &short, "--models", "mstl", "--horizon", "5m", "--every", "5m", "--origins", "1",
+    ]);
+    assert!(!ok && stderr.contains("needs at least 12 points"), "{stderr}");
+
+    let (ok, _, stderr) = prewarm(&["trace", "import", "--format", "nab", &bad, "--out", out.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("no column `value`"), "{stderr}");
+}
