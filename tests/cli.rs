@@ -37,9 +37,12 @@ fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("nab-elb-5m.csv (bundled)"), "{stdout}");
-    assert!(stdout.contains("4032 buckets of 5m"), "{stdout}");
+    assert!(stdout.contains("4040 buckets of 5m"), "{stdout}");
     for model in ["mstl ", "snaive-day ", "naive "] {
-        let row = stdout.lines().find(|l| l.starts_with(model)).unwrap_or_else(|| panic!("no {model} row in {stdout}"));
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(model))
+            .unwrap_or_else(|| panic!("no {model} row in {stdout}"));
         assert!(row.contains(" 4 "), "4 origins scored: {row}");
     }
     let summary: serde_json::Value =
@@ -66,7 +69,15 @@ fn import_converts_each_public_format() {
         "timestamp,value\n2014-04-10 00:00:00,94.0\n2014-04-10 00:05:00,56.0\n2014-04-10 00:15:00,3.0\n",
     );
     let out = dir.path().join("nab-out.csv");
-    let (ok, _, stderr) = prewarm(&["trace", "import", "--format", "nab", &nab, "--out", out.to_str().unwrap()]);
+    let (ok, _, stderr) = prewarm(&[
+        "trace",
+        "import",
+        "--format",
+        "nab",
+        &nab,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
@@ -76,12 +87,27 @@ fn import_converts_each_public_format() {
     // ServeGen: two clients, rates summed and turned into counts per 10-minute window.
     let sg = dir.path().join("sg");
     std::fs::create_dir(&sg).unwrap();
-    write(&sg, "chunk-0-trace.csv", "0,0.5,1,Gamma,1,1\n600,1.0,1,Gamma,1,1\n");
-    write(&sg, "chunk-1-trace.csv", "0,0,0,,0,0\n600,0.25,1,Exponential,1,1\n");
+    write(
+        &sg,
+        "chunk-0-trace.csv",
+        "0,0.5,1,Gamma,1,1\n600,1.0,1,Gamma,1,1\n",
+    );
+    write(
+        &sg,
+        "chunk-1-trace.csv",
+        "0,0,0,,0,0\n600,0.25,1,Exponential,1,1\n",
+    );
     let out = dir.path().join("sg-out.csv");
     let (ok, _, stderr) = prewarm(&[
-        "trace", "import", "--format", "servegen", sg.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--start", "2025-01-06T00:00:00Z",
+        "trace",
+        "import",
+        "--format",
+        "servegen",
+        sg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--start",
+        "2025-01-06T00:00:00Z",
     ]);
     assert!(ok, "{stderr}");
     assert_eq!(
@@ -97,7 +123,15 @@ fn import_converts_each_public_format() {
     );
     let out = dir.path().join("az-out.csv");
     let (ok, _, stderr) = prewarm(&[
-        "trace", "import", "--format", "azure", &az, "--bucket", "10s", "--out", out.to_str().unwrap(),
+        "trace",
+        "import",
+        "--format",
+        "azure",
+        &az,
+        "--bucket",
+        "10s",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(ok, "{stderr}");
     assert_eq!(
@@ -117,13 +151,19 @@ fn bad_input_gets_a_clear_error_and_no_output() {
     let out = dir.path().join("report");
     let (ok, _, stderr) = prewarm(&["backtest", &bad, "--out", out.to_str().unwrap()]);
     assert!(!ok);
-    assert!(stderr.contains("bad.csv: line 3") && stderr.contains("negative"), "{stderr}");
+    assert!(
+        stderr.contains("bad.csv: line 3") && stderr.contains("negative"),
+        "{stderr}"
+    );
     assert!(!out.exists(), "nothing is written for a bad trace");
 
     let (ok, _, stderr) = prewarm(&["backtest", "--tz", "Mars/Olympus_Mons"]);
     assert!(!ok && stderr.contains("IANA time zone"), "{stderr}");
     let (ok, _, stderr) = prewarm(&["backtest", "--models", "mstl,prophet"]);
-    assert!(!ok && stderr.contains("unknown model `prophet`"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("unknown model `prophet`"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = prewarm(&["backtest", "--horizon", "7m"]);
     assert!(!ok && stderr.contains("not a whole number"), "{stderr}");
 
@@ -133,10 +173,30 @@ fn bad_input_gets_a_clear_error_and_no_output() {
         "timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-01T00:05:00Z,3\n2026-01-01T00:10:00Z,3\n",
     );
     let (ok, _, stderr) = prewarm(&[
-        "backtest", &short, "--models", "mstl", "--horizon", "5m", "--every", "5m", "--origins", "1",
+        "backtest",
+        &short,
+        "--models",
+        "mstl",
+        "--horizon",
+        "5m",
+        "--every",
+        "5m",
+        "--origins",
+        "1",
     ]);
-    assert!(!ok && stderr.contains("needs at least 12 points"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("needs at least 12 points"),
+        "{stderr}"
+    );
 
-    let (ok, _, stderr) = prewarm(&["trace", "import", "--format", "nab", &bad, "--out", out.to_str().unwrap()]);
+    let (ok, _, stderr) = prewarm(&[
+        "trace",
+        "import",
+        "--format",
+        "nab",
+        &bad,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!ok && stderr.contains("no column `value`"), "{stderr}");
 }

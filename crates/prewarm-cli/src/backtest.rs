@@ -10,7 +10,7 @@ use anyhow::{ensure, Context};
 use chrono_tz::Tz;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use polars::prelude::*;
+use polars::prelude::{col, len, lit, Column, DataFrame, DataType, IntoLazy, SortMultipleOptions};
 use prewarm_core::{format_duration, parse_duration, parse_trace, read_trace, Trace};
 use prewarm_forecast::{
     backtest::{self, BacktestConfig, BacktestResult},
@@ -48,7 +48,11 @@ pub struct BacktestArgs {
     #[arg(long, default_value_t = 0.9)]
     quantile: f64,
     /// Models to compare, comma-separated: mstl, ets, snaive-week, snaive-day, naive.
-    #[arg(long, default_value = "mstl,ets,snaive-week,snaive-day,naive", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "mstl,ets,snaive-week,snaive-day,naive",
+        value_delimiter = ','
+    )]
     models: Vec<String>,
     /// Warm-up origins before the first scored one, to calibrate the band.
     #[arg(long, default_value_t = 24)]
@@ -59,9 +63,9 @@ pub struct BacktestArgs {
     /// Keep outliers instead of replacing them before fitting.
     #[arg(long)]
     keep_outliers: bool,
-    /// Block width of the coarse grid the MSTL trend is fitted on (the trace's interval = none).
-    #[arg(long, default_value = "1h")]
-    trend_block: String,
+    /// Most points the MSTL trend's ETS is fitted on (longer histories are block-averaged; 0 = never).
+    #[arg(long, default_value_t = 1_000)]
+    trend_points: usize,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
     resample: Option<String>,
@@ -126,8 +130,9 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         .tz
         .as_deref()
         .map(|t| {
-            t.parse()
-                .map_err(|_| anyhow::anyhow!("--tz `{t}` is not an IANA time zone such as Europe/Berlin"))
+            t.parse().map_err(|_| {
+                anyhow::anyhow!("--tz `{t}` is not an IANA time zone such as Europe/Berlin")
+            })
         })
         .transpose()?;
     let models = args
@@ -140,7 +145,10 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let horizon = duration_in_steps(&args.horizon, "horizon", step)?;
     let every = duration_in_steps(&args.every, "every", step)?;
     let train = duration_in_steps(&args.train, "train", step)?;
-    ensure!(horizon > 0 && every > 0, "--horizon and --every must be at least one bucket");
+    ensure!(
+        horizon > 0 && every > 0,
+        "--horizon and --every must be at least one bucket"
+    );
     let count = match args.origins {
         Some(n) => n,
         None => duration_in_steps(&args.test, "test", step)? / every,
@@ -152,8 +160,6 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         trace.len(),
         args.horizon
     );
-    let trend_block_secs = parse_duration(&args.trend_block)
-        .map_err(|e| anyhow::anyhow!("--trend-block: {e}"))?;
     let cfg = BacktestConfig {
         horizon,
         train,
@@ -165,7 +171,9 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         tz,
         transform: args.transform.parse::<Transform>()?,
         outliers: (!args.keep_outliers).then(OutlierSettings::default),
-        settings: ModelSettings { trend_block_secs },
+        settings: ModelSettings {
+            trend_max_points: args.trend_points,
+        },
     };
 
     println!("{}", crate::output::describe(&trace, &name));
@@ -176,7 +184,11 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let result = backtest::run(&trace, &cfg, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     if result.forecasts.is_empty() {
-        let reason = result.skipped.first().map(|s| s.reason.as_str()).unwrap_or("no origin");
+        let reason = result
+            .skipped
+            .first()
+            .map(|s| s.reason.as_str())
+            .unwrap_or("no origin");
         anyhow::bail!("no model could be fitted at any origin: {reason}");
     }
 
@@ -185,11 +197,14 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         "{} origins from {} to {}, horizon {}, every {}, band p{:.0}{}",
         cfg.origins.len(),
         trace.timestamp(cfg.origins[0]).to_rfc3339(),
-        trace.timestamp(*cfg.origins.last().unwrap_or(&0)).to_rfc3339(),
+        trace
+            .timestamp(*cfg.origins.last().unwrap_or(&0))
+            .to_rfc3339(),
         args.horizon,
         args.every,
         cfg.quantile * 100.0,
-        tz.map(|t| format!(", seasons on {} time", t.name())).unwrap_or_default(),
+        tz.map(|t| format!(", seasons on {} time", t.name()))
+            .unwrap_or_default(),
     );
     print!("{}", table(&summaries, cfg.quantile));
     for s in &summaries {
@@ -200,7 +215,10 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
                 .find(|k| k.model.name() == s.model)
                 .map(|k| k.reason.as_str())
                 .unwrap_or("");
-            println!("note: {} skipped {} origin(s): {reason}", s.model, s.skipped_origins);
+            println!(
+                "note: {} skipped {} origin(s): {reason}",
+                s.model, s.skipped_origins
+            );
         }
     }
 
@@ -217,7 +235,9 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             quantile: cfg.quantile,
             origins: cfg.origins.len(),
             first_origin: trace.timestamp(cfg.origins[0]).to_rfc3339(),
-            last_origin: trace.timestamp(*cfg.origins.last().unwrap_or(&0)).to_rfc3339(),
+            last_origin: trace
+                .timestamp(*cfg.origins.last().unwrap_or(&0))
+                .to_rfc3339(),
             models: &summaries,
         };
         crate::output::write_atomic(
@@ -225,7 +245,10 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
         crate::plot::backtest_svg(&dir.join("plot.svg"), &trace, &result, cfg.models[0])?;
-        println!("wrote forecasts.csv, summary.json and plot.svg to {}", dir.display());
+        println!(
+            "wrote forecasts.csv, summary.json and plot.svg to {}",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -239,13 +262,19 @@ fn resample_sum(trace: &Trace, secs: i64) -> anyhow::Result<Trace> {
         format_duration(trace.step_secs)
     );
     let factor = secs / trace.step_secs;
-    let df = DataFrame::new(vec![
-        Column::new(
-            "bucket".into(),
-            (0..trace.len() as i64).map(|i| i / factor).collect::<Vec<_>>(),
-        ),
-        Column::new("requests".into(), trace.requests.clone()),
-    ])?;
+    let height = trace.len();
+    let df = DataFrame::new(
+        height,
+        vec![
+            Column::new(
+                "bucket".into(),
+                (0..trace.len() as i64)
+                    .map(|i| i / factor)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("requests".into(), trace.requests.clone()),
+        ],
+    )?;
     let out = df
         .lazy()
         .group_by([col("bucket")])
@@ -253,39 +282,86 @@ fn resample_sum(trace: &Trace, secs: i64) -> anyhow::Result<Trace> {
         .filter(col("parts").eq(lit(factor as u32)))
         .sort(["bucket"], SortMultipleOptions::default())
         .collect()?;
-    let buckets: Vec<i64> = out.column("bucket")?.i64()?.into_iter().flatten().collect();
-    let sums: Vec<f64> = out.column("requests")?.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let buckets: Vec<i64> = out.column("bucket")?.i64()?.iter().flatten().collect();
+    let sums: Vec<f64> = out
+        .column("requests")?
+        .f64()?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect();
     let len = buckets.last().map(|b| *b as usize + 1).unwrap_or(0);
     let mut requests = vec![f64::NAN; len];
     for (b, v) in buckets.iter().zip(sums) {
         requests[*b as usize] = v;
     }
-    ensure!(len >= 2, "resampling to {} leaves fewer than two buckets", format_duration(secs));
+    ensure!(
+        len >= 2,
+        "resampling to {} leaves fewer than two buckets",
+        format_duration(secs)
+    );
     Ok(Trace::new(trace.start, secs, requests))
 }
 
 /// Aggregates the per-origin scores into one row per model (with polars).
 fn summarise(result: &BacktestResult, cfg: &BacktestConfig) -> anyhow::Result<Vec<ModelSummary>> {
     let f = &result.forecasts;
-    let df = DataFrame::new(vec![
-        Column::new("model".into(), f.iter().map(|r| r.model.name()).collect::<Vec<_>>()),
-        Column::new("fitted".into(), f.iter().map(|r| r.fitted.name()).collect::<Vec<_>>()),
-        Column::new("mase".into(), f.iter().map(|r| r.scores.mase).collect::<Vec<_>>()),
-        Column::new("smape".into(), f.iter().map(|r| r.scores.smape).collect::<Vec<_>>()),
-        Column::new("pinball".into(), f.iter().map(|r| r.scores.pinball).collect::<Vec<_>>()),
-        Column::new("covered".into(), f.iter().map(|r| r.scores.covered as f64).collect::<Vec<_>>()),
-        Column::new("scored".into(), f.iter().map(|r| r.scores.scored as f64).collect::<Vec<_>>()),
-        Column::new("fit_secs".into(), f.iter().map(|r| r.fit_secs).collect::<Vec<_>>()),
-        Column::new("outliers".into(), f.iter().map(|r| r.outliers_replaced as f64).collect::<Vec<_>>()),
-    ])?;
+    let height = f.len();
+    let df = DataFrame::new(
+        height,
+        vec![
+            Column::new(
+                "model".into(),
+                f.iter().map(|r| r.model.name()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "fitted".into(),
+                f.iter().map(|r| r.fitted.name()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "mase".into(),
+                f.iter().map(|r| r.scores.mase).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "smape".into(),
+                f.iter().map(|r| r.scores.smape).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "pinball".into(),
+                f.iter().map(|r| r.scores.pinball).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "covered".into(),
+                f.iter()
+                    .map(|r| r.scores.covered as f64)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "scored".into(),
+                f.iter().map(|r| r.scores.scored as f64).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "fit_secs".into(),
+                f.iter().map(|r| r.fit_secs).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "outliers".into(),
+                f.iter()
+                    .map(|r| r.outliers_replaced as f64)
+                    .collect::<Vec<_>>(),
+            ),
+        ],
+    )?;
     let agg = df
         .lazy()
         .filter(col("scored").gt(lit(0.0)))
         .group_by([col("model")])
         .agg([
             len().alias("origins"),
-            col("fitted").mode().first().alias("fitted"),
-            col("mase").filter(col("mase").is_not_nan()).mean().alias("mase"),
+            col("fitted").last().alias("fitted"),
+            col("mase")
+                .filter(col("mase").is_not_nan())
+                .mean()
+                .alias("mase"),
             col("smape").mean(),
             col("pinball").mean(),
             (col("covered").sum() / col("scored").sum()).alias("coverage"),
@@ -294,21 +370,30 @@ fn summarise(result: &BacktestResult, cfg: &BacktestConfig) -> anyhow::Result<Ve
         ])
         .collect()?;
     let text = |name: &str| -> anyhow::Result<Vec<String>> {
-        Ok(agg.column(name)?.str()?.into_iter().map(|v| v.unwrap_or("").to_string()).collect())
+        Ok(agg
+            .column(name)?
+            .str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
     };
     let num = |name: &str| -> anyhow::Result<Vec<f64>> {
         Ok(agg
             .column(name)?
             .cast(&DataType::Float64)?
             .f64()?
-            .into_iter()
+            .iter()
             .map(|v| v.unwrap_or(f64::NAN))
             .collect())
     };
     let (models, fitted) = (text("model")?, text("fitted")?);
     let (origins, mase, smape) = (num("origins")?, num("mase")?, num("smape")?);
-    let (pinball, coverage, fit_ms, outliers) =
-        (num("pinball")?, num("coverage")?, num("fit_ms")?, num("outliers")?);
+    let (pinball, coverage, fit_ms, outliers) = (
+        num("pinball")?,
+        num("coverage")?,
+        num("fit_ms")?,
+        num("outliers")?,
+    );
     let mut rows: Vec<ModelSummary> = (0..agg.height())
         .map(|i| ModelSummary {
             model: models[i].clone(),
@@ -320,7 +405,11 @@ fn summarise(result: &BacktestResult, cfg: &BacktestConfig) -> anyhow::Result<Ve
             coverage: coverage[i],
             mean_fit_ms: fit_ms[i],
             outliers_replaced_per_fit: outliers[i],
-            skipped_origins: result.skipped.iter().filter(|s| s.model.name() == models[i]).count(),
+            skipped_origins: result
+                .skipped
+                .iter()
+                .filter(|s| s.model.name() == models[i])
+                .count(),
         })
         .collect();
     // Models that never fitted still get a row, so the table says so.
@@ -340,7 +429,12 @@ fn summarise(result: &BacktestResult, cfg: &BacktestConfig) -> anyhow::Result<Ve
             });
         }
     }
-    let order = |name: &str| cfg.models.iter().position(|m| m.name() == name).unwrap_or(usize::MAX);
+    let order = |name: &str| {
+        cfg.models
+            .iter()
+            .position(|m| m.name() == name)
+            .unwrap_or(usize::MAX)
+    };
     rows.sort_by_key(|r| order(&r.model));
     Ok(rows)
 }
@@ -349,12 +443,26 @@ fn table(rows: &[ModelSummary], quantile: f64) -> String {
     let q = format!("p{:.0}", quantile * 100.0);
     let mut out = format!(
         "{:<12} {:<15} {:>7} {:>7} {:>8} {:>12} {:>10} {:>9}\n",
-        "model", "fitted", "origins", "MASE", "sMAPE%", format!("pinball@{q}"), format!("cover@{q}"), "fit ms"
+        "model",
+        "fitted",
+        "origins",
+        "MASE",
+        "sMAPE%",
+        format!("pinball@{q}"),
+        format!("cover@{q}"),
+        "fit ms"
     );
     for r in rows {
         out.push_str(&format!(
             "{:<12} {:<15} {:>7} {:>7.3} {:>8.2} {:>12.2} {:>10.3} {:>9.1}\n",
-            r.model, r.fitted, r.origins, r.mase, r.smape_percent, r.pinball, r.coverage, r.mean_fit_ms
+            r.model,
+            r.fitted,
+            r.origins,
+            r.mase,
+            r.smape_percent,
+            r.pinball,
+            r.coverage,
+            r.mean_fit_ms
         ));
     }
     out
@@ -362,7 +470,16 @@ fn table(rows: &[ModelSummary], quantile: f64) -> String {
 
 fn write_forecasts(path: &Path, trace: &Trace, result: &BacktestResult) -> anyhow::Result<()> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(["origin", "model", "fitted", "timestamp", "step", "actual", "p50", "upper"])?;
+    out.write_record([
+        "origin",
+        "model",
+        "fitted",
+        "timestamp",
+        "step",
+        "actual",
+        "p50",
+        "upper",
+    ])?;
     for f in &result.forecasts {
         let origin = trace.timestamp(f.origin).to_rfc3339();
         for (step, ((p, u), a)) in f.point.iter().zip(&f.upper).zip(&f.actual).enumerate() {
@@ -372,7 +489,11 @@ fn write_forecasts(path: &Path, trace: &Trace, result: &BacktestResult) -> anyho
                 f.fitted.name().to_string(),
                 trace.timestamp(f.origin + step).to_rfc3339(),
                 (step + 1).to_string(),
-                if a.is_nan() { String::new() } else { format!("{a}") },
+                if a.is_nan() {
+                    String::new()
+                } else {
+                    format!("{a}")
+                },
                 format!("{p:.3}"),
                 format!("{u:.3}"),
             ])?;

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{Args, ValueEnum};
-use polars::prelude::*;
+use polars::prelude::{
+    col, concat, len, Column, CsvReadOptions, DataFrame, DataType, IntoLazy, SerReader,
+    SortMultipleOptions, UnionArgs,
+};
 use prewarm_core::{parse_duration, write_trace, Trace};
 
 /// Raw trace formats `prewarm trace import` understands.
@@ -67,7 +70,11 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
 }
 
 fn single(inputs: &[PathBuf]) -> anyhow::Result<&Path> {
-    ensure!(inputs.len() == 1, "this format takes exactly one input file, got {}", inputs.len());
+    ensure!(
+        inputs.len() == 1,
+        "this format takes exactly one input file, got {}",
+        inputs.len()
+    );
     Ok(&inputs[0])
 }
 
@@ -105,7 +112,11 @@ fn f64_column(df: &DataFrame, name: &str, path: &Path) -> anyhow::Result<Vec<f64
         .with_context(|| format!("{}: no column `{name}`", path.display()))?
         .cast(&DataType::Float64)
         .with_context(|| format!("{}: column `{name}` is not numeric", path.display()))?;
-    Ok(column.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    Ok(column
+        .f64()?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
 }
 
 fn str_column(df: &DataFrame, name: &str, path: &Path) -> anyhow::Result<Vec<String>> {
@@ -115,7 +126,7 @@ fn str_column(df: &DataFrame, name: &str, path: &Path) -> anyhow::Result<Vec<Str
         .cast(&DataType::String)?;
     Ok(column
         .str()?
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or_default().to_string())
         .collect())
 }
@@ -193,11 +204,14 @@ fn import_servegen(files: &[PathBuf], start: DateTime<Utc>) -> anyhow::Result<Tr
     let ts: Vec<i64> = total
         .column("ts_s")?
         .i64()?
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or(0))
         .collect();
     let rate = f64_column(&total, "rate_rps", Path::new("servegen"))?;
-    ensure!(ts.len() >= 2, "fewer than two time windows in the ServeGen files");
+    ensure!(
+        ts.len() >= 2,
+        "fewer than two time windows in the ServeGen files"
+    );
     let step = ts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(600);
     ensure!(step > 0, "ServeGen windows must be increasing");
     let times: Vec<DateTime<Utc>> = ts
@@ -218,28 +232,50 @@ fn import_azure(path: &Path, bucket_secs: i64) -> anyhow::Result<Trace> {
         millis.push(parse_naive_utc(s, path, i)?.timestamp_millis());
     }
     let bucket_ms = bucket_secs * 1000;
-    let first = millis.iter().min().copied().unwrap_or(0).div_euclid(bucket_ms) * bucket_ms;
-    let buckets: Vec<i64> = millis.iter().map(|m| (m - first).div_euclid(bucket_ms)).collect();
+    let first = millis
+        .iter()
+        .min()
+        .copied()
+        .unwrap_or(0)
+        .div_euclid(bucket_ms)
+        * bucket_ms;
+    let buckets: Vec<i64> = millis
+        .iter()
+        .map(|m| (m - first).div_euclid(bucket_ms))
+        .collect();
     for name in ["ContextTokens", "GeneratedTokens"] {
-        if f64_column(&df, name, path)?.iter().any(|v| v.is_nan() || *v < 0.0) {
-            bail!("{}: column `{name}` has missing or negative values", path.display());
+        if f64_column(&df, name, path)?
+            .iter()
+            .any(|v| v.is_nan() || *v < 0.0)
+        {
+            bail!(
+                "{}: column `{name}` has missing or negative values",
+                path.display()
+            );
         }
     }
+    let mut df = df;
+    df.with_column(Column::new("bucket".into(), buckets))?;
     let per_bucket = df
         .lazy()
-        .with_column(lit(Series::new("bucket".into(), buckets)).alias("bucket"))
         .group_by([col("bucket")])
         .agg([
             len().cast(DataType::Float64).alias("requests"),
-            col("ContextTokens").cast(DataType::Float64).sum().alias("tokens_in"),
-            col("GeneratedTokens").cast(DataType::Float64).sum().alias("tokens_out"),
+            col("ContextTokens")
+                .cast(DataType::Float64)
+                .sum()
+                .alias("tokens_in"),
+            col("GeneratedTokens")
+                .cast(DataType::Float64)
+                .sum()
+                .alias("tokens_out"),
         ])
         .sort(["bucket"], SortMultipleOptions::default())
         .collect()?;
     let index: Vec<i64> = per_bucket
         .column("bucket")?
         .i64()?
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or(0))
         .collect();
     let len = index.last().copied().unwrap_or(0) as usize + 1;
@@ -256,6 +292,9 @@ fn import_azure(path: &Path, bucket_secs: i64) -> anyhow::Result<Trace> {
     let tokens_out = columns.pop().unwrap_or_default();
     let tokens_in = columns.pop().unwrap_or_default();
     let mut trace = Trace::new(start, bucket_secs, columns.pop().unwrap_or_default());
-    trace.extra = vec![("tokens_in".into(), tokens_in), ("tokens_out".into(), tokens_out)];
+    trace.extra = vec![
+        ("tokens_in".into(), tokens_in),
+        ("tokens_out".into(), tokens_out),
+    ];
     Ok(trace)
 }

@@ -9,13 +9,19 @@ use prewarm_core::{format_duration, Trace};
 pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 /// A one-paragraph description of a trace.
 pub fn describe(trace: &Trace, name: &str) -> String {
     let end = trace.timestamp(trace.len());
-    let observed: Vec<f64> = trace.requests.iter().copied().filter(|v| !v.is_nan()).collect();
+    let observed: Vec<f64> = trace
+        .requests
+        .iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .collect();
     let total: f64 = observed.iter().sum();
     let peak = observed.iter().copied().fold(0.0, f64::max);
     let mut text = format!(

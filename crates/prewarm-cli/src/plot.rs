@@ -14,7 +14,11 @@ pub fn backtest_svg(
     result: &BacktestResult,
     model: ModelKind,
 ) -> anyhow::Result<()> {
-    let forecasts: Vec<_> = result.forecasts.iter().filter(|f| f.model == model).collect();
+    let forecasts: Vec<_> = result
+        .forecasts
+        .iter()
+        .filter(|f| f.model == model)
+        .collect();
     let (Some(first), Some(last)) = (forecasts.first(), forecasts.last()) else {
         return Ok(());
     };
@@ -32,7 +36,10 @@ pub fn backtest_svg(
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{model}: actual vs median and upper band, from {}", trace.timestamp(from).to_rfc3339()),
+                format!(
+                    "{model}: actual vs median and upper band, from {}",
+                    trace.timestamp(from).to_rfc3339()
+                ),
                 ("sans-serif", 18),
             )
             .margin(10)
@@ -53,18 +60,34 @@ pub fn backtest_svg(
             .label("actual")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
         for (k, f) in forecasts.iter().enumerate() {
-            let median: Vec<(f64, f64)> =
-                f.point.iter().enumerate().map(|(s, v)| (hours(f.origin + s), *v)).collect();
-            let upper: Vec<(f64, f64)> =
-                f.upper.iter().enumerate().map(|(s, v)| (hours(f.origin + s), *v)).collect();
+            let median: Vec<(f64, f64)> = f
+                .point
+                .iter()
+                .enumerate()
+                .map(|(s, v)| (hours(f.origin + s), *v))
+                .collect();
+            let upper: Vec<(f64, f64)> = f
+                .upper
+                .iter()
+                .enumerate()
+                .map(|(s, v)| (hours(f.origin + s), *v))
+                .collect();
             let m = chart.draw_series(LineSeries::new(median, BLUE.stroke_width(2)))?;
+            if k == 0 {
+                m.label("median")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+            }
             let u = chart.draw_series(LineSeries::new(upper, RED.mix(0.7).stroke_width(1)))?;
             if k == 0 {
-                m.label("median").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-                u.label("upper band").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+                u.label("upper band")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
             }
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
         root.present()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))

@@ -41,7 +41,9 @@ pub enum TraceError {
         previous: String,
     },
     /// A request count below zero.
-    #[error("{path}: line {line}: column `{column}` is negative ({value}); counts must be zero or more")]
+    #[error(
+        "{path}: line {line}: column `{column}` is negative ({value}); counts must be zero or more"
+    )]
     Negative {
         path: PathBuf,
         line: u64,
@@ -58,6 +60,8 @@ pub enum TraceError {
         step_secs: i64,
     },
     /// Fewer than two rows, so no interval can be derived.
-    #[error("{path}: the trace has {rows} data row(s); at least 2 are needed to know its interval")]
+    #[error(
+        "{path}: the trace has {rows} data row(s); at least 2 are needed to know its interval"
+    )]
     TooShort { path: PathBuf, rows: usize },
 }

@@ -146,7 +146,11 @@ pub fn parse_trace(reader: impl Read, path: &Path) -> Result<Trace, TraceError> 
                 f64::NAN
             } else {
                 let v: f64 = field.parse().map_err(|_| {
-                    malformed(path, line, format!("column `{name}`: `{field}` is not a number"))
+                    malformed(
+                        path,
+                        line,
+                        format!("column `{name}`: `{field}` is not a number"),
+                    )
                 })?;
                 if v.is_infinite() {
                     return Err(malformed(
@@ -254,7 +258,12 @@ pub fn write_trace(trace: &Trace, path: &Path) -> std::io::Result<()> {
         }
         writeln!(out)?;
         for i in 0..trace.len() {
-            write!(out, "{},{}", rfc3339(trace.timestamp(i)), number(trace.requests[i]))?;
+            write!(
+                out,
+                "{},{}",
+                rfc3339(trace.timestamp(i)),
+                number(trace.requests[i])
+            )?;
             for (_, values) in &trace.extra {
                 write!(out, ",{}", number(values[i]))?;
             }
@@ -331,7 +340,10 @@ mod tests {
         let e = parse("timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-01T00:01:00Z,lots\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("t.csv: line 3") && e.contains("`lots` is not a number"), "{e}");
+        assert!(
+            e.contains("t.csv: line 3") && e.contains("`lots` is not a number"),
+            "{e}"
+        );
         let e = parse("timestamp,requests\nyesterday,5\n2026-01-01T00:01:00Z,1\n")
             .unwrap_err()
             .to_string();
@@ -339,7 +351,10 @@ mod tests {
         let e = parse("timestamp,requests\n2026-01-01T00:00:00Z,5,9\n2026-01-01T00:01:00Z,1\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2") && e.contains("expected 2 fields"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("expected 2 fields"),
+            "{e}"
+        );
         let e = parse("timestamp,requests\n2026-01-01T00:00:00Z,inf\n2026-01-01T00:01:00Z,1\n")
             .unwrap_err()
             .to_string();
@@ -351,7 +366,10 @@ mod tests {
         let e = parse("time,value\n2026-01-01T00:00:00Z,5\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("timestamp,requests") && e.contains("prewarm trace import"), "{e}");
+        assert!(
+            e.contains("timestamp,requests") && e.contains("prewarm trace import"),
+            "{e}"
+        );
         assert!(matches!(parse(""), Err(TraceError::BadHeader { .. })));
     }
 
@@ -360,7 +378,14 @@ mod tests {
         let e = parse("timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-01T00:00:00Z,6\n")
             .unwrap_err();
         assert!(
-            matches!(e, TraceError::Duplicate { line: 3, first_line: 2, .. }),
+            matches!(
+                e,
+                TraceError::Duplicate {
+                    line: 3,
+                    first_line: 2,
+                    ..
+                }
+            ),
             "{e}"
         );
         let e = parse("timestamp,requests\n2026-01-01T00:05:00Z,5\n2026-01-01T00:00:00Z,6\n")
@@ -372,7 +397,15 @@ mod tests {
         let e = parse("timestamp,requests\n2026-01-01T00:00:00Z,1\n2026-01-01T00:05:00Z,6\n2026-01-01T00:12:00Z,6\n")
             .unwrap_err();
         assert!(
-            matches!(e, TraceError::MixedInterval { line: 4, offset_secs: 420, step_secs: 300, .. }),
+            matches!(
+                e,
+                TraceError::MixedInterval {
+                    line: 4,
+                    offset_secs: 420,
+                    step_secs: 300,
+                    ..
+                }
+            ),
             "{e}"
         );
         let e = parse("timestamp,requests\n2026-01-01T00:00:00Z,1\n").unwrap_err();
@@ -389,7 +422,8 @@ mod tests {
             10,
             vec![1.0, f64::NAN, 2.5],
         );
-        t.extra.push(("tokens_in".into(), vec![10.0, f64::NAN, 30.0]));
+        t.extra
+            .push(("tokens_in".into(), vec![10.0, f64::NAN, 30.0]));
         write_trace(&t, &path).unwrap();
         let back = read_trace(&path).unwrap();
         assert_eq!(back.start, t.start);

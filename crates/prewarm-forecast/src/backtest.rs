@@ -11,8 +11,8 @@ use prewarm_core::Trace;
 use crate::{
     forecast,
     metrics::{score, seasonal_naive_scale, Scores},
-    Calibrator, Fitted, ForecastError, ForecastRequest, ModelKind, ModelSettings,
-    OutlierSettings, Periods, Transform,
+    Calibrator, Fitted, ForecastError, ForecastRequest, ModelKind, ModelSettings, OutlierSettings,
+    Periods, Transform,
 };
 
 /// How to run a backtest. Counts are in buckets of the trace.
@@ -43,7 +43,12 @@ pub struct BacktestConfig {
 }
 
 /// `count` origins `every` buckets apart, the last one leaving exactly `horizon` buckets to score.
-pub fn origins_ending_at_last(len: usize, horizon: usize, every: usize, count: usize) -> Vec<usize> {
+pub fn origins_ending_at_last(
+    len: usize,
+    horizon: usize,
+    every: usize,
+    count: usize,
+) -> Vec<usize> {
     let Some(last) = len.checked_sub(horizon) else {
         return Vec::new();
     };
@@ -103,7 +108,8 @@ pub fn run(
     }
     if cfg.horizon == 0 || cfg.origins.is_empty() {
         return Err(ForecastError::InvalidSetting(
-            "no origin to score: the trace is shorter than the horizon, or no origin was asked for".into(),
+            "no origin to score: the trace is shorter than the horizon, or no origin was asked for"
+                .into(),
         ));
     }
     let periods = Periods::for_step(trace.step_secs)?;

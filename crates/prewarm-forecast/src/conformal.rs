@@ -80,7 +80,9 @@ mod tests {
         // 90% of fresh draws, whatever their shape.
         let mut state = 12345u64;
         let mut draw = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             -(1.0 - u).ln() * 20.0 - 10.0 // exponential, shifted
         };

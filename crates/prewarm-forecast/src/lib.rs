@@ -67,7 +67,9 @@ pub struct PointForecast {
 pub fn forecast(req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastError> {
     let started = Instant::now();
     if req.horizon == 0 {
-        return Err(ForecastError::InvalidSetting("the horizon must be at least one bucket".into()));
+        return Err(ForecastError::InvalidSetting(
+            "the horizon must be at least one bucket".into(),
+        ));
     }
     let periods = Periods::for_step(req.step_secs)?;
     let local = to_local(req.start, req.step_secs, req.history, req.tz)?;
@@ -84,7 +86,13 @@ pub fn forecast(req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastErro
         .collect();
     let slots = local::target_slots(&local, &targets, req.tz)?;
     let last = values.len() - 1;
-    let local_horizon = slots.iter().copied().max().unwrap_or(last).saturating_sub(last).max(1);
+    let local_horizon = slots
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(last)
+        .saturating_sub(last)
+        .max(1);
 
     let transformed: Vec<f64> = values.iter().map(|v| req.transform.forward(*v)).collect();
     let (ahead, fitted) = fit_predict(

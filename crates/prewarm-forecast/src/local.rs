@@ -40,7 +40,9 @@ fn slot(
     if offset.rem_euclid(step_secs) != 0 {
         return Err(ForecastError::ZoneOffGrid {
             step_secs,
-            tz: tz.map(|t| t.name().to_string()).unwrap_or_else(|| "UTC".into()),
+            tz: tz
+                .map(|t| t.name().to_string())
+                .unwrap_or_else(|| "UTC".into()),
             at: local.to_string(),
         });
     }

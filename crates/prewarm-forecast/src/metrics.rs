@@ -44,7 +44,11 @@ pub fn score(point: &[f64], upper: &[f64], actual: &[f64], quantile: f64, scale:
             smape += 200.0 * (a - p).abs() / denom;
         }
         let d = a - u;
-        pinball += if d >= 0.0 { quantile * d } else { (quantile - 1.0) * d };
+        pinball += if d >= 0.0 {
+            quantile * d
+        } else {
+            (quantile - 1.0) * d
+        };
         if a <= u {
             covered += 1;
         }

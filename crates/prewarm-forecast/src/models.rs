@@ -4,9 +4,9 @@
 //!
 //! MSTL falls back by history length: daily and weekly seasons need two weeks of history,
 //! daily-only needs two days, and below that non-seasonal ETS is used. The trend's ETS is fitted
-//! on a coarser grid (block means of the deseasonalised series): on 5-minute data that is 12
-//! times fewer points, which is where almost all of augurs' fit time goes, while the trend of an
-//! MSTL decomposition is smooth at that scale anyway.
+//! on at most [`ModelSettings::trend_max_points`] block means of the deseasonalised series:
+//! the ETS fit is where almost all of augurs' fit time goes, and it grows with its input, while
+//! the trend of an MSTL decomposition is smooth at the scale of a few buckets anyway.
 
 use std::{borrow::Cow, fmt, str::FromStr};
 
@@ -123,15 +123,16 @@ impl Fitted {
 /// Settings of the model fits.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelSettings {
-    /// Target duration of one block of the coarse grid the MSTL trend is fitted on, in seconds
-    /// (1 = fit on the series' own grid).
-    pub trend_block_secs: i64,
+    /// Most points the MSTL trend's ETS is fitted on: a longer deseasonalised series is
+    /// averaged in blocks down to this many (0 = always fit on the series' own grid). ETS
+    /// fit time grows with its input, so this bounds a fit's cost whatever the history.
+    pub trend_max_points: usize,
 }
 
 impl Default for ModelSettings {
     fn default() -> Self {
         Self {
-            trend_block_secs: 3_600,
+            trend_max_points: 1_000,
         }
     }
 }
@@ -171,7 +172,10 @@ pub fn fit_predict(
             fit_ets(history, horizon).map(|f| (f, Fitted::Ets))
         }
         ModelKind::Mstl => {
-            let block = (settings.trend_block_secs / step_secs).max(1) as usize;
+            let block = match settings.trend_max_points {
+                0 => 1,
+                max => n.div_ceil(max).max(1),
+            };
             if n >= 2 * periods.week {
                 fit_mstl(history, vec![periods.day, periods.week], block, horizon)
                     .map(|f| (f, Fitted::MstlDailyWeekly))
@@ -279,7 +283,32 @@ struct FittedBlockEts {
 }
 
 impl FittedBlockEts {
-    /// Position (in fine points, fractional) of the centre of block `b`; block -1 is unused.
+    /// Trend values at fine offsets from the last point (1 = the next bucket), interpolated
+    /// between block forecasts.
+    fn interpolate(
+        &self,
+        steps: std::ops::RangeInclusive<i64>,
+        forecast: &mut Forecast,
+    ) -> Result<(), BoxError> {
+        let blocks = self.in_sample.len();
+        let ahead = (*steps.end()).max(1) as usize / self.block + 3;
+        let coarse = self.fitted.predict(ahead, None)?.point;
+        // Block forecasts sit at the centres of future blocks; the fine points before the
+        // first future centre are extrapolated from the first two (exact for a linear trend).
+        let first = self.centre(blocks as f64);
+        for step in steps {
+            let pos = (self.n as i64 - 1 + step) as f64;
+            let x = (pos - first) / self.block as f64;
+            let i = (x.floor().max(0.0) as usize).min(coarse.len() - 2);
+            let frac = x - i as f64;
+            forecast
+                .point
+                .push(coarse[i] + frac * (coarse[i + 1] - coarse[i]));
+        }
+        Ok(())
+    }
+
+    /// Position (in fine points, fractional) of the centre of block `b`.
     fn centre(&self, b: f64) -> f64 {
         self.skip as f64 + b * self.block as f64 + (self.block as f64 - 1.0) / 2.0
     }
@@ -292,22 +321,7 @@ impl FittedTrendModel for FittedBlockEts {
         _level: Option<f64>,
         forecast: &mut Forecast,
     ) -> Result<(), BoxError> {
-        let blocks = self.in_sample.len();
-        let ahead = horizon.div_ceil(self.block) + 2;
-        let coarse = self.fitted.predict(ahead, None)?.point;
-        // Block forecasts sit at the centres of future blocks; the fine points before the
-        // first future centre are extrapolated from the first two (exact for a linear trend).
-        let first = self.centre(blocks as f64);
-        for step in 1..=horizon {
-            let pos = (self.n - 1 + step) as f64;
-            let x = (pos - first) / self.block as f64;
-            let i = (x.floor().max(0.0) as usize).min(coarse.len() - 2);
-            let frac = x - i as f64;
-            forecast
-                .point
-                .push(coarse[i] + frac * (coarse[i + 1] - coarse[i]));
-        }
-        Ok(())
+        self.interpolate(1..=horizon as i64, forecast)
     }
 
     fn predict_in_sample_inplace(
@@ -359,38 +373,109 @@ mod tests {
     fn seasonal_naive_repeats_the_last_season() {
         let p = Periods { day: 4, week: 28 };
         let history = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let (f, _) = fit_predict(ModelKind::SnaiveDay, &history, p, 21_600, 6, ModelSettings::default()).unwrap();
+        let (f, _) = fit_predict(
+            ModelKind::SnaiveDay,
+            &history,
+            p,
+            21_600,
+            6,
+            ModelSettings::default(),
+        )
+        .unwrap();
         assert_eq!(f, vec![5.0, 6.0, 7.0, 8.0, 5.0, 6.0]);
-        let (f, _) = fit_predict(ModelKind::Naive, &history, p, 21_600, 2, ModelSettings::default()).unwrap();
+        let (f, _) = fit_predict(
+            ModelKind::Naive,
+            &history,
+            p,
+            21_600,
+            2,
+            ModelSettings::default(),
+        )
+        .unwrap();
         assert_eq!(f, vec![8.0, 8.0]);
-        let e = fit_predict(ModelKind::SnaiveWeek, &history, p, 21_600, 2, ModelSettings::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("needs at least 28 points") && e.contains("1w"), "{e}");
+        let e = fit_predict(
+            ModelKind::SnaiveWeek,
+            &history,
+            p,
+            21_600,
+            2,
+            ModelSettings::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("needs at least 28 points") && e.contains("1w"),
+            "{e}"
+        );
     }
 
     #[test]
     fn mstl_learns_a_daily_cycle_and_falls_back_on_short_history() {
         let per_day = 48;
-        let p = Periods { day: per_day, week: 7 * per_day };
+        let p = Periods {
+            day: per_day,
+            week: 7 * per_day,
+        };
         let history = daily_pattern(5, per_day);
         let truth = daily_pattern(6, per_day)[5 * per_day..].to_vec();
-        let (f, fitted) = fit_predict(ModelKind::Mstl, &history, p, 1_800, per_day, ModelSettings::default()).unwrap();
+        let (f, fitted) = fit_predict(
+            ModelKind::Mstl,
+            &history,
+            p,
+            1_800,
+            per_day,
+            ModelSettings::default(),
+        )
+        .unwrap();
         assert_eq!(fitted, Fitted::MstlDaily);
-        let mae: f64 = f.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum::<f64>() / per_day as f64;
+        let mae: f64 = f
+            .iter()
+            .zip(&truth)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            / per_day as f64;
         // The cycle's amplitude is 50; a model that learnt it is off by a few units at most.
         assert!(mae < 5.0, "mae {mae}");
 
-        let (_, fitted) = fit_predict(ModelKind::Mstl, &history[..40], p, 1_800, 4, ModelSettings::default()).unwrap();
+        let (_, fitted) = fit_predict(
+            ModelKind::Mstl,
+            &history[..40],
+            p,
+            1_800,
+            4,
+            ModelSettings::default(),
+        )
+        .unwrap();
         assert_eq!(fitted, Fitted::Ets);
-        let e = fit_predict(ModelKind::Mstl, &history[..5], p, 1_800, 4, ModelSettings::default()).unwrap_err();
-        assert!(matches!(e, ForecastError::TooShort { needed: 12, have: 5, .. }), "{e}");
+        let e = fit_predict(
+            ModelKind::Mstl,
+            &history[..5],
+            p,
+            1_800,
+            4,
+            ModelSettings::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ForecastError::TooShort {
+                    needed: 12,
+                    have: 5,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn block_trend_follows_a_linear_trend() {
         let per_day = 24;
-        let p = Periods { day: per_day, week: 7 * per_day };
+        let p = Periods {
+            day: per_day,
+            week: 7 * per_day,
+        };
         let history: Vec<f64> = daily_pattern(4, per_day)
             .iter()
             .enumerate()
@@ -403,7 +488,9 @@ mod tests {
             p,
             3_600,
             6,
-            ModelSettings { trend_block_secs: 4 * 3_600 },
+            ModelSettings {
+                trend_max_points: 24,
+            },
         )
         .unwrap();
         let truth: Vec<f64> = daily_pattern(5, per_day)[n..n + 6]

@@ -159,7 +159,13 @@ fn reference_values(values: &[f64], period: usize) -> Vec<f64> {
             } else {
                 let lo = i.saturating_sub(3);
                 let hi = (i + 4).min(n);
-                buf.extend(values[lo..hi].iter().enumerate().filter(|(j, _)| lo + j != i).map(|(_, v)| *v));
+                buf.extend(
+                    values[lo..hi]
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| lo + j != i)
+                        .map(|(_, v)| *v),
+                );
             }
             buf.sort_by(f64::total_cmp);
             let m = buf.len();
@@ -242,7 +248,10 @@ mod tests {
     fn interpolation_fills_inner_and_outer_gaps() {
         let v = [f64::NAN, 2.0, f64::NAN, f64::NAN, 8.0, f64::NAN];
         assert_eq!(interpolate(&v).unwrap(), vec![2.0, 2.0, 4.0, 6.0, 8.0, 8.0]);
-        assert!(matches!(interpolate(&[f64::NAN; 3]), Err(ForecastError::NoData)));
+        assert!(matches!(
+            interpolate(&[f64::NAN; 3]),
+            Err(ForecastError::NoData)
+        ));
     }
 
     fn daily(days: usize, per_day: usize) -> Vec<f64> {
@@ -310,13 +319,28 @@ mod tests {
 
     #[test]
     fn transforms_invert() {
-        for t in [Transform::None, Transform::Log, Transform::BoxCox(0.3), Transform::BoxCox(0.0)] {
+        for t in [
+            Transform::None,
+            Transform::Log,
+            Transform::BoxCox(0.3),
+            Transform::BoxCox(0.0),
+        ] {
             for y in [0.0, 1.0, 17.5, 12_000.0] {
-                assert!((t.inverse(t.forward(y)) - y).abs() < 1e-6 * (1.0 + y), "{t:?} {y}");
+                assert!(
+                    (t.inverse(t.forward(y)) - y).abs() < 1e-6 * (1.0 + y),
+                    "{t:?} {y}"
+                );
             }
         }
-        assert_eq!("boxcox:0.5".parse::<Transform>().unwrap(), Transform::BoxCox(0.5));
+        assert_eq!(
+            "boxcox:0.5".parse::<Transform>().unwrap(),
+            Transform::BoxCox(0.5)
+        );
         assert!("boxcox:9".parse::<Transform>().is_err());
-        assert!("sqrt".parse::<Transform>().unwrap_err().to_string().contains("boxcox:LAMBDA"));
+        assert!("sqrt"
+            .parse::<Transform>()
+            .unwrap_err()
+            .to_string()
+            .contains("boxcox:LAMBDA"));
     }
 }

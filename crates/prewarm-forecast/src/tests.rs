@@ -4,11 +4,15 @@ use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use prewarm_core::Trace;
 
-use crate::{backtest, forecast, ForecastRequest, ModelKind, ModelSettings, OutlierSettings, Transform};
+use crate::{
+    backtest, forecast, ForecastRequest, ModelKind, ModelSettings, OutlierSettings, Transform,
+};
 
 /// Deterministic noise in [-1, 1).
 fn noise(i: usize) -> f64 {
-    let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+    let x = (i as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(17);
     (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
 }
 
@@ -23,7 +27,13 @@ fn rush_at_nine(start: DateTime<Utc>, step_secs: i64, len: usize, tz: Tz) -> Vec
         .collect()
 }
 
-fn request(start: DateTime<Utc>, step_secs: i64, history: &[f64], tz: Option<Tz>, horizon: usize) -> ForecastRequest<'_> {
+fn request(
+    start: DateTime<Utc>,
+    step_secs: i64,
+    history: &[f64],
+    tz: Option<Tz>,
+    horizon: usize,
+) -> ForecastRequest<'_> {
     ForecastRequest {
         start,
         step_secs,
@@ -46,7 +56,9 @@ fn peak_hours(tz_name: &str, history_start: &str, days: usize) -> (u32, u32) {
     let history = rush_at_nine(start, step, days * 96, tz);
     let peak = |tz: Option<Tz>| {
         let f = forecast(&request(start, step, &history, tz, 96)).unwrap();
-        let i = (0..96).max_by(|a, b| f.point[*a].total_cmp(&f.point[*b])).unwrap();
+        let i = (0..96)
+            .max_by(|a, b| f.point[*a].total_cmp(&f.point[*b]))
+            .unwrap();
         (start + chrono::Duration::seconds(step * (history.len() + i) as i64)).hour()
     };
     (peak(Some(tz)), peak(None))
@@ -79,7 +91,9 @@ fn new_york_fall_back_with_the_change_inside_the_horizon() {
     let len = 16 * 96 + 24 * 4;
     let history = rush_at_nine(start, step, len, tz);
     let f = forecast(&request(start, step, &history, Some(tz), 96)).unwrap();
-    let i = (0..96).max_by(|a, b| f.point[*a].total_cmp(&f.point[*b])).unwrap();
+    let i = (0..96)
+        .max_by(|a, b| f.point[*a].total_cmp(&f.point[*b]))
+        .unwrap();
     let peak = start + chrono::Duration::seconds(step * (len + i) as i64);
     assert_eq!(peak.to_rfc3339(), "2026-11-01T14:00:00+00:00");
 }
@@ -99,7 +113,13 @@ fn gaps_and_an_outage_are_handled_and_reported() {
     let f = forecast(&request(start, 900, &history, None, 96)).unwrap();
     assert_eq!(f.outliers.len(), 1, "{:?}", f.outliers);
     assert_eq!(f.outliers[0].mean_original, 0.0);
-    let mae = f.point.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum::<f64>() / 96.0;
+    let mae = f
+        .point
+        .iter()
+        .zip(&truth)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f64>()
+        / 96.0;
     assert!(mae < 15.0, "mae {mae}");
 }
 
@@ -119,13 +139,17 @@ fn a_log_transform_forecasts_on_the_original_scale() {
 fn too_little_history_says_how_much_is_needed() {
     let start: DateTime<Utc> = "2026-01-05T00:00:00Z".parse().unwrap();
     let history = [5.0; 6];
-    let e = forecast(&request(start, 300, &history, None, 12)).unwrap_err().to_string();
+    let e = forecast(&request(start, 300, &history, None, 12))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at least 12 points") && e.contains("1h"), "{e}");
     let mut req = request(start, 300, &history, None, 12);
     req.model = ModelKind::SnaiveWeek;
     let e = forecast(&req).unwrap_err().to_string();
     assert!(e.contains("2016 points") && e.contains("1w"), "{e}");
-    let e = forecast(&request(start, 300, &[f64::NAN; 20], None, 12)).unwrap_err().to_string();
+    let e = forecast(&request(start, 300, &[f64::NAN; 20], None, 12))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no observed values"), "{e}");
 }
 
@@ -175,7 +199,10 @@ fn backtest_beats_the_baselines_and_the_band_holds_its_coverage() {
     assert_eq!(n, 48);
     let (_, day, _) = summary(ModelKind::SnaiveDay);
     let (_, week, _) = summary(ModelKind::SnaiveWeek);
-    assert!(mstl < day && mstl < week, "mstl {mstl} day {day} week {week}");
+    assert!(
+        mstl < day && mstl < week,
+        "mstl {mstl} day {day} week {week}"
+    );
     assert!((0.8..=0.97).contains(&coverage), "coverage {coverage}");
 }
 
