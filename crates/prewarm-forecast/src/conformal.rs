@@ -56,17 +56,42 @@ impl Calibrator {
     /// The upper quantile for a forecast `point` made `step` steps ahead, or `None` while no error
     /// has been recorded for that group.
     pub fn upper(&self, step: usize, point: f64, floor: f64) -> Option<f64> {
-        let bin = &self.bins[self.bin(step)];
-        if bin.is_empty() {
-            return None;
-        }
-        let mut errors: Vec<f64> = bin.iter().copied().collect();
+        self.error_quantile(self.bin(step))
+            .map(|e| widen(point, e, floor))
+    }
+
+    /// The calibrated error of a group: the finite-sample conformal rank ceil((n + 1) q) of its
+    /// errors, capped at the largest.
+    fn error_quantile(&self, bin: usize) -> Option<f64> {
+        let mut errors: Vec<f64> = self.bins[bin].iter().copied().collect();
         errors.sort_by(f64::total_cmp);
         let n = errors.len();
-        // The finite-sample conformal rank: ceil((n + 1) q), capped at the largest error.
         let rank = (((n + 1) as f64) * self.quantile).ceil() as usize;
-        let e = errors[rank.clamp(1, n) - 1];
-        Some((point + e * (point.max(0.0) + floor)).max(point).max(0.0))
+        (n > 0).then(|| errors[rank.clamp(1, n) - 1])
+    }
+}
+
+fn widen(point: f64, error: f64, floor: f64) -> f64 {
+    (point + error * (point.max(0.0) + floor))
+        .max(point)
+        .max(0.0)
+}
+
+impl Calibrator {
+    /// [`Calibrator::upper`] for a whole forecast (`points[s]` made `s` steps ahead), sorting each
+    /// group's errors once; steps of groups without errors get the point itself.
+    pub fn upper_many(&self, points: &[f64], floor: f64) -> Vec<f64> {
+        let quantiles: Vec<Option<f64>> = (0..self.bins.len())
+            .map(|b| self.error_quantile(b))
+            .collect();
+        points
+            .iter()
+            .enumerate()
+            .map(|(s, p)| match quantiles[self.bin(s)] {
+                Some(e) => widen(*p, e, floor),
+                None => *p,
+            })
+            .collect()
     }
 }
 
@@ -118,5 +143,8 @@ mod tests {
             c.observe(0, 10.0, 11.0, 1.0);
         }
         assert_eq!(c.count(0), 10, "capacity bounds the memory");
+        let many = c.upper_many(&[10.0, 10.0, 10.0], 1.0);
+        assert_eq!(many[0], c.upper(0, 10.0, 1.0).unwrap());
+        assert_eq!(many[2], 10.0, "a group without errors gets the point");
     }
 }

@@ -1,0 +1,327 @@
+//! The policies `prewarm simulate` compares on the same trace: the seed's reactive headroom
+//! strategy, a static fleet, this planner with its forecasts, and a clairvoyant that reads the
+//! future (the limit no real policy can beat).
+
+use chrono::{DateTime, Duration, Utc};
+use prewarm_forecast::{
+    forecast, Calibrator, ForecastRequest, ModelKind, ModelSettings, OutlierSettings, Transform,
+};
+
+use crate::{
+    plan, sim::Policy, Band, Decision, Demand, FleetState, Order, PlanInput, PlannerConfig,
+    Strategy,
+};
+
+fn to_rps(requests: &[f64], step_secs: i64) -> Vec<f64> {
+    requests.iter().map(|r| r / step_secs as f64).collect()
+}
+
+/// The seed's reactive headroom strategy alone.
+#[derive(Debug, Clone)]
+pub struct Reactive {
+    pub cfg: PlannerConfig,
+    pub step_secs: i64,
+    pub initial: u32,
+}
+
+impl Policy for Reactive {
+    fn name(&self) -> &str {
+        "reactive"
+    }
+    fn initial_gpus(&self) -> u32 {
+        self.initial
+    }
+    fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
+        let window = (self.cfg.reactive.scale_down_after_secs / self.step_secs) as usize + 1;
+        let rps = to_rps(&past[past.len().saturating_sub(window)..], self.step_secs);
+        plan(
+            &PlanInput {
+                now,
+                demand: Demand {
+                    step_secs: self.step_secs,
+                    rps: &rps,
+                },
+                forecast: None,
+                state,
+                strategy: Strategy::Reactive,
+            },
+            &self.cfg,
+        )
+    }
+}
+
+/// A fixed fleet, sized once.
+#[derive(Debug, Clone)]
+pub struct Static {
+    pub gpus: u32,
+}
+
+impl Policy for Static {
+    fn name(&self) -> &str {
+        "static"
+    }
+    fn initial_gpus(&self) -> u32 {
+        self.gpus
+    }
+    fn decide(&mut self, _now: DateTime<Utc>, _past: &[f64], state: &FleetState) -> Decision {
+        Decision {
+            desired_gpus: state.provisioned(),
+            orders: Vec::new(),
+            reason: format!("static fleet of {}", self.gpus),
+            breach: None,
+            forecast_p50_rps: None,
+            forecast_upper_rps: None,
+        }
+    }
+}
+
+/// Reads the future: orders exactly what each step needs, one boot time ahead, at full load.
+#[derive(Debug, Clone)]
+pub struct Clairvoyant {
+    /// Requests per step over the whole trace.
+    pub future: Vec<f64>,
+    pub step_secs: i64,
+    pub gpu_rps: f64,
+    pub boot_secs: i64,
+}
+
+impl Clairvoyant {
+    fn need(&self, step: usize) -> u32 {
+        let rps = self.future.get(step).copied().unwrap_or(0.0) / self.step_secs as f64;
+        (rps / self.gpu_rps - 1e-9).ceil().max(0.0) as u32
+    }
+}
+
+impl Policy for Clairvoyant {
+    fn name(&self) -> &str {
+        "clairvoyant"
+    }
+    fn initial_gpus(&self) -> u32 {
+        let lead = (self.boot_secs / self.step_secs) as usize;
+        (0..=lead).map(|s| self.need(s)).max().unwrap_or(0)
+    }
+    fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
+        let i = past.len();
+        let lead = self.boot_secs.div_euclid(self.step_secs) as usize
+            + usize::from(self.boot_secs % self.step_secs != 0);
+        // A GPU ordered now serves from step i + lead; the ones held must cover every step
+        // until then, since a terminated GPU cannot be back sooner.
+        let desired = (i..=i + lead).map(|s| self.need(s)).max().unwrap_or(0);
+        let provisioned = state.provisioned();
+        let orders = match desired.cmp(&provisioned) {
+            std::cmp::Ordering::Greater => vec![Order::Boot(desired - provisioned)],
+            std::cmp::Ordering::Less => vec![Order::Terminate(provisioned - desired)],
+            std::cmp::Ordering::Equal => Vec::new(),
+        };
+        let _ = now;
+        Decision {
+            desired_gpus: desired,
+            orders,
+            reason: format!(
+                "clairvoyant: the next {} min need at most {desired} GPUs",
+                self.boot_secs / 60
+            ),
+            breach: None,
+            forecast_p50_rps: None,
+            forecast_upper_rps: None,
+        }
+    }
+}
+
+/// Settings of the predictive policy's forecasts.
+#[derive(Debug, Clone)]
+pub struct ForecastSettings {
+    /// Bucket width the model is fitted on (history is summed into it).
+    pub step_secs: i64,
+    /// Time between refits.
+    pub refit_secs: i64,
+    /// Most history a fit uses.
+    pub train_secs: i64,
+    /// No forecast before this much history (the reactive rules run meanwhile).
+    pub min_history_secs: i64,
+    /// Upper quantile the band is calibrated to.
+    pub quantile: f64,
+    /// Errors needed in every horizon group before the band is trusted.
+    pub min_errors: usize,
+    pub model: ModelKind,
+    pub tz: Option<chrono_tz::Tz>,
+}
+
+impl Default for ForecastSettings {
+    fn default() -> Self {
+        Self {
+            step_secs: 300,
+            refit_secs: 3_600,
+            train_secs: 21 * 86_400,
+            min_history_secs: 2 * 86_400,
+            quantile: 0.95,
+            min_errors: 60,
+            model: ModelKind::Mstl,
+            tz: None,
+        }
+    }
+}
+
+/// This planner: forecasts refitted on a schedule from history before `now` only, the band
+/// calibrated on the trace's own step-level errors, and the reactive rules as fallback.
+pub struct Predictive {
+    pub cfg: PlannerConfig,
+    pub forecast: ForecastSettings,
+    /// The trace's step.
+    pub step_secs: i64,
+    pub start: DateTime<Utc>,
+    pub initial: u32,
+    /// Median per step from the latest fit, its origin step and the error floor (rps).
+    median: Option<(usize, Vec<f64>, f64)>,
+    /// Earlier medians whose errors are not all recorded yet: (origin, median, floor, steps fed).
+    pending: Vec<(usize, Vec<f64>, f64, usize)>,
+    band: Option<Band>,
+    calibrator: Option<Calibrator>,
+    last_fit: Option<usize>,
+    /// Fits that failed (history too short etc.), for the report.
+    pub failed_fits: usize,
+}
+
+impl Predictive {
+    pub fn new(
+        cfg: PlannerConfig,
+        forecast: ForecastSettings,
+        start: DateTime<Utc>,
+        step_secs: i64,
+        initial: u32,
+    ) -> Self {
+        Self {
+            cfg,
+            forecast,
+            step_secs,
+            start,
+            initial,
+            median: None,
+            pending: Vec::new(),
+            band: None,
+            calibrator: None,
+            last_fit: None,
+            failed_fits: 0,
+        }
+    }
+
+    fn horizon_steps(&self) -> usize {
+        let span = self.forecast.refit_secs
+            + self.cfg.boot_lead_secs
+            + self.cfg.hold_secs
+            + self.forecast.step_secs;
+        (span / self.step_secs) as usize + 1
+    }
+
+    /// Records the errors of every forecast step whose actual is now known (each step once).
+    fn score(&mut self, past: &[f64]) {
+        let (quantile, horizon) = (self.forecast.quantile, self.horizon_steps());
+        let calibrator = self
+            .calibrator
+            .get_or_insert_with(|| Calibrator::new(quantile, horizon, 20_000));
+        for (origin, median, floor, fed) in &mut self.pending {
+            while *fed < median.len() && *origin + *fed < past.len() {
+                let actual = past[*origin + *fed] / self.step_secs as f64;
+                calibrator.observe(*fed, median[*fed], actual, *floor);
+                *fed += 1;
+            }
+        }
+        self.pending
+            .retain(|(_, median, _, fed)| *fed < median.len());
+    }
+
+    fn refit(&mut self, past: &[f64]) {
+        let ratio = (self.forecast.step_secs / self.step_secs).max(1) as usize;
+        let fc_step = self.step_secs * ratio as i64;
+        let buckets = past.len() / ratio;
+        let from = buckets.saturating_sub((self.forecast.train_secs / fc_step) as usize);
+        let history: Vec<f64> = (from..buckets)
+            .map(|b| past[b * ratio..(b + 1) * ratio].iter().sum())
+            .collect();
+        let origin_step = buckets * ratio;
+        let horizon_steps = self.horizon_steps() + (past.len() - origin_step);
+        let horizon_buckets = horizon_steps.div_ceil(ratio) + 1;
+        let fitted = forecast(&ForecastRequest {
+            start: self.start + Duration::seconds(fc_step * from as i64),
+            step_secs: fc_step,
+            history: &history,
+            tz: self.forecast.tz,
+            horizon: horizon_buckets,
+            model: self.forecast.model,
+            transform: Transform::None,
+            outliers: Some(OutlierSettings::default()),
+            settings: ModelSettings::default(),
+        });
+        self.last_fit = Some(past.len());
+        match fitted {
+            Ok(f) => {
+                let median: Vec<f64> = (0..horizon_buckets * ratio)
+                    .map(|s| f.point[s / ratio].max(0.0) / fc_step as f64)
+                    .collect();
+                let floor = f.error_floor / fc_step as f64;
+                self.pending.push((origin_step, median.clone(), floor, 0));
+                self.median = Some((origin_step, median, floor));
+            }
+            Err(_) => {
+                self.failed_fits += 1;
+                self.median = None;
+            }
+        }
+    }
+
+    fn rebuild_band(&mut self) {
+        self.band = None;
+        let (Some((origin, median, floor)), Some(cal)) = (&self.median, &self.calibrator) else {
+            return;
+        };
+        if (0..self.horizon_steps()).any(|s| cal.count(s) < self.forecast.min_errors) {
+            return;
+        }
+        let upper = cal.upper_many(median, *floor);
+        self.band = Some(Band {
+            start: self.start + Duration::seconds(self.step_secs * *origin as i64),
+            step_secs: self.step_secs,
+            p50_rps: median.clone(),
+            upper_rps: upper,
+        });
+    }
+}
+
+impl Policy for Predictive {
+    fn name(&self) -> &str {
+        "predictive"
+    }
+    fn initial_gpus(&self) -> u32 {
+        self.initial
+    }
+    fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
+        let refit_steps = (self.forecast.refit_secs / self.step_secs).max(1) as usize;
+        let enough = past.len() as i64 * self.step_secs >= self.forecast.min_history_secs;
+        if enough && self.last_fit.is_none_or(|l| past.len() >= l + refit_steps) {
+            self.score(past);
+            self.refit(past);
+            self.rebuild_band();
+        }
+        let window = ((self
+            .cfg
+            .reactive
+            .scale_down_after_secs
+            .max(self.cfg.recent_secs))
+            / self.step_secs) as usize
+            + 1;
+        let rps = to_rps(&past[past.len().saturating_sub(window)..], self.step_secs);
+        plan(
+            &PlanInput {
+                now,
+                demand: Demand {
+                    step_secs: self.step_secs,
+                    rps: &rps,
+                },
+                forecast: self.band.as_ref(),
+                state,
+                strategy: Strategy::Predictive,
+            },
+            &self.cfg,
+        )
+    }
+}

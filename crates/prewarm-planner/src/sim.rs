@@ -1,0 +1,262 @@
+//! A deterministic fleet simulator: replays a trace through a policy.
+//!
+//! Each step (a minute, or the trace's own interval when shorter): GPUs whose boot has finished
+//! become ready, the policy decides with what it knows before the step, its orders are applied
+//! (a boot order is billed at once and serves after the boot time; terminations cancel the
+//! newest boots first), then the step's requests join a first-in first-out queue served at
+//! `gpu_rps` per ready GPU. Requests that waited longer than the timeout are lost as timed out.
+//! Billing is per GPU-second from boot order to termination.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::{Decision, FleetState, Order};
+
+/// How long a boot takes.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum BootTime {
+    /// Always this long.
+    Fixed { secs: i64 },
+    /// Uniform between the two, drawn from a seeded generator (the same seed, the same run).
+    Uniform {
+        min_secs: i64,
+        max_secs: i64,
+        seed: u64,
+    },
+}
+
+impl BootTime {
+    /// The longest boot.
+    pub fn max_secs(&self) -> i64 {
+        match *self {
+            BootTime::Fixed { secs } => secs,
+            BootTime::Uniform { max_secs, .. } => max_secs,
+        }
+    }
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SimConfig {
+    pub gpu_rps: f64,
+    pub timeout_secs: i64,
+    pub boot: BootTime,
+    pub price_usd_per_gpu_hour: f64,
+}
+
+/// Something that decides a fleet's orders step by step.
+pub trait Policy {
+    /// Name in reports.
+    fn name(&self) -> &str;
+    /// GPUs ready when the replay starts.
+    fn initial_gpus(&self) -> u32;
+    /// Decides at `now`; `past` holds the requests of every step before `now` only.
+    fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision;
+}
+
+/// One row of `decisions.csv`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepRecord {
+    pub timestamp: DateTime<Utc>,
+    pub gpus_ready: u32,
+    pub gpus_booting: u32,
+    pub gpus_billed: u32,
+    pub boot_orders: u32,
+    pub terminate_orders: u32,
+    pub demand_requests: f64,
+    pub served_requests: f64,
+    pub timed_out_requests: f64,
+    pub forecast_p50_rps: Option<f64>,
+    pub forecast_upper_rps: Option<f64>,
+    pub reason: String,
+}
+
+/// Totals of one replay.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimSummary {
+    pub policy: String,
+    pub gpu_hours: f64,
+    pub cost_usd: f64,
+    pub requests: f64,
+    pub timed_out_requests: f64,
+    pub timed_out_share: f64,
+    pub p99_wait_secs: f64,
+    pub boots: u64,
+    pub breaches: u64,
+}
+
+/// Deterministic 64-bit generator (SplitMix64): the same seed gives the same boots on every
+/// platform and library version.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Replays `requests` (per step of `step_secs`, the first step starting at `start`) through
+/// `policy`.
+pub fn simulate(
+    start: DateTime<Utc>,
+    step_secs: i64,
+    requests: &[f64],
+    policy: &mut dyn Policy,
+    cfg: &SimConfig,
+) -> (Vec<StepRecord>, SimSummary) {
+    let mut rng = match cfg.boot {
+        BootTime::Uniform { seed, .. } => SplitMix(seed),
+        BootTime::Fixed { .. } => SplitMix(0),
+    };
+    let mut state = FleetState {
+        gpus_ready: policy.initial_gpus(),
+        booting: Vec::new(),
+    };
+    // Ready time of each booting GPU, in the same order as `state.booting`.
+    let mut ready_at: Vec<DateTime<Utc>> = Vec::new();
+    // Queue of (arrival step, requests still waiting), oldest first.
+    let mut queue: std::collections::VecDeque<(usize, f64)> = Default::default();
+    let max_wait_steps = (cfg.timeout_secs / step_secs).max(0) as usize;
+    // served_by_wait[k]: requests served after waiting k steps.
+    let mut served_by_wait = vec![0.0; max_wait_steps + 1];
+    let mut records = Vec::with_capacity(requests.len());
+    let (mut gpu_secs, mut timed_out_total, mut boots, mut breaches) = (0.0, 0.0, 0u64, 0u64);
+
+    for (i, &arrivals) in requests.iter().enumerate() {
+        let now = start + Duration::seconds(step_secs * i as i64);
+        let mut k = 0;
+        while k < ready_at.len() {
+            if ready_at[k] <= now {
+                ready_at.remove(k);
+                state.booting.remove(k);
+                state.gpus_ready += 1;
+            } else {
+                k += 1;
+            }
+        }
+
+        let decision = policy.decide(now, &requests[..i], &state);
+        if decision.breach.is_some() {
+            breaches += 1;
+        }
+        let (mut booted, mut terminated) = (0, 0);
+        for order in &decision.orders {
+            match *order {
+                Order::Boot(n) => {
+                    for _ in 0..n {
+                        let secs = match cfg.boot {
+                            BootTime::Fixed { secs } => secs,
+                            BootTime::Uniform {
+                                min_secs, max_secs, ..
+                            } => min_secs + (rng.next_f64() * (max_secs - min_secs) as f64) as i64,
+                        };
+                        state.booting.push(now);
+                        ready_at.push(now + Duration::seconds(secs));
+                    }
+                    booted += n;
+                    boots += n as u64;
+                }
+                Order::Terminate(n) => {
+                    for _ in 0..n {
+                        if state.booting.pop().is_some() {
+                            ready_at.pop();
+                        } else if state.gpus_ready > 0 {
+                            state.gpus_ready -= 1;
+                        }
+                    }
+                    terminated += n;
+                }
+            }
+        }
+
+        queue.push_back((i, arrivals.max(0.0)));
+        let mut capacity = state.gpus_ready as f64 * cfg.gpu_rps * step_secs as f64;
+        let mut served = 0.0;
+        while capacity > 0.0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            let take = front.1.min(capacity);
+            front.1 -= take;
+            capacity -= take;
+            served += take;
+            served_by_wait[(i - front.0).min(max_wait_steps)] += take;
+            if front.1 <= 1e-9 {
+                queue.pop_front();
+            }
+        }
+        // Requests that would have waited past the timeout by the end of the next step are lost.
+        let mut timed_out = 0.0;
+        while let Some(&(arrived, waiting)) = queue.front() {
+            if (i + 1 - arrived) * step_secs as usize > cfg.timeout_secs as usize {
+                timed_out += waiting;
+                queue.pop_front();
+            } else {
+                break;
+            }
+        }
+        timed_out_total += timed_out;
+
+        let billed = state.provisioned();
+        gpu_secs += billed as f64 * step_secs as f64;
+        records.push(StepRecord {
+            timestamp: now,
+            gpus_ready: state.gpus_ready,
+            gpus_booting: state.booting.len() as u32,
+            gpus_billed: billed,
+            boot_orders: booted,
+            terminate_orders: terminated,
+            demand_requests: arrivals,
+            served_requests: served,
+            timed_out_requests: timed_out,
+            forecast_p50_rps: decision.forecast_p50_rps,
+            forecast_upper_rps: decision.forecast_upper_rps,
+            reason: decision.reason,
+        });
+    }
+    // Whatever is still queued at the end was neither served nor lost: it is not counted.
+    let total: f64 = requests.iter().map(|r| r.max(0.0)).sum();
+    let gpu_hours = gpu_secs / 3_600.0;
+    let summary = SimSummary {
+        policy: policy.name().to_string(),
+        gpu_hours,
+        cost_usd: gpu_hours * cfg.price_usd_per_gpu_hour,
+        requests: total,
+        timed_out_requests: timed_out_total,
+        timed_out_share: if total > 0.0 {
+            timed_out_total / total
+        } else {
+            0.0
+        },
+        p99_wait_secs: p99_wait(
+            &served_by_wait,
+            timed_out_total,
+            step_secs,
+            cfg.timeout_secs,
+        ),
+        boots,
+        breaches,
+    };
+    (records, summary)
+}
+
+/// The 99th percentile wait over served and timed-out requests (timed-out ones count as having
+/// waited the timeout), at the step's resolution.
+fn p99_wait(served_by_wait: &[f64], timed_out: f64, step_secs: i64, timeout_secs: i64) -> f64 {
+    let total: f64 = served_by_wait.iter().sum::<f64>() + timed_out;
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let mut seen = 0.0;
+    for (k, n) in served_by_wait.iter().enumerate() {
+        seen += n;
+        if seen >= 0.99 * total {
+            return (k as i64 * step_secs) as f64;
+        }
+    }
+    timeout_secs as f64
+}

@@ -1,0 +1,453 @@
+//! The planner's rules, each on a hand-made case, and the simulator's accounting.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::{
+    plan,
+    policies::{Clairvoyant, ForecastSettings, Predictive, Reactive, Static},
+    sim::{simulate, BootTime, SimConfig},
+    Band, CalendarOverride, Decision, Demand, FleetState, Order, OverMax, OverrideAction,
+    PlanInput, PlannerConfig, Strategy,
+};
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// A band of 1-minute buckets from `start`: `base` rps, `rush` rps from `rush_from` on.
+fn band(start: &str, minutes: usize, base: f64, rush: f64, rush_from: &str) -> Band {
+    let start = t(start);
+    let from = ((t(rush_from) - start).num_minutes()) as usize;
+    let p50: Vec<f64> = (0..minutes)
+        .map(|m| if m >= from { rush } else { base })
+        .collect();
+    Band {
+        start,
+        step_secs: 60,
+        upper_rps: p50.iter().map(|v| v * 1.1).collect(),
+        p50_rps: p50,
+    }
+}
+
+fn decide(
+    now: &str,
+    demand: &[f64],
+    forecast: Option<&Band>,
+    state: &FleetState,
+    cfg: &PlannerConfig,
+) -> Decision {
+    plan(
+        &PlanInput {
+            now: t(now),
+            demand: Demand {
+                step_secs: 60,
+                rps: demand,
+            },
+            forecast,
+            state,
+            strategy: if forecast.is_some() {
+                Strategy::Predictive
+            } else {
+                Strategy::Reactive
+            },
+        },
+        cfg,
+    )
+}
+
+fn ready(n: u32) -> FleetState {
+    FleetState {
+        gpus_ready: n,
+        booting: Vec::new(),
+    }
+}
+
+#[test]
+fn pre_warm_orders_one_boot_lead_time_before_the_rush() {
+    // 10 rps per GPU at 80%: base 14 rps (upper 15.4) needs 2 GPUs, the 9:00 rush of 80 rps
+    // (upper 88) needs 11.
+    let cfg = PlannerConfig::new(10.0);
+    let b = band(
+        "2026-03-02T08:00:00Z",
+        180,
+        14.0,
+        80.0,
+        "2026-03-02T09:00:00Z",
+    );
+    let quiet = [14.0; 10];
+    let early = decide("2026-03-02T08:45:00Z", &quiet, Some(&b), &ready(2), &cfg);
+    assert!(early.orders.is_empty(), "{early:?}");
+    let on_time = decide("2026-03-02T08:46:00Z", &quiet, Some(&b), &ready(2), &cfg);
+    assert_eq!(on_time.orders, vec![Order::Boot(9)], "{}", on_time.reason);
+    assert!(on_time.reason.starts_with("pre-warm"), "{}", on_time.reason);
+    // Once ordered, GPUs still booting count: nothing is ordered twice.
+    let booting = FleetState {
+        gpus_ready: 2,
+        booting: vec![t("2026-03-02T08:46:00Z"); 9],
+    };
+    let next = decide("2026-03-02T08:47:00Z", &quiet, Some(&b), &booting, &cfg);
+    assert!(next.orders.is_empty(), "{next:?}");
+    // A longer boot lead moves the order earlier by the same amount.
+    let slow = PlannerConfig {
+        boot_lead_secs: 1_200,
+        ..cfg.clone()
+    };
+    let d = decide("2026-03-02T08:36:00Z", &quiet, Some(&b), &ready(2), &slow);
+    assert_eq!(d.orders, vec![Order::Boot(9)]);
+}
+
+#[test]
+fn no_termination_of_what_the_forecast_needs_back_within_a_boot_time() {
+    let cfg = PlannerConfig::new(10.0);
+    // A dip to 8 rps for five minutes, with the 80 rps level back after it.
+    let mut b = band(
+        "2026-03-02T08:00:00Z",
+        120,
+        80.0,
+        80.0,
+        "2026-03-02T08:00:00Z",
+    );
+    for m in 30..35 {
+        b.p50_rps[m] = 8.0;
+        b.upper_rps[m] = 8.8;
+    }
+    let d = decide(
+        "2026-03-02T08:29:00Z",
+        &[8.0; 10],
+        Some(&b),
+        &ready(11),
+        &cfg,
+    );
+    assert!(d.orders.is_empty(), "{}", d.reason);
+    // A dip that lasts past the lead time and the hold is a real scale-down.
+    let low = band(
+        "2026-03-02T08:00:00Z",
+        120,
+        8.0,
+        8.0,
+        "2026-03-02T08:00:00Z",
+    );
+    // The upper 8.8 rps needs 2 GPUs at 80%.
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[8.0; 20],
+        Some(&low),
+        &ready(11),
+        &cfg,
+    );
+    assert_eq!(d.orders, vec![Order::Terminate(9)], "{}", d.reason);
+    // Recent demand also holds capacity: a peak 5 minutes ago keeps it.
+    let mut recent = [8.0; 20];
+    recent[15] = 80.0;
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &recent,
+        Some(&low),
+        &ready(11),
+        &cfg,
+    );
+    assert_eq!(
+        d.orders,
+        vec![Order::Terminate(1)],
+        "80 rps needs 10: {}",
+        d.reason
+    );
+}
+
+#[test]
+fn demand_above_the_band_triggers_the_reactive_path_at_once() {
+    let cfg = PlannerConfig::new(10.0);
+    let b = band(
+        "2026-03-02T08:00:00Z",
+        120,
+        16.0,
+        16.0,
+        "2026-03-02T08:00:00Z",
+    );
+    // The forecast says 2 GPUs; demand jumps to 50 rps: 50 / (10 x 0.6) needs 9.
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[16.0, 16.0, 50.0],
+        Some(&b),
+        &ready(2),
+        &cfg,
+    );
+    assert_eq!(d.orders, vec![Order::Boot(7)]);
+    assert!(d.reason.contains("above the forecast band"), "{}", d.reason);
+}
+
+#[test]
+fn reactive_scales_up_at_sixty_percent_and_down_after_thirty_quiet_minutes() {
+    let cfg = PlannerConfig::new(10.0);
+    // 5 GPUs: 31 rps is 62% load; booting GPUs count, so a second tick orders nothing more.
+    let d = decide("2026-03-02T08:00:00Z", &[31.0], None, &ready(5), &cfg);
+    assert_eq!(d.orders, vec![Order::Boot(1)], "{}", d.reason);
+    let booting = FleetState {
+        gpus_ready: 5,
+        booting: vec![t("2026-03-02T08:00:00Z")],
+    };
+    let d = decide("2026-03-02T08:01:00Z", &[31.0], None, &booting, &cfg);
+    assert!(d.orders.is_empty(), "{}", d.reason);
+    // 29 minutes under 20% is not enough; 30 are, and only one GPU goes.
+    assert!(
+        decide("2026-03-02T08:00:00Z", &[5.0; 29], None, &ready(5), &cfg)
+            .orders
+            .is_empty()
+    );
+    let d = decide("2026-03-02T08:00:00Z", &[5.0; 30], None, &ready(5), &cfg);
+    assert_eq!(d.orders, vec![Order::Terminate(1)]);
+    // Never below the minimum.
+    let d = decide("2026-03-02T08:00:00Z", &[0.0; 30], None, &ready(1), &cfg);
+    assert!(d.orders.is_empty());
+}
+
+#[test]
+fn limits_cap_the_plan_and_every_breach_is_reported() {
+    let b = band(
+        "2026-03-02T08:00:00Z",
+        120,
+        150.0,
+        150.0,
+        "2026-03-02T08:00:00Z",
+    );
+    let mut cfg = PlannerConfig::new(10.0);
+    cfg.max_gpus = 10;
+    // The upper 165 rps needs 21 GPUs at 80% (demand now is only 50 rps).
+    let d = decide("2026-03-02T08:30:00Z", &[50.0], Some(&b), &ready(10), &cfg);
+    assert!(d.orders.is_empty());
+    let breach = d.breach.clone().unwrap();
+    assert_eq!(
+        (
+            breach.wanted,
+            breach.limit,
+            breach.granted,
+            breach.limited_by
+        ),
+        (21, 10, 10, "max_gpus")
+    );
+    assert!(d.reason.contains("LIMIT"), "{}", d.reason);
+    cfg.over_max = OverMax::Exceed(0.2);
+    let d = decide("2026-03-02T08:30:00Z", &[50.0], Some(&b), &ready(10), &cfg);
+    assert_eq!(d.orders, vec![Order::Boot(2)]);
+    assert_eq!(d.breach.unwrap().granted, 12);
+    // A budget of $24/h at $3 per GPU-hour allows 8.
+    cfg.over_max = OverMax::Honour;
+    cfg.budget_usd_per_hour = Some(24.0);
+    let d = decide("2026-03-02T08:30:00Z", &[50.0], Some(&b), &ready(10), &cfg);
+    assert_eq!(d.orders, vec![Order::Terminate(2)]);
+    assert_eq!(d.breach.unwrap().limited_by, "budget");
+    // The minimum holds even with no demand.
+    cfg.min_gpus = 3;
+    let d = decide("2026-03-02T08:30:00Z", &[0.0], None, &ready(0), &cfg);
+    assert_eq!(d.orders, vec![Order::Boot(3)]);
+}
+
+#[test]
+fn calendar_overrides_follow_the_local_clock_across_dst() {
+    // A launch from 9:00 to 10:00 New York time on 2026-03-09, the day after clocks moved to EDT:
+    // 9:00 EDT is 13:00Z (it would be 14:00Z in winter).
+    let mut cfg = PlannerConfig::new(10.0);
+    cfg.tz = "America/New_York".parse().unwrap();
+    let day = NaiveDate::from_ymd_opt(2026, 3, 9).unwrap();
+    cfg.overrides.push(CalendarOverride {
+        start: day.and_hms_opt(9, 0, 0).unwrap(),
+        end: day.and_hms_opt(10, 0, 0).unwrap(),
+        action: OverrideAction::Multiply(3.0),
+    });
+    let b = band(
+        "2026-03-09T12:00:00Z",
+        180,
+        10.0,
+        10.0,
+        "2026-03-09T12:00:00Z",
+    );
+    let p50 = |now: &str, cfg: &PlannerConfig| {
+        decide(now, &[10.0], Some(&b), &ready(20), cfg)
+            .forecast_p50_rps
+            .unwrap()
+    };
+    assert_eq!(p50("2026-03-09T12:59:00Z", &cfg), 10.0);
+    assert_eq!(p50("2026-03-09T13:00:00Z", &cfg), 30.0);
+    assert_eq!(p50("2026-03-09T13:59:00Z", &cfg), 30.0);
+    assert_eq!(p50("2026-03-09T14:00:00Z", &cfg), 10.0);
+    // The pre-warm for the launch goes out a boot lead time before 13:00Z.
+    let d = decide("2026-03-09T12:50:00Z", &[10.0], Some(&b), &ready(2), &cfg);
+    assert!(matches!(d.orders[..], [Order::Boot(_)]), "{}", d.reason);
+    // Pinning replaces the forecast.
+    cfg.overrides[0].action = OverrideAction::PinRps(0.0);
+    assert_eq!(p50("2026-03-09T13:30:00Z", &cfg), 0.0);
+}
+
+fn sim_cfg(boot_secs: i64, timeout_secs: i64) -> SimConfig {
+    SimConfig {
+        gpu_rps: 1.0,
+        timeout_secs,
+        boot: BootTime::Fixed { secs: boot_secs },
+        price_usd_per_gpu_hour: 3.0,
+    }
+}
+
+#[test]
+fn simulator_accounting_matches_a_hand_computed_case() {
+    // One GPU serving 1 rps = 60 requests a minute; 60, 150, 0, 0, 0 arrive.
+    let start = t("2026-03-02T00:00:00Z");
+    let (rows, s) = simulate(
+        start,
+        60,
+        &[60.0, 150.0, 0.0, 0.0, 0.0],
+        &mut Static { gpus: 1 },
+        &sim_cfg(600, 120),
+    );
+    let served: Vec<f64> = rows.iter().map(|r| r.served_requests).collect();
+    // Minute 1 serves 60 of 150; minute 2 serves 60 more (1 minute wait); minute 3 the last 30
+    // (2 minutes = the timeout, still served).
+    assert_eq!(served, vec![60.0, 60.0, 60.0, 30.0, 0.0]);
+    assert_eq!(s.timed_out_requests, 0.0);
+    assert!((s.gpu_hours - 5.0 / 60.0).abs() < 1e-12);
+    assert!((s.cost_usd - 0.25).abs() < 1e-12);
+    // With a 1-minute timeout the last 30 are lost after waiting through minute 2.
+    let (rows, s) = simulate(
+        start,
+        60,
+        &[60.0, 150.0, 0.0, 0.0, 0.0],
+        &mut Static { gpus: 1 },
+        &sim_cfg(600, 60),
+    );
+    assert_eq!(rows[2].timed_out_requests, 30.0);
+    assert!((s.timed_out_share - 30.0 / 210.0).abs() < 1e-12);
+    assert_eq!(s.p99_wait_secs, 60.0);
+}
+
+#[test]
+fn a_boot_is_billed_from_its_order_and_serves_after_the_boot_time() {
+    // The clairvoyant sees 120 requests a minute from minute 3 and a 2-minute boot.
+    let start = t("2026-03-02T00:00:00Z");
+    let demand = [0.0, 0.0, 0.0, 120.0, 120.0];
+    let mut policy = Clairvoyant {
+        future: demand.to_vec(),
+        step_secs: 60,
+        gpu_rps: 1.0,
+        boot_secs: 120,
+    };
+    let (rows, s) = simulate(start, 60, &demand, &mut policy, &sim_cfg(120, 120));
+    assert_eq!(
+        rows[1].boot_orders, 2,
+        "ordered at minute 1, two minutes ahead"
+    );
+    assert_eq!(
+        (
+            rows[1].gpus_ready,
+            rows[1].gpus_booting,
+            rows[1].gpus_billed
+        ),
+        (0, 2, 2)
+    );
+    assert_eq!(rows[3].gpus_ready, 2);
+    assert_eq!(s.timed_out_requests, 0.0);
+    // Billed: 2 GPUs for minutes 1 to 4.
+    assert!((s.gpu_hours - 8.0 / 60.0).abs() < 1e-12);
+    // Random boot times are reproducible from the seed.
+    let random = SimConfig {
+        boot: BootTime::Uniform {
+            min_secs: 60,
+            max_secs: 300,
+            seed: 7,
+        },
+        ..sim_cfg(0, 120)
+    };
+    let mut reactive = Reactive {
+        cfg: PlannerConfig::new(1.0),
+        step_secs: 60,
+        initial: 1,
+    };
+    let once = simulate(
+        start,
+        60,
+        &[60.0, 200.0, 200.0, 200.0, 200.0, 200.0],
+        &mut reactive.clone(),
+        &random,
+    );
+    let twice = simulate(
+        start,
+        60,
+        &[60.0, 200.0, 200.0, 200.0, 200.0, 200.0],
+        &mut reactive,
+        &random,
+    );
+    assert_eq!(once, twice);
+}
+
+/// Three days of 1-minute traffic with a daily rush.
+fn daily_trace(days: usize) -> Vec<f64> {
+    (0..days * 1440)
+        .map(|m| {
+            let hour = (m % 1440) as f64 / 60.0;
+            let x = (m as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            let noise = (x % 1000) as f64 / 1000.0 - 0.5;
+            (600.0 + 2400.0 * (-(hour - 14.0).powi(2) / 8.0).exp()) * (1.0 + 0.1 * noise)
+        })
+        .collect()
+}
+
+fn predictive(start: DateTime<Utc>) -> Predictive {
+    let mut cfg = PlannerConfig::new(2.5);
+    cfg.boot_lead_secs = 600;
+    let settings = ForecastSettings {
+        min_errors: 30,
+        ..ForecastSettings::default()
+    };
+    Predictive::new(cfg, settings, start, 60, 4)
+}
+
+#[test]
+fn replaying_a_cut_trace_leaves_every_earlier_decision_unchanged() {
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(3);
+    let cut = 2 * 1440 + 13 * 60;
+    let cfg = SimConfig {
+        gpu_rps: 2.5,
+        ..sim_cfg(600, 120)
+    };
+    let (full, _) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
+    let (part, _) = simulate(start, 60, &trace[..cut], &mut predictive(start), &cfg);
+    assert_eq!(&full[..cut], &part[..]);
+    // The forecast was in charge during the replay, not only the fallback.
+    assert!(
+        full.iter().any(|r| r.reason.starts_with("pre-warm")),
+        "no pre-warm decision"
+    );
+}
+
+#[test]
+fn predictive_beats_reactive_on_a_daily_rush() {
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(4);
+    let cfg = SimConfig {
+        gpu_rps: 2.5,
+        ..sim_cfg(600, 120)
+    };
+    let (pred, _) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
+    let mut r = Reactive {
+        cfg: PlannerConfig::new(2.5),
+        step_secs: 60,
+        initial: 4,
+    };
+    let (react, _) = simulate(start, 60, &trace, &mut r, &cfg);
+    // Score the last day, when the forecast has two days of history behind it.
+    let last_day = |rows: &[crate::sim::StepRecord]| {
+        let day = &rows[3 * 1440..];
+        let lost: f64 = day.iter().map(|r| r.timed_out_requests).sum();
+        let billed: u32 = day.iter().map(|r| r.gpus_billed).sum();
+        (lost, billed)
+    };
+    let (p_lost, p_billed) = last_day(&pred);
+    let (r_lost, r_billed) = last_day(&react);
+    assert!(
+        p_lost <= r_lost,
+        "timed out: predictive {p_lost} reactive {r_lost}"
+    );
+    assert!(
+        p_billed < r_billed,
+        "GPU-minutes: predictive {p_billed} reactive {r_billed}"
+    );
+}
