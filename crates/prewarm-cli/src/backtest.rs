@@ -114,14 +114,19 @@ fn duration_in_steps(text: &str, what: &str, step_secs: i64) -> anyhow::Result<u
     Ok((secs / step_secs) as usize)
 }
 
-pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
-    let (mut trace, name) = match &args.trace {
+/// Reads a trace, or the bundled fixture when no path is given; returns it with its name.
+pub fn load_trace(path: Option<&Path>) -> anyhow::Result<(Trace, String)> {
+    Ok(match path {
         Some(path) => (read_trace(path)?, path.display().to_string()),
         None => (
             parse_trace(BUNDLED.as_bytes(), Path::new(BUNDLED_NAME))?,
             BUNDLED_NAME.to_string(),
         ),
-    };
+    })
+}
+
+pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
+    let (mut trace, name) = load_trace(args.trace.as_deref())?;
     if let Some(resample) = &args.resample {
         let secs = parse_duration(resample).map_err(|e| anyhow::anyhow!("--resample: {e}"))?;
         trace = resample_sum(&trace, secs)?;

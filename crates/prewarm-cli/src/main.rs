@@ -1,12 +1,13 @@
 //! `prewarm`: the command line of the predictive GPU autoscaler.
 //!
 //! Everything here works on files, with no server: converting public traces into the project's
-//! trace format, and backtesting forecasts on a trace.
+//! trace format, backtesting forecasts, and replaying traces through the planner.
 
 mod backtest;
 mod import;
 mod output;
 mod plot;
+mod simulate;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,10 @@ enum Command {
     },
     /// Rolling-origin backtest of the forecasting models on a trace.
     Backtest(backtest::BacktestArgs),
+    /// Replay a trace through the planner and the alternatives; compare GPU-hours and timeouts.
+    Simulate(simulate::SimulateArgs),
+    /// Sweep the planner's knobs on a trace; pick the cheapest within a timed-out target.
+    Tune(simulate::TuneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +57,8 @@ fn main() {
             command: TraceCommand::Check { trace },
         } => check(&trace),
         Command::Backtest(args) => backtest::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Tune(args) => simulate::tune(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

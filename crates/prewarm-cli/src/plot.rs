@@ -92,3 +92,73 @@ pub fn backtest_svg(
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// Demand (in GPUs needed at full load) and each policy's ready GPUs over the replay.
+pub fn capacity_svg(
+    path: &Path,
+    replay: &crate::simulate::Replay,
+    results: &[(
+        Vec<prewarm_planner::sim::StepRecord>,
+        prewarm_planner::sim::SimSummary,
+    )],
+) -> anyhow::Result<()> {
+    let n = replay.requests.len();
+    // At most ~2,000 points a line: each point is the maximum over its stride.
+    let stride = n.div_ceil(2_000).max(1);
+    let hours = |i: usize| i as f64 * replay.step_secs as f64 / 3600.0;
+    let needed: Vec<f64> = replay
+        .requests
+        .iter()
+        .map(|r| r / replay.step_secs as f64 / replay.gpu_rps)
+        .collect();
+    let top = results
+        .iter()
+        .flat_map(|(rows, _)| rows.iter().map(|r| r.gpus_ready as f64))
+        .chain(needed.iter().copied())
+        .fold(1.0, f64::max);
+    let tmp = path.with_extension("partial.svg");
+    {
+        let root = SVGBackend::new(&tmp, (1400, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "GPUs needed (demand) and GPUs ready per policy",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..hours(n), 0.0..top * 1.05)?;
+        chart
+            .configure_mesh()
+            .x_desc("hours since the trace's start")
+            .y_desc("GPUs")
+            .draw()?;
+        let strided = |values: &[f64]| -> Vec<(f64, f64)> {
+            values
+                .chunks(stride)
+                .enumerate()
+                .map(|(k, c)| (hours(k * stride), c.iter().copied().fold(0.0, f64::max)))
+                .collect()
+        };
+        chart
+            .draw_series(LineSeries::new(strided(&needed), BLACK.stroke_width(1)))?
+            .label("needed at full load")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        for (k, (rows, summary)) in results.iter().enumerate() {
+            let colour = Palette99::pick(k + 1).to_rgba();
+            let ready: Vec<f64> = rows.iter().map(|r| r.gpus_ready as f64).collect();
+            chart
+                .draw_series(LineSeries::new(strided(&ready), colour.stroke_width(1)))?
+                .label(summary.policy.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}

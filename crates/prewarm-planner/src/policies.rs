@@ -128,6 +128,17 @@ impl Policy for Clairvoyant {
     }
 }
 
+/// Holds up to this long share one forecast horizon.
+const MAX_SHARED_HOLD_SECS: i64 = 1_800;
+
+/// Medians computed once and shared by predictive policies that differ only in planning knobs
+/// (quantile, hold, utilisation): keyed by the step at which the refit ran.
+pub type ForecastCache =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<usize, Option<Median>>>>;
+
+/// A median forecast per step: (origin step, rps per step, error floor in rps).
+pub type Median = (usize, Vec<f64>, f64);
+
 /// Settings of the predictive policy's forecasts.
 #[derive(Debug, Clone)]
 pub struct ForecastSettings {
@@ -172,7 +183,9 @@ pub struct Predictive {
     pub start: DateTime<Utc>,
     pub initial: u32,
     /// Median per step from the latest fit, its origin step and the error floor (rps).
-    median: Option<(usize, Vec<f64>, f64)>,
+    median: Option<Median>,
+    /// Shared medians, when several settings replay the same trace.
+    pub cache: Option<ForecastCache>,
     /// Earlier medians whose errors are not all recorded yet: (origin, median, floor, steps fed).
     pending: Vec<(usize, Vec<f64>, f64, usize)>,
     band: Option<Band>,
@@ -197,6 +210,7 @@ impl Predictive {
             start,
             initial,
             median: None,
+            cache: None,
             pending: Vec::new(),
             band: None,
             calibrator: None,
@@ -205,10 +219,12 @@ impl Predictive {
         }
     }
 
+    /// Steps each forecast covers: to the next refit plus a boot lead and a hold (at least 30
+    /// minutes, so forecasts can be shared between settings whose hold differs).
     fn horizon_steps(&self) -> usize {
         let span = self.forecast.refit_secs
             + self.cfg.boot_lead_secs
-            + self.cfg.hold_secs
+            + self.cfg.hold_secs.max(MAX_SHARED_HOLD_SECS)
             + self.forecast.step_secs;
         (span / self.step_secs) as usize + 1
     }
@@ -231,6 +247,36 @@ impl Predictive {
     }
 
     fn refit(&mut self, past: &[f64]) {
+        self.last_fit = Some(past.len());
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.lock().ok().and_then(|m| m.get(&past.len()).cloned()));
+        let median = match cached {
+            Some(m) => m,
+            None => {
+                let m = self.fit_median(past);
+                if let Some(c) = &self.cache {
+                    if let Ok(mut map) = c.lock() {
+                        map.insert(past.len(), m.clone());
+                    }
+                }
+                m
+            }
+        };
+        match median {
+            Some((origin, median, floor)) => {
+                self.pending.push((origin, median.clone(), floor, 0));
+                self.median = Some((origin, median, floor));
+            }
+            None => {
+                self.failed_fits += 1;
+                self.median = None;
+            }
+        }
+    }
+
+    fn fit_median(&self, past: &[f64]) -> Option<Median> {
         let ratio = (self.forecast.step_secs / self.step_secs).max(1) as usize;
         let fc_step = self.step_secs * ratio as i64;
         let buckets = past.len() / ratio;
@@ -252,21 +298,11 @@ impl Predictive {
             outliers: Some(OutlierSettings::default()),
             settings: ModelSettings::default(),
         });
-        self.last_fit = Some(past.len());
-        match fitted {
-            Ok(f) => {
-                let median: Vec<f64> = (0..horizon_buckets * ratio)
-                    .map(|s| f.point[s / ratio].max(0.0) / fc_step as f64)
-                    .collect();
-                let floor = f.error_floor / fc_step as f64;
-                self.pending.push((origin_step, median.clone(), floor, 0));
-                self.median = Some((origin_step, median, floor));
-            }
-            Err(_) => {
-                self.failed_fits += 1;
-                self.median = None;
-            }
-        }
+        let f = fitted.ok()?;
+        let median: Vec<f64> = (0..horizon_buckets * ratio)
+            .map(|s| f.point[s / ratio].max(0.0) / fc_step as f64)
+            .collect();
+        Some((origin_step, median, f.error_floor / fc_step as f64))
     }
 
     fn rebuild_band(&mut self) {

@@ -41,6 +41,9 @@ pub struct SimConfig {
     pub timeout_secs: i64,
     pub boot: BootTime,
     pub price_usd_per_gpu_hour: f64,
+    /// Steps before this one run but are not counted in the summary (a warm-up during which
+    /// forecasts have too little history).
+    pub score_from_step: usize,
 }
 
 /// Something that decides a fleet's orders step by step.
@@ -125,6 +128,7 @@ pub fn simulate(
     let mut served_by_wait = vec![0.0; max_wait_steps + 1];
     let mut records = Vec::with_capacity(requests.len());
     let (mut gpu_secs, mut timed_out_total, mut boots, mut breaches) = (0.0, 0.0, 0u64, 0u64);
+    let mut scored_requests = 0.0;
 
     for (i, &arrivals) in requests.iter().enumerate() {
         let now = start + Duration::seconds(step_secs * i as i64);
@@ -140,9 +144,6 @@ pub fn simulate(
         }
 
         let decision = policy.decide(now, &requests[..i], &state);
-        if decision.breach.is_some() {
-            breaches += 1;
-        }
         let (mut booted, mut terminated) = (0, 0);
         for order in &decision.orders {
             match *order {
@@ -158,7 +159,6 @@ pub fn simulate(
                         ready_at.push(now + Duration::seconds(secs));
                     }
                     booted += n;
-                    boots += n as u64;
                 }
                 Order::Terminate(n) => {
                     for _ in 0..n {
@@ -184,7 +184,9 @@ pub fn simulate(
             front.1 -= take;
             capacity -= take;
             served += take;
-            served_by_wait[(i - front.0).min(max_wait_steps)] += take;
+            if front.0 >= cfg.score_from_step {
+                served_by_wait[(i - front.0).min(max_wait_steps)] += take;
+            }
             if front.1 <= 1e-9 {
                 queue.pop_front();
             }
@@ -199,10 +201,16 @@ pub fn simulate(
                 break;
             }
         }
-        timed_out_total += timed_out;
-
         let billed = state.provisioned();
-        gpu_secs += billed as f64 * step_secs as f64;
+        if i >= cfg.score_from_step {
+            timed_out_total += timed_out;
+            gpu_secs += billed as f64 * step_secs as f64;
+            scored_requests += arrivals.max(0.0);
+            if decision.breach.is_some() {
+                breaches += 1;
+            }
+            boots += booted as u64;
+        }
         records.push(StepRecord {
             timestamp: now,
             gpus_ready: state.gpus_ready,
@@ -219,7 +227,7 @@ pub fn simulate(
         });
     }
     // Whatever is still queued at the end was neither served nor lost: it is not counted.
-    let total: f64 = requests.iter().map(|r| r.max(0.0)).sum();
+    let total = scored_requests;
     let gpu_hours = gpu_secs / 3_600.0;
     let summary = SimSummary {
         policy: policy.name().to_string(),

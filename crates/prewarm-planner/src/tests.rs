@@ -284,6 +284,7 @@ fn sim_cfg(boot_secs: i64, timeout_secs: i64) -> SimConfig {
         timeout_secs,
         boot: BootTime::Fixed { secs: boot_secs },
         price_usd_per_gpu_hour: 3.0,
+        score_from_step: 0,
     }
 }
 
@@ -375,6 +376,20 @@ fn a_boot_is_billed_from_its_order_and_serves_after_the_boot_time() {
         &random,
     );
     assert_eq!(once, twice);
+    // Steps before the scored window run but do not count.
+    let later = SimConfig {
+        score_from_step: 2,
+        ..sim_cfg(600, 120)
+    };
+    let (_, s) = simulate(
+        start,
+        60,
+        &[60.0, 150.0, 0.0, 0.0, 0.0],
+        &mut Static { gpus: 1 },
+        &later,
+    );
+    assert_eq!(s.requests, 0.0);
+    assert!((s.gpu_hours - 3.0 / 60.0).abs() < 1e-12);
 }
 
 /// Three days of 1-minute traffic with a daily rush.

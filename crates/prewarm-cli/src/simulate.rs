@@ -1,0 +1,657 @@
+//! `prewarm simulate` and `prewarm tune`: replay a trace through the planner and the
+//! alternatives a user has, and compare GPU-hours with timed-out requests.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{ensure, Context};
+use chrono_tz::Tz;
+use clap::Args;
+use prewarm_core::{format_duration, parse_duration, Trace};
+use prewarm_forecast::interpolate;
+use prewarm_planner::{
+    policies::{Clairvoyant, ForecastCache, ForecastSettings, Predictive, Reactive, Static},
+    sim::{simulate, BootTime, Policy, SimConfig, SimSummary, StepRecord},
+    PlannerConfig,
+};
+use serde::Serialize;
+
+/// Settings shared by `simulate` and `tune`.
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    /// Trace in the project's format; without it, the bundled NAB ELB fixture.
+    pub trace: Option<PathBuf>,
+    /// Requests per second one GPU serves at full load; by default sized so the trace's peak
+    /// needs --peak-gpus GPUs.
+    #[arg(long)]
+    pub gpu_rps: Option<f64>,
+    /// GPUs the trace's peak minute needs at full load, when --gpu-rps is not given.
+    #[arg(long, default_value_t = 20)]
+    pub peak_gpus: u32,
+    /// Boot time: from order to serving.
+    #[arg(long, default_value = "10m")]
+    pub boot: String,
+    /// Longest boot time: boots are drawn uniformly between --boot and this (seeded).
+    #[arg(long)]
+    pub boot_max: Option<String>,
+    /// Seed of the boot-time draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A request that waited longer than this is lost.
+    #[arg(long, default_value = "2m")]
+    pub timeout: String,
+    /// Price of one GPU-hour in US dollars.
+    #[arg(long, default_value_t = 3.0)]
+    pub price: f64,
+    /// IANA time zone of the fleet (seasons and overrides follow its wall clock).
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Steps replayed before scoring starts (forecasts need history); default 2d when the trace
+    /// has at least 4 days, else 0.
+    #[arg(long)]
+    pub warmup: Option<String>,
+    /// Time between forecast refits of the predictive policy.
+    #[arg(long, default_value = "1h")]
+    pub refit: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    /// Policies to replay, comma-separated: predictive, reactive, static, clairvoyant.
+    #[arg(
+        long,
+        default_value = "predictive,reactive,static,clairvoyant",
+        value_delimiter = ','
+    )]
+    pub policies: Vec<String>,
+    /// Upper quantile the predictive policy sizes on.
+    #[arg(long, default_value_t = 0.95)]
+    pub quantile: f64,
+    /// Share of each GPU's capacity that predictive sizing plans to use.
+    #[arg(long, default_value_t = 0.8)]
+    pub utilization: f64,
+    /// Window after the boot lead time a pre-warm is sized for.
+    #[arg(long, default_value = "5m")]
+    pub hold: String,
+    /// Folder for per-policy decisions.csv, summary.json and plot.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// A trace ready to replay: requests per step, steps of a minute or shorter.
+pub struct Replay {
+    pub name: String,
+    pub trace: Trace,
+    pub requests: Vec<f64>,
+    pub step_secs: i64,
+    pub gpu_rps: f64,
+    pub sim: SimConfig,
+    pub tz: Option<Tz>,
+    pub refit_secs: i64,
+}
+
+impl Replay {
+    pub fn load(args: &ReplayArgs) -> anyhow::Result<Self> {
+        let (trace, name) = crate::backtest::load_trace(args.trace.as_deref())?;
+        // Replays run in steps of a minute at most: a coarser bucket is spread evenly.
+        let split = (trace.step_secs / 60).max(1) as usize;
+        ensure!(
+            trace.step_secs <= 60 || trace.step_secs % 60 == 0,
+            "the trace's {} interval is not a whole number of minutes",
+            format_duration(trace.step_secs)
+        );
+        let step_secs = trace.step_secs / split as i64;
+        let filled =
+            interpolate(&trace.requests).context("the trace has no observed values to replay")?;
+        let requests: Vec<f64> = filled
+            .iter()
+            .flat_map(|v| std::iter::repeat_n(v / split as f64, split))
+            .collect();
+        let peak_rps = requests.iter().copied().fold(0.0, f64::max) / step_secs as f64;
+        ensure!(peak_rps > 0.0, "the trace has no requests to replay");
+        let gpu_rps = match args.gpu_rps {
+            Some(r) => {
+                ensure!(
+                    r.is_finite() && r > 0.0,
+                    "--gpu-rps must be a positive number"
+                );
+                r
+            }
+            None => {
+                ensure!(args.peak_gpus > 0, "--peak-gpus must be at least 1");
+                peak_rps / args.peak_gpus as f64
+            }
+        };
+        let secs = |text: &str, what: &str| {
+            parse_duration(text).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+        };
+        let boot_secs = secs(&args.boot, "boot")?;
+        let boot = match &args.boot_max {
+            Some(max) => {
+                let max_secs = secs(max, "boot-max")?;
+                ensure!(
+                    max_secs >= boot_secs,
+                    "--boot-max must not be shorter than --boot"
+                );
+                BootTime::Uniform {
+                    min_secs: boot_secs,
+                    max_secs,
+                    seed: args.seed,
+                }
+            }
+            None => BootTime::Fixed { secs: boot_secs },
+        };
+        let span_secs = requests.len() as i64 * step_secs;
+        let warmup_secs = match &args.warmup {
+            Some(w) if w == "0" => 0,
+            Some(w) => secs(w, "warmup")?,
+            None if span_secs >= 4 * 86_400 => 2 * 86_400,
+            None => 0,
+        };
+        ensure!(
+            warmup_secs < span_secs,
+            "--warmup is as long as the trace: nothing would be scored"
+        );
+        ensure!(
+            args.price.is_finite() && args.price >= 0.0,
+            "--price must be zero or more"
+        );
+        let tz = args
+            .tz
+            .as_deref()
+            .map(|t| {
+                t.parse::<Tz>().map_err(|_| {
+                    anyhow::anyhow!("--tz `{t}` is not an IANA time zone such as Europe/Berlin")
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            name,
+            trace,
+            requests,
+            step_secs,
+            gpu_rps,
+            sim: SimConfig {
+                gpu_rps,
+                timeout_secs: secs(&args.timeout, "timeout")?,
+                boot,
+                price_usd_per_gpu_hour: args.price,
+                score_from_step: (warmup_secs / step_secs) as usize,
+            },
+            tz,
+            refit_secs: secs(&args.refit, "refit")?,
+        })
+    }
+
+    /// Steps replayed without scoring.
+    pub fn warmup_steps(&self) -> usize {
+        self.sim.score_from_step
+    }
+
+    pub fn planner(&self, utilization: f64, hold_secs: i64) -> PlannerConfig {
+        let mut cfg = PlannerConfig::new(self.gpu_rps);
+        cfg.target_utilization = utilization;
+        cfg.boot_lead_secs = self.sim.boot.max_secs();
+        cfg.hold_secs = hold_secs;
+        cfg.price_usd_per_gpu_hour = self.sim.price_usd_per_gpu_hour;
+        cfg.tz = self.tz.unwrap_or(Tz::UTC);
+        cfg
+    }
+
+    fn initial_gpus(&self) -> u32 {
+        let first = self.requests.first().copied().unwrap_or(0.0) / self.step_secs as f64;
+        ((first / (self.gpu_rps * 0.6)).ceil() as u32).max(1)
+    }
+
+    pub fn predictive(
+        &self,
+        quantile: f64,
+        utilization: f64,
+        hold_secs: i64,
+        cache: Option<ForecastCache>,
+    ) -> Predictive {
+        let settings = ForecastSettings {
+            refit_secs: self.refit_secs,
+            quantile,
+            tz: self.tz,
+            step_secs: if self.step_secs < 300 && 300 % self.step_secs == 0 {
+                300
+            } else {
+                self.step_secs
+            },
+            ..ForecastSettings::default()
+        };
+        let mut p = Predictive::new(
+            self.planner(utilization, hold_secs),
+            settings,
+            self.trace.start,
+            self.step_secs,
+            self.initial_gpus(),
+        );
+        p.cache = cache;
+        p
+    }
+
+    fn policy(
+        &self,
+        name: &str,
+        args: &SimulateArgs,
+        hold_secs: i64,
+    ) -> anyhow::Result<Box<dyn Policy + Send>> {
+        Ok(match name {
+            "predictive" => {
+                Box::new(self.predictive(args.quantile, args.utilization, hold_secs, None))
+            }
+            "reactive" => Box::new(Reactive {
+                cfg: self.planner(args.utilization, hold_secs),
+                step_secs: self.step_secs,
+                initial: self.initial_gpus(),
+            }),
+            "static" => {
+                let peak =
+                    self.requests.iter().copied().fold(0.0, f64::max) / self.step_secs as f64;
+                Box::new(Static {
+                    gpus: (peak / (self.gpu_rps * args.utilization)).ceil() as u32,
+                })
+            }
+            "clairvoyant" => Box::new(Clairvoyant {
+                future: self.requests.clone(),
+                step_secs: self.step_secs,
+                gpu_rps: self.gpu_rps,
+                boot_secs: self.sim.boot.max_secs(),
+            }),
+            other => anyhow::bail!(
+                "unknown policy `{other}`: choose from predictive, reactive, static, clairvoyant"
+            ),
+        })
+    }
+
+    /// GPU-hours of capacity that exactly matches each scored step, boot time free.
+    pub fn lower_bound_gpu_hours(&self) -> f64 {
+        self.requests[self.warmup_steps()..]
+            .iter()
+            .map(|r| {
+                (r / self.step_secs as f64 / self.gpu_rps - 1e-9)
+                    .ceil()
+                    .max(0.0)
+            })
+            .sum::<f64>()
+            * self.step_secs as f64
+            / 3_600.0
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SimulateSummary<'a> {
+    trace: &'a str,
+    step: String,
+    gpu_rps: f64,
+    boot: BootTime,
+    timeout_secs: i64,
+    price_usd_per_gpu_hour: f64,
+    scored_from: String,
+    lower_bound_gpu_hours: f64,
+    policies: Vec<PolicySummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicySummary {
+    #[serde(flatten)]
+    pub sim: SimSummary,
+    pub cost_vs_clairvoyant: Option<f64>,
+}
+
+pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let replay = Replay::load(&args.replay)?;
+    let hold_secs = parse_duration(&args.hold).map_err(|e| anyhow::anyhow!("--hold: {e}"))?;
+    ensure!(
+        (0.5..1.0).contains(&args.quantile),
+        "--quantile must be at least 0.5 and below 1"
+    );
+    ensure!(
+        args.utilization > 0.0 && args.utilization <= 1.0,
+        "--utilization must be above 0 and at most 1"
+    );
+    let mut policies = Vec::new();
+    for name in &args.policies {
+        policies.push(replay.policy(name.trim(), args, hold_secs)?);
+    }
+    println!("{}", crate::output::describe(&replay.trace, &replay.name));
+    println!(
+        "replay: {} steps of {}, GPU serves {:.3} rps, boot {}, timeout {}, ${:.2}/GPU-hour; scored from {}",
+        replay.requests.len(),
+        format_duration(replay.step_secs),
+        replay.gpu_rps,
+        match replay.sim.boot {
+            BootTime::Fixed { secs } => format_duration(secs),
+            BootTime::Uniform { min_secs, max_secs, seed } =>
+                format!("{} to {} (seed {seed})", format_duration(min_secs), format_duration(max_secs)),
+        },
+        format_duration(replay.sim.timeout_secs),
+        replay.sim.price_usd_per_gpu_hour,
+        replay.trace.start + chrono::Duration::seconds(replay.step_secs * replay.warmup_steps() as i64),
+    );
+
+    let results: Vec<(Vec<StepRecord>, SimSummary)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = policies
+            .into_iter()
+            .map(|mut p| {
+                let replay = &replay;
+                scope.spawn(move || {
+                    simulate(
+                        replay.trace.start,
+                        replay.step_secs,
+                        &replay.requests,
+                        p.as_mut(),
+                        &replay.sim,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a replay thread panicked"))
+            .collect()
+    });
+    let summaries = with_ratio(results.iter().map(|(_, s)| s.clone()).collect());
+    let lower = replay.lower_bound_gpu_hours();
+    print!("{}", table(&summaries, lower));
+
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (records, summary) in &results {
+            let sub = dir.join(&summary.policy);
+            std::fs::create_dir_all(&sub)?;
+            write_decisions(&sub.join("decisions.csv"), records)?;
+        }
+        let summary = SimulateSummary {
+            trace: &replay.name,
+            step: format_duration(replay.step_secs),
+            gpu_rps: replay.gpu_rps,
+            boot: replay.sim.boot,
+            timeout_secs: replay.sim.timeout_secs,
+            price_usd_per_gpu_hour: replay.sim.price_usd_per_gpu_hour,
+            scored_from: (replay.trace.start
+                + chrono::Duration::seconds(replay.step_secs * replay.warmup_steps() as i64))
+            .to_rfc3339(),
+            lower_bound_gpu_hours: lower,
+            policies: summaries.clone(),
+        };
+        crate::output::write_atomic(
+            &dir.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        crate::plot::capacity_svg(&dir.join("plot.svg"), &replay, &results)?;
+        println!(
+            "wrote decisions.csv per policy, summary.json and plot.svg to {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn with_ratio(sims: Vec<SimSummary>) -> Vec<PolicySummary> {
+    let clairvoyant = sims
+        .iter()
+        .find(|s| s.policy == "clairvoyant")
+        .map(|s| s.cost_usd);
+    sims.into_iter()
+        .map(|sim| PolicySummary {
+            cost_vs_clairvoyant: clairvoyant.filter(|c| *c > 0.0).map(|c| sim.cost_usd / c),
+            sim,
+        })
+        .collect()
+}
+
+fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
+    let mut out = format!(
+        "{:<12} {:>10} {:>10} {:>11} {:>9} {:>7} {:>9} {:>14}\n",
+        "policy",
+        "GPU-hours",
+        "cost $",
+        "timed out",
+        "p99 wait",
+        "boots",
+        "breaches",
+        "x clairvoyant"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<12} {:>10.1} {:>10.2} {:>10.3}% {:>8.0}s {:>7} {:>9} {:>14}\n",
+            r.sim.policy,
+            r.sim.gpu_hours,
+            r.sim.cost_usd,
+            100.0 * r.sim.timed_out_share,
+            r.sim.p99_wait_secs,
+            r.sim.boots,
+            r.sim.breaches,
+            r.cost_vs_clairvoyant
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    out.push_str(&format!(
+        "{:<12} {:>10.1}   (capacity matching every step, boot time free)\n",
+        "lower bound", lower_bound
+    ));
+    out
+}
+
+fn write_decisions(path: &Path, records: &[StepRecord]) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "timestamp",
+        "gpus_ready",
+        "gpus_booting",
+        "gpus_billed",
+        "boot_orders",
+        "terminate_orders",
+        "demand_requests",
+        "served_requests",
+        "timed_out_requests",
+        "forecast_p50_rps",
+        "forecast_upper_rps",
+        "reason",
+    ])?;
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+    for r in records {
+        out.write_record([
+            r.timestamp.to_rfc3339(),
+            r.gpus_ready.to_string(),
+            r.gpus_booting.to_string(),
+            r.gpus_billed.to_string(),
+            r.boot_orders.to_string(),
+            r.terminate_orders.to_string(),
+            format!("{:.3}", r.demand_requests),
+            format!("{:.3}", r.served_requests),
+            format!("{:.3}", r.timed_out_requests),
+            opt(r.forecast_p50_rps),
+            opt(r.forecast_upper_rps),
+            r.reason.clone(),
+        ])?;
+    }
+    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::output::write_atomic(path, &bytes)
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    /// The largest share of requests that may time out.
+    #[arg(long, default_value_t = 0.001)]
+    pub max_timeout_share: f64,
+    /// Upper quantiles to try.
+    #[arg(long, default_value = "0.9,0.95,0.98,0.99", value_delimiter = ',')]
+    pub quantiles: Vec<f64>,
+    /// Hold windows to try.
+    #[arg(long, default_value = "0m,5m,15m", value_delimiter = ',')]
+    pub holds: Vec<String>,
+    /// Planned utilisations (headroom) to try.
+    #[arg(long, default_value = "0.6,0.7,0.8,0.9", value_delimiter = ',')]
+    pub utilizations: Vec<f64>,
+    /// Write the trade-off curve as CSV here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct TunePoint {
+    quantile: f64,
+    hold: String,
+    utilization: f64,
+    gpu_hours: f64,
+    cost_usd: f64,
+    timed_out_share: f64,
+    boots: u64,
+}
+
+pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
+    let replay = Replay::load(&args.replay)?;
+    ensure!(
+        args.max_timeout_share >= 0.0,
+        "--max-timeout-share must be zero or more"
+    );
+    let mut grid = Vec::new();
+    for q in &args.quantiles {
+        ensure!(
+            (0.5..1.0).contains(q),
+            "--quantiles: {q} must be at least 0.5 and below 1"
+        );
+        for h in &args.holds {
+            let hold = if h == "0" || h == "0m" {
+                0
+            } else {
+                parse_duration(h).map_err(|e| anyhow::anyhow!("--holds: {e}"))?
+            };
+            ensure!(hold <= 1_800, "--holds: {h} is longer than 30m");
+            for u in &args.utilizations {
+                ensure!(
+                    *u > 0.0 && *u <= 1.0,
+                    "--utilizations: {u} must be above 0 and at most 1"
+                );
+                grid.push((*q, h.clone(), hold, *u));
+            }
+        }
+    }
+    println!("{}", crate::output::describe(&replay.trace, &replay.name));
+    // Forecasts depend on none of the knobs: fit them once, in the first replay, and share them.
+    let cache: ForecastCache = Arc::new(Mutex::new(Default::default()));
+    let (q0, _, h0, u0) = grid[0].clone();
+    let first = simulate(
+        replay.trace.start,
+        replay.step_secs,
+        &replay.requests,
+        &mut replay.predictive(q0, u0, h0, Some(cache.clone())),
+        &replay.sim,
+    )
+    .1;
+    let mut clair = Clairvoyant {
+        future: replay.requests.clone(),
+        step_secs: replay.step_secs,
+        gpu_rps: replay.gpu_rps,
+        boot_secs: replay.sim.boot.max_secs(),
+    };
+    let clairvoyant = simulate(
+        replay.trace.start,
+        replay.step_secs,
+        &replay.requests,
+        &mut clair,
+        &replay.sim,
+    )
+    .1;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rest: Vec<SimSummary> = std::thread::scope(|scope| {
+        let chunks: Vec<Vec<(f64, String, i64, f64)>> = grid[1..]
+            .chunks(grid.len().div_ceil(threads).max(1))
+            .map(|c| c.to_vec())
+            .collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let (replay, cache) = (&replay, cache.clone());
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(q, _, h, u)| {
+                            simulate(
+                                replay.trace.start,
+                                replay.step_secs,
+                                &replay.requests,
+                                &mut replay.predictive(q, u, h, Some(cache.clone())),
+                                &replay.sim,
+                            )
+                            .1
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a tune thread panicked"))
+            .collect()
+    });
+    let points: Vec<TunePoint> = std::iter::once(first)
+        .chain(rest)
+        .zip(&grid)
+        .map(|(s, (q, hold, _, u))| TunePoint {
+            quantile: *q,
+            hold: hold.clone(),
+            utilization: *u,
+            gpu_hours: s.gpu_hours,
+            cost_usd: s.cost_usd,
+            timed_out_share: s.timed_out_share,
+            boots: s.boots,
+        })
+        .collect();
+    let mut sorted = points.clone();
+    sorted.sort_by(|a, b| a.gpu_hours.total_cmp(&b.gpu_hours));
+    println!(
+        "{:>8} {:>5} {:>6} {:>10} {:>11} {:>8} {:>14}",
+        "quantile", "hold", "util", "GPU-hours", "timed out", "boots", "x clairvoyant"
+    );
+    for p in &sorted {
+        println!(
+            "{:>8.2} {:>5} {:>6.2} {:>10.1} {:>10.3}% {:>8} {:>14.2}{}",
+            p.quantile,
+            p.hold,
+            p.utilization,
+            p.gpu_hours,
+            100.0 * p.timed_out_share,
+            p.boots,
+            p.gpu_hours / clairvoyant.gpu_hours,
+            if p.timed_out_share <= args.max_timeout_share {
+                ""
+            } else {
+                "  (over the timeout target)"
+            }
+        );
+    }
+    match sorted.iter().find(|p| p.timed_out_share <= args.max_timeout_share) {
+        Some(best) => println!(
+            "cheapest within {:.3}% timed out: --quantile {} --hold {} --utilization {} ({:.1} GPU-hours, {:.2} x clairvoyant's {:.1})",
+            100.0 * args.max_timeout_share, best.quantile, best.hold, best.utilization, best.gpu_hours,
+            best.gpu_hours / clairvoyant.gpu_hours, clairvoyant.gpu_hours
+        ),
+        None => println!(
+            "no setting kept timed-out requests within {:.3}%; the safest was {:.3}%: widen the grid (higher quantiles, lower utilisation)",
+            100.0 * args.max_timeout_share,
+            100.0 * points.iter().map(|p| p.timed_out_share).fold(f64::INFINITY, f64::min)
+        ),
+    }
+    if let Some(path) = &args.out {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        for p in &points {
+            out.serialize(p)?;
+        }
+        let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::output::write_atomic(path, &bytes)?;
+        println!("wrote the trade-off curve to {}", path.display());
+    }
+    Ok(())
+}
