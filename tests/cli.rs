@@ -200,3 +200,107 @@ fn bad_input_gets_a_clear_error_and_no_output() {
     ]);
     assert!(!ok && stderr.contains("no column `value`"), "{stderr}");
 }
+
+#[test]
+fn simulate_compares_every_policy_and_writes_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let (ok, stdout, stderr) = prewarm(&["simulate", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let row = |policy: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(policy))
+            .unwrap_or_else(|| panic!("no {policy} row in {stdout}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let gpu_hours = |policy: &str| row(policy)[1].parse::<f64>().unwrap();
+    // Nothing real beats the clairvoyant, and it needs more than the boot-free lower bound.
+    for policy in ["predictive", "reactive", "static"] {
+        assert!(gpu_hours(policy) > gpu_hours("clairvoyant"), "{stdout}");
+    }
+    let lower_bound = row("lower bound")[2].parse::<f64>().unwrap();
+    assert!(gpu_hours("clairvoyant") > lower_bound, "{stdout}");
+    assert_eq!(row("clairvoyant")[3], "0.000%");
+    assert_eq!(
+        row("static")[3],
+        "0.000%",
+        "a fleet sized for the peak loses nothing"
+    );
+    // The planner is cheaper than the seed's reactive strategy on the same trace.
+    assert!(gpu_hours("predictive") < gpu_hours("reactive"), "{stdout}");
+
+    let decisions = std::fs::read_to_string(out.join("predictive/decisions.csv")).unwrap();
+    let mut lines = decisions.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "timestamp,gpus_ready,gpus_booting,gpus_billed,boot_orders,terminate_orders,demand_requests,served_requests,timed_out_requests,forecast_p50_rps,forecast_upper_rps,reason"
+    );
+    assert_eq!(
+        lines.count(),
+        4040 * 5,
+        "one row per minute of the 5-minute trace"
+    );
+    assert!(decisions.contains("pre-warm: forecast upper"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["policies"].as_array().unwrap().len(), 4);
+    assert_eq!(summary["policies"][3]["cost_vs_clairvoyant"], 1.0);
+    assert!(std::fs::read_to_string(out.join("plot.svg"))
+        .unwrap()
+        .contains("clairvoyant"));
+}
+
+#[test]
+fn tune_reports_the_trade_off_and_picks_within_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let curve = dir.path().join("curve.csv");
+    let (ok, stdout, stderr) = prewarm(&[
+        "tune",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/servegen-m-small-10m.csv"
+        ),
+        "--quantiles",
+        "0.9,0.99",
+        "--holds",
+        "5m",
+        "--utilizations",
+        "0.7",
+        "--max-timeout-share",
+        "0.01",
+        "--out",
+        curve.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("cheapest within 1.000% timed out: --quantile"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(&curve).unwrap();
+    assert!(csv.starts_with("quantile,hold,utilization,gpu_hours,cost_usd,timed_out_share,boots"));
+    assert_eq!(csv.lines().count(), 3);
+}
+
+#[test]
+fn simulate_rejects_bad_settings_with_a_clear_error() {
+    let (ok, _, stderr) = prewarm(&["simulate", "--gpu-rps=0"]);
+    assert!(
+        !ok && stderr.contains("--gpu-rps must be a positive number"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = prewarm(&["simulate", "--policies", "predictive,magic"]);
+    assert!(!ok && stderr.contains("unknown policy `magic`"), "{stderr}");
+    let (ok, _, stderr) = prewarm(&["simulate", "--boot", "10m", "--boot-max", "5m"]);
+    assert!(
+        !ok && stderr.contains("--boot-max must not be shorter"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = prewarm(&["simulate", "--warmup", "30d"]);
+    assert!(
+        !ok && stderr.contains("nothing would be scored"),
+        "{stderr}"
+    );
+}

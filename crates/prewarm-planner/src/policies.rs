@@ -154,6 +154,9 @@ pub struct ForecastSettings {
     pub quantile: f64,
     /// Errors needed in every horizon group before the band is trusted.
     pub min_errors: usize,
+    /// Steps of demand averaged for calibration: requests can wait up to the timeout, so what
+    /// capacity must cover is demand over the timeout, not each step's burst.
+    pub smooth_steps: usize,
     pub model: ModelKind,
     pub tz: Option<chrono_tz::Tz>,
 }
@@ -167,6 +170,7 @@ impl Default for ForecastSettings {
             min_history_secs: 2 * 86_400,
             quantile: 0.95,
             min_errors: 60,
+            smooth_steps: 1,
             model: ModelKind::Mstl,
             tz: None,
         }
@@ -232,12 +236,16 @@ impl Predictive {
     /// Records the errors of every forecast step whose actual is now known (each step once).
     fn score(&mut self, past: &[f64]) {
         let (quantile, horizon) = (self.forecast.quantile, self.horizon_steps());
+        let smooth = self.forecast.smooth_steps.max(1);
         let calibrator = self
             .calibrator
-            .get_or_insert_with(|| Calibrator::new(quantile, horizon, 20_000));
+            .get_or_insert_with(|| Calibrator::new(quantile, horizon, 5_000));
         for (origin, median, floor, fed) in &mut self.pending {
             while *fed < median.len() && *origin + *fed < past.len() {
-                let actual = past[*origin + *fed] / self.step_secs as f64;
+                let j = *origin + *fed;
+                let window = &past[(j + 1).saturating_sub(smooth)..=j];
+                let actual =
+                    window.iter().sum::<f64>() / (window.len() as f64 * self.step_secs as f64);
                 calibrator.observe(*fed, median[*fed], actual, *floor);
                 *fed += 1;
             }
