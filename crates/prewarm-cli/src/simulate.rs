@@ -9,7 +9,7 @@ use std::{
 use anyhow::{ensure, Context};
 use chrono_tz::Tz;
 use clap::Args;
-use prewarm_core::{format_duration, parse_duration, Trace};
+use prewarm_core::{format_duration, parse_duration, parse_duration_or_zero, Trace};
 use prewarm_forecast::interpolate;
 use prewarm_planner::{
     policies::{Clairvoyant, ForecastCache, ForecastSettings, Predictive, Reactive, Static},
@@ -69,10 +69,10 @@ pub struct SimulateArgs {
     )]
     pub policies: Vec<String>,
     /// Upper quantile the predictive policy sizes on.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.98)]
     pub quantile: f64,
     /// Share of each GPU's capacity that predictive sizing plans to use.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.9)]
     pub utilization: f64,
     /// Window after the boot lead time a pre-warm is sized for.
     #[arg(long, default_value = "5m")]
@@ -147,8 +147,7 @@ impl Replay {
         };
         let span_secs = requests.len() as i64 * step_secs;
         let warmup_secs = match &args.warmup {
-            Some(w) if w == "0" => 0,
-            Some(w) => secs(w, "warmup")?,
+            Some(w) => parse_duration_or_zero(w).map_err(|e| anyhow::anyhow!("--warmup: {e}"))?,
             None if span_secs >= 4 * 86_400 => 2 * 86_400,
             None => 0,
         };
@@ -307,7 +306,8 @@ pub struct PolicySummary {
 
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let replay = Replay::load(&args.replay)?;
-    let hold_secs = parse_duration(&args.hold).map_err(|e| anyhow::anyhow!("--hold: {e}"))?;
+    let hold_secs =
+        parse_duration_or_zero(&args.hold).map_err(|e| anyhow::anyhow!("--hold: {e}"))?;
     ensure!(
         (0.5..1.0).contains(&args.quantile),
         "--quantile must be at least 0.5 and below 1"
@@ -492,7 +492,7 @@ pub struct TuneArgs {
     #[arg(long, default_value = "0m,5m,15m", value_delimiter = ',')]
     pub holds: Vec<String>,
     /// Planned utilisations (headroom) to try.
-    #[arg(long, default_value = "0.6,0.7,0.8,0.9", value_delimiter = ',')]
+    #[arg(long, default_value = "0.7,0.8,0.9,1.0", value_delimiter = ',')]
     pub utilizations: Vec<f64>,
     /// Write the trade-off curve as CSV here.
     #[arg(long)]
@@ -523,11 +523,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
             "--quantiles: {q} must be at least 0.5 and below 1"
         );
         for h in &args.holds {
-            let hold = if h == "0" || h == "0m" {
-                0
-            } else {
-                parse_duration(h).map_err(|e| anyhow::anyhow!("--holds: {e}"))?
-            };
+            let hold = parse_duration_or_zero(h).map_err(|e| anyhow::anyhow!("--holds: {e}"))?;
             ensure!(hold <= 1_800, "--holds: {h} is longer than 30m");
             for u in &args.utilizations {
                 ensure!(

@@ -30,6 +30,18 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("`{text}` must be a positive duration of reasonable size"))
 }
 
+/// Like [`parse_duration`], but zero (`0`, `0m`) is allowed: for windows that may be empty.
+pub fn parse_duration_or_zero(text: &str) -> Result<i64, String> {
+    let digits = text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !digits.is_empty() && digits.chars().all(|c| c == '0') {
+        // Still reject an unknown unit, such as `0y`.
+        return parse_duration(&text.trim().replacen('0', "1", 1)).map(|_| 0);
+    }
+    parse_duration(text)
+}
+
 /// Formats whole seconds in the largest unit that divides them (`600` gives `10m`).
 pub fn format_duration(secs: i64) -> String {
     for (scale, unit) in [(7 * 86_400, "w"), (86_400, "d"), (3_600, "h"), (60, "m")] {
@@ -61,6 +73,15 @@ mod tests {
         assert!(parse_duration("0m").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999w").is_err());
+    }
+
+    #[test]
+    fn zero_is_allowed_where_a_window_may_be_empty() {
+        assert_eq!(parse_duration_or_zero("0m"), Ok(0));
+        assert_eq!(parse_duration_or_zero("0"), Ok(0));
+        assert_eq!(parse_duration_or_zero("5m"), Ok(300));
+        assert!(parse_duration_or_zero("0y").is_err());
+        assert!(parse_duration("0m").is_err());
     }
 
     #[test]

@@ -9,6 +9,6 @@ mod duration;
 mod error;
 mod trace;
 
-pub use duration::{format_duration, parse_duration};
+pub use duration::{format_duration, parse_duration, parse_duration_or_zero};
 pub use error::TraceError;
 pub use trace::{parse_trace, read_trace, write_trace, Trace};

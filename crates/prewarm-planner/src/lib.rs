@@ -234,11 +234,13 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             // The forecast missed: the reactive headroom rule takes over at once.
             let missed = upper_now.is_some_and(|u| current > u);
             let headroom = cfg.gpus_for(current, cfg.reactive.scale_up_load);
-            if missed && headroom > provisioned.max(pre_warm) {
+            if missed {
+                // Never scale down while demand runs above the band.
+                let target = headroom.max(pre_warm).max(provisioned);
                 (
-                    headroom,
+                    target,
                     format!(
-                        "reactive: demand {current:.2} rps is above the forecast band (upper {:.2} rps, load {:.0}% of {provisioned} GPUs); {headroom} GPUs keep load under {:.0}%",
+                        "reactive: demand {current:.2} rps is above the forecast band (upper {:.2} rps, load {:.0}% of {provisioned} GPUs); {target} GPUs keep load under {:.0}%",
                         upper_now.unwrap_or(0.0),
                         100.0 * reactive_load(provisioned),
                         100.0 * cfg.reactive.scale_up_load

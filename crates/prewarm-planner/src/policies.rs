@@ -168,7 +168,7 @@ impl Default for ForecastSettings {
             refit_secs: 3_600,
             train_secs: 21 * 86_400,
             min_history_secs: 2 * 86_400,
-            quantile: 0.95,
+            quantile: 0.98,
             min_errors: 60,
             smooth_steps: 1,
             model: ModelKind::Mstl,

@@ -177,6 +177,33 @@ fn demand_above_the_band_triggers_the_reactive_path_at_once() {
 }
 
 #[test]
+fn nothing_is_cancelled_while_demand_runs_above_the_band() {
+    let cfg = PlannerConfig::new(10.0);
+    let b = band(
+        "2026-03-02T08:00:00Z",
+        120,
+        16.0,
+        16.0,
+        "2026-03-02T08:00:00Z",
+    );
+    // Demand (40 rps) is above the band, and the 7 GPUs the miss ordered are still booting:
+    // the forecast alone would fit in 3, but nothing is terminated until demand is back in it.
+    let booting = FleetState {
+        gpus_ready: 2,
+        booting: vec![t("2026-03-02T08:29:00Z"); 5],
+    };
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[40.0, 40.0],
+        Some(&b),
+        &booting,
+        &cfg,
+    );
+    assert!(d.orders.is_empty(), "{}", d.reason);
+    assert!(d.reason.contains("above the forecast band"), "{}", d.reason);
+}
+
+#[test]
 fn reactive_scales_up_at_sixty_percent_and_down_after_thirty_quiet_minutes() {
     let cfg = PlannerConfig::new(10.0);
     // 5 GPUs: 31 rps is 62% load; booting GPUs count, so a second tick orders nothing more.
