@@ -212,6 +212,14 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             .unwrap_or_default(),
     );
     print!("{}", table(&summaries, cfg.quantile));
+    if let Some(f) = result.forecasts.iter().max_by_key(|f| f.origin) {
+        if f.outliers_replaced > 0 {
+            println!(
+                "outliers: {} bucket(s) of the last origin's history replaced before fitting (--keep-outliers keeps them)",
+                f.outliers_replaced
+            );
+        }
+    }
     for s in &summaries {
         if s.skipped_origins > 0 {
             let reason = result

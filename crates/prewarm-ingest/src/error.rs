@@ -1,0 +1,54 @@
+//! Errors of the ingestion crate.
+
+/// One bad item of a batch: which one, which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ItemError {
+    /// Fleet the item was sent for (multi-fleet batches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
+    /// Position of the item in its list, from 0.
+    pub index: usize,
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Why history could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The batch has bad items; nothing was stored.
+    #[error("{} bad item(s); nothing was stored", .0.len())]
+    Invalid(Vec<ItemError>),
+    /// No fleet of that name.
+    #[error("no fleet named `{0}`; create it first (`prewarm fleet create {0}`)")]
+    UnknownFleet(String),
+    /// A fleet's settings are out of range.
+    #[error("invalid fleet: {0}")]
+    InvalidFleet(String),
+    /// The database could not be reached or dropped the connection: try again.
+    #[error("the database is unavailable ({0}); nothing was stored, retry later")]
+    Unavailable(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for IngestError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => IngestError::Unavailable(e.to_string()),
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+            {
+                IngestError::Unavailable(e.to_string())
+            }
+            _ => IngestError::Database(e),
+        }
+    }
+}

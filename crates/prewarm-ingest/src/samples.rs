@@ -1,0 +1,266 @@
+//! Request-rate samples: validation, storage, bulk import, reading back, downsampling.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use prewarm_core::Trace;
+use sqlx::PgPool;
+
+use crate::{IngestError, ItemError};
+
+/// Most samples in one batch.
+pub const MAX_BATCH: usize = 10_000;
+/// How far in the future a sample's bucket may start (clock skew allowance).
+pub const MAX_FUTURE_SECS: i64 = 300;
+
+/// One bucket of a fleet's request rate.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// Start of the bucket (RFC 3339).
+    pub timestamp: DateTime<Utc>,
+    /// Requests that arrived in the bucket.
+    pub requests: f64,
+    /// Bucket width in seconds (default 60).
+    #[serde(default = "default_bucket")]
+    pub bucket_secs: i32,
+    #[serde(default)]
+    pub tokens_in: Option<f64>,
+    #[serde(default)]
+    pub tokens_out: Option<f64>,
+}
+
+fn default_bucket() -> i32 {
+    60
+}
+
+/// Checks a whole batch; every bad item is named.
+pub fn validate(samples: &[Sample], now: DateTime<Utc>) -> Result<(), Vec<ItemError>> {
+    let mut errors = Vec::new();
+    let mut bad = |index: usize, field: &'static str, message: String| {
+        errors.push(ItemError {
+            fleet: None,
+            index,
+            field,
+            message,
+        })
+    };
+    if samples.len() > MAX_BATCH {
+        bad(
+            MAX_BATCH,
+            "samples",
+            format!(
+                "{} samples in one batch; send at most {MAX_BATCH} per request",
+                samples.len()
+            ),
+        );
+    }
+    for (i, s) in samples.iter().enumerate().take(MAX_BATCH) {
+        if s.timestamp > now + Duration::seconds(MAX_FUTURE_SECS) {
+            bad(
+                i,
+                "timestamp",
+                format!(
+                    "{} is more than {MAX_FUTURE_SECS} s in the future (server time {}); check the sender's clock",
+                    s.timestamp.to_rfc3339(),
+                    now.to_rfc3339()
+                ),
+            );
+        }
+        if !(1..=86_400).contains(&s.bucket_secs) {
+            bad(
+                i,
+                "bucket_secs",
+                format!("{} is not between 1 and 86400", s.bucket_secs),
+            );
+        }
+        for (field, value) in [
+            ("requests", Some(s.requests)),
+            ("tokens_in", s.tokens_in),
+            ("tokens_out", s.tokens_out),
+        ] {
+            if let Some(v) = value {
+                if !v.is_finite() || v < 0.0 {
+                    bad(
+                        i,
+                        field,
+                        format!("{v} is not a finite number of zero or more"),
+                    );
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Keeps the last of several samples for the same bucket: a batch that repeats a bucket stores
+/// what it said last, as separate batches would.
+fn last_per_bucket(samples: &[Sample]) -> Vec<&Sample> {
+    let mut index: HashMap<(i64, i32), usize> = HashMap::with_capacity(samples.len());
+    for (i, s) in samples.iter().enumerate() {
+        index.insert((s.timestamp.timestamp_micros(), s.bucket_secs), i);
+    }
+    let mut keep: Vec<usize> = index.into_values().collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| &samples[i]).collect()
+}
+
+/// Upserts samples for several fleets in one transaction: all are stored, or none.
+pub async fn store_samples(
+    pool: &PgPool,
+    batches: &[(i64, &[Sample])],
+) -> Result<u64, IngestError> {
+    let mut tx = pool.begin().await?;
+    let mut stored = 0;
+    for (fleet_id, samples) in batches {
+        let unique = last_per_bucket(samples);
+        let starts: Vec<DateTime<Utc>> = unique.iter().map(|s| s.timestamp).collect();
+        let widths: Vec<i32> = unique.iter().map(|s| s.bucket_secs).collect();
+        let requests: Vec<f64> = unique.iter().map(|s| s.requests).collect();
+        let tokens_in: Vec<Option<f64>> = unique.iter().map(|s| s.tokens_in).collect();
+        let tokens_out: Vec<Option<f64>> = unique.iter().map(|s| s.tokens_out).collect();
+        let result = sqlx::query(
+            "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out)
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::int[], $4::float8[], $5::float8[], $6::float8[])
+             ON CONFLICT (fleet_id, bucket_start, bucket_secs) DO UPDATE
+             SET requests = EXCLUDED.requests, tokens_in = EXCLUDED.tokens_in,
+                 tokens_out = EXCLUDED.tokens_out, received_at = now()",
+        )
+        .bind(fleet_id)
+        .bind(&starts)
+        .bind(&widths)
+        .bind(&requests)
+        .bind(&tokens_in)
+        .bind(&tokens_out)
+        .execute(&mut *tx)
+        .await?;
+        stored += result.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// A fleet's samples of one bucket width in `[from, to)`, oldest first: (bucket start, requests).
+pub async fn history(
+    pool: &PgPool,
+    fleet_id: i64,
+    bucket_secs: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, f64)>, IngestError> {
+    Ok(sqlx::query_as(
+        "SELECT bucket_start, requests FROM samples
+         WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs = $4
+         ORDER BY bucket_start",
+    )
+    .bind(fleet_id)
+    .bind(from)
+    .bind(to)
+    .bind(bucket_secs)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Loads a trace into a fleet's history with `COPY`, in one transaction; importing the same file
+/// again changes nothing (buckets are replaced, not added). Missing buckets are skipped.
+pub async fn import_trace(pool: &PgPool, fleet_id: i64, trace: &Trace) -> Result<u64, IngestError> {
+    let bucket_secs = i32::try_from(trace.step_secs)
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .ok_or_else(|| {
+            IngestError::Invalid(vec![ItemError {
+                fleet: None,
+                index: 0,
+                field: "bucket_secs",
+                message: format!(
+                    "the trace's {} s interval is not between 1 s and 1 day",
+                    trace.step_secs
+                ),
+            }])
+        })?;
+    let tokens_in = trace.column("tokens_in");
+    let tokens_out = trace.column("tokens_out");
+    let mut text = String::with_capacity(trace.len() * 48);
+    let mut rows = 0u64;
+    let optional = |v: Option<&[f64]>, i: usize| {
+        v.map(|c| c[i])
+            .filter(|x| !x.is_nan())
+            .map(|x| x.to_string())
+            .unwrap_or_default()
+    };
+    for i in 0..trace.len() {
+        let requests = trace.requests[i];
+        if requests.is_nan() {
+            continue;
+        }
+        text.push_str(&format!(
+            "{},{},{},{},{}\n",
+            trace.timestamp(i).to_rfc3339(),
+            bucket_secs,
+            requests,
+            optional(tokens_in, i),
+            optional(tokens_out, i)
+        ));
+        rows += 1;
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "CREATE TEMP TABLE import_samples (bucket_start timestamptz, bucket_secs int, requests float8,
+         tokens_in float8, tokens_out float8) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let mut copy = tx
+        .copy_in_raw("COPY import_samples FROM STDIN WITH (FORMAT csv)")
+        .await?;
+    copy.send(text.into_bytes()).await?;
+    copy.finish().await?;
+    sqlx::query(
+        "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out)
+         SELECT $1, bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM import_samples
+         ON CONFLICT (fleet_id, bucket_start, bucket_secs) DO UPDATE
+         SET requests = EXCLUDED.requests, tokens_in = EXCLUDED.tokens_in,
+             tokens_out = EXCLUDED.tokens_out, received_at = now()",
+    )
+    .bind(fleet_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// Replaces raw samples (buckets shorter than an hour) that start before `older_than` with hourly
+/// sums, in one transaction. Returns (hourly rows written, raw rows removed).
+pub async fn downsample(
+    pool: &PgPool,
+    older_than: DateTime<Utc>,
+) -> Result<(u64, u64), IngestError> {
+    let mut tx = pool.begin().await?;
+    let written = sqlx::query(
+        "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out)
+         SELECT fleet_id, date_trunc('hour', bucket_start), 3600, sum(requests), sum(tokens_in), sum(tokens_out)
+         FROM samples WHERE bucket_secs < 3600 AND bucket_start < date_trunc('hour', $1::timestamptz)
+         GROUP BY fleet_id, date_trunc('hour', bucket_start)
+         ON CONFLICT (fleet_id, bucket_start, bucket_secs) DO UPDATE
+         SET requests = samples.requests + EXCLUDED.requests,
+             tokens_in = samples.tokens_in + EXCLUDED.tokens_in,
+             tokens_out = samples.tokens_out + EXCLUDED.tokens_out",
+    )
+    .bind(older_than)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let removed = sqlx::query(
+        "DELETE FROM samples WHERE bucket_secs < 3600 AND bucket_start < date_trunc('hour', $1::timestamptz)",
+    )
+    .bind(older_than)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok((written, removed))
+}
