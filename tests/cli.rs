@@ -304,3 +304,99 @@ fn simulate_rejects_bad_settings_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `prewarm` with DATABASE_URL pointing at the test's own database.
+fn prewarm_db(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_prewarm"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("the prewarm binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn url_of(opts: &sqlx::postgres::PgConnectOptions) -> String {
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{}", opts.get_database().unwrap())
+}
+
+#[sqlx::test(migrations = false)]
+async fn fleets_tokens_and_idempotent_imports_from_the_command_line(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    let url = url_of(&opts);
+    let pool = pool_opts.connect_with(opts).await.unwrap();
+    let run = |args: &[&str]| prewarm_db(&url, args);
+    let (ok, stdout, stderr) = run(&["migrate"]);
+    assert!(ok && stdout.contains("up to date"), "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "fleet",
+        "create",
+        "elb",
+        "--tz",
+        "America/New_York",
+        "--gpu-rps",
+        "0.1",
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["fleet", "create", "elb"]);
+    assert!(!ok && stderr.contains("exists already"), "{stderr}");
+    let (ok, token, stderr) = run(&["token", "create", "--fleet", "elb"]);
+    assert!(ok && token.trim().starts_with("pw_") && stderr.contains("cannot be shown again"));
+
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nab-elb-5m.csv");
+    for _ in 0..2 {
+        let (ok, stdout, stderr) = run(&["import", "--fleet", "elb", fixture]);
+        assert!(
+            ok && stdout.contains("imported 4032 samples"),
+            "{stdout} {stderr}"
+        );
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4032, "importing twice stores each bucket once");
+
+    // Parquet with the same columns imports the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("t.parquet");
+    let mut df = polars::prelude::df!(
+        "timestamp" => ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"],
+        "requests" => [5.0, 7.0, 9.0]
+    )
+    .unwrap();
+    polars::prelude::ParquetWriter::new(std::fs::File::create(&parquet).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let (ok, stdout, stderr) = run(&["import", "--fleet", "elb", parquet.to_str().unwrap()]);
+    assert!(
+        ok && stdout.contains("imported 3 samples"),
+        "{stdout} {stderr}"
+    );
+
+    // Bad input: nothing is written.
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        "timestamp,requests\n2026-02-01T00:00:00Z,1\n2026-02-01T00:01:00Z,x\n",
+    );
+    let (ok, _, stderr) = run(&["import", "--fleet", "elb", &bad]);
+    assert!(!ok && stderr.contains("bad.csv: line 3"), "{stderr}");
+    let (ok, _, stderr) = run(&["import", "--fleet", "nosuch", fixture]);
+    assert!(
+        !ok && stderr.contains("no fleet named `nosuch`"),
+        "{stderr}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4035);
+}

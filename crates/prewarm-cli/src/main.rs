@@ -1,9 +1,11 @@
 //! `prewarm`: the command line of the predictive GPU autoscaler.
 //!
-//! Everything here works on files, with no server: converting public traces into the project's
-//! trace format, backtesting forecasts, and replaying traces through the planner.
+//! Most commands work on files, with no server: converting public traces into the project's trace
+//! format, backtesting forecasts, and replaying traces through the planner. The rest talk to the
+//! fleets' database (`DATABASE_URL`): migrations, fleets, tokens, bulk import, the push API.
 
 mod backtest;
+mod db;
 mod import;
 mod output;
 mod plot;
@@ -34,6 +36,39 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Sweep the planner's knobs on a trace; pick the cheapest within a timed-out target.
     Tune(simulate::TuneArgs),
+    /// Bring the database schema up to date (also done by every command that uses it).
+    Migrate(db::DbArgs),
+    /// Manage fleets.
+    Fleet {
+        #[command(subcommand)]
+        command: db::FleetCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Load a trace file (CSV or Parquet) into a fleet's history, with COPY; idempotent.
+    Import(db::ImportArgs),
+    /// Serve the push API (`POST /v1/fleets/{fleet}/samples`).
+    Serve(db::ServeArgs),
+    /// Benchmarks that need more than `cargo bench`.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a bearer token for one fleet, or for all; prints it once.
+    Create(db::TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// COPY import rate, 28-day read time and push API latency on a scratch database.
+    Ingest(db::BenchIngestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +94,16 @@ fn main() {
         Command::Backtest(args) => backtest::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Tune(args) => simulate::tune(&args),
+        Command::Migrate(args) => db::migrate(&args),
+        Command::Fleet { command } => db::fleet(&command),
+        Command::Token {
+            command: TokenCommand::Create(args),
+        } => db::token(&args),
+        Command::Import(args) => db::import(&args),
+        Command::Serve(args) => db::serve(&args),
+        Command::Bench {
+            command: BenchCommand::Ingest(args),
+        } => db::bench_ingest(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,419 @@
+//! Commands that talk to the database: `migrate`, `fleet`, `token`, `import`, `serve`, and the
+//! ingestion benchmark.
+
+use std::{
+    future::IntoFuture,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context};
+use clap::{Args, Subcommand};
+use polars::prelude::{col, DataType, IntoLazy, ParquetReader, SerReader, SerWriter, TimeUnit};
+use prewarm_core::{parse_trace, read_trace, Trace};
+use prewarm_ingest::{create_fleet, create_token, fleet_by_name, FleetSpec};
+use sqlx::{postgres::PgPoolOptions, PgPool};
+
+/// Where the database is.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// PostgreSQL connection URL, e.g. postgres://user@127.0.0.1:5432/prewarm.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+}
+
+/// The URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Connects and brings the schema up to date.
+pub async fn connect(args: &DbArgs) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&args.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to the database at {}; is PostgreSQL running, and is DATABASE_URL right?",
+                redacted(&args.database_url)
+            )
+        })?;
+    prewarm_ingest::MIGRATOR
+        .run(&pool)
+        .await
+        .context("cannot bring the database schema up to date")?;
+    Ok(pool)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn migrate(args: &DbArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        connect(args).await?;
+        println!(
+            "the schema of {} is up to date",
+            redacted(&args.database_url)
+        );
+        Ok(())
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Create a fleet.
+    Create {
+        /// Fleet name: letters, digits, '.', '_' or '-'.
+        name: String,
+        /// IANA time zone of the fleet's users.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// GPU type, for people reading the config.
+        #[arg(long, default_value = "")]
+        gpu_type: String,
+        /// Requests per second one GPU serves.
+        #[arg(long, default_value_t = 1.0)]
+        gpu_rps: f64,
+        /// Price of one GPU-hour in US dollars.
+        #[arg(long, default_value_t = 3.0)]
+        price: f64,
+        #[arg(long, default_value_t = 1)]
+        min_gpus: i32,
+        #[arg(long, default_value_t = 100)]
+        max_gpus: i32,
+        /// Spending limit in US dollars per hour.
+        #[arg(long)]
+        budget: Option<f64>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+pub fn fleet(command: &FleetCommand) -> anyhow::Result<()> {
+    let FleetCommand::Create {
+        name,
+        tz,
+        gpu_type,
+        gpu_rps,
+        price,
+        min_gpus,
+        max_gpus,
+        budget,
+        db,
+    } = command;
+    runtime()?.block_on(async {
+        let pool = connect(db).await?;
+        let spec = FleetSpec {
+            name: name.clone(),
+            time_zone: tz.clone(),
+            gpu_type: gpu_type.clone(),
+            gpu_rps: *gpu_rps,
+            price_usd_per_gpu_hour: *price,
+            min_gpus: *min_gpus,
+            max_gpus: *max_gpus,
+            budget_usd_per_hour: *budget,
+        };
+        let fleet = create_fleet(&pool, &spec).await?;
+        println!("created fleet `{}` (id {})", fleet.name, fleet.id);
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The fleet the token may write; without it, every fleet.
+    #[arg(long)]
+    fleet: Option<String>,
+    /// A label to recognise the token by.
+    #[arg(long, default_value = "")]
+    label: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let pool = connect(&args.db).await?;
+        let token = create_token(&pool, args.fleet.as_deref(), &args.label).await?;
+        eprintln!("keep this token now: only its hash is stored, it cannot be shown again");
+        println!("{token}");
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The fleet whose history receives the samples.
+    #[arg(long)]
+    fleet: String,
+    /// A trace in the project's format: CSV, or Parquet with the same columns.
+    file: PathBuf,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Reads a Parquet file with the trace format's columns, validated like a CSV trace.
+fn read_parquet_trace(path: &Path) -> anyhow::Result<Trace> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .with_context(|| format!("{}: cannot read as Parquet", path.display()))?;
+    let timestamp = df
+        .column("timestamp")
+        .with_context(|| format!("{}: no column `timestamp`", path.display()))?;
+    let mut df = match timestamp.dtype() {
+        DataType::Datetime(_, _) | DataType::Date => df
+            .lazy()
+            .with_column(
+                col("timestamp")
+                    .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
+                    .dt()
+                    .to_string("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            )
+            .collect()?,
+        _ => df,
+    };
+    let mut csv = Vec::new();
+    polars::prelude::CsvWriter::new(&mut csv)
+        .include_header(true)
+        .finish(&mut df)?;
+    Ok(parse_trace(csv.as_slice(), path)?)
+}
+
+pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
+    let trace = match args.file.extension().and_then(|e| e.to_str()) {
+        Some("parquet") | Some("pq") => read_parquet_trace(&args.file)?,
+        _ => read_trace(&args.file)?,
+    };
+    runtime()?.block_on(async {
+        let pool = connect(&args.db).await?;
+        let fleet = fleet_by_name(&pool, &args.fleet).await?;
+        let started = Instant::now();
+        let rows = prewarm_ingest::import_trace(&pool, fleet.id, &trace).await?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "imported {rows} samples into fleet `{}` in {secs:.2} s ({:.0} samples/s); {} missing bucket(s) skipped",
+            fleet.name,
+            rows as f64 / secs.max(1e-9),
+            trace.missing()
+        );
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PREWARM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let pool = connect(&args.db).await?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        eprintln!("prewarm push API listening on {}", listener.local_addr()?);
+        axum::serve(listener, prewarm_ingest::api::router(pool))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("the server stopped")?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Samples loaded by the COPY benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    samples: usize,
+    /// Samples per second the push load generator aims for.
+    #[arg(long, default_value_t = 5_000)]
+    push_rate: usize,
+    /// Samples per pushed batch.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Seconds of push load.
+    #[arg(long, default_value_t = 20)]
+    push_secs: u64,
+    /// Server to create the scratch database on (it is dropped afterwards).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Ingestion benchmark on a scratch database: COPY import, reading 28 days, and paced pushes
+/// over loopback HTTP.
+pub fn bench_ingest(args: &BenchIngestArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.samples >= 40_320,
+        "--samples must be at least 40320 (28 days of minutes)"
+    );
+    ensure!(
+        args.batch > 0 && args.push_rate >= args.batch,
+        "--push-rate must be at least --batch"
+    );
+    runtime()?.block_on(async {
+        let admin = connect_plain(&args.database_url).await?;
+        let name = format!("prewarm_bench_{}", std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        let url = with_database(&args.database_url, &name);
+        let result = bench_on(&url, args).await;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        result
+    })
+}
+
+async fn connect_plain(url: &str) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {}", redacted(url)))
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let slash = base
+        .rfind('/')
+        .filter(|i| *i > base.find("://").map_or(0, |s| s + 2))
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..slash], database);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+async fn bench_on(url: &str, args: &BenchIngestArgs) -> anyhow::Result<()> {
+    let pool = connect(&DbArgs {
+        database_url: url.to_string(),
+    })
+    .await?;
+    let fleet = create_fleet(&pool, &FleetSpec::named("bench")).await?;
+    let start: chrono::DateTime<chrono::Utc> = "2024-01-01T00:00:00Z".parse()?;
+    let values: Vec<f64> = (0..args.samples)
+        .map(|i| ((i * 7919) % 1000) as f64)
+        .collect();
+    let mut trace = Trace::new(start, 60, values);
+    trace.extra.push((
+        "tokens_in".into(),
+        (0..args.samples).map(|i| (i % 5000) as f64).collect(),
+    ));
+
+    let started = Instant::now();
+    let rows = prewarm_ingest::import_trace(&pool, fleet.id, &trace).await?;
+    let copy_secs = started.elapsed().as_secs_f64();
+    println!(
+        "bulk import (COPY): {rows} samples in {copy_secs:.2} s = {:.0} samples/s",
+        rows as f64 / copy_secs
+    );
+    sqlx::query("ANALYZE samples").execute(&pool).await?;
+
+    let to = trace.timestamp(trace.len());
+    let from = to - chrono::Duration::days(28);
+    let mut reads = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let rows = prewarm_ingest::history(&pool, fleet.id, 60, from, to).await?;
+        reads.push(t.elapsed().as_secs_f64() * 1000.0);
+        ensure!(
+            rows.len() == 40_320,
+            "read {} rows, expected 40320",
+            rows.len()
+        );
+    }
+    reads.sort_by(f64::total_cmp);
+    println!(
+        "read 28 days of 1-minute history (40,320 rows of {rows}): median {:.1} ms, p99 {:.1} ms",
+        percentile(&reads, 0.5),
+        percentile(&reads, 0.99)
+    );
+
+    // Paced pushes over loopback: the server runs in this process, the client sends one batch
+    // every batch/rate seconds for a bounded time, each on its own task.
+    let token = create_token(&pool, Some("bench"), "bench").await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(
+        axum::serve(listener, prewarm_ingest::api::router(pool.clone())).into_future(),
+    );
+    let client = reqwest::Client::new();
+    let interval = Duration::from_secs_f64(args.batch as f64 / args.push_rate as f64);
+    let batches = (args.push_secs as f64 / interval.as_secs_f64()) as usize;
+    let push_start = to + chrono::Duration::days(1);
+    let mut ticker = tokio::time::interval(interval);
+    let mut tasks = Vec::with_capacity(batches);
+    let began = Instant::now();
+    for b in 0..batches {
+        ticker.tick().await;
+        let samples: Vec<serde_json::Value> = (0..args.batch)
+            .map(|k| {
+                let t = push_start - chrono::Duration::days(400)
+                    + chrono::Duration::minutes((b * args.batch + k) as i64);
+                serde_json::json!({"timestamp": t.to_rfc3339(), "requests": k as f64})
+            })
+            .collect();
+        let request = client
+            .post(format!("http://{addr}/v1/fleets/bench/samples"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "samples": samples }));
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = request
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            (t.elapsed().as_secs_f64() * 1000.0, ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(batches);
+    let mut failed = 0;
+    for task in tasks {
+        let (ms, ok) = task.await?;
+        latencies.push(ms);
+        failed += usize::from(!ok);
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    server.abort();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "push API: {batches} batches of {} in {elapsed:.1} s = {:.0} samples/s sustained; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {failed} failed",
+        args.batch,
+        (batches * args.batch) as f64 / elapsed,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0.0)
+    );
+    Ok(())
+}
