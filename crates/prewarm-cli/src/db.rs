@@ -417,3 +417,63 @@ async fn bench_on(url: &str, args: &BenchIngestArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The fleet whose history receives the samples.
+    #[arg(long)]
+    fleet: String,
+    /// Prometheus base URL.
+    #[arg(
+        long,
+        env = "PREWARM_PROMETHEUS_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    prometheus: String,
+    /// PromQL expression giving the fleet's requests per second.
+    #[arg(long)]
+    query: String,
+    /// How far back to read (backfill).
+    #[arg(long, default_value = "28d")]
+    from: String,
+    /// Resolution: one stored bucket per step.
+    #[arg(long, default_value = "1m")]
+    step: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub fn pull(args: &PullArgs) -> anyhow::Result<()> {
+    let back =
+        prewarm_core::parse_duration(&args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let step =
+        prewarm_core::parse_duration(&args.step).map_err(|e| anyhow::anyhow!("--step: {e}"))?;
+    runtime()?.block_on(async {
+        let pool = connect(&args.db).await?;
+        let fleet = fleet_by_name(&pool, &args.fleet).await?;
+        let source = prewarm_ingest::prometheus::PromSource {
+            base_url: args.prometheus.clone(),
+            query: args.query.clone(),
+            step_secs: step,
+        };
+        let to = chrono::Utc::now();
+        let report = prewarm_ingest::prometheus::pull(
+            &pool,
+            &reqwest::Client::new(),
+            fleet.id,
+            &source,
+            to - chrono::Duration::seconds(back),
+            to,
+            prewarm_ingest::prometheus::Retry::default(),
+        )
+        .await?;
+        println!(
+            "pulled {} samples into fleet `{}` in {} request(s); {} step(s) had no data",
+            report.samples_stored, fleet.name, report.requests_sent, report.missing_steps
+        );
+        for w in &report.warnings {
+            println!("Prometheus warned: {w}");
+        }
+        Ok(())
+    })
+}

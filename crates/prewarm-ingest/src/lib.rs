@@ -8,6 +8,7 @@
 pub mod api;
 mod error;
 mod fleets;
+pub mod prometheus;
 mod samples;
 
 pub use error::{IngestError, ItemError};

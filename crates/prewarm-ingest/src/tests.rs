@@ -408,3 +408,193 @@ async fn old_raw_samples_are_downsampled_to_hourly_sums(pool: PgPool) {
     assert_eq!(hourly[0], (minute(0), first_hour));
     assert_eq!(stored(&pool, "chat").await.len(), 30);
 }
+
+/// A real Prometheus on loopback, its storage loaded with `promtool` before it starts.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tool(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new("/usr/bin").join(name);
+    assert!(
+        path.exists(),
+        "{name} is missing: these tests need Debian's prometheus package (apt-get install prometheus); .ci/run installs it"
+    );
+    path
+}
+
+async fn start_prometheus(openmetrics: &str) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let om = dir.path().join("history.om");
+    std::fs::write(&om, openmetrics).unwrap();
+    let data = dir.path().join("data");
+    let status = std::process::Command::new(tool("promtool"))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--storage.tsdb.retention.time=100y")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let prom = Prometheus {
+        child,
+        url,
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{}/-/ready", prom.url)).send().await {
+            if r.status().is_success() {
+                return prom;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("Prometheus did not become ready");
+}
+
+/// Two days of a request counter on two instances, one point a minute, ending three hours ago;
+/// each instance serves `1 + hour % 5` requests per second during each hour.
+fn counter_history(end: i64) -> (String, i64) {
+    let start = end - 2 * 86_400;
+    let mut text = String::from("# TYPE http_requests counter\n");
+    for instance in ["a", "b"] {
+        let mut total = 0.0;
+        for t in (start..end).step_by(60) {
+            text.push_str(&format!(
+                "http_requests_total{{instance=\"{instance}\"}} {total} {t}\n"
+            ));
+            total += (1 + (t / 3600) % 5) as f64 * 60.0;
+        }
+    }
+    text.push_str("# EOF\n");
+    (text, start)
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn weeks_of_history_are_pulled_from_a_real_prometheus(pool: PgPool) {
+    use crate::prometheus::{pull, PromSource, PullError, Retry};
+    let end = (Utc::now().timestamp() - 3 * 3600) / 3600 * 3600;
+    let (om, start) = counter_history(end);
+    let prom = start_prometheus(&om).await;
+    let fleet = create_fleet(&pool, &FleetSpec::named("vllm"))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let source = PromSource {
+        base_url: prom.url.clone(),
+        query: "sum(rate(http_requests_total[5m]))".into(),
+        step_secs: 60,
+    };
+    let from = DateTime::from_timestamp(start, 0).unwrap();
+    let to = DateTime::from_timestamp(end, 0).unwrap();
+    let report = pull(
+        &pool,
+        &client,
+        fleet.id,
+        &source,
+        from,
+        to,
+        Retry::default(),
+    )
+    .await
+    .unwrap();
+    // 2,880 steps; the first few minutes have no 5-minute rate yet.
+    assert!(report.samples_stored >= 2_870, "{report:?}");
+    assert!(report.missing_steps <= 10, "{report:?}");
+    let rows = history(&pool, fleet.id, 60, from, to).await.unwrap();
+    // In the middle of each hour both instances serve 1 + hour % 5 per second, 60 s a bucket.
+    for (t, requests) in rows.iter().filter(|(t, _)| t.timestamp() % 3600 == 1800) {
+        let expected = 2.0 * (1 + (t.timestamp() / 3600) % 5) as f64 * 60.0;
+        assert!(
+            (requests - expected).abs() < 1e-6 * expected,
+            "{t}: {requests} vs {expected}"
+        );
+    }
+    // Pulling again (a rerun after an interruption) replaces, never duplicates.
+    pull(
+        &pool,
+        &client,
+        fleet.id,
+        &source,
+        from,
+        to,
+        Retry::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(history(&pool, fleet.id, 60, from, to).await.unwrap(), rows);
+
+    // A query Prometheus rejects fails at once with its message, and stores nothing more.
+    let bad = PromSource {
+        query: "sum(rate(http_requests_total[5m])".into(),
+        ..source.clone()
+    };
+    let e = pull(&pool, &client, fleet.id, &bad, from, to, Retry::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PullError::Rejected { .. }), "{e}");
+    assert!(e.to_string().contains("bad_data"), "{e}");
+
+    // A range with no data is reported as missing, not stored as zeros (from 10 minutes after the
+    // end, past the rate's 5-minute look-back).
+    let after = to + Duration::minutes(10);
+    let later = pull(
+        &pool,
+        &client,
+        fleet.id,
+        &source,
+        after,
+        after + Duration::hours(1),
+        Retry::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(later.samples_stored, 0);
+    assert!(later.missing_steps >= 55, "{later:?}");
+
+    // Prometheus down: retried with backoff, then a clear error; what was stored stays.
+    drop(prom);
+    let quick = Retry {
+        attempts: 3,
+        first_delay: std::time::Duration::from_millis(20),
+    };
+    let e = pull(&pool, &client, fleet.id, &source, from, to, quick)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PullError::Unreachable { attempts: 3, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("rerun to continue"), "{e}");
+    assert_eq!(history(&pool, fleet.id, 60, from, to).await.unwrap(), rows);
+}

@@ -1,0 +1,226 @@
+//! Pulling request-rate history from Prometheus.
+//!
+//! A fleet's request rate is often already in Prometheus (e.g. `sum(rate(vllm:request_success_total[1m]))`).
+//! [`pull`] reads it through the `query_range` HTTP API in chunks Prometheus accepts, sums the
+//! series of each step, and stores one sample per step (`requests` = rate x step). A chunk is
+//! stored before the next is read, so an interrupted backfill keeps what it got and a rerun
+//! replaces, never duplicates. Prometheus being down or overloaded is retried with backoff;
+//! a query Prometheus rejects fails at once with Prometheus' own message.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::{samples::store_samples, IngestError, Sample};
+
+/// Most points Prometheus returns per series and query (its limit is 11,000).
+const MAX_POINTS: i64 = 10_000;
+
+/// Where and what to read.
+#[derive(Debug, Clone)]
+pub struct PromSource {
+    /// Base URL, e.g. `http://127.0.0.1:9090`.
+    pub base_url: String,
+    /// A PromQL expression giving requests per second.
+    pub query: String,
+    /// Resolution, in seconds (the stored bucket width).
+    pub step_secs: i64,
+}
+
+/// How hard to try when Prometheus does not answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// Prometheus rejected the query; retrying will not help.
+    #[error("Prometheus rejected the query ({kind}): {message}")]
+    Rejected { kind: String, message: String },
+    /// Prometheus could not be reached or kept failing.
+    #[error("Prometheus at {url} did not answer after {attempts} attempt(s): {last}; samples stored so far are kept, rerun to continue")]
+    Unreachable {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    /// The answer was not what `query_range` returns.
+    #[error("unexpected answer from Prometheus: {0}")]
+    Malformed(String),
+    /// Storing failed.
+    #[error(transparent)]
+    Store(#[from] IngestError),
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PullReport {
+    pub requests_sent: u32,
+    pub samples_stored: u64,
+    /// Steps of the range with no value (gaps in Prometheus' data).
+    pub missing_steps: u64,
+    /// Warnings Prometheus attached to its answers.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<Matrix>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Matrix {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Vec<Series>,
+}
+
+#[derive(Deserialize)]
+struct Series {
+    values: Vec<(f64, String)>,
+}
+
+/// Reads `[start, end]` and returns (step start, summed requests per second).
+async fn query_range(
+    client: &reqwest::Client,
+    src: &PromSource,
+    start: i64,
+    end: i64,
+    retry: Retry,
+    report: &mut PullReport,
+) -> Result<BTreeMap<i64, f64>, PullError> {
+    let url = format!("{}/api/v1/query_range", src.base_url.trim_end_matches('/'));
+    let mut delay = retry.first_delay;
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        report.requests_sent += 1;
+        let response = client
+            .get(&url)
+            .query(&[
+                ("query", src.query.as_str()),
+                ("start", &start.to_string()),
+                ("end", &end.to_string()),
+                ("step", &src.step_secs.to_string()),
+            ])
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() || r.status().is_client_error() => {
+                let status = r.status();
+                let answer: Answer = r
+                    .json()
+                    .await
+                    .map_err(|e| PullError::Malformed(format!("{status}: {e}")))?;
+                if answer.status != "success" {
+                    return Err(PullError::Rejected {
+                        kind: answer.error_type.unwrap_or_else(|| status.to_string()),
+                        message: answer.error.unwrap_or_default(),
+                    });
+                }
+                report.warnings.extend(answer.warnings);
+                let matrix = answer
+                    .data
+                    .ok_or_else(|| PullError::Malformed("no data".into()))?;
+                if matrix.result_type != "matrix" {
+                    return Err(PullError::Malformed(format!(
+                        "result type `{}`, expected a range vector (matrix)",
+                        matrix.result_type
+                    )));
+                }
+                let mut sums: BTreeMap<i64, f64> = BTreeMap::new();
+                for series in matrix.result {
+                    for (t, v) in series.values {
+                        if let Ok(v) = v.parse::<f64>() {
+                            if v.is_finite() {
+                                *sums.entry(t.round() as i64).or_default() += v.max(0.0);
+                            }
+                        }
+                    }
+                }
+                return Ok(sums);
+            }
+            Ok(r) => last = format!("HTTP {}", r.status()),
+            Err(e) => last = e.to_string(),
+        }
+        if attempt < retry.attempts {
+            // Exponential backoff with jitter, so many pullers do not retry in step.
+            let jitter = 0.5 + rand::random::<f64>();
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            delay *= 2;
+        }
+    }
+    Err(PullError::Unreachable {
+        url: src.base_url.clone(),
+        attempts: retry.attempts,
+        last,
+    })
+}
+
+/// Pulls `[from, to)` into a fleet's history, chunk by chunk.
+pub async fn pull(
+    pool: &PgPool,
+    client: &reqwest::Client,
+    fleet_id: i64,
+    src: &PromSource,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    retry: Retry,
+) -> Result<PullReport, PullError> {
+    if !(1..=86_400).contains(&src.step_secs) {
+        return Err(PullError::Rejected {
+            kind: "bad_step".into(),
+            message: format!("step {} s must be between 1 s and 1 day", src.step_secs),
+        });
+    }
+    let step = src.step_secs;
+    let mut report = PullReport::default();
+    // Align to the step so that re-pulls land on the same buckets.
+    let mut start = from.timestamp().div_euclid(step) * step;
+    let end = to.timestamp();
+    while start < end {
+        let chunk_end = (start + (MAX_POINTS - 1) * step).min(end - 1);
+        let sums = query_range(client, src, start, chunk_end, retry, &mut report).await?;
+        let expected = (chunk_end - start) / step + 1;
+        report.missing_steps += (expected - sums.len() as i64).max(0) as u64;
+        let samples: Vec<Sample> = sums
+            .into_iter()
+            .filter_map(|(t, rps)| {
+                Some(Sample {
+                    timestamp: DateTime::from_timestamp(t, 0)?,
+                    requests: rps * step as f64,
+                    bucket_secs: step as i32,
+                    tokens_in: None,
+                    tokens_out: None,
+                })
+            })
+            .collect();
+        if !samples.is_empty() {
+            report.samples_stored += store_samples(pool, &[(fleet_id, &samples)]).await?;
+        }
+        start = chunk_end + step;
+    }
+    Ok(report)
+}
