@@ -40,11 +40,12 @@ impl From<sqlx::Error> for IngestError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_) => IngestError::Unavailable(e.to_string()),
-            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection.
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx
+            // connection failures, 55000 "database is not currently accepting connections".
             sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+                if db.code().is_some_and(|c| {
+                    c.starts_with("57P") || c.starts_with("08") || c == "55000"
+                }) =>
             {
                 IngestError::Unavailable(e.to_string())
             }

@@ -598,3 +598,76 @@ async fn weeks_of_history_are_pulled_from_a_real_prometheus(pool: PgPool) {
     assert!(e.to_string().contains("rerun to continue"), "{e}");
     assert_eq!(history(&pool, fleet.id, 60, from, to).await.unwrap(), rows);
 }
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_database_outage_mid_push_gives_503_and_retries_store_each_sample_once(pool: PgPool) {
+    let (chat, _) = setup(&pool).await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&std::env::var("DATABASE_URL").unwrap())
+        .await
+        .unwrap();
+    // 40 batches of 30 minutes each, pushed one after another by a client that retries on 503.
+    let pusher = {
+        let (pool, chat) = (pool.clone(), chat.clone());
+        tokio::spawn(async move {
+            let mut unavailable = 0;
+            for b in 0..40 {
+                let body = batch(b * 30..(b + 1) * 30).to_string();
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    assert!(attempts < 200, "batch {b} never stored");
+                    let (status, answer) =
+                        call(&pool, "/v1/fleets/chat/samples", Some(&chat), body.clone()).await;
+                    match status {
+                        StatusCode::OK => break,
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            unavailable += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        other => panic!("batch {b}: {other} {answer}"),
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            unavailable
+        })
+    };
+    // Mid-way, the database goes away: every connection is cut and new ones are refused for a
+    // second, as during a restart.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&database)
+        .execute(&admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS true"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+
+    let unavailable = pusher.await.unwrap();
+    assert!(unavailable > 0, "the outage was not seen by the client");
+    let rows = stored(&pool, "chat").await;
+    assert_eq!(rows.len(), 1200, "each sample stored exactly once");
+    for (i, (t, requests)) in rows.iter().enumerate() {
+        assert_eq!(
+            (*t, *requests),
+            (minute(i as i64), (i as i64 * 7 % 50) as f64)
+        );
+    }
+}
