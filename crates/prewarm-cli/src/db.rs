@@ -477,3 +477,27 @@ pub fn pull(args: &PullArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Raw samples (buckets under an hour) older than this become hourly sums.
+    #[arg(long, default_value = "35d")]
+    keep_raw: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub fn retention(args: &RetentionArgs) -> anyhow::Result<()> {
+    let keep = prewarm_core::parse_duration(&args.keep_raw)
+        .map_err(|e| anyhow::anyhow!("--keep-raw: {e}"))?;
+    runtime()?.block_on(async {
+        let pool = connect(&args.db).await?;
+        let cutoff = chrono::Utc::now() - chrono::Duration::seconds(keep);
+        let (hourly, removed) = prewarm_ingest::downsample(&pool, cutoff).await?;
+        println!(
+            "raw samples before {}: {removed} folded into {hourly} hourly row(s)",
+            cutoff.to_rfc3339()
+        );
+        Ok(())
+    })
+}

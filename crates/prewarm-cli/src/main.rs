@@ -50,6 +50,8 @@ enum Command {
     },
     /// Load a trace file (CSV or Parquet) into a fleet's history, with COPY; idempotent.
     Import(db::ImportArgs),
+    /// Fold raw samples older than --keep-raw into hourly sums (run it daily, e.g. from cron).
+    Retention(db::RetentionArgs),
     /// Read a fleet's request rate from Prometheus (query_range) into its history.
     Pull(db::PullArgs),
     /// Serve the push API (`POST /v1/fleets/{fleet}/samples`).
@@ -102,6 +104,7 @@ fn main() {
             command: TokenCommand::Create(args),
         } => db::token(&args),
         Command::Import(args) => db::import(&args),
+        Command::Retention(args) => db::retention(&args),
         Command::Pull(args) => db::pull(&args),
         Command::Serve(args) => db::serve(&args),
         Command::Bench {
