@@ -12,8 +12,35 @@ use crate::{
     Strategy,
 };
 
-fn to_rps(requests: &[f64], step_secs: i64) -> Vec<f64> {
-    requests.iter().map(|r| r / step_secs as f64).collect()
+/// Plans from the requests of every step before `now`, keeping as much recent demand as the
+/// reactive rules and the scale-down hold look at.
+fn plan_from_past(
+    cfg: &PlannerConfig,
+    step_secs: i64,
+    now: DateTime<Utc>,
+    past: &[f64],
+    forecast: Option<&Band>,
+    state: &FleetState,
+    strategy: Strategy,
+) -> Decision {
+    let window = (cfg.reactive.scale_down_after_secs.max(cfg.recent_secs) / step_secs) as usize + 1;
+    let rps: Vec<f64> = past[past.len().saturating_sub(window)..]
+        .iter()
+        .map(|r| r / step_secs as f64)
+        .collect();
+    plan(
+        &PlanInput {
+            now,
+            demand: Demand {
+                step_secs,
+                rps: &rps,
+            },
+            forecast,
+            state,
+            strategy,
+        },
+        cfg,
+    )
 }
 
 /// The seed's reactive headroom strategy alone.
@@ -32,20 +59,14 @@ impl Policy for Reactive {
         self.initial
     }
     fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
-        let window = (self.cfg.reactive.scale_down_after_secs / self.step_secs) as usize + 1;
-        let rps = to_rps(&past[past.len().saturating_sub(window)..], self.step_secs);
-        plan(
-            &PlanInput {
-                now,
-                demand: Demand {
-                    step_secs: self.step_secs,
-                    rps: &rps,
-                },
-                forecast: None,
-                state,
-                strategy: Strategy::Reactive,
-            },
+        plan_from_past(
             &self.cfg,
+            self.step_secs,
+            now,
+            past,
+            None,
+            state,
+            Strategy::Reactive,
         )
     }
 }
@@ -346,26 +367,14 @@ impl Policy for Predictive {
             self.refit(past);
             self.rebuild_band();
         }
-        let window = ((self
-            .cfg
-            .reactive
-            .scale_down_after_secs
-            .max(self.cfg.recent_secs))
-            / self.step_secs) as usize
-            + 1;
-        let rps = to_rps(&past[past.len().saturating_sub(window)..], self.step_secs);
-        plan(
-            &PlanInput {
-                now,
-                demand: Demand {
-                    step_secs: self.step_secs,
-                    rps: &rps,
-                },
-                forecast: self.band.as_ref(),
-                state,
-                strategy: Strategy::Predictive,
-            },
+        plan_from_past(
             &self.cfg,
+            self.step_secs,
+            now,
+            past,
+            self.band.as_ref(),
+            state,
+            Strategy::Predictive,
         )
     }
 }
