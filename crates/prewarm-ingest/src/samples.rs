@@ -184,8 +184,9 @@ pub async fn import_trace(pool: &PgPool, fleet_id: i64, trace: &Trace) -> Result
         })?;
     let tokens_in = trace.column("tokens_in");
     let tokens_out = trace.column("tokens_out");
-    let mut text = String::with_capacity(trace.len() * 48);
+    let mut text = String::with_capacity(trace.len() * 64);
     let mut rows = 0u64;
+    let (mut first, mut last) = (None, None);
     let optional = |v: Option<&[f64]>, i: usize| {
         v.map(|c| c[i])
             .filter(|x| !x.is_nan())
@@ -197,36 +198,82 @@ pub async fn import_trace(pool: &PgPool, fleet_id: i64, trace: &Trace) -> Result
         if requests.is_nan() {
             continue;
         }
-        text.push_str(&format!(
-            "{},{},{},{},{}\n",
-            trace.timestamp(i).to_rfc3339(),
-            bucket_secs,
-            requests,
+        let t = trace.timestamp(i);
+        first.get_or_insert(t);
+        last = Some(t);
+        use std::fmt::Write;
+        let _ = writeln!(
+            text,
+            "{fleet_id},{},{bucket_secs},{requests},{},{}",
+            t.format("%Y-%m-%dT%H:%M:%S%.fZ"),
             optional(tokens_in, i),
             optional(tokens_out, i)
-        ));
+        );
         rows += 1;
     }
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(0);
+    };
+    let data = text.into_bytes();
     let mut tx = pool.begin().await?;
+    // Fast path: nothing stored in the range yet, so COPY straight into the table. Should a
+    // writer fill part of the range meanwhile, the key check fails and the upsert path runs.
+    let occupied: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM samples WHERE fleet_id = $1 AND bucket_start >= $2
+         AND bucket_start <= $3 AND bucket_secs = $4)",
+    )
+    .bind(fleet_id)
+    .bind(first)
+    .bind(last)
+    .bind(bucket_secs)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !occupied {
+        sqlx::query("SAVEPOINT direct_copy")
+            .execute(&mut *tx)
+            .await?;
+        let copied = async {
+            let mut copy = tx
+                .copy_in_raw(
+                    "COPY samples (fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out)
+                     FROM STDIN WITH (FORMAT csv)",
+                )
+                .await?;
+            copy.send(data.as_slice()).await?;
+            copy.finish().await
+        }
+        .await;
+        match copied {
+            Ok(_) => {
+                tx.commit().await?;
+                return Ok(rows);
+            }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
+                sqlx::query("ROLLBACK TO SAVEPOINT direct_copy")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     sqlx::query(
-        "CREATE TEMP TABLE import_samples (bucket_start timestamptz, bucket_secs int, requests float8,
-         tokens_in float8, tokens_out float8) ON COMMIT DROP",
+        "CREATE TEMP TABLE import_samples (fleet_id bigint, bucket_start timestamptz, bucket_secs int,
+         requests float8, tokens_in float8, tokens_out float8) ON COMMIT DROP",
     )
     .execute(&mut *tx)
     .await?;
     let mut copy = tx
         .copy_in_raw("COPY import_samples FROM STDIN WITH (FORMAT csv)")
         .await?;
-    copy.send(text.into_bytes()).await?;
+    copy.send(data.as_slice()).await?;
     copy.finish().await?;
     sqlx::query(
         "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out)
-         SELECT $1, bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM import_samples
+         SELECT fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM import_samples
          ON CONFLICT (fleet_id, bucket_start, bucket_secs) DO UPDATE
          SET requests = EXCLUDED.requests, tokens_in = EXCLUDED.tokens_in,
              tokens_out = EXCLUDED.tokens_out, received_at = now()",
     )
-    .bind(fleet_id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
