@@ -440,12 +440,16 @@ pub struct PullArgs {
     /// PromQL expression giving the fleet's requests per second.
     #[arg(long)]
     query: String,
-    /// How far back to read (backfill).
+    /// How far back to read when the fleet has no samples of this step yet (backfill); with
+    /// samples, the pull starts from the latest stored one.
     #[arg(long, default_value = "28d")]
     from: String,
     /// Resolution: one stored bucket per step.
     #[arg(long, default_value = "1m")]
     step: String,
+    /// After the backfill, keep pulling what is new at this interval until interrupted.
+    #[arg(long)]
+    every: Option<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -463,23 +467,43 @@ pub fn pull(args: &PullArgs) -> anyhow::Result<()> {
             query: args.query.clone(),
             step_secs: step,
         };
-        let to = chrono::Utc::now();
-        let report = prewarm_ingest::prometheus::pull(
-            &pool,
-            &reqwest::Client::new(),
-            fleet.id,
-            &source,
-            to - chrono::Duration::seconds(back),
-            to,
-            prewarm_ingest::prometheus::Retry::default(),
-        )
-        .await?;
-        println!(
-            "pulled {} samples into fleet `{}` in {} request(s); {} step(s) had no data",
-            report.samples_stored, fleet.name, report.requests_sent, report.missing_steps
-        );
-        for w in &report.warnings {
-            println!("Prometheus warned: {w}");
+        let client = reqwest::Client::new();
+        let every = args
+            .every
+            .as_deref()
+            .map(|e| prewarm_core::parse_duration(e).map_err(|e| anyhow::anyhow!("--every: {e}")))
+            .transpose()?;
+        let mut ticker = tokio::time::interval(Duration::from_secs(every.unwrap_or(1) as u64));
+        loop {
+            ticker.tick().await;
+            let report = prewarm_ingest::prometheus::pull_new(
+                &pool,
+                &client,
+                fleet.id,
+                &source,
+                chrono::Utc::now(),
+                chrono::Duration::seconds(back),
+                prewarm_ingest::prometheus::Retry::default(),
+            )
+            .await;
+            match report {
+                Ok(report) => {
+                    println!(
+                        "pulled {} samples into fleet `{}` in {} request(s); {} step(s) had no data",
+                        report.samples_stored, fleet.name, report.requests_sent, report.missing_steps
+                    );
+                    for w in &report.warnings {
+                        println!("Prometheus warned: {w}");
+                    }
+                }
+                // On a schedule, a failed pull is reported and retried at the next tick: the
+                // next pull starts from the latest stored bucket, so nothing is lost.
+                Err(e) if every.is_some() => eprintln!("pull failed: {e}"),
+                Err(e) => return Err(e.into()),
+            }
+            if every.is_none() {
+                break;
+            }
         }
         Ok(())
     })

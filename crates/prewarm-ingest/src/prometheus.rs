@@ -224,3 +224,27 @@ pub async fn pull(
     }
     Ok(report)
 }
+
+/// Pulls what is new since the fleet's latest stored bucket of this step (or, with nothing
+/// stored, since `now - backfill`) up to `now`: what a scheduled pull runs each time.
+pub async fn pull_new(
+    pool: &PgPool,
+    client: &reqwest::Client,
+    fleet_id: i64,
+    src: &PromSource,
+    now: DateTime<Utc>,
+    backfill: chrono::Duration,
+    retry: Retry,
+) -> Result<PullReport, PullError> {
+    let latest: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT max(bucket_start) FROM samples WHERE fleet_id = $1 AND bucket_secs = $2",
+    )
+    .bind(fleet_id)
+    .bind(src.step_secs as i32)
+    .fetch_one(pool)
+    .await
+    .map_err(IngestError::from)?;
+    // Re-read the last stored step too: Prometheus may have had only part of it.
+    let from = latest.unwrap_or(now - backfill);
+    pull(pool, client, fleet_id, src, from, now, retry).await
+}

@@ -554,6 +554,23 @@ async fn weeks_of_history_are_pulled_from_a_real_prometheus(pool: PgPool) {
     .unwrap();
     assert_eq!(history(&pool, fleet.id, 60, from, to).await.unwrap(), rows);
 
+    // A scheduled pull reads only what is new since the latest stored bucket.
+    let next = crate::prometheus::pull_new(
+        &pool,
+        &client,
+        fleet.id,
+        &source,
+        to,
+        Duration::days(28),
+        Retry::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        next.samples_stored <= 1 && next.requests_sent == 1,
+        "{next:?}"
+    );
+
     // A query Prometheus rejects fails at once with its message, and stores nothing more.
     let bad = PromSource {
         query: "sum(rate(http_requests_total[5m])".into(),
