@@ -532,3 +532,42 @@ pub fn retention(args: &RetentionArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[derive(Debug, Args)]
+pub struct FakeCloudArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    listen: String,
+    /// Shared web-hook secret (`whsec_...`); without it, a new one is made and printed.
+    #[arg(long, env = "PREWARM_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+/// Runs the reference provisioner until interrupted.
+pub fn fake_cloud(args: &FakeCloudArgs) -> anyhow::Result<()> {
+    use prewarm_service::{fake_cloud::FakeCloud, webhook::Secret};
+    let secret = match &args.secret {
+        Some(s) => Secret::parse(s).map_err(anyhow::Error::msg)?,
+        None => {
+            let s = Secret::generate();
+            eprintln!("web-hook secret (give it to prewarm): {}", s.encoded());
+            s
+        }
+    };
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        eprintln!(
+            "fake-cloud listening on http://{}/orders (POST /control to inject failures)",
+            listener.local_addr()?
+        );
+        axum::serve(listener, FakeCloud::new(secret).router())
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("fake-cloud stopped")?;
+        Ok(())
+    })
+}

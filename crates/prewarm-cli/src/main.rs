@@ -56,6 +56,8 @@ enum Command {
     Pull(db::PullArgs),
     /// Serve the push API (`POST /v1/fleets/{fleet}/samples`).
     Serve(db::ServeArgs),
+    /// Run the reference provisioner: accepts signed orders, applies each once.
+    FakeCloud(db::FakeCloudArgs),
     /// Benchmarks that need more than `cargo bench`.
     Bench {
         #[command(subcommand)]
@@ -107,6 +109,7 @@ fn main() {
         Command::Retention(args) => db::retention(&args),
         Command::Pull(args) => db::pull(&args),
         Command::Serve(args) => db::serve(&args),
+        Command::FakeCloud(args) => db::fake_cloud(&args),
         Command::Bench {
             command: BenchCommand::Ingest(args),
         } => db::bench_ingest(&args),

@@ -1,0 +1,158 @@
+//! Delivering pending orders to the provisioner's web hook.
+//!
+//! Due orders are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas can dispatch from
+//! one database without sending the same order twice at once. Each delivery is signed
+//! ([`crate::webhook`]) and carries the order's idempotency key as `webhook-id`, the same on every
+//! retry: should a process die after a delivery but before recording it, the order is delivered
+//! again and the provisioner applies it once. Failures and time-outs are retried with exponential
+//! backoff and jitter until the order expires.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::webhook::Secret;
+
+/// Where and how orders are delivered.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    pub client: reqwest::Client,
+    /// The provisioner's web hook.
+    pub url: String,
+    pub secret: Secret,
+    /// Time allowed for one delivery.
+    pub timeout: Duration,
+    /// Most orders claimed per round.
+    pub batch: i64,
+}
+
+/// What one dispatch round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DispatchReport {
+    pub delivered: u32,
+    pub failed: u32,
+    pub expired: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: i64,
+    idempotency_key: String,
+    fleet: String,
+    kind: String,
+    count: i32,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+/// Delay before retry `attempt` (1 = first retry): 1 s doubling to a minute, times 0.5 to 1.5.
+pub fn backoff(attempt: i32) -> chrono::Duration {
+    let base = 2f64.powi(attempt.clamp(1, 7) - 1).min(60.0);
+    chrono::Duration::milliseconds((base * (0.5 + rand::random::<f64>()) * 1000.0) as i64)
+}
+
+impl Dispatcher {
+    /// Delivers the orders due at `now`.
+    pub async fn dispatch_due(
+        &self,
+        pool: &PgPool,
+        now: DateTime<Utc>,
+    ) -> Result<DispatchReport, sqlx::Error> {
+        let mut report = DispatchReport::default();
+        let mut tx = pool.begin().await?;
+        let due: Vec<Due> = sqlx::query_as(
+            "SELECT o.id, o.idempotency_key, f.name AS fleet, o.kind, o.count, o.attempts,
+                    o.created_at, o.expires_at
+             FROM orders o JOIN fleets f ON f.id = o.fleet_id
+             WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+             ORDER BY o.next_attempt_at LIMIT $2
+             FOR UPDATE OF o SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(self.batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        for order in due {
+            if order.expires_at <= now {
+                sqlx::query("UPDATE orders SET state = 'expired' WHERE id = $1")
+                    .bind(order.id)
+                    .execute(&mut *tx)
+                    .await?;
+                report.expired += 1;
+                continue;
+            }
+            let outcome = self.deliver(&order).await;
+            let attempts = order.attempts + 1;
+            match outcome {
+                Ok(()) => {
+                    sqlx::query(
+                        "UPDATE orders SET state = 'delivered', attempts = $2, delivered_at = $3,
+                         last_error = NULL WHERE id = $1",
+                    )
+                    .bind(order.id)
+                    .bind(attempts)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    report.delivered += 1;
+                }
+                Err(error) => {
+                    sqlx::query(
+                        "UPDATE orders SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1",
+                    )
+                    .bind(order.id)
+                    .bind(attempts)
+                    .bind(now + backoff(attempts))
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                    report.failed += 1;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn deliver(&self, order: &Due) -> Result<(), String> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "id": order.idempotency_key,
+            "fleet": order.fleet,
+            "kind": order.kind,
+            "count": order.count,
+            "created_at": order.created_at.to_rfc3339(),
+        }))
+        .map_err(|e| e.to_string())?;
+        // Signatures are about transport, so they use the wall clock, not the planner's clock.
+        let timestamp = Utc::now().timestamp();
+        let response = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", &order.idempotency_key)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                self.secret.sign(&order.idempotency_key, timestamp, &body),
+            )
+            .header("idempotency-key", &order.idempotency_key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    format!("no answer within {} ms", self.timeout.as_millis())
+                } else {
+                    format!("cannot reach the provisioner: {e}")
+                }
+            })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the provisioner answered {}", response.status()))
+        }
+    }
+}
