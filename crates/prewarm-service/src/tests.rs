@@ -44,8 +44,33 @@ fn boot(n: u32) -> Decision {
     }
 }
 
-fn t0() -> DateTime<Utc> {
-    Utc::now()
+/// A fake cloud on loopback, a fleet, and a boot order of `n` GPUs recorded now.
+struct Harness {
+    cloud: FakeCloud,
+    url: String,
+    secret: Secret,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+}
+
+async fn harness(pool: &PgPool, n: u32) -> Harness {
+    let secret = Secret::generate();
+    let (cloud, url) = start_cloud(&secret).await;
+    let fleet_id = create_fleet(pool, &FleetSpec::named("chat"))
+        .await
+        .unwrap()
+        .id;
+    let now = Utc::now();
+    record_decision(pool, fleet_id, now, &FleetState::default(), &boot(n))
+        .await
+        .unwrap();
+    Harness {
+        cloud,
+        url,
+        secret,
+        fleet_id,
+        now,
+    }
 }
 
 /// Runs dispatch rounds, moving the clock past each backoff, until nothing is pending.
@@ -53,7 +78,7 @@ async fn drain(d: &Dispatcher, pool: &PgPool, mut now: DateTime<Utc>) -> u32 {
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let report = d.dispatch_due(pool, now).await.unwrap();
+        d.dispatch_due(pool, now).await.unwrap();
         let pending: i64 =
             sqlx::query_scalar("SELECT count(*) FROM orders WHERE state = 'pending'")
                 .fetch_one(pool)
@@ -62,22 +87,19 @@ async fn drain(d: &Dispatcher, pool: &PgPool, mut now: DateTime<Utc>) -> u32 {
         if pending == 0 || rounds > 50 {
             return rounds;
         }
-        let _ = report;
         now += chrono::Duration::seconds(90);
     }
 }
 
 #[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
 async fn an_order_is_applied_once_despite_failures_and_time_outs(pool: PgPool) {
-    let secret = Secret::generate();
-    let (cloud, url) = start_cloud(&secret).await;
-    let fleet = create_fleet(&pool, &FleetSpec::named("chat"))
-        .await
-        .unwrap();
-    let now = t0();
-    record_decision(&pool, fleet.id, now, &FleetState::default(), &boot(3))
-        .await
-        .unwrap();
+    let Harness {
+        cloud,
+        url,
+        secret,
+        fleet_id,
+        now,
+    } = harness(&pool, 3).await;
     cloud.inject(Control {
         fail_next: 2,
         hang_next: 1,
@@ -95,7 +117,7 @@ async fn an_order_is_applied_once_despite_failures_and_time_outs(pool: PgPool) {
         "a time-out, two failures, then the delivery"
     );
     drop(state);
-    let stored = orders(&pool, fleet.id).await.unwrap();
+    let stored = orders(&pool, fleet_id).await.unwrap();
     assert_eq!(
         (stored[0].state.as_str(), stored[0].attempts),
         ("delivered", 4)
@@ -104,15 +126,13 @@ async fn an_order_is_applied_once_despite_failures_and_time_outs(pool: PgPool) {
 
 #[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
 async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
-    let secret = Secret::generate();
-    let (cloud, url) = start_cloud(&secret).await;
-    let fleet = create_fleet(&pool, &FleetSpec::named("chat"))
-        .await
-        .unwrap();
-    let now = t0();
-    record_decision(&pool, fleet.id, now, &FleetState::default(), &boot(2))
-        .await
-        .unwrap();
+    let Harness {
+        cloud,
+        url,
+        secret,
+        now,
+        ..
+    } = harness(&pool, 2).await;
     let d = dispatcher(&url, &secret);
     d.dispatch_due(&pool, now).await.unwrap();
     // The process dies after the provisioner answered but before the delivery was recorded:
@@ -129,18 +149,16 @@ async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
 async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPool) {
-    let secret = Secret::generate();
-    let (cloud, url) = start_cloud(&secret).await;
-    let fleet = create_fleet(&pool, &FleetSpec::named("chat"))
-        .await
-        .unwrap();
-    let now = t0();
-    record_decision(&pool, fleet.id, now, &FleetState::default(), &boot(5))
-        .await
-        .unwrap();
+    let Harness {
+        cloud,
+        url,
+        secret,
+        fleet_id,
+        now,
+    } = harness(&pool, 5).await;
     record_decision(
         &pool,
-        fleet.id,
+        fleet_id,
         now + chrono::Duration::seconds(60),
         &FleetState::default(),
         &boot(2),
@@ -157,11 +175,11 @@ async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPoo
         applied[0].count, 2,
         "the superseded order was not delivered late"
     );
-    let stored = orders(&pool, fleet.id).await.unwrap();
+    let stored = orders(&pool, fleet_id).await.unwrap();
     assert_eq!(stored[0].state, "cancelled");
 
     // An order the provisioner never acknowledges expires instead of arriving late.
-    record_decision(&pool, fleet.id, now, &FleetState::default(), &boot(4))
+    record_decision(&pool, fleet_id, now, &FleetState::default(), &boot(4))
         .await
         .unwrap();
     cloud.inject(Control {
@@ -179,22 +197,20 @@ async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPoo
 
 #[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
 async fn a_wrong_secret_is_refused_and_nothing_is_applied(pool: PgPool) {
-    let secret = Secret::generate();
-    let (cloud, url) = start_cloud(&secret).await;
-    let fleet = create_fleet(&pool, &FleetSpec::named("chat"))
-        .await
-        .unwrap();
-    let now = t0();
-    record_decision(&pool, fleet.id, now, &FleetState::default(), &boot(1))
-        .await
-        .unwrap();
+    let Harness {
+        cloud,
+        url,
+        fleet_id,
+        now,
+        ..
+    } = harness(&pool, 1).await;
     let wrong = dispatcher(&url, &Secret::generate());
     let report = wrong.dispatch_due(&pool, now).await.unwrap();
     assert_eq!(report.failed, 1);
     let state = cloud.state.lock().unwrap();
     assert_eq!((state.refused, state.applied.len()), (1, 0));
     drop(state);
-    let stored = orders(&pool, fleet.id).await.unwrap();
+    let stored = orders(&pool, fleet_id).await.unwrap();
     assert!(
         stored[0].last_error.as_deref().unwrap().contains("401"),
         "{:?}",
@@ -205,13 +221,15 @@ async fn a_wrong_secret_is_refused_and_nothing_is_applied(pool: PgPool) {
 
 #[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
 async fn two_dispatchers_never_send_the_same_order_at_once(pool: PgPool) {
-    let secret = Secret::generate();
-    let (cloud, url) = start_cloud(&secret).await;
-    let fleet = create_fleet(&pool, &FleetSpec::named("chat"))
-        .await
-        .unwrap();
-    let now = t0();
-    for i in 0..20 {
+    // The harness's own order plus 19 more fleets' orders.
+    let Harness {
+        cloud,
+        url,
+        secret,
+        now,
+        ..
+    } = harness(&pool, 1).await;
+    for i in 1..20 {
         let f = create_fleet(&pool, &FleetSpec::named(&format!("f{i}")))
             .await
             .unwrap();
@@ -219,7 +237,6 @@ async fn two_dispatchers_never_send_the_same_order_at_once(pool: PgPool) {
             .await
             .unwrap();
     }
-    let _ = fleet;
     let (a, b) = (dispatcher(&url, &secret), dispatcher(&url, &secret));
     let (ra, rb) = tokio::join!(a.dispatch_due(&pool, now), b.dispatch_due(&pool, now));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
