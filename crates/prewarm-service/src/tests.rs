@@ -248,3 +248,143 @@ async fn two_dispatchers_never_send_the_same_order_at_once(pool: PgPool) {
         "no order sent twice"
     );
 }
+
+/// Sends a callback signed with `signer` to callback routes that trust `secret`.
+async fn callback_signed(
+    pool: &PgPool,
+    secret: &Secret,
+    signer: &Secret,
+    path: &str,
+    body: serde_json::Value,
+    signed_at: i64,
+) -> axum::http::StatusCode {
+    use tower::ServiceExt;
+    let body = serde_json::to_vec(&body).unwrap();
+    let id = format!("cb-{}", rand::random::<u64>());
+    let request = axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", signed_at.to_string())
+        .header("webhook-signature", signer.sign(&id, signed_at, &body))
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    crate::callbacks::router(pool.clone(), secret.clone())
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn callback(
+    pool: &PgPool,
+    secret: &Secret,
+    path: &str,
+    body: serde_json::Value,
+    signed_at: i64,
+) -> axum::http::StatusCode {
+    callback_signed(pool, secret, secret, path, body, signed_at).await
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn callbacks_teach_boot_times_and_bad_ones_change_nothing(pool: PgPool) {
+    use axum::http::StatusCode;
+    let Harness {
+        secret,
+        fleet_id,
+        now,
+        ..
+    } = harness(&pool, 3).await;
+    let order = orders(&pool, fleet_id).await.unwrap()[0]
+        .idempotency_key
+        .clone();
+    let ordered_at: DateTime<Utc> = sqlx::query_scalar("SELECT created_at FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let wall = Utc::now().timestamp();
+    let ready = |secs: i64| serde_json::json!({"order_id": order, "at": (ordered_at + chrono::Duration::seconds(secs)).to_rfc3339()});
+    let stats = || crate::callbacks::boot_stats(&pool, fleet_id, now - chrono::Duration::days(1));
+
+    assert_eq!(
+        callback(&pool, &secret, "/v1/instances/i-1/ready", ready(420), wall).await,
+        StatusCode::OK
+    );
+    assert_eq!(stats().await.unwrap().p95_secs, Some(420.0));
+    // Answered twice: the first ready wins.
+    assert_eq!(
+        callback(&pool, &secret, "/v1/instances/i-1/ready", ready(900), wall).await,
+        StatusCode::OK
+    );
+    assert_eq!(stats().await.unwrap().count, 1);
+    assert_eq!(stats().await.unwrap().max_secs, Some(420.0));
+    // A bad signature, or a stale timestamp, is refused and changes nothing.
+    let other = Secret::generate();
+    assert_eq!(
+        callback_signed(
+            &pool,
+            &secret,
+            &other,
+            "/v1/instances/i-2/ready",
+            ready(60),
+            wall
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        callback(
+            &pool,
+            &secret,
+            "/v1/instances/i-2/ready",
+            ready(60),
+            wall - 3_600
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(stats().await.unwrap().count, 1);
+    // An unknown order, an unknown event.
+    let unknown = serde_json::json!({"order_id": "order-x", "at": Utc::now().to_rfc3339()});
+    assert_eq!(
+        callback(&pool, &secret, "/v1/instances/i-3/ready", unknown, wall).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        callback(&pool, &secret, "/v1/instances/i-1/exploded", ready(1), wall).await,
+        StatusCode::NOT_FOUND
+    );
+    // Termination keeps the boot time.
+    assert_eq!(
+        callback(
+            &pool,
+            &secret,
+            "/v1/instances/i-1/terminated",
+            ready(5_000),
+            wall
+        )
+        .await,
+        StatusCode::OK
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM instances WHERE instance_id = 'i-1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "terminated");
+    assert_eq!(stats().await.unwrap().max_secs, Some(420.0));
+
+    // The p95 of boot times 300, 320, ..., 680 s (20 instances plus i-1 at 420).
+    for k in 0..20 {
+        let status = callback(
+            &pool,
+            &secret,
+            &format!("/v1/instances/b-{k}/ready"),
+            ready(300 + 20 * k),
+            wall,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let s = stats().await.unwrap();
+    assert_eq!(s.count, 21);
+    assert!((s.p95_secs.unwrap() - 660.0).abs() < 1e-9, "{s:?}");
+}
