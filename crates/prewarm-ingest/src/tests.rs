@@ -35,6 +35,17 @@ async fn call(
     )
 }
 
+/// Pushes minutes `range` of the test batch to fleet `chat`.
+async fn push(pool: &PgPool, token: &str, range: std::ops::Range<i64>) -> (StatusCode, Value) {
+    call(
+        pool,
+        "/v1/fleets/chat/samples",
+        Some(token),
+        batch(range).to_string(),
+    )
+    .await
+}
+
 fn minute(i: i64) -> DateTime<Utc> {
     "2026-11-20T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(i)
 }
@@ -91,13 +102,7 @@ async fn migrations_build_the_schema_from_an_empty_database(pool: PgPool) {
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn a_good_batch_is_stored_and_reads_back(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
-    let (status, body) = call(
-        &pool,
-        "/v1/fleets/chat/samples",
-        Some(&chat),
-        batch(0..120).to_string(),
-    )
-    .await;
+    let (status, body) = push(&pool, &chat, 0..120).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["stored"], 120);
     let rows = stored(&pool, "chat").await;
@@ -116,36 +121,12 @@ async fn a_good_batch_is_stored_and_reads_back(pool: PgPool) {
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn resending_or_reordering_stores_the_same_history(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
-    call(
-        &pool,
-        "/v1/fleets/chat/samples",
-        Some(&chat),
-        batch(0..60).to_string(),
-    )
-    .await;
+    push(&pool, &chat, 0..60).await;
     let once = stored(&pool, "chat").await;
     // The same batch again, then its halves in reverse order, then a batch repeating a bucket.
-    call(
-        &pool,
-        "/v1/fleets/chat/samples",
-        Some(&chat),
-        batch(0..60).to_string(),
-    )
-    .await;
-    call(
-        &pool,
-        "/v1/fleets/chat/samples",
-        Some(&chat),
-        batch(30..60).to_string(),
-    )
-    .await;
-    call(
-        &pool,
-        "/v1/fleets/chat/samples",
-        Some(&chat),
-        batch(0..30).to_string(),
-    )
-    .await;
+    push(&pool, &chat, 0..60).await;
+    push(&pool, &chat, 30..60).await;
+    push(&pool, &chat, 0..30).await;
     let mut repeated = batch(10..12);
     repeated["samples"]
         .as_array_mut()
@@ -390,13 +371,7 @@ async fn a_trace_imports_with_copy_idempotently(pool: PgPool) {
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn old_raw_samples_are_downsampled_to_hourly_sums(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
-    call(
-        &pool,
-        "/v1/fleets/chat/samples",
-        Some(&chat),
-        batch(0..150).to_string(),
-    )
-    .await;
+    push(&pool, &chat, 0..150).await;
     // Everything before 02:00 becomes two hourly rows; 02:00 to 02:29 stays raw.
     let (written, removed) = crate::downsample(&pool, minute(125)).await.unwrap();
     assert_eq!((written, removed), (2, 120));
