@@ -327,11 +327,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             b.wanted, b.limited_by, b.limit, b.granted
         ));
     }
-    let orders = match desired.cmp(&provisioned) {
-        std::cmp::Ordering::Greater => vec![Order::Boot(desired - provisioned)],
-        std::cmp::Ordering::Less => vec![Order::Terminate(provisioned - desired)],
-        std::cmp::Ordering::Equal => Vec::new(),
-    };
+    let orders = orders_to_reach(desired, provisioned);
     Decision {
         desired_gpus: desired,
         orders,
@@ -339,6 +335,15 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
         breach,
         forecast_p50_rps: p50_now,
         forecast_upper_rps: upper_now,
+    }
+}
+
+/// The orders that take a fleet from `provisioned` GPUs to `desired`.
+pub fn orders_to_reach(desired: u32, provisioned: u32) -> Vec<Order> {
+    match desired.cmp(&provisioned) {
+        std::cmp::Ordering::Greater => vec![Order::Boot(desired - provisioned)],
+        std::cmp::Ordering::Less => vec![Order::Terminate(provisioned - desired)],
+        std::cmp::Ordering::Equal => Vec::new(),
     }
 }
 

@@ -8,8 +8,8 @@ use prewarm_forecast::{
 };
 
 use crate::{
-    plan, sim::Policy, Band, Decision, Demand, FleetState, Order, PlanInput, PlannerConfig,
-    Strategy,
+    orders_to_reach, plan, sim::Policy, Band, Decision, Demand, FleetState, PlanInput,
+    PlannerConfig, Strategy,
 };
 
 /// Plans from the requests of every step before `now`, keeping as much recent demand as the
@@ -121,20 +121,14 @@ impl Policy for Clairvoyant {
         let lead = (self.boot_secs / self.step_secs) as usize;
         (0..=lead).map(|s| self.need(s)).max().unwrap_or(0)
     }
-    fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
+    fn decide(&mut self, _now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
         let i = past.len();
         let lead = self.boot_secs.div_euclid(self.step_secs) as usize
             + usize::from(self.boot_secs % self.step_secs != 0);
         // A GPU ordered now serves from step i + lead; the ones held must cover every step
         // until then, since a terminated GPU cannot be back sooner.
         let desired = (i..=i + lead).map(|s| self.need(s)).max().unwrap_or(0);
-        let provisioned = state.provisioned();
-        let orders = match desired.cmp(&provisioned) {
-            std::cmp::Ordering::Greater => vec![Order::Boot(desired - provisioned)],
-            std::cmp::Ordering::Less => vec![Order::Terminate(provisioned - desired)],
-            std::cmp::Ordering::Equal => Vec::new(),
-        };
-        let _ = now;
+        let orders = orders_to_reach(desired, state.provisioned());
         Decision {
             desired_gpus: desired,
             orders,
