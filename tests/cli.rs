@@ -400,3 +400,123 @@ async fn fleets_tokens_and_idempotent_imports_from_the_command_line(
         .unwrap();
     assert_eq!(rows, 4035);
 }
+
+/// Waits until `check` holds, for at most `secs`.
+async fn eventually(secs: u64, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(std::time::Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restart(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    use prewarm_service::{
+        fake_cloud::{Control, FakeCloud},
+        webhook::Secret,
+    };
+    let url = url_of(&opts);
+    let pool = pool_opts.connect_with(opts).await.unwrap();
+    prewarm_ingest::MIGRATOR.run(&pool).await.unwrap();
+    let mut spec = prewarm_ingest::FleetSpec::named("chat");
+    spec.min_gpus = 2;
+    prewarm_ingest::create_fleet(&pool, &spec).await.unwrap();
+
+    // The provisioner holds the first delivery for 8 s: the service dies while it waits.
+    let secret = Secret::generate();
+    let cloud = FakeCloud::new(secret.clone());
+    cloud.inject(Control {
+        hang_next: 1,
+        hang_secs: Some(8),
+        ..Default::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cloud_url = format!("http://{}/orders", listener.local_addr().unwrap());
+    let router = cloud.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "prewarm.toml",
+        &format!(
+            "[database]\nurl = \"{url}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [provisioner]\nurl = \"{cloud_url}\"\nsecret = \"{}\"\ntimeout = \"3s\"\n\
+             [service]\nlease_ttl = \"3s\"\n\
+             [schedule]\ntick = \"*/2 * * * * *\"\ndispatch = \"* * * * * *\"\nleases = \"* * * * * *\"\n",
+            secret.encoded()
+        ),
+    );
+    // `--check` shows the configuration without its secrets.
+    let (ok, shown, stderr) = prewarm(&["serve", "--config", &config, "--check"]);
+    assert!(ok, "{stderr}");
+    assert!(shown.contains("<redacted>") && !shown.contains(&secret.encoded()), "{shown}");
+
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_prewarm"))
+            .args(["serve", "--config", &config])
+            .env("PREWARM_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prewarm serve starts")
+    };
+    let mut first = serve();
+    eventually(60, "the first delivery", async || {
+        cloud.state.lock().unwrap().deliveries >= 1
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL: no clean-up of any kind
+    first.wait().unwrap();
+    let (state, attempts): (String, i32) =
+        sqlx::query_as("SELECT state, attempts FROM orders")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), attempts), ("pending", 1), "committed, in doubt");
+
+    let mut second = serve();
+    eventually(60, "the redelivery", async || {
+        sqlx::query_scalar::<_, String>("SELECT state FROM orders ORDER BY id LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == "delivered"
+    })
+    .await;
+    // Let the held delivery finish too, and a few more ticks run.
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    let applied = cloud.state.lock().unwrap().applied.clone();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!((applied[0].kind.as_str(), applied[0].count), ("boot", 2));
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 1, "the restarted planner counted the order in doubt");
+    let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(decisions >= 2, "the restarted service kept planning");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn demo_replays_the_fixture_through_the_service(
+    _pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    let url = url_of(&opts);
+    let (ok, stdout, stderr) = prewarm_db(&url, &["demo", "--replay", "3h"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    for row in ["service ", "predictive ", "reactive ", "clairvoyant ", "lower bound"] {
+        assert!(stdout.lines().any(|l| l.starts_with(row)), "no {row} row in\n{stdout}");
+    }
+    assert!(stdout.contains("first refit: calibrated true"), "{stdout}");
+    assert!(stdout.contains("orders delivered (0 pending)"), "{stdout}");
+}

@@ -217,26 +217,45 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "PREWARM_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    #[command(flatten)]
-    db: DbArgs,
+    /// TOML configuration file; `PREWARM_SECTION__KEY` variables override it (README: Running the
+    /// service).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Check the configuration, print it with secrets hidden, and exit.
+    #[arg(long)]
+    check: bool,
 }
 
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    use prewarm_service::{clock::SystemClock, config::Config};
+    let config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if args.check {
+        println!("{config:#?}");
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PREWARM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     runtime()?.block_on(async {
-        let pool = connect(&args.db).await?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        eprintln!("prewarm push API listening on {}", listener.local_addr()?);
-        axum::serve(listener, prewarm_ingest::api::router(pool))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("the server stopped")?;
+        let running =
+            prewarm_service::serve::start(config, std::sync::Arc::new(SystemClock), true).await?;
+        eprintln!(
+            "prewarm serving on http://{} (replica {}); Ctrl-C or SIGTERM stops it",
+            running.addr,
+            running.service.replica()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping: handing this replica's fleets to the others");
+        running.stop().await;
         Ok(())
     })
 }
@@ -541,11 +560,26 @@ pub struct FakeCloudArgs {
     /// Shared web-hook secret (`whsec_...`); without it, a new one is made and printed.
     #[arg(long, env = "PREWARM_WEBHOOK_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// prewarm's base URL for the ready/failed/terminated callbacks (e.g. http://127.0.0.1:8080).
+    #[arg(long)]
+    callback: Option<String>,
+    /// Shortest boot.
+    #[arg(long, default_value = "6m")]
+    boot_min: String,
+    /// Longest boot (boot times are drawn uniformly, seeded).
+    #[arg(long, default_value = "10m")]
+    boot_max: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// Runs the reference provisioner until interrupted.
 pub fn fake_cloud(args: &FakeCloudArgs) -> anyhow::Result<()> {
-    use prewarm_service::{fake_cloud::FakeCloud, webhook::Secret};
+    use prewarm_service::{
+        clock::SystemClock,
+        fake_cloud::{Behaviour, FakeCloud},
+        webhook::Secret,
+    };
     let secret = match &args.secret {
         Some(s) => Secret::parse(s).map_err(anyhow::Error::msg)?,
         None => {
@@ -554,15 +588,36 @@ pub fn fake_cloud(args: &FakeCloudArgs) -> anyhow::Result<()> {
             s
         }
     };
+    let boot = |t: &str, what: &str| {
+        prewarm_core::parse_duration(t).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+    };
+    let boot_secs = (boot(&args.boot_min, "boot-min")?, boot(&args.boot_max, "boot-max")?);
+    anyhow::ensure!(boot_secs.1 >= boot_secs.0, "--boot-max must not be shorter than --boot-min");
+    if let Some(url) = &args.callback {
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "--callback must be prewarm's http(s) base URL"
+        );
+    }
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         eprintln!(
-            "fake-cloud listening on http://{}/orders (POST /control to inject failures)",
+            "fake-cloud listening on http://{}/orders (POST /control to inject failures, GET /instances)",
             listener.local_addr()?
         );
-        axum::serve(listener, FakeCloud::new(secret).router())
+        let cloud = FakeCloud::with(
+            secret,
+            std::sync::Arc::new(SystemClock),
+            Behaviour {
+                boot_secs,
+                callback_url: args.callback.clone(),
+                seed: args.seed,
+            },
+        );
+        let _processing = cloud.spawn_processing(Duration::from_secs(1));
+        axum::serve(listener, cloud.router())
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

@@ -5,7 +5,9 @@
 //! fleets' database (`DATABASE_URL`): migrations, fleets, tokens, bulk import, the push API.
 
 mod backtest;
+mod bench_service;
 mod db;
+mod demo;
 mod import;
 mod output;
 mod plot;
@@ -54,10 +56,13 @@ enum Command {
     Retention(db::RetentionArgs),
     /// Read a fleet's request rate from Prometheus (query_range) into its history.
     Pull(db::PullArgs),
-    /// Serve the push API (`POST /v1/fleets/{fleet}/samples`).
+    /// Run the service: scheduled refits and planning ticks, order delivery, callbacks, push
+    /// and operator API.
     Serve(db::ServeArgs),
-    /// Run the reference provisioner: accepts signed orders, applies each once.
+    /// Run the reference provisioner: accepts signed orders once each, boots, calls back.
     FakeCloud(db::FakeCloudArgs),
+    /// Replay a trace through the real service and fake-cloud on a simulated clock.
+    Demo(demo::DemoArgs),
     /// Benchmarks that need more than `cargo bench`.
     Bench {
         #[command(subcommand)]
@@ -75,6 +80,8 @@ enum TokenCommand {
 enum BenchCommand {
     /// COPY import rate, 28-day read time and push API latency on a scratch database.
     Ingest(db::BenchIngestArgs),
+    /// Planning tick time for many fleets and replicas, and refit time, on a scratch database.
+    Service(bench_service::BenchServiceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,9 +117,13 @@ fn main() {
         Command::Pull(args) => db::pull(&args),
         Command::Serve(args) => db::serve(&args),
         Command::FakeCloud(args) => db::fake_cloud(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Bench {
             command: BenchCommand::Ingest(args),
         } => db::bench_ingest(&args),
+        Command::Bench {
+            command: BenchCommand::Service(args),
+        } => bench_service::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -407,7 +407,7 @@ pub fn with_ratio(sims: Vec<SimSummary>) -> Vec<PolicySummary> {
         .collect()
 }
 
-fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
+pub fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
     let mut out = format!(
         "{:<12} {:>10} {:>10} {:>11} {:>9} {:>7} {:>9} {:>14}\n",
         "policy",

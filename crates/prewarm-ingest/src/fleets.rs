@@ -168,7 +168,7 @@ pub async fn create_token(
 }
 
 /// What a token may write: `Some(None)` every fleet, `Some(Some(id))` one fleet, `None` nothing.
-pub(crate) async fn token_scope(
+pub async fn token_scope(
     pool: &PgPool,
     token: &str,
 ) -> Result<Option<Option<i64>>, IngestError> {

@@ -286,11 +286,21 @@ pub async fn downsample(
     pool: &PgPool,
     older_than: DateTime<Utc>,
 ) -> Result<(u64, u64), IngestError> {
+    downsample_fleet(pool, None, older_than).await
+}
+
+/// [`downsample`] for one fleet (`Some`) or all (`None`).
+pub async fn downsample_fleet(
+    pool: &PgPool,
+    fleet: Option<i64>,
+    older_than: DateTime<Utc>,
+) -> Result<(u64, u64), IngestError> {
     let mut tx = pool.begin().await?;
     let written = sqlx::query(
         "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out)
          SELECT fleet_id, date_trunc('hour', bucket_start), 3600, sum(requests), sum(tokens_in), sum(tokens_out)
          FROM samples WHERE bucket_secs < 3600 AND bucket_start < date_trunc('hour', $1::timestamptz)
+           AND ($2::bigint IS NULL OR fleet_id = $2)
          GROUP BY fleet_id, date_trunc('hour', bucket_start)
          ON CONFLICT (fleet_id, bucket_start, bucket_secs) DO UPDATE
          SET requests = samples.requests + EXCLUDED.requests,
@@ -298,13 +308,16 @@ pub async fn downsample(
              tokens_out = samples.tokens_out + EXCLUDED.tokens_out",
     )
     .bind(older_than)
+    .bind(fleet)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     let removed = sqlx::query(
-        "DELETE FROM samples WHERE bucket_secs < 3600 AND bucket_start < date_trunc('hour', $1::timestamptz)",
+        "DELETE FROM samples WHERE bucket_secs < 3600 AND bucket_start < date_trunc('hour', $1::timestamptz)
+           AND ($2::bigint IS NULL OR fleet_id = $2)",
     )
     .bind(older_than)
+    .bind(fleet)
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -102,6 +102,122 @@ impl SplitMix {
     }
 }
 
+/// Queue and bill accounting of a replay: requests join a first-in first-out queue served at
+/// `gpu_rps` per ready GPU, requests that waited past the timeout are lost, and GPUs are billed
+/// per step. [`simulate`] uses it, and so does `prewarm demo`, whose GPUs come from the
+/// provisioner instead of this module's boot model.
+#[derive(Debug, Clone)]
+pub struct Accounting {
+    step_secs: i64,
+    cfg: SimConfig,
+    /// Queue of (arrival step, requests still waiting), oldest first.
+    queue: std::collections::VecDeque<(usize, f64)>,
+    max_wait_steps: usize,
+    /// served_by_wait[k]: requests served after waiting k steps.
+    served_by_wait: Vec<f64>,
+    gpu_secs: f64,
+    timed_out_total: f64,
+    scored_requests: f64,
+    boots: u64,
+    breaches: u64,
+}
+
+impl Accounting {
+    pub fn new(step_secs: i64, cfg: &SimConfig) -> Self {
+        let max_wait_steps = (cfg.timeout_secs / step_secs).max(0) as usize;
+        Self {
+            step_secs,
+            cfg: *cfg,
+            queue: Default::default(),
+            max_wait_steps,
+            served_by_wait: vec![0.0; max_wait_steps + 1],
+            gpu_secs: 0.0,
+            timed_out_total: 0.0,
+            scored_requests: 0.0,
+            boots: 0,
+            breaches: 0,
+        }
+    }
+
+    /// Step `i`: `arrivals` join the queue, `ready` GPUs serve it, `billed` GPUs are paid for.
+    /// Returns (served, timed out) requests.
+    pub fn step(
+        &mut self,
+        i: usize,
+        arrivals: f64,
+        ready: u32,
+        billed: u32,
+        booted: u32,
+        breach: bool,
+    ) -> (f64, f64) {
+        let step_secs = self.step_secs;
+        self.queue.push_back((i, arrivals.max(0.0)));
+        let mut capacity = ready as f64 * self.cfg.gpu_rps * step_secs as f64;
+        let mut served = 0.0;
+        while capacity > 0.0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            let take = front.1.min(capacity);
+            front.1 -= take;
+            capacity -= take;
+            served += take;
+            if front.0 >= self.cfg.score_from_step {
+                self.served_by_wait[(i - front.0).min(self.max_wait_steps)] += take;
+            }
+            if front.1 <= 1e-9 {
+                self.queue.pop_front();
+            }
+        }
+        // Requests that would have waited past the timeout by the end of the next step are lost.
+        let mut timed_out = 0.0;
+        while let Some(&(arrived, waiting)) = self.queue.front() {
+            if (i + 1 - arrived) * step_secs as usize > self.cfg.timeout_secs as usize {
+                timed_out += waiting;
+                self.queue.pop_front();
+            } else {
+                break;
+            }
+        }
+        if i >= self.cfg.score_from_step {
+            self.timed_out_total += timed_out;
+            self.gpu_secs += billed as f64 * step_secs as f64;
+            self.scored_requests += arrivals.max(0.0);
+            if breach {
+                self.breaches += 1;
+            }
+            self.boots += booted as u64;
+        }
+        (served, timed_out)
+    }
+
+    /// Totals so far. Whatever is still queued was neither served nor lost: it is not counted.
+    pub fn summary(&self, policy: &str) -> SimSummary {
+        let total = self.scored_requests;
+        let gpu_hours = self.gpu_secs / 3_600.0;
+        SimSummary {
+            policy: policy.to_string(),
+            gpu_hours,
+            cost_usd: gpu_hours * self.cfg.price_usd_per_gpu_hour,
+            requests: total,
+            timed_out_requests: self.timed_out_total,
+            timed_out_share: if total > 0.0 {
+                self.timed_out_total / total
+            } else {
+                0.0
+            },
+            p99_wait_secs: p99_wait(
+                &self.served_by_wait,
+                self.timed_out_total,
+                self.step_secs,
+                self.cfg.timeout_secs,
+            ),
+            boots: self.boots,
+            breaches: self.breaches,
+        }
+    }
+}
+
 /// Replays `requests` (per step of `step_secs`, the first step starting at `start`) through
 /// `policy`.
 pub fn simulate(
@@ -121,14 +237,8 @@ pub fn simulate(
     };
     // Ready time of each booting GPU, in the same order as `state.booting`.
     let mut ready_at: Vec<DateTime<Utc>> = Vec::new();
-    // Queue of (arrival step, requests still waiting), oldest first.
-    let mut queue: std::collections::VecDeque<(usize, f64)> = Default::default();
-    let max_wait_steps = (cfg.timeout_secs / step_secs).max(0) as usize;
-    // served_by_wait[k]: requests served after waiting k steps.
-    let mut served_by_wait = vec![0.0; max_wait_steps + 1];
+    let mut accounting = Accounting::new(step_secs, cfg);
     let mut records = Vec::with_capacity(requests.len());
-    let (mut gpu_secs, mut timed_out_total, mut boots, mut breaches) = (0.0, 0.0, 0u64, 0u64);
-    let mut scored_requests = 0.0;
 
     for (i, &arrivals) in requests.iter().enumerate() {
         let now = start + Duration::seconds(step_secs * i as i64);
@@ -173,44 +283,15 @@ pub fn simulate(
             }
         }
 
-        queue.push_back((i, arrivals.max(0.0)));
-        let mut capacity = state.gpus_ready as f64 * cfg.gpu_rps * step_secs as f64;
-        let mut served = 0.0;
-        while capacity > 0.0 {
-            let Some(front) = queue.front_mut() else {
-                break;
-            };
-            let take = front.1.min(capacity);
-            front.1 -= take;
-            capacity -= take;
-            served += take;
-            if front.0 >= cfg.score_from_step {
-                served_by_wait[(i - front.0).min(max_wait_steps)] += take;
-            }
-            if front.1 <= 1e-9 {
-                queue.pop_front();
-            }
-        }
-        // Requests that would have waited past the timeout by the end of the next step are lost.
-        let mut timed_out = 0.0;
-        while let Some(&(arrived, waiting)) = queue.front() {
-            if (i + 1 - arrived) * step_secs as usize > cfg.timeout_secs as usize {
-                timed_out += waiting;
-                queue.pop_front();
-            } else {
-                break;
-            }
-        }
         let billed = state.provisioned();
-        if i >= cfg.score_from_step {
-            timed_out_total += timed_out;
-            gpu_secs += billed as f64 * step_secs as f64;
-            scored_requests += arrivals.max(0.0);
-            if decision.breach.is_some() {
-                breaches += 1;
-            }
-            boots += booted as u64;
-        }
+        let (served, timed_out) = accounting.step(
+            i,
+            arrivals,
+            state.gpus_ready,
+            billed,
+            booted,
+            decision.breach.is_some(),
+        );
         records.push(StepRecord {
             timestamp: now,
             gpus_ready: state.gpus_ready,
@@ -226,30 +307,7 @@ pub fn simulate(
             reason: decision.reason,
         });
     }
-    // Whatever is still queued at the end was neither served nor lost: it is not counted.
-    let total = scored_requests;
-    let gpu_hours = gpu_secs / 3_600.0;
-    let summary = SimSummary {
-        policy: policy.name().to_string(),
-        gpu_hours,
-        cost_usd: gpu_hours * cfg.price_usd_per_gpu_hour,
-        requests: total,
-        timed_out_requests: timed_out_total,
-        timed_out_share: if total > 0.0 {
-            timed_out_total / total
-        } else {
-            0.0
-        },
-        p99_wait_secs: p99_wait(
-            &served_by_wait,
-            timed_out_total,
-            step_secs,
-            cfg.timeout_secs,
-        ),
-        boots,
-        breaches,
-    };
-    (records, summary)
+    (records, accounting.summary(policy.name()))
 }
 
 /// The 99th percentile wait over served and timed-out requests (timed-out ones count as having

@@ -25,6 +25,10 @@ pub struct Callback {
     pub order_id: String,
     /// When the event happened at the provisioner.
     pub at: DateTime<Utc>,
+    /// For `terminated`: the terminate order that caused it. A termination without one is a
+    /// loss (preemption, crash) that the planner replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated_by: Option<String>,
 }
 
 #[derive(Clone)]
@@ -110,12 +114,14 @@ pub async fn record(
     };
     let boot_secs = (event == "ready")
         .then(|| ((callback.at - ordered_at).num_milliseconds() as f64 / 1000.0).max(0.0));
-    // The first `ready` of an instance wins; later events only move its state forward.
+    // The first `ready` of an instance wins; states only move forward (ready, then failed or
+    // terminated), so a late duplicate cannot bring a terminated instance back.
     sqlx::query(
-        "INSERT INTO instances (instance_id, fleet_id, order_key, ordered_at, state, ready_at, boot_secs, updated_at)
-         VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'ready' THEN $6 END, $7, $6)
+        "INSERT INTO instances (instance_id, fleet_id, order_key, ordered_at, state, ready_at, boot_secs, updated_at, terminated_by)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'ready' THEN $6 END, $7, $6, $8)
          ON CONFLICT (instance_id) DO UPDATE SET
-           state = CASE WHEN instances.state = 'ready' AND EXCLUDED.state = 'ready' THEN instances.state
+           terminated_by = COALESCE(instances.terminated_by, EXCLUDED.terminated_by),
+           state = CASE WHEN instances.state IN ('terminated', 'failed') THEN instances.state
                         ELSE EXCLUDED.state END,
            ready_at = COALESCE(instances.ready_at, EXCLUDED.ready_at),
            boot_secs = COALESCE(instances.boot_secs, EXCLUDED.boot_secs),
@@ -128,6 +134,7 @@ pub async fn record(
     .bind(event)
     .bind(callback.at)
     .bind(boot_secs)
+    .bind(callback.terminated_by.as_deref().filter(|_| event == "terminated"))
     .execute(pool)
     .await?;
     Ok(true)

@@ -1,10 +1,11 @@
 //! Delivering pending orders to the provisioner's web hook.
 //!
-//! Due orders are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas can dispatch from
-//! one database without sending the same order twice at once. Each delivery is signed
-//! ([`crate::webhook`]) and carries the order's idempotency key as `webhook-id`, the same on every
-//! retry: should a process die after a delivery but before recording it, the order is delivered
-//! again and the provisioner applies it once. Failures and time-outs are retried with exponential
+//! Due orders are claimed with `FOR UPDATE SKIP LOCKED`, and each claim is committed (attempt
+//! counted, order held for one delivery time-out) before the delivery, so several replicas can
+//! dispatch from one database without sending the same order twice at once. Each delivery is
+//! signed ([`crate::webhook`]) and carries the order's idempotency key as `webhook-id`, the same on
+//! every retry: should a process die after a delivery but before recording it, the order is
+//! delivered again and the provisioner applies it once. Failures and time-outs are retried with exponential
 //! backoff and jitter until the order expires.
 
 use std::time::Duration;
@@ -33,6 +34,17 @@ pub struct DispatchReport {
     pub delivered: u32,
     pub failed: u32,
     pub expired: u32,
+    /// Time each delivery attempt took, in microseconds.
+    pub latencies_us: Vec<u64>,
+}
+
+/// Which pending orders a round may take.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// Only fleets whose lease this replica holds.
+    pub holder: Option<&'a str>,
+    /// Only this fleet.
+    pub fleet_id: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -60,20 +72,42 @@ impl Dispatcher {
         pool: &PgPool,
         now: DateTime<Utc>,
     ) -> Result<DispatchReport, sqlx::Error> {
+        self.dispatch(pool, now, Scope::default()).await
+    }
+
+    /// Delivers the orders due at `now` within `scope`.
+    pub async fn dispatch(
+        &self,
+        pool: &PgPool,
+        now: DateTime<Utc>,
+        scope: Scope<'_>,
+    ) -> Result<DispatchReport, sqlx::Error> {
         let mut report = DispatchReport::default();
+        // Claim: the attempt is recorded (committed) before anything is sent, so an order whose
+        // delivery may have reached the provisioner is known to be in doubt if this process
+        // dies: it is then never cancelled by a newer plan, the planner counts it, and the next
+        // round sends it again under the same key. The claim holds the order for one delivery
+        // time-out, so no other dispatcher sends it meanwhile.
         let mut tx = pool.begin().await?;
         let due: Vec<Due> = sqlx::query_as(
             "SELECT o.id, o.idempotency_key, f.name AS fleet, o.kind, o.count, o.attempts,
                     o.created_at, o.expires_at
              FROM orders o JOIN fleets f ON f.id = o.fleet_id
              WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+               AND ($3::bigint IS NULL OR o.fleet_id = $3)
+               AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM fleet_leases l
+                    WHERE l.fleet_id = o.fleet_id AND l.holder = $4 AND l.expires_at > now()))
              ORDER BY o.next_attempt_at LIMIT $2
              FOR UPDATE OF o SKIP LOCKED",
         )
         .bind(now)
         .bind(self.batch)
+        .bind(scope.fleet_id)
+        .bind(scope.holder)
         .fetch_all(&mut *tx)
         .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        let hold = chrono::Duration::milliseconds(self.timeout.as_millis() as i64 + 1_000);
         for order in due {
             if order.expires_at <= now {
                 sqlx::query("UPDATE orders SET state = 'expired' WHERE id = $1")
@@ -83,36 +117,50 @@ impl Dispatcher {
                 report.expired += 1;
                 continue;
             }
+            sqlx::query(
+                "UPDATE orders SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1",
+            )
+            .bind(order.id)
+            .bind(now + hold)
+            .execute(&mut *tx)
+            .await?;
+            claimed.push(order);
+        }
+        tx.commit().await?;
+
+        for order in claimed {
+            let started = std::time::Instant::now();
             let outcome = self.deliver(&order).await;
+            report
+                .latencies_us
+                .push(started.elapsed().as_micros() as u64);
             let attempts = order.attempts + 1;
             match outcome {
                 Ok(()) => {
                     sqlx::query(
-                        "UPDATE orders SET state = 'delivered', attempts = $2, delivered_at = $3,
-                         last_error = NULL WHERE id = $1",
+                        "UPDATE orders SET state = 'delivered', delivered_at = $2, last_error = NULL
+                         WHERE id = $1 AND state = 'pending'",
                     )
                     .bind(order.id)
-                    .bind(attempts)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(pool)
                     .await?;
                     report.delivered += 1;
                 }
                 Err(error) => {
                     sqlx::query(
-                        "UPDATE orders SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1",
+                        "UPDATE orders SET next_attempt_at = $2, last_error = $3
+                         WHERE id = $1 AND state = 'pending'",
                     )
                     .bind(order.id)
-                    .bind(attempts)
                     .bind(now + backoff(attempts))
                     .bind(error)
-                    .execute(&mut *tx)
+                    .execute(pool)
                     .await?;
                     report.failed += 1;
                 }
             }
         }
-        tx.commit().await?;
         Ok(report)
     }
 

@@ -1,10 +1,13 @@
 //! `fake-cloud`: the reference provisioner.
 //!
 //! It accepts signed orders at `POST /orders`, refuses bad signatures and stale timestamps with
-//! 401, applies each order once by its `webhook-id` (a repeated delivery is acknowledged again
-//! but changes nothing), and can be told through `POST /control` to fail or hang its next
-//! answers. Tests and the demo use it; a team writing its own provisioner can read it as the
-//! contract to meet.
+//! 401, and applies each order once by its `webhook-id` (a repeated delivery is acknowledged again
+//! but changes nothing). A boot order of N starts N instances that become ready after a random
+//! boot time; a terminate order stops N (booting ones first, newest first). Each change is
+//! reported back to prewarm, signed with the same secret: `POST {callback}/v1/instances/{id}/ready`,
+//! `/failed` or `/terminated`, retried until prewarm acknowledges. Through `POST /control` it can be
+//! told to fail or hang its next answers, to fail boots, or to send its callbacks twice. Tests and
+//! the demo use it; a team writing its own provisioner can read it as the contract to meet.
 
 use std::{
     collections::HashMap,
@@ -19,9 +22,9 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use crate::webhook::Secret;
+use crate::{callbacks::Callback, clock::SharedClock, webhook::Secret};
 
 /// An order as the provisioner received it.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -45,6 +48,53 @@ pub struct CloudState {
     pub refused: u64,
     fail_next: u32,
     hang_next: u32,
+    hang_secs: u64,
+    fail_boots_next: u32,
+    duplicate_next: u32,
+    /// Every instance started, in order.
+    pub instances: Vec<Instance>,
+    /// Callbacks prewarm acknowledged, and attempts that failed (retried).
+    pub callbacks_sent: u64,
+    pub callbacks_failed: u64,
+    draws: u64,
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Booting,
+    Ready,
+    Failed,
+    Terminated,
+}
+
+/// One GPU instance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub fleet: String,
+    pub order_id: String,
+    pub ordered_at: DateTime<Utc>,
+    pub ready_at: DateTime<Utc>,
+    pub phase: Phase,
+    /// When it stopped being billed (terminated or failed).
+    pub ended_at: Option<DateTime<Utc>>,
+    pub terminated_by: Option<String>,
+    /// Events to report, oldest first, with their times.
+    #[serde(skip)]
+    outbox: Vec<(&'static str, DateTime<Utc>)>,
+    /// Send each callback this many times.
+    #[serde(skip)]
+    repeat: u32,
+    fails: bool,
+}
+
+/// Instances of a fleet by phase at some moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub booting: u32,
+    pub ready: u32,
 }
 
 /// Faults to inject into the next answers.
@@ -53,9 +103,38 @@ pub struct Control {
     /// Answer 503 to this many deliveries.
     #[serde(default)]
     pub fail_next: u32,
-    /// Hold this many deliveries for 30 s before answering.
+    /// Hold this many deliveries for `hang_secs` (default 30) before answering.
     #[serde(default)]
     pub hang_next: u32,
+    #[serde(default)]
+    pub hang_secs: Option<u64>,
+    /// The next this many instances fail to boot (reported as `failed`).
+    #[serde(default)]
+    pub fail_boots_next: u32,
+    /// Send the callbacks of the next this many orders twice.
+    #[serde(default)]
+    pub duplicate_next: u32,
+}
+
+/// How instances boot and whom to tell.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Boot time drawn uniformly in this range, seconds.
+    pub boot_secs: (i64, i64),
+    /// prewarm's base URL for callbacks (`None`: no callbacks).
+    pub callback_url: Option<String>,
+    /// Seed of the boot-time draws.
+    pub seed: u64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            boot_secs: (360, 600),
+            callback_url: None,
+            seed: 1,
+        }
+    }
 }
 
 /// A fake cloud with its shared state.
@@ -63,13 +142,185 @@ pub struct Control {
 pub struct FakeCloud {
     secret: Secret,
     pub state: Arc<Mutex<CloudState>>,
+    clock: SharedClock,
+    behaviour: Behaviour,
+    client: reqwest::Client,
 }
 
 impl FakeCloud {
+    /// A fake cloud on the system clock that calls nobody back (it records orders only).
     pub fn new(secret: Secret) -> Self {
+        Self::with(secret, Arc::new(crate::clock::SystemClock), Behaviour::default())
+    }
+
+    /// A fake cloud that boots instances on `clock` and reports them as `behaviour` says.
+    pub fn with(secret: Secret, clock: SharedClock, behaviour: Behaviour) -> Self {
         Self {
             secret,
             state: Arc::default(),
+            clock,
+            behaviour,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Moves instances along to `now` and sends the callbacks that are due; those prewarm does
+    /// not acknowledge are kept and sent again next time. Returns callbacks acknowledged.
+    pub async fn process(&self) -> u64 {
+        let now = self.clock.now();
+        let mut due: Vec<(String, &'static str, Callback, u32)> = Vec::new();
+        {
+            let mut state = self.state.lock().expect("fake-cloud state");
+            for inst in state.instances.iter_mut() {
+                if inst.phase == Phase::Booting && inst.ready_at <= now {
+                    if inst.fails {
+                        inst.phase = Phase::Failed;
+                        inst.ended_at = Some(inst.ready_at);
+                        inst.outbox.push(("failed", inst.ready_at));
+                    } else {
+                        inst.phase = Phase::Ready;
+                        inst.outbox.push(("ready", inst.ready_at));
+                    }
+                }
+                if self.behaviour.callback_url.is_some() {
+                    for (event, at) in &inst.outbox {
+                        due.push((
+                            inst.id.clone(),
+                            event,
+                            Callback {
+                                order_id: inst.order_id.clone(),
+                                at: *at,
+                                terminated_by: (*event == "terminated")
+                                    .then(|| inst.terminated_by.clone())
+                                    .flatten(),
+                            },
+                            inst.repeat.max(1),
+                        ));
+                    }
+                }
+            }
+        }
+        let Some(base) = &self.behaviour.callback_url else {
+            return 0;
+        };
+        let mut acknowledged = 0;
+        for (id, event, body, repeat) in due {
+            let mut ok = false;
+            for _ in 0..repeat {
+                ok |= self.send_callback(base, &id, event, &body).await;
+            }
+            let mut state = self.state.lock().expect("fake-cloud state");
+            if ok {
+                state.callbacks_sent += 1;
+                acknowledged += 1;
+                if let Some(inst) = state.instances.iter_mut().find(|i| i.id == id) {
+                    inst.outbox.retain(|(e, _)| *e != event);
+                }
+            } else {
+                state.callbacks_failed += 1;
+            }
+        }
+        acknowledged
+    }
+
+    async fn send_callback(&self, base: &str, id: &str, event: &str, body: &Callback) -> bool {
+        let Ok(bytes) = serde_json::to_vec(body) else {
+            return false;
+        };
+        let msg_id = format!("cb-{id}-{event}");
+        let ts = Utc::now().timestamp();
+        self.client
+            .post(format!("{base}/v1/instances/{id}/{event}"))
+            .timeout(Duration::from_secs(10))
+            .header("content-type", "application/json")
+            .header("webhook-id", &msg_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", self.secret.sign(&msg_id, ts, &bytes))
+            .body(bytes)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Calls [`FakeCloud::process`] every `every` until the task is dropped (the system-clock mode
+    /// of `prewarm fake-cloud`).
+    pub fn spawn_processing(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                me.process().await;
+            }
+        })
+    }
+
+    /// A fleet's instances by phase now.
+    pub fn counts(&self, fleet: &str) -> Counts {
+        let state = self.state.lock().expect("fake-cloud state");
+        let mut c = Counts::default();
+        for i in state.instances.iter().filter(|i| i.fleet == fleet) {
+            match i.phase {
+                Phase::Booting => c.booting += 1,
+                Phase::Ready => c.ready += 1,
+                Phase::Failed | Phase::Terminated => {}
+            }
+        }
+        c
+    }
+
+    fn apply(&self, state: &mut CloudState, order: &ReceivedOrder) {
+        let now = self.clock.now();
+        let repeat = if state.duplicate_next > 0 {
+            state.duplicate_next -= 1;
+            2
+        } else {
+            1
+        };
+        match order.kind.as_str() {
+            "boot" => {
+                let (lo, hi) = self.behaviour.boot_secs;
+                for k in 0..order.count {
+                    state.draws += 1;
+                    let u = unit(self.behaviour.seed, state.draws);
+                    let secs = lo + (u * (hi - lo).max(0) as f64) as i64;
+                    let fails = state.fail_boots_next > 0;
+                    state.fail_boots_next = state.fail_boots_next.saturating_sub(1);
+                    state.instances.push(Instance {
+                        id: format!("{}-{k}", order.id),
+                        fleet: order.fleet.clone(),
+                        order_id: order.id.clone(),
+                        ordered_at: now,
+                        ready_at: now + chrono::Duration::seconds(secs),
+                        phase: Phase::Booting,
+                        ended_at: None,
+                        terminated_by: None,
+                        outbox: Vec::new(),
+                        repeat,
+                        fails,
+                    });
+                }
+            }
+            "terminate" => {
+                for _ in 0..order.count {
+                    let pick = |phase: Phase| {
+                        state
+                            .instances
+                            .iter()
+                            .rposition(|i| i.fleet == order.fleet && i.phase == phase)
+                    };
+                    let Some(k) = pick(Phase::Booting).or_else(|| pick(Phase::Ready)) else {
+                        break;
+                    };
+                    let inst = &mut state.instances[k];
+                    inst.phase = Phase::Terminated;
+                    inst.ended_at = Some(now);
+                    inst.terminated_by = Some(order.id.clone());
+                    inst.outbox.retain(|(e, _)| *e != "ready");
+                    inst.outbox.push(("terminated", now));
+                    inst.repeat = inst.repeat.max(repeat);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -78,6 +329,7 @@ impl FakeCloud {
         Router::new()
             .route("/orders", post(receive).get(list))
             .route("/control", post(control))
+            .route("/instances", get(instances))
             .route("/healthz", get(|| async { "ok" }))
             .with_state(self.clone())
     }
@@ -87,7 +339,19 @@ impl FakeCloud {
         let mut state = self.state.lock().expect("fake-cloud state");
         state.fail_next = control.fail_next;
         state.hang_next = control.hang_next;
+        state.hang_secs = control.hang_secs.unwrap_or(30);
+        state.fail_boots_next = control.fail_boots_next;
+        state.duplicate_next = control.duplicate_next;
     }
+}
+
+/// A uniform draw in [0, 1) from (seed, n): the same seed gives the same boots.
+fn unit(seed: u64, n: u64) -> f64 {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(n.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -106,7 +370,7 @@ async fn receive(
         &body,
         Utc::now().timestamp(),
     );
-    let (hang, fail) = {
+    let (hang, fail, hang_secs) = {
         let mut state = cloud.state.lock().expect("fake-cloud state");
         state.deliveries += 1;
         if let Err(e) = verified {
@@ -122,10 +386,10 @@ async fn receive(
         if fail {
             state.fail_next -= 1;
         }
-        (hang, fail)
+        (hang, fail, state.hang_secs)
     };
     if hang {
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(hang_secs)).await;
     }
     if fail {
         return (
@@ -142,11 +406,18 @@ async fn receive(
             )
         }
     };
+    if order.count > 10_000 || !matches!(order.kind.as_str(), "boot" | "terminate") {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "error": "kind must be boot or terminate, count at most 10000" })),
+        );
+    }
     let mut state = cloud.state.lock().expect("fake-cloud state");
     let duplicate = state.by_id.contains_key(&order.id);
     if !duplicate {
         let index = state.applied.len();
         state.by_id.insert(order.id.clone(), index);
+        cloud.apply(&mut state, &order);
         state.applied.push(order);
     }
     (
@@ -169,4 +440,15 @@ async fn list(State(cloud): State<FakeCloud>) -> Json<Vec<ReceivedOrder>> {
 async fn control(State(cloud): State<FakeCloud>, Json(c): Json<Control>) -> StatusCode {
     cloud.inject(c);
     StatusCode::NO_CONTENT
+}
+
+async fn instances(State(cloud): State<FakeCloud>) -> Json<Vec<Instance>> {
+    Json(
+        cloud
+            .state
+            .lock()
+            .expect("fake-cloud state")
+            .instances
+            .clone(),
+    )
 }

@@ -8,10 +8,8 @@ use sqlx::PgPool;
 /// the next plan decides afresh.
 pub const ORDER_TTL_SECS: i64 = 300;
 
-/// Records `decision` for a fleet and queues its orders, in one transaction. Pending orders of
-/// the fleet's earlier decisions are cancelled first: a newer plan makes them obsolete, and the
-/// planner (level-triggered, from ready and booting GPUs) re-orders whatever is still needed.
-/// Returns the decision's id.
+/// Records `decision` for a fleet and queues its orders, in one transaction (no lease check: for
+/// tools and tests; the service uses [`record`]). Returns the decision's id.
 pub async fn record_decision(
     pool: &PgPool,
     fleet_id: i64,
@@ -19,18 +17,73 @@ pub async fn record_decision(
     state: &FleetState,
     decision: &Decision,
 ) -> Result<i64, sqlx::Error> {
+    let meta = Meta {
+        replica: "",
+        mode: "act",
+        boot_lead_secs: None,
+        forecast_id: None,
+        fenced: false,
+        write_orders: true,
+    };
+    Ok(record(pool, fleet_id, now, state, decision, &meta)
+        .await?
+        .expect("an unfenced record always writes"))
+}
+
+/// Who records a decision, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta<'a> {
+    pub replica: &'a str,
+    /// `act`, `forecast-only`, `paused` or `pinned`.
+    pub mode: &'a str,
+    pub boot_lead_secs: Option<i64>,
+    pub forecast_id: Option<i64>,
+    /// Write only while `replica` holds the fleet's lease.
+    pub fenced: bool,
+    /// Queue the decision's orders (false: record the decision only).
+    pub write_orders: bool,
+}
+
+/// Records `decision` for a fleet and queues its orders, in one transaction. Pending orders of
+/// the fleet's earlier decisions that were never sent are cancelled first: a newer plan makes them
+/// obsolete, and the planner (level-triggered, from ready and booting GPUs) re-orders whatever is
+/// still needed. Orders already attempted may have reached the provisioner: they stay, are
+/// retried under the same key, and the planner counts them ([`crate::state`]).
+/// With `meta.fenced`, nothing is written unless `meta.replica` still holds the fleet's lease
+/// (`Ok(None)`): a replica that lost its lease while planning cannot write over its successor.
+pub async fn record(
+    pool: &PgPool,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    state: &FleetState,
+    decision: &Decision,
+    meta: &Meta<'_>,
+) -> Result<Option<i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    if meta.fenced {
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT fleet_id FROM fleet_leases
+             WHERE fleet_id = $1 AND holder = $2 AND expires_at > now() FOR SHARE",
+        )
+        .bind(fleet_id)
+        .bind(meta.replica)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Ok(None);
+        }
+    }
     sqlx::query(
         "UPDATE orders SET state = 'cancelled', last_error = 'superseded by a newer plan'
-         WHERE fleet_id = $1 AND state = 'pending'",
+         WHERE fleet_id = $1 AND state = 'pending' AND attempts = 0",
     )
     .bind(fleet_id)
     .execute(&mut *tx)
     .await?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting,
-         forecast_p50_rps, forecast_upper_rps, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         forecast_p50_rps, forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(fleet_id)
     .bind(now)
@@ -40,9 +93,18 @@ pub async fn record_decision(
     .bind(decision.forecast_p50_rps)
     .bind(decision.forecast_upper_rps)
     .bind(&decision.reason)
+    .bind(meta.replica)
+    .bind(meta.mode)
+    .bind(meta.boot_lead_secs.map(|s| s as i32))
+    .bind(meta.forecast_id)
     .fetch_one(&mut *tx)
     .await?;
-    for (n, order) in decision.orders.iter().enumerate() {
+    let orders: &[Order] = if meta.write_orders {
+        &decision.orders
+    } else {
+        &[]
+    };
+    for (n, order) in orders.iter().enumerate() {
         let (kind, count) = match *order {
             Order::Boot(c) => ("boot", c),
             Order::Terminate(c) => ("terminate", c),
@@ -62,7 +124,7 @@ pub async fn record_decision(
         .await?;
     }
     tx.commit().await?;
-    Ok(id)
+    Ok(Some(id))
 }
 
 /// An order as stored.
@@ -85,6 +147,40 @@ pub async fn orders(pool: &PgPool, fleet_id: i64) -> Result<Vec<StoredOrder>, sq
          FROM orders WHERE fleet_id = $1 ORDER BY id",
     )
     .bind(fleet_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// A recorded decision, for the operator API.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct StoredDecision {
+    pub id: i64,
+    pub decided_at: DateTime<Utc>,
+    pub desired_gpus: i32,
+    pub gpus_ready: i32,
+    pub gpus_booting: i32,
+    pub forecast_p50_rps: Option<f64>,
+    pub forecast_upper_rps: Option<f64>,
+    pub reason: String,
+    pub replica: String,
+    pub mode: String,
+    pub boot_lead_secs: Option<i32>,
+    pub forecast_id: Option<i64>,
+}
+
+/// A fleet's latest decisions, newest first.
+pub async fn decisions(
+    pool: &PgPool,
+    fleet_id: i64,
+    limit: i64,
+) -> Result<Vec<StoredDecision>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, decided_at, desired_gpus, gpus_ready, gpus_booting, forecast_p50_rps,
+                forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id
+         FROM decisions WHERE fleet_id = $1 ORDER BY decided_at DESC, id DESC LIMIT $2",
+    )
+    .bind(fleet_id)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

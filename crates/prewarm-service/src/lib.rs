@@ -1,11 +1,32 @@
-//! The parts of `prewarm serve` that deliver the planner's orders: signed web-hooks, the order
-//! ledger (an outbox in PostgreSQL), the dispatcher, and the reference provisioner `fake-cloud`.
+//! `prewarm serve`: refits forecasts on a schedule, plans every fleet every minute, delivers boot
+//! and terminate orders to the provisioner's web hook, learns real boot times from its callbacks,
+//! and explains every decision.
+//!
+//! - [`config`]: TOML file plus `PREWARM_...` environment overrides, checked at start.
+//! - [`serve`]: the HTTP API and the scheduler's jobs; [`jobs`]: when they run.
+//! - [`engine`]: refit, plan, record and dispatch for one fleet; [`leases`]: one replica per fleet.
+//! - [`ledger`], [`dispatcher`], [`webhook`]: the order outbox and its signed delivery.
+//! - [`callbacks`], [`state`]: what the provisioner reports, and the fleet's GPUs rebuilt from it.
+//! - [`fake_cloud`]: the reference provisioner.
+//! - [`clock`]: the injectable clock.
 
+pub mod api;
 pub mod callbacks;
+pub mod clock;
+pub mod config;
 pub mod dispatcher;
+pub mod engine;
 pub mod fake_cloud;
+pub mod forecasts;
+pub mod jobs;
+pub mod leases;
 pub mod ledger;
+pub mod metrics;
+pub mod serve;
+pub mod state;
 pub mod webhook;
 
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;

@@ -103,6 +103,7 @@ async fn an_order_is_applied_once_despite_failures_and_time_outs(pool: PgPool) {
     cloud.inject(Control {
         fail_next: 2,
         hang_next: 1,
+        ..Default::default()
     });
     let d = dispatcher(&url, &secret);
     drain(&d, &pool, now).await;
@@ -185,6 +186,7 @@ async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPoo
     cloud.inject(Control {
         fail_next: 1_000,
         hang_next: 0,
+        ..Default::default()
     });
     d.dispatch_due(&pool, now).await.unwrap();
     let report = d

@@ -1,0 +1,322 @@
+//! `prewarm demo`: the real service path on a simulated clock.
+//!
+//! A scratch database, the service (push API, planner ticks, refits, dispatcher, callbacks) and
+//! fake-cloud (booting after random delays and calling back) all run here, over loopback HTTP, on
+//! one [`ManualClock`]. A trace's history is imported, then its last day is replayed minute by
+//! minute: each completed bucket is pushed through the push API, the scheduler's jobs that fire in
+//! that minute run, fake-cloud boots and reports instances, and the requests are served by the
+//! GPUs fake-cloud has ready. The table is the one `simulate` prints, with the service's row
+//! beside the simulator's policies on the same minutes.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use anyhow::{ensure, Context};
+use chrono::{DateTime, Duration, Utc};
+use clap::Args;
+use prewarm_core::{format_duration, parse_duration, Trace};
+use prewarm_planner::sim::{simulate, Accounting};
+use prewarm_service::{
+    clock::{ManualClock, SharedClock},
+    config::{Config, Mode, Redacted, Span},
+    fake_cloud::{Behaviour, FakeCloud},
+    serve,
+    webhook::Secret,
+};
+use sqlx::{postgres::PgPoolOptions, Executor};
+
+use crate::simulate::{Replay, ReplayArgs};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Trace in the project's format; without it, the bundled NAB ELB fixture.
+    pub trace: Option<PathBuf>,
+    /// How much of the trace's end is replayed through the service (the rest is history).
+    #[arg(long, default_value = "1d")]
+    pub replay: String,
+    /// GPUs the trace's peak minute needs at full load.
+    #[arg(long, default_value_t = 20)]
+    pub peak_gpus: u32,
+    /// Shortest and longest boot at fake-cloud (drawn uniformly, seeded).
+    #[arg(long, default_value = "6m")]
+    pub boot_min: String,
+    #[arg(long, default_value = "10m")]
+    pub boot_max: String,
+    /// A request that waited longer than this is lost.
+    #[arg(long, default_value = "2m")]
+    pub timeout: String,
+    #[arg(long, default_value_t = 3.0)]
+    pub price: f64,
+    /// The fleet's IANA time zone.
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
+    /// Server holding the scratch database (a database `prewarm_demo_...` is made and dropped).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Keep the scratch database afterwards (its name is printed).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").context("DATABASE_URL is not a URL")? + 3;
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let host_part = &base[..path_start.unwrap_or(base.len())];
+    Ok(match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let replay_secs = parse_duration(&args.replay).map_err(|e| anyhow::anyhow!("--replay: {e}"))?;
+    let (trace, _) = crate::backtest::load_trace(args.trace.as_deref())?;
+    let span = trace.requests.len() as i64 * trace.step_secs;
+    ensure!(
+        span - replay_secs >= 3 * 86_400,
+        "the trace holds {}; --replay {} leaves less than 3 days of history to forecast from",
+        format_duration(span),
+        args.replay
+    );
+    // Start the service 20 minutes before the scored part, so the first boots have landed.
+    let lead_in = 1_200;
+    let warmup = span - replay_secs;
+    let replay = Replay::load(&ReplayArgs {
+        trace: args.trace.clone(),
+        gpu_rps: None,
+        peak_gpus: args.peak_gpus,
+        boot: args.boot_min.clone(),
+        boot_max: Some(args.boot_max.clone()),
+        seed: 1,
+        timeout: args.timeout.clone(),
+        price: args.price,
+        tz: Some(args.tz.clone()),
+        warmup: Some(format_duration(warmup)),
+        refit: "15m".into(),
+    })?;
+    let boot = (
+        parse_duration(&args.boot_min).map_err(anyhow::Error::msg)?,
+        parse_duration(&args.boot_max).map_err(anyhow::Error::msg)?,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let scratch = format!("prewarm_demo_{}", std::process::id());
+    let admin = rt.block_on(async {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&args.database_url)
+            .await
+            .context("cannot connect to the database; is PostgreSQL running, and is DATABASE_URL right?")?;
+        admin
+            .execute(format!("CREATE DATABASE {scratch}").as_str())
+            .await
+            .context("cannot create the scratch database (the user needs CREATEDB)")?;
+        anyhow::Ok(admin)
+    })?;
+    println!("scratch database {scratch}");
+    let result = rt.block_on(drive(args, &replay, &trace, boot, lead_in, &with_database(&args.database_url, &scratch)?));
+    rt.block_on(async {
+        if !args.keep {
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
+                .await;
+        }
+    });
+    result
+}
+
+async fn drive(
+    args: &DemoArgs,
+    replay: &Replay,
+    trace: &Trace,
+    boot: (i64, i64),
+    lead_in: i64,
+    url: &str,
+) -> anyhow::Result<()> {
+    let step = replay.step_secs;
+    let scored_from = replay.warmup_steps();
+    let first = scored_from.saturating_sub((lead_in / step) as usize);
+    let t0 = replay.trace.start + Duration::seconds(step * first as i64);
+    let clock = ManualClock::new(t0);
+    let shared: SharedClock = Arc::new(clock.clone());
+    let secret = Secret::generate();
+    let service_port = free_port()?;
+    let cloud = FakeCloud::with(
+        secret.clone(),
+        shared.clone(),
+        Behaviour {
+            boot_secs: boot,
+            callback_url: Some(format!("http://127.0.0.1:{service_port}")),
+            seed: 1,
+        },
+    );
+    let cloud_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let cloud_addr = cloud_listener.local_addr()?;
+    let router = cloud.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(cloud_listener, router).await;
+    });
+
+    let mut config = Config::default();
+    config.database.url = Redacted(url.to_string());
+    config.http.listen = format!("127.0.0.1:{service_port}");
+    config.provisioner.url = format!("http://{cloud_addr}/orders");
+    config.provisioner.secret = Redacted(secret.encoded());
+    config.service.mode = Mode::Act;
+    config.service.replica_id = "demo".into();
+    // Leases are on the wall clock: renewing every ten simulated minutes keeps them alive.
+    config.schedule.leases = "0 */10 * * * *".into();
+    config.schedule.dispatch = "30 * * * * *".into();
+    config.planner.boot_lead = Span(boot.1);
+    config.validate().map_err(anyhow::Error::msg)?;
+    let jobs = serve::parsed_jobs(&config).map_err(anyhow::Error::msg)?;
+    let running = serve::start(config, shared.clone(), false).await?;
+    let service = running.service.clone();
+    let pool = service.pool.clone();
+
+    let mut spec = prewarm_ingest::FleetSpec::named("demo");
+    spec.time_zone = args.tz.clone();
+    spec.gpu_rps = replay.gpu_rps;
+    spec.price_usd_per_gpu_hour = args.price;
+    spec.max_gpus = 10_000;
+    let fleet = prewarm_ingest::create_fleet(&pool, &spec).await?;
+    let token = prewarm_ingest::create_token(&pool, Some("demo"), "demo").await?;
+
+    // History: every trace bucket that ends before the service starts.
+    let buckets_before = ((t0 - trace.start).num_seconds() / trace.step_secs) as usize;
+    let mut history = trace.clone();
+    history.requests.truncate(buckets_before);
+    history.extra.clear();
+    prewarm_ingest::import_trace(&pool, fleet.id, &history).await?;
+    println!(
+        "imported {} of history; replaying {} from {} through the service (GPU serves {:.3} rps, boots {} to {})",
+        format_duration(buckets_before as i64 * trace.step_secs),
+        format_duration(replay.requests.len() as i64 * step - (t0 - replay.trace.start).num_seconds()),
+        t0 + Duration::seconds(lead_in),
+        replay.gpu_rps,
+        format_duration(boot.0),
+        format_duration(boot.1),
+    );
+    service.lease_round().await?;
+    let started = Instant::now();
+    let refit = service.refit_fleet(fleet.id).await?;
+    println!(
+        "first refit: calibrated {} ({} backtest fits bootstrapped the band), {:.0} ms",
+        refit.calibrated,
+        refit.bootstrapped,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+
+    let client = reqwest::Client::new();
+    let push_url = format!("http://127.0.0.1:{service_port}/v1/fleets/demo/samples");
+    let mut accounting = Accounting::new(step, &replay.sim);
+    let mut applied_before = 0usize;
+    let bar = indicatif::ProgressBar::new((replay.requests.len() - first) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} simulated minutes ({eta})")
+            .expect("template"),
+    );
+    let mut next_bucket = buckets_before;
+    let mut prev: DateTime<Utc> = t0 - Duration::seconds(step);
+    for i in first..replay.requests.len() {
+        let now = replay.trace.start + Duration::seconds(step * i as i64);
+        clock.set(now);
+        cloud.process().await;
+        // Push every trace bucket that has ended by now.
+        while next_bucket < trace.requests.len()
+            && trace.start + Duration::seconds(trace.step_secs * (next_bucket as i64 + 1)) <= now
+        {
+            let v = trace.requests[next_bucket];
+            if v.is_finite() {
+                let body = serde_json::json!({ "samples": [{
+                    "timestamp": trace.start + Duration::seconds(trace.step_secs * next_bucket as i64),
+                    "requests": v,
+                    "bucket_secs": trace.step_secs,
+                }]});
+                let r = client
+                    .post(&push_url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .context("push API")?;
+                ensure!(r.status().is_success(), "push API answered {}", r.status());
+            }
+            next_bucket += 1;
+        }
+        serve::run_due(&service, &jobs, prev, now).await;
+        prev = now;
+        let counts = cloud.counts("demo");
+        let applied: Vec<_> = cloud.state.lock().expect("cloud").applied.clone();
+        let booted: u32 = applied[applied_before..]
+            .iter()
+            .filter(|o| o.kind == "boot")
+            .map(|o| o.count)
+            .sum();
+        applied_before = applied.len();
+        accounting.step(
+            i,
+            replay.requests[i],
+            counts.ready,
+            counts.ready + counts.booting,
+            booted,
+            false,
+        );
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    let service_row = accounting.summary("service");
+
+    // The simulator's policies on the same trace and the same scored minutes.
+    let mut rows = vec![service_row];
+    for name in ["predictive", "reactive", "clairvoyant"] {
+        let mut policy: Box<dyn prewarm_planner::sim::Policy + Send> = match name {
+            "predictive" => Box::new(replay.predictive(0.98, 0.9, 300, None)),
+            "reactive" => Box::new(prewarm_planner::policies::Reactive {
+                cfg: replay.planner(0.9, 300),
+                step_secs: step,
+                initial: 1,
+            }),
+            _ => Box::new(prewarm_planner::policies::Clairvoyant {
+                future: replay.requests.clone(),
+                step_secs: step,
+                gpu_rps: replay.gpu_rps,
+                boot_secs: replay.sim.boot.max_secs(),
+            }),
+        };
+        let (_, s) = simulate(replay.trace.start, step, &replay.requests, policy.as_mut(), &replay.sim);
+        rows.push(s);
+    }
+    let rows = crate::simulate::with_ratio(rows);
+    print!("{}", crate::simulate::table(&rows, replay.lower_bound_gpu_hours()));
+    let boots = prewarm_service::callbacks::boot_stats(&pool, fleet.id, t0 - Duration::days(1)).await?;
+    let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions").fetch_one(&pool).await?;
+    let (delivered, pending): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'pending') FROM orders",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let cloud_state = cloud.state.lock().expect("cloud");
+    println!(
+        "service: {decisions} decisions, {delivered} orders delivered ({pending} pending), {} deliveries received by fake-cloud, {} callbacks; boots p50 {:.0} s, p95 {:.0} s over {}; {:.1} s wall for {} simulated minutes",
+        cloud_state.deliveries,
+        cloud_state.callbacks_sent,
+        boots.p50_secs.unwrap_or(0.0),
+        boots.p95_secs.unwrap_or(0.0),
+        boots.count,
+        wall,
+        replay.requests.len() - first,
+    );
+    drop(cloud_state);
+    running.stop().await;
+    pool.close().await;
+    Ok(())
+}

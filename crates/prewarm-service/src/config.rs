@@ -1,0 +1,424 @@
+//! `prewarm serve`'s configuration: a TOML file, then `PREWARM_...` environment variables on top
+//! (`PREWARM_PROVISIONER__SECRET` sets `[provisioner] secret`). Everything is typed and checked at
+//! start; an error names the setting and what it accepts. Secrets never appear in `Debug` output
+//! or logs.
+
+use std::{fmt, net::SocketAddr, path::Path, str::FromStr};
+
+use figment::{
+    providers::{Format, Serialized, Toml},
+    Figment,
+};
+use prewarm_core::parse_duration;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A value that must not be printed.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"<redacted>\"")
+        }
+    }
+}
+
+/// Whether the service sends orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plan, record and deliver orders.
+    #[default]
+    Act,
+    /// Plan and record decisions; order nothing (a shadow run next to another autoscaler).
+    ForecastOnly,
+}
+
+/// A duration written as `90s`, `15m`, `2h` or `1d`.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Span(pub i64);
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", prewarm_core::format_duration(self.0))
+    }
+}
+
+impl From<Span> for String {
+    fn from(s: Span) -> String {
+        prewarm_core::format_duration(s.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Secs(i64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Span(s)),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Span)
+                .map_err(|e| serde::de::Error::custom(format!("`{t}`: {e}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL (may hold a password: never logged).
+    pub url: Redacted,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Redacted(String::new()),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP API (push, callbacks, operator endpoints, metrics).
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisionerConfig {
+    /// The provisioner's web hook that receives boot and terminate orders.
+    pub url: String,
+    /// Shared signing secret, `whsec_` + base64 (also verifies the provisioner's callbacks).
+    pub secret: Redacted,
+    /// Time allowed for one delivery.
+    pub timeout: Span,
+}
+
+impl Default for ProvisionerConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret: Redacted(String::new()),
+            timeout: Span(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// This process's name among replicas (default: host name and process id).
+    pub replica_id: String,
+    pub mode: Mode,
+    /// A replica that stops renewing loses its fleets after this long.
+    pub lease_ttl: Span,
+    /// Most fleets planned at once by one replica.
+    pub concurrency: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            replica_id: String::new(),
+            mode: Mode::Act,
+            lease_ttl: Span(15),
+            concurrency: 8,
+        }
+    }
+}
+
+/// Cron patterns with seconds (`sec min hour day month weekday`), evaluated in UTC: they are
+/// intervals, which daylight-saving time must not stretch or squeeze. Jobs tied to a fleet's local
+/// calendar (retention) run once per local day through [`crate::jobs`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Planning tick for every fleet.
+    pub tick: String,
+    /// Forecast refit for every fleet.
+    pub refit: String,
+    /// Retries of undelivered orders between ticks.
+    pub dispatch: String,
+    /// Lease renewal and takeover of fleets whose replica died.
+    pub leases: String,
+    /// Checks each fleet's local calendar for daily jobs (retention).
+    pub daily: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            tick: "0 * * * * *".into(),
+            refit: "30 */15 * * * *".into(),
+            dispatch: "*/5 * * * * *".into(),
+            leases: "*/5 * * * * *".into(),
+            daily: "15 * * * * *".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlannerDefaults {
+    /// Upper quantile of the band that pre-warm sizes on.
+    pub quantile: f64,
+    pub target_utilization: f64,
+    pub hold: Span,
+    /// Boot lead until the fleet has reported enough boots to use their p95.
+    pub boot_lead: Span,
+    /// Boots needed before their p95 replaces `boot_lead`.
+    pub min_boots_for_lead: i64,
+    /// History a fit uses.
+    pub history: Span,
+    /// History needed before forecasting (the reactive rules run until then).
+    pub min_history: Span,
+    /// Forecast bucket width.
+    pub step: Span,
+}
+
+impl Default for PlannerDefaults {
+    fn default() -> Self {
+        Self {
+            quantile: 0.98,
+            target_utilization: 0.9,
+            hold: Span(300),
+            boot_lead: Span(600),
+            min_boots_for_lead: 5,
+            history: Span(21 * 86_400),
+            min_history: Span(2 * 86_400),
+            step: Span(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw samples older than this are folded into hourly sums.
+    pub keep_raw: Span,
+    /// Local time of day (fleet's time zone) the fold runs, `HH:MM`.
+    pub at: String,
+    /// Decisions and delivered orders older than this are deleted.
+    pub keep_decisions: Span,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            keep_raw: Span(35 * 86_400),
+            at: "03:00".into(),
+            keep_decisions: Span(90 * 86_400),
+        }
+    }
+}
+
+/// One Prometheus pull.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullConfig {
+    pub fleet: String,
+    /// Prometheus base URL.
+    pub prometheus: String,
+    /// PromQL giving requests per second.
+    pub query: String,
+    /// Bucket width.
+    #[serde(default = "default_pull_step")]
+    pub step: Span,
+    /// Cron pattern (with seconds, UTC).
+    #[serde(default = "default_pull_schedule")]
+    pub schedule: String,
+}
+
+fn default_pull_step() -> Span {
+    Span(60)
+}
+fn default_pull_schedule() -> String {
+    "20 * * * * *".into()
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub provisioner: ProvisionerConfig,
+    pub service: ServiceConfig,
+    pub schedule: ScheduleConfig,
+    pub planner: PlannerDefaults,
+    pub retention: RetentionConfig,
+    pub pulls: Vec<PullConfig>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads `path` (when given), then `PREWARM_` variables from `env`, and checks the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(p) = path {
+            if !p.exists() {
+                return Err(ConfigError(format!(
+                    "{} does not exist; pass the path of a TOML file (README: Running the service)",
+                    p.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(p));
+        }
+        // Variables are passed in rather than read here so tests do not race on the process
+        // environment; `DATABASE_URL` is honoured as the usual fallback.
+        let vars: Vec<(String, String)> = env.into_iter().collect();
+        let database_url = vars
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v.clone());
+        let prefixed: Vec<(String, String)> = vars
+            .into_iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("PREWARM_")
+                    .map(|rest| (rest.to_ascii_lowercase().replace("__", "."), v))
+            })
+            .collect();
+        for (key, value) in prefixed {
+            let parsed = figment::value::Value::from_str(&value)
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            // Secrets and URLs stay strings even when they look like numbers.
+            let value = match parsed {
+                figment::value::Value::String(..) => parsed,
+                _ if key.ends_with("secret") || key.ends_with("url") => {
+                    figment::value::Value::from(value)
+                }
+                other => other,
+            };
+            figment = figment.merge(Serialized::global(&key, value));
+        }
+        let mut config: Config = figment.extract().map_err(|e| {
+            let mut messages: Vec<String> = e
+                .into_iter()
+                .map(|e| {
+                    let path = e.path.join(".");
+                    format!("{}{}", if path.is_empty() { String::new() } else { format!("`{path}`: ") }, e.kind)
+                })
+                .collect();
+            messages.dedup();
+            ConfigError(messages.join("; "))
+        })?;
+        if config.database.url.0.is_empty() {
+            if let Some(url) = database_url {
+                config.database.url = Redacted(url);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every setting.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        if self.database.url.0.is_empty() {
+            return bad("`database.url` is not set: set it in the file or PREWARM_DATABASE__URL (or DATABASE_URL)".into());
+        }
+        if !self.database.url.0.starts_with("postgres://")
+            && !self.database.url.0.starts_with("postgresql://")
+        {
+            return bad("`database.url` must start with postgres:// or postgresql://".into());
+        }
+        if self.database.max_connections == 0 {
+            return bad("`database.max_connections` must be at least 1".into());
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return bad(format!(
+                "`http.listen` = `{}` is not an address such as 127.0.0.1:8080",
+                self.http.listen
+            ));
+        }
+        if self.service.mode == Mode::Act || !self.provisioner.url.is_empty() {
+            if !(self.provisioner.url.starts_with("http://")
+                || self.provisioner.url.starts_with("https://"))
+            {
+                return bad("`provisioner.url` must be the provisioner's http(s) web hook (or set `service.mode = \"forecast-only\"`)".into());
+            }
+        }
+        if self.service.mode == Mode::Act || !self.provisioner.secret.0.is_empty() {
+            if let Err(e) = crate::webhook::Secret::parse(&self.provisioner.secret.0) {
+                return bad(format!("`provisioner.secret`: {e}"));
+            }
+        }
+        if self.provisioner.timeout.0 <= 0 || self.provisioner.timeout.0 > 300 {
+            return bad("`provisioner.timeout` must be between 1s and 5m".into());
+        }
+        if self.service.lease_ttl.0 < 3 || self.service.lease_ttl.0 > 25 {
+            return bad("`service.lease_ttl` must be between 3s and 25s (a dead replica's fleets are taken over within 30 s)".into());
+        }
+        if self.service.concurrency == 0 {
+            return bad("`service.concurrency` must be at least 1".into());
+        }
+        if self.service.replica_id.is_empty() {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into());
+            self.service.replica_id = format!("{host}-{}", std::process::id());
+        }
+        for (name, pattern) in [
+            ("tick", &self.schedule.tick),
+            ("refit", &self.schedule.refit),
+            ("dispatch", &self.schedule.dispatch),
+            ("leases", &self.schedule.leases),
+            ("daily", &self.schedule.daily),
+        ] {
+            if let Err(e) = crate::jobs::Pattern::parse(pattern) {
+                return bad(format!("`schedule.{name}`: {e}"));
+            }
+        }
+        let p = &self.planner;
+        if !(0.5..1.0).contains(&p.quantile) {
+            return bad("`planner.quantile` must be at least 0.5 and below 1".into());
+        }
+        if !(p.target_utilization > 0.0 && p.target_utilization <= 1.0) {
+            return bad("`planner.target_utilization` must be in (0, 1]".into());
+        }
+        if p.step.0 < 60 || 86_400 % p.step.0 != 0 {
+            return bad("`planner.step` must be at least 1m and divide a day".into());
+        }
+        if p.boot_lead.0 <= 0 || p.hold.0 < 0 || p.min_history.0 <= 0 || p.history.0 < p.min_history.0 {
+            return bad("`planner.boot_lead` must be positive, `planner.hold` not negative, and `planner.history` at least `planner.min_history`".into());
+        }
+        if crate::jobs::parse_local_time(&self.retention.at).is_none() {
+            return bad(format!("`retention.at` = `{}` is not a time such as 03:00", self.retention.at));
+        }
+        for (i, pull) in self.pulls.iter().enumerate() {
+            if !pull.prometheus.starts_with("http") || pull.query.trim().is_empty() {
+                return bad(format!("`pulls[{i}]` needs a Prometheus http(s) URL and a query"));
+            }
+            if let Err(e) = crate::jobs::Pattern::parse(&pull.schedule) {
+                return bad(format!("`pulls[{i}].schedule`: {e}"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,518 @@
+//! The service's work for each fleet: refit, plan, record, dispatch. The scheduler (or the demo's
+//! simulated clock) calls these; they read the time from the injected clock only.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use prewarm_planner::{
+    plan, CalendarOverride, Decision, Demand, FleetState, OverMax, OverrideAction, PlanInput,
+    PlannerConfig, Strategy,
+};
+use sqlx::PgPool;
+
+use crate::{
+    callbacks,
+    clock::SharedClock,
+    config::{Config, Mode},
+    dispatcher::{DispatchReport, Dispatcher, Scope},
+    forecasts, leases,
+    ledger::{self, Meta},
+    metrics::{Metrics, OrderLabel},
+    state,
+};
+
+/// A fleet's settings as the service plans it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct FleetRow {
+    pub id: i64,
+    pub name: String,
+    pub time_zone: String,
+    pub gpu_rps: f64,
+    pub price_usd_per_gpu_hour: f64,
+    pub min_gpus: i32,
+    pub max_gpus: i32,
+    pub budget_usd_per_hour: Option<f64>,
+    pub planner: serde_json::Value,
+    pub paused: bool,
+    pub pinned_gpus: Option<i32>,
+    pub pinned_until: Option<DateTime<Utc>>,
+}
+
+/// Per-fleet planner settings stored in `fleets.planner` (all optional).
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetPlannerSettings {
+    pub quantile: Option<f64>,
+    pub target_utilization: Option<f64>,
+    pub hold_secs: Option<i64>,
+    pub boot_lead_secs: Option<i64>,
+    /// Share above `max_gpus` the plan may go (`null`: stay at the limit).
+    pub exceed_max_share: Option<f64>,
+}
+
+/// One scheduled event as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct FleetEvent {
+    #[serde(default)]
+    pub id: i64,
+    #[serde(default)]
+    pub label: String,
+    pub starts_local: NaiveDateTime,
+    pub ends_local: NaiveDateTime,
+    #[serde(default)]
+    pub multiply: Option<f64>,
+    #[serde(default)]
+    pub pin_rps: Option<f64>,
+}
+
+const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus,
+    budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until";
+
+/// What one tick did for one fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TickOutcome {
+    Planned {
+        decision_id: i64,
+        decision: Decision,
+        state: FleetState,
+        boot_lead_secs: i64,
+    },
+    /// The lease moved to another replica while planning: nothing was written.
+    LeaseLost,
+}
+
+/// The running service.
+pub struct Service {
+    pub pool: PgPool,
+    pub config: Config,
+    pub clock: SharedClock,
+    pub dispatcher: Option<Dispatcher>,
+    pub metrics: Arc<Metrics>,
+    /// Fleets this replica leased at its last lease round.
+    held: Mutex<Vec<i64>>,
+    /// One plan or dispatch at a time per fleet within this replica.
+    fleet_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    pub scheduler_running: std::sync::atomic::AtomicBool,
+}
+
+impl Service {
+    pub fn new(pool: PgPool, config: Config, clock: SharedClock) -> Result<Arc<Self>, String> {
+        let dispatcher = if config.service.mode == Mode::Act {
+            Some(Dispatcher {
+                client: reqwest::Client::builder()
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+                url: config.provisioner.url.clone(),
+                secret: crate::webhook::Secret::parse(&config.provisioner.secret.0)?,
+                timeout: std::time::Duration::from_secs(config.provisioner.timeout.0 as u64),
+                batch: 100,
+            })
+        } else {
+            None
+        };
+        Ok(Arc::new(Self {
+            pool,
+            config,
+            clock,
+            dispatcher,
+            metrics: Arc::new(Metrics::new()),
+            held: Mutex::new(Vec::new()),
+            fleet_locks: Mutex::new(HashMap::new()),
+            scheduler_running: Default::default(),
+        }))
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.config.service.replica_id
+    }
+
+    fn lock_for(&self, fleet_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.fleet_locks
+            .lock()
+            .expect("fleet locks")
+            .entry(fleet_id)
+            .or_default()
+            .clone()
+    }
+
+    /// Fleets held at the last lease round.
+    pub fn held(&self) -> Vec<i64> {
+        self.held.lock().expect("held").clone()
+    }
+
+    /// Renews, balances and claims leases.
+    pub async fn lease_round(&self) -> Result<leases::LeaseRound, sqlx::Error> {
+        let round = leases::round(&self.pool, self.replica(), self.config.service.lease_ttl.0).await;
+        match &round {
+            Ok(r) => {
+                *self.held.lock().expect("held") = r.held.clone();
+                self.metrics.fleets_leased.set(r.held.len() as i64);
+                self.metrics.lease_takeovers.inc_by(r.claimed as u64);
+            }
+            // Without the database the leases cannot be trusted: plan nothing until renewed.
+            Err(_) => self.held.lock().expect("held").clear(),
+        }
+        round
+    }
+
+    pub async fn fleet(&self, fleet_id: i64) -> Result<Option<FleetRow>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {FLEET_COLUMNS} FROM fleets WHERE id = $1"))
+            .bind(fleet_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn fleet_by_name(&self, name: &str) -> Result<Option<FleetRow>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn events(&self, fleet_id: i64) -> Result<Vec<FleetEvent>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, label, starts_local, ends_local, multiply, pin_rps FROM fleet_events
+             WHERE fleet_id = $1 ORDER BY starts_local, id",
+        )
+        .bind(fleet_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    fn settings(fleet: &FleetRow) -> FleetPlannerSettings {
+        serde_json::from_value(fleet.planner.clone()).unwrap_or_default()
+    }
+
+    /// The planner's settings for a fleet (before the boot lead is learned).
+    pub fn planner_config(&self, fleet: &FleetRow, events: &[FleetEvent]) -> PlannerConfig {
+        let d = &self.config.planner;
+        let s = Self::settings(fleet);
+        let mut cfg = PlannerConfig::new(fleet.gpu_rps);
+        cfg.target_utilization = s.target_utilization.unwrap_or(d.target_utilization);
+        cfg.hold_secs = s.hold_secs.unwrap_or(d.hold.0);
+        cfg.boot_lead_secs = s.boot_lead_secs.unwrap_or(d.boot_lead.0);
+        cfg.min_gpus = fleet.min_gpus.max(0) as u32;
+        cfg.max_gpus = fleet.max_gpus.max(0) as u32;
+        cfg.price_usd_per_gpu_hour = fleet.price_usd_per_gpu_hour;
+        cfg.budget_usd_per_hour = fleet.budget_usd_per_hour;
+        cfg.over_max = s.exceed_max_share.map_or(OverMax::Honour, OverMax::Exceed);
+        cfg.tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
+        cfg.overrides = events
+            .iter()
+            .map(|e| CalendarOverride {
+                start: e.starts_local,
+                end: e.ends_local,
+                action: match (e.multiply, e.pin_rps) {
+                    (Some(m), _) => OverrideAction::Multiply(m),
+                    (None, Some(p)) => OverrideAction::PinRps(p),
+                    (None, None) => OverrideAction::Multiply(1.0),
+                },
+            })
+            .collect();
+        cfg
+    }
+
+    /// Boot lead in use: the p95 of the fleet's last week of real boots once there are enough,
+    /// rounded up to a minute; the configured lead before that.
+    pub async fn boot_lead(&self, fleet_id: i64, configured: i64, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+        let stats = callbacks::boot_stats(&self.pool, fleet_id, now - Duration::days(7)).await?;
+        Ok(match stats.p95_secs {
+            Some(p95) if stats.count >= self.config.planner.min_boots_for_lead => {
+                ((p95 / 60.0).ceil() as i64 * 60).max(60)
+            }
+            _ => configured,
+        })
+    }
+
+    /// Recent demand in requests per second per sample bucket, the last one ending by `now`.
+    async fn demand(&self, fleet_id: i64, now: DateTime<Utc>, window_secs: i64) -> Result<(i64, Vec<f64>), sqlx::Error> {
+        let rows: Vec<(DateTime<Utc>, i32, f64)> = sqlx::query_as(
+            "SELECT bucket_start, bucket_secs, requests FROM samples
+             WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs < 3600
+             ORDER BY bucket_start",
+        )
+        .bind(fleet_id)
+        .bind(now - Duration::seconds(window_secs))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let step = rows.iter().map(|r| r.1 as i64).min().unwrap_or(60);
+        // Buckets still open at `now` are partial: leave them out.
+        let rps = rows
+            .iter()
+            .filter(|(start, secs, _)| *start + Duration::seconds(*secs as i64) <= now)
+            .map(|(_, secs, requests)| requests / *secs as f64)
+            .collect();
+        Ok((step, rps))
+    }
+
+    /// Plans one fleet at the clock's now, records the decision (fenced by the lease) and delivers
+    /// its orders.
+    pub async fn tick_fleet(&self, fleet_id: i64) -> Result<TickOutcome, sqlx::Error> {
+        let lock = self.lock_for(fleet_id);
+        let _guard = lock.lock().await;
+        let started = Instant::now();
+        let now = self.clock.now();
+        let Some(fleet) = self.fleet(fleet_id).await? else {
+            return Ok(TickOutcome::LeaseLost);
+        };
+        let events = self.events(fleet_id).await?;
+        let mut cfg = self.planner_config(&fleet, &events);
+        cfg.boot_lead_secs = self.boot_lead(fleet_id, cfg.boot_lead_secs, now).await?;
+        let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
+        let state = state::fleet_state(&self.pool, fleet_id, now, stale_after).await?;
+        let window = cfg.reactive.scale_down_after_secs.max(cfg.recent_secs) + 120;
+        let (step, rps) = self.demand(fleet_id, now, window).await?;
+        let band = forecasts::latest_band(&self.pool, fleet_id, now, 2 * 3_600).await?;
+        let mut decision = plan(
+            &PlanInput {
+                now,
+                demand: Demand { step_secs: step, rps: &rps },
+                forecast: band.as_ref().map(|(_, b)| b),
+                state: &state,
+                strategy: Strategy::Predictive,
+            },
+            &cfg,
+        );
+        if rps.is_empty() {
+            decision.reason.push_str("; no demand samples in the last 32 min");
+        }
+        let pinned = fleet
+            .pinned_gpus
+            .filter(|_| fleet.pinned_until.is_none_or(|u| u > now));
+        let mode = if fleet.paused {
+            decision.desired_gpus = state.provisioned();
+            decision.orders.clear();
+            decision.reason = format!("paused by an operator (plan would be: {})", decision.reason);
+            "paused"
+        } else if let Some(pin) = pinned {
+            let pin = pin.max(0) as u32;
+            decision.desired_gpus = pin;
+            decision.orders = prewarm_planner::orders_to_reach(pin, state.provisioned());
+            decision.reason = format!(
+                "pinned to {pin} GPUs by an operator{}",
+                fleet
+                    .pinned_until
+                    .map(|u| format!(" until {}", u.to_rfc3339()))
+                    .unwrap_or_default()
+            );
+            "pinned"
+        } else if self.config.service.mode == Mode::ForecastOnly {
+            decision.reason = format!("forecast-only (no orders sent): {}", decision.reason);
+            "forecast-only"
+        } else {
+            "act"
+        };
+        let meta = Meta {
+            replica: self.replica(),
+            mode,
+            boot_lead_secs: Some(cfg.boot_lead_secs),
+            forecast_id: band.as_ref().map(|(id, _)| *id),
+            fenced: true,
+            write_orders: mode != "forecast-only",
+        };
+        let Some(decision_id) = ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await? else {
+            return Ok(TickOutcome::LeaseLost);
+        };
+        let label = Metrics::label(&fleet.name);
+        let m = &self.metrics;
+        m.desired_gpus.get_or_create(&label).set(decision.desired_gpus as f64);
+        m.ready_gpus.get_or_create(&label).set(state.gpus_ready as f64);
+        m.booting_gpus.get_or_create(&label).set(state.booting.len() as f64);
+        m.boot_lead_seconds.get_or_create(&label).set(cfg.boot_lead_secs as f64);
+        m.demand_rps.get_or_create(&label).set(rps.last().copied().unwrap_or(0.0));
+        if let (Some(p), Some(u)) = (decision.forecast_p50_rps, decision.forecast_upper_rps) {
+            m.forecast_p50_rps.get_or_create(&label).set(p);
+            m.forecast_upper_rps.get_or_create(&label).set(u);
+        }
+        if meta.write_orders {
+            for order in &decision.orders {
+                let (kind, n) = match order {
+                    prewarm_planner::Order::Boot(n) => ("boot", *n),
+                    prewarm_planner::Order::Terminate(n) => ("terminate", *n),
+                };
+                m.orders_recorded
+                    .get_or_create(&OrderLabel { fleet: fleet.name.clone(), kind: kind.into() })
+                    .inc_by(n as u64);
+            }
+        }
+        m.ticks.inc();
+        m.tick_seconds.observe(started.elapsed().as_secs_f64());
+        if !decision.orders.is_empty() && meta.write_orders {
+            self.dispatch_locked(Some(fleet_id)).await?;
+        }
+        Ok(TickOutcome::Planned {
+            decision_id,
+            decision,
+            state,
+            boot_lead_secs: cfg.boot_lead_secs,
+        })
+    }
+
+    async fn dispatch_locked(&self, fleet_id: Option<i64>) -> Result<DispatchReport, sqlx::Error> {
+        let Some(d) = &self.dispatcher else {
+            return Ok(DispatchReport::default());
+        };
+        let report = d
+            .dispatch(
+                &self.pool,
+                self.clock.now(),
+                Scope { holder: Some(self.replica()), fleet_id },
+            )
+            .await?;
+        let m = &self.metrics;
+        m.orders_delivered.inc_by(report.delivered as u64);
+        m.orders_failed.inc_by(report.failed as u64);
+        m.orders_expired.inc_by(report.expired as u64);
+        for us in &report.latencies_us {
+            m.webhook_latency_seconds.observe(*us as f64 / 1e6);
+        }
+        Ok(report)
+    }
+
+    /// Retries due orders of every fleet this replica holds.
+    pub async fn dispatch_all(&self) -> Result<DispatchReport, sqlx::Error> {
+        let mut total = DispatchReport::default();
+        for fleet_id in self.held() {
+            let lock = self.lock_for(fleet_id);
+            let _guard = lock.lock().await;
+            let r = self.dispatch_locked(Some(fleet_id)).await?;
+            total.delivered += r.delivered;
+            total.failed += r.failed;
+            total.expired += r.expired;
+            total.latencies_us.extend(r.latencies_us);
+        }
+        Ok(total)
+    }
+
+    /// Plans every held fleet, `service.concurrency` at a time. Returns (planned, failed).
+    pub async fn tick_all(self: &Arc<Self>) -> (usize, usize) {
+        let fleets = self.held();
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.service.concurrency));
+        let mut set = tokio::task::JoinSet::new();
+        for fleet_id in fleets {
+            let permit = limit.clone().acquire_owned().await;
+            let me = self.clone();
+            set.spawn(async move {
+                let _permit = permit;
+                let r = me.tick_fleet(fleet_id).await;
+                if let Err(e) = &r {
+                    me.metrics.tick_errors.inc();
+                    tracing::warn!(fleet_id, error = %e, "planning tick failed; the next tick retries");
+                }
+                matches!(r, Ok(TickOutcome::Planned { .. }))
+            });
+        }
+        let (mut ok, mut failed) = (0, 0);
+        while let Some(r) = set.join_next().await {
+            if matches!(r, Ok(true)) {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        (ok, failed)
+    }
+
+    /// Refits one fleet's forecast.
+    pub async fn refit_fleet(&self, fleet_id: i64) -> Result<forecasts::RefitReport, sqlx::Error> {
+        let now = self.clock.now();
+        let fleet = self.fleet(fleet_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        let tz: Tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
+        let quantile = Self::settings(&fleet).quantile.unwrap_or(self.config.planner.quantile);
+        let report = forecasts::refit(&self.pool, fleet_id, tz, quantile, &self.config.planner, now, self.replica()).await;
+        match &report {
+            Ok(r) => {
+                self.metrics.refits.inc();
+                if let Some(e) = r.recent_error {
+                    self.metrics
+                        .forecast_error_ratio
+                        .get_or_create(&Metrics::label(&fleet.name))
+                        .set(e);
+                }
+            }
+            Err(_) => {
+                self.metrics.refit_errors.inc();
+            }
+        }
+        report
+    }
+
+    /// Refits every held fleet (fits are CPU work: they run on the blocking pool's threads via
+    /// the runtime, one fleet per concurrency slot).
+    pub async fn refit_all(self: &Arc<Self>) -> (usize, usize) {
+        let mut set = tokio::task::JoinSet::new();
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ));
+        for fleet_id in self.held() {
+            let permit = limit.clone().acquire_owned().await;
+            let me = self.clone();
+            set.spawn(async move {
+                let _permit = permit;
+                let r = me.refit_fleet(fleet_id).await;
+                if let Err(e) = &r {
+                    tracing::warn!(fleet_id, error = %e, "refit failed; the previous forecast stays in use");
+                }
+                r.is_ok()
+            });
+        }
+        let (mut ok, mut failed) = (0, 0);
+        while let Some(r) = set.join_next().await {
+            if matches!(r, Ok(true)) {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        (ok, failed)
+    }
+
+    /// Daily jobs on each held fleet's local calendar: the retention fold, once per local date.
+    pub async fn daily_all(&self) -> Result<usize, sqlx::Error> {
+        let now = self.clock.now();
+        let at = crate::jobs::parse_local_time(&self.config.retention.at).unwrap_or_default();
+        let mut ran = 0;
+        for fleet_id in self.held() {
+            let Some(fleet) = self.fleet(fleet_id).await? else { continue };
+            let tz: Tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
+            let Some(date) = crate::jobs::daily_slot(tz, at, now) else { continue };
+            if !crate::jobs::claim_slot(&self.pool, "retention", &fleet.name, &date.to_string(), now, self.replica()).await? {
+                continue;
+            }
+            self.retention(fleet_id, now).await?;
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
+    /// Folds a fleet's old raw samples into hourly sums and drops old decisions that ordered
+    /// nothing (those with orders stay: the fleet's state is counted from them).
+    pub async fn retention(&self, fleet_id: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        prewarm_ingest::downsample_fleet(
+            &self.pool,
+            Some(fleet_id),
+            now - Duration::seconds(self.config.retention.keep_raw.0),
+        )
+        .await
+        .map_err(|e| match e {
+            prewarm_ingest::IngestError::Database(d) => d,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+        let before = now - Duration::seconds(self.config.retention.keep_decisions.0);
+        sqlx::query(
+            "DELETE FROM decisions d WHERE d.fleet_id = $1 AND d.decided_at < $2
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.decision_id = d.id)",
+        )
+        .bind(fleet_id)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! When jobs run.
+//!
+//! Interval jobs (the planning tick, refits, dispatch retries, lease renewal, pulls) follow cron
+//! patterns with seconds evaluated in UTC, so daylight-saving time neither stretches nor squeezes
+//! them. In production tokio-cron-scheduler fires them; under a [`crate::clock::ManualClock`]
+//! (tests, `prewarm demo`) [`Pattern::fires_in`] tells which firings a step of simulated time holds,
+//! with the same patterns.
+//!
+//! Jobs tied to a fleet's local calendar (the daily retention fold at 03:00 local) run once per
+//! local date: a frequent check finds them due once the fleet's wall clock has passed their time,
+//! and [`claim_slot`] lets exactly one run (and one replica) take each date. On a spring-forward
+//! day a time that does not exist (02:30 in New York) runs when the clock jumps past it; on a
+//! fall-back day the repeated hour finds the date already claimed.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
+use croner::{parser::CronParser, Cron};
+use sqlx::PgPool;
+
+/// A cron pattern with seconds: `sec min hour day-of-month month day-of-week`.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub text: String,
+    cron: Cron,
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cron = CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(text)
+            .map_err(|e| {
+                format!("`{text}` is not a cron pattern with seconds (e.g. \"0 * * * * *\"): {e}")
+            })?;
+        Ok(Self {
+            text: text.to_string(),
+            cron,
+        })
+    }
+
+    /// Firing times in `(from, to]`, in UTC.
+    pub fn fires_in(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while let Ok(next) = self.cron.find_next_occurrence(&t, false) {
+            if next > to {
+                break;
+            }
+            out.push(next);
+            t = next;
+        }
+        out
+    }
+}
+
+/// `HH:MM` as a time of day.
+pub fn parse_local_time(text: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(text, "%H:%M").ok()
+}
+
+/// The local date whose daily job is due at `now`, if the fleet's wall clock has passed `at`.
+pub fn daily_slot(tz: Tz, at: NaiveTime, now: DateTime<Utc>) -> Option<NaiveDate> {
+    let local = now.with_timezone(&tz).naive_local();
+    (local.time() >= at).then(|| local.date())
+}
+
+/// Claims `slot` of `job` for `scope` (a fleet): true for the one caller that gets it.
+pub async fn claim_slot(
+    pool: &PgPool,
+    job: &str,
+    scope: &str,
+    slot: &str,
+    now: DateTime<Utc>,
+    replica: &str,
+) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO job_runs (job, scope, slot, ran_at, replica) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(job)
+    .bind(scope)
+    .bind(slot)
+    .bind(now)
+    .bind(replica)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(claimed == 1)
+}

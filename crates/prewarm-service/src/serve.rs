@@ -1,0 +1,258 @@
+//! Starting and stopping `prewarm serve`: database and migrations, the HTTP API (push, provisioner
+//! callbacks, operator endpoints, metrics) and the scheduler's jobs.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use sqlx::postgres::PgPoolOptions;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::{clock::SharedClock, config::Config, engine::Service, webhook::Secret};
+
+/// A running service.
+pub struct Running {
+    pub service: Arc<Service>,
+    pub addr: SocketAddr,
+    scheduler: Option<JobScheduler>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Everything that can stop the service from starting, said plainly.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot connect to the database: {0}; is PostgreSQL running and `database.url` right?")]
+    Database(sqlx::Error),
+    #[error("cannot bring the schema up to date: {0}")]
+    Migrate(sqlx::migrate::MigrateError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Setup(String),
+}
+
+type JobFn = Arc<dyn Fn(Arc<Service>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Starts the service. With `scheduled`, tokio-cron-scheduler runs the jobs on the wall clock;
+/// without, the caller drives them (tests, `prewarm demo` with its simulated clock).
+pub async fn start(config: Config, clock: SharedClock, scheduled: bool) -> Result<Running, StartError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database.url.0)
+        .await
+        .map_err(StartError::Database)?;
+    start_with_pool(config, clock, pool, scheduled).await
+}
+
+/// [`start`] on an existing pool (tests).
+pub async fn start_with_pool(
+    config: Config,
+    clock: SharedClock,
+    pool: sqlx::PgPool,
+    scheduled: bool,
+) -> Result<Running, StartError> {
+    prewarm_ingest::MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(StartError::Migrate)?;
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.http.listen.clone(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Setup(e.to_string()))?;
+    let secret = if config.provisioner.secret.0.is_empty() {
+        None
+    } else {
+        Some(Secret::parse(&config.provisioner.secret.0).map_err(StartError::Setup)?)
+    };
+    let service = Service::new(pool.clone(), config.clone(), clock).map_err(StartError::Setup)?;
+    let mut app = prewarm_ingest::api::router(pool.clone()).merge(crate::api::router(service.clone()));
+    if let Some(secret) = secret {
+        app = app.merge(crate::callbacks::router(pool.clone(), secret));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    // Take leases at once so the first tick has fleets.
+    if let Err(e) = service.lease_round().await {
+        tracing::warn!(error = %e, "first lease round failed; retrying on schedule");
+    }
+    let scheduler = if scheduled {
+        Some(schedule(&service).await.map_err(StartError::Setup)?)
+    } else {
+        None
+    };
+    service.scheduler_running.store(true, Ordering::Relaxed);
+    tracing::info!(%addr, replica = service.replica(), mode = ?config.service.mode, "prewarm serving");
+    Ok(Running {
+        service,
+        addr,
+        scheduler,
+        stop: Some(stop_tx),
+        server,
+    })
+}
+
+/// Each job by name, as the scheduler and the simulated driver call it.
+pub fn jobs(config: &Config) -> Vec<(String, String, JobFn)> {
+    let mut out: Vec<(String, String, JobFn)> = vec![
+        ("leases".into(), config.schedule.leases.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
+            if let Err(e) = s.lease_round().await {
+                tracing::warn!(error = %e, "lease round failed; this replica plans nothing until it renews");
+            }
+        }))),
+        ("tick".into(), config.schedule.tick.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
+            let (ok, failed) = s.tick_all().await;
+            tracing::debug!(ok, failed, "planning tick");
+        }))),
+        ("refit".into(), config.schedule.refit.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
+            let (ok, failed) = s.refit_all().await;
+            tracing::info!(ok, failed, "refit");
+        }))),
+        ("dispatch".into(), config.schedule.dispatch.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
+            if let Err(e) = s.dispatch_all().await {
+                tracing::warn!(error = %e, "dispatch failed; orders stay pending and are retried");
+            }
+        }))),
+        ("daily".into(), config.schedule.daily.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
+            if let Err(e) = s.daily_all().await {
+                tracing::warn!(error = %e, "daily jobs failed; the next check retries");
+            }
+        }))),
+    ];
+    for (i, pull) in config.pulls.iter().enumerate() {
+        let pull = pull.clone();
+        out.push((format!("pull-{i}"), pull.schedule.clone(), Arc::new(move |s: Arc<Service>| {
+            let pull = pull.clone();
+            Box::pin(async move {
+                if let Err(e) = run_pull(&s, &pull).await {
+                    tracing::warn!(fleet = pull.fleet, error = %e, "Prometheus pull failed; the next pull continues from the last stored bucket");
+                }
+            })
+        })));
+    }
+    out
+}
+
+async fn run_pull(s: &Service, pull: &crate::config::PullConfig) -> Result<(), String> {
+    let fleet = s
+        .fleet_by_name(&pull.fleet)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no fleet named `{}`", pull.fleet))?;
+    if !s.held().contains(&fleet.id) {
+        return Ok(()); // the replica holding the fleet pulls it
+    }
+    let src = prewarm_ingest::prometheus::PromSource {
+        base_url: pull.prometheus.clone(),
+        query: pull.query.clone(),
+        step_secs: pull.step.0,
+    };
+    let client = reqwest::Client::new();
+    prewarm_ingest::prometheus::pull_new(
+        &s.pool,
+        &client,
+        fleet.id,
+        &src,
+        s.clock.now(),
+        chrono::Duration::days(7),
+        prewarm_ingest::prometheus::Retry::default(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+async fn schedule(service: &Arc<Service>) -> Result<JobScheduler, String> {
+    let scheduler = JobScheduler::new()
+        .await
+        .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+    for (name, pattern, run) in jobs(&service.config) {
+        let s = service.clone();
+        // A job still running when its next firing comes skips that firing.
+        let busy = Arc::new(AtomicBool::new(false));
+        let job = Job::new_async(pattern.as_str(), move |_, _| {
+            let (s, run, busy) = (s.clone(), run.clone(), busy.clone());
+            Box::pin(async move {
+                if busy.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                run(s).await;
+                busy.store(false, Ordering::Release);
+            })
+        })
+        .map_err(|e| format!("job `{name}` with schedule `{pattern}`: {e}"))?;
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| format!("cannot add job `{name}`: {e}"))?;
+    }
+    scheduler
+        .start()
+        .await
+        .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+    Ok(scheduler)
+}
+
+impl Running {
+    /// Stops the jobs and the server and hands this replica's fleets to the others.
+    pub async fn stop(mut self) {
+        self.service.scheduler_running.store(false, Ordering::Relaxed);
+        if let Some(mut s) = self.scheduler.take() {
+            let _ = s.shutdown().await;
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+        let _ = crate::leases::release_all(&self.service.pool, self.service.replica()).await;
+    }
+}
+
+/// Runs every job whose schedule fires in `(from, to]` once per firing, in schedule order: the
+/// simulated clock's stand-in for the scheduler (tests, `prewarm demo`).
+pub async fn run_due(
+    service: &Arc<Service>,
+    jobs: &[(String, crate::jobs::Pattern, JobFn)],
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    let mut firings: Vec<(chrono::DateTime<chrono::Utc>, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, p, _))| p.fires_in(from, to).into_iter().map(move |t| (t, i)))
+        .collect();
+    firings.sort();
+    let mut ran = Vec::new();
+    for (t, i) in firings {
+        (jobs[i].2)(service.clone()).await;
+        ran.push((t, jobs[i].0.clone()));
+    }
+    ran
+}
+
+/// The jobs with their patterns parsed (for [`run_due`]).
+pub fn parsed_jobs(config: &Config) -> Result<Vec<(String, crate::jobs::Pattern, JobFn)>, String> {
+    jobs(config)
+        .into_iter()
+        .map(|(n, p, f)| Ok((n, crate::jobs::Pattern::parse(&p)?, f)))
+        .collect()
+}

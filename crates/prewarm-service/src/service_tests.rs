@@ -1,0 +1,504 @@
+//! The service path end to end against a real PostgreSQL and fake-cloud over loopback, on a
+//! manual clock: ticks, callbacks, learned boot lead, operator controls and API, leases across
+//! replicas, state rebuilt from the ledger, refits, configuration and DST-safe jobs.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use prewarm_core::Trace;
+use prewarm_ingest::{create_fleet, create_token, FleetSpec};
+use prewarm_planner::{FleetState, Order};
+use sqlx::PgPool;
+
+use crate::{
+    clock::{Clock, ManualClock, SharedClock},
+    config::{Config, Mode, Redacted, Span},
+    engine::{Service, TickOutcome},
+    fake_cloud::{Behaviour, Control, FakeCloud},
+    jobs::{claim_slot, daily_slot, parse_local_time, Pattern},
+    serve::{self, Running},
+    webhook::Secret,
+};
+
+fn config(secret: &Secret, cloud_url: &str, replica: &str) -> Config {
+    let mut c = Config::default();
+    c.database.url = Redacted("postgres://127.0.0.1/unused".into());
+    c.http.listen = "127.0.0.1:0".into();
+    c.provisioner.url = cloud_url.to_string();
+    c.provisioner.secret = Redacted(secret.encoded());
+    c.provisioner.timeout = Span(2);
+    c.service.replica_id = replica.into();
+    c.planner.min_boots_for_lead = 2;
+    c.validate().unwrap();
+    c
+}
+
+struct World {
+    clock: ManualClock,
+    cloud: FakeCloud,
+    running: Running,
+    service: Arc<Service>,
+    secret: Secret,
+    cloud_url: String,
+}
+
+/// fake-cloud (boots of 5 to 7 minutes, calling back) and a service, both on one manual clock.
+async fn world(pool: &PgPool, start: DateTime<Utc>, tweak: impl FnOnce(&mut Config)) -> World {
+    let clock = ManualClock::new(start);
+    let shared: SharedClock = Arc::new(clock.clone());
+    let secret = Secret::generate();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cloud = FakeCloud::with(
+        secret.clone(),
+        shared.clone(),
+        Behaviour {
+            boot_secs: (300, 420),
+            callback_url: Some(format!("http://127.0.0.1:{port}")),
+            seed: 7,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cloud_url = format!("http://{}/orders", listener.local_addr().unwrap());
+    let router = cloud.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut c = config(&secret, &cloud_url, "replica-a");
+    c.http.listen = format!("127.0.0.1:{port}");
+    tweak(&mut c);
+    let running = serve::start_with_pool(c, shared, pool.clone(), false)
+        .await
+        .unwrap();
+    let service = running.service.clone();
+    World {
+        clock,
+        cloud,
+        running,
+        service,
+        secret,
+        cloud_url,
+    }
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+async fn fleet(pool: &PgPool, name: &str, min: i32) -> i64 {
+    let mut spec = FleetSpec::named(name);
+    spec.min_gpus = min;
+    spec.gpu_rps = 1.0;
+    create_fleet(pool, &spec).await.unwrap().id
+}
+
+fn planned(outcome: TickOutcome) -> (prewarm_planner::Decision, FleetState, i64) {
+    match outcome {
+        TickOutcome::Planned {
+            decision,
+            state,
+            boot_lead_secs,
+            ..
+        } => (decision, state, boot_lead_secs),
+        TickOutcome::LeaseLost => panic!("the lease was lost"),
+    }
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn the_service_boots_learns_boot_times_and_obeys_operators(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 2).await;
+    w.service.lease_round().await.unwrap();
+    assert_eq!(w.service.held(), vec![id]);
+
+    // No history: the reactive rules keep the minimum, ordered at once and delivered signed.
+    let (d, state, lead) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(d.orders, vec![Order::Boot(2)]);
+    assert_eq!(state.provisioned(), 0);
+    assert_eq!(lead, 600, "no boots known yet: the configured lead");
+    assert!(d.reason.contains("no forecast yet"), "{}", d.reason);
+    assert_eq!(w.cloud.state.lock().unwrap().applied.len(), 1);
+
+    // A tick while they boot orders nothing more: booting GPUs count.
+    w.clock.advance(Duration::minutes(1));
+    let (d, state, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert!(d.orders.is_empty(), "{:?}", d.orders);
+    assert_eq!((state.gpus_ready, state.booting.len()), (0, 2));
+
+    // They become ready; fake-cloud calls back; prewarm learns the boot times.
+    w.clock.advance(Duration::minutes(7));
+    assert_eq!(w.cloud.process().await, 2);
+    let (d, state, lead) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert!(d.orders.is_empty());
+    assert_eq!((state.gpus_ready, state.booting.len()), (2, 0));
+    let stats = crate::callbacks::boot_stats(&pool, id, w.clock.now() - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(stats.count, 2);
+    let p95 = stats.p95_secs.unwrap();
+    assert!((300.0..=420.0).contains(&p95), "{p95}");
+    assert_eq!(lead, ((p95 / 60.0).ceil() as i64) * 60, "the lead follows the boot p95");
+
+    // Pin: the operator's size wins, with the reason saying so.
+    sqlx::query("UPDATE fleets SET pinned_gpus = 5 WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.clock.advance(Duration::minutes(1));
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(d.orders, vec![Order::Boot(3)]);
+    assert!(d.reason.starts_with("pinned to 5"), "{}", d.reason);
+
+    // Pause: decisions are still recorded, with what the plan would have done, and nothing is
+    // ordered.
+    sqlx::query("UPDATE fleets SET pinned_gpus = NULL, paused = true WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.clock.advance(Duration::minutes(1));
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert!(d.orders.is_empty());
+    assert!(d.reason.starts_with("paused by an operator"), "{}", d.reason);
+    let modes: Vec<String> =
+        sqlx::query_scalar("SELECT mode FROM decisions WHERE fleet_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(modes, ["act", "act", "act", "pinned", "paused"]);
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn failed_boots_are_replaced_and_duplicate_callbacks_change_nothing(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 3).await;
+    w.service.lease_round().await.unwrap();
+    w.cloud.inject(Control {
+        fail_boots_next: 1,
+        duplicate_next: 1,
+        ..Default::default()
+    });
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(d.orders, vec![Order::Boot(3)]);
+    w.clock.advance(Duration::minutes(8));
+    w.cloud.process().await;
+    let (d, state, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(state.gpus_ready, 2, "one boot failed");
+    assert_eq!(d.orders, vec![Order::Boot(1)], "the failed GPU is replaced");
+    let instances: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(instances, 3, "callbacks sent twice recorded once");
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn forecast_only_mode_records_decisions_and_orders_nothing(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
+        c.service.mode = Mode::ForecastOnly
+    })
+    .await;
+    let id = fleet(&pool, "chat", 2).await;
+    w.service.lease_round().await.unwrap();
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert!(d.reason.starts_with("forecast-only"), "{}", d.reason);
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+    assert!(w.cloud.state.lock().unwrap().applied.is_empty());
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 2).await;
+    fleet(&pool, "other", 1).await;
+    let token = create_token(&pool, Some("chat"), "ops").await.unwrap();
+    let other = create_token(&pool, Some("other"), "ops").await.unwrap();
+    w.service.lease_round().await.unwrap();
+    w.service.tick_fleet(id).await.unwrap();
+    let base = format!("http://{}", w.running.addr);
+    let c = reqwest::Client::new();
+    let get = |path: &str, token: &str| c.get(format!("{base}{path}")).bearer_auth(token).send();
+
+    assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let metrics = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "prewarm_desired_gpus{fleet=\"chat\"} 2",
+        "prewarm_orders_delivered_total 1",
+        "prewarm_webhook_latency_seconds_count 1",
+        "prewarm_ticks_total 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+
+    let plan: serde_json::Value = get("/v1/fleets/chat/plan", &token).await.unwrap().json().await.unwrap();
+    assert_eq!(plan["latest_decision"]["desired_gpus"], 2);
+    assert_eq!(plan["lease_holder"], "replica-a");
+    let decisions: serde_json::Value = get("/v1/fleets/chat/decisions?limit=5", &token).await.unwrap().json().await.unwrap();
+    assert!(decisions["decisions"][0]["reason"].as_str().unwrap().contains("reactive"));
+    let boot: serde_json::Value = get("/v1/fleets/chat/boot-stats", &token).await.unwrap().json().await.unwrap();
+    assert_eq!(boot["boot_lead_secs"], 600);
+    let forecast = get("/v1/fleets/chat/forecast", &token).await.unwrap();
+    assert_eq!(forecast.status(), 404, "no history, no forecast, and it says why");
+
+    assert_eq!(c.get(format!("{base}/v1/fleets/chat/plan")).send().await.unwrap().status(), 401);
+    assert_eq!(get("/v1/fleets/chat/plan", &other).await.unwrap().status(), 403);
+    assert_eq!(get("/v1/fleets/nope/plan", &token).await.unwrap().status(), 404);
+
+    let r = c.post(format!("{base}/v1/fleets/chat/pause")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let paused: bool = sqlx::query_scalar("SELECT paused FROM fleets WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
+    assert!(paused);
+    c.post(format!("{base}/v1/fleets/chat/resume")).bearer_auth(&token).send().await.unwrap();
+    let r = c.put(format!("{base}/v1/fleets/chat/pin")).bearer_auth(&token)
+        .json(&serde_json::json!({"gpus": -1})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let r = c.put(format!("{base}/v1/fleets/chat/pin")).bearer_auth(&token)
+        .json(&serde_json::json!({"gpus": 4, "until": "2026-06-01T12:00:00Z"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.post(format!("{base}/v1/fleets/chat/events")).bearer_auth(&token)
+        .json(&serde_json::json!({"label": "launch", "starts_local": "2026-06-02T09:00:00",
+            "ends_local": "2026-06-02T12:00:00", "multiply": 3.0})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c.post(format!("{base}/v1/fleets/chat/events")).bearer_auth(&token)
+        .json(&serde_json::json!({"starts_local": "2026-06-02T09:00:00",
+            "ends_local": "2026-06-02T08:00:00", "multiply": 3.0})).send().await.unwrap();
+    assert_eq!(r.status(), 422, "an event that ends before it starts is refused");
+    let r = c.post(format!("{base}/v1/fleets/chat/events")).bearer_auth(&token)
+        .body("{not json").header("content-type", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let events: serde_json::Value = get("/v1/fleets/chat/events", &token).await.unwrap().json().await.unwrap();
+    assert_eq!(events["events"].as_array().unwrap().len(), 1);
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn two_replicas_never_plan_the_same_fleet_and_a_dead_ones_fleets_move(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| c.service.lease_ttl = Span(3)).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(fleet(&pool, &format!("f{n}"), 1).await);
+    }
+    let mut cb = config(&w.secret, &w.cloud_url, "replica-b");
+    cb.service.lease_ttl = Span(3);
+    let b = Service::new(pool.clone(), cb, w.service.clock.clone()).unwrap();
+    let a = w.service.clone();
+    for round in 0..6 {
+        let (ra, rb) = tokio::join!(a.lease_round(), b.lease_round());
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert!(ra.held.iter().all(|f| !rb.held.contains(f)), "round {round}: {ra:?} {rb:?}");
+        tokio::join!(a.tick_all(), b.tick_all());
+        w.clock.advance(Duration::minutes(1));
+    }
+    // Every minute, every fleet was planned at most once, and once both replicas are known each
+    // holds half.
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT fleet_id, decided_at FROM decisions GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(doubled, 0);
+    assert_eq!((a.held().len(), b.held().len()), (3, 3));
+
+    // b dies (stops renewing). Within the lease time plus one round, a holds everything, and a
+    // late tick from b on a fleet it lost writes nothing.
+    let lost = b.held()[0];
+    let died = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        a.lease_round().await.unwrap();
+        if a.held().len() == 6 {
+            break;
+        }
+        assert!(died.elapsed().as_secs() < 30, "takeover took more than 30 s");
+    }
+    let took = died.elapsed().as_secs_f64();
+    assert!(took < 30.0, "{took}");
+    assert_eq!(b.tick_fleet(lost).await.unwrap(), TickOutcome::LeaseLost);
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn state_is_rebuilt_from_the_ledger_and_callbacks(pool: PgPool) {
+    let id = fleet(&pool, "chat", 0).await;
+    let now = at("2026-06-01T12:00:00Z");
+    sqlx::query("INSERT INTO decisions (id, fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting, reason) VALUES (1, $1, $2, 0, 0, 0, 'test')")
+        .bind(id).bind(now).execute(&pool).await.unwrap();
+    let order = |key: &str, kind: &str, count: i32, state: &str, attempts: i32, mins_ago: i64| {
+        sqlx::query("INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, state, attempts, next_attempt_at, expires_at, created_at)
+                     VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $7, $7)")
+            .bind(key.to_string()).bind(id).bind(kind.to_string()).bind(count).bind(state.to_string()).bind(attempts)
+            .bind(now - Duration::minutes(mins_ago))
+    };
+    order("b1", "boot", 4, "delivered", 1, 20).execute(&pool).await.unwrap();
+    order("b2", "boot", 2, "pending", 1, 1).execute(&pool).await.unwrap(); // in doubt: counts
+    order("b3", "boot", 5, "pending", 0, 1).execute(&pool).await.unwrap(); // never sent: does not
+    order("b4", "boot", 3, "delivered", 1, 120).execute(&pool).await.unwrap(); // never reported: lost
+    order("t1", "terminate", 1, "delivered", 1, 5).execute(&pool).await.unwrap();
+    let instance = |iid: &str, state: &str, by: Option<&str>| {
+        sqlx::query("INSERT INTO instances (instance_id, fleet_id, order_key, ordered_at, state, ready_at, boot_secs, updated_at, terminated_by)
+                     VALUES ($1, $2, 'b1', $3, $4, $3, 300, $3, $5)")
+            .bind(iid.to_string()).bind(id).bind(now - Duration::minutes(15)).bind(state.to_string()).bind(by.map(str::to_string))
+    };
+    instance("i1", "ready", None).execute(&pool).await.unwrap();
+    instance("i2", "ready", None).execute(&pool).await.unwrap();
+    instance("i3", "terminated", Some("t1")).execute(&pool).await.unwrap();
+    instance("i4", "terminated", None).execute(&pool).await.unwrap(); // preempted
+    let s = crate::state::fleet_state(&pool, id, now, 1_800).await.unwrap();
+    // boots 4 + 2 (in doubt) = 6, minus 1 terminated by order, minus 1 lost = 4 provisioned;
+    // 2 ready, 2 booting (the in-doubt order's units).
+    assert_eq!(s.gpus_ready, 2);
+    assert_eq!(s.booting, vec![now - Duration::minutes(1); 2]);
+}
+
+/// Four days of 5-minute history with a rush from 09:00 to 17:00 New York time on weekdays.
+fn rush_trace(start: DateTime<Utc>, days: i64) -> Trace {
+    let tz: Tz = "America/New_York".parse().unwrap();
+    let n = (days * 288) as usize;
+    let requests = (0..n)
+        .map(|i| {
+            let t = (start + Duration::minutes(5 * i as i64)).with_timezone(&tz);
+            let h = chrono::Timelike::hour(&t);
+            let base = if (9..17).contains(&h) { 20.0 } else { 2.0 };
+            (base + ((i * 7919) % 13) as f64 / 13.0) * 300.0
+        })
+        .collect();
+    Trace::new(start, 300, requests)
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool: PgPool) {
+    // 09:00 in New York is 13:00 UTC in June; the plan at 12:50 must order for the rush.
+    let start = at("2026-06-01T04:00:00Z");
+    let now = at("2026-06-05T12:45:00Z");
+    let w = world(&pool, now, |_| {}).await;
+    let mut spec = FleetSpec::named("chat");
+    spec.time_zone = "America/New_York".into();
+    spec.gpu_rps = 1.0;
+    let id = create_fleet(&pool, &spec).await.unwrap().id;
+    let trace = rush_trace(start, 4);
+    let history = Trace::new(start, 300, trace.requests[..((now - start).num_minutes() / 5) as usize].to_vec());
+    prewarm_ingest::import_trace(&pool, id, &history).await.unwrap();
+    w.service.lease_round().await.unwrap();
+    let report = w.service.refit_fleet(id).await.unwrap();
+    assert!(report.calibrated, "{report:?}");
+    assert!(report.bootstrapped >= 12, "{report:?}");
+    w.clock.set(at("2026-06-05T12:50:00Z"));
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert!(d.reason.starts_with("pre-warm"), "{}", d.reason);
+    match d.orders[..] {
+        [Order::Boot(n)] => assert!(n >= 20, "{n} GPUs for a rush of 20 rps"),
+        _ => panic!("{:?}", d.orders),
+    }
+    // A second refit uses the stored forecasts' errors and does not bootstrap again.
+    w.clock.set(at("2026-06-05T13:00:00Z"));
+    let again = w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(again.bootstrapped, 0);
+    assert!(again.calibrated);
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn dst_days_run_every_job_once(pool: PgPool) {
+    let tz: Tz = "America/New_York".parse().unwrap();
+    let at_time = parse_local_time("02:30").unwrap();
+    let tick = Pattern::parse("0 * * * * *").unwrap();
+    let refit = Pattern::parse("30 */15 * * * *").unwrap();
+    for (day, local_hours) in [("2026-03-08", 23), ("2026-11-01", 25), ("2026-06-10", 24)] {
+        let date: NaiveDate = day.parse().unwrap();
+        let from = tz.from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().with_timezone(&Utc);
+        let to = tz.from_local_datetime(&date.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().with_timezone(&Utc);
+        assert_eq!((to - from).num_hours(), local_hours);
+        // Interval jobs: walking the day a minute at a time, each firing comes exactly once.
+        let mut ticks = Vec::new();
+        let mut refits = Vec::new();
+        let mut daily_runs = Vec::new();
+        let mut t = from;
+        while t < to {
+            let next = t + Duration::minutes(1);
+            ticks.extend(tick.fires_in(t, next));
+            refits.extend(refit.fires_in(t, next));
+            if let Some(slot) = daily_slot(tz, at_time, next) {
+                if claim_slot(&pool, "retention", "chat", &slot.to_string(), next, "a").await.unwrap() {
+                    daily_runs.push(next.with_timezone(&tz));
+                }
+            }
+            t = next;
+        }
+        assert_eq!(ticks.len() as i64, local_hours * 60, "{day}");
+        assert_eq!(refits.len() as i64, local_hours * 4, "{day}");
+        let mut unique = ticks.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), ticks.len());
+        assert_eq!(daily_runs.len(), 1, "{day}: {daily_runs:?}");
+        let ran = daily_runs[0].naive_local();
+        assert_eq!(ran.date(), date);
+        if day == "2026-03-08" {
+            // 02:30 does not exist that day: the job runs when the clock jumps past it.
+            assert_eq!(ran.time(), chrono::NaiveTime::from_hms_opt(3, 0, 0).unwrap());
+        } else {
+            assert_eq!(ran.time(), chrono::NaiveTime::from_hms_opt(2, 30, 0).unwrap());
+        }
+    }
+    // A second replica checking the same slot does not run it again.
+    assert!(!claim_slot(&pool, "retention", "chat", "2026-11-01", Utc::now(), "b").await.unwrap());
+}
+
+#[test]
+fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prewarm.toml");
+    let secret = Secret::generate().encoded();
+    std::fs::write(
+        &path,
+        format!(
+            "[database]\nurl = \"postgres://prewarm:hunter2@db:5432/prewarm\"\n\
+             [provisioner]\nurl = \"http://cloud:9900/orders\"\nsecret = \"{secret}\"\ntimeout = \"5s\"\n\
+             [planner]\nquantile = 0.95\nhold = \"10m\"\n[[pulls]]\nfleet = \"chat\"\nprometheus = \"http://prom:9090\"\nquery = \"sum(rate(x[1m]))\"\n"
+        ),
+    )
+    .unwrap();
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let c = Config::load(
+        Some(&path),
+        env(&[("PREWARM_SERVICE__MODE", "forecast-only"), ("PREWARM_PLANNER__TARGET_UTILIZATION", "0.8"), ("HOME", "/root")]),
+    )
+    .unwrap();
+    assert_eq!(c.service.mode, Mode::ForecastOnly);
+    assert_eq!(c.planner.quantile, 0.95);
+    assert_eq!(c.planner.target_utilization, 0.8);
+    assert_eq!(c.planner.hold, Span(600));
+    assert_eq!(c.provisioner.timeout, Span(5));
+    assert_eq!(c.pulls.len(), 1);
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2") && !shown.contains(&secret), "{shown}");
+
+    let err = |pairs: &[(&str, &str)]| Config::load(Some(&path), env(pairs)).unwrap_err().to_string();
+    let e = err(&[("PREWARM_PLANNER__QUANTILE", "1.5")]);
+    assert!(e.contains("planner.quantile"), "{e}");
+    let e = err(&[("PREWARM_SCHEDULE__TICK", "every minute")]);
+    assert!(e.contains("schedule.tick"), "{e}");
+    let e = err(&[("PREWARM_PROVISIONER__SECRET", "hunter2")]);
+    assert!(e.contains("provisioner.secret") && !e.contains("hunter2"), "{e}");
+    let e = err(&[("PREWARM_PLANNER__HOLD", "soon")]);
+    assert!(e.contains("hold"), "{e}");
+    std::fs::write(dir.path().join("typo.toml"), "[planer]\nquantile = 0.9\n").unwrap();
+    let e = Config::load(Some(&dir.path().join("typo.toml")), env(&[("DATABASE_URL", "postgres://x/y")])).unwrap_err().to_string();
+    assert!(e.contains("planer"), "{e}");
+    let e = Config::load(Some(&dir.path().join("missing.toml")), Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("does not exist"), "{e}");
+}
