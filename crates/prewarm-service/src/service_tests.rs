@@ -388,7 +388,7 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     spec.time_zone = "America/New_York".into();
     spec.gpu_rps = 1.0;
     let id = create_fleet(&pool, &spec).await.unwrap().id;
-    let trace = rush_trace(start, 4);
+    let trace = rush_trace(start, 5);
     let history = Trace::new(start, 300, trace.requests[..((now - start).num_minutes() / 5) as usize].to_vec());
     prewarm_ingest::import_trace(&pool, id, &history).await.unwrap();
     w.service.lease_round().await.unwrap();

@@ -137,12 +137,17 @@ async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
     let d = dispatcher(&url, &secret);
     d.dispatch_due(&pool, now).await.unwrap();
     // The process dies after the provisioner answered but before the delivery was recorded:
-    // on restart the order is pending again and goes out again with the same webhook-id.
+    // on restart the order is pending again (its claim committed, so it is in doubt) and goes
+    // out again with the same webhook-id once the claim's hold has passed.
     sqlx::query("UPDATE orders SET state = 'pending', delivered_at = NULL")
         .execute(&pool)
         .await
         .unwrap();
     d.dispatch_due(&pool, now).await.unwrap();
+    assert_eq!(cloud.state.lock().unwrap().deliveries, 1, "held by its claim");
+    d.dispatch_due(&pool, now + chrono::Duration::seconds(3))
+        .await
+        .unwrap();
     let state = cloud.state.lock().unwrap();
     assert_eq!(state.deliveries, 2);
     assert_eq!(state.applied.len(), 1, "applied once in effect");
