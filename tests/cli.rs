@@ -405,7 +405,10 @@ async fn fleets_tokens_and_idempotent_imports_from_the_command_line(
 async fn eventually(secs: u64, what: &str, mut check: impl AsyncFnMut() -> bool) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !check().await {
-        assert!(std::time::Instant::now() < until, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
@@ -454,7 +457,10 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
     // `--check` shows the configuration without its secrets.
     let (ok, shown, stderr) = prewarm(&["serve", "--config", &config, "--check"]);
     assert!(ok, "{stderr}");
-    assert!(shown.contains("<redacted>") && !shown.contains(&secret.encoded()), "{shown}");
+    assert!(
+        shown.contains("<redacted>") && !shown.contains(&secret.encoded()),
+        "{shown}"
+    );
 
     let serve = || {
         Command::new(env!("CARGO_BIN_EXE_prewarm"))
@@ -471,12 +477,15 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
     .await;
     first.kill().unwrap(); // SIGKILL: no clean-up of any kind
     first.wait().unwrap();
-    let (state, attempts): (String, i32) =
-        sqlx::query_as("SELECT state, attempts FROM orders")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!((state.as_str(), attempts), ("pending", 1), "committed, in doubt");
+    let (state, attempts): (String, i32) = sqlx::query_as("SELECT state, attempts FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("pending", 1),
+        "committed, in doubt"
+    );
 
     let mut second = serve();
     eventually(60, "the redelivery", async || {
@@ -496,7 +505,10 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(orders, 1, "the restarted planner counted the order in doubt");
+    assert_eq!(
+        orders, 1,
+        "the restarted planner counted the order in doubt"
+    );
     let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions")
         .fetch_one(&pool)
         .await
@@ -514,8 +526,17 @@ async fn demo_replays_the_fixture_through_the_service(
     let url = url_of(&opts);
     let (ok, stdout, stderr) = prewarm_db(&url, &["demo", "--replay", "3h"]);
     assert!(ok, "{stdout}\n{stderr}");
-    for row in ["service ", "predictive ", "reactive ", "clairvoyant ", "lower bound"] {
-        assert!(stdout.lines().any(|l| l.starts_with(row)), "no {row} row in\n{stdout}");
+    for row in [
+        "service ",
+        "predictive ",
+        "reactive ",
+        "clairvoyant ",
+        "lower bound",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(row)),
+            "no {row} row in\n{stdout}"
+        );
     }
     assert!(stdout.contains("first refit: calibrated true"), "{stdout}");
     assert!(stdout.contains("orders delivered (0 pending)"), "{stdout}");

@@ -42,8 +42,10 @@ pub struct BenchServiceArgs {
 }
 
 async fn populate(pool: &PgPool, n: usize, now: chrono::DateTime<Utc>) -> anyhow::Result<()> {
-    pool.execute("TRUNCATE fleets, samples, fleet_leases, replicas, job_runs RESTART IDENTITY CASCADE")
-        .await?;
+    pool.execute(
+        "TRUNCATE fleets, samples, fleet_leases, replicas, job_runs RESTART IDENTITY CASCADE",
+    )
+    .await?;
     sqlx::query(
         "INSERT INTO fleets (name, gpu_rps, min_gpus, max_gpus)
          SELECT 'fleet-' || g, 1.0, 1, 1000 FROM generate_series(1, $1) g",
@@ -100,7 +102,15 @@ async fn populate(pool: &PgPool, n: usize, now: chrono::DateTime<Utc>) -> anyhow
     Ok(())
 }
 
-fn service(url: &str, cloud_url: &str, secret: &Secret, replica: &str, clock: SharedClock, pool: PgPool, concurrency: usize) -> anyhow::Result<Arc<Service>> {
+fn service(
+    url: &str,
+    cloud_url: &str,
+    secret: &Secret,
+    replica: &str,
+    clock: SharedClock,
+    pool: PgPool,
+    concurrency: usize,
+) -> anyhow::Result<Arc<Service>> {
     let mut c = Config::default();
     c.database.url = Redacted(url.to_string());
     c.provisioner.url = cloud_url.to_string();
@@ -122,8 +132,12 @@ pub fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
             .max_connections(1)
             .connect(&args.database_url)
             .await
-            .context("cannot connect to the database; is PostgreSQL running, and is DATABASE_URL right?")?;
-        admin.execute(format!("CREATE DATABASE {scratch}").as_str()).await?;
+            .context(
+                "cannot connect to the database; is PostgreSQL running, and is DATABASE_URL right?",
+            )?;
+        admin
+            .execute(format!("CREATE DATABASE {scratch}").as_str())
+            .await?;
         let url = crate::demo::with_database(&args.database_url, &scratch)?;
         let result = bench(args, &url).await;
         let _ = admin
@@ -135,7 +149,9 @@ pub fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
 
 async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("service benchmark: {cores} cores, PostgreSQL on this machine, fake-cloud on loopback");
+    println!(
+        "service benchmark: {cores} cores, PostgreSQL on this machine, fake-cloud on loopback"
+    );
     let setup = PgPoolOptions::new().max_connections(4).connect(url).await?;
     prewarm_ingest::MIGRATOR.run(&setup).await?;
     let secret = Secret::generate();
@@ -150,15 +166,29 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
     let clock = ManualClock::new(now);
     let shared: SharedClock = Arc::new(clock.clone());
 
-    println!("{:>7} {:>9} {:>14} {:>14} {:>12}", "fleets", "replicas", "tick median", "tick max", "per fleet");
+    println!(
+        "{:>7} {:>9} {:>14} {:>14} {:>12}",
+        "fleets", "replicas", "tick median", "tick max", "per fleet"
+    );
     for &n in &args.fleets {
         populate(&setup, n, now).await?;
         for &r in &args.replicas {
             setup.execute("TRUNCATE fleet_leases, replicas").await?;
             let mut replicas = Vec::new();
             for k in 0..r {
-                let pool = PgPoolOptions::new().max_connections(args.concurrency as u32 + 2).connect(url).await?;
-                replicas.push(service(url, &cloud_url, &secret, &format!("bench-{k}"), shared.clone(), pool, args.concurrency)?);
+                let pool = PgPoolOptions::new()
+                    .max_connections(args.concurrency as u32 + 2)
+                    .connect(url)
+                    .await?;
+                replicas.push(service(
+                    url,
+                    &cloud_url,
+                    &secret,
+                    &format!("bench-{k}"),
+                    shared.clone(),
+                    pool,
+                    args.concurrency,
+                )?);
             }
             // Lease rounds until the fleets are split (each replica sees the others first).
             for _ in 0..3 {
@@ -214,11 +244,24 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
     .bind(now)
     .execute(&setup)
     .await?;
-    setup.execute("TRUNCATE forecasts, fleet_leases, replicas").await?;
+    setup
+        .execute("TRUNCATE forecasts, fleet_leases, replicas")
+        .await?;
     let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
-    let s = service(url, &cloud_url, &secret, "bench-refit", shared.clone(), pool, args.concurrency)?;
+    let s = service(
+        url,
+        &cloud_url,
+        &secret,
+        "bench-refit",
+        shared.clone(),
+        pool,
+        args.concurrency,
+    )?;
     s.lease_round().await?;
-    for (label, at) in [("first (bootstraps 24 backtest fits)", now), ("steady state", now + Duration::minutes(15))] {
+    for (label, at) in [
+        ("first (bootstraps 24 backtest fits)", now),
+        ("steady state", now + Duration::minutes(15)),
+    ] {
         clock.set(at);
         let started = Instant::now();
         let (ok, failed) = s.refit_all().await;

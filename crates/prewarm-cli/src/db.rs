@@ -591,8 +591,14 @@ pub fn fake_cloud(args: &FakeCloudArgs) -> anyhow::Result<()> {
     let boot = |t: &str, what: &str| {
         prewarm_core::parse_duration(t).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
     };
-    let boot_secs = (boot(&args.boot_min, "boot-min")?, boot(&args.boot_max, "boot-max")?);
-    anyhow::ensure!(boot_secs.1 >= boot_secs.0, "--boot-max must not be shorter than --boot-min");
+    let boot_secs = (
+        boot(&args.boot_min, "boot-min")?,
+        boot(&args.boot_max, "boot-max")?,
+    );
+    anyhow::ensure!(
+        boot_secs.1 >= boot_secs.0,
+        "--boot-max must not be shorter than --boot-min"
+    );
     if let Some(url) = &args.callback {
         anyhow::ensure!(
             url.starts_with("http://") || url.starts_with("https://"),

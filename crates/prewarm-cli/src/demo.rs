@@ -59,7 +59,9 @@ pub struct DemoArgs {
 
 /// `url` with its database name replaced.
 pub fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").context("DATABASE_URL is not a URL")? + 3;
     let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
     let host_part = &base[..path_start.unwrap_or(base.len())];
@@ -70,7 +72,9 @@ pub fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -113,7 +117,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .max_connections(1)
             .connect(&args.database_url)
             .await
-            .context("cannot connect to the database; is PostgreSQL running, and is DATABASE_URL right?")?;
+            .context(
+                "cannot connect to the database; is PostgreSQL running, and is DATABASE_URL right?",
+            )?;
         admin
             .execute(format!("CREATE DATABASE {scratch}").as_str())
             .await
@@ -121,7 +127,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         anyhow::Ok(admin)
     })?;
     println!("scratch database {scratch}");
-    let result = rt.block_on(drive(args, &replay, &trace, boot, lead_in, &with_database(&args.database_url, &scratch)?));
+    let result = rt.block_on(drive(
+        args,
+        &replay,
+        &trace,
+        boot,
+        lead_in,
+        &with_database(&args.database_url, &scratch)?,
+    ));
     rt.block_on(async {
         if !args.keep {
             let _ = admin
@@ -292,13 +305,25 @@ async fn drive(
                 boot_secs: replay.sim.boot.max_secs(),
             }),
         };
-        let (_, s) = simulate(replay.trace.start, step, &replay.requests, policy.as_mut(), &replay.sim);
+        let (_, s) = simulate(
+            replay.trace.start,
+            step,
+            &replay.requests,
+            policy.as_mut(),
+            &replay.sim,
+        );
         rows.push(s);
     }
     let rows = crate::simulate::with_ratio(rows);
-    print!("{}", crate::simulate::table(&rows, replay.lower_bound_gpu_hours()));
-    let boots = prewarm_service::callbacks::boot_stats(&pool, fleet.id, t0 - Duration::days(1)).await?;
-    let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions").fetch_one(&pool).await?;
+    print!(
+        "{}",
+        crate::simulate::table(&rows, replay.lower_bound_gpu_hours())
+    );
+    let boots =
+        prewarm_service::callbacks::boot_stats(&pool, fleet.id, t0 - Duration::days(1)).await?;
+    let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions")
+        .fetch_one(&pool)
+        .await?;
     let (delivered, pending): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'pending') FROM orders",
     )

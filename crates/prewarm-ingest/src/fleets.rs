@@ -168,10 +168,7 @@ pub async fn create_token(
 }
 
 /// What a token may write: `Some(None)` every fleet, `Some(Some(id))` one fleet, `None` nothing.
-pub async fn token_scope(
-    pool: &PgPool,
-    token: &str,
-) -> Result<Option<Option<i64>>, IngestError> {
+pub async fn token_scope(pool: &PgPool, token: &str) -> Result<Option<Option<i64>>, IngestError> {
     let row: Option<(Option<i64>,)> =
         sqlx::query_as("SELECT fleet_id FROM api_tokens WHERE token_sha256 = $1")
             .bind(hash_token(token))

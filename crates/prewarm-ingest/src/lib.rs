@@ -14,7 +14,8 @@ mod samples;
 pub use error::{IngestError, ItemError};
 pub use fleets::{create_fleet, create_token, fleet_by_name, token_scope, Fleet, FleetSpec};
 pub use samples::{
-    downsample, downsample_fleet, history, import_trace, store_samples, validate, Sample, MAX_BATCH, MAX_FUTURE_SECS,
+    downsample, downsample_fleet, history, import_trace, store_samples, validate, Sample,
+    MAX_BATCH, MAX_FUTURE_SECS,
 };
 
 /// The schema's migrations, run at start and by `prewarm migrate`.

@@ -57,8 +57,14 @@ pub fn router(service: Shared) -> Router {
         .route("/v1/fleets/{fleet}/boot-stats", get(boot_stats))
         .route("/v1/fleets/{fleet}/pause", post(pause))
         .route("/v1/fleets/{fleet}/resume", post(resume))
-        .route("/v1/fleets/{fleet}/pin", axum::routing::put(pin).delete(unpin))
-        .route("/v1/fleets/{fleet}/events", get(list_events).post(add_event))
+        .route(
+            "/v1/fleets/{fleet}/pin",
+            axum::routing::put(pin).delete(unpin),
+        )
+        .route(
+            "/v1/fleets/{fleet}/events",
+            get(list_events).post(add_event),
+        )
         .route("/v1/fleets/{fleet}/events/{id}", delete(remove_event))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(service)
@@ -196,7 +202,10 @@ async fn plan(State(s): State<Shared>, Path(name): Path<String>, headers: Header
         let holder = leases::holder(&s.pool, fleet.id).await?;
         let band = forecasts::latest_band(&s.pool, fleet.id, now, 7_200).await?;
         let orders = ledger::orders(&s.pool, fleet.id).await?;
-        let pending: Vec<_> = orders.into_iter().filter(|o| o.state == "pending").collect();
+        let pending: Vec<_> = orders
+            .into_iter()
+            .filter(|o| o.state == "pending")
+            .collect();
         Ok::<_, sqlx::Error>(json!({
             "fleet": fleet,
             "now": now,
@@ -313,7 +322,12 @@ async fn pin(
     };
     let Json(p) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"gpus\": N, \"until\": RFC 3339 (optional)}}: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"gpus\": N, \"until\": RFC 3339 (optional)}}: {e}"),
+            )
+        }
     };
     if p.gpus < 0 || p.gpus > 100_000 {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "gpus must be 0 to 100000");
@@ -328,7 +342,9 @@ async fn pin(
         .execute(&s.pool)
         .await
     {
-        Ok(_) => Json(json!({ "fleet": name, "pinned_gpus": p.gpus, "until": p.until })).into_response(),
+        Ok(_) => {
+            Json(json!({ "fleet": name, "pinned_gpus": p.gpus, "until": p.until })).into_response()
+        }
         Err(e) => db_error(e),
     }
 }
@@ -358,7 +374,8 @@ async fn list_events(
         Err(r) => return r,
     };
     match s.events(fleet.id).await {
-        Ok(e) => Json(json!({ "fleet": name, "time_zone": fleet.time_zone, "events": e })).into_response(),
+        Ok(e) => Json(json!({ "fleet": name, "time_zone": fleet.time_zone, "events": e }))
+            .into_response(),
         Err(e) => db_error(e),
     }
 }
@@ -381,7 +398,11 @@ async fn add_event(
         Some("ends_local must be after starts_local")
     } else if e.multiply.is_some() == e.pin_rps.is_some() {
         Some("give exactly one of multiply and pin_rps")
-    } else if e.multiply.or(e.pin_rps).is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+    } else if e
+        .multiply
+        .or(e.pin_rps)
+        .is_some_and(|v| !(v.is_finite() && v >= 0.0))
+    {
         Some("multiply and pin_rps must be finite and not negative")
     } else if e.label.len() > 200 {
         Some("label is at most 200 characters")
@@ -406,7 +427,11 @@ async fn add_event(
     .fetch_one(&s.pool)
     .await
     {
-        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id, "time_zone": fleet.time_zone }))).into_response(),
+        Ok(id) => (
+            StatusCode::CREATED,
+            Json(json!({ "id": id, "time_zone": fleet.time_zone })),
+        )
+            .into_response(),
         Err(e) => db_error(e),
     }
 }
@@ -427,7 +452,10 @@ async fn remove_event(
         .await
     {
         Ok(r) if r.rows_affected() == 1 => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => error(StatusCode::NOT_FOUND, format!("fleet `{name}` has no event {id}")),
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("fleet `{name}` has no event {id}"),
+        ),
         Err(e) => db_error(e),
     }
 }

@@ -324,7 +324,15 @@ impl Config {
                 .into_iter()
                 .map(|e| {
                     let path = e.path.join(".");
-                    format!("{}{}", if path.is_empty() { String::new() } else { format!("`{path}`: ") }, e.kind)
+                    format!(
+                        "{}{}",
+                        if path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("`{path}`: ")
+                        },
+                        e.kind
+                    )
                 })
                 .collect();
             messages.dedup();
@@ -405,15 +413,24 @@ impl Config {
         if p.step.0 < 60 || 86_400 % p.step.0 != 0 {
             return bad("`planner.step` must be at least 1m and divide a day".into());
         }
-        if p.boot_lead.0 <= 0 || p.hold.0 < 0 || p.min_history.0 <= 0 || p.history.0 < p.min_history.0 {
+        if p.boot_lead.0 <= 0
+            || p.hold.0 < 0
+            || p.min_history.0 <= 0
+            || p.history.0 < p.min_history.0
+        {
             return bad("`planner.boot_lead` must be positive, `planner.hold` not negative, and `planner.history` at least `planner.min_history`".into());
         }
         if crate::jobs::parse_local_time(&self.retention.at).is_none() {
-            return bad(format!("`retention.at` = `{}` is not a time such as 03:00", self.retention.at));
+            return bad(format!(
+                "`retention.at` = `{}` is not a time such as 03:00",
+                self.retention.at
+            ));
         }
         for (i, pull) in self.pulls.iter().enumerate() {
             if !pull.prometheus.starts_with("http") || pull.query.trim().is_empty() {
-                return bad(format!("`pulls[{i}]` needs a Prometheus http(s) URL and a query"));
+                return bad(format!(
+                    "`pulls[{i}]` needs a Prometheus http(s) URL and a query"
+                ));
             }
             if let Err(e) = crate::jobs::Pattern::parse(&pull.schedule) {
                 return bad(format!("`pulls[{i}].schedule`: {e}"));

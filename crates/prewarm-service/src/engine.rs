@@ -70,7 +70,8 @@ pub struct FleetEvent {
     pub pin_rps: Option<f64>,
 }
 
-const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus,
+const FLEET_COLUMNS: &str =
+    "id, name, time_zone, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus,
     budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until";
 
 /// What one tick did for one fleet.
@@ -147,7 +148,8 @@ impl Service {
 
     /// Renews, balances and claims leases.
     pub async fn lease_round(&self) -> Result<leases::LeaseRound, sqlx::Error> {
-        let round = leases::round(&self.pool, self.replica(), self.config.service.lease_ttl.0).await;
+        let round =
+            leases::round(&self.pool, self.replica(), self.config.service.lease_ttl.0).await;
         match &round {
             Ok(r) => {
                 *self.held.lock().expect("held") = r.held.clone();
@@ -168,10 +170,12 @@ impl Service {
     }
 
     pub async fn fleet_by_name(&self, name: &str) -> Result<Option<FleetRow>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     pub async fn events(&self, fleet_id: i64) -> Result<Vec<FleetEvent>, sqlx::Error> {
@@ -219,7 +223,12 @@ impl Service {
 
     /// Boot lead in use: the p95 of the fleet's last week of real boots once there are enough,
     /// rounded up to a minute; the configured lead before that.
-    pub async fn boot_lead(&self, fleet_id: i64, configured: i64, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+    pub async fn boot_lead(
+        &self,
+        fleet_id: i64,
+        configured: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
         let stats = callbacks::boot_stats(&self.pool, fleet_id, now - Duration::days(7)).await?;
         Ok(match stats.p95_secs {
             Some(p95) if stats.count >= self.config.planner.min_boots_for_lead => {
@@ -230,7 +239,12 @@ impl Service {
     }
 
     /// Recent demand in requests per second per sample bucket, the last one ending by `now`.
-    async fn demand(&self, fleet_id: i64, now: DateTime<Utc>, window_secs: i64) -> Result<(i64, Vec<f64>), sqlx::Error> {
+    async fn demand(
+        &self,
+        fleet_id: i64,
+        now: DateTime<Utc>,
+        window_secs: i64,
+    ) -> Result<(i64, Vec<f64>), sqlx::Error> {
         let rows: Vec<(DateTime<Utc>, i32, f64)> = sqlx::query_as(
             "SELECT bucket_start, bucket_secs, requests FROM samples
              WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs < 3600
@@ -272,7 +286,10 @@ impl Service {
         let mut decision = plan(
             &PlanInput {
                 now,
-                demand: Demand { step_secs: step, rps: &rps },
+                demand: Demand {
+                    step_secs: step,
+                    rps: &rps,
+                },
                 forecast: band.as_ref().map(|(_, b)| b),
                 state: &state,
                 strategy: Strategy::Predictive,
@@ -280,7 +297,9 @@ impl Service {
             &cfg,
         );
         if rps.is_empty() {
-            decision.reason.push_str("; no demand samples in the last 32 min");
+            decision
+                .reason
+                .push_str("; no demand samples in the last 32 min");
         }
         let pinned = fleet
             .pinned_gpus
@@ -316,16 +335,28 @@ impl Service {
             fenced: true,
             write_orders: mode != "forecast-only",
         };
-        let Some(decision_id) = ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await? else {
+        let Some(decision_id) =
+            ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await?
+        else {
             return Ok(TickOutcome::LeaseLost);
         };
         let label = Metrics::label(&fleet.name);
         let m = &self.metrics;
-        m.desired_gpus.get_or_create(&label).set(decision.desired_gpus as f64);
-        m.ready_gpus.get_or_create(&label).set(state.gpus_ready as f64);
-        m.booting_gpus.get_or_create(&label).set(state.booting.len() as f64);
-        m.boot_lead_seconds.get_or_create(&label).set(cfg.boot_lead_secs as f64);
-        m.demand_rps.get_or_create(&label).set(rps.last().copied().unwrap_or(0.0));
+        m.desired_gpus
+            .get_or_create(&label)
+            .set(decision.desired_gpus as f64);
+        m.ready_gpus
+            .get_or_create(&label)
+            .set(state.gpus_ready as f64);
+        m.booting_gpus
+            .get_or_create(&label)
+            .set(state.booting.len() as f64);
+        m.boot_lead_seconds
+            .get_or_create(&label)
+            .set(cfg.boot_lead_secs as f64);
+        m.demand_rps
+            .get_or_create(&label)
+            .set(rps.last().copied().unwrap_or(0.0));
         if let (Some(p), Some(u)) = (decision.forecast_p50_rps, decision.forecast_upper_rps) {
             m.forecast_p50_rps.get_or_create(&label).set(p);
             m.forecast_upper_rps.get_or_create(&label).set(u);
@@ -337,7 +368,10 @@ impl Service {
                     prewarm_planner::Order::Terminate(n) => ("terminate", *n),
                 };
                 m.orders_recorded
-                    .get_or_create(&OrderLabel { fleet: fleet.name.clone(), kind: kind.into() })
+                    .get_or_create(&OrderLabel {
+                        fleet: fleet.name.clone(),
+                        kind: kind.into(),
+                    })
                     .inc_by(n as u64);
             }
         }
@@ -362,7 +396,10 @@ impl Service {
             .dispatch(
                 &self.pool,
                 self.clock.now(),
-                Scope { holder: Some(self.replica()), fleet_id },
+                Scope {
+                    holder: Some(self.replica()),
+                    fleet_id,
+                },
             )
             .await?;
         let m = &self.metrics;
@@ -422,10 +459,24 @@ impl Service {
     /// Refits one fleet's forecast.
     pub async fn refit_fleet(&self, fleet_id: i64) -> Result<forecasts::RefitReport, sqlx::Error> {
         let now = self.clock.now();
-        let fleet = self.fleet(fleet_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        let fleet = self
+            .fleet(fleet_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
         let tz: Tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
-        let quantile = Self::settings(&fleet).quantile.unwrap_or(self.config.planner.quantile);
-        let report = forecasts::refit(&self.pool, fleet_id, tz, quantile, &self.config.planner, now, self.replica()).await;
+        let quantile = Self::settings(&fleet)
+            .quantile
+            .unwrap_or(self.config.planner.quantile);
+        let report = forecasts::refit(
+            &self.pool,
+            fleet_id,
+            tz,
+            quantile,
+            &self.config.planner,
+            now,
+            self.replica(),
+        )
+        .await;
         match &report {
             Ok(r) => {
                 self.metrics.refits.inc();
@@ -479,10 +530,23 @@ impl Service {
         let at = crate::jobs::parse_local_time(&self.config.retention.at).unwrap_or_default();
         let mut ran = 0;
         for fleet_id in self.held() {
-            let Some(fleet) = self.fleet(fleet_id).await? else { continue };
+            let Some(fleet) = self.fleet(fleet_id).await? else {
+                continue;
+            };
             let tz: Tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
-            let Some(date) = crate::jobs::daily_slot(tz, at, now) else { continue };
-            if !crate::jobs::claim_slot(&self.pool, "retention", &fleet.name, &date.to_string(), now, self.replica()).await? {
+            let Some(date) = crate::jobs::daily_slot(tz, at, now) else {
+                continue;
+            };
+            if !crate::jobs::claim_slot(
+                &self.pool,
+                "retention",
+                &fleet.name,
+                &date.to_string(),
+                now,
+                self.replica(),
+            )
+            .await?
+            {
                 continue;
             }
             self.retention(fleet_id, now).await?;

@@ -150,7 +150,11 @@ pub struct FakeCloud {
 impl FakeCloud {
     /// A fake cloud on the system clock that calls nobody back (it records orders only).
     pub fn new(secret: Secret) -> Self {
-        Self::with(secret, Arc::new(crate::clock::SystemClock), Behaviour::default())
+        Self::with(
+            secret,
+            Arc::new(crate::clock::SystemClock),
+            Behaviour::default(),
+        )
     }
 
     /// A fake cloud that boots instances on `clock` and reports them as `behaviour` says.
@@ -347,7 +351,9 @@ impl FakeCloud {
 
 /// A uniform draw in [0, 1) from (seed, n): the same seed gives the same boots.
 fn unit(seed: u64, n: u64) -> f64 {
-    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(n.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(n.wrapping_mul(0xBF58_476D_1CE4_E5B9));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
@@ -409,7 +415,9 @@ async fn receive(
     if order.count > 10_000 || !matches!(order.kind.as_str(), "boot" | "terminate") {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "error": "kind must be boot or terminate, count at most 10000" })),
+            Json(
+                serde_json::json!({ "error": "kind must be boot or terminate, count at most 10000" }),
+            ),
         );
     }
     let mut state = cloud.state.lock().expect("fake-cloud state");

@@ -84,13 +84,24 @@ pub async fn series(
         .collect())
 }
 
-fn fit(
-    history: &[f64],
+type Fit = Option<(Vec<f64>, f64, String, f64)>;
+
+/// [`fit`] on the blocking pool: a fit is tens of milliseconds of CPU that must not hold up the
+/// runtime's workers (HTTP API, ticks).
+async fn fit_blocking(
+    history: Vec<f64>,
     start: DateTime<Utc>,
     step: i64,
     tz: Tz,
     horizon: usize,
-) -> Option<(Vec<f64>, f64, String, f64)> {
+) -> Fit {
+    tokio::task::spawn_blocking(move || fit(&history, start, step, tz, horizon))
+        .await
+        .ok()
+        .flatten()
+}
+
+fn fit(history: &[f64], start: DateTime<Utc>, step: i64, tz: Tz, horizon: usize) -> Fit {
     let first = history.iter().position(|v| v.is_finite())?;
     let f = forecast(&ForecastRequest {
         start: start + Duration::seconds(step * first as i64),
@@ -126,9 +137,7 @@ pub async fn refit(
     replica: &str,
 ) -> Result<RefitReport, sqlx::Error> {
     let step = defaults.step.0;
-    let origin = now
-        .duration_trunc(Duration::seconds(step))
-        .unwrap_or(now);
+    let origin = now.duration_trunc(Duration::seconds(step)).unwrap_or(now);
     let from = origin - Duration::seconds(defaults.history.0);
     let history = series(pool, fleet_id, step, from, origin).await?;
     let mut report = RefitReport {
@@ -194,7 +203,9 @@ pub async fn refit(
                 if known < defaults.min_history.0 {
                     continue;
                 }
-                if let Some((p50, floor, model, _)) = fit(&history[..end], from, step, tz, horizon) {
+                if let Some((p50, floor, model, _)) =
+                    fit_blocking(history[..end].to_vec(), from, step, tz, horizon).await
+                {
                     rows.push((o, p50, floor, model));
                 }
             }
@@ -226,7 +237,9 @@ pub async fn refit(
     }
     report.recent_error = recent_error(&stored, &history, index, step, defaults, origin);
 
-    let Some((p50, floor, model, fit_secs)) = fit(&history, from, step, tz, horizon) else {
+    let Some((p50, floor, model, fit_secs)) =
+        fit_blocking(history.clone(), from, step, tz, horizon).await
+    else {
         report.skipped = Some("the model could not be fitted on this history".into());
         return Ok(report);
     };

@@ -109,10 +109,8 @@ pub async fn release_all(pool: &PgPool, replica: &str) -> Result<u64, sqlx::Erro
 
 /// The replica holding a fleet's lease, if any holds it now.
 pub async fn holder(pool: &PgPool, fleet_id: i64) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT holder FROM fleet_leases WHERE fleet_id = $1 AND expires_at > now()",
-    )
-    .bind(fleet_id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_scalar("SELECT holder FROM fleet_leases WHERE fleet_id = $1 AND expires_at > now()")
+        .bind(fleet_id)
+        .fetch_optional(pool)
+        .await
 }

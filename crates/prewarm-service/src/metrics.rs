@@ -68,7 +68,10 @@ impl Metrics {
             orders_failed: Counter::default(),
             orders_expired: Counter::default(),
             webhook_latency_seconds: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
+                [
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]
+                .into_iter(),
             ),
             tick_seconds: Histogram::new(
                 [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0].into_iter(),
@@ -81,26 +84,94 @@ impl Metrics {
             lease_takeovers: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("forecast_p50_rps", "Median forecast of the current bucket, requests/s", m.forecast_p50_rps.clone());
-        registry.register("forecast_upper_rps", "Calibrated upper quantile of the current bucket, requests/s", m.forecast_upper_rps.clone());
-        registry.register("demand_rps", "Latest observed request rate", m.demand_rps.clone());
-        registry.register("desired_gpus", "GPUs the latest plan wants", m.desired_gpus.clone());
+        registry.register(
+            "forecast_p50_rps",
+            "Median forecast of the current bucket, requests/s",
+            m.forecast_p50_rps.clone(),
+        );
+        registry.register(
+            "forecast_upper_rps",
+            "Calibrated upper quantile of the current bucket, requests/s",
+            m.forecast_upper_rps.clone(),
+        );
+        registry.register(
+            "demand_rps",
+            "Latest observed request rate",
+            m.demand_rps.clone(),
+        );
+        registry.register(
+            "desired_gpus",
+            "GPUs the latest plan wants",
+            m.desired_gpus.clone(),
+        );
         registry.register("ready_gpus", "GPUs serving", m.ready_gpus.clone());
-        registry.register("booting_gpus", "GPUs ordered and not yet serving", m.booting_gpus.clone());
-        registry.register("boot_lead_seconds", "Boot lead the planner uses (p95 of real boots once known)", m.boot_lead_seconds.clone());
-        registry.register("forecast_error_ratio", "Mean absolute error over mean demand at the boot-lead horizon, last day", m.forecast_error_ratio.clone());
-        registry.register("orders_recorded", "Orders written to the ledger", m.orders_recorded.clone());
-        registry.register("orders_delivered", "Orders acknowledged by the provisioner", m.orders_delivered.clone());
-        registry.register("orders_failed", "Failed deliveries (retried until the order expires)", m.orders_failed.clone());
-        registry.register("orders_expired", "Orders that expired undelivered", m.orders_expired.clone());
-        registry.register("webhook_latency_seconds", "Time for the provisioner to answer a delivery", m.webhook_latency_seconds.clone());
-        registry.register("tick_seconds", "Time to plan one fleet", m.tick_seconds.clone());
+        registry.register(
+            "booting_gpus",
+            "GPUs ordered and not yet serving",
+            m.booting_gpus.clone(),
+        );
+        registry.register(
+            "boot_lead_seconds",
+            "Boot lead the planner uses (p95 of real boots once known)",
+            m.boot_lead_seconds.clone(),
+        );
+        registry.register(
+            "forecast_error_ratio",
+            "Mean absolute error over mean demand at the boot-lead horizon, last day",
+            m.forecast_error_ratio.clone(),
+        );
+        registry.register(
+            "orders_recorded",
+            "Orders written to the ledger",
+            m.orders_recorded.clone(),
+        );
+        registry.register(
+            "orders_delivered",
+            "Orders acknowledged by the provisioner",
+            m.orders_delivered.clone(),
+        );
+        registry.register(
+            "orders_failed",
+            "Failed deliveries (retried until the order expires)",
+            m.orders_failed.clone(),
+        );
+        registry.register(
+            "orders_expired",
+            "Orders that expired undelivered",
+            m.orders_expired.clone(),
+        );
+        registry.register(
+            "webhook_latency_seconds",
+            "Time for the provisioner to answer a delivery",
+            m.webhook_latency_seconds.clone(),
+        );
+        registry.register(
+            "tick_seconds",
+            "Time to plan one fleet",
+            m.tick_seconds.clone(),
+        );
         registry.register("ticks", "Fleet plans made", m.ticks.clone());
-        registry.register("tick_errors", "Fleet plans that failed", m.tick_errors.clone());
+        registry.register(
+            "tick_errors",
+            "Fleet plans that failed",
+            m.tick_errors.clone(),
+        );
         registry.register("refits", "Forecast refits", m.refits.clone());
-        registry.register("refit_errors", "Forecast refits that failed", m.refit_errors.clone());
-        registry.register("fleets_leased", "Fleets this replica holds", m.fleets_leased.clone());
-        registry.register("lease_takeovers", "Fleets claimed from the free pool or a dead replica", m.lease_takeovers.clone());
+        registry.register(
+            "refit_errors",
+            "Forecast refits that failed",
+            m.refit_errors.clone(),
+        );
+        registry.register(
+            "fleets_leased",
+            "Fleets this replica holds",
+            m.fleets_leased.clone(),
+        );
+        registry.register(
+            "lease_takeovers",
+            "Fleets claimed from the free pool or a dead replica",
+            m.lease_takeovers.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -29,12 +29,17 @@ pub struct Running {
 /// Everything that can stop the service from starting, said plainly.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot connect to the database: {0}; is PostgreSQL running and `database.url` right?")]
+    #[error(
+        "cannot connect to the database: {0}; is PostgreSQL running and `database.url` right?"
+    )]
     Database(sqlx::Error),
     #[error("cannot bring the schema up to date: {0}")]
     Migrate(sqlx::migrate::MigrateError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Setup(String),
 }
@@ -43,7 +48,11 @@ type JobFn = Arc<dyn Fn(Arc<Service>) -> Pin<Box<dyn Future<Output = ()> + Send>
 
 /// Starts the service. With `scheduled`, tokio-cron-scheduler runs the jobs on the wall clock;
 /// without, the caller drives them (tests, `prewarm demo` with its simulated clock).
-pub async fn start(config: Config, clock: SharedClock, scheduled: bool) -> Result<Running, StartError> {
+pub async fn start(
+    config: Config,
+    clock: SharedClock,
+    scheduled: bool,
+) -> Result<Running, StartError> {
     let pool = PgPoolOptions::new()
         .max_connections(config.database.max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -79,7 +88,8 @@ pub async fn start_with_pool(
         Some(Secret::parse(&config.provisioner.secret.0).map_err(StartError::Setup)?)
     };
     let service = Service::new(pool.clone(), config.clone(), clock).map_err(StartError::Setup)?;
-    let mut app = prewarm_ingest::api::router(pool.clone()).merge(crate::api::router(service.clone()));
+    let mut app =
+        prewarm_ingest::api::router(pool.clone()).merge(crate::api::router(service.clone()));
     if let Some(secret) = secret {
         app = app.merge(crate::callbacks::router(pool.clone(), secret));
     }
@@ -114,29 +124,59 @@ pub async fn start_with_pool(
 /// Each job by name, as the scheduler and the simulated driver call it.
 pub fn jobs(config: &Config) -> Vec<(String, String, JobFn)> {
     let mut out: Vec<(String, String, JobFn)> = vec![
-        ("leases".into(), config.schedule.leases.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
-            if let Err(e) = s.lease_round().await {
-                tracing::warn!(error = %e, "lease round failed; this replica plans nothing until it renews");
-            }
-        }))),
-        ("tick".into(), config.schedule.tick.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
-            let (ok, failed) = s.tick_all().await;
-            tracing::debug!(ok, failed, "planning tick");
-        }))),
-        ("refit".into(), config.schedule.refit.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
-            let (ok, failed) = s.refit_all().await;
-            tracing::info!(ok, failed, "refit");
-        }))),
-        ("dispatch".into(), config.schedule.dispatch.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
-            if let Err(e) = s.dispatch_all().await {
-                tracing::warn!(error = %e, "dispatch failed; orders stay pending and are retried");
-            }
-        }))),
-        ("daily".into(), config.schedule.daily.clone(), Arc::new(|s: Arc<Service>| Box::pin(async move {
-            if let Err(e) = s.daily_all().await {
-                tracing::warn!(error = %e, "daily jobs failed; the next check retries");
-            }
-        }))),
+        (
+            "leases".into(),
+            config.schedule.leases.clone(),
+            Arc::new(|s: Arc<Service>| {
+                Box::pin(async move {
+                    if let Err(e) = s.lease_round().await {
+                        tracing::warn!(error = %e, "lease round failed; this replica plans nothing until it renews");
+                    }
+                })
+            }),
+        ),
+        (
+            "tick".into(),
+            config.schedule.tick.clone(),
+            Arc::new(|s: Arc<Service>| {
+                Box::pin(async move {
+                    let (ok, failed) = s.tick_all().await;
+                    tracing::debug!(ok, failed, "planning tick");
+                })
+            }),
+        ),
+        (
+            "refit".into(),
+            config.schedule.refit.clone(),
+            Arc::new(|s: Arc<Service>| {
+                Box::pin(async move {
+                    let (ok, failed) = s.refit_all().await;
+                    tracing::info!(ok, failed, "refit");
+                })
+            }),
+        ),
+        (
+            "dispatch".into(),
+            config.schedule.dispatch.clone(),
+            Arc::new(|s: Arc<Service>| {
+                Box::pin(async move {
+                    if let Err(e) = s.dispatch_all().await {
+                        tracing::warn!(error = %e, "dispatch failed; orders stay pending and are retried");
+                    }
+                })
+            }),
+        ),
+        (
+            "daily".into(),
+            config.schedule.daily.clone(),
+            Arc::new(|s: Arc<Service>| {
+                Box::pin(async move {
+                    if let Err(e) = s.daily_all().await {
+                        tracing::warn!(error = %e, "daily jobs failed; the next check retries");
+                    }
+                })
+            }),
+        ),
     ];
     for (i, pull) in config.pulls.iter().enumerate() {
         let pull = pull.clone();
@@ -193,10 +233,20 @@ async fn schedule(service: &Arc<Service>) -> Result<JobScheduler, String> {
             let (s, run, busy) = (s.clone(), run.clone(), busy.clone());
             Box::pin(async move {
                 if busy.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        "a job is still running at its next firing; this firing is skipped"
+                    );
                     return;
                 }
+                // Cleared on drop, so a job that panics does not block its later firings.
+                struct Clear(Arc<AtomicBool>);
+                impl Drop for Clear {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::Release);
+                    }
+                }
+                let _clear = Clear(busy);
                 run(s).await;
-                busy.store(false, Ordering::Release);
             })
         })
         .map_err(|e| format!("job `{name}` with schedule `{pattern}`: {e}"))?;
@@ -215,7 +265,9 @@ async fn schedule(service: &Arc<Service>) -> Result<JobScheduler, String> {
 impl Running {
     /// Stops the jobs and the server and hands this replica's fleets to the others.
     pub async fn stop(mut self) {
-        self.service.scheduler_running.store(false, Ordering::Relaxed);
+        self.service
+            .scheduler_running
+            .store(false, Ordering::Relaxed);
         if let Some(mut s) = self.scheduler.take() {
             let _ = s.shutdown().await;
         }

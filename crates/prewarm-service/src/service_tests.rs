@@ -84,7 +84,9 @@ async fn world(pool: &PgPool, start: DateTime<Utc>, tweak: impl FnOnce(&mut Conf
 }
 
 fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 async fn fleet(pool: &PgPool, name: &str, min: i32) -> i64 {
@@ -139,7 +141,11 @@ async fn the_service_boots_learns_boot_times_and_obeys_operators(pool: PgPool) {
     assert_eq!(stats.count, 2);
     let p95 = stats.p95_secs.unwrap();
     assert!((300.0..=420.0).contains(&p95), "{p95}");
-    assert_eq!(lead, ((p95 / 60.0).ceil() as i64) * 60, "the lead follows the boot p95");
+    assert_eq!(
+        lead,
+        ((p95 / 60.0).ceil() as i64) * 60,
+        "the lead follows the boot p95"
+    );
 
     // Pin: the operator's size wins, with the reason saying so.
     sqlx::query("UPDATE fleets SET pinned_gpus = 5 WHERE id = $1")
@@ -162,7 +168,11 @@ async fn the_service_boots_learns_boot_times_and_obeys_operators(pool: PgPool) {
     w.clock.advance(Duration::minutes(1));
     let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
     assert!(d.orders.is_empty());
-    assert!(d.reason.starts_with("paused by an operator"), "{}", d.reason);
+    assert!(
+        d.reason.starts_with("paused by an operator"),
+        "{}",
+        d.reason
+    );
     let modes: Vec<String> =
         sqlx::query_scalar("SELECT mode FROM decisions WHERE fleet_id = $1 ORDER BY id")
             .bind(id)
@@ -230,9 +240,30 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
     let c = reqwest::Client::new();
     let get = |path: &str, token: &str| c.get(format!("{base}{path}")).bearer_auth(token).send();
 
-    assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
-    let metrics = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        c.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "prewarm_desired_gpus{fleet=\"chat\"} 2",
         "prewarm_orders_delivered_total 1",
@@ -242,50 +273,138 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
 
-    let plan: serde_json::Value = get("/v1/fleets/chat/plan", &token).await.unwrap().json().await.unwrap();
+    let plan: serde_json::Value = get("/v1/fleets/chat/plan", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(plan["latest_decision"]["desired_gpus"], 2);
     assert_eq!(plan["lease_holder"], "replica-a");
-    let decisions: serde_json::Value = get("/v1/fleets/chat/decisions?limit=5", &token).await.unwrap().json().await.unwrap();
-    assert!(decisions["decisions"][0]["reason"].as_str().unwrap().contains("reactive"));
-    let boot: serde_json::Value = get("/v1/fleets/chat/boot-stats", &token).await.unwrap().json().await.unwrap();
+    let decisions: serde_json::Value = get("/v1/fleets/chat/decisions?limit=5", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(decisions["decisions"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("reactive"));
+    let boot: serde_json::Value = get("/v1/fleets/chat/boot-stats", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(boot["boot_lead_secs"], 600);
     let forecast = get("/v1/fleets/chat/forecast", &token).await.unwrap();
-    assert_eq!(forecast.status(), 404, "no history, no forecast, and it says why");
+    assert_eq!(
+        forecast.status(),
+        404,
+        "no history, no forecast, and it says why"
+    );
 
-    assert_eq!(c.get(format!("{base}/v1/fleets/chat/plan")).send().await.unwrap().status(), 401);
-    assert_eq!(get("/v1/fleets/chat/plan", &other).await.unwrap().status(), 403);
-    assert_eq!(get("/v1/fleets/nope/plan", &token).await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(format!("{base}/v1/fleets/chat/plan"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        get("/v1/fleets/chat/plan", &other).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        get("/v1/fleets/nope/plan", &token).await.unwrap().status(),
+        404
+    );
 
-    let r = c.post(format!("{base}/v1/fleets/chat/pause")).bearer_auth(&token).send().await.unwrap();
+    let r = c
+        .post(format!("{base}/v1/fleets/chat/pause"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let paused: bool = sqlx::query_scalar("SELECT paused FROM fleets WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
+    let paused: bool = sqlx::query_scalar("SELECT paused FROM fleets WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(paused);
-    c.post(format!("{base}/v1/fleets/chat/resume")).bearer_auth(&token).send().await.unwrap();
-    let r = c.put(format!("{base}/v1/fleets/chat/pin")).bearer_auth(&token)
-        .json(&serde_json::json!({"gpus": -1})).send().await.unwrap();
+    c.post(format!("{base}/v1/fleets/chat/resume"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .put(format!("{base}/v1/fleets/chat/pin"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"gpus": -1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
-    let r = c.put(format!("{base}/v1/fleets/chat/pin")).bearer_auth(&token)
-        .json(&serde_json::json!({"gpus": 4, "until": "2026-06-01T12:00:00Z"})).send().await.unwrap();
+    let r = c
+        .put(format!("{base}/v1/fleets/chat/pin"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"gpus": 4, "until": "2026-06-01T12:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = c.post(format!("{base}/v1/fleets/chat/events")).bearer_auth(&token)
-        .json(&serde_json::json!({"label": "launch", "starts_local": "2026-06-02T09:00:00",
-            "ends_local": "2026-06-02T12:00:00", "multiply": 3.0})).send().await.unwrap();
+    let r = c
+        .post(format!("{base}/v1/fleets/chat/events"))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({"label": "launch", "starts_local": "2026-06-02T09:00:00",
+            "ends_local": "2026-06-02T12:00:00", "multiply": 3.0}),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = c.post(format!("{base}/v1/fleets/chat/events")).bearer_auth(&token)
+    let r = c
+        .post(format!("{base}/v1/fleets/chat/events"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({"starts_local": "2026-06-02T09:00:00",
-            "ends_local": "2026-06-02T08:00:00", "multiply": 3.0})).send().await.unwrap();
-    assert_eq!(r.status(), 422, "an event that ends before it starts is refused");
-    let r = c.post(format!("{base}/v1/fleets/chat/events")).bearer_auth(&token)
-        .body("{not json").header("content-type", "application/json").send().await.unwrap();
+            "ends_local": "2026-06-02T08:00:00", "multiply": 3.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        422,
+        "an event that ends before it starts is refused"
+    );
+    let r = c
+        .post(format!("{base}/v1/fleets/chat/events"))
+        .bearer_auth(&token)
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let events: serde_json::Value = get("/v1/fleets/chat/events", &token).await.unwrap().json().await.unwrap();
+    let events: serde_json::Value = get("/v1/fleets/chat/events", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(events["events"].as_array().unwrap().len(), 1);
     w.running.stop().await;
 }
 
 #[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
 async fn two_replicas_never_plan_the_same_fleet_and_a_dead_ones_fleets_move(pool: PgPool) {
-    let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| c.service.lease_ttl = Span(3)).await;
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
+        c.service.lease_ttl = Span(3)
+    })
+    .await;
     let mut ids = Vec::new();
     for n in 0..6 {
         ids.push(fleet(&pool, &format!("f{n}"), 1).await);
@@ -297,7 +416,10 @@ async fn two_replicas_never_plan_the_same_fleet_and_a_dead_ones_fleets_move(pool
     for round in 0..6 {
         let (ra, rb) = tokio::join!(a.lease_round(), b.lease_round());
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
-        assert!(ra.held.iter().all(|f| !rb.held.contains(f)), "round {round}: {ra:?} {rb:?}");
+        assert!(
+            ra.held.iter().all(|f| !rb.held.contains(f)),
+            "round {round}: {ra:?} {rb:?}"
+        );
         tokio::join!(a.tick_all(), b.tick_all());
         w.clock.advance(Duration::minutes(1));
     }
@@ -322,7 +444,10 @@ async fn two_replicas_never_plan_the_same_fleet_and_a_dead_ones_fleets_move(pool
         if a.held().len() == 6 {
             break;
         }
-        assert!(died.elapsed().as_secs() < 30, "takeover took more than 30 s");
+        assert!(
+            died.elapsed().as_secs() < 30,
+            "takeover took more than 30 s"
+        );
     }
     let took = died.elapsed().as_secs_f64();
     assert!(took < 30.0, "{took}");
@@ -342,11 +467,26 @@ async fn state_is_rebuilt_from_the_ledger_and_callbacks(pool: PgPool) {
             .bind(key.to_string()).bind(id).bind(kind.to_string()).bind(count).bind(state.to_string()).bind(attempts)
             .bind(now - Duration::minutes(mins_ago))
     };
-    order("b1", "boot", 4, "delivered", 1, 20).execute(&pool).await.unwrap();
-    order("b2", "boot", 2, "pending", 1, 1).execute(&pool).await.unwrap(); // in doubt: counts
-    order("b3", "boot", 5, "pending", 0, 1).execute(&pool).await.unwrap(); // never sent: does not
-    order("b4", "boot", 3, "delivered", 1, 120).execute(&pool).await.unwrap(); // never reported: lost
-    order("t1", "terminate", 1, "delivered", 1, 5).execute(&pool).await.unwrap();
+    order("b1", "boot", 4, "delivered", 1, 20)
+        .execute(&pool)
+        .await
+        .unwrap();
+    order("b2", "boot", 2, "pending", 1, 1)
+        .execute(&pool)
+        .await
+        .unwrap(); // in doubt: counts
+    order("b3", "boot", 5, "pending", 0, 1)
+        .execute(&pool)
+        .await
+        .unwrap(); // never sent: does not
+    order("b4", "boot", 3, "delivered", 1, 120)
+        .execute(&pool)
+        .await
+        .unwrap(); // never reported: lost
+    order("t1", "terminate", 1, "delivered", 1, 5)
+        .execute(&pool)
+        .await
+        .unwrap();
     let instance = |iid: &str, state: &str, by: Option<&str>| {
         sqlx::query("INSERT INTO instances (instance_id, fleet_id, order_key, ordered_at, state, ready_at, boot_secs, updated_at, terminated_by)
                      VALUES ($1, $2, 'b1', $3, $4, $3, 300, $3, $5)")
@@ -354,9 +494,17 @@ async fn state_is_rebuilt_from_the_ledger_and_callbacks(pool: PgPool) {
     };
     instance("i1", "ready", None).execute(&pool).await.unwrap();
     instance("i2", "ready", None).execute(&pool).await.unwrap();
-    instance("i3", "terminated", Some("t1")).execute(&pool).await.unwrap();
-    instance("i4", "terminated", None).execute(&pool).await.unwrap(); // preempted
-    let s = crate::state::fleet_state(&pool, id, now, 1_800).await.unwrap();
+    instance("i3", "terminated", Some("t1"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    instance("i4", "terminated", None)
+        .execute(&pool)
+        .await
+        .unwrap(); // preempted
+    let s = crate::state::fleet_state(&pool, id, now, 1_800)
+        .await
+        .unwrap();
     // boots 4 + 2 (in doubt) = 6, minus 1 terminated by order, minus 1 lost = 4 provisioned;
     // 2 ready, 2 booting (the in-doubt order's units).
     assert_eq!(s.gpus_ready, 2);
@@ -389,8 +537,14 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     spec.gpu_rps = 1.0;
     let id = create_fleet(&pool, &spec).await.unwrap().id;
     let trace = rush_trace(start, 5);
-    let history = Trace::new(start, 300, trace.requests[..((now - start).num_minutes() / 5) as usize].to_vec());
-    prewarm_ingest::import_trace(&pool, id, &history).await.unwrap();
+    let history = Trace::new(
+        start,
+        300,
+        trace.requests[..((now - start).num_minutes() / 5) as usize].to_vec(),
+    );
+    prewarm_ingest::import_trace(&pool, id, &history)
+        .await
+        .unwrap();
     w.service.lease_round().await.unwrap();
     let report = w.service.refit_fleet(id).await.unwrap();
     assert!(report.calibrated, "{report:?}");
@@ -418,8 +572,16 @@ async fn dst_days_run_every_job_once(pool: PgPool) {
     let refit = Pattern::parse("30 */15 * * * *").unwrap();
     for (day, local_hours) in [("2026-03-08", 23), ("2026-11-01", 25), ("2026-06-10", 24)] {
         let date: NaiveDate = day.parse().unwrap();
-        let from = tz.from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().with_timezone(&Utc);
-        let to = tz.from_local_datetime(&date.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().with_timezone(&Utc);
+        let from = tz
+            .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap())
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc);
+        let to = tz
+            .from_local_datetime(&date.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap())
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!((to - from).num_hours(), local_hours);
         // Interval jobs: walking the day a minute at a time, each firing comes exactly once.
         let mut ticks = Vec::new();
@@ -431,7 +593,10 @@ async fn dst_days_run_every_job_once(pool: PgPool) {
             ticks.extend(tick.fires_in(t, next));
             refits.extend(refit.fires_in(t, next));
             if let Some(slot) = daily_slot(tz, at_time, next) {
-                if claim_slot(&pool, "retention", "chat", &slot.to_string(), next, "a").await.unwrap() {
+                if claim_slot(&pool, "retention", "chat", &slot.to_string(), next, "a")
+                    .await
+                    .unwrap()
+                {
                     daily_runs.push(next.with_timezone(&tz));
                 }
             }
@@ -447,13 +612,23 @@ async fn dst_days_run_every_job_once(pool: PgPool) {
         assert_eq!(ran.date(), date);
         if day == "2026-03-08" {
             // 02:30 does not exist that day: the job runs when the clock jumps past it.
-            assert_eq!(ran.time(), chrono::NaiveTime::from_hms_opt(3, 0, 0).unwrap());
+            assert_eq!(
+                ran.time(),
+                chrono::NaiveTime::from_hms_opt(3, 0, 0).unwrap()
+            );
         } else {
-            assert_eq!(ran.time(), chrono::NaiveTime::from_hms_opt(2, 30, 0).unwrap());
+            assert_eq!(
+                ran.time(),
+                chrono::NaiveTime::from_hms_opt(2, 30, 0).unwrap()
+            );
         }
     }
     // A second replica checking the same slot does not run it again.
-    assert!(!claim_slot(&pool, "retention", "chat", "2026-11-01", Utc::now(), "b").await.unwrap());
+    assert!(
+        !claim_slot(&pool, "retention", "chat", "2026-11-01", Utc::now(), "b")
+            .await
+            .unwrap()
+    );
 }
 
 #[test]
@@ -471,11 +646,18 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
     )
     .unwrap();
     let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     let c = Config::load(
         Some(&path),
-        env(&[("PREWARM_SERVICE__MODE", "forecast-only"), ("PREWARM_PLANNER__TARGET_UTILIZATION", "0.8"), ("HOME", "/root")]),
+        env(&[
+            ("PREWARM_SERVICE__MODE", "forecast-only"),
+            ("PREWARM_PLANNER__TARGET_UTILIZATION", "0.8"),
+            ("HOME", "/root"),
+        ]),
     )
     .unwrap();
     assert_eq!(c.service.mode, Mode::ForecastOnly);
@@ -485,20 +667,37 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
     assert_eq!(c.provisioner.timeout, Span(5));
     assert_eq!(c.pulls.len(), 1);
     let shown = format!("{c:?}");
-    assert!(!shown.contains("hunter2") && !shown.contains(&secret), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains(&secret),
+        "{shown}"
+    );
 
-    let err = |pairs: &[(&str, &str)]| Config::load(Some(&path), env(pairs)).unwrap_err().to_string();
+    let err = |pairs: &[(&str, &str)]| {
+        Config::load(Some(&path), env(pairs))
+            .unwrap_err()
+            .to_string()
+    };
     let e = err(&[("PREWARM_PLANNER__QUANTILE", "1.5")]);
     assert!(e.contains("planner.quantile"), "{e}");
     let e = err(&[("PREWARM_SCHEDULE__TICK", "every minute")]);
     assert!(e.contains("schedule.tick"), "{e}");
     let e = err(&[("PREWARM_PROVISIONER__SECRET", "hunter2")]);
-    assert!(e.contains("provisioner.secret") && !e.contains("hunter2"), "{e}");
+    assert!(
+        e.contains("provisioner.secret") && !e.contains("hunter2"),
+        "{e}"
+    );
     let e = err(&[("PREWARM_PLANNER__HOLD", "soon")]);
     assert!(e.contains("hold"), "{e}");
     std::fs::write(dir.path().join("typo.toml"), "[planer]\nquantile = 0.9\n").unwrap();
-    let e = Config::load(Some(&dir.path().join("typo.toml")), env(&[("DATABASE_URL", "postgres://x/y")])).unwrap_err().to_string();
+    let e = Config::load(
+        Some(&dir.path().join("typo.toml")),
+        env(&[("DATABASE_URL", "postgres://x/y")]),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("planer"), "{e}");
-    let e = Config::load(Some(&dir.path().join("missing.toml")), Vec::new()).unwrap_err().to_string();
+    let e = Config::load(Some(&dir.path().join("missing.toml")), Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not exist"), "{e}");
 }

@@ -144,7 +144,11 @@ async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
         .await
         .unwrap();
     d.dispatch_due(&pool, now).await.unwrap();
-    assert_eq!(cloud.state.lock().unwrap().deliveries, 1, "held by its claim");
+    assert_eq!(
+        cloud.state.lock().unwrap().deliveries,
+        1,
+        "held by its claim"
+    );
     d.dispatch_due(&pool, now + chrono::Duration::seconds(3))
         .await
         .unwrap();
