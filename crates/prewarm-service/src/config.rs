@@ -301,8 +301,10 @@ impl Config {
             .map(|(_, v)| v.clone());
         let prefixed: Vec<(String, String)> = vars
             .into_iter()
+            // Only `PREWARM_SECTION__KEY` names a setting; others (`PREWARM_LOG`) are not ours.
             .filter_map(|(k, v)| {
                 k.strip_prefix("PREWARM_")
+                    .filter(|rest| rest.contains("__"))
                     .map(|rest| (rest.to_ascii_lowercase().replace("__", "."), v))
             })
             .collect();
