@@ -208,14 +208,19 @@ async fn drive(
     history.requests.truncate(buckets_before);
     history.extra.clear();
     prewarm_ingest::import_trace(&pool, fleet.id, &history).await?;
+    let days = |secs: i64| format!("{:.1} days", secs as f64 / 86_400.0);
     println!(
         "imported {} of history; replaying {} from {} through the service (GPU serves {:.3} rps, boots {} to {})",
-        format_duration(buckets_before as i64 * trace.step_secs),
-        format_duration(replay.requests.len() as i64 * step - (t0 - replay.trace.start).num_seconds()),
-        t0 + Duration::seconds(lead_in),
+        days(buckets_before as i64 * trace.step_secs),
+        days(replay.requests.len() as i64 * step - (t0 - replay.trace.start).num_seconds()),
+        t0,
         replay.gpu_rps,
         format_duration(boot.0),
         format_duration(boot.1),
+    );
+    println!(
+        "scored from {} (the first 20 minutes let the first boots land)",
+        t0 + Duration::seconds(lead_in)
     );
     service.lease_round().await?;
     let started = Instant::now();
