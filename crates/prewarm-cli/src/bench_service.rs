@@ -8,7 +8,6 @@
 
 use std::{sync::Arc, time::Instant};
 
-use anyhow::Context;
 use chrono::{Duration, DurationRound, Utc};
 use clap::Args;
 use prewarm_service::{
@@ -126,25 +125,12 @@ pub fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let scratch = format!("prewarm_bench_{}", std::process::id());
-    rt.block_on(async {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&args.database_url)
-            .await
-            .context(
-                "cannot connect to the database; is PostgreSQL running, and is DATABASE_URL right?",
-            )?;
-        admin
-            .execute(format!("CREATE DATABASE {scratch}").as_str())
-            .await?;
-        let url = crate::demo::with_database(&args.database_url, &scratch)?;
-        let result = bench(args, &url).await;
-        let _ = admin
-            .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
-            .await;
-        result
-    })
+    rt.block_on(crate::db::scratch_database(
+        &args.database_url,
+        "prewarm_bench",
+        false,
+        |_, url| async move { bench(args, &url).await },
+    ))
 }
 
 async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {

@@ -295,19 +295,41 @@ pub fn bench_ingest(args: &BenchIngestArgs) -> anyhow::Result<()> {
         args.batch > 0 && args.push_rate >= args.batch,
         "--push-rate must be at least --batch"
     );
-    runtime()?.block_on(async {
-        let admin = connect_plain(&args.database_url).await?;
-        let name = format!("prewarm_bench_{}", std::process::id());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await?;
-        let url = with_database(&args.database_url, &name);
-        let result = bench_on(&url, args).await;
+    runtime()?.block_on(scratch_database(
+        &args.database_url,
+        "prewarm_bench",
+        false,
+        |_, url| async move { bench_on(&url, args).await },
+    ))
+}
+
+/// Runs `work` on a scratch database `{prefix}_{pid}` made on the server of `url` (its name and
+/// URL are passed in), and drops it afterwards unless `keep`.
+pub async fn scratch_database<T, F, Fut>(
+    url: &str,
+    prefix: &str,
+    keep: bool,
+    work: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(String, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let admin = connect_plain(url)
+        .await
+        .context("is PostgreSQL running, and is DATABASE_URL right?")?;
+    let name = format!("{prefix}_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .context("cannot create a scratch database (the user needs CREATEDB)")?;
+    let result = work(name.clone(), with_database(url, &name)).await;
+    if !keep {
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&admin)
             .await?;
-        result
-    })
+    }
+    result
 }
 
 async fn connect_plain(url: &str) -> anyhow::Result<PgPool> {

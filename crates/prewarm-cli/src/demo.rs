@@ -22,7 +22,6 @@ use prewarm_service::{
     serve,
     webhook::Secret,
 };
-use sqlx::{postgres::PgPoolOptions, Executor};
 
 use crate::simulate::{Replay, ReplayArgs};
 
@@ -55,20 +54,6 @@ pub struct DemoArgs {
     /// Keep the scratch database afterwards (its name is printed).
     #[arg(long)]
     pub keep: bool,
-}
-
-/// `url` with its database name replaced.
-pub fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").context("DATABASE_URL is not a URL")? + 3;
-    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
-    let host_part = &base[..path_start.unwrap_or(base.len())];
-    Ok(match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    })
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -111,38 +96,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let scratch = format!("prewarm_demo_{}", std::process::id());
-    let admin = rt.block_on(async {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&args.database_url)
-            .await
-            .context(
-                "cannot connect to the database; is PostgreSQL running, and is DATABASE_URL right?",
-            )?;
-        admin
-            .execute(format!("CREATE DATABASE {scratch}").as_str())
-            .await
-            .context("cannot create the scratch database (the user needs CREATEDB)")?;
-        anyhow::Ok(admin)
-    })?;
-    println!("scratch database {scratch}");
-    let result = rt.block_on(drive(
-        args,
-        &replay,
-        &trace,
-        boot,
-        lead_in,
-        &with_database(&args.database_url, &scratch)?,
-    ));
-    rt.block_on(async {
-        if !args.keep {
-            let _ = admin
-                .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
-                .await;
-        }
-    });
-    result
+    rt.block_on(crate::db::scratch_database(
+        &args.database_url,
+        "prewarm_demo",
+        args.keep,
+        |name, url| async move {
+            println!("scratch database {name}");
+            drive(args, &replay, &trace, boot, lead_in, &url).await
+        },
+    ))
 }
 
 async fn drive(

@@ -445,15 +445,7 @@ impl Service {
                 matches!(r, Ok(TickOutcome::Planned { .. }))
             });
         }
-        let (mut ok, mut failed) = (0, 0);
-        while let Some(r) = set.join_next().await {
-            if matches!(r, Ok(true)) {
-                ok += 1;
-            } else {
-                failed += 1;
-            }
-        }
-        (ok, failed)
+        tally(set).await
     }
 
     /// Refits one fleet's forecast.
@@ -513,15 +505,7 @@ impl Service {
                 r.is_ok()
             });
         }
-        let (mut ok, mut failed) = (0, 0);
-        while let Some(r) = set.join_next().await {
-            if matches!(r, Ok(true)) {
-                ok += 1;
-            } else {
-                failed += 1;
-            }
-        }
-        (ok, failed)
+        tally(set).await
     }
 
     /// Daily jobs on each held fleet's local calendar: the retention fold, once per local date.
@@ -579,4 +563,17 @@ impl Service {
         .await?;
         Ok(())
     }
+}
+
+/// (succeeded, failed) of a set of per-fleet jobs; a job that panicked counts as failed.
+async fn tally(mut set: tokio::task::JoinSet<bool>) -> (usize, usize) {
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        if matches!(r, Ok(true)) {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    (ok, failed)
 }
