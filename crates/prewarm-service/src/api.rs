@@ -5,7 +5,8 @@
 //! - `GET /v1/fleets/{fleet}/forecast`, `/plan`, `/decisions?limit=N`, `/boot-stats`, `/events`.
 //! - `POST /v1/fleets/{fleet}/pause`, `/resume`, `PUT /v1/fleets/{fleet}/pin` `{"gpus": N,
 //!   "until": "..."}`, `DELETE /v1/fleets/{fleet}/pin`, `POST /v1/fleets/{fleet}/events`,
-//!   `DELETE /v1/fleets/{fleet}/events/{id}`.
+//!   `DELETE /v1/fleets/{fleet}/events/{id}`, `PUT /v1/fleets/{fleet}/planner` (per-fleet planner
+//!   settings over the configuration's defaults).
 //!
 //! Fleet endpoints need `Authorization: Bearer <token>` (the push API's tokens; a fleet's token
 //! sees and changes only that fleet).
@@ -24,7 +25,7 @@ use serde_json::json;
 
 use crate::{
     callbacks,
-    engine::{FleetEvent, FleetRow, Service},
+    engine::{FleetEvent, FleetPlannerSettings, FleetRow, Service},
     forecasts, leases, ledger,
 };
 
@@ -456,6 +457,59 @@ async fn remove_event(
             StatusCode::NOT_FOUND,
             format!("fleet `{name}` has no event {id}"),
         ),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn set_planner(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<FleetPlannerSettings>, JsonRejection>,
+) -> Response {
+    let fleet = match authorize(&s, &headers, &name).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Json(p) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected any of quantile, target_utilization, hold_secs, boot_lead_secs, exceed_max_share: {e}"),
+            )
+        }
+    };
+    let problem = if p.quantile.is_some_and(|q| !(0.5..1.0).contains(&q)) {
+        Some("quantile must be at least 0.5 and below 1")
+    } else if p.target_utilization.is_some_and(|u| !(u > 0.0 && u <= 1.0)) {
+        Some("target_utilization must be above 0 and at most 1")
+    } else if p.hold_secs.is_some_and(|h| !(0..=3_600).contains(&h)) {
+        Some("hold_secs must be 0 to 3600")
+    } else if p.boot_lead_secs.is_some_and(|b| !(60..=3_600).contains(&b)) {
+        Some("boot_lead_secs must be 60 to 3600")
+    } else if p
+        .exceed_max_share
+        .is_some_and(|x| !(0.0..=10.0).contains(&x))
+    {
+        Some("exceed_max_share must be 0 to 10")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, problem);
+    }
+    let value = match serde_json::to_value(&p) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match sqlx::query("UPDATE fleets SET planner = $2 WHERE id = $1")
+        .bind(fleet.id)
+        .bind(&value)
+        .execute(&s.pool)
+        .await
+    {
+        Ok(_) => Json(json!({ "fleet": name, "planner": value })).into_response(),
         Err(e) => db_error(e),
     }
 }

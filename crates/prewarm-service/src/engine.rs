@@ -43,15 +43,21 @@ pub struct FleetRow {
     pub pinned_until: Option<DateTime<Utc>>,
 }
 
-/// Per-fleet planner settings stored in `fleets.planner` (all optional).
+/// Per-fleet planner settings stored in `fleets.planner` (all optional; unset ones come from the
+/// configuration's `[planner]`).
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetPlannerSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub quantile: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_utilization: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_secs: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_lead_secs: Option<i64>,
     /// Share above `max_gpus` the plan may go (`null`: stay at the limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exceed_max_share: Option<f64>,
 }
 
