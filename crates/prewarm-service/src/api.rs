@@ -13,9 +13,11 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use axum::{
-    extract::{rejection::JsonRejection, DefaultBodyLimit, Path, Query, State},
-    http::{header, HeaderMap, StatusCode},
+    extract::{rejection::JsonRejection, DefaultBodyLimit, FromRequestParts, Path, Query, State},
+    http::{header, request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
     Json, Router,
@@ -67,6 +69,10 @@ pub fn router(service: Shared) -> Router {
             get(list_events).post(add_event),
         )
         .route("/v1/fleets/{fleet}/events/{id}", delete(remove_event))
+        .route(
+            "/v1/fleets/{fleet}/planner",
+            axum::routing::put(set_planner),
+        )
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(service)
 }
@@ -132,6 +138,28 @@ async fn authorize(s: &Service, headers: &HeaderMap, name: &str) -> Result<Fleet
     }
 }
 
+/// A fleet named in the path whose token the caller holds: every fleet endpoint takes one.
+struct Authorized {
+    fleet: FleetRow,
+    name: String,
+}
+
+impl FromRequestParts<Shared> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Shared) -> Result<Self, Response> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let name = params
+            .get("fleet")
+            .cloned()
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "no fleet in the path"))?;
+        let fleet = authorize(s, &parts.headers, &name).await?;
+        Ok(Self { fleet, name })
+    }
+}
+
 #[derive(sqlx::FromRow, serde::Serialize)]
 struct ForecastRow {
     id: i64,
@@ -147,15 +175,7 @@ struct ForecastRow {
     replica: String,
 }
 
-async fn forecast(
-    State(s): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+async fn forecast(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
     let row: Option<ForecastRow> = match sqlx::query_as(
         "SELECT id, made_at, origin, step_secs, model, p50_rps, upper_rps, quantile, errors_used,
                 recent_error, replica
@@ -189,11 +209,7 @@ async fn forecast(
     Json(json!({ "fleet": name, "forecast": row, "points": points, "calibrated": row.upper_rps.is_some() })).into_response()
 }
 
-async fn plan(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+async fn plan(State(s): State<Shared>, Authorized { fleet, .. }: Authorized) -> Response {
     let now = s.clock.now();
     let result = async {
         let latest = ledger::decisions(&s.pool, fleet.id, 1).await?;
@@ -234,14 +250,9 @@ struct Limit {
 
 async fn decisions(
     State(s): State<Shared>,
-    Path(name): Path<String>,
+    Authorized { fleet, name }: Authorized,
     Query(q): Query<Limit>,
-    headers: HeaderMap,
 ) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return error(StatusCode::BAD_REQUEST, "limit must be 1 to 10000");
@@ -252,15 +263,7 @@ async fn decisions(
     }
 }
 
-async fn boot_stats(
-    State(s): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+async fn boot_stats(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
     let now = s.clock.now();
     let cfg = s.planner_config(&fleet, &[]);
     let result = async {
@@ -276,11 +279,7 @@ async fn boot_stats(
     }
 }
 
-async fn set_paused(s: &Service, headers: &HeaderMap, name: &str, paused: bool) -> Response {
-    let fleet = match authorize(s, headers, name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+async fn set_paused(s: &Service, fleet: FleetRow, name: &str, paused: bool) -> Response {
     match sqlx::query("UPDATE fleets SET paused = $2 WHERE id = $1")
         .bind(fleet.id)
         .bind(paused)
@@ -295,12 +294,12 @@ async fn set_paused(s: &Service, headers: &HeaderMap, name: &str, paused: bool) 
     }
 }
 
-async fn pause(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    set_paused(&s, &headers, &name, true).await
+async fn pause(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
+    set_paused(&s, fleet, &name, true).await
 }
 
-async fn resume(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    set_paused(&s, &headers, &name, false).await
+async fn resume(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
+    set_paused(&s, fleet, &name, false).await
 }
 
 #[derive(serde::Deserialize)]
@@ -313,14 +312,9 @@ struct Pin {
 
 async fn pin(
     State(s): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
+    Authorized { fleet, name }: Authorized,
     body: Result<Json<Pin>, JsonRejection>,
 ) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let Json(p) = match body {
         Ok(b) => b,
         Err(e) => {
@@ -350,11 +344,7 @@ async fn pin(
     }
 }
 
-async fn unpin(State(s): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+async fn unpin(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
     match sqlx::query("UPDATE fleets SET pinned_gpus = NULL, pinned_until = NULL WHERE id = $1")
         .bind(fleet.id)
         .execute(&s.pool)
@@ -365,15 +355,7 @@ async fn unpin(State(s): State<Shared>, Path(name): Path<String>, headers: Heade
     }
 }
 
-async fn list_events(
-    State(s): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+async fn list_events(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
     match s.events(fleet.id).await {
         Ok(e) => Json(json!({ "fleet": name, "time_zone": fleet.time_zone, "events": e }))
             .into_response(),
@@ -383,14 +365,9 @@ async fn list_events(
 
 async fn add_event(
     State(s): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
+    Authorized { fleet, .. }: Authorized,
     body: Result<Json<FleetEvent>, JsonRejection>,
 ) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let Json(e) = match body {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"label\", \"starts_local\": \"2026-12-24T00:00:00\", \"ends_local\", and \"multiply\" or \"pin_rps\"}}: {e}")),
@@ -439,13 +416,9 @@ async fn add_event(
 
 async fn remove_event(
     State(s): State<Shared>,
-    Path((name, id)): Path<(String, i64)>,
-    headers: HeaderMap,
+    Authorized { fleet, name }: Authorized,
+    Path((_, id)): Path<(String, i64)>,
 ) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     match sqlx::query("DELETE FROM fleet_events WHERE fleet_id = $1 AND id = $2")
         .bind(fleet.id)
         .bind(id)
@@ -463,14 +436,9 @@ async fn remove_event(
 
 async fn set_planner(
     State(s): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
+    Authorized { fleet, name }: Authorized,
     body: Result<Json<FleetPlannerSettings>, JsonRejection>,
 ) -> Response {
-    let fleet = match authorize(&s, &headers, &name).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let Json(p) = match body {
         Ok(b) => b,
         Err(e) => {

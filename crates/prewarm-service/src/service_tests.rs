@@ -389,6 +389,50 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    let put = |path: &str, body: serde_json::Value| {
+        c.put(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = put(
+        "/v1/fleets/chat/planner",
+        serde_json::json!({"quantile": 1.5}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = put(
+        "/v1/fleets/chat/planner",
+        serde_json::json!({"quantlie": 0.9}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "a misspelt setting is refused, not ignored"
+    );
+    let r = put(
+        "/v1/fleets/chat/planner",
+        serde_json::json!({"target_utilization": 0.7, "exceed_max_share": 0.2}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let plan: serde_json::Value = get("/v1/fleets/chat/plan", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["planner"]["target_utilization"], 0.7);
+    assert_eq!(plan["planner"]["over_max"]["Exceed"], 0.2);
+    assert_eq!(
+        get("/v1/fleets/other/plan", &token).await.unwrap().status(),
+        403,
+        "a fleet's token cannot read another fleet"
+    );
     let events: serde_json::Value = get("/v1/fleets/chat/events", &token)
         .await
         .unwrap()
