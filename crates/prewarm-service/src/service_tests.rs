@@ -745,3 +745,39 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
         .to_string();
     assert!(e.contains("does not exist"), "{e}");
 }
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
+    // 03:00 in Berlin is 01:00 UTC in summer.
+    let w = world(&pool, at("2026-06-10T00:30:00Z"), |_| {}).await;
+    let mut spec = FleetSpec::named("chat");
+    spec.time_zone = "Europe/Berlin".into();
+    let id = create_fleet(&pool, &spec).await.unwrap().id;
+    // Two hours of 1-minute samples, 40 days old.
+    let old = Trace::new(at("2026-05-01T00:00:00Z"), 60, vec![2.0; 120]);
+    prewarm_ingest::import_trace(&pool, id, &old).await.unwrap();
+    w.service.lease_round().await.unwrap();
+    assert_eq!(
+        w.service.daily_all().await.unwrap(),
+        0,
+        "02:30 in Berlin: not yet"
+    );
+    w.clock.set(at("2026-06-10T01:05:00Z"));
+    assert_eq!(w.service.daily_all().await.unwrap(), 1);
+    assert_eq!(
+        w.service.daily_all().await.unwrap(),
+        0,
+        "once per local day"
+    );
+    let rows: Vec<(i32, f64)> =
+        sqlx::query_as("SELECT bucket_secs, requests FROM samples ORDER BY bucket_start")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![(3600, 120.0), (3600, 120.0)],
+        "folded into hourly sums"
+    );
+    w.running.stop().await;
+}
