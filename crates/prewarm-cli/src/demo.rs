@@ -68,8 +68,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let span = trace.requests.len() as i64 * trace.step_secs;
     ensure!(
         span - replay_secs >= 3 * 86_400,
-        "the trace holds {}; --replay {} leaves less than 3 days of history to forecast from",
-        format_duration(span),
+        "the trace holds {:.1} days; --replay {} leaves less than 3 days of history to forecast from",
+        span as f64 / 86_400.0,
         args.replay
     );
     // Start the service 20 minutes before the scored part, so the first boots have landed.
