@@ -105,6 +105,16 @@ async fn metrics(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
+/// A JSON body, or 400 saying what was expected and what was wrong.
+fn parsed<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, Response> {
+    body.map(|Json(t)| t).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("expected {expected}: {}", e.body_text()),
+        )
+    })
+}
+
 /// Resolves the fleet and checks the caller's token against it.
 async fn authorize(s: &Service, headers: &HeaderMap, name: &str) -> Result<FleetRow, Response> {
     let token = headers
@@ -315,14 +325,9 @@ async fn pin(
     Authorized { fleet, name }: Authorized,
     body: Result<Json<Pin>, JsonRejection>,
 ) -> Response {
-    let Json(p) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"gpus\": N, \"until\": RFC 3339 (optional)}}: {e}"),
-            )
-        }
+    let p = match parsed(body, r#"{"gpus": N, "until": RFC 3339 (optional)}"#) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     if p.gpus < 0 || p.gpus > 100_000 {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "gpus must be 0 to 100000");
@@ -368,9 +373,12 @@ async fn add_event(
     Authorized { fleet, .. }: Authorized,
     body: Result<Json<FleetEvent>, JsonRejection>,
 ) -> Response {
-    let Json(e) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"label\", \"starts_local\": \"2026-12-24T00:00:00\", \"ends_local\", and \"multiply\" or \"pin_rps\"}}: {e}")),
+    let e = match parsed(
+        body,
+        r#"{"label", "starts_local": "2026-12-24T00:00:00", "ends_local", and "multiply" or "pin_rps"}"#,
+    ) {
+        Ok(e) => e,
+        Err(r) => return r,
     };
     let problem = if e.ends_local <= e.starts_local {
         Some("ends_local must be after starts_local")
@@ -439,14 +447,12 @@ async fn set_planner(
     Authorized { fleet, name }: Authorized,
     body: Result<Json<FleetPlannerSettings>, JsonRejection>,
 ) -> Response {
-    let Json(p) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected any of quantile, target_utilization, hold_secs, boot_lead_secs, exceed_max_share: {e}"),
-            )
-        }
+    let p = match parsed(
+        body,
+        "any of quantile, target_utilization, hold_secs, boot_lead_secs, exceed_max_share",
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let problem = if p.quantile.is_some_and(|q| !(0.5..1.0).contains(&q)) {
         Some("quantile must be at least 0.5 and below 1")
