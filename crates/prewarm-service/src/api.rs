@@ -276,17 +276,18 @@ async fn decisions(
 async fn boot_stats(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
     let now = s.clock.now();
     let cfg = s.planner_config(&fleet, &[]);
-    let result = async {
-        let stats = callbacks::boot_stats(&s.pool, fleet.id, now - Duration::days(7)).await?;
-        let lead = s.boot_lead(fleet.id, cfg.boot_lead_secs, now).await?;
-        Ok::<_, sqlx::Error>(json!({ "fleet": name, "last_7_days": stats, "boot_lead_secs": lead,
-            "lead_from": if stats.count >= s.config.planner.min_boots_for_lead { "p95 of real boots" } else { "configuration (too few boots reported)" } }))
-    }
-    .await;
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => db_error(e),
-    }
+    let stats = match callbacks::boot_stats(&s.pool, fleet.id, now - Duration::days(7)).await {
+        Ok(stats) => stats,
+        Err(e) => return db_error(e),
+    };
+    let learned = s.lead_from(&stats);
+    Json(json!({
+        "fleet": name,
+        "last_7_days": stats,
+        "boot_lead_secs": learned.unwrap_or(cfg.boot_lead_secs),
+        "lead_from": if learned.is_some() { "p95 of real boots" } else { "configuration (too few boots reported)" },
+    }))
+    .into_response()
 }
 
 async fn set_paused(s: &Service, fleet: FleetRow, name: &str, paused: bool) -> Response {

@@ -236,12 +236,16 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<i64, sqlx::Error> {
         let stats = callbacks::boot_stats(&self.pool, fleet_id, now - Duration::days(7)).await?;
-        Ok(match stats.p95_secs {
-            Some(p95) if stats.count >= self.config.planner.min_boots_for_lead => {
-                ((p95 / 60.0).ceil() as i64 * 60).max(60)
-            }
-            _ => configured,
-        })
+        Ok(self.lead_from(&stats).unwrap_or(configured))
+    }
+
+    /// The lead that a week's boot statistics give: their p95 rounded up to a minute, once at
+    /// least `planner.min_boots_for_lead` boots are known.
+    pub fn lead_from(&self, stats: &callbacks::BootStats) -> Option<i64> {
+        stats
+            .p95_secs
+            .filter(|_| stats.count >= self.config.planner.min_boots_for_lead)
+            .map(|p95| ((p95 / 60.0).ceil() as i64 * 60).max(60))
     }
 
     /// Recent demand in requests per second per sample bucket, the last one ending by `now`.
