@@ -163,8 +163,12 @@ pub struct ForecastSettings {
     pub refit_secs: i64,
     /// Most history a fit uses.
     pub train_secs: i64,
-    /// No forecast before this much history (the reactive rules run meanwhile).
+    /// No forecast is planned on before this much history (the reactive rules run meanwhile).
     pub min_history_secs: i64,
+    /// History before fits start: forecasts made between this and `min_history_secs` are not
+    /// planned on, only scored, so the band is calibrated once planning starts (the service
+    /// bootstraps a new fleet's band with backtest fits the same way).
+    pub calibrate_from_secs: i64,
     /// Upper quantile the band is calibrated to.
     pub quantile: f64,
     /// Errors needed in every horizon group before the band is trusted.
@@ -183,6 +187,7 @@ impl Default for ForecastSettings {
             refit_secs: 3_600,
             train_secs: 21 * 86_400,
             min_history_secs: 2 * 86_400,
+            calibrate_from_secs: 86_400,
             quantile: 0.98,
             min_errors: 60,
             smooth_steps: 1,
@@ -355,20 +360,175 @@ impl Policy for Predictive {
     }
     fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
         let refit_steps = (self.forecast.refit_secs / self.step_secs).max(1) as usize;
-        let enough = past.len() as i64 * self.step_secs >= self.forecast.min_history_secs;
-        if enough && self.last_fit.is_none_or(|l| past.len() >= l + refit_steps) {
+        let history = past.len() as i64 * self.step_secs;
+        let fitting = history
+            >= self
+                .forecast
+                .calibrate_from_secs
+                .min(self.forecast.min_history_secs);
+        if fitting && self.last_fit.is_none_or(|l| past.len() >= l + refit_steps) {
             self.score(past);
             self.refit(past);
             self.rebuild_band();
         }
+        let planning = history >= self.forecast.min_history_secs;
         plan_from_past(
             &self.cfg,
             self.step_secs,
             now,
             past,
-            self.band.as_ref(),
+            self.band.as_ref().filter(|_| planning),
             state,
             Strategy::Predictive,
         )
+    }
+}
+
+/// A reference from hindsight: the cheapest fixed GPU count for each hour of the fleet's local
+/// day, chosen on the replayed trace itself so that the requests timed out in the scored steps
+/// stay within a target share. No real policy knows these counts in advance; the reference shows
+/// how far any time-of-day schedule, however well forecast, can get on the trace. Bursts that
+/// come at random times within the hour are what keeps it above `clairvoyant`.
+#[derive(Debug, Clone)]
+pub struct Hindsight {
+    /// GPUs per local hour of day.
+    pub counts: [u32; 24],
+    slots: Vec<usize>,
+    boot_steps: usize,
+}
+
+impl Hindsight {
+    /// Chooses the counts. `requests` is the whole trace per step of `step_secs` from `start`;
+    /// only steps from `cfg.score_from_step` count. The search starts from counts that time out
+    /// nothing and takes away, one GPU at a time, the GPU whose removal times out fewest requests
+    /// per GPU-hour saved, while the total stays within `max_timeout_share`.
+    pub fn fit(
+        start: DateTime<Utc>,
+        step_secs: i64,
+        requests: &[f64],
+        tz: chrono_tz::Tz,
+        cfg: &crate::sim::SimConfig,
+        max_timeout_share: f64,
+    ) -> Self {
+        use chrono::Timelike;
+        let slots: Vec<usize> = (0..requests.len())
+            .map(|i| {
+                (start + Duration::seconds(step_secs * i as i64))
+                    .with_timezone(&tz)
+                    .hour() as usize
+            })
+            .collect();
+        let from = cfg.score_from_step.min(requests.len());
+        // Runs of consecutive scored steps in the same hour, per hour.
+        let mut runs: [Vec<(usize, usize)>; 24] = Default::default();
+        let mut i = from;
+        while i < requests.len() {
+            let mut j = i + 1;
+            while j < requests.len() && slots[j] == slots[i] {
+                j += 1;
+            }
+            runs[slots[i]].push((i, j));
+            i = j;
+        }
+        let per_gpu = cfg.gpu_rps * step_secs as f64;
+        let need = |r: f64| (r / per_gpu - 1e-9).ceil().max(0.0) as u32;
+        let mut sim = *cfg;
+        sim.score_from_step = 0;
+        // Requests timed out in hour `h` with `g` GPUs ready throughout. Each run starts with an
+        // empty queue, and what is still queued when it ends counts as lost, so hours are
+        // independent and a count never leaves a backlog to the next hour.
+        let lost = |h: usize, g: u32| -> f64 {
+            runs[h]
+                .iter()
+                .map(|&(a, b)| {
+                    let mut acc = crate::sim::Accounting::new(step_secs, &sim);
+                    let (mut served, mut out) = (0.0, 0.0);
+                    for (k, r) in requests[a..b].iter().enumerate() {
+                        let (s, t) = acc.step(k, *r, g, g, 0, false);
+                        served += s;
+                        out += t;
+                    }
+                    let arrived: f64 = requests[a..b].iter().map(|r| r.max(0.0)).sum();
+                    (arrived - served).max(out)
+                })
+                .sum()
+        };
+        let mut counts = [0u32; 24];
+        let mut losses = [0.0f64; 24];
+        for h in 0..24 {
+            counts[h] = runs[h]
+                .iter()
+                .flat_map(|&(a, b)| requests[a..b].iter().map(|r| need(*r)))
+                .max()
+                .unwrap_or(0);
+        }
+        let total: f64 = requests[from..].iter().map(|r| r.max(0.0)).sum();
+        let budget = max_timeout_share.max(0.0) * total;
+        let steps: Vec<usize> = runs
+            .iter()
+            .map(|r| r.iter().map(|(a, b)| b - a).sum())
+            .collect();
+        let mut spent = 0.0;
+        // The next removal per hour: (extra requests lost per step saved, loss at one GPU less).
+        let next = |h: usize, counts: &[u32; 24], losses: &[f64; 24]| -> Option<(f64, f64)> {
+            (counts[h] > 0 && steps[h] > 0).then(|| {
+                let l = lost(h, counts[h] - 1);
+                ((l - losses[h]) / steps[h] as f64, l)
+            })
+        };
+        let mut candidates: Vec<Option<(f64, f64)>> =
+            (0..24).map(|h| next(h, &counts, &losses)).collect();
+        loop {
+            let best = candidates
+                .iter()
+                .enumerate()
+                .filter_map(|(h, c)| c.map(|(rate, l)| (h, rate, l)))
+                .filter(|(h, _, l)| spent + (l - losses[*h]) <= budget)
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((h, _, l)) = best else { break };
+            spent += l - losses[h];
+            losses[h] = l;
+            counts[h] -= 1;
+            candidates[h] = next(h, &counts, &losses);
+        }
+        Self {
+            counts,
+            slots,
+            boot_steps: (cfg.boot.max_secs() + step_secs - 1)
+                .div_euclid(step_secs)
+                .max(0) as usize,
+        }
+    }
+
+    fn count_at(&self, step: usize) -> u32 {
+        self.slots.get(step).map_or(0, |&h| self.counts[h])
+    }
+}
+
+impl Policy for Hindsight {
+    fn name(&self) -> &str {
+        "hindsight"
+    }
+    fn initial_gpus(&self) -> u32 {
+        (0..=self.boot_steps)
+            .map(|s| self.count_at(s))
+            .max()
+            .unwrap_or(0)
+    }
+    fn decide(&mut self, _now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
+        let i = past.len();
+        // Ready for each hour when it starts, kept until it ends (as `clairvoyant` does).
+        let desired = (i..=i + self.boot_steps)
+            .map(|s| self.count_at(s))
+            .max()
+            .unwrap_or(0);
+        Decision {
+            desired_gpus: desired,
+            orders: orders_to_reach(desired, state.provisioned()),
+            reason: format!("hindsight schedule: {desired} GPUs for this hour of day"),
+            breach: None,
+            forecast_p50_rps: None,
+            forecast_upper_rps: None,
+        }
     }
 }

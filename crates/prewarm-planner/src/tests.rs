@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::{
     plan,
-    policies::{Clairvoyant, ForecastSettings, Predictive, Reactive, Static},
+    policies::{Clairvoyant, ForecastSettings, Hindsight, Predictive, Reactive, Static},
     sim::{simulate, BootTime, SimConfig},
     Band, CalendarOverride, Decision, Demand, FleetState, Order, OverMax, OverrideAction,
     PlanInput, PlannerConfig, Strategy,
@@ -492,4 +492,71 @@ fn predictive_beats_reactive_on_a_daily_rush() {
         p_billed < r_billed,
         "GPU-minutes: predictive {p_billed} reactive {r_billed}"
     );
+}
+
+#[test]
+fn the_band_is_calibrated_when_planning_starts() {
+    // Fits start after one day and are only scored; from two days on the band plans at once.
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(3);
+    let cfg = SimConfig {
+        gpu_rps: 2.5,
+        ..sim_cfg(600, 120)
+    };
+    let (rows, _) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
+    assert!(rows[..2 * 1440]
+        .iter()
+        .all(|r| r.reason.starts_with("no forecast yet") && r.forecast_p50_rps.is_none()));
+    assert!(
+        rows[2 * 1440..]
+            .iter()
+            .all(|r| r.forecast_upper_rps.is_some()),
+        "a step after two days planned without a band"
+    );
+}
+
+#[test]
+fn hindsight_picks_the_cheapest_hourly_counts_within_the_timeout_budget() {
+    // Two days of 1-minute steps at 1 rps per GPU: 2 rps all day, 10 rps from 09:00 to 10:00
+    // local time (Berlin, UTC+1 in March), and one 30 rps minute at 15:30 each day.
+    let start = t("2026-03-02T00:00:00Z");
+    let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let trace: Vec<f64> = (0..2 * 1440)
+        .map(|m| {
+            let local_minute = (m + 60) % 1440;
+            60.0 * match local_minute {
+                570 => 30.0,
+                540..600 if local_minute != 570 => 10.0,
+                930 => 30.0,
+                _ => 2.0,
+            }
+        })
+        .collect();
+    let cfg = sim_cfg(600, 120);
+    // No timed-out request allowed. A request may wait two minutes, so a burst has three
+    // minutes to be served: at 15:30, 1800 requests need 10 GPUs (3 x 600). At 09:30 the
+    // other requests keep coming: 10 GPUs would leave a backlog of 1200 at the end of the
+    // hour, 11 clear it.
+    let strict = Hindsight::fit(start, 60, &trace, tz, &cfg, 0.0);
+    assert_eq!(strict.counts[8], 2);
+    assert_eq!(strict.counts[9], 11);
+    assert_eq!(strict.counts[15], 10);
+    let (_, s) = simulate(start, 60, &trace, &mut strict.clone(), &cfg);
+    assert_eq!(s.timed_out_requests, 0.0);
+    // Allowing 1% (4,087 of 408,720 requests) lets the 15:00 hour drop GPUs kept only for
+    // its burst.
+    let loose = Hindsight::fit(start, 60, &trace, tz, &cfg, 0.01);
+    assert!(loose.counts[15] < strict.counts[15], "{:?}", loose.counts);
+    let (_, l) = simulate(start, 60, &trace, &mut loose.clone(), &cfg);
+    assert!(l.timed_out_share <= 0.01 + 1e-9, "{}", l.timed_out_share);
+    assert!(l.gpu_hours < s.gpu_hours);
+    // Never cheaper than reading the future.
+    let mut c = Clairvoyant {
+        future: trace.clone(),
+        step_secs: 60,
+        gpu_rps: 1.0,
+        boot_secs: 600,
+    };
+    let (_, cs) = simulate(start, 60, &trace, &mut c, &cfg);
+    assert!(s.gpu_hours >= cs.gpu_hours);
 }
