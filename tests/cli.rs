@@ -231,6 +231,14 @@ fn simulate_compares_every_policy_and_writes_decisions() {
     );
     // The planner is cheaper than the seed's reactive strategy on the same trace.
     assert!(gpu_hours("predictive") < gpu_hours("reactive"), "{stdout}");
+    // The hindsight schedule keeps within its target (0.1% by default, a little more in the
+    // replay, where the queue carries over between hours) and cannot beat the clairvoyant.
+    assert!(
+        gpu_hours("hindsight") > gpu_hours("clairvoyant"),
+        "{stdout}"
+    );
+    let hindsight_lost: f64 = row("hindsight")[3].trim_end_matches('%').parse().unwrap();
+    assert!(hindsight_lost <= 0.15, "{stdout}");
 
     let decisions = std::fs::read_to_string(out.join("predictive/decisions.csv")).unwrap();
     let mut lines = decisions.lines();
@@ -246,7 +254,7 @@ fn simulate_compares_every_policy_and_writes_decisions() {
     assert!(decisions.contains("pre-warm: forecast upper"));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["policies"].as_array().unwrap().len(), 4);
+    assert_eq!(summary["policies"].as_array().unwrap().len(), 5);
     assert_eq!(summary["policies"][3]["cost_vs_clairvoyant"], 1.0);
     assert!(std::fs::read_to_string(out.join("plot.svg"))
         .unwrap()
@@ -269,6 +277,8 @@ fn tune_reports_the_trade_off_and_picks_within_the_target() {
         "5m",
         "--utilizations",
         "0.7",
+        "--miss-loads",
+        "0.6,0.8",
         "--max-timeout-share",
         "0.01",
         "--out",
@@ -280,8 +290,10 @@ fn tune_reports_the_trade_off_and_picks_within_the_target() {
         "{stdout}"
     );
     let csv = std::fs::read_to_string(&curve).unwrap();
-    assert!(csv.starts_with("quantile,hold,utilization,gpu_hours,cost_usd,timed_out_share,boots"));
-    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.starts_with(
+        "quantile,hold,utilization,miss_load,gpu_hours,cost_usd,timed_out_share,boots"
+    ));
+    assert_eq!(csv.lines().count(), 5, "a header and 2 x 2 settings");
 }
 
 #[test]
@@ -293,6 +305,11 @@ fn simulate_rejects_bad_settings_with_a_clear_error() {
     );
     let (ok, _, stderr) = prewarm(&["simulate", "--policies", "predictive,magic"]);
     assert!(!ok && stderr.contains("unknown policy `magic`"), "{stderr}");
+    let (ok, _, stderr) = prewarm(&["simulate", "--miss-load", "1.5"]);
+    assert!(
+        !ok && stderr.contains("--miss-load: 1.5 must be above 0 and at most 1"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = prewarm(&["simulate", "--boot", "10m", "--boot-max", "5m"]);
     assert!(
         !ok && stderr.contains("--boot-max must not be shorter"),

@@ -11,16 +11,12 @@ use chrono_tz::Tz;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::{col, len, lit, Column, DataFrame, DataType, IntoLazy, SortMultipleOptions};
-use prewarm_core::{format_duration, parse_duration, parse_trace, read_trace, Trace};
+use prewarm_core::{format_duration, parse_duration, Trace};
 use prewarm_forecast::{
     backtest::{self, BacktestConfig, BacktestResult},
     ModelKind, ModelSettings, OutlierSettings, Transform,
 };
 use serde::Serialize;
-
-/// The fixture backtested when no trace is given: NAB's AWS ELB request counts.
-const BUNDLED_NAME: &str = "fixtures/nab-elb-5m.csv (bundled)";
-const BUNDLED: &str = include_str!("../../../fixtures/nab-elb-5m.csv");
 
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
@@ -114,19 +110,8 @@ fn duration_in_steps(text: &str, what: &str, step_secs: i64) -> anyhow::Result<u
     Ok((secs / step_secs) as usize)
 }
 
-/// Reads a trace, or the bundled fixture when no path is given; returns it with its name.
-pub fn load_trace(path: Option<&Path>) -> anyhow::Result<(Trace, String)> {
-    Ok(match path {
-        Some(path) => (read_trace(path)?, path.display().to_string()),
-        None => (
-            parse_trace(BUNDLED.as_bytes(), Path::new(BUNDLED_NAME))?,
-            BUNDLED_NAME.to_string(),
-        ),
-    })
-}
-
 pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
-    let (mut trace, name) = load_trace(args.trace.as_deref())?;
+    let (mut trace, name) = crate::output::load_trace(args.trace.as_deref())?;
     if let Some(resample) = &args.resample {
         let secs = parse_duration(resample).map_err(|e| anyhow::anyhow!("--resample: {e}"))?;
         trace = resample_sum(&trace, secs)?;

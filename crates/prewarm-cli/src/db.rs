@@ -9,8 +9,9 @@ use std::{
 
 use anyhow::{ensure, Context};
 use clap::{Args, Subcommand};
+#[cfg(feature = "analysis")]
 use polars::prelude::{col, DataType, IntoLazy, ParquetReader, SerReader, SerWriter, TimeUnit};
-use prewarm_core::{parse_trace, read_trace, Trace};
+use prewarm_core::{read_trace, Trace};
 use prewarm_ingest::{create_fleet, create_token, fleet_by_name, FleetSpec};
 use sqlx::{postgres::PgPoolOptions, PgPool};
 
@@ -166,6 +167,16 @@ pub struct ImportArgs {
 }
 
 /// Reads a Parquet file with the trace format's columns, validated like a CSV trace.
+#[cfg(not(feature = "analysis"))]
+fn read_parquet_trace(path: &Path) -> anyhow::Result<Trace> {
+    anyhow::bail!(
+        "{}: this prewarm was built without Parquet support (the `analysis` feature): import a CSV trace, or use a build with default features",
+        path.display()
+    )
+}
+
+/// Reads a Parquet file with the trace format's columns, validated like a CSV trace.
+#[cfg(feature = "analysis")]
 fn read_parquet_trace(path: &Path) -> anyhow::Result<Trace> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -191,7 +202,7 @@ fn read_parquet_trace(path: &Path) -> anyhow::Result<Trace> {
     polars::prelude::CsvWriter::new(&mut csv)
         .include_header(true)
         .finish(&mut df)?;
-    Ok(parse_trace(csv.as_slice(), path)?)
+    Ok(prewarm_core::parse_trace(csv.as_slice(), path)?)
 }
 
 pub fn import(args: &ImportArgs) -> anyhow::Result<()> {

@@ -23,7 +23,15 @@ use prewarm_service::{
     webhook::Secret,
 };
 
-use crate::simulate::{Replay, ReplayArgs};
+use crate::simulate::{Knobs, Replay, ReplayArgs};
+
+/// The simulator's policies run with the service's default planner settings.
+const DEMO_KNOBS: Knobs = Knobs {
+    quantile: 0.98,
+    utilization: 0.9,
+    hold_secs: 300,
+    miss_load: 0.6,
+};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -64,7 +72,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let replay_secs = parse_duration(&args.replay).map_err(|e| anyhow::anyhow!("--replay: {e}"))?;
-    let (trace, _) = crate::backtest::load_trace(args.trace.as_deref())?;
+    let (trace, _) = crate::output::load_trace(args.trace.as_deref())?;
     let span = trace.requests.len() as i64 * trace.step_secs;
     ensure!(
         span - replay_secs >= 3 * 86_400,
@@ -259,9 +267,9 @@ async fn drive(
     let mut rows = vec![service_row];
     for name in ["predictive", "reactive", "clairvoyant"] {
         let mut policy: Box<dyn prewarm_planner::sim::Policy + Send> = match name {
-            "predictive" => Box::new(replay.predictive(0.98, 0.9, 300, None)),
+            "predictive" => Box::new(replay.predictive(&DEMO_KNOBS, None)),
             "reactive" => Box::new(prewarm_planner::policies::Reactive {
-                cfg: replay.planner(0.9, 300),
+                cfg: replay.planner(&DEMO_KNOBS),
                 step_secs: step,
                 initial: 1,
             }),

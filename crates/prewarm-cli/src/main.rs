@@ -3,11 +3,16 @@
 //! Most commands work on files, with no server: converting public traces into the project's trace
 //! format, backtesting forecasts, and replaying traces through the planner. The rest talk to the
 //! fleets' database (`DATABASE_URL`): migrations, fleets, tokens, bulk import, the push API.
+//!
+//! The analysis commands (`backtest`, `trace import`, Parquet files) use polars, behind the
+//! default feature `analysis`; `--no-default-features` builds the service's binary without it.
 
+#[cfg(feature = "analysis")]
 mod backtest;
 mod bench_service;
 mod db;
 mod demo;
+#[cfg(feature = "analysis")]
 mod import;
 mod output;
 mod plot;
@@ -33,6 +38,7 @@ enum Command {
         command: TraceCommand,
     },
     /// Rolling-origin backtest of the forecasting models on a trace.
+    #[cfg(feature = "analysis")]
     Backtest(backtest::BacktestArgs),
     /// Replay a trace through the planner and the alternatives; compare GPU-hours and timeouts.
     Simulate(simulate::SimulateArgs),
@@ -87,6 +93,7 @@ enum BenchCommand {
 #[derive(Debug, Subcommand)]
 enum TraceCommand {
     /// Convert a public trace into the project's trace format (`timestamp,requests,...`).
+    #[cfg(feature = "analysis")]
     Import(import::ImportArgs),
     /// Check a trace file and print what it holds.
     Check {
@@ -98,12 +105,14 @@ enum TraceCommand {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "analysis")]
         Command::Trace {
             command: TraceCommand::Import(args),
         } => import::run(&args),
         Command::Trace {
             command: TraceCommand::Check { trace },
         } => check(&trace),
+        #[cfg(feature = "analysis")]
         Command::Backtest(args) => backtest::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Tune(args) => simulate::tune(&args),

@@ -1,9 +1,24 @@
-//! Writing results: files appear whole or not at all.
+//! Reading traces and writing results: files appear whole or not at all.
 
 use std::path::Path;
 
 use anyhow::Context;
-use prewarm_core::{format_duration, Trace};
+use prewarm_core::{format_duration, parse_trace, read_trace, Trace};
+
+/// The trace used when none is given: NAB's AWS ELB request counts.
+const BUNDLED_NAME: &str = "fixtures/nab-elb-5m.csv (bundled)";
+const BUNDLED: &str = include_str!("../../../fixtures/nab-elb-5m.csv");
+
+/// Reads a trace, or the bundled fixture when no path is given; returns it with its name.
+pub fn load_trace(path: Option<&Path>) -> anyhow::Result<(Trace, String)> {
+    Ok(match path {
+        Some(path) => (read_trace(path)?, path.display().to_string()),
+        None => (
+            parse_trace(BUNDLED.as_bytes(), Path::new(BUNDLED_NAME))?,
+            BUNDLED_NAME.to_string(),
+        ),
+    })
+}
 
 /// Writes `contents` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::{coord::types::RangedCoordf64, prelude::*};
 use prewarm_core::Trace;
+#[cfg(feature = "analysis")]
 use prewarm_forecast::{backtest::BacktestResult, ModelKind};
 use prewarm_planner::sim::{SimSummary, StepRecord};
 
@@ -49,6 +50,7 @@ fn legend_line(colour: RGBAColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i3
 }
 
 /// Actual requests over the scored span, with `model`'s median and upper band from every origin.
+#[cfg(feature = "analysis")]
 pub fn backtest_svg(
     path: &Path,
     trace: &Trace,

@@ -12,7 +12,9 @@ use clap::Args;
 use prewarm_core::{format_duration, parse_duration, parse_duration_or_zero, Trace};
 use prewarm_forecast::interpolate;
 use prewarm_planner::{
-    policies::{Clairvoyant, ForecastCache, ForecastSettings, Predictive, Reactive, Static},
+    policies::{
+        Clairvoyant, ForecastCache, ForecastSettings, Hindsight, Predictive, Reactive, Static,
+    },
     sim::{simulate, BootTime, Policy, SimConfig, SimSummary, StepRecord},
     PlannerConfig,
 };
@@ -61,13 +63,18 @@ pub struct ReplayArgs {
 pub struct SimulateArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
-    /// Policies to replay, comma-separated: predictive, reactive, static, clairvoyant.
+    /// Policies to replay, comma-separated: predictive, reactive, static, clairvoyant, and
+    /// hindsight (the cheapest GPU count per local hour of day chosen on the trace itself: how
+    /// far a time-of-day schedule can get).
     #[arg(
         long,
-        default_value = "predictive,reactive,static,clairvoyant",
+        default_value = "predictive,reactive,static,clairvoyant,hindsight",
         value_delimiter = ','
     )]
     pub policies: Vec<String>,
+    /// Share of requests the hindsight schedule may time out.
+    #[arg(long, default_value_t = 0.001)]
+    pub max_timeout_share: f64,
     /// Upper quantile the predictive policy sizes on.
     #[arg(long, default_value_t = 0.98)]
     pub quantile: f64,
@@ -77,9 +84,43 @@ pub struct SimulateArgs {
     /// Window after the boot lead time a pre-warm is sized for.
     #[arg(long, default_value = "5m")]
     pub hold: String,
+    /// Load the predictive policy scales up to at once when demand runs above the forecast band.
+    #[arg(long, default_value_t = 0.6)]
+    pub miss_load: f64,
     /// Folder for per-policy decisions.csv, summary.json and plot.svg.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// The planner's knobs that `simulate` takes and `tune` sweeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Knobs {
+    pub quantile: f64,
+    pub utilization: f64,
+    pub hold_secs: i64,
+    pub miss_load: f64,
+}
+
+impl Knobs {
+    /// The knobs, checked; `plural` is "s" when they came from `tune`'s lists.
+    fn checked(self, plural: &str) -> anyhow::Result<Self> {
+        ensure!(
+            (0.5..1.0).contains(&self.quantile),
+            "--quantile{plural}: {} must be at least 0.5 and below 1",
+            self.quantile
+        );
+        ensure!(
+            self.utilization > 0.0 && self.utilization <= 1.0,
+            "--utilization{plural}: {} must be above 0 and at most 1",
+            self.utilization
+        );
+        ensure!(
+            self.miss_load > 0.0 && self.miss_load <= 1.0,
+            "--miss-load{plural}: {} must be above 0 and at most 1",
+            self.miss_load
+        );
+        Ok(self)
+    }
 }
 
 /// A trace ready to replay: requests per step, steps of a minute or shorter.
@@ -96,7 +137,7 @@ pub struct Replay {
 
 impl Replay {
     pub fn load(args: &ReplayArgs) -> anyhow::Result<Self> {
-        let (trace, name) = crate::backtest::load_trace(args.trace.as_deref())?;
+        let (trace, name) = crate::output::load_trace(args.trace.as_deref())?;
         // Replays run in steps of a minute at most: a coarser bucket is spread evenly.
         let split = (trace.step_secs / 60).max(1) as usize;
         ensure!(
@@ -191,11 +232,12 @@ impl Replay {
         self.sim.score_from_step
     }
 
-    pub fn planner(&self, utilization: f64, hold_secs: i64) -> PlannerConfig {
+    pub fn planner(&self, knobs: &Knobs) -> PlannerConfig {
         let mut cfg = PlannerConfig::new(self.gpu_rps);
-        cfg.target_utilization = utilization;
+        cfg.target_utilization = knobs.utilization;
         cfg.boot_lead_secs = self.sim.boot.max_secs();
-        cfg.hold_secs = hold_secs;
+        cfg.hold_secs = knobs.hold_secs;
+        cfg.reactive.miss_load = knobs.miss_load;
         cfg.price_usd_per_gpu_hour = self.sim.price_usd_per_gpu_hour;
         cfg.tz = self.tz.unwrap_or(Tz::UTC);
         cfg
@@ -206,16 +248,10 @@ impl Replay {
         ((first / (self.gpu_rps * 0.6)).ceil() as u32).max(1)
     }
 
-    pub fn predictive(
-        &self,
-        quantile: f64,
-        utilization: f64,
-        hold_secs: i64,
-        cache: Option<ForecastCache>,
-    ) -> Predictive {
+    pub fn predictive(&self, knobs: &Knobs, cache: Option<ForecastCache>) -> Predictive {
         let settings = ForecastSettings {
             refit_secs: self.refit_secs,
-            quantile,
+            quantile: knobs.quantile,
             tz: self.tz,
             step_secs: if self.step_secs < 300 && 300 % self.step_secs == 0 {
                 300
@@ -225,7 +261,7 @@ impl Replay {
             ..ForecastSettings::default()
         };
         let mut p = Predictive::new(
-            self.planner(utilization, hold_secs),
+            self.planner(knobs),
             settings,
             self.trace.start,
             self.step_secs,
@@ -239,14 +275,12 @@ impl Replay {
         &self,
         name: &str,
         args: &SimulateArgs,
-        hold_secs: i64,
+        knobs: &Knobs,
     ) -> anyhow::Result<Box<dyn Policy + Send>> {
         Ok(match name {
-            "predictive" => {
-                Box::new(self.predictive(args.quantile, args.utilization, hold_secs, None))
-            }
+            "predictive" => Box::new(self.predictive(knobs, None)),
             "reactive" => Box::new(Reactive {
-                cfg: self.planner(args.utilization, hold_secs),
+                cfg: self.planner(knobs),
                 step_secs: self.step_secs,
                 initial: self.initial_gpus(),
             }),
@@ -263,8 +297,16 @@ impl Replay {
                 gpu_rps: self.gpu_rps,
                 boot_secs: self.sim.boot.max_secs(),
             }),
+            "hindsight" => Box::new(Hindsight::fit(
+                self.trace.start,
+                self.step_secs,
+                &self.requests,
+                self.tz.unwrap_or(Tz::UTC),
+                &self.sim,
+                args.max_timeout_share,
+            )),
             other => anyhow::bail!(
-                "unknown policy `{other}`: choose from predictive, reactive, static, clairvoyant"
+                "unknown policy `{other}`: choose from predictive, reactive, static, clairvoyant, hindsight"
             ),
         })
     }
@@ -306,19 +348,21 @@ pub struct PolicySummary {
 
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let replay = Replay::load(&args.replay)?;
-    let hold_secs =
-        parse_duration_or_zero(&args.hold).map_err(|e| anyhow::anyhow!("--hold: {e}"))?;
+    let knobs = Knobs {
+        quantile: args.quantile,
+        utilization: args.utilization,
+        hold_secs: parse_duration_or_zero(&args.hold)
+            .map_err(|e| anyhow::anyhow!("--hold: {e}"))?,
+        miss_load: args.miss_load,
+    }
+    .checked("")?;
     ensure!(
-        (0.5..1.0).contains(&args.quantile),
-        "--quantile must be at least 0.5 and below 1"
-    );
-    ensure!(
-        args.utilization > 0.0 && args.utilization <= 1.0,
-        "--utilization must be above 0 and at most 1"
+        (0.0..1.0).contains(&args.max_timeout_share),
+        "--max-timeout-share must be at least 0 and below 1 (0.001 is 0.1%)"
     );
     let mut policies = Vec::new();
     for name in &args.policies {
-        policies.push(replay.policy(name.trim(), args, hold_secs)?);
+        policies.push(replay.policy(name.trim(), args, &knobs)?);
     }
     println!("{}", crate::output::describe(&replay.trace, &replay.name));
     println!(
@@ -494,6 +538,9 @@ pub struct TuneArgs {
     /// Planned utilisations (headroom) to try.
     #[arg(long, default_value = "0.7,0.8,0.9,1.0", value_delimiter = ',')]
     pub utilizations: Vec<f64>,
+    /// Loads to answer a forecast miss with (the reactive fallback's headroom) to try.
+    #[arg(long, default_value = "0.6,0.7,0.8", value_delimiter = ',')]
+    pub miss_loads: Vec<f64>,
     /// Write the trade-off curve as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -504,6 +551,7 @@ struct TunePoint {
     quantile: f64,
     hold: String,
     utilization: f64,
+    miss_load: f64,
     gpu_hours: f64,
     cost_usd: f64,
     timed_out_share: f64,
@@ -516,33 +564,36 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         args.max_timeout_share >= 0.0,
         "--max-timeout-share must be zero or more"
     );
-    let mut grid = Vec::new();
+    let mut grid: Vec<(String, Knobs)> = Vec::new();
     for q in &args.quantiles {
-        ensure!(
-            (0.5..1.0).contains(q),
-            "--quantiles: {q} must be at least 0.5 and below 1"
-        );
         for h in &args.holds {
             let hold = parse_duration_or_zero(h).map_err(|e| anyhow::anyhow!("--holds: {e}"))?;
             ensure!(hold <= 1_800, "--holds: {h} is longer than 30m");
             for u in &args.utilizations {
-                ensure!(
-                    *u > 0.0 && *u <= 1.0,
-                    "--utilizations: {u} must be above 0 and at most 1"
-                );
-                grid.push((*q, h.clone(), hold, *u));
+                for m in &args.miss_loads {
+                    let knobs = Knobs {
+                        quantile: *q,
+                        utilization: *u,
+                        hold_secs: hold,
+                        miss_load: *m,
+                    };
+                    grid.push((h.clone(), knobs.checked("s")?));
+                }
             }
         }
     }
+    ensure!(
+        !grid.is_empty(),
+        "the grid is empty: give at least one value to each of --quantiles, --holds, --utilizations and --miss-loads"
+    );
     println!("{}", crate::output::describe(&replay.trace, &replay.name));
     // Forecasts depend on none of the knobs: fit them once, in the first replay, and share them.
     let cache: ForecastCache = Arc::new(Mutex::new(Default::default()));
-    let (q0, _, h0, u0) = grid[0].clone();
     let first = simulate(
         replay.trace.start,
         replay.step_secs,
         &replay.requests,
-        &mut replay.predictive(q0, u0, h0, Some(cache.clone())),
+        &mut replay.predictive(&grid[0].1, Some(cache.clone())),
         &replay.sim,
     )
     .1;
@@ -562,9 +613,9 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     .1;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rest: Vec<SimSummary> = std::thread::scope(|scope| {
-        let chunks: Vec<Vec<(f64, String, i64, f64)>> = grid[1..]
+        let chunks: Vec<Vec<Knobs>> = grid[1..]
             .chunks(grid.len().div_ceil(threads).max(1))
-            .map(|c| c.to_vec())
+            .map(|c| c.iter().map(|(_, k)| *k).collect())
             .collect();
         let handles: Vec<_> = chunks
             .into_iter()
@@ -573,12 +624,12 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
                 scope.spawn(move || {
                     chunk
                         .into_iter()
-                        .map(|(q, _, h, u)| {
+                        .map(|knobs| {
                             simulate(
                                 replay.trace.start,
                                 replay.step_secs,
                                 &replay.requests,
-                                &mut replay.predictive(q, u, h, Some(cache.clone())),
+                                &mut replay.predictive(&knobs, Some(cache.clone())),
                                 &replay.sim,
                             )
                             .1
@@ -595,10 +646,11 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     let points: Vec<TunePoint> = std::iter::once(first)
         .chain(rest)
         .zip(&grid)
-        .map(|(s, (q, hold, _, u))| TunePoint {
-            quantile: *q,
+        .map(|(s, (hold, k))| TunePoint {
+            quantile: k.quantile,
             hold: hold.clone(),
-            utilization: *u,
+            utilization: k.utilization,
+            miss_load: k.miss_load,
             gpu_hours: s.gpu_hours,
             cost_usd: s.cost_usd,
             timed_out_share: s.timed_out_share,
@@ -608,15 +660,16 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     let mut sorted = points.clone();
     sorted.sort_by(|a, b| a.gpu_hours.total_cmp(&b.gpu_hours));
     println!(
-        "{:>8} {:>5} {:>6} {:>10} {:>11} {:>8} {:>14}",
-        "quantile", "hold", "util", "GPU-hours", "timed out", "boots", "x clairvoyant"
+        "{:>8} {:>5} {:>6} {:>6} {:>10} {:>11} {:>8} {:>14}",
+        "quantile", "hold", "util", "miss", "GPU-hours", "timed out", "boots", "x clairvoyant"
     );
     for p in &sorted {
         println!(
-            "{:>8.2} {:>5} {:>6.2} {:>10.1} {:>10.3}% {:>8} {:>14.2}{}",
+            "{:>8.2} {:>5} {:>6.2} {:>6.2} {:>10.1} {:>10.3}% {:>8} {:>14.2}{}",
             p.quantile,
             p.hold,
             p.utilization,
+            p.miss_load,
             p.gpu_hours,
             100.0 * p.timed_out_share,
             p.boots,
@@ -630,12 +683,12 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     }
     match sorted.iter().find(|p| p.timed_out_share <= args.max_timeout_share) {
         Some(best) => println!(
-            "cheapest within {:.3}% timed out: --quantile {} --hold {} --utilization {} ({:.1} GPU-hours, {:.2} x clairvoyant's {:.1})",
-            100.0 * args.max_timeout_share, best.quantile, best.hold, best.utilization, best.gpu_hours,
+            "cheapest within {:.3}% timed out: --quantile {} --hold {} --utilization {} --miss-load {} ({:.1} GPU-hours, {:.2} x clairvoyant's {:.1})",
+            100.0 * args.max_timeout_share, best.quantile, best.hold, best.utilization, best.miss_load, best.gpu_hours,
             best.gpu_hours / clairvoyant.gpu_hours, clairvoyant.gpu_hours
         ),
         None => println!(
-            "no setting kept timed-out requests within {:.3}%; the safest was {:.3}%: widen the grid (higher quantiles, lower utilisation)",
+            "no setting kept timed-out requests within {:.3}%; the safest was {:.3}%: widen the grid (higher quantiles, lower utilisation and miss load)",
             100.0 * args.max_timeout_share,
             100.0 * points.iter().map(|p| p.timed_out_share).fold(f64::INFINITY, f64::min)
         ),

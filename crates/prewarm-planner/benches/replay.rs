@@ -44,10 +44,7 @@ fn replay(c: &mut Criterion) {
         b.iter(|| {
             let mut policy = Predictive::new(
                 PlannerConfig::new(2.5),
-                ForecastSettings {
-                    smooth_steps: 3,
-                    ..ForecastSettings::default()
-                },
+                ForecastSettings::default(),
                 start,
                 60,
                 4,

@@ -37,6 +37,9 @@ pub struct ReactiveConfig {
     pub scale_down_load: f64,
     /// ...for this long.
     pub scale_down_after_secs: i64,
+    /// When demand runs above the forecast band, scale up at once to keep load under this share
+    /// (the seed's 60% by default; `prewarm tune` tries higher ones).
+    pub miss_load: f64,
 }
 
 impl Default for ReactiveConfig {
@@ -45,6 +48,7 @@ impl Default for ReactiveConfig {
             scale_up_load: 0.6,
             scale_down_load: 0.2,
             scale_down_after_secs: 1_800,
+            miss_load: 0.6,
         }
     }
 }
@@ -233,7 +237,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             let recent = cfg.gpus_for(recent_peak, cfg.target_utilization);
             // The forecast missed: the reactive headroom rule takes over at once.
             let missed = upper_now.is_some_and(|u| current > u);
-            let headroom = cfg.gpus_for(current, cfg.reactive.scale_up_load);
+            let headroom = cfg.gpus_for(current, cfg.reactive.miss_load);
             if missed {
                 // Never scale down while demand runs above the band.
                 let target = headroom.max(pre_warm).max(provisioned);
@@ -243,7 +247,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                         "reactive: demand {current:.2} rps is above the forecast band (upper {:.2} rps, load {:.0}% of {provisioned} GPUs); {target} GPUs keep load under {:.0}%",
                         upper_now.unwrap_or(0.0),
                         100.0 * reactive_load(provisioned),
-                        100.0 * cfg.reactive.scale_up_load
+                        100.0 * cfg.reactive.miss_load
                     ),
                 )
             } else if pre_warm > provisioned {

@@ -174,6 +174,18 @@ fn demand_above_the_band_triggers_the_reactive_path_at_once() {
     );
     assert_eq!(d.orders, vec![Order::Boot(7)]);
     assert!(d.reason.contains("above the forecast band"), "{}", d.reason);
+    // A fleet tuned to answer misses at 80% load: 50 / (10 x 0.8) needs 7.
+    let mut tuned = cfg.clone();
+    tuned.reactive.miss_load = 0.8;
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[16.0, 16.0, 50.0],
+        Some(&b),
+        &ready(2),
+        &tuned,
+    );
+    assert_eq!(d.orders, vec![Order::Boot(5)]);
+    assert!(d.reason.contains("under 80%"), "{}", d.reason);
 }
 
 #[test]

@@ -450,7 +450,7 @@ async fn set_planner(
 ) -> Response {
     let p = match parsed(
         body,
-        "any of quantile, target_utilization, hold_secs, boot_lead_secs, exceed_max_share",
+        "any of quantile, target_utilization, miss_load, hold_secs, boot_lead_secs, exceed_max_share",
     ) {
         Ok(p) => p,
         Err(r) => return r,
@@ -459,6 +459,8 @@ async fn set_planner(
         Some("quantile must be at least 0.5 and below 1")
     } else if p.target_utilization.is_some_and(|u| !(u > 0.0 && u <= 1.0)) {
         Some("target_utilization must be above 0 and at most 1")
+    } else if p.miss_load.is_some_and(|u| !(u > 0.0 && u <= 1.0)) {
+        Some("miss_load must be above 0 and at most 1")
     } else if p.hold_secs.is_some_and(|h| !(0..=3_600).contains(&h)) {
         Some("hold_secs must be 0 to 3600")
     } else if p.boot_lead_secs.is_some_and(|b| !(60..=3_600).contains(&b)) {

@@ -184,6 +184,8 @@ pub struct PlannerDefaults {
     /// Upper quantile of the band that pre-warm sizes on.
     pub quantile: f64,
     pub target_utilization: f64,
+    /// Load the reactive fallback scales up to at once when demand runs above the band.
+    pub miss_load: f64,
     pub hold: Span,
     /// Boot lead until the fleet has reported enough boots to use their p95.
     pub boot_lead: Span,
@@ -202,6 +204,7 @@ impl Default for PlannerDefaults {
         Self {
             quantile: 0.98,
             target_utilization: 0.9,
+            miss_load: 0.6,
             hold: Span(300),
             boot_lead: Span(600),
             min_boots_for_lead: 5,
@@ -411,6 +414,9 @@ impl Config {
         }
         if !(p.target_utilization > 0.0 && p.target_utilization <= 1.0) {
             return bad("`planner.target_utilization` must be in (0, 1]".into());
+        }
+        if !(p.miss_load > 0.0 && p.miss_load <= 1.0) {
+            return bad("`planner.miss_load` must be in (0, 1]".into());
         }
         if p.step.0 < 60 || 86_400 % p.step.0 != 0 {
             return bad("`planner.step` must be at least 1m and divide a day".into());

@@ -53,6 +53,8 @@ pub struct FleetPlannerSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_utilization: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub miss_load: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_secs: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_lead_secs: Option<i64>,
@@ -204,6 +206,7 @@ impl Service {
         let s = Self::settings(fleet);
         let mut cfg = PlannerConfig::new(fleet.gpu_rps);
         cfg.target_utilization = s.target_utilization.unwrap_or(d.target_utilization);
+        cfg.reactive.miss_load = s.miss_load.unwrap_or(d.miss_load);
         cfg.hold_secs = s.hold_secs.unwrap_or(d.hold.0);
         cfg.boot_lead_secs = s.boot_lead_secs.unwrap_or(d.boot_lead.0);
         cfg.min_gpus = fleet.min_gpus.max(0) as u32;

@@ -415,7 +415,14 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
     );
     let r = put(
         "/v1/fleets/chat/planner",
-        serde_json::json!({"target_utilization": 0.7, "exceed_max_share": 0.2}),
+        serde_json::json!({"miss_load": 1.5}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422, "a load above 100% is refused");
+    let r = put(
+        "/v1/fleets/chat/planner",
+        serde_json::json!({"target_utilization": 0.7, "miss_load": 0.8, "exceed_max_share": 0.2}),
     )
     .await
     .unwrap();
@@ -427,6 +434,7 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(plan["planner"]["target_utilization"], 0.7);
+    assert_eq!(plan["planner"]["reactive"]["miss_load"], 0.8);
     assert_eq!(plan["planner"]["over_max"]["Exceed"], 0.2);
     assert_eq!(
         get("/v1/fleets/other/plan", &token).await.unwrap().status(),
@@ -700,6 +708,7 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
         env(&[
             ("PREWARM_SERVICE__MODE", "forecast-only"),
             ("PREWARM_PLANNER__TARGET_UTILIZATION", "0.8"),
+            ("PREWARM_PLANNER__MISS_LOAD", "0.7"),
             ("HOME", "/root"),
         ]),
     )
@@ -707,6 +716,7 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
     assert_eq!(c.service.mode, Mode::ForecastOnly);
     assert_eq!(c.planner.quantile, 0.95);
     assert_eq!(c.planner.target_utilization, 0.8);
+    assert_eq!(c.planner.miss_load, 0.7);
     assert_eq!(c.planner.hold, Span(600));
     assert_eq!(c.provisioner.timeout, Span(5));
     assert_eq!(c.pulls.len(), 1);
