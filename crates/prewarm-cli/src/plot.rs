@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use plotters::{coord::types::RangedCoordf64, prelude::*};
+#[cfg(feature = "analysis")]
 use prewarm_core::Trace;
 #[cfg(feature = "analysis")]
 use prewarm_forecast::{backtest::BacktestResult, ModelKind};
