@@ -166,7 +166,7 @@ pub struct ImportArgs {
     db: DbArgs,
 }
 
-/// Reads a Parquet file with the trace format's columns, validated like a CSV trace.
+/// Without the `analysis` feature there is no Parquet reader: says so, and what to do instead.
 #[cfg(not(feature = "analysis"))]
 fn read_parquet_trace(path: &Path) -> anyhow::Result<Trace> {
     anyhow::bail!(

@@ -17,7 +17,7 @@ use prewarm_core::{format_duration, parse_duration, Trace};
 use prewarm_planner::sim::{simulate, Accounting};
 use prewarm_service::{
     clock::{ManualClock, SharedClock},
-    config::{Config, Mode, Redacted, Span},
+    config::{Config, Mode, PlannerDefaults, Redacted, Span},
     fake_cloud::{Behaviour, FakeCloud},
     serve,
     webhook::Secret,
@@ -25,13 +25,16 @@ use prewarm_service::{
 
 use crate::simulate::{Knobs, Replay, ReplayArgs};
 
-/// The simulator's policies run with the service's default planner settings.
-const DEMO_KNOBS: Knobs = Knobs {
-    quantile: 0.98,
-    utilization: 0.9,
-    hold_secs: 300,
-    miss_load: 0.6,
-};
+/// The service's default planner settings, which the simulator's policies run with too.
+fn service_knobs() -> Knobs {
+    let d = PlannerDefaults::default();
+    Knobs {
+        quantile: d.quantile,
+        utilization: d.target_utilization,
+        hold_secs: d.hold.0,
+        miss_load: d.miss_load,
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -267,9 +270,9 @@ async fn drive(
     let mut rows = vec![service_row];
     for name in ["predictive", "reactive", "clairvoyant"] {
         let mut policy: Box<dyn prewarm_planner::sim::Policy + Send> = match name {
-            "predictive" => Box::new(replay.predictive(&DEMO_KNOBS, None)),
+            "predictive" => Box::new(replay.predictive(&service_knobs(), None)),
             "reactive" => Box::new(prewarm_planner::policies::Reactive {
-                cfg: replay.planner(&DEMO_KNOBS),
+                cfg: replay.planner(&service_knobs()),
                 step_secs: step,
                 initial: 1,
             }),

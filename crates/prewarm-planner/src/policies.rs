@@ -96,6 +96,17 @@ impl Policy for Static {
     }
 }
 
+/// Steps from a boot order to a serving GPU, rounded up.
+fn boot_steps(boot_secs: i64, step_secs: i64) -> usize {
+    boot_secs.div_euclid(step_secs).max(0) as usize + usize::from(boot_secs % step_secs > 0)
+}
+
+/// The most GPUs `need` asks for from step `i` to a boot time later: what must be held now, since
+/// a GPU terminated now cannot be back sooner.
+fn held_until_boot(i: usize, boot_steps: usize, need: impl Fn(usize) -> u32) -> u32 {
+    (i..=i + boot_steps).map(need).max().unwrap_or(0)
+}
+
 /// Reads the future: orders exactly what each step needs, one boot time ahead, at full load.
 #[derive(Debug, Clone)]
 pub struct Clairvoyant {
@@ -119,15 +130,13 @@ impl Policy for Clairvoyant {
     }
     fn initial_gpus(&self) -> u32 {
         let lead = (self.boot_secs / self.step_secs) as usize;
-        (0..=lead).map(|s| self.need(s)).max().unwrap_or(0)
+        held_until_boot(0, lead, |s| self.need(s))
     }
     fn decide(&mut self, _now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
-        let i = past.len();
-        let lead = self.boot_secs.div_euclid(self.step_secs) as usize
-            + usize::from(self.boot_secs % self.step_secs != 0);
-        // A GPU ordered now serves from step i + lead; the ones held must cover every step
-        // until then, since a terminated GPU cannot be back sooner.
-        let desired = (i..=i + lead).map(|s| self.need(s)).max().unwrap_or(0);
+        // A GPU ordered now serves a boot time later; the ones held must cover every step
+        // until then.
+        let lead = boot_steps(self.boot_secs, self.step_secs);
+        let desired = held_until_boot(past.len(), lead, |s| self.need(s));
         let orders = orders_to_reach(desired, state.provisioned());
         Decision {
             desired_gpus: desired,
@@ -442,14 +451,13 @@ impl Hindsight {
                 .iter()
                 .map(|&(a, b)| {
                     let mut acc = crate::sim::Accounting::new(step_secs, &sim);
-                    let (mut served, mut out) = (0.0, 0.0);
-                    for (k, r) in requests[a..b].iter().enumerate() {
-                        let (s, t) = acc.step(k, *r, g, g, 0, false);
-                        served += s;
-                        out += t;
-                    }
+                    let served: f64 = requests[a..b]
+                        .iter()
+                        .enumerate()
+                        .map(|(k, r)| acc.step(k, *r, g, g, 0, false).0)
+                        .sum();
                     let arrived: f64 = requests[a..b].iter().map(|r| r.max(0.0)).sum();
-                    (arrived - served).max(out)
+                    (arrived - served).max(0.0)
                 })
                 .sum()
         };
@@ -494,9 +502,7 @@ impl Hindsight {
         Self {
             counts,
             slots,
-            boot_steps: (cfg.boot.max_secs() + step_secs - 1)
-                .div_euclid(step_secs)
-                .max(0) as usize,
+            boot_steps: boot_steps(cfg.boot.max_secs(), step_secs),
         }
     }
 
@@ -510,18 +516,11 @@ impl Policy for Hindsight {
         "hindsight"
     }
     fn initial_gpus(&self) -> u32 {
-        (0..=self.boot_steps)
-            .map(|s| self.count_at(s))
-            .max()
-            .unwrap_or(0)
+        held_until_boot(0, self.boot_steps, |s| self.count_at(s))
     }
     fn decide(&mut self, _now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
-        let i = past.len();
         // Ready for each hour when it starts, kept until it ends (as `clairvoyant` does).
-        let desired = (i..=i + self.boot_steps)
-            .map(|s| self.count_at(s))
-            .max()
-            .unwrap_or(0);
+        let desired = held_until_boot(past.len(), self.boot_steps, |s| self.count_at(s));
         Decision {
             desired_gpus: desired,
             orders: orders_to_reach(desired, state.provisioned()),
