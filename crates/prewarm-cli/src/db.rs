@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 #[cfg(feature = "analysis")]
 use polars::prelude::{col, DataType, IntoLazy, ParquetReader, SerReader, SerWriter, TimeUnit};
 use prewarm_core::{read_trace, Trace};
-use prewarm_ingest::{create_fleet, create_token, fleet_by_name, FleetSpec};
+use prewarm_ingest::{create_fleet, create_token, fleet_by_name, Actor, FleetSpec, Scope};
 use sqlx::{postgres::PgPoolOptions, PgPool};
 
 /// Where the database is.
@@ -25,14 +25,7 @@ pub struct DbArgs {
 
 /// The URL without its password, for messages.
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
+    prewarm_service::config::redact_url(url)
 }
 
 /// Connects and brings the schema up to date.
@@ -73,84 +66,256 @@ pub fn migrate(args: &DbArgs) -> anyhow::Result<()> {
     })
 }
 
+/// A fleet's settings, as `fleet create` and `fleet update` take them.
+#[derive(Debug, Args, Clone)]
+pub struct FleetSettingsArgs {
+    /// IANA time zone of the fleet's users.
+    #[arg(long)]
+    tz: Option<String>,
+    /// GPU type, for people reading the config.
+    #[arg(long)]
+    gpu_type: Option<String>,
+    /// Requests per second one GPU serves.
+    #[arg(long)]
+    gpu_rps: Option<f64>,
+    /// Price of one GPU-hour in US dollars.
+    #[arg(long)]
+    price: Option<f64>,
+    /// Fewest GPUs the fleet keeps.
+    #[arg(long)]
+    min_gpus: Option<i32>,
+    /// Most GPUs the fleet may have.
+    #[arg(long)]
+    max_gpus: Option<i32>,
+    /// Spending limit in US dollars per hour.
+    #[arg(long)]
+    budget: Option<f64>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
-    /// Create a fleet.
+    /// Create a fleet (defaults: UTC, 1 request/s per GPU, $3 per GPU-hour, 1 to 100 GPUs).
     Create {
         /// Fleet name: letters, digits, '.', '_' or '-'.
         name: String,
-        /// IANA time zone of the fleet's users.
-        #[arg(long, default_value = "UTC")]
-        tz: String,
-        /// GPU type, for people reading the config.
-        #[arg(long, default_value = "")]
-        gpu_type: String,
-        /// Requests per second one GPU serves.
-        #[arg(long, default_value_t = 1.0)]
-        gpu_rps: f64,
-        /// Price of one GPU-hour in US dollars.
-        #[arg(long, default_value_t = 3.0)]
-        price: f64,
-        #[arg(long, default_value_t = 1)]
-        min_gpus: i32,
-        #[arg(long, default_value_t = 100)]
-        max_gpus: i32,
-        /// Spending limit in US dollars per hour.
+        #[command(flatten)]
+        settings: FleetSettingsArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List every fleet with its settings.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Change a fleet's settings (those given; the change is checked and audited).
+    Update {
+        name: String,
+        #[command(flatten)]
+        settings: FleetSettingsArgs,
+        /// Remove the spending limit.
+        #[arg(long, conflicts_with = "budget")]
+        no_budget: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a fleet with its history, decisions, orders and tokens, in one transaction.
+    Delete {
+        name: String,
+        /// Confirm: without it nothing is deleted.
         #[arg(long)]
-        budget: Option<f64>,
+        yes: bool,
         #[command(flatten)]
         db: DbArgs,
     },
 }
 
 pub fn fleet(command: &FleetCommand) -> anyhow::Result<()> {
-    let FleetCommand::Create {
-        name,
-        tz,
-        gpu_type,
-        gpu_rps,
-        price,
-        min_gpus,
-        max_gpus,
-        budget,
-        db,
-    } = command;
     runtime()?.block_on(async {
-        let pool = connect(db).await?;
-        let spec = FleetSpec {
-            name: name.clone(),
-            time_zone: tz.clone(),
-            gpu_type: gpu_type.clone(),
-            gpu_rps: *gpu_rps,
-            price_usd_per_gpu_hour: *price,
-            min_gpus: *min_gpus,
-            max_gpus: *max_gpus,
-            budget_usd_per_hour: *budget,
-        };
-        let fleet = create_fleet(&pool, &spec).await?;
-        println!("created fleet `{}` (id {})", fleet.name, fleet.id);
+        match command {
+            FleetCommand::Create { name, settings, db } => {
+                let pool = connect(db).await?;
+                let d = FleetSpec::named(name);
+                let spec = FleetSpec {
+                    name: name.clone(),
+                    time_zone: settings.tz.clone().unwrap_or(d.time_zone),
+                    gpu_type: settings.gpu_type.clone().unwrap_or(d.gpu_type),
+                    gpu_rps: settings.gpu_rps.unwrap_or(d.gpu_rps),
+                    price_usd_per_gpu_hour: settings.price.unwrap_or(d.price_usd_per_gpu_hour),
+                    min_gpus: settings.min_gpus.unwrap_or(d.min_gpus),
+                    max_gpus: settings.max_gpus.unwrap_or(d.max_gpus),
+                    budget_usd_per_hour: settings.budget,
+                };
+                let fleet = create_fleet(&pool, &spec).await?;
+                let mut conn = pool.acquire().await?;
+                prewarm_ingest::audit::record(
+                    &mut conn,
+                    &Actor::cli(),
+                    Some((fleet.id, &fleet.name)),
+                    "fleet.create",
+                    None,
+                    Some(serde_json::to_value(&fleet)?),
+                )
+                .await?;
+                println!("created fleet `{}` (id {})", fleet.name, fleet.id);
+            }
+            FleetCommand::List { db } => {
+                let pool = connect(db).await?;
+                let fleets = prewarm_ingest::list_fleets(&pool).await?;
+                println!(
+                    "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}",
+                    "fleet", "time zone", "gpu_rps", "$/GPU-h", "min", "max", "budget $/h"
+                );
+                for f in fleets {
+                    println!(
+                        "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}",
+                        f.name,
+                        f.time_zone,
+                        f.gpu_rps,
+                        f.price_usd_per_gpu_hour,
+                        f.min_gpus,
+                        f.max_gpus,
+                        f.budget_usd_per_hour
+                            .map_or("-".to_string(), |b| b.to_string())
+                    );
+                }
+            }
+            FleetCommand::Update {
+                name,
+                settings,
+                no_budget,
+                db,
+            } => {
+                let pool = connect(db).await?;
+                let update = prewarm_ingest::FleetUpdate {
+                    time_zone: settings.tz.clone(),
+                    gpu_type: settings.gpu_type.clone(),
+                    gpu_rps: settings.gpu_rps,
+                    price_usd_per_gpu_hour: settings.price,
+                    min_gpus: settings.min_gpus,
+                    max_gpus: settings.max_gpus,
+                    budget_usd_per_hour: if *no_budget {
+                        Some(None)
+                    } else {
+                        settings.budget.map(Some)
+                    },
+                };
+                let (before, after) =
+                    prewarm_ingest::update_fleet(&pool, name, &update, &Actor::cli()).await?;
+                println!(
+                    "updated fleet `{}`:\n  before: {}\n  after:  {}",
+                    after.name,
+                    serde_json::to_string(&before)?,
+                    serde_json::to_string(&after)?
+                );
+            }
+            FleetCommand::Delete { name, yes, db } => {
+                ensure!(
+                    *yes,
+                    "deleting fleet `{name}` removes its history, decisions, orders and tokens; add --yes to confirm"
+                );
+                let pool = connect(db).await?;
+                let samples = prewarm_ingest::delete_fleet(&pool, name, &Actor::cli()).await?;
+                println!("deleted fleet `{name}` and its {samples} samples");
+            }
+        }
         Ok(())
     })
 }
 
-#[derive(Debug, Args)]
-pub struct TokenArgs {
-    /// The fleet the token may write; without it, every fleet.
-    #[arg(long)]
-    fleet: Option<String>,
-    /// A label to recognise the token by.
-    #[arg(long, default_value = "")]
-    label: String,
-    #[command(flatten)]
-    db: DbArgs,
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token for one fleet, or for all; prints it once.
+    Create {
+        /// The fleet the token is for; without it, every fleet.
+        #[arg(long)]
+        fleet: Option<String>,
+        /// A label to recognise the token by (the audit log names it).
+        #[arg(long, default_value = "")]
+        label: String,
+        /// What it may do, comma-separated: push (samples), read, operate (pause, pin, events,
+        /// planner settings, refit), admin (fleets and tokens).
+        #[arg(long, default_value = "push", value_parser = parse_scopes)]
+        scope: Vec<Scope>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tokens (never the secrets): id, label, fleet, scopes, revoked.
+    List {
+        /// Only this fleet's tokens.
+        #[arg(long)]
+        fleet: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's id (from `token list`).
+        id: i64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
-pub fn token(args: &TokenArgs) -> anyhow::Result<()> {
+fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
+    Scope::parse_list(text)
+}
+
+pub fn token(command: &TokenCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let pool = connect(&args.db).await?;
-        let token = create_token(&pool, args.fleet.as_deref(), &args.label).await?;
-        eprintln!("keep this token now: only its hash is stored, it cannot be shown again");
-        println!("{token}");
+        match command {
+            TokenCommand::Create {
+                fleet,
+                label,
+                scope,
+                db,
+            } => {
+                let pool = connect(db).await?;
+                let (id, token) =
+                    create_token(&pool, fleet.as_deref(), label, scope, &Actor::cli()).await?;
+                eprintln!(
+                    "token {id} ({}) for {}: keep it now, only its hash is stored and it cannot be shown again",
+                    scope.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    fleet
+                        .as_deref()
+                        .map_or("every fleet".to_string(), |f| format!("fleet `{f}`"))
+                );
+                println!("{token}");
+            }
+            TokenCommand::List { fleet, db } => {
+                let pool = connect(db).await?;
+                let fleet_id = match fleet {
+                    Some(name) => Some(fleet_by_name(&pool, name).await?.id),
+                    None => None,
+                };
+                println!(
+                    "{:>5} {:<24} {:<20} {:<26} {}",
+                    "id", "label", "fleet", "scopes", "revoked"
+                );
+                for t in prewarm_ingest::list_tokens(&pool, fleet_id).await? {
+                    println!(
+                        "{:>5} {:<24} {:<20} {:<26} {}",
+                        t.id,
+                        t.label,
+                        t.fleet.unwrap_or_else(|| "(every fleet)".into()),
+                        t.scopes
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        t.revoked_at.map_or("-".to_string(), |r| r.to_rfc3339())
+                    );
+                }
+            }
+            TokenCommand::Revoke { id, db } => {
+                let pool = connect(db).await?;
+                ensure!(
+                    prewarm_ingest::revoke_token(&pool, *id, &Actor::cli()).await?,
+                    "no token {id}, or it is revoked already (see `prewarm token list`)"
+                );
+                println!("revoked token {id}");
+            }
+        }
         Ok(())
     })
 }
@@ -162,6 +327,10 @@ pub struct ImportArgs {
     fleet: String,
     /// A trace in the project's format: CSV, or Parquet with the same columns.
     file: PathBuf,
+    /// Move the trace in time so that its last bucket ends now (rounded down to its interval):
+    /// replays an old trace as recent history, e.g. to try the service on a bundled fixture.
+    #[arg(long)]
+    shift_to_now: bool,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -205,16 +374,56 @@ fn read_parquet_trace(path: &Path) -> anyhow::Result<Trace> {
     Ok(prewarm_core::parse_trace(csv.as_slice(), path)?)
 }
 
+/// Moves a trace so that its last bucket ends at `now`, rounded down to the trace's interval.
+pub fn shift_to(trace: &mut Trace, now: chrono::DateTime<chrono::Utc>) {
+    let step = trace.step_secs.max(1);
+    let end = trace.timestamp(trace.len());
+    let target =
+        chrono::DateTime::from_timestamp(now.timestamp().div_euclid(step) * step, 0).unwrap_or(now);
+    trace.start += target - end;
+}
+
 pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
-    let trace = match args.file.extension().and_then(|e| e.to_str()) {
+    let mut trace = match args.file.extension().and_then(|e| e.to_str()) {
         Some("parquet") | Some("pq") => read_parquet_trace(&args.file)?,
         _ => read_trace(&args.file)?,
     };
+    let now = chrono::Utc::now();
+    if args.shift_to_now {
+        let before = trace.start;
+        shift_to(&mut trace, now);
+        eprintln!(
+            "shifted the trace by {} days: it now runs from {} to {}",
+            (trace.start - before).num_days(),
+            trace.start.to_rfc3339(),
+            trace.timestamp(trace.len()).to_rfc3339()
+        );
+    }
     runtime()?.block_on(async {
         let pool = connect(&args.db).await?;
         let fleet = fleet_by_name(&pool, &args.fleet).await?;
         let started = Instant::now();
-        let rows = prewarm_ingest::import_trace(&pool, fleet.id, &trace).await?;
+        let rows = prewarm_ingest::import_trace(&pool, &fleet, &trace, now)
+            .await
+            .map_err(|e| match e {
+                prewarm_ingest::IngestError::Invalid(items) => {
+                    let mut text: Vec<String> = items
+                        .iter()
+                        .take(10)
+                        .map(|i| format!("  {}: {}", i.field, i.message))
+                        .collect();
+                    if items.len() > 10 {
+                        text.push(format!("  ... and more ({} shown)", 10));
+                    }
+                    anyhow::anyhow!(
+                        "{}: {} bad row(s), nothing was imported:\n{}",
+                        args.file.display(),
+                        items.len(),
+                        text.join("\n")
+                    )
+                }
+                other => anyhow::Error::new(other),
+            })?;
         let secs = started.elapsed().as_secs_f64();
         println!(
             "imported {rows} samples into fleet `{}` in {secs:.2} s ({:.0} samples/s); {} missing bucket(s) skipped",
@@ -232,7 +441,7 @@ pub struct ServeArgs {
     /// service).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Check the configuration, print it with secrets hidden, and exit.
+    /// Check the configuration, print it as TOML with secrets shown as `<redacted>`, and exit.
     #[arg(long)]
     check: bool,
 }
@@ -241,7 +450,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     use prewarm_service::{clock::SystemClock, config::Config};
     let config = Config::load(args.config.as_deref(), std::env::vars())?;
     if args.check {
-        println!("{config:#?}");
+        print!("{}", config.to_toml_redacted());
         return Ok(());
     }
     tracing_subscriber::fmt()
@@ -253,15 +462,19 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     runtime()?.block_on(async {
-        let running =
-            prewarm_service::serve::start(config, std::sync::Arc::new(SystemClock), true).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch for SIGTERM")?;
+        // Starting waits for the database (retrying, not ready meanwhile); a signal stops it.
+        let running = tokio::select! {
+            r = prewarm_service::serve::start(config, std::sync::Arc::new(SystemClock), true) => r?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+        };
         eprintln!(
             "prewarm serving on http://{} (replica {}); Ctrl-C or SIGTERM stops it",
             running.addr,
             running.service.replica()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch for SIGTERM")?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -384,14 +597,15 @@ async fn bench_on(url: &str, args: &BenchIngestArgs) -> anyhow::Result<()> {
     ));
 
     let started = Instant::now();
-    let rows = prewarm_ingest::import_trace(&pool, fleet.id, &trace).await?;
+    let now = chrono::Utc::now();
+    let rows = prewarm_ingest::import_trace(&pool, &fleet, &trace, now).await?;
     let copy_secs = started.elapsed().as_secs_f64();
     println!(
         "bulk import (COPY) into an empty range: {rows} samples in {copy_secs:.2} s = {:.0} samples/s",
         rows as f64 / copy_secs
     );
     let started = Instant::now();
-    prewarm_ingest::import_trace(&pool, fleet.id, &trace).await?;
+    prewarm_ingest::import_trace(&pool, &fleet, &trace, now).await?;
     let again_secs = started.elapsed().as_secs_f64();
     println!(
         "the same import again (every bucket replaced): {again_secs:.2} s = {:.0} samples/s",
@@ -421,7 +635,8 @@ async fn bench_on(url: &str, args: &BenchIngestArgs) -> anyhow::Result<()> {
 
     // Paced pushes over loopback: the server runs in this process, the client sends one batch
     // every batch/rate seconds for a bounded time, each on its own task.
-    let token = create_token(&pool, Some("bench"), "bench").await?;
+    let (_, token) =
+        create_token(&pool, Some("bench"), "bench", &[Scope::Push], &Actor::cli()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(
@@ -663,6 +878,63 @@ pub fn fake_cloud(args: &FakeCloudArgs) -> anyhow::Result<()> {
             })
             .await
             .context("fake-cloud stopped")?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct RefitArgs {
+    /// The fleet to refit.
+    #[arg(long)]
+    fleet: String,
+    /// The service's TOML configuration, for its `[planner]` settings (defaults otherwise).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Refits one fleet now, as the service's scheduled refit would, and prints what it did.
+pub fn refit(args: &RefitArgs) -> anyhow::Result<()> {
+    use prewarm_service::{
+        clock::SystemClock,
+        config::{Config, Mode, Redacted},
+    };
+    let mut config = match &args.config {
+        Some(path) => Config::load(Some(path), std::env::vars())?,
+        None => Config::default(),
+    };
+    // A refit orders nothing: no provisioner is needed.
+    config.service.mode = Mode::ForecastOnly;
+    config.database.url = Redacted(args.db.database_url.clone());
+    config.validate()?;
+    runtime()?.block_on(async {
+        let pool = connect(&args.db).await?;
+        let fleet = fleet_by_name(&pool, &args.fleet).await?;
+        let service =
+            prewarm_service::engine::Service::new(pool, config, std::sync::Arc::new(SystemClock))
+                .map_err(anyhow::Error::msg)?;
+        let report = service.refit_fleet(fleet.id).await?;
+        match (&report.skipped, report.forecast_id) {
+            (Some(why), _) => println!("fleet `{}`: no forecast: {why}", fleet.name),
+            (None, Some(id)) => println!(
+                "fleet `{}`: forecast {id} made in {:.0} ms; band {} ({} errors per horizon{})",
+                fleet.name,
+                report.fit_secs * 1000.0,
+                if report.calibrated {
+                    "calibrated"
+                } else {
+                    "not calibrated yet"
+                },
+                report.errors_used,
+                if report.bootstrapped > 0 {
+                    format!(", {} bootstrap backtest fits", report.bootstrapped)
+                } else {
+                    String::new()
+                }
+            ),
+            (None, None) => println!("fleet `{}`: no forecast", fleet.name),
+        }
         Ok(())
     })
 }

@@ -173,14 +173,22 @@ async fn drive(
     spec.price_usd_per_gpu_hour = args.price;
     spec.max_gpus = 10_000;
     let fleet = prewarm_ingest::create_fleet(&pool, &spec).await?;
-    let token = prewarm_ingest::create_token(&pool, Some("demo"), "demo").await?;
+    let (_, token) = prewarm_ingest::create_token(
+        &pool,
+        Some("demo"),
+        "demo",
+        &[prewarm_ingest::Scope::Push],
+        &prewarm_ingest::Actor::cli(),
+    )
+    .await?;
 
     // History: every trace bucket that ends before the service starts.
     let buckets_before = ((t0 - trace.start).num_seconds() / trace.step_secs) as usize;
     let mut history = trace.clone();
     history.requests.truncate(buckets_before);
+    history.lines.truncate(buckets_before);
     history.extra.clear();
-    prewarm_ingest::import_trace(&pool, fleet.id, &history).await?;
+    prewarm_ingest::import_trace(&pool, &fleet, &history, chrono::Utc::now()).await?;
     let days = |secs: i64| format!("{:.1} days", secs as f64 / 86_400.0);
     println!(
         "imported {} of history; replaying {} from {} through the service (GPU serves {:.3} rps, boots {} to {})",

@@ -16,6 +16,7 @@ mod demo;
 mod import;
 mod output;
 mod plot;
+mod provisioner_check;
 mod simulate;
 
 use std::path::PathBuf;
@@ -51,13 +52,18 @@ enum Command {
         #[command(subcommand)]
         command: db::FleetCommand,
     },
-    /// Manage API tokens.
+    /// Manage API tokens: create (with scopes), list, revoke.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: db::TokenCommand,
     },
     /// Load a trace file (CSV or Parquet) into a fleet's history, with COPY; idempotent.
     Import(db::ImportArgs),
+    /// Refit a fleet's forecast now (as the service's scheduled refit does) and say what it did.
+    Refit(db::RefitArgs),
+    /// Check a provisioner's web hook against prewarm's contract: signed orders, repeats under
+    /// one key, bad and stale signatures, and (with --callback-listen) its signed callbacks.
+    ProvisionerCheck(provisioner_check::CheckArgs),
     /// Fold raw samples older than --keep-raw into hourly sums (run it daily, e.g. from cron).
     Retention(db::RetentionArgs),
     /// Read a fleet's request rate from Prometheus (query_range) into its history.
@@ -74,12 +80,6 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Create a bearer token for one fleet, or for all; prints it once.
-    Create(db::TokenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,9 +118,9 @@ fn main() {
         Command::Tune(args) => simulate::tune(&args),
         Command::Migrate(args) => db::migrate(&args),
         Command::Fleet { command } => db::fleet(&command),
-        Command::Token {
-            command: TokenCommand::Create(args),
-        } => db::token(&args),
+        Command::Token { command } => db::token(&command),
+        Command::Refit(args) => db::refit(&args),
+        Command::ProvisionerCheck(args) => provisioner_check::run(&args),
         Command::Import(args) => db::import(&args),
         Command::Retention(args) => db::retention(&args),
         Command::Pull(args) => db::pull(&args),

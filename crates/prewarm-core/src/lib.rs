@@ -12,3 +12,16 @@ mod trace;
 pub use duration::{format_duration, parse_duration, parse_duration_or_zero};
 pub use error::TraceError;
 pub use trace::{parse_trace, read_trace, write_trace, Trace};
+
+/// `text` for a message: at most `max` characters, with how much was left out. A value a user
+/// sent is quoted in errors, but a 50 MiB field must not be echoed whole.
+pub fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.escape_debug().to_string(),
+        Some((cut, _)) => format!(
+            "{}... ({} bytes in all)",
+            text[..cut].escape_debug(),
+            text.len()
+        ),
+    }
+}

@@ -27,6 +27,9 @@ pub struct Trace {
     pub requests: Vec<f64>,
     /// Extra numeric columns (name, values per bucket), in file order.
     pub extra: Vec<(String, Vec<f64>)>,
+    /// The file line each bucket was read from (0 for a missing bucket); empty when the trace
+    /// was not read from a file. Errors found later (at import) name the line with it.
+    pub lines: Vec<u64>,
 }
 
 impl Trace {
@@ -37,6 +40,16 @@ impl Trace {
             step_secs,
             requests,
             extra: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Where bucket `index` came from, for messages: `line N (TIMESTAMP)`, or the timestamp
+    /// alone when the line is not known.
+    pub fn locate(&self, index: usize) -> String {
+        match self.lines.get(index).copied().filter(|l| *l > 0) {
+            Some(line) => format!("line {line} ({})", rfc3339(self.timestamp(index))),
+            None => rfc3339(self.timestamp(index)),
         }
     }
 
@@ -79,13 +92,23 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
 }
 
 /// Parses a trace from any reader; `path` is only used in error messages.
-pub fn parse_trace(reader: impl Read, path: &Path) -> Result<Trace, TraceError> {
+pub fn parse_trace(mut reader: impl Read, path: &Path) -> Result<Trace, TraceError> {
     let path_buf = || path.to_path_buf();
+    // Read whole, so that a record's line is counted from its byte offset: the CSV reader's own
+    // line numbers skip blank lines, and an editor's do not.
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|source| TraceError::Io {
+            path: path_buf(),
+            source,
+        })?;
+    let mut lines = LineCounter::new(&bytes);
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(reader);
+        .from_reader(bytes.as_slice());
     let mut records = csv.records();
     let header = match records.next() {
         Some(Ok(h)) => h,
@@ -101,7 +124,7 @@ pub fn parse_trace(reader: impl Read, path: &Path) -> Result<Trace, TraceError> 
     if names.len() < 2 || names[0] != "timestamp" || names[1] != "requests" {
         return Err(TraceError::BadHeader {
             path: path_buf(),
-            found: header.iter().collect::<Vec<_>>().join(","),
+            found: crate::shorten(&header.iter().collect::<Vec<_>>().join(","), 80),
         });
     }
     let columns = names.len();
@@ -111,10 +134,10 @@ pub fn parse_trace(reader: impl Read, path: &Path) -> Result<Trace, TraceError> 
     let mut seen: HashMap<i64, u64> = HashMap::new();
     for record in records {
         let record = record.map_err(|e| {
-            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
             malformed(path, line, e.to_string())
         })?;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
         if record.len() == 1 && record[0].is_empty() {
             continue; // a blank line
         }
@@ -135,23 +158,33 @@ pub fn parse_trace(reader: impl Read, path: &Path) -> Result<Trace, TraceError> 
                     line,
                     format!(
                         "`{}` is not an RFC 3339 timestamp ({e}); write e.g. 2026-03-08T09:00:00Z",
-                        &record[0]
+                        crate::shorten(&record[0], 60)
                     ),
                 )
             })?
             .with_timezone(&Utc);
         let mut values = Vec::with_capacity(columns - 1);
         for (field, name) in record.iter().zip(&names).skip(1) {
-            let value = if field.is_empty() || field.eq_ignore_ascii_case("nan") {
+            let value = if field.is_empty() {
                 f64::NAN
             } else {
                 let v: f64 = field.parse().map_err(|_| {
                     malformed(
                         path,
                         line,
-                        format!("column `{name}`: `{field}` is not a number"),
+                        format!(
+                            "column `{name}`: `{}` is not a number",
+                            crate::shorten(field, 60)
+                        ),
                     )
                 })?;
+                if v.is_nan() {
+                    return Err(malformed(
+                        path,
+                        line,
+                        format!("column `{name}`: `{field}` is not a count; leave the field empty for a missing bucket"),
+                    ));
+                }
                 if v.is_infinite() {
                     return Err(malformed(
                         path,
@@ -224,13 +257,15 @@ pub fn parse_trace(reader: impl Read, path: &Path) -> Result<Trace, TraceError> 
     let last = rows[rows.len() - 1].1;
     let len = ((last - start).num_seconds() / step_secs) as usize + 1;
     let mut requests = vec![f64::NAN; len];
+    let mut lines = vec![0u64; len];
     let mut extra: Vec<(String, Vec<f64>)> = names[2..]
         .iter()
         .map(|n| (n.clone(), vec![f64::NAN; len]))
         .collect();
-    for (_, timestamp, values) in rows {
+    for (line, timestamp, values) in rows {
         let index = ((timestamp - start).num_seconds() / step_secs) as usize;
         requests[index] = values[0];
+        lines[index] = line;
         for (column, value) in extra.iter_mut().zip(&values[1..]) {
             column.1[index] = *value;
         }
@@ -240,6 +275,7 @@ pub fn parse_trace(reader: impl Read, path: &Path) -> Result<Trace, TraceError> 
         step_secs,
         requests,
         extra,
+        lines,
     })
 }
 
@@ -290,6 +326,40 @@ fn number(v: f64) -> String {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Line numbers from byte offsets, for offsets that only grow.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The line (from 1) of the record starting at byte `at`. A record after blank lines is
+    /// placed at the first of them by the CSV reader: skip them.
+    fn line_at(&mut self, at: u64) -> u64 {
+        let mut at = (at as usize).min(self.bytes.len());
+        while at < self.bytes.len() && matches!(self.bytes[at], b'\n' | b'\r') {
+            at += 1;
+        }
+        if at >= self.offset {
+            self.line += self.bytes[self.offset..at]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            self.offset = at;
+        }
+        self.line
+    }
 }
 
 fn malformed(path: &Path, line: u64, message: String) -> TraceError {
@@ -359,6 +429,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a finite number"), "{e}");
+        // `NaN` is not a count: a missing bucket is an empty field, said so.
+        let e = parse("timestamp,requests\n2026-01-01T00:00:00Z,NaN\n2026-01-01T00:01:00Z,1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2") && e.contains("leave the field empty"),
+            "{e}"
+        );
+        // A huge field is quoted shortened, with its size.
+        let huge = "9x".repeat(1_000_000);
+        let e = parse(&format!(
+            "timestamp,requests\n2026-01-01T00:00:00Z,{huge}\n2026-01-01T00:01:00Z,1\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.len() < 300 && e.contains("2000000 bytes in all"),
+            "{}",
+            &e[..300.min(e.len())]
+        );
+    }
+
+    #[test]
+    fn each_bucket_knows_its_line() {
+        let t = parse(
+            "timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-01T00:01:00Z,1\n\n2026-01-01T00:03:00Z,2\n",
+        )
+        .unwrap();
+        assert_eq!(t.lines, vec![2, 3, 0, 5]);
+        assert_eq!(t.locate(3), "line 5 (2026-01-01T00:03:00Z)");
+        assert_eq!(t.locate(2), "2026-01-01T00:02:00Z");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use chrono::Utc;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::{fleets, samples, IngestError, ItemError, Sample};
+use crate::{fleets, samples, tokens, Grant, IngestError, ItemError, Sample, Scope};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -51,13 +51,15 @@ struct ManyFleets {
 /// An API error as the client sees it.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    /// The HTTP status.
+    pub status: StatusCode,
     message: String,
     items: Vec<ItemError>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// An error with a status and a message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -93,7 +95,7 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::Invalid(items) => Self {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
-                message: format!("{} bad item(s); nothing was stored", items.len()),
+                message: IngestError::Invalid(items.clone()).to_string(),
                 items,
             },
             IngestError::UnknownFleet(name) => {
@@ -103,8 +105,11 @@ impl From<IngestError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable; nothing was stored, retry the same batch",
             ),
-            // Internal details stay in the server's log, not in the answer.
-            IngestError::InvalidFleet(_) | IngestError::Database(_) => {
+            // Internal details stay in the server's log, not in the answer; every 500 is logged.
+            e @ (IngestError::InvalidFleet(_)
+            | IngestError::InvalidToken(_)
+            | IngestError::Database(_)) => {
+                tracing::error!(error = %e, "push API: internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
@@ -127,34 +132,47 @@ fn json_error(rejection: JsonRejection) -> ApiError {
     ApiError::new(status, message)
 }
 
-/// The fleet a bearer token may write (`None` = every fleet).
-async fn authorise(pool: &PgPool, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing bearer token: send `Authorization: Bearer <token>`",
-            )
-        })?;
-    fleets::token_scope(pool, token)
+/// The grant of the request's bearer token, which must hold `scope`.
+pub async fn authorise(
+    pool: &PgPool,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<Grant, ApiError> {
+    let token = tokens::bearer(headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send `Authorization: Bearer <token>`",
+        )
+    })?;
+    let grant = tokens::authenticate(pool, token)
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    if !grant.allows(scope) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token's scopes ({}) do not include `{scope}`",
+                grant
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(grant)
 }
 
-async fn resolve(pool: &PgPool, scope: Option<i64>, name: &str) -> Result<i64, ApiError> {
+async fn resolve(pool: &PgPool, grant: &Grant, name: &str) -> Result<fleets::Fleet, ApiError> {
     let fleet = fleets::fleet_by_name(pool, name).await?;
-    match scope {
-        Some(allowed) if allowed != fleet.id => Err(ApiError::new(
+    if !grant.covers(fleet.id) {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("this token may not write fleet `{name}`"),
-        )),
-        _ => Ok(fleet.id),
+        ));
     }
+    Ok(fleet)
 }
 
 async fn push_one(
@@ -163,11 +181,16 @@ async fn push_one(
     headers: HeaderMap,
     body: Result<Json<OneFleet>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let scope = authorise(&pool, &headers).await?;
+    let grant = authorise(&pool, &headers, Scope::Push).await?;
     let Json(batch) = body.map_err(json_error)?;
-    let fleet_id = resolve(&pool, scope, &fleet).await?;
-    samples::validate(&batch.samples, Utc::now()).map_err(IngestError::Invalid)?;
-    let stored = samples::store_samples(&pool, &[(fleet_id, &batch.samples)]).await?;
+    let fleet = resolve(&pool, &grant, &fleet).await?;
+    samples::validate(
+        &batch.samples,
+        Utc::now(),
+        samples::max_plausible_rps(&fleet),
+    )
+    .map_err(IngestError::Invalid)?;
+    let stored = samples::store_samples(&pool, &[(fleet.id, &batch.samples)]).await?;
     Ok((StatusCode::OK, Json(json!({ "stored": stored }))).into_response())
 }
 
@@ -176,7 +199,7 @@ async fn push_many(
     headers: HeaderMap,
     body: Result<Json<ManyFleets>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let scope = authorise(&pool, &headers).await?;
+    let grant = authorise(&pool, &headers, Scope::Push).await?;
     let Json(batch) = body.map_err(json_error)?;
     let total: usize = batch.fleets.values().map(Vec::len).sum();
     if total > samples::MAX_BATCH {
@@ -195,14 +218,14 @@ async fn push_many(
     let mut resolved = Vec::with_capacity(batch.fleets.len());
     let mut errors = Vec::new();
     for (name, samples) in &batch.fleets {
-        let id = resolve(&pool, scope, name).await?;
-        if let Err(items) = samples::validate(samples, now) {
+        let fleet = resolve(&pool, &grant, name).await?;
+        if let Err(items) = samples::validate(samples, now, samples::max_plausible_rps(&fleet)) {
             errors.extend(items.into_iter().map(|mut i| {
                 i.fleet = Some(name.clone());
                 i
             }));
         }
-        resolved.push((id, samples.as_slice()));
+        resolved.push((fleet.id, samples.as_slice()));
     }
     if !errors.is_empty() {
         return Err(IngestError::Invalid(errors).into());

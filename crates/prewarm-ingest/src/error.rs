@@ -12,11 +12,29 @@ pub struct ItemError {
     pub message: String,
 }
 
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(fleet) = &self.fleet {
+            write!(f, "fleet `{fleet}`: ")?;
+        }
+        write!(f, "item {}: `{}`: {}", self.index, self.field, self.message)
+    }
+}
+
+/// Up to five bad items, then how many more: what an error message can show.
+fn some_items(items: &[ItemError]) -> String {
+    let mut text: Vec<String> = items.iter().take(5).map(|i| i.to_string()).collect();
+    if items.len() > 5 {
+        text.push(format!("and {} more", items.len() - 5));
+    }
+    text.join("; ")
+}
+
 /// Why history could not be stored or read.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The batch has bad items; nothing was stored.
-    #[error("{} bad item(s); nothing was stored", .0.len())]
+    #[error("{} bad item(s), nothing was stored: {}", .0.len(), some_items(.0))]
     Invalid(Vec<ItemError>),
     /// No fleet of that name.
     #[error("no fleet named `{0}`; create it first (`prewarm fleet create {0}`)")]
@@ -24,6 +42,9 @@ pub enum IngestError {
     /// A fleet's settings are out of range.
     #[error("invalid fleet: {0}")]
     InvalidFleet(String),
+    /// A token cannot be made as asked.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
     /// The database could not be reached or dropped the connection: try again.
     #[error("the database is unavailable ({0}); nothing was stored, retry later")]
     Unavailable(String),

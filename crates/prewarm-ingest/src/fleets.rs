@@ -1,7 +1,5 @@
-//! Fleets and their API tokens.
+//! Fleets: creating, listing, changing and deleting them.
 
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::IngestError;
@@ -73,42 +71,68 @@ pub struct Fleet {
 }
 
 /// Whether a fleet name is one the schema accepts (checked here too, for a clear message).
-pub(crate) fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The most GPUs a fleet may be given: a limit that catches a typo before it reaches a bill.
+pub const MAX_GPUS_LIMIT: i32 = 100_000;
+
+impl FleetSpec {
+    /// Checks every setting; the message names the setting and what it accepts.
+    pub fn check(&self) -> Result<(), IngestError> {
+        let bad = |m: String| Err(IngestError::InvalidFleet(m));
+        if !valid_name(&self.name) {
+            return bad(format!(
+                "name `{}` must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                prewarm_core::shorten(&self.name, 80)
+            ));
+        }
+        if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return bad(format!(
+                "time zone `{}` is not an IANA name such as Europe/Berlin",
+                prewarm_core::shorten(&self.time_zone, 80)
+            ));
+        }
+        if self.gpu_type.len() > 100 {
+            return bad("gpu_type is at most 100 characters".into());
+        }
+        if !(self.gpu_rps.is_finite() && self.gpu_rps > 0.0 && self.gpu_rps <= 1e6) {
+            return bad(
+                "gpu_rps must be a positive number of requests per second (at most 1000000)".into(),
+            );
+        }
+        if !(self.price_usd_per_gpu_hour.is_finite()
+            && (0.0..=10_000.0).contains(&self.price_usd_per_gpu_hour))
+        {
+            return bad("price_usd_per_gpu_hour must be 0 to 10000".into());
+        }
+        if self.min_gpus < 0 || self.max_gpus < self.min_gpus || self.max_gpus > MAX_GPUS_LIMIT {
+            return bad(format!(
+                "min_gpus must be at least 0, max_gpus at least min_gpus and at most {MAX_GPUS_LIMIT}"
+            ));
+        }
+        if self
+            .budget_usd_per_hour
+            .is_some_and(|b| !(b.is_finite() && b >= 0.0))
+        {
+            return bad("budget_usd_per_hour must be a finite number of zero or more".into());
+        }
+        Ok(())
+    }
+}
+
 /// Creates a fleet and returns it.
 pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, IngestError> {
-    if !valid_name(&spec.name) {
-        return Err(IngestError::InvalidFleet(format!(
-            "name `{}` must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            spec.name
-        )));
-    }
-    if spec.time_zone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(IngestError::InvalidFleet(format!(
-            "time zone `{}` is not an IANA name such as Europe/Berlin",
-            spec.time_zone
-        )));
-    }
-    if !(spec.gpu_rps.is_finite() && spec.gpu_rps > 0.0) {
-        return Err(IngestError::InvalidFleet(
-            "gpu_rps must be a positive number".into(),
-        ));
-    }
-    if spec.min_gpus < 0 || spec.max_gpus < spec.min_gpus {
-        return Err(IngestError::InvalidFleet(
-            "min_gpus must be at least 0 and at most max_gpus".into(),
-        ));
-    }
-    let fleet = sqlx::query_as::<_, Fleet>(
+    spec.check()?;
+    let fleet = sqlx::query_as::<_, Fleet>(&format!(
         "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         RETURNING id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour",
-    )
+         RETURNING {FLEET_COLUMNS}"
+    ))
     .bind(&spec.name)
     .bind(&spec.time_zone)
     .bind(&spec.gpu_type)
@@ -128,51 +152,154 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Inge
     Ok(fleet)
 }
 
+const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour";
+
+/// Every fleet, by name.
+pub async fn list_fleets(pool: &PgPool) -> Result<Vec<Fleet>, IngestError> {
+    Ok(
+        sqlx::query_as::<_, Fleet>(&format!("SELECT {FLEET_COLUMNS} FROM fleets ORDER BY name"))
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Changes to a fleet's settings; unset fields keep their value.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_rps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_usd_per_gpu_hour: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_gpus: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_gpus: Option<i32>,
+    /// `Some(None)` removes the budget.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub budget_usd_per_hour: Option<Option<f64>>,
+}
+
+/// A field that is present, perhaps as `null`: `Some(None)` for `null`, `None` when absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    <Option<f64> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// Changes a fleet's settings, checked as a new fleet's are, and records the change in the audit
+/// log in the same transaction. Returns the fleet before and after.
+pub async fn update_fleet(
+    pool: &PgPool,
+    name: &str,
+    update: &FleetUpdate,
+    actor: &crate::Actor,
+) -> Result<(Fleet, Fleet), IngestError> {
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query_as::<_, Fleet>(&format!(
+        "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| IngestError::UnknownFleet(name.to_string()))?;
+    let spec = FleetSpec {
+        name: before.name.clone(),
+        time_zone: update.time_zone.clone().unwrap_or(before.time_zone.clone()),
+        gpu_type: update.gpu_type.clone().unwrap_or(before.gpu_type.clone()),
+        gpu_rps: update.gpu_rps.unwrap_or(before.gpu_rps),
+        price_usd_per_gpu_hour: update
+            .price_usd_per_gpu_hour
+            .unwrap_or(before.price_usd_per_gpu_hour),
+        min_gpus: update.min_gpus.unwrap_or(before.min_gpus),
+        max_gpus: update.max_gpus.unwrap_or(before.max_gpus),
+        budget_usd_per_hour: update
+            .budget_usd_per_hour
+            .unwrap_or(before.budget_usd_per_hour),
+    };
+    spec.check()?;
+    let after = sqlx::query_as::<_, Fleet>(&format!(
+        "UPDATE fleets SET time_zone = $2, gpu_type = $3, gpu_rps = $4, price_usd_per_gpu_hour = $5,
+         min_gpus = $6, max_gpus = $7, budget_usd_per_hour = $8 WHERE id = $1 RETURNING {FLEET_COLUMNS}"
+    ))
+    .bind(before.id)
+    .bind(&spec.time_zone)
+    .bind(&spec.gpu_type)
+    .bind(spec.gpu_rps)
+    .bind(spec.price_usd_per_gpu_hour)
+    .bind(spec.min_gpus)
+    .bind(spec.max_gpus)
+    .bind(spec.budget_usd_per_hour)
+    .fetch_one(&mut *tx)
+    .await?;
+    crate::audit::record(
+        &mut tx,
+        actor,
+        Some((after.id, &after.name)),
+        "fleet.update",
+        Some(serde_json::to_value(&before).unwrap_or_default()),
+        Some(serde_json::to_value(&after).unwrap_or_default()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((before, after))
+}
+
+/// Deletes a fleet with everything it owns (its samples too, in the same transaction: samples
+/// carry no foreign key). Returns the samples removed.
+pub async fn delete_fleet(
+    pool: &PgPool,
+    name: &str,
+    actor: &crate::Actor,
+) -> Result<u64, IngestError> {
+    let mut tx = pool.begin().await?;
+    let fleet = sqlx::query_as::<_, Fleet>(&format!(
+        "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| IngestError::UnknownFleet(name.to_string()))?;
+    let samples = sqlx::query("DELETE FROM samples WHERE fleet_id = $1")
+        .bind(fleet.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM fleets WHERE id = $1")
+        .bind(fleet.id)
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(
+        &mut tx,
+        actor,
+        Some((fleet.id, &fleet.name)),
+        "fleet.delete",
+        Some(serde_json::to_value(&fleet).unwrap_or_default()),
+        Some(serde_json::json!({ "samples_removed": samples })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(samples)
+}
+
 /// The fleet of that name.
 pub async fn fleet_by_name(pool: &PgPool, name: &str) -> Result<Fleet, IngestError> {
-    sqlx::query_as::<_, Fleet>(
-        "SELECT id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour
-         FROM fleets WHERE name = $1",
-    )
+    // A name the schema cannot hold (a NUL byte, say) names no fleet: answer so without asking
+    // the database, which would refuse the text itself.
+    if !valid_name(name) {
+        return Err(IngestError::UnknownFleet(prewarm_core::shorten(name, 80)));
+    }
+    sqlx::query_as::<_, Fleet>(&format!(
+        "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"
+    ))
     .bind(name)
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| IngestError::UnknownFleet(name.to_string()))
-}
-
-pub(crate) fn hash_token(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-/// Creates a bearer token for one fleet (or, with `None`, for every fleet) and returns it. Only
-/// its SHA-256 hash is stored: the token cannot be shown again.
-pub async fn create_token(
-    pool: &PgPool,
-    fleet: Option<&str>,
-    label: &str,
-) -> Result<String, IngestError> {
-    let fleet_id = match fleet {
-        Some(name) => Some(fleet_by_name(pool, name).await?.id),
-        None => None,
-    };
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let token = format!("pw_{}", hex::encode(secret));
-    sqlx::query("INSERT INTO api_tokens (token_sha256, fleet_id, label) VALUES ($1, $2, $3)")
-        .bind(hash_token(&token))
-        .bind(fleet_id)
-        .bind(label)
-        .execute(pool)
-        .await?;
-    Ok(token)
-}
-
-/// What a token may write: `Some(None)` every fleet, `Some(Some(id))` one fleet, `None` nothing.
-pub async fn token_scope(pool: &PgPool, token: &str) -> Result<Option<Option<i64>>, IngestError> {
-    let row: Option<(Option<i64>,)> =
-        sqlx::query_as("SELECT fleet_id FROM api_tokens WHERE token_sha256 = $1")
-            .bind(hash_token(token))
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(|(fleet,)| fleet))
 }

@@ -6,16 +6,25 @@
 //! push API (`POST /v1/fleets/{fleet}/samples`), reading history back, and downsampling old data.
 
 pub mod api;
+pub mod audit;
 mod error;
 mod fleets;
 pub mod prometheus;
 mod samples;
+mod tokens;
 
+pub use audit::Actor;
 pub use error::{IngestError, ItemError};
-pub use fleets::{create_fleet, create_token, fleet_by_name, token_scope, Fleet, FleetSpec};
+pub use fleets::{
+    create_fleet, delete_fleet, fleet_by_name, list_fleets, update_fleet, valid_name, Fleet,
+    FleetSpec, FleetUpdate, MAX_GPUS_LIMIT,
+};
 pub use samples::{
-    downsample, downsample_fleet, history, import_trace, store_samples, validate, Sample,
-    MAX_BATCH, MAX_FUTURE_SECS,
+    downsample, downsample_fleet, history, import_trace, max_plausible_rps, store_samples,
+    validate, Sample, EARLIEST, MAX_BATCH, MAX_FUTURE_SECS, PLAUSIBLE_FACTOR,
+};
+pub use tokens::{
+    authenticate, bearer, create_token, list_tokens, revoke_token, Grant, Scope, TokenInfo,
 };
 
 /// The schema's migrations, run at start and by `prewarm migrate`.

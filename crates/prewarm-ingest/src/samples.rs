@@ -34,59 +34,163 @@ fn default_bucket() -> i32 {
     60
 }
 
-/// Checks a whole batch; every bad item is named.
-pub fn validate(samples: &[Sample], now: DateTime<Utc>) -> Result<(), Vec<ItemError>> {
+/// The earliest bucket start accepted: timestamps before the Unix epoch are typing mistakes
+/// (a year 1 from a zeroed date), not history.
+pub const EARLIEST: DateTime<Utc> = DateTime::UNIX_EPOCH;
+
+/// How many times what a fleet's `max_gpus` serve a sample's rate may be. Above it the value is
+/// refused: no fleet could serve it, and planning on it would only scale the fleet to its limit.
+pub const PLAUSIBLE_FACTOR: f64 = 1_000.0;
+
+/// The highest request rate a fleet's samples may show: [`PLAUSIBLE_FACTOR`] times what
+/// `max_gpus` GPUs serve.
+pub fn max_plausible_rps(fleet: &crate::Fleet) -> f64 {
+    PLAUSIBLE_FACTOR * fleet.gpu_rps * fleet.max_gpus.max(1) as f64
+}
+
+/// The rules every sample meets, pushed or imported: what is wrong with one, if anything.
+/// `requests` and the token counts must be finite and not negative, the bucket 1 s to 1 day
+/// wide, its start between [`EARLIEST`] and [`MAX_FUTURE_SECS`] after `now`, and its rate at most
+/// `max_rps`.
+fn check_sample(
+    timestamp: DateTime<Utc>,
+    bucket_secs: i64,
+    values: [(&'static str, Option<f64>); 3],
+    now: DateTime<Utc>,
+    max_rps: f64,
+) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if timestamp > now + Duration::seconds(MAX_FUTURE_SECS) {
+        problems.push((
+            "timestamp",
+            format!(
+                "{} is more than {MAX_FUTURE_SECS} s in the future (server time {}); check the sender's clock",
+                timestamp.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        ));
+    } else if timestamp < EARLIEST {
+        problems.push((
+            "timestamp",
+            format!(
+                "{} is before 1970; check the sender's dates",
+                timestamp.to_rfc3339()
+            ),
+        ));
+    }
+    if !(1..=86_400).contains(&bucket_secs) {
+        problems.push((
+            "bucket_secs",
+            format!("{bucket_secs} s is not between 1 s and 1 day"),
+        ));
+    }
+    for (field, value) in values {
+        let Some(v) = value else { continue };
+        if !v.is_finite() || v < 0.0 {
+            problems.push((field, format!("{v} is not a finite number of zero or more")));
+        } else if field == "requests" && (1..=86_400).contains(&bucket_secs) {
+            let rps = v / bucket_secs as f64;
+            if rps > max_rps {
+                problems.push((
+                    field,
+                    format!(
+                        "{v} requests in {bucket_secs} s is {rps:.3e} requests/s, over {PLAUSIBLE_FACTOR} times what this fleet's max_gpus serve ({max_rps:.3e} requests/s at most); check the units (requests per bucket, not per second or per day)"
+                    ),
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Checks a whole batch for a fleet whose samples may show at most `max_rps`
+/// ([`max_plausible_rps`]); every bad item is named.
+pub fn validate(
+    samples: &[Sample],
+    now: DateTime<Utc>,
+    max_rps: f64,
+) -> Result<(), Vec<ItemError>> {
     let mut errors = Vec::new();
-    let mut bad = |index: usize, field: &'static str, message: String| {
+    if samples.len() > MAX_BATCH {
         errors.push(ItemError {
             fleet: None,
-            index,
-            field,
-            message,
-        })
-    };
-    if samples.len() > MAX_BATCH {
-        bad(
-            MAX_BATCH,
-            "samples",
-            format!(
+            index: MAX_BATCH,
+            field: "samples",
+            message: format!(
                 "{} samples in one batch; send at most {MAX_BATCH} per request",
                 samples.len()
             ),
-        );
+        });
     }
     for (i, s) in samples.iter().enumerate().take(MAX_BATCH) {
-        if s.timestamp > now + Duration::seconds(MAX_FUTURE_SECS) {
-            bad(
-                i,
-                "timestamp",
-                format!(
-                    "{} is more than {MAX_FUTURE_SECS} s in the future (server time {}); check the sender's clock",
-                    s.timestamp.to_rfc3339(),
-                    now.to_rfc3339()
-                ),
-            );
-        }
-        if !(1..=86_400).contains(&s.bucket_secs) {
-            bad(
-                i,
-                "bucket_secs",
-                format!("{} is not between 1 and 86400", s.bucket_secs),
-            );
-        }
-        for (field, value) in [
+        let values = [
             ("requests", Some(s.requests)),
             ("tokens_in", s.tokens_in),
             ("tokens_out", s.tokens_out),
-        ] {
-            if let Some(v) = value {
-                if !v.is_finite() || v < 0.0 {
-                    bad(
-                        i,
-                        field,
-                        format!("{v} is not a finite number of zero or more"),
-                    );
-                }
+        ];
+        for (field, message) in
+            check_sample(s.timestamp, s.bucket_secs as i64, values, now, max_rps)
+        {
+            errors.push(ItemError {
+                fleet: None,
+                index: i,
+                field,
+                message,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Checks a trace about to be imported with the push API's rules ([`validate`]); items name
+/// the file's line (`Trace::locate`).
+pub fn validate_trace(
+    trace: &Trace,
+    now: DateTime<Utc>,
+    max_rps: f64,
+) -> Result<(), Vec<ItemError>> {
+    let mut errors = Vec::new();
+    if !(1..=86_400).contains(&trace.step_secs) {
+        errors.push(ItemError {
+            fleet: None,
+            index: 1,
+            field: "interval",
+            message: format!(
+                "the trace's rows are {} s apart ({} and the next row); a sample is 1 s to 1 day wide, so resample it or fill the gap",
+                trace.step_secs,
+                trace.locate(0)
+            ),
+        });
+        return Err(errors);
+    }
+    let tokens_in = trace.column("tokens_in");
+    let tokens_out = trace.column("tokens_out");
+    let present = |v: f64| (!v.is_nan()).then_some(v);
+    for i in 0..trace.len() {
+        let requests = trace.requests[i];
+        if requests.is_nan() {
+            continue;
+        }
+        let values = [
+            ("requests", Some(requests)),
+            ("tokens_in", tokens_in.and_then(|c| present(c[i]))),
+            ("tokens_out", tokens_out.and_then(|c| present(c[i]))),
+        ];
+        for (field, message) in
+            check_sample(trace.timestamp(i), trace.step_secs, values, now, max_rps)
+        {
+            errors.push(ItemError {
+                fleet: None,
+                index: i,
+                field,
+                message: format!("{}: {message}", trace.locate(i)),
+            });
+            if errors.len() >= 100 {
+                return Err(errors);
             }
         }
     }
@@ -166,22 +270,18 @@ pub async fn history(
 }
 
 /// Loads a trace into a fleet's history with `COPY`, in one transaction; importing the same file
-/// again changes nothing (buckets are replaced, not added). Missing buckets are skipped.
-pub async fn import_trace(pool: &PgPool, fleet_id: i64, trace: &Trace) -> Result<u64, IngestError> {
-    let bucket_secs = i32::try_from(trace.step_secs)
-        .ok()
-        .filter(|s| (1..=86_400).contains(s))
-        .ok_or_else(|| {
-            IngestError::Invalid(vec![ItemError {
-                fleet: None,
-                index: 0,
-                field: "bucket_secs",
-                message: format!(
-                    "the trace's {} s interval is not between 1 s and 1 day",
-                    trace.step_secs
-                ),
-            }])
-        })?;
+/// again changes nothing (buckets are replaced, not added). Missing buckets are skipped. The
+/// trace is checked whole first with the push API's rules ([`validate_trace`]): a bad row rejects
+/// it, and nothing is written.
+pub async fn import_trace(
+    pool: &PgPool,
+    fleet: &crate::Fleet,
+    trace: &Trace,
+    now: DateTime<Utc>,
+) -> Result<u64, IngestError> {
+    validate_trace(trace, now, max_plausible_rps(fleet)).map_err(IngestError::Invalid)?;
+    let fleet_id = fleet.id;
+    let bucket_secs = trace.step_secs as i32;
     let tokens_in = trace.column("tokens_in");
     let tokens_out = trace.column("tokens_out");
     let mut text = String::with_capacity(trace.len() * 64);

@@ -9,7 +9,15 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::{api, create_fleet, create_token, fleet_by_name, history, FleetSpec};
+use crate::{api, create_fleet, create_token, fleet_by_name, history, Actor, FleetSpec, Scope};
+
+/// A token with `scopes` for one fleet, or for every fleet.
+async fn token_with(pool: &PgPool, fleet: Option<&str>, scopes: &[Scope]) -> String {
+    create_token(pool, fleet, "test", scopes, &Actor::cli())
+        .await
+        .unwrap()
+        .1
+}
 
 async fn call(
     pool: &PgPool,
@@ -74,12 +82,8 @@ async fn setup(pool: &PgPool) -> (String, String) {
     create_fleet(pool, &FleetSpec::named("chat")).await.unwrap();
     create_fleet(pool, &FleetSpec::named("code")).await.unwrap();
     (
-        create_token(pool, Some("chat"), "chat pusher")
-            .await
-            .unwrap(),
-        create_token(pool, Some("code"), "code pusher")
-            .await
-            .unwrap(),
+        token_with(pool, Some("chat"), &[Scope::Push]).await,
+        token_with(pool, Some("code"), &[Scope::Push]).await,
     )
 }
 
@@ -244,7 +248,7 @@ async fn tokens_are_checked_and_scoped_to_their_fleet(pool: PgPool) {
         .unwrap();
     assert_eq!(raw, 0);
     // A token for every fleet writes both.
-    let admin = create_token(&pool, None, "admin").await.unwrap();
+    let admin = token_with(&pool, None, &[Scope::Push]).await;
     for fleet in ["chat", "code"] {
         let (status, _) = call(
             &pool,
@@ -262,7 +266,7 @@ async fn tokens_are_checked_and_scoped_to_their_fleet(pool: PgPool) {
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn several_fleets_in_one_batch_are_stored_together_or_not_at_all(pool: PgPool) {
     setup(&pool).await;
-    let admin = create_token(&pool, None, "admin").await.unwrap();
+    let admin = token_with(&pool, None, &[Scope::Push]).await;
     let good = json!({"fleets": {"chat": batch(0..10)["samples"], "code": batch(0..5)["samples"]}});
     let (status, answer) = call(&pool, "/v1/samples", Some(&admin), good.to_string()).await;
     assert_eq!(
@@ -349,9 +353,13 @@ async fn a_trace_imports_with_copy_idempotently(pool: PgPool) {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nab-elb-5m.csv");
     let trace = prewarm_core::read_trace(&path).unwrap();
-    let rows = crate::import_trace(&pool, fleet.id, &trace).await.unwrap();
+    let rows = crate::import_trace(&pool, &fleet, &trace, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(rows as usize, trace.len() - trace.missing());
-    crate::import_trace(&pool, fleet.id, &trace).await.unwrap();
+    crate::import_trace(&pool, &fleet, &trace, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(count(&pool).await as usize, trace.len() - trace.missing());
     let back = history(
         &pool,
@@ -366,6 +374,184 @@ async fn a_trace_imports_with_copy_idempotently(pool: PgPool) {
     let total: f64 = back.iter().map(|(_, r)| r).sum();
     let expected: f64 = trace.requests.iter().filter(|r| !r.is_nan()).sum();
     assert_eq!(total, expected);
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn scopes_revocation_and_the_bearer_scheme_are_enforced(pool: PgPool) {
+    create_fleet(&pool, &FleetSpec::named("chat"))
+        .await
+        .unwrap();
+    let body = batch(0..3).to_string();
+    // A token that may only read cannot push.
+    let reader = token_with(&pool, Some("chat"), &[Scope::Read]).await;
+    let (status, answer) = call(
+        &pool,
+        "/v1/fleets/chat/samples",
+        Some(&reader),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("`push`"),
+        "{answer}"
+    );
+    // The scheme is case-insensitive.
+    let pusher = token_with(&pool, Some("chat"), &[Scope::Push]).await;
+    let response = api::router(pool.clone())
+        .oneshot(
+            Request::post("/v1/fleets/chat/samples")
+                .header("content-type", "application/json")
+                .header("authorization", format!("bearer {pusher}"))
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // A revoked token is refused at once, and the revocation is audited.
+    let tokens = crate::list_tokens(&pool, None).await.unwrap();
+    let id = tokens
+        .iter()
+        .find(|t| t.scopes == vec![Scope::Push])
+        .unwrap()
+        .id;
+    assert!(crate::revoke_token(&pool, id, &Actor::cli()).await.unwrap());
+    assert!(!crate::revoke_token(&pool, id, &Actor::cli()).await.unwrap());
+    let (status, answer) = call(&pool, "/v1/fleets/chat/samples", Some(&pusher), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let log = crate::audit::list(&pool, None, 10).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["token.revoke", "token.create", "token.create"]
+    );
+    assert!(crate::list_tokens(&pool, None).await.unwrap()[1]
+        .revoked_at
+        .is_some());
+    // Scopes parse from what a user types, and unknown ones say what exists.
+    assert_eq!(
+        Scope::parse_list("read, push,read").unwrap(),
+        vec![Scope::Push, Scope::Read]
+    );
+    assert!(Scope::parse_list("pin")
+        .unwrap_err()
+        .contains("push, read, operate and admin"));
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn hostile_names_and_implausible_values_are_refused_with_a_reason(pool: PgPool) {
+    let (chat, _) = setup(&pool).await;
+    // A NUL byte in a fleet name names no fleet: 404, not a database error.
+    let (status, answer) = call(
+        &pool,
+        "/v1/fleets/ch%00at/samples",
+        Some(&chat),
+        batch(0..1).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    // A rate no fleet could serve is refused, and the answer says why.
+    let mut body = batch(0..3);
+    body["samples"][1]["requests"] = json!(1e308);
+    body["samples"][2]["timestamp"] = json!("0001-01-01T00:00:00Z");
+    let (status, answer) = call(
+        &pool,
+        "/v1/fleets/chat/samples",
+        Some(&chat),
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let messages: Vec<&str> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["message"].as_str().unwrap())
+        .collect();
+    assert!(messages[0].contains("max_gpus serve"), "{messages:?}");
+    assert!(messages[1].contains("before 1970"), "{messages:?}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("item 1"),
+        "{answer}"
+    );
+    assert_eq!(count(&pool).await, 0);
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn an_import_meets_the_push_rules_and_names_the_line(pool: PgPool) {
+    let fleet = create_fleet(&pool, &FleetSpec::named("elb")).await.unwrap();
+    let path = std::path::Path::new("t.csv");
+    // Rows dated 2100 are refused, as a push would refuse them.
+    let future = prewarm_core::parse_trace(
+        "timestamp,requests\n2100-01-01T00:00:00Z,5\n2100-01-01T00:05:00Z,6\n".as_bytes(),
+        path,
+    )
+    .unwrap();
+    let e = crate::import_trace(&pool, &fleet, &future, Utc::now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 2 (2100-01-01T00:00:00Z)") && e.contains("in the future"),
+        "{e}"
+    );
+    // Two rows two days apart: a sample cannot be two days wide, and the message says where.
+    let wide = prewarm_core::parse_trace(
+        "timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-03T00:00:00Z,6\n".as_bytes(),
+        path,
+    )
+    .unwrap();
+    let e = crate::import_trace(&pool, &fleet, &wide, Utc::now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("172800 s apart") && e.contains("line 2"), "{e}");
+    assert_eq!(count(&pool).await, 0);
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn fleets_are_listed_updated_and_deleted_with_their_samples(pool: PgPool) {
+    let (chat, _) = setup(&pool).await;
+    push(&pool, &chat, 0..10).await;
+    let names: Vec<String> = crate::list_fleets(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, vec!["chat", "code"]);
+    let update = crate::FleetUpdate {
+        max_gpus: Some(40),
+        budget_usd_per_hour: Some(Some(90.0)),
+        ..Default::default()
+    };
+    let (before, after) = crate::update_fleet(&pool, "chat", &update, &Actor::cli())
+        .await
+        .unwrap();
+    assert_eq!((before.max_gpus, after.max_gpus), (100, 40));
+    assert_eq!(after.budget_usd_per_hour, Some(90.0));
+    // A change that breaks the rules is refused whole.
+    let bad = crate::FleetUpdate {
+        min_gpus: Some(50),
+        ..Default::default()
+    };
+    let e = crate::update_fleet(&pool, "chat", &bad, &Actor::cli())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("max_gpus"), "{e}");
+    assert_eq!(fleet_by_name(&pool, "chat").await.unwrap().min_gpus, 1);
+    let samples = crate::delete_fleet(&pool, "chat", &Actor::cli())
+        .await
+        .unwrap();
+    assert_eq!(samples, 10);
+    assert_eq!(count(&pool).await, 0);
+    assert!(fleet_by_name(&pool, "chat").await.is_err());
+    let log = crate::audit::list(&pool, None, 10).await.unwrap();
+    assert_eq!(log[0].action, "fleet.delete");
+    assert_eq!(log[1].action, "fleet.update");
+    assert_eq!(log[1].before.as_ref().unwrap()["max_gpus"], 100);
+    assert_eq!(log[1].after.as_ref().unwrap()["max_gpus"], 40);
 }
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]

@@ -122,6 +122,18 @@ impl PlannerConfig {
     }
 }
 
+impl PlannerConfig {
+    /// The most GPUs a plan may have: the limit, plus the permitted excess under
+    /// [`OverMax::Exceed`].
+    pub fn cap(&self) -> u32 {
+        let (limit, _) = self.limit();
+        match self.over_max {
+            OverMax::Honour => limit,
+            OverMax::Exceed(share) => (limit as f64 * (1.0 + share.max(0.0))).floor() as u32,
+        }
+    }
+}
+
 /// Which rules plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -313,10 +325,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
 
     let wanted_with_min = wanted.max(cfg.min_gpus);
     let (limit, limited_by) = cfg.limit();
-    let cap = match cfg.over_max {
-        OverMax::Honour => limit,
-        OverMax::Exceed(share) => (limit as f64 * (1.0 + share.max(0.0))).floor() as u32,
-    };
+    let cap = cfg.cap();
     let desired = wanted_with_min.min(cap);
     let breach = (wanted_with_min > limit).then(|| Breach {
         wanted: wanted_with_min,

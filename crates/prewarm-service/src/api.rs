@@ -1,19 +1,21 @@
 //! The operator's HTTP API.
 //!
-//! - `GET /healthz`: the process is up. `GET /readyz`: the database answers and the scheduler runs.
-//! - `GET /metrics`: Prometheus text format.
-//! - `GET /v1/fleets/{fleet}/forecast`, `/plan`, `/decisions?limit=N`, `/boot-stats`, `/events`.
-//! - `POST /v1/fleets/{fleet}/pause`, `/resume`, `PUT /v1/fleets/{fleet}/pin` `{"gpus": N,
-//!   "until": "..."}`, `DELETE /v1/fleets/{fleet}/pin`, `POST /v1/fleets/{fleet}/events`,
-//!   `DELETE /v1/fleets/{fleet}/events/{id}`, `PUT /v1/fleets/{fleet}/planner` (per-fleet planner
-//!   settings over the configuration's defaults).
+//! - `GET /healthz`: the process is up. `GET /readyz`: the database answers and the scheduler runs
+//!   (503 within a second otherwise).
+//! - `GET /metrics`: Prometheus text format (behind `http.metrics_token` when it is set).
+//! - `GET /v1/fleets`, `/v1/fleets/{fleet}/forecast`, `/plan`, `/decisions?limit=N`,
+//!   `/boot-stats`, `/events`, `/audit` (scope `read`).
+//! - `POST /v1/fleets/{fleet}/pause`, `/resume`, `/refit`, `PUT /v1/fleets/{fleet}/pin`
+//!   `{"gpus": N, "until": "..."}`, `DELETE /v1/fleets/{fleet}/pin`, `POST /v1/fleets/{fleet}/events`,
+//!   `DELETE /v1/fleets/{fleet}/events/{id}`, `PUT /v1/fleets/{fleet}/planner` (scope `operate`).
+//! - `POST /v1/fleets`, `PATCH`/`DELETE /v1/fleets/{fleet}`, `GET`/`POST /v1/tokens`,
+//!   `DELETE /v1/tokens/{id}`, `GET /v1/audit` (scope `admin`).
 //!
-//! Fleet endpoints need `Authorization: Bearer <token>` (the push API's tokens; a fleet's token
-//! sees and changes only that fleet).
+//! Every endpoint under `/v1` needs `Authorization: Bearer <token>` with the scope it names; a
+//! fleet's token sees and changes only that fleet. Every change is written to the audit log in
+//! the same transaction, with the token that made it and the values before and after.
 
-use std::sync::Arc;
-
-use std::collections::HashMap;
+use std::{collections::HashMap, marker::PhantomData, sync::Arc};
 
 use axum::{
     extract::{rejection::JsonRejection, DefaultBodyLimit, FromRequestParts, Path, Query, State},
@@ -23,6 +25,7 @@ use axum::{
     Json, Router,
 };
 use chrono::{DateTime, Duration, Utc};
+use prewarm_ingest::{audit, Actor, Grant, IngestError, Scope};
 use serde_json::json;
 
 use crate::{
@@ -48,18 +51,50 @@ fn db_error(e: sqlx::Error) -> Response {
     r
 }
 
+fn ingest_error(e: IngestError) -> Response {
+    match e {
+        IngestError::Database(d) => db_error(d),
+        IngestError::Unavailable(_) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; try again shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            r
+        }
+        IngestError::UnknownFleet(name) => {
+            error(StatusCode::NOT_FOUND, format!("no fleet named `{name}`"))
+        }
+        IngestError::InvalidFleet(m) | IngestError::InvalidToken(m) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, m)
+        }
+        IngestError::Invalid(items) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::Invalid(items).to_string(),
+        ),
+    }
+}
+
 /// The operator routes.
 pub fn router(service: Shared) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/fleets", get(list_fleets).post(create_fleet))
+        .route(
+            "/v1/fleets/{fleet}",
+            axum::routing::patch(update_fleet).delete(delete_fleet),
+        )
         .route("/v1/fleets/{fleet}/forecast", get(forecast))
         .route("/v1/fleets/{fleet}/plan", get(plan))
         .route("/v1/fleets/{fleet}/decisions", get(decisions))
         .route("/v1/fleets/{fleet}/boot-stats", get(boot_stats))
+        .route("/v1/fleets/{fleet}/audit", get(fleet_audit))
         .route("/v1/fleets/{fleet}/pause", post(pause))
         .route("/v1/fleets/{fleet}/resume", post(resume))
+        .route("/v1/fleets/{fleet}/refit", post(refit))
         .route(
             "/v1/fleets/{fleet}/pin",
             axum::routing::put(pin).delete(unpin),
@@ -73,15 +108,21 @@ pub fn router(service: Shared) -> Router {
             "/v1/fleets/{fleet}/planner",
             axum::routing::put(set_planner),
         )
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/v1/audit", get(all_audit))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(service)
 }
 
 async fn readyz(State(s): State<Shared>) -> Response {
-    let db = sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&s.pool)
-        .await
-        .is_ok();
+    // Answer within a second whatever the database does: probes time out at one.
+    let db = tokio::time::timeout(
+        std::time::Duration::from_millis(900),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&s.pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     let scheduler = s
         .scheduler_running
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -94,7 +135,36 @@ async fn readyz(State(s): State<Shared>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(s): State<Shared>) -> Response {
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let required = &s.config.http.metrics_token.0;
+    if !required.is_empty() {
+        let presented = prewarm_ingest::bearer(&headers);
+        let allowed = match presented {
+            Some(t) if same_secret(t, required) => true,
+            // An API token that may read every fleet may read their metrics too.
+            Some(t) => match prewarm_ingest::authenticate(&s.pool, t).await {
+                Ok(Some(g)) => g.allows(Scope::Read) && g.fleet_id.is_none(),
+                Ok(None) => false,
+                Err(e) => return ingest_error(e),
+            },
+            None => false,
+        };
+        if !allowed {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "/metrics needs `Authorization: Bearer <http.metrics_token>` (Prometheus: `authorization: {credentials: ...}` in the scrape config)",
+            );
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -115,46 +185,52 @@ fn parsed<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, 
     })
 }
 
-/// Resolves the fleet and checks the caller's token against it.
-async fn authorize(s: &Service, headers: &HeaderMap, name: &str) -> Result<FleetRow, Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            error(
-                StatusCode::UNAUTHORIZED,
-                "send `Authorization: Bearer <token>` (make one with `prewarm token create`)",
-            )
-        })?;
-    let scope = prewarm_ingest::token_scope(&s.pool, token)
+/// The caller's grant, which must hold `scope`.
+async fn grant_for(s: &Service, headers: &HeaderMap, scope: Scope) -> Result<Grant, Response> {
+    prewarm_ingest::api::authorise(&s.pool, headers, scope)
         .await
-        .map_err(|e| match e {
-            prewarm_ingest::IngestError::Database(d) => db_error(d),
-            other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        })?
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unknown token"))?;
-    let fleet = s
-        .fleet_by_name(name)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no fleet named `{name}`")))?;
-    match scope {
-        Some(id) if id != fleet.id => Err(error(
-            StatusCode::FORBIDDEN,
-            format!("this token is not for fleet `{name}`"),
-        )),
-        _ => Ok(fleet),
+        .map_err(IntoResponse::into_response)
+}
+
+/// The scope an endpoint needs.
+trait Need {
+    const SCOPE: Scope;
+}
+
+/// Reading forecasts, plans, decisions and the audit log.
+struct Read;
+impl Need for Read {
+    const SCOPE: Scope = Scope::Read;
+}
+
+/// Changing how a fleet is run (pause, pin, events, planner settings, refit).
+struct Operate;
+impl Need for Operate {
+    const SCOPE: Scope = Scope::Operate;
+}
+
+/// Fleets and tokens.
+struct Admin;
+impl Need for Admin {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// A fleet named in the path, with a caller's token that holds the scope `N` for it: every fleet
+/// endpoint takes one.
+struct Authorized<N> {
+    fleet: FleetRow,
+    name: String,
+    grant: Grant,
+    _need: PhantomData<N>,
+}
+
+impl<N> Authorized<N> {
+    fn actor(&self) -> Actor {
+        self.grant.actor()
     }
 }
 
-/// A fleet named in the path whose token the caller holds: every fleet endpoint takes one.
-struct Authorized {
-    fleet: FleetRow,
-    name: String,
-}
-
-impl FromRequestParts<Shared> for Authorized {
+impl<N: Need + Send + Sync> FromRequestParts<Shared> for Authorized<N> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &Shared) -> Result<Self, Response> {
@@ -165,9 +241,95 @@ impl FromRequestParts<Shared> for Authorized {
             .get("fleet")
             .cloned()
             .ok_or_else(|| error(StatusCode::NOT_FOUND, "no fleet in the path"))?;
-        let fleet = authorize(s, &parts.headers, &name).await?;
-        Ok(Self { fleet, name })
+        let grant = grant_for(s, &parts.headers, N::SCOPE).await?;
+        let shown = prewarm_core::shorten(&name, 80);
+        let fleet = s
+            .fleet_by_name(&name)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no fleet named `{shown}`")))?;
+        if !grant.covers(fleet.id) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                format!("this token is not for fleet `{shown}`"),
+            ));
+        }
+        Ok(Self {
+            fleet,
+            name,
+            grant,
+            _need: PhantomData,
+        })
     }
+}
+
+/// Records an operator change in the audit log.
+async fn audited(
+    s: &Service,
+    actor: &Actor,
+    fleet: &FleetRow,
+    action: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> Result<(), Response> {
+    let mut conn = s.pool.acquire().await.map_err(db_error)?;
+    audit::record(
+        &mut conn,
+        actor,
+        Some((fleet.id, &fleet.name)),
+        action,
+        Some(before),
+        Some(after),
+    )
+    .await
+    .map_err(ingest_error)?;
+    tracing::info!(
+        fleet = fleet.name,
+        action,
+        actor = actor.name,
+        "operator change"
+    );
+    Ok(())
+}
+
+/// Runs `change` (one statement) and records it in the audit log, in one transaction.
+async fn change_and_audit(
+    s: &Service,
+    actor: &Actor,
+    fleet: &FleetRow,
+    action: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+    change: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<u64, Response> {
+    let mut tx = s.pool.begin().await.map_err(db_error)?;
+    let rows = change
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    if rows > 0 {
+        audit::record(
+            &mut tx,
+            actor,
+            Some((fleet.id, &fleet.name)),
+            action,
+            Some(before),
+            Some(after),
+        )
+        .await
+        .map_err(ingest_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    if rows > 0 {
+        tracing::info!(
+            fleet = fleet.name,
+            action,
+            actor = actor.name,
+            "operator change"
+        );
+    }
+    Ok(rows)
 }
 
 #[derive(sqlx::FromRow, serde::Serialize)]
@@ -185,7 +347,22 @@ struct ForecastRow {
     replica: String,
 }
 
-async fn forecast(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
+async fn list_fleets(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let grant = match grant_for(&s, &headers, Scope::Read).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    match prewarm_ingest::list_fleets(&s.pool).await {
+        Ok(fleets) => {
+            let fleets: Vec<_> = fleets.into_iter().filter(|f| grant.covers(f.id)).collect();
+            Json(json!({ "fleets": fleets })).into_response()
+        }
+        Err(e) => ingest_error(e),
+    }
+}
+
+async fn forecast(State(s): State<Shared>, a: Authorized<Read>) -> Response {
+    let (fleet, name) = (&a.fleet, &a.name);
     let row: Option<ForecastRow> = match sqlx::query_as(
         "SELECT id, made_at, origin, step_secs, model, p50_rps, upper_rps, quantile, errors_used,
                 recent_error, replica
@@ -199,9 +376,15 @@ async fn forecast(State(s): State<Shared>, Authorized { fleet, name }: Authorize
         Err(e) => return db_error(e),
     };
     let Some(row) = row else {
+        let why = fleet.refit_note.clone().unwrap_or_else(|| {
+            format!(
+                "no refit has run yet; a forecast needs {} of history (refit now: POST /v1/fleets/{name}/refit)",
+                prewarm_core::format_duration(s.config.planner.min_history.0)
+            )
+        });
         return error(
             StatusCode::NOT_FOUND,
-            format!("no forecast for `{name}` yet: it needs {} of history; the reactive rules plan meanwhile", prewarm_core::format_duration(s.config.planner.min_history.0)),
+            format!("no forecast for `{name}` yet: {why}; the reactive rules plan meanwhile"),
         );
     };
     let points: Vec<serde_json::Value> = row
@@ -219,12 +402,13 @@ async fn forecast(State(s): State<Shared>, Authorized { fleet, name }: Authorize
     Json(json!({ "fleet": name, "forecast": row, "points": points, "calibrated": row.upper_rps.is_some() })).into_response()
 }
 
-async fn plan(State(s): State<Shared>, Authorized { fleet, .. }: Authorized) -> Response {
+async fn plan(State(s): State<Shared>, a: Authorized<Read>) -> Response {
+    let fleet = &a.fleet;
     let now = s.clock.now();
     let result = async {
         let latest = ledger::decisions(&s.pool, fleet.id, 1).await?;
         let events = s.events(fleet.id).await?;
-        let cfg = s.planner_config(&fleet, &events);
+        let cfg = s.planner_config(fleet, &events);
         let lead = s.boot_lead(fleet.id, cfg.boot_lead_secs, now).await?;
         let holder = leases::holder(&s.pool, fleet.id).await?;
         let band = forecasts::latest_band(&s.pool, fleet.id, now, 7_200).await?;
@@ -244,6 +428,7 @@ async fn plan(State(s): State<Shared>, Authorized { fleet, .. }: Authorized) -> 
             "band_forecast_id": band.map(|(id, _)| id),
             "events": events,
             "mode": s.config.service.mode,
+            "last_refit": { "at": fleet.refit_at, "note": fleet.refit_note },
         }))
     }
     .await;
@@ -258,31 +443,42 @@ struct Limit {
     limit: Option<i64>,
 }
 
+impl Limit {
+    fn get(&self) -> Result<i64, Response> {
+        let limit = self.limit.unwrap_or(100);
+        if (1..=10_000).contains(&limit) {
+            Ok(limit)
+        } else {
+            Err(error(StatusCode::BAD_REQUEST, "limit must be 1 to 10000"))
+        }
+    }
+}
+
 async fn decisions(
     State(s): State<Shared>,
-    Authorized { fleet, name }: Authorized,
+    a: Authorized<Read>,
     Query(q): Query<Limit>,
 ) -> Response {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return error(StatusCode::BAD_REQUEST, "limit must be 1 to 10000");
-    }
-    match ledger::decisions(&s.pool, fleet.id, limit).await {
-        Ok(d) => Json(json!({ "fleet": name, "decisions": d })).into_response(),
+    let limit = match q.get() {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match ledger::decisions(&s.pool, a.fleet.id, limit).await {
+        Ok(d) => Json(json!({ "fleet": a.name, "decisions": d })).into_response(),
         Err(e) => db_error(e),
     }
 }
 
-async fn boot_stats(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
+async fn boot_stats(State(s): State<Shared>, a: Authorized<Read>) -> Response {
     let now = s.clock.now();
-    let cfg = s.planner_config(&fleet, &[]);
-    let stats = match callbacks::boot_stats(&s.pool, fleet.id, now - Duration::days(7)).await {
+    let cfg = s.planner_config(&a.fleet, &[]);
+    let stats = match callbacks::boot_stats(&s.pool, a.fleet.id, now - Duration::days(7)).await {
         Ok(stats) => stats,
         Err(e) => return db_error(e),
     };
     let learned = s.lead_from(&stats);
     Json(json!({
-        "fleet": name,
+        "fleet": a.name,
         "last_7_days": stats,
         "boot_lead_secs": learned.unwrap_or(cfg.boot_lead_secs),
         "lead_from": if learned.is_some() { "p95 of real boots" } else { "configuration (too few boots reported)" },
@@ -290,88 +486,185 @@ async fn boot_stats(State(s): State<Shared>, Authorized { fleet, name }: Authori
     .into_response()
 }
 
-async fn set_paused(s: &Service, fleet: FleetRow, name: &str, paused: bool) -> Response {
-    match sqlx::query("UPDATE fleets SET paused = $2 WHERE id = $1")
-        .bind(fleet.id)
-        .bind(paused)
-        .execute(&s.pool)
-        .await
+async fn fleet_audit(
+    State(s): State<Shared>,
+    a: Authorized<Read>,
+    Query(q): Query<Limit>,
+) -> Response {
+    let limit = match q.get() {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match audit::list(&s.pool, Some(a.fleet.id), limit).await {
+        Ok(entries) => Json(json!({ "fleet": a.name, "audit": entries })).into_response(),
+        Err(e) => ingest_error(e),
+    }
+}
+
+async fn all_audit(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Response {
+    let grant = match grant_for(&s, &headers, Scope::Admin).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let limit = match q.get() {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match audit::list(&s.pool, grant.fleet_id, limit).await {
+        Ok(entries) => Json(json!({ "audit": entries })).into_response(),
+        Err(e) => ingest_error(e),
+    }
+}
+
+async fn set_paused(s: &Service, a: Authorized<Operate>, paused: bool) -> Response {
+    let action = if paused {
+        "fleet.pause"
+    } else {
+        "fleet.resume"
+    };
+    let change = sqlx::query("UPDATE fleets SET paused = $2 WHERE id = $1")
+        .bind(a.fleet.id)
+        .bind(paused);
+    match change_and_audit(
+        s,
+        &a.actor(),
+        &a.fleet,
+        action,
+        json!({ "paused": a.fleet.paused }),
+        json!({ "paused": paused }),
+        change,
+    )
+    .await
     {
-        Ok(_) => {
-            tracing::info!(fleet = name, paused, "operator changed pause");
-            Json(json!({ "fleet": name, "paused": paused })).into_response()
+        Ok(_) => Json(json!({ "fleet": a.name, "paused": paused })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn pause(State(s): State<Shared>, a: Authorized<Operate>) -> Response {
+    set_paused(&s, a, true).await
+}
+
+async fn resume(State(s): State<Shared>, a: Authorized<Operate>) -> Response {
+    set_paused(&s, a, false).await
+}
+
+async fn refit(State(s): State<Shared>, a: Authorized<Operate>) -> Response {
+    match s.refit_fleet(a.fleet.id).await {
+        Ok(report) => {
+            if let Err(r) = audited(
+                &s,
+                &a.actor(),
+                &a.fleet,
+                "fleet.refit",
+                json!({ "forecast": a.fleet.refit_note }),
+                json!(report),
+            )
+            .await
+            {
+                return r;
+            }
+            Json(json!({ "fleet": a.name, "refit": report })).into_response()
         }
         Err(e) => db_error(e),
     }
 }
 
-async fn pause(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
-    set_paused(&s, fleet, &name, true).await
-}
-
-async fn resume(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
-    set_paused(&s, fleet, &name, false).await
-}
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Pin {
-    gpus: i32,
+    gpus: i64,
     #[serde(default)]
     until: Option<DateTime<Utc>>,
 }
 
 async fn pin(
     State(s): State<Shared>,
-    Authorized { fleet, name }: Authorized,
+    a: Authorized<Operate>,
     body: Result<Json<Pin>, JsonRejection>,
 ) -> Response {
     let p = match parsed(body, r#"{"gpus": N, "until": RFC 3339 (optional)}"#) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if p.gpus < 0 || p.gpus > 100_000 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "gpus must be 0 to 100000");
+    let cfg = s.planner_config(&a.fleet, &[]);
+    let cap = cfg.cap() as i64;
+    if p.gpus < 0 || p.gpus > cap {
+        let (limit, by) = cfg.limit();
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "gpus must be 0 to {cap}: the fleet's {by} allows {limit}{}",
+                if cap > limit as i64 {
+                    format!(" and its exceed_max_share setting up to {cap}")
+                } else {
+                    "; raise max_gpus (PATCH /v1/fleets/{fleet}, scope admin) or set exceed_max_share to go above it".to_string()
+                }
+            ),
+        );
     }
     if p.until.is_some_and(|u| u <= s.clock.now()) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "until is in the past");
     }
-    match sqlx::query("UPDATE fleets SET pinned_gpus = $2, pinned_until = $3 WHERE id = $1")
-        .bind(fleet.id)
-        .bind(p.gpus)
-        .bind(p.until)
-        .execute(&s.pool)
-        .await
+    let change = sqlx::query("UPDATE fleets SET pinned_gpus = $2, pinned_until = $3 WHERE id = $1")
+        .bind(a.fleet.id)
+        .bind(p.gpus as i32)
+        .bind(p.until);
+    match change_and_audit(
+        &s,
+        &a.actor(),
+        &a.fleet,
+        "fleet.pin",
+        json!({ "pinned_gpus": a.fleet.pinned_gpus, "until": a.fleet.pinned_until }),
+        json!({ "pinned_gpus": p.gpus, "until": p.until }),
+        change,
+    )
+    .await
     {
-        Ok(_) => {
-            Json(json!({ "fleet": name, "pinned_gpus": p.gpus, "until": p.until })).into_response()
-        }
-        Err(e) => db_error(e),
+        Ok(_) => Json(json!({ "fleet": a.name, "pinned_gpus": p.gpus, "until": p.until }))
+            .into_response(),
+        Err(r) => r,
     }
 }
 
-async fn unpin(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
-    match sqlx::query("UPDATE fleets SET pinned_gpus = NULL, pinned_until = NULL WHERE id = $1")
-        .bind(fleet.id)
-        .execute(&s.pool)
-        .await
+async fn unpin(State(s): State<Shared>, a: Authorized<Operate>) -> Response {
+    let change =
+        sqlx::query("UPDATE fleets SET pinned_gpus = NULL, pinned_until = NULL WHERE id = $1")
+            .bind(a.fleet.id);
+    match change_and_audit(
+        &s,
+        &a.actor(),
+        &a.fleet,
+        "fleet.unpin",
+        json!({ "pinned_gpus": a.fleet.pinned_gpus, "until": a.fleet.pinned_until }),
+        json!({ "pinned_gpus": null }),
+        change,
+    )
+    .await
     {
-        Ok(_) => Json(json!({ "fleet": name, "pinned_gpus": null })).into_response(),
-        Err(e) => db_error(e),
+        Ok(_) => Json(json!({ "fleet": a.name, "pinned_gpus": null })).into_response(),
+        Err(r) => r,
     }
 }
 
-async fn list_events(State(s): State<Shared>, Authorized { fleet, name }: Authorized) -> Response {
-    match s.events(fleet.id).await {
-        Ok(e) => Json(json!({ "fleet": name, "time_zone": fleet.time_zone, "events": e }))
+async fn list_events(State(s): State<Shared>, a: Authorized<Read>) -> Response {
+    match s.events(a.fleet.id).await {
+        Ok(e) => Json(json!({ "fleet": a.name, "time_zone": a.fleet.time_zone, "events": e }))
             .into_response(),
         Err(e) => db_error(e),
     }
 }
 
+/// The most an event may multiply the forecast by.
+const MAX_EVENT_MULTIPLY: f64 = 100.0;
+
 async fn add_event(
     State(s): State<Shared>,
-    Authorized { fleet, .. }: Authorized,
+    a: Authorized<Operate>,
     body: Result<Json<FleetEvent>, JsonRejection>,
 ) -> Response {
     let e = match parsed(
@@ -381,71 +674,115 @@ async fn add_event(
         Ok(e) => e,
         Err(r) => return r,
     };
+    let cfg = s.planner_config(&a.fleet, &[]);
+    let most_rps = cfg.cap() as f64 * cfg.gpu_rps;
     let problem = if e.ends_local <= e.starts_local {
-        Some("ends_local must be after starts_local")
+        Some("ends_local must be after starts_local".to_string())
     } else if e.multiply.is_some() == e.pin_rps.is_some() {
-        Some("give exactly one of multiply and pin_rps")
+        Some("give exactly one of multiply and pin_rps".into())
     } else if e
         .multiply
         .or(e.pin_rps)
         .is_some_and(|v| !(v.is_finite() && v >= 0.0))
     {
-        Some("multiply and pin_rps must be finite and not negative")
+        Some("multiply and pin_rps must be finite and not negative".into())
+    } else if e.multiply.is_some_and(|m| m > MAX_EVENT_MULTIPLY) {
+        Some(format!("multiply is at most {MAX_EVENT_MULTIPLY}"))
+    } else if e.pin_rps.is_some_and(|r| r > most_rps) {
+        Some(format!(
+            "pin_rps {} needs more GPUs than the fleet's limit of {} serve ({most_rps} requests/s at full load)",
+            e.pin_rps.unwrap_or_default(),
+            cfg.cap()
+        ))
     } else if e.label.len() > 200 {
-        Some("label is at most 200 characters")
+        Some("label is at most 200 characters".into())
     } else if e.ends_local - e.starts_local > Duration::days(366) {
-        Some("an event lasts at most a year")
+        Some("an event lasts at most a year".into())
     } else {
         None
     };
     if let Some(p) = problem {
         return error(StatusCode::UNPROCESSABLE_ENTITY, p);
     }
-    match sqlx::query_scalar::<_, i64>(
+    let mut tx = match s.pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return db_error(e),
+    };
+    let id = match sqlx::query_scalar::<_, i64>(
         "INSERT INTO fleet_events (fleet_id, label, starts_local, ends_local, multiply, pin_rps)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
-    .bind(fleet.id)
+    .bind(a.fleet.id)
     .bind(&e.label)
     .bind(e.starts_local)
     .bind(e.ends_local)
     .bind(e.multiply)
     .bind(e.pin_rps)
-    .fetch_one(&s.pool)
+    .fetch_one(&mut *tx)
     .await
     {
-        Ok(id) => (
-            StatusCode::CREATED,
-            Json(json!({ "id": id, "time_zone": fleet.time_zone })),
-        )
-            .into_response(),
-        Err(e) => db_error(e),
+        Ok(id) => id,
+        Err(e) => return db_error(e),
+    };
+    let mut stored = e.clone();
+    stored.id = id;
+    if let Err(e) = audit::record(
+        &mut tx,
+        &a.actor(),
+        Some((a.fleet.id, &a.fleet.name)),
+        "event.add",
+        None,
+        Some(json!(stored)),
+    )
+    .await
+    {
+        return ingest_error(e);
     }
+    if let Err(e) = tx.commit().await {
+        return db_error(e);
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "time_zone": a.fleet.time_zone })),
+    )
+        .into_response()
 }
 
 async fn remove_event(
     State(s): State<Shared>,
-    Authorized { fleet, name }: Authorized,
+    a: Authorized<Operate>,
     Path((_, id)): Path<(String, i64)>,
 ) -> Response {
-    match sqlx::query("DELETE FROM fleet_events WHERE fleet_id = $1 AND id = $2")
-        .bind(fleet.id)
-        .bind(id)
-        .execute(&s.pool)
-        .await
+    let before = match s.events(a.fleet.id).await {
+        Ok(events) => events.into_iter().find(|e| e.id == id),
+        Err(e) => return db_error(e),
+    };
+    let change = sqlx::query("DELETE FROM fleet_events WHERE fleet_id = $1 AND id = $2")
+        .bind(a.fleet.id)
+        .bind(id);
+    match change_and_audit(
+        &s,
+        &a.actor(),
+        &a.fleet,
+        "event.remove",
+        json!(before),
+        serde_json::Value::Null,
+        change,
+    )
+    .await
     {
-        Ok(r) if r.rows_affected() == 1 => StatusCode::NO_CONTENT.into_response(),
+        Ok(1) => StatusCode::NO_CONTENT.into_response(),
         Ok(_) => error(
             StatusCode::NOT_FOUND,
-            format!("fleet `{name}` has no event {id}"),
+            format!("fleet `{}` has no event {id}", a.name),
         ),
-        Err(e) => db_error(e),
+        Err(r) => r,
     }
 }
 
 async fn set_planner(
     State(s): State<Shared>,
-    Authorized { fleet, name }: Authorized,
+    a: Authorized<Operate>,
     body: Result<Json<FleetPlannerSettings>, JsonRejection>,
 ) -> Response {
     let p = match parsed(
@@ -480,13 +817,199 @@ async fn set_planner(
         Ok(v) => v,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    match sqlx::query("UPDATE fleets SET planner = $2 WHERE id = $1")
-        .bind(fleet.id)
-        .bind(&value)
-        .execute(&s.pool)
-        .await
+    let change = sqlx::query("UPDATE fleets SET planner = $2 WHERE id = $1")
+        .bind(a.fleet.id)
+        .bind(&value);
+    match change_and_audit(
+        &s,
+        &a.actor(),
+        &a.fleet,
+        "fleet.planner",
+        a.fleet.planner.clone(),
+        value.clone(),
+        change,
+    )
+    .await
     {
-        Ok(_) => Json(json!({ "fleet": name, "planner": value })).into_response(),
-        Err(e) => db_error(e),
+        Ok(_) => Json(json!({ "fleet": a.name, "planner": value })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Fleet administration needs an admin token for every fleet, or one for this fleet.
+async fn create_fleet(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<prewarm_ingest::FleetSpec>, JsonRejection>,
+) -> Response {
+    let grant = match grant_for(&s, &headers, Scope::Admin).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    if grant.fleet_id.is_some() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "only an admin token for every fleet may create fleets",
+        );
+    }
+    let spec = match parsed(
+        body,
+        r#"{"name", "time_zone", "gpu_rps", "min_gpus", "max_gpus", ...}"#,
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let fleet = match prewarm_ingest::create_fleet(&s.pool, &spec).await {
+        Ok(f) => f,
+        Err(e) => return ingest_error(e),
+    };
+    let mut conn = match s.pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => return db_error(e),
+    };
+    if let Err(e) = audit::record(
+        &mut conn,
+        &grant.actor(),
+        Some((fleet.id, &fleet.name)),
+        "fleet.create",
+        None,
+        Some(json!(fleet)),
+    )
+    .await
+    {
+        return ingest_error(e);
+    }
+    (StatusCode::CREATED, Json(json!({ "fleet": fleet }))).into_response()
+}
+
+async fn update_fleet(
+    State(s): State<Shared>,
+    a: Authorized<Admin>,
+    body: Result<Json<prewarm_ingest::FleetUpdate>, JsonRejection>,
+) -> Response {
+    let update = match parsed(
+        body,
+        "any of time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour",
+    ) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match prewarm_ingest::update_fleet(&s.pool, &a.name, &update, &a.actor()).await {
+        Ok((before, after)) => Json(json!({ "before": before, "fleet": after })).into_response(),
+        Err(e) => ingest_error(e),
+    }
+}
+
+async fn delete_fleet(State(s): State<Shared>, a: Authorized<Admin>) -> Response {
+    match prewarm_ingest::delete_fleet(&s.pool, &a.name, &a.actor()).await {
+        Ok(samples) => {
+            Json(json!({ "deleted": a.name, "samples_removed": samples })).into_response()
+        }
+        Err(e) => ingest_error(e),
+    }
+}
+
+async fn list_tokens(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let grant = match grant_for(&s, &headers, Scope::Admin).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    match prewarm_ingest::list_tokens(&s.pool, grant.fleet_id).await {
+        Ok(tokens) => Json(json!({ "tokens": tokens })).into_response(),
+        Err(e) => ingest_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    #[serde(default)]
+    fleet: Option<String>,
+    #[serde(default)]
+    label: String,
+    scopes: Vec<Scope>,
+}
+
+async fn create_token(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Response {
+    let grant = match grant_for(&s, &headers, Scope::Admin).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let t = match parsed(
+        body,
+        r#"{"fleet": "name" (optional), "label": "...", "scopes": ["push", "read", "operate", "admin"]}"#,
+    ) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    // A fleet's admin makes tokens for that fleet only.
+    if let Some(own) = grant.fleet_id {
+        let target = match &t.fleet {
+            Some(name) => match prewarm_ingest::fleet_by_name(&s.pool, name).await {
+                Ok(f) => Some(f.id),
+                Err(e) => return ingest_error(e),
+            },
+            None => None,
+        };
+        if target != Some(own) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this admin token is for one fleet: it makes tokens for that fleet only",
+            );
+        }
+    }
+    match prewarm_ingest::create_token(
+        &s.pool,
+        t.fleet.as_deref(),
+        &t.label,
+        &t.scopes,
+        &grant.actor(),
+    )
+    .await
+    {
+        Ok((id, token)) => (
+            StatusCode::CREATED,
+            Json(
+                json!({ "id": id, "token": token, "scopes": t.scopes, "fleet": t.fleet,
+                         "note": "keep the token now: only its hash is stored" }),
+            ),
+        )
+            .into_response(),
+        Err(e) => ingest_error(e),
+    }
+}
+
+async fn revoke_token(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let grant = match grant_for(&s, &headers, Scope::Admin).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    if let Some(own) = grant.fleet_id {
+        let tokens = match prewarm_ingest::list_tokens(&s.pool, Some(own)).await {
+            Ok(t) => t,
+            Err(e) => return ingest_error(e),
+        };
+        if !tokens.iter().any(|t| t.id == id) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no token {id} for this admin token's fleet"),
+            );
+        }
+    }
+    match prewarm_ingest::revoke_token(&s.pool, id, &grant.actor()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("no token {id}, or it is revoked already"),
+        ),
+        Err(e) => ingest_error(e),
     }
 }

@@ -94,12 +94,16 @@ impl Default for DatabaseConfig {
 pub struct HttpConfig {
     /// Address of the HTTP API (push, callbacks, operator endpoints, metrics).
     pub listen: String,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>` (or an API
+    /// token with the `read` scope for every fleet): it shows every fleet's demand.
+    pub metrics_token: Redacted,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            metrics_token: Redacted(String::new()),
         }
     }
 }
@@ -128,7 +132,9 @@ impl Default for ProvisionerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
-    /// This process's name among replicas (default: host name and process id).
+    /// This process's name among replicas, for people (default: host name, process id and a
+    /// random suffix, new at every start). Leases are held by a per-start token, not by this name,
+    /// so two processes given the same id still never plan the same fleet.
     pub replica_id: String,
     pub mode: Mode,
     /// A replica that stops renewing loses its fleets after this long.
@@ -274,6 +280,44 @@ pub struct Config {
     pub pulls: Vec<PullConfig>,
 }
 
+/// Whether a setting's value may hold a secret (and is never quoted back or printed).
+fn is_secret_key(path: &str) -> bool {
+    path.ends_with("secret") || path.ends_with("url") || path.ends_with("token")
+}
+
+/// A URL with its credentials hidden: the password of `user:password@`, and every query value.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &base[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{user}:<redacted>@{}",
+                    &base[..scheme + 3],
+                    &base[at + 1..]
+                ),
+                None => base.to_string(),
+            }
+        }
+        _ => base.to_string(),
+    };
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) => format!("{k}=<redacted>"),
+                None => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -293,7 +337,24 @@ impl Config {
                     p.display()
                 )));
             }
-            figment = figment.merge(Toml::file(p));
+            // Parse the file here first: the TOML parser's own message quotes the offending line,
+            // which may hold a secret. Ours gives the line and column only.
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| ConfigError(format!("{}: cannot read: {e}", p.display())))?;
+            if let Err(e) = toml::from_str::<toml::Table>(&text) {
+                let (line, column) = e.span().map_or((0, 0), |span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    (line, column)
+                });
+                return Err(ConfigError(format!(
+                    "{}: line {line}, column {column}: not valid TOML ({}); the line is not shown, as it may hold a secret",
+                    p.display(),
+                    e.message().trim_end_matches('\n')
+                )));
+            }
+            figment = figment.merge(Toml::string(&text));
         }
         // Variables are passed in rather than read here so tests do not race on the process
         // environment; `DATABASE_URL` is honoured as the usual fallback.
@@ -329,14 +390,24 @@ impl Config {
                 .into_iter()
                 .map(|e| {
                     let path = e.path.join(".");
+                    // A value sent for a secret (or a URL, which may carry credentials) is never
+                    // quoted back.
+                    let kind = match &e.kind {
+                        figment::error::Kind::InvalidType(_, expected)
+                        | figment::error::Kind::InvalidValue(_, expected)
+                            if is_secret_key(&path) =>
+                        {
+                            format!("invalid value (not shown: it may be a secret), expected {expected}")
+                        }
+                        kind => kind.to_string(),
+                    };
                     format!(
-                        "{}{}",
+                        "{}{kind}",
                         if path.is_empty() {
                             String::new()
                         } else {
                             format!("`{path}`: ")
                         },
-                        e.kind
                     )
                 })
                 .collect();
@@ -350,6 +421,26 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The configuration as TOML that can be pasted back into a file, with every secret shown
+    /// as `<redacted>` and credentials inside URLs hidden (`prewarm serve --check`).
+    pub fn to_toml_redacted(&self) -> String {
+        let mut c = self.clone();
+        let hide = |r: &mut Redacted| {
+            if !r.0.is_empty() {
+                r.0 = "<redacted>".into();
+            }
+        };
+        c.database.url.0 = redact_url(&c.database.url.0);
+        hide(&mut c.provisioner.secret);
+        hide(&mut c.http.metrics_token);
+        c.provisioner.url = redact_url(&c.provisioner.url);
+        for pull in &mut c.pulls {
+            pull.prometheus = redact_url(&pull.prometheus);
+        }
+        toml::to_string_pretty(&c)
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }
 
     /// Checks every setting.
@@ -394,8 +485,14 @@ impl Config {
             return bad("`service.concurrency` must be at least 1".into());
         }
         if self.service.replica_id.is_empty() {
+            // Unique per start: in containers every replica may be PID 1 on a host named alike.
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into());
-            self.service.replica_id = format!("{host}-{}", std::process::id());
+            let suffix: u32 = rand::random();
+            self.service.replica_id =
+                format!("{host}-{}-{:06x}", std::process::id(), suffix & 0xff_ffff);
+        }
+        if self.service.replica_id.len() > 200 {
+            return bad("`service.replica_id` is at most 200 characters".into());
         }
         for (name, pattern) in [
             ("tick", &self.schedule.tick),
@@ -427,6 +524,9 @@ impl Config {
             || p.history.0 < p.min_history.0
         {
             return bad("`planner.boot_lead` must be positive, `planner.hold` not negative, and `planner.history` at least `planner.min_history`".into());
+        }
+        if !(1..=1_000).contains(&p.min_boots_for_lead) {
+            return bad("`planner.min_boots_for_lead` must be 1 to 1000".into());
         }
         if crate::jobs::parse_local_time(&self.retention.at).is_none() {
             return bad(format!(

@@ -41,8 +41,8 @@ pub struct DispatchReport {
 /// Which pending orders a round may take.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scope<'a> {
-    /// Only fleets whose lease this replica holds.
-    pub holder: Option<&'a str>,
+    /// Only fleets whose lease this process start holds (its lease token).
+    pub holder: Option<&'a uuid::Uuid>,
     /// Only this fleet.
     pub fleet_id: Option<i64>,
 }
@@ -95,15 +95,15 @@ impl Dispatcher {
              FROM orders o JOIN fleets f ON f.id = o.fleet_id
              WHERE o.state = 'pending' AND o.next_attempt_at <= $1
                AND ($3::bigint IS NULL OR o.fleet_id = $3)
-               AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM fleet_leases l
-                    WHERE l.fleet_id = o.fleet_id AND l.holder = $4 AND l.expires_at > now()))
+               AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM fleet_leases l
+                    WHERE l.fleet_id = o.fleet_id AND l.holder_token = $4 AND l.expires_at > now()))
              ORDER BY o.next_attempt_at LIMIT $2
              FOR UPDATE OF o SKIP LOCKED",
         )
         .bind(now)
         .bind(self.batch)
         .bind(scope.fleet_id)
-        .bind(scope.holder)
+        .bind(scope.holder.copied())
         .fetch_all(&mut *tx)
         .await?;
         let mut claimed = Vec::with_capacity(due.len());
@@ -165,13 +165,13 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, order: &Due) -> Result<(), String> {
-        let body = serde_json::to_vec(&serde_json::json!({
-            "id": order.idempotency_key,
-            "fleet": order.fleet,
-            "kind": order.kind,
-            "count": order.count,
-            "created_at": order.created_at.to_rfc3339(),
-        }))
+        let body = serde_json::to_vec(&crate::webhook::OrderBody {
+            id: order.idempotency_key.clone(),
+            fleet: order.fleet.clone(),
+            kind: order.kind.clone(),
+            count: order.count.max(0) as u32,
+            created_at: order.created_at.to_rfc3339(),
+        })
         .map_err(|e| e.to_string())?;
         // Signatures are about transport, so they use the wall clock, not the planner's clock.
         let timestamp = Utc::now().timestamp();

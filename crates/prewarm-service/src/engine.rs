@@ -41,6 +41,9 @@ pub struct FleetRow {
     pub paused: bool,
     pub pinned_gpus: Option<i32>,
     pub pinned_until: Option<DateTime<Utc>>,
+    /// When the fleet's last refit ran, and what it did (a forecast, or why none was made).
+    pub refit_at: Option<DateTime<Utc>>,
+    pub refit_note: Option<String>,
 }
 
 /// Per-fleet planner settings stored in `fleets.planner` (all optional; unset ones come from the
@@ -80,7 +83,7 @@ pub struct FleetEvent {
 
 const FLEET_COLUMNS: &str =
     "id, name, time_zone, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus,
-    budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until";
+    budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note";
 
 /// What one tick did for one fleet.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +105,8 @@ pub struct Service {
     pub clock: SharedClock,
     pub dispatcher: Option<Dispatcher>,
     pub metrics: Arc<Metrics>,
+    /// This process start as a lease holder (its token fences every write).
+    pub holder: leases::Holder,
     /// Fleets this replica leased at its last lease round.
     held: Mutex<Vec<i64>>,
     /// One plan or dispatch at a time per fleet within this replica.
@@ -124,12 +129,14 @@ impl Service {
         } else {
             None
         };
+        let holder = leases::Holder::new(&config.service.replica_id);
         Ok(Arc::new(Self {
             pool,
             config,
             clock,
             dispatcher,
             metrics: Arc::new(Metrics::new()),
+            holder,
             held: Mutex::new(Vec::new()),
             fleet_locks: Mutex::new(HashMap::new()),
             scheduler_running: Default::default(),
@@ -156,10 +163,16 @@ impl Service {
 
     /// Renews, balances and claims leases.
     pub async fn lease_round(&self) -> Result<leases::LeaseRound, sqlx::Error> {
-        let round =
-            leases::round(&self.pool, self.replica(), self.config.service.lease_ttl.0).await;
+        let round = leases::round(&self.pool, &self.holder, self.config.service.lease_ttl.0).await;
         match &round {
             Ok(r) => {
+                if r.same_id_elsewhere > 0 {
+                    tracing::warn!(
+                        replica = self.replica(),
+                        others = r.same_id_elsewhere,
+                        "another running replica uses this replica id; leases keep them apart, but give each its own `service.replica_id`"
+                    );
+                }
                 *self.held.lock().expect("held") = r.held.clone();
                 self.metrics.fleets_leased.set(r.held.len() as i64);
                 self.metrics.lease_takeovers.inc_by(r.claimed as u64);
@@ -178,6 +191,10 @@ impl Service {
     }
 
     pub async fn fleet_by_name(&self, name: &str) -> Result<Option<FleetRow>, sqlx::Error> {
+        // A name the schema cannot hold (a NUL byte, say) names no fleet.
+        if !prewarm_ingest::valid_name(name) {
+            return Ok(None);
+        }
         sqlx::query_as(&format!(
             "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"
         ))
@@ -247,8 +264,8 @@ impl Service {
     pub fn lead_from(&self, stats: &callbacks::BootStats) -> Option<i64> {
         stats
             .p95_secs
-            .filter(|_| stats.count >= self.config.planner.min_boots_for_lead)
-            .map(|p95| ((p95 / 60.0).ceil() as i64 * 60).max(60))
+            .filter(|p95| p95.is_finite() && stats.count >= self.config.planner.min_boots_for_lead)
+            .map(|p95| clamp_lead((p95 / 60.0).ceil() * 60.0))
     }
 
     /// Recent demand in requests per second per sample bucket, the last one ending by `now`.
@@ -314,6 +331,11 @@ impl Service {
                 .reason
                 .push_str("; no demand samples in the last 32 min");
         }
+        if band.is_none() {
+            if let Some(note) = &fleet.refit_note {
+                decision.reason.push_str(&format!("; last refit: {note}"));
+            }
+        }
         let pinned = fleet
             .pinned_gpus
             .filter(|_| fleet.pinned_until.is_none_or(|u| u > now));
@@ -323,7 +345,9 @@ impl Service {
             decision.reason = format!("paused by an operator (plan would be: {})", decision.reason);
             "paused"
         } else if let Some(pin) = pinned {
-            let pin = pin.max(0) as u32;
+            // The API refuses pins above the fleet's limit; one stored before the limit was
+            // lowered is held at the limit (with any allowed excess) all the same.
+            let pin = (pin.max(0) as u32).min(cfg.cap());
             decision.desired_gpus = pin;
             decision.orders = prewarm_planner::orders_to_reach(pin, state.provisioned());
             decision.reason = format!(
@@ -345,7 +369,7 @@ impl Service {
             mode,
             boot_lead_secs: Some(cfg.boot_lead_secs),
             forecast_id: band.as_ref().map(|(id, _)| *id),
-            fenced: true,
+            fence: Some(self.holder.token),
             write_orders: mode != "forecast-only",
         };
         let Some(decision_id) =
@@ -410,7 +434,7 @@ impl Service {
                 &self.pool,
                 self.clock.now(),
                 Scope {
-                    holder: Some(self.replica()),
+                    holder: Some(&self.holder.token),
                     fleet_id,
                 },
             )
@@ -482,6 +506,34 @@ impl Service {
             self.replica(),
         )
         .await;
+        let note = match &report {
+            Ok(r) => Some(match (&r.skipped, r.forecast_id) {
+                (Some(why), _) => format!("no forecast: {why}"),
+                (None, Some(id)) if r.calibrated => {
+                    format!(
+                        "forecast {id}, band calibrated on {} errors per horizon",
+                        r.errors_used
+                    )
+                }
+                (None, Some(id)) => format!(
+                    "forecast {id}, band not calibrated yet ({} errors per horizon, {} needed)",
+                    r.errors_used,
+                    forecasts::MIN_ERRORS
+                ),
+                (None, None) => "no forecast".to_string(),
+            }),
+            Err(e) => Some(format!("failed: {e}")),
+        };
+        if let Err(e) =
+            sqlx::query("UPDATE fleets SET refit_at = $2, refit_note = $3 WHERE id = $1")
+                .bind(fleet_id)
+                .bind(now)
+                .bind(&note)
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(fleet_id, error = %e, "cannot record the refit's outcome");
+        }
         match &report {
             Ok(r) => {
                 self.metrics.refits.inc();
@@ -524,6 +576,7 @@ impl Service {
     /// Daily jobs on each held fleet's local calendar: the retention fold, once per local date.
     pub async fn daily_all(&self) -> Result<usize, sqlx::Error> {
         let now = self.clock.now();
+        callbacks::prune_receipts(&self.pool).await?;
         let at = crate::jobs::parse_local_time(&self.config.retention.at).unwrap_or_default();
         let mut ran = 0;
         for fleet_id in self.held() {
@@ -576,6 +629,18 @@ impl Service {
         .await?;
         Ok(())
     }
+}
+
+/// Shortest and longest boot lead the planner uses, whatever callbacks say: a lead outside them
+/// comes from a clock or provisioner fault, and must never stop planning.
+pub const LEAD_BOUNDS_SECS: (i64, i64) = (60, 3_600);
+
+/// A learned lead within [`LEAD_BOUNDS_SECS`].
+pub fn clamp_lead(secs: f64) -> i64 {
+    if secs.is_nan() {
+        return LEAD_BOUNDS_SECS.0;
+    }
+    secs.clamp(LEAD_BOUNDS_SECS.0 as f64, LEAD_BOUNDS_SECS.1 as f64) as i64
 }
 
 /// (succeeded, failed) of a set of per-fleet jobs; a job that panicked counts as failed.

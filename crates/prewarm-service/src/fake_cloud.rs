@@ -24,17 +24,14 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::{callbacks::Callback, clock::SharedClock, webhook::Secret};
+use crate::{
+    callbacks::{Callback, Event},
+    clock::SharedClock,
+    webhook::Secret,
+};
 
 /// An order as the provisioner received it.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-pub struct ReceivedOrder {
-    pub id: String,
-    pub fleet: String,
-    pub kind: String,
-    pub count: u32,
-    pub created_at: String,
-}
+pub type ReceivedOrder = crate::webhook::OrderBody;
 
 /// What the fake cloud has seen.
 #[derive(Debug, Default)]
@@ -83,7 +80,7 @@ pub struct Instance {
     pub terminated_by: Option<String>,
     /// Events to report, oldest first, with their times.
     #[serde(skip)]
-    outbox: Vec<(&'static str, DateTime<Utc>)>,
+    outbox: Vec<(Event, DateTime<Utc>)>,
     /// Send each callback this many times.
     #[serde(skip)]
     repeat: u32,
@@ -172,7 +169,7 @@ impl FakeCloud {
     /// not acknowledge are kept and sent again next time. Returns callbacks acknowledged.
     pub async fn process(&self) -> u64 {
         let now = self.clock.now();
-        let mut due: Vec<(String, &'static str, Callback, u32)> = Vec::new();
+        let mut due: Vec<(Event, Callback, u32)> = Vec::new();
         {
             let mut state = self.state.lock().expect("fake-cloud state");
             for inst in state.instances.iter_mut() {
@@ -180,21 +177,22 @@ impl FakeCloud {
                     if inst.fails {
                         inst.phase = Phase::Failed;
                         inst.ended_at = Some(inst.ready_at);
-                        inst.outbox.push(("failed", inst.ready_at));
+                        inst.outbox.push((Event::Failed, inst.ready_at));
                     } else {
                         inst.phase = Phase::Ready;
-                        inst.outbox.push(("ready", inst.ready_at));
+                        inst.outbox.push((Event::Ready, inst.ready_at));
                     }
                 }
                 if self.behaviour.callback_url.is_some() {
                     for (event, at) in &inst.outbox {
                         due.push((
-                            inst.id.clone(),
-                            event,
+                            *event,
                             Callback {
+                                instance_id: inst.id.clone(),
+                                event: *event,
                                 order_id: inst.order_id.clone(),
                                 at: *at,
-                                terminated_by: (*event == "terminated")
+                                terminated_by: (*event == Event::Terminated)
                                     .then(|| inst.terminated_by.clone())
                                     .flatten(),
                             },
@@ -208,10 +206,11 @@ impl FakeCloud {
             return 0;
         };
         let mut acknowledged = 0;
-        for (id, event, body, repeat) in due {
+        for (event, body, repeat) in due {
+            let id = body.instance_id.clone();
             let mut ok = false;
             for _ in 0..repeat {
-                ok |= self.send_callback(base, &id, event, &body).await;
+                ok |= self.send_callback(base, &body).await;
             }
             let mut state = self.state.lock().expect("fake-cloud state");
             if ok {
@@ -227,10 +226,12 @@ impl FakeCloud {
         acknowledged
     }
 
-    async fn send_callback(&self, base: &str, id: &str, event: &str, body: &Callback) -> bool {
+    async fn send_callback(&self, base: &str, body: &Callback) -> bool {
         let Ok(bytes) = serde_json::to_vec(body) else {
             return false;
         };
+        let (id, event) = (&body.instance_id, body.event.as_str());
+        // One message id per instance and event: a retry of the same news carries the same id.
         let msg_id = format!("cb-{id}-{event}");
         let ts = Utc::now().timestamp();
         self.client
@@ -319,8 +320,8 @@ impl FakeCloud {
                     inst.phase = Phase::Terminated;
                     inst.ended_at = Some(now);
                     inst.terminated_by = Some(order.id.clone());
-                    inst.outbox.retain(|(e, _)| *e != "ready");
-                    inst.outbox.push(("terminated", now));
+                    inst.outbox.retain(|(e, _)| *e != Event::Ready);
+                    inst.outbox.push((Event::Terminated, now));
                     inst.repeat = inst.repeat.max(repeat);
                 }
             }

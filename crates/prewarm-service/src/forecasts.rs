@@ -152,11 +152,25 @@ pub async fn refit(
     let known_from = history.iter().position(|v| v.is_finite());
     let span = known_from.map_or(0, |i| (history.len() - i) as i64 * step);
     if span < defaults.min_history.0 {
-        report.skipped = Some(format!(
-            "{} of history, {} needed; the reactive rules plan meanwhile",
-            prewarm_core::format_duration(span),
-            prewarm_core::format_duration(defaults.min_history.0)
-        ));
+        let newest: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT max(bucket_start) FROM samples WHERE fleet_id = $1")
+                .bind(fleet_id)
+                .fetch_one(pool)
+                .await?;
+        report.skipped = Some(match newest {
+            // History there is, but none of it recent: say so, and what to do.
+            Some(t) if t < from => format!(
+                "the newest sample is from {} ({} days before now), and a forecast reads only the last {}; push current samples, or import an old trace with `prewarm import --shift-to-now` to replay it as recent",
+                t.format("%Y-%m-%d %H:%M UTC"),
+                (now - t).num_days(),
+                prewarm_core::format_duration(defaults.history.0)
+            ),
+            _ => format!(
+                "{} of recent history, {} needed; the reactive rules plan meanwhile",
+                prewarm_core::format_duration(span),
+                prewarm_core::format_duration(defaults.min_history.0)
+            ),
+        });
         return Ok(report);
     }
     let horizon = (HORIZON_SECS / step) as usize;

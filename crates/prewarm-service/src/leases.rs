@@ -7,8 +7,30 @@
 //! holds about its fair share (fleets / live replicas), so adding replicas spreads the fleets.
 //! Writes are fenced: a decision is recorded only inside a transaction that sees the lease still
 //! held by the writer (see [`crate::ledger::record`]).
+//!
+//! A holder is one process start, known by a random token made at start ([`Holder`]), not by its
+//! replica id: two processes configured with the same id (every container's PID 1, say) are two
+//! holders, so they can neither renew nor write under each other's leases.
 
 use sqlx::PgPool;
+use uuid::Uuid;
+
+/// This process start as a lease holder: its random token, and the replica id people read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub token: Uuid,
+    pub replica_id: String,
+}
+
+impl Holder {
+    /// A new holder for a process start.
+    pub fn new(replica_id: &str) -> Self {
+        Self {
+            token: Uuid::new_v4(),
+            replica_id: replica_id.to_string(),
+        }
+    }
+}
 
 /// What one lease round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,22 +40,30 @@ pub struct LeaseRound {
     pub claimed: usize,
     pub released: usize,
     pub live_replicas: i64,
+    /// Other live process starts that announce the same replica id (a configuration mistake
+    /// the leases make harmless, but worth a warning).
+    pub same_id_elsewhere: i64,
 }
 
 /// Renews, balances and claims this replica's leases.
-pub async fn round(pool: &PgPool, replica: &str, ttl_secs: i64) -> Result<LeaseRound, sqlx::Error> {
+pub async fn round(pool: &PgPool, me: &Holder, ttl_secs: i64) -> Result<LeaseRound, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO replicas (replica_id) VALUES ($1)
-         ON CONFLICT (replica_id) DO UPDATE SET seen_at = now()",
+        "INSERT INTO replicas (token, replica_id) VALUES ($1, $2)
+         ON CONFLICT (token) DO UPDATE SET seen_at = now()",
     )
-    .bind(replica)
+    .bind(me.token)
+    .bind(&me.replica_id)
     .execute(pool)
     .await?;
-    let (live, fleets): (i64, i64) = sqlx::query_as(
+    let (live, fleets, same_id): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM replicas WHERE seen_at > now() - make_interval(secs => $1)),
-                (SELECT count(*) FROM fleets)",
+                (SELECT count(*) FROM fleets),
+                (SELECT count(*) FROM replicas WHERE seen_at > now() - make_interval(secs => $1)
+                   AND replica_id = $2 AND token <> $3)",
     )
     .bind(ttl_secs as f64)
+    .bind(&me.replica_id)
+    .bind(me.token)
     .fetch_one(pool)
     .await?;
     let live = live.max(1);
@@ -41,9 +71,9 @@ pub async fn round(pool: &PgPool, replica: &str, ttl_secs: i64) -> Result<LeaseR
 
     let mut held: Vec<i64> = sqlx::query_scalar(
         "UPDATE fleet_leases SET expires_at = now() + make_interval(secs => $2)
-         WHERE holder = $1 RETURNING fleet_id",
+         WHERE holder_token = $1 RETURNING fleet_id",
     )
-    .bind(replica)
+    .bind(me.token)
     .bind(ttl_secs as f64)
     .fetch_all(pool)
     .await?;
@@ -53,10 +83,10 @@ pub async fn round(pool: &PgPool, replica: &str, ttl_secs: i64) -> Result<LeaseR
         let surplus = held.len() as i64 - fair;
         let gone: Vec<i64> = sqlx::query_scalar(
             "DELETE FROM fleet_leases WHERE fleet_id IN
-               (SELECT fleet_id FROM fleet_leases WHERE holder = $1 ORDER BY fleet_id DESC LIMIT $2)
+               (SELECT fleet_id FROM fleet_leases WHERE holder_token = $1 ORDER BY fleet_id DESC LIMIT $2)
              RETURNING fleet_id",
         )
-        .bind(replica)
+        .bind(me.token)
         .bind(surplus)
         .fetch_all(pool)
         .await?;
@@ -67,19 +97,21 @@ pub async fn round(pool: &PgPool, replica: &str, ttl_secs: i64) -> Result<LeaseR
     let room = fair - held.len() as i64;
     if room > 0 {
         let new: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO fleet_leases (fleet_id, holder, expires_at)
-             SELECT f.id, $1, now() + make_interval(secs => $2)
+            "INSERT INTO fleet_leases (fleet_id, holder, holder_token, expires_at)
+             SELECT f.id, $1, $4, now() + make_interval(secs => $2)
              FROM fleets f LEFT JOIN fleet_leases l ON l.fleet_id = f.id
              WHERE l.fleet_id IS NULL OR l.expires_at < now()
              ORDER BY f.id LIMIT $3
              ON CONFLICT (fleet_id) DO UPDATE
-               SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, acquired_at = now()
+               SET holder = EXCLUDED.holder, holder_token = EXCLUDED.holder_token,
+                   expires_at = EXCLUDED.expires_at, acquired_at = now()
                WHERE fleet_leases.expires_at < now()
              RETURNING fleet_id",
         )
-        .bind(replica)
+        .bind(&me.replica_id)
         .bind(ttl_secs as f64)
         .bind(room)
+        .bind(me.token)
         .fetch_all(pool)
         .await?;
         claimed = new.len();
@@ -91,20 +123,23 @@ pub async fn round(pool: &PgPool, replica: &str, ttl_secs: i64) -> Result<LeaseR
         claimed,
         released,
         live_replicas: live,
+        same_id_elsewhere: same_id,
     })
 }
 
 /// Gives up every lease of this replica (on shutdown), so others take over at once.
-pub async fn release_all(pool: &PgPool, replica: &str) -> Result<u64, sqlx::Error> {
-    sqlx::query("DELETE FROM replicas WHERE replica_id = $1")
-        .bind(replica)
+pub async fn release_all(pool: &PgPool, me: &Holder) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM replicas WHERE token = $1")
+        .bind(me.token)
         .execute(pool)
         .await?;
-    Ok(sqlx::query("DELETE FROM fleet_leases WHERE holder = $1")
-        .bind(replica)
-        .execute(pool)
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM fleet_leases WHERE holder_token = $1")
+            .bind(me.token)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// The replica holding a fleet's lease, if any holds it now.

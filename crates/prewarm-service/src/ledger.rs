@@ -22,7 +22,7 @@ pub async fn record_decision(
         mode: "act",
         boot_lead_secs: None,
         forecast_id: None,
-        fenced: false,
+        fence: None,
         write_orders: true,
     };
     Ok(record(pool, fleet_id, now, state, decision, &meta)
@@ -38,8 +38,9 @@ pub struct Meta<'a> {
     pub mode: &'a str,
     pub boot_lead_secs: Option<i64>,
     pub forecast_id: Option<i64>,
-    /// Write only while `replica` holds the fleet's lease.
-    pub fenced: bool,
+    /// Write only while the process start with this lease token holds the fleet's lease
+    /// ([`crate::leases::Holder`]).
+    pub fence: Option<uuid::Uuid>,
     /// Queue the decision's orders (false: record the decision only).
     pub write_orders: bool,
 }
@@ -49,8 +50,13 @@ pub struct Meta<'a> {
 /// obsolete, and the planner (level-triggered, from ready and booting GPUs) re-orders whatever is
 /// still needed. Orders already attempted may have reached the provisioner: they stay, are
 /// retried under the same key, and the planner counts them ([`crate::state`]).
-/// With `meta.fenced`, nothing is written unless `meta.replica` still holds the fleet's lease
-/// (`Ok(None)`): a replica that lost its lease while planning cannot write over its successor.
+/// With `meta.fence`, nothing is written unless that process start still holds the fleet's lease
+/// (`Ok(None)`): a replica that lost its lease while planning cannot write over its successor,
+/// and a second process configured with the same replica id cannot write at all.
+///
+/// Each order gets an idempotency key that is unique across installations and restored backups
+/// (`ord_` and a random UUID): a provisioner that remembers keys from another database never
+/// mistakes a new order for one it has applied.
 pub async fn record(
     pool: &PgPool,
     fleet_id: i64,
@@ -60,13 +66,13 @@ pub async fn record(
     meta: &Meta<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if meta.fenced {
+    if let Some(token) = meta.fence {
         let held: Option<i64> = sqlx::query_scalar(
             "SELECT fleet_id FROM fleet_leases
-             WHERE fleet_id = $1 AND holder = $2 AND expires_at > now() FOR SHARE",
+             WHERE fleet_id = $1 AND holder_token = $2 AND expires_at > now() FOR SHARE",
         )
         .bind(fleet_id)
-        .bind(meta.replica)
+        .bind(token)
         .fetch_optional(&mut *tx)
         .await?;
         if held.is_none() {
@@ -95,7 +101,7 @@ pub async fn record(
     .bind(&decision.reason)
     .bind(meta.replica)
     .bind(meta.mode)
-    .bind(meta.boot_lead_secs.map(|s| s as i32))
+    .bind(meta.boot_lead_secs)
     .bind(meta.forecast_id)
     .fetch_one(&mut *tx)
     .await?;
@@ -104,7 +110,7 @@ pub async fn record(
     } else {
         &[]
     };
-    for (n, order) in orders.iter().enumerate() {
+    for order in orders {
         let (kind, count) = match *order {
             Order::Boot(c) => ("boot", c),
             Order::Terminate(c) => ("terminate", c),
@@ -113,7 +119,7 @@ pub async fn record(
             "INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, next_attempt_at,
              expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
         )
-        .bind(format!("order-{fleet_id}-{id}-{n}"))
+        .bind(new_order_key())
         .bind(fleet_id)
         .bind(id)
         .bind(kind)
@@ -125,6 +131,11 @@ pub async fn record(
     }
     tx.commit().await?;
     Ok(Some(id))
+}
+
+/// A new idempotency key: `ord_` and a random (version 4) UUID.
+pub fn new_order_key() -> String {
+    format!("ord_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// An order as stored.
@@ -164,7 +175,7 @@ pub struct StoredDecision {
     pub reason: String,
     pub replica: String,
     pub mode: String,
-    pub boot_lead_secs: Option<i32>,
+    pub boot_lead_secs: Option<i64>,
     pub forecast_id: Option<i64>,
 }
 

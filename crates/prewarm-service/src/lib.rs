@@ -27,6 +27,8 @@ pub mod state;
 pub mod webhook;
 
 #[cfg(test)]
+mod safety_tests;
+#[cfg(test)]
 mod service_tests;
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,20 @@ pub enum StartError {
 
 type JobFn = Arc<dyn Fn(Arc<Service>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// How long a request waits for a database connection before it is answered 503: a probe with
+/// a one-second timeout must see the answer when the database is down.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// The service's connection pool. It connects lazily: the service starts, and says it is not
+/// ready, while the database is down.
+pub fn pool(config: &Config) -> Result<sqlx::PgPool, StartError> {
+    PgPoolOptions::new()
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy(&config.database.url.0)
+        .map_err(StartError::Database)
+}
+
 /// Starts the service. With `scheduled`, tokio-cron-scheduler runs the jobs on the wall clock;
 /// without, the caller drives them (tests, `prewarm demo` with its simulated clock).
 pub async fn start(
@@ -53,26 +67,50 @@ pub async fn start(
     clock: SharedClock,
     scheduled: bool,
 ) -> Result<Running, StartError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(config.database.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database.url.0)
-        .await
-        .map_err(StartError::Database)?;
+    let pool = pool(&config)?;
     start_with_pool(config, clock, pool, scheduled).await
 }
 
-/// [`start`] on an existing pool (tests).
+/// Whether a migration failed because the database could not be reached (worth waiting for),
+/// rather than because of the schema itself (worth stopping for).
+fn unreachable(e: &sqlx::migrate::MigrateError) -> bool {
+    match e {
+        sqlx::migrate::MigrateError::Execute(e) => matches!(
+            prewarm_ingest::IngestError::from(clone_kind(e)),
+            prewarm_ingest::IngestError::Unavailable(_)
+        ),
+        _ => false,
+    }
+}
+
+/// A stand-in of the same kind as `e`, to classify it without consuming it.
+fn clone_kind(e: &sqlx::Error) -> sqlx::Error {
+    match e {
+        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
+        sqlx::Error::Protocol(p) => sqlx::Error::Protocol(p.clone()),
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "55000") =>
+        {
+            sqlx::Error::PoolTimedOut
+        }
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// [`start`] on an existing pool (tests). The HTTP API serves at once (`/readyz` says 503 until
+/// the schema is up to date); while the database cannot be reached, the schema migration is
+/// retried with backoff, and the jobs start once it succeeds.
 pub async fn start_with_pool(
     config: Config,
     clock: SharedClock,
     pool: sqlx::PgPool,
     scheduled: bool,
 ) -> Result<Running, StartError> {
-    prewarm_ingest::MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(StartError::Migrate)?;
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -91,7 +129,11 @@ pub async fn start_with_pool(
     let mut app =
         prewarm_ingest::api::router(pool.clone()).merge(crate::api::router(service.clone()));
     if let Some(secret) = secret {
-        app = app.merge(crate::callbacks::router(pool.clone(), secret));
+        app = app.merge(crate::callbacks::router(
+            pool.clone(),
+            secret,
+            service.clock.clone(),
+        ));
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -101,6 +143,22 @@ pub async fn start_with_pool(
             })
             .await;
     });
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match prewarm_ingest::MIGRATOR.run(&pool).await {
+            Ok(()) => break,
+            Err(e) if unreachable(&e) => {
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "the database cannot be reached; /readyz answers 503 until it can");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                let _ = stop_tx.send(());
+                let _ = server.await;
+                return Err(StartError::Migrate(e));
+            }
+        }
+    }
     // Take leases at once so the first tick has fleets.
     if let Err(e) = service.lease_round().await {
         tracing::warn!(error = %e, "first lease round failed; retrying on schedule");
@@ -275,7 +333,7 @@ impl Running {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
-        let _ = crate::leases::release_all(&self.service.pool, self.service.replica()).await;
+        let _ = crate::leases::release_all(&self.service.pool, &self.service.holder).await;
     }
 }
 

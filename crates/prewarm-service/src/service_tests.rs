@@ -21,7 +21,7 @@ use crate::{
     webhook::Secret,
 };
 
-fn config(secret: &Secret, cloud_url: &str, replica: &str) -> Config {
+pub(crate) fn config(secret: &Secret, cloud_url: &str, replica: &str) -> Config {
     let mut c = Config::default();
     c.database.url = Redacted("postgres://127.0.0.1/unused".into());
     c.http.listen = "127.0.0.1:0".into();
@@ -34,17 +34,21 @@ fn config(secret: &Secret, cloud_url: &str, replica: &str) -> Config {
     c
 }
 
-struct World {
-    clock: ManualClock,
-    cloud: FakeCloud,
-    running: Running,
-    service: Arc<Service>,
-    secret: Secret,
-    cloud_url: String,
+pub(crate) struct World {
+    pub clock: ManualClock,
+    pub cloud: FakeCloud,
+    pub running: Running,
+    pub service: Arc<Service>,
+    pub secret: Secret,
+    pub cloud_url: String,
 }
 
 /// fake-cloud (boots of 5 to 7 minutes, calling back) and a service, both on one manual clock.
-async fn world(pool: &PgPool, start: DateTime<Utc>, tweak: impl FnOnce(&mut Config)) -> World {
+pub(crate) async fn world(
+    pool: &PgPool,
+    start: DateTime<Utc>,
+    tweak: impl FnOnce(&mut Config),
+) -> World {
     let clock = ManualClock::new(start);
     let shared: SharedClock = Arc::new(clock.clone());
     let secret = Secret::generate();
@@ -83,20 +87,35 @@ async fn world(pool: &PgPool, start: DateTime<Utc>, tweak: impl FnOnce(&mut Conf
     }
 }
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
         .with_timezone(&Utc)
 }
 
-async fn fleet(pool: &PgPool, name: &str, min: i32) -> i64 {
+pub(crate) async fn fleet(pool: &PgPool, name: &str, min: i32) -> i64 {
     let mut spec = FleetSpec::named(name);
     spec.min_gpus = min;
     spec.gpu_rps = 1.0;
     create_fleet(pool, &spec).await.unwrap().id
 }
 
-fn planned(outcome: TickOutcome) -> (prewarm_planner::Decision, FleetState, i64) {
+/// A token that may read and operate one fleet (or every fleet).
+pub(crate) async fn ops_token(pool: &PgPool, fleet: Option<&str>) -> String {
+    use prewarm_ingest::Scope;
+    create_token(
+        pool,
+        fleet,
+        "ops",
+        &[Scope::Read, Scope::Operate],
+        &prewarm_ingest::Actor::cli(),
+    )
+    .await
+    .unwrap()
+    .1
+}
+
+pub(crate) fn planned(outcome: TickOutcome) -> (prewarm_planner::Decision, FleetState, i64) {
     match outcome {
         TickOutcome::Planned {
             decision,
@@ -232,8 +251,8 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let id = fleet(&pool, "chat", 2).await;
     fleet(&pool, "other", 1).await;
-    let token = create_token(&pool, Some("chat"), "ops").await.unwrap();
-    let other = create_token(&pool, Some("other"), "ops").await.unwrap();
+    let token = ops_token(&pool, Some("chat")).await;
+    let other = ops_token(&pool, Some("other")).await;
     w.service.lease_round().await.unwrap();
     w.service.tick_fleet(id).await.unwrap();
     let base = format!("http://{}", w.running.addr);
@@ -587,14 +606,15 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     let mut spec = FleetSpec::named("chat");
     spec.time_zone = "America/New_York".into();
     spec.gpu_rps = 1.0;
-    let id = create_fleet(&pool, &spec).await.unwrap().id;
+    let created = create_fleet(&pool, &spec).await.unwrap();
+    let id = created.id;
     let trace = rush_trace(start, 5);
     let history = Trace::new(
         start,
         300,
         trace.requests[..((now - start).num_minutes() / 5) as usize].to_vec(),
     );
-    prewarm_ingest::import_trace(&pool, id, &history)
+    prewarm_ingest::import_trace(&pool, &created, &history, Utc::now())
         .await
         .unwrap();
     w.service.lease_round().await.unwrap();
@@ -762,10 +782,12 @@ async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
     let w = world(&pool, at("2026-06-10T00:30:00Z"), |_| {}).await;
     let mut spec = FleetSpec::named("chat");
     spec.time_zone = "Europe/Berlin".into();
-    let id = create_fleet(&pool, &spec).await.unwrap().id;
+    let created = create_fleet(&pool, &spec).await.unwrap();
     // Two hours of 1-minute samples, 40 days old.
     let old = Trace::new(at("2026-05-01T00:00:00Z"), 60, vec![2.0; 120]);
-    prewarm_ingest::import_trace(&pool, id, &old).await.unwrap();
+    prewarm_ingest::import_trace(&pool, &created, &old, Utc::now())
+        .await
+        .unwrap();
     w.service.lease_round().await.unwrap();
     assert_eq!(
         w.service.daily_all().await.unwrap(),

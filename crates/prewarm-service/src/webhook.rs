@@ -10,6 +10,22 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// The body of an order delivered to the provisioner's web hook (README: the provisioner
+/// contract). The dispatcher sends it; fake-cloud and `prewarm provisioner-check` read it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct OrderBody {
+    /// The order's idempotency key, also sent as `webhook-id`: apply each id once.
+    pub id: String,
+    /// The fleet's name.
+    pub fleet: String,
+    /// `boot` or `terminate`.
+    pub kind: String,
+    /// How many instances to start or stop.
+    pub count: u32,
+    /// When prewarm made the order (RFC 3339).
+    pub created_at: String,
+}
+
 /// How far a timestamp may be from the receiver's clock.
 pub const TOLERANCE_SECS: i64 = 300;
 
