@@ -59,3 +59,13 @@ CREATE INDEX callback_receipts_by_time ON callback_receipts (received_at);
 ALTER TABLE fleets
     ADD COLUMN refit_at    TIMESTAMPTZ,
     ADD COLUMN refit_note  TEXT;
+
+-- The demand distribution: each live forecast stores its calibration (how demand strays from the
+-- median, by horizon and phase) and the levels the SLO sizer chose, so a tick (or a restarted
+-- replica) rebuilds exactly the distribution the refit made.
+ALTER TABLE forecasts
+    ADD COLUMN calibration JSONB,
+    ADD COLUMN levels JSONB;
+-- The timed-out share the SLO sizer predicted for the levels it chose: the next refit compares it
+-- with what the fleet realised.
+ALTER TABLE forecasts ADD COLUMN predicted_timed_out_share DOUBLE PRECISION;

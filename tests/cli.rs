@@ -30,7 +30,7 @@ fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
         "mstl,snaive-day,naive",
         "--origins",
         "4",
-        "--warmup",
+        "--calibration-origins",
         "4",
         "--out",
         out.to_str().unwrap(),
@@ -558,4 +558,426 @@ async fn demo_replays_the_fixture_through_the_service(
     }
     assert!(stdout.contains("first refit: calibrated true"), "{stdout}");
     assert!(stdout.contains("orders delivered (0 pending)"), "{stdout}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn fleets_and_tokens_are_administered_from_the_command_line(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    let url = url_of(&opts);
+    let pool = pool_opts.connect_with(opts).await.unwrap();
+    let run = |args: &[&str]| prewarm_db(&url, args);
+    let (ok, _, stderr) = run(&["fleet", "create", "chat", "--max-gpus", "40"]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = run(&["fleet", "list"]);
+    assert!(
+        ok && stdout
+            .lines()
+            .any(|l| l.starts_with("chat ") && l.contains(" 40 ")),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = run(&[
+        "fleet",
+        "update",
+        "chat",
+        "--max-gpus",
+        "60",
+        "--budget",
+        "100",
+    ]);
+    assert!(
+        ok && stdout.contains("\"max_gpus\":60"),
+        "{stdout} {stderr}"
+    );
+    let (ok, _, stderr) = run(&["fleet", "update", "chat", "--min-gpus", "99"]);
+    assert!(!ok && stderr.contains("max_gpus"), "{stderr}");
+
+    // Tokens: scopes, listing without secrets, revocation.
+    let (ok, token, stderr) = run(&[
+        "token",
+        "create",
+        "--fleet",
+        "chat",
+        "--label",
+        "ops",
+        "--scope",
+        "read,operate",
+    ]);
+    assert!(ok && token.trim().starts_with("pw_"), "{stderr}");
+    assert!(stderr.contains("read, operate"), "{stderr}");
+    let (ok, _, stderr) = run(&["token", "create", "--scope", "pin"]);
+    assert!(
+        !ok && stderr.contains("push, read, operate and admin"),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = run(&["token", "list"]);
+    assert!(
+        ok && stdout.contains("read,operate") && !stdout.contains(token.trim()),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = run(&["token", "revoke", "1"]);
+    assert!(ok && stdout.contains("revoked token 1"), "{stdout}");
+    let (ok, _, stderr) = run(&["token", "revoke", "1"]);
+    assert!(!ok && stderr.contains("revoked already"), "{stderr}");
+
+    // Deleting needs --yes, and takes the fleet's samples with it.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nab-elb-5m.csv");
+    let (ok, _, stderr) = run(&["import", "--fleet", "chat", fixture]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["fleet", "delete", "chat"]);
+    assert!(!ok && stderr.contains("--yes"), "{stderr}");
+    let (ok, stdout, stderr) = run(&["fleet", "delete", "chat", "--yes"]);
+    assert!(ok && stdout.contains("4032 samples"), "{stdout} {stderr}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions,
+        vec![
+            "fleet.create",
+            "fleet.update",
+            "token.create",
+            "token.revoke",
+            "fleet.delete"
+        ]
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_import_meets_the_push_rules_and_its_errors_name_file_line_and_reason(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    let url = url_of(&opts);
+    let pool = pool_opts.connect_with(opts).await.unwrap();
+    let run = |args: &[&str]| prewarm_db(&url, args);
+    assert!(run(&["fleet", "create", "chat"]).0);
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "gap.csv",
+            "timestamp,requests\n2026-01-01T00:00:00Z,5\n2026-01-03T00:00:00Z,6\n".to_string(),
+            vec!["gap.csv", "172800 s apart", "line 2"],
+        ),
+        (
+            "future.csv",
+            "timestamp,requests\n2100-01-01T00:00:00Z,5\n2100-01-01T00:05:00Z,6\n".to_string(),
+            vec![
+                "future.csv",
+                "line 2 (2100-01-01T00:00:00Z)",
+                "in the future",
+            ],
+        ),
+        (
+            "nan.csv",
+            "timestamp,requests\n2026-01-01T00:00:00Z,NaN\n2026-01-01T00:05:00Z,6\n".to_string(),
+            vec!["nan.csv: line 2", "leave the field empty"],
+        ),
+        (
+            "huge.csv",
+            format!(
+                "timestamp,requests\n2026-01-01T00:00:00Z,{}\n2026-01-01T00:05:00Z,6\n",
+                "7".repeat(50 * 1024 * 1024) + "x"
+            ),
+            vec!["huge.csv: line 2", "bytes in all"],
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = write(dir.path(), name, &text);
+        let (ok, _, stderr) = run(&["import", "--fleet", "chat", &path]);
+        assert!(!ok, "{name} was imported");
+        assert!(
+            stderr.len() < 2_000,
+            "{name}: {} bytes of error",
+            stderr.len()
+        );
+        for e in expected {
+            assert!(stderr.contains(e), "{name}: `{e}` not in {stderr}");
+        }
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "nothing was written");
+}
+
+#[test]
+fn provisioner_check_passes_against_fake_cloud_and_fails_against_a_broken_endpoint() {
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (cloud_port, callback_port) = (free_port(), free_port());
+    let secret = prewarm_service::webhook::Secret::generate().encoded();
+    let mut cloud = Command::new(env!("CARGO_BIN_EXE_prewarm"))
+        .args([
+            "fake-cloud",
+            "--listen",
+            &format!("127.0.0.1:{cloud_port}"),
+            "--secret",
+            &secret,
+            "--callback",
+            &format!("http://127.0.0.1:{callback_port}"),
+            "--boot-min",
+            "1s",
+            "--boot-max",
+            "2s",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let hook = format!("http://127.0.0.1:{cloud_port}/orders");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", cloud_port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (ok, stdout, stderr) = prewarm(&[
+        "provisioner-check",
+        &hook,
+        "--secret",
+        &secret,
+        "--callback-listen",
+        &format!("127.0.0.1:{callback_port}"),
+        "--wait",
+        "30s",
+    ]);
+    cloud.kill().unwrap();
+    cloud.wait().unwrap();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("14 of 14 checks passed"), "{stdout}");
+    assert!(stdout.contains("repeated order applied once"), "{stdout}");
+
+    // An endpoint that accepts anything (no signature check) fails, and says why.
+    let broken_port = free_port();
+    let broken = std::thread::spawn(move || {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", broken_port)).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming().take(9) {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 65536];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            );
+        }
+    });
+    let (ok, stdout, _) = prewarm(&[
+        "provisioner-check",
+        &format!("http://127.0.0.1:{broken_port}/orders"),
+        "--secret",
+        &secret,
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains("FAIL  unsigned order refused")
+            && stdout.contains("answered 200; expected 401"),
+        "{stdout}"
+    );
+    broken.join().unwrap();
+}
+
+/// A `prewarm serve` process configured by environment variables.
+fn serve_process(
+    url: &str,
+    listen: &str,
+    cloud: &str,
+    secret: &str,
+    replica: Option<&str>,
+) -> std::process::Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_prewarm"));
+    c.arg("serve")
+        .env("DATABASE_URL", url)
+        .env("PREWARM_HTTP__LISTEN", listen)
+        .env("PREWARM_PROVISIONER__URL", cloud)
+        .env("PREWARM_PROVISIONER__SECRET", secret)
+        .env("PREWARM_SERVICE__LEASE_TTL", "3s")
+        .env("PREWARM_SCHEDULE__TICK", "*/2 * * * * *")
+        .env("PREWARM_SCHEDULE__LEASES", "* * * * * *")
+        .env("PREWARM_SCHEDULE__DISPATCH", "* * * * * *")
+        .env("PREWARM_LOG", "warn")
+        .stderr(std::process::Stdio::null());
+    if let Some(r) = replica {
+        c.env("PREWARM_SERVICE__REPLICA_ID", r);
+    }
+    c.spawn().expect("prewarm serve starts")
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_serve_processes_with_one_replica_id_plan_each_fleet_once(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    use prewarm_service::{fake_cloud::FakeCloud, webhook::Secret};
+    let url = url_of(&opts);
+    let pool = pool_opts.connect_with(opts).await.unwrap();
+    prewarm_ingest::MIGRATOR.run(&pool).await.unwrap();
+    for name in ["f1", "f2", "f3", "f4"] {
+        let mut spec = prewarm_ingest::FleetSpec::named(name);
+        spec.min_gpus = 2;
+        prewarm_ingest::create_fleet(&pool, &spec).await.unwrap();
+    }
+    let secret = Secret::generate();
+    let cloud = FakeCloud::new(secret.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cloud_url = format!("http://{}/orders", listener.local_addr().unwrap());
+    let router = cloud.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut a = serve_process(
+        &url,
+        "127.0.0.1:0",
+        &cloud_url,
+        &secret.encoded(),
+        Some("replica-1"),
+    );
+    let mut b = serve_process(
+        &url,
+        "127.0.0.1:0",
+        &cloud_url,
+        &secret.encoded(),
+        Some("replica-1"),
+    );
+    // Long enough for several ticks of both, and for the leases to be shared out.
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    a.kill().unwrap();
+    b.kill().unwrap();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT fleet_id, decided_at FROM decisions
+           GROUP BY fleet_id, decided_at HAVING count(*) > 1) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(doubled, 0, "no fleet planned twice in one tick");
+    let planned: i64 = sqlx::query_scalar("SELECT count(DISTINCT fleet_id) FROM decisions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(planned, 4);
+    let applied = cloud.state.lock().unwrap().applied.clone();
+    assert_eq!(applied.len(), 4, "one boot order per fleet: {applied:?}");
+    let mut fleets: Vec<String> = applied.iter().map(|o| o.fleet.clone()).collect();
+    fleets.sort();
+    assert_eq!(fleets, vec!["f1", "f2", "f3", "f4"]);
+    let holders: Vec<(String, i64)> =
+        sqlx::query_as("SELECT replica_id, count(*) FROM replicas GROUP BY replica_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        holders,
+        vec![("replica-1".to_string(), 2)],
+        "two starts, one name"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_walkthrough_ends_with_a_pre_warm_decision(
+    _pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    // README, "Try it on one machine", step by step.
+    let url = url_of(&opts);
+    let run = |args: &[&str]| prewarm_db(&url, args);
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (cloud_port, http_port) = (free_port(), free_port());
+    let secret = prewarm_service::webhook::Secret::generate().encoded();
+    let mut cloud = Command::new(env!("CARGO_BIN_EXE_prewarm"))
+        .args([
+            "fake-cloud",
+            "--listen",
+            &format!("127.0.0.1:{cloud_port}"),
+            "--secret",
+            &secret,
+            "--callback",
+            &format!("http://127.0.0.1:{http_port}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (ok, _, stderr) = run(&[
+        "fleet",
+        "create",
+        "chat",
+        "--tz",
+        "Europe/Berlin",
+        "--gpu-rps",
+        "2.5",
+        "--min-gpus",
+        "1",
+        "--max-gpus",
+        "40",
+    ]);
+    assert!(ok, "{stderr}");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nab-elb-5m.csv");
+    let (ok, stdout, stderr) = run(&["import", "--fleet", "chat", "--shift-to-now", fixture]);
+    assert!(
+        ok && stderr.contains("shifted the trace"),
+        "{stdout} {stderr}"
+    );
+    let (ok, stdout, stderr) = run(&["refit", "--fleet", "chat"]);
+    assert!(
+        ok && stdout.contains("band calibrated"),
+        "{stdout} {stderr}"
+    );
+    let (ok, token, stderr) = run(&[
+        "token",
+        "create",
+        "--fleet",
+        "chat",
+        "--scope",
+        "read,operate",
+    ]);
+    assert!(ok, "{stderr}");
+    let mut serve = serve_process(
+        &url,
+        &format!("127.0.0.1:{http_port}"),
+        &format!("http://127.0.0.1:{cloud_port}/orders"),
+        &secret,
+        None,
+    );
+    let client = reqwest::Client::new();
+    let plan_url = format!("http://127.0.0.1:{http_port}/v1/fleets/chat/plan");
+    let mut plan = serde_json::Value::Null;
+    eventually(60, "a decision", async || {
+        let Ok(r) = client.get(&plan_url).bearer_auth(token.trim()).send().await else {
+            return false;
+        };
+        plan = r.json().await.unwrap_or_default();
+        !plan["latest_decision"].is_null()
+    })
+    .await;
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    cloud.kill().unwrap();
+    cloud.wait().unwrap();
+    let decision = &plan["latest_decision"];
+    let reason = decision["reason"].as_str().unwrap();
+    assert!(reason.starts_with("pre-warm"), "{plan:#}");
+    assert!(
+        decision["forecast_upper_rps"].as_f64().is_some(),
+        "{plan:#}"
+    );
+    assert!(decision["desired_gpus"].as_i64().unwrap() >= 1, "{plan:#}");
 }

@@ -50,9 +50,10 @@ pub struct BacktestArgs {
         value_delimiter = ','
     )]
     models: Vec<String>,
-    /// Warm-up origins before the first scored one, to calibrate the band.
+    /// Origins before the first scored one whose errors only calibrate the band (a count; in
+    /// `simulate`, `--warmup` is a duration of unscored history).
     #[arg(long, default_value_t = 24)]
-    warmup: usize,
+    calibration_origins: usize,
     /// Transform before fitting: none, log, or boxcox:LAMBDA.
     #[arg(long, default_value = "none")]
     transform: String,
@@ -156,7 +157,7 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         quantile: args.quantile,
         models,
         origins,
-        warmup: args.warmup,
+        warmup: args.calibration_origins,
         warmup_every: every,
         tz,
         transform: args.transform.parse::<Transform>()?,

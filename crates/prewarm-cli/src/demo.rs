@@ -29,6 +29,7 @@ use crate::simulate::{Knobs, Replay, ReplayArgs};
 fn service_knobs() -> Knobs {
     let d = PlannerDefaults::default();
     Knobs {
+        slo: d.max_timeout_share,
         quantile: d.quantile,
         utilization: d.target_utilization,
         hold_secs: d.hold.0,

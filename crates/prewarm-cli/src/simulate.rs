@@ -72,52 +72,88 @@ pub struct SimulateArgs {
         value_delimiter = ','
     )]
     pub policies: Vec<String>,
-    /// Share of requests the hindsight schedule may time out.
-    #[arg(long, default_value_t = 0.001)]
-    pub max_timeout_share: f64,
-    /// Upper quantile the predictive policy sizes on.
-    #[arg(long, default_value_t = 0.98)]
-    pub quantile: f64,
-    /// Share of each GPU's capacity that predictive sizing plans to use.
-    #[arg(long, default_value_t = 0.9)]
-    pub utilization: f64,
-    /// Window after the boot lead time a pre-warm is sized for.
-    #[arg(long, default_value = "5m")]
-    pub hold: String,
-    /// Load the predictive policy scales up to at once when demand runs above the forecast band.
-    #[arg(long, default_value_t = 0.6)]
-    pub miss_load: f64,
+    #[command(flatten)]
+    pub planner: PlannerArgs,
     /// Folder for per-policy decisions.csv, summary.json and plot.svg.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
+/// The planner's settings: the SLO, and the expert overrides that replace what it chooses.
+#[derive(Debug, Args, Clone)]
+pub struct PlannerArgs {
+    /// The SLO: the largest share of requests that may time out (waiting longer than --timeout).
+    /// The predictive policy plans to it; the hindsight reference is chosen within it.
+    #[arg(long, default_value_t = 0.001, alias = "max-timeout-share")]
+    pub slo: f64,
+    /// Expert override: plan on this quantile of the demand distribution everywhere, instead of
+    /// the levels the SLO sizer chooses hour by hour.
+    #[arg(long)]
+    pub quantile: Option<f64>,
+    /// Expert override: share of each GPU's capacity that predictive sizing plans to use.
+    #[arg(long, default_value_t = prewarm_planner::defaults::TARGET_UTILIZATION)]
+    pub utilization: f64,
+    /// Window after the boot lead a pre-warm is sized for.
+    #[arg(long, default_value = "5m")]
+    pub hold: String,
+    /// Expert override: when demand runs above the distribution's top quantile, keep load under
+    /// this share at once (the seed's 0.6); by default the forecast is corrected instead.
+    #[arg(long)]
+    pub miss_load: Option<f64>,
+}
+
 /// The planner's knobs that `simulate` takes and `tune` sweeps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Knobs {
-    pub quantile: f64,
+    pub slo: f64,
+    pub quantile: Option<f64>,
     pub utilization: f64,
     pub hold_secs: i64,
-    pub miss_load: f64,
+    pub miss_load: Option<f64>,
 }
 
 impl Knobs {
+    /// The knobs a user gave, checked.
+    pub fn from_args(args: &PlannerArgs) -> anyhow::Result<Self> {
+        Knobs {
+            slo: args.slo,
+            quantile: args.quantile,
+            utilization: args.utilization,
+            hold_secs: parse_duration_or_zero(&args.hold)
+                .map_err(|e| anyhow::anyhow!("--hold: {e}"))?,
+            miss_load: args.miss_load,
+        }
+        .checked("")
+    }
+
     /// The knobs, checked; `plural` is "s" when they came from `tune`'s lists.
     fn checked(self, plural: &str) -> anyhow::Result<Self> {
         ensure!(
-            (0.5..1.0).contains(&self.quantile),
-            "--quantile{plural}: {} must be at least 0.5 and below 1",
-            self.quantile
+            self.slo > 0.0 && self.slo < 0.5,
+            "--slo{plural}: {} must be above 0 and below 0.5 (0.001 is 0.1% of requests timed out)",
+            self.slo
         );
+        if let Some(q) = self.quantile {
+            ensure!(
+                (0.5..1.0).contains(&q),
+                "--quantile{plural}: {q} must be at least 0.5 and below 1"
+            );
+        }
         ensure!(
             self.utilization > 0.0 && self.utilization <= 1.0,
             "--utilization{plural}: {} must be above 0 and at most 1",
             self.utilization
         );
+        if let Some(m) = self.miss_load {
+            ensure!(
+                m > 0.0 && m <= 1.0,
+                "--miss-load{plural}: {m} must be above 0 and at most 1"
+            );
+        }
         ensure!(
-            self.miss_load > 0.0 && self.miss_load <= 1.0,
-            "--miss-load{plural}: {} must be above 0 and at most 1",
-            self.miss_load
+            self.hold_secs <= 1_800,
+            "--hold{plural}: {} is longer than 30m",
+            format_duration(self.hold_secs)
         );
         Ok(self)
     }
@@ -234,6 +270,11 @@ impl Replay {
 
     pub fn planner(&self, knobs: &Knobs) -> PlannerConfig {
         let mut cfg = PlannerConfig::new(self.gpu_rps);
+        cfg.slo = prewarm_planner::Slo {
+            max_timeout_share: knobs.slo,
+            timeout_secs: self.sim.timeout_secs,
+        };
+        cfg.quantile = knobs.quantile;
         cfg.target_utilization = knobs.utilization;
         cfg.boot_lead_secs = self.sim.boot.max_secs();
         cfg.hold_secs = knobs.hold_secs;
@@ -251,7 +292,6 @@ impl Replay {
     pub fn predictive(&self, knobs: &Knobs, cache: Option<ForecastCache>) -> Predictive {
         let settings = ForecastSettings {
             refit_secs: self.refit_secs,
-            quantile: knobs.quantile,
             tz: self.tz,
             step_secs: if self.step_secs < 300 && 300 % self.step_secs == 0 {
                 300
@@ -271,12 +311,7 @@ impl Replay {
         p
     }
 
-    fn policy(
-        &self,
-        name: &str,
-        args: &SimulateArgs,
-        knobs: &Knobs,
-    ) -> anyhow::Result<Box<dyn Policy + Send>> {
+    fn policy(&self, name: &str, knobs: &Knobs) -> anyhow::Result<Box<dyn Policy + Send>> {
         Ok(match name {
             "predictive" => Box::new(self.predictive(knobs, None)),
             "reactive" => Box::new(Reactive {
@@ -288,7 +323,7 @@ impl Replay {
                 let peak =
                     self.requests.iter().copied().fold(0.0, f64::max) / self.step_secs as f64;
                 Box::new(Static {
-                    gpus: (peak / (self.gpu_rps * args.utilization)).ceil() as u32,
+                    gpus: (peak / (self.gpu_rps * knobs.utilization)).ceil() as u32,
                 })
             }
             "clairvoyant" => Box::new(Clairvoyant {
@@ -303,7 +338,7 @@ impl Replay {
                 &self.requests,
                 self.tz.unwrap_or(Tz::UTC),
                 &self.sim,
-                args.max_timeout_share,
+                knobs.slo,
             )),
             other => anyhow::bail!(
                 "unknown policy `{other}`: choose from predictive, reactive, static, clairvoyant, hindsight"
@@ -348,21 +383,10 @@ pub struct PolicySummary {
 
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let replay = Replay::load(&args.replay)?;
-    let knobs = Knobs {
-        quantile: args.quantile,
-        utilization: args.utilization,
-        hold_secs: parse_duration_or_zero(&args.hold)
-            .map_err(|e| anyhow::anyhow!("--hold: {e}"))?,
-        miss_load: args.miss_load,
-    }
-    .checked("")?;
-    ensure!(
-        (0.0..1.0).contains(&args.max_timeout_share),
-        "--max-timeout-share must be at least 0 and below 1 (0.001 is 0.1%)"
-    );
+    let knobs = Knobs::from_args(&args.planner)?;
     let mut policies = Vec::new();
     for name in &args.policies {
-        policies.push(replay.policy(name.trim(), args, &knobs)?);
+        policies.push(replay.policy(name.trim(), &knobs)?);
     }
     println!("{}", crate::output::describe(&replay.trace, &replay.name));
     println!(
@@ -572,10 +596,11 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
             for u in &args.utilizations {
                 for m in &args.miss_loads {
                     let knobs = Knobs {
-                        quantile: *q,
+                        slo: args.max_timeout_share,
+                        quantile: Some(*q),
                         utilization: *u,
                         hold_secs: hold,
-                        miss_load: *m,
+                        miss_load: Some(*m),
                     };
                     grid.push((h.clone(), knobs.checked("s")?));
                 }
@@ -647,10 +672,10 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         .chain(rest)
         .zip(&grid)
         .map(|(s, (hold, k))| TunePoint {
-            quantile: k.quantile,
+            quantile: k.quantile.unwrap_or(f64::NAN),
             hold: hold.clone(),
             utilization: k.utilization,
-            miss_load: k.miss_load,
+            miss_load: k.miss_load.unwrap_or(f64::NAN),
             gpu_hours: s.gpu_hours,
             cost_usd: s.cost_usd,
             timed_out_share: s.timed_out_share,

@@ -7,6 +7,7 @@
 
 mod duration;
 mod error;
+pub mod synth;
 mod trace;
 
 pub use duration::{format_duration, parse_duration, parse_duration_or_zero};

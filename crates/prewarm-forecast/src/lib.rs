@@ -8,6 +8,7 @@
 
 pub mod backtest;
 mod conformal;
+pub mod distribution;
 mod error;
 mod local;
 pub mod metrics;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 pub use conformal::Calibrator;
+pub use distribution::{DemandCalibration, DemandDistribution, Scored, LEVELS, NUM_LEVELS};
 pub use error::ForecastError;
 pub use local::{local_time, to_local};
 pub use models::{fit_predict, Fitted, ModelKind, ModelSettings, Periods, MIN_ETS_POINTS};

@@ -1,23 +1,29 @@
 //! The planner: how many GPUs should a fleet have, and what to order now.
 //!
-//! [`plan`] is a pure function of (now, recent demand, the latest forecast band, the fleet's
-//! state, its config): no clock reads and no I/O, so the service, the simulator and the backtest
-//! all call the same code, and a decision can be replayed and explained afterwards.
+//! [`plan`] is a pure function of (now, recent demand, the demand distribution, the levels to plan
+//! on, the fleet's state, its config): no clock reads and no I/O, so the service, the simulator and
+//! `tune` all call the same code, and a decision can be replayed and explained afterwards.
+//! [`decide`] adds what an operator set (pause, pin, forecast-only) as typed modes.
 //!
-//! Predictive pre-warm comes first: boot orders go out one boot lead time before the forecast's
-//! upper quantile needs them. The reactive headroom rules are the fallback: they act at once when
-//! demand runs above the forecast band, and alone when there is no forecast.
+//! Sizing is to the SLO ([`slo`]): each future minute needs the GPUs that serve its demand
+//! quantile at the level chosen for its local hour, at full load (requests may queue up to the
+//! timeout). Boot orders go out one boot lead before a minute needs them; nothing is terminated
+//! that a minute within a boot lead (the break-even: a GPU dropped and booted again bills its
+//! boot idle) still needs. When recent demand runs persistently above (or below) what the
+//! distribution expected, the distribution is corrected by the ratio seen (a nowcast); with no
+//! forecast, the seed's reactive headroom rules run alone.
 
-mod band;
 mod overrides;
 pub mod policies;
 pub mod sim;
+pub mod slo;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-pub use band::Band;
 pub use overrides::{CalendarOverride, OverrideAction};
+pub use prewarm_forecast::{DemandDistribution, LEVELS, NUM_LEVELS};
+pub use slo::{LevelPlan, Slo};
 
 /// What to do when the plan wants more GPUs than the limits allow.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -37,9 +43,9 @@ pub struct ReactiveConfig {
     pub scale_down_load: f64,
     /// ...for this long.
     pub scale_down_after_secs: i64,
-    /// When demand runs above the forecast band, scale up at once to keep load under this share
-    /// (the seed's 60% by default; `prewarm tune` tries higher ones).
-    pub miss_load: f64,
+    /// Expert override: when demand runs above the distribution's top quantile, keep at least
+    /// this load on the GPUs at once (`None`: size on the corrected distribution only).
+    pub miss_load: Option<f64>,
 }
 
 impl Default for ReactiveConfig {
@@ -48,7 +54,7 @@ impl Default for ReactiveConfig {
             scale_up_load: 0.6,
             scale_down_load: 0.2,
             scale_down_after_secs: 1_800,
-            miss_load: 0.6,
+            miss_load: None,
         }
     }
 }
@@ -58,13 +64,19 @@ impl Default for ReactiveConfig {
 pub struct PlannerConfig {
     /// Requests per second one GPU serves at full load.
     pub gpu_rps: f64,
-    /// Share of a GPU's capacity that predictive sizing plans to use.
+    /// Share of a GPU's capacity that predictive sizing plans to use (1: full load, the queue
+    /// absorbs what is short of a minute's burst; an expert override).
     pub target_utilization: f64,
+    /// The fleet's SLO: the share of requests that may time out, and the queue timeout.
+    pub slo: Slo,
+    /// Expert override: plan on this quantile of the distribution everywhere instead of the
+    /// levels the SLO sizer chooses.
+    pub quantile: Option<f64>,
     /// Time from a boot order to a GPU serving.
     pub boot_lead_secs: i64,
     /// Window after the lead time that a boot order is sized for.
     pub hold_secs: i64,
-    /// How far back recent demand keeps capacity from being terminated.
+    /// How far back recent demand is compared with the distribution (the nowcast).
     pub recent_secs: i64,
     pub min_gpus: u32,
     pub max_gpus: u32,
@@ -86,12 +98,14 @@ impl PlannerConfig {
     pub fn new(gpu_rps: f64) -> Self {
         Self {
             gpu_rps,
-            target_utilization: 0.8,
+            target_utilization: defaults::TARGET_UTILIZATION,
+            slo: Slo::default(),
+            quantile: None,
             boot_lead_secs: 600,
-            hold_secs: 300,
-            recent_secs: 900,
+            hold_secs: defaults::HOLD_SECS,
+            recent_secs: 1_200,
             min_gpus: 1,
-            max_gpus: 10_000,
+            max_gpus: defaults::MAX_GPUS,
             price_usd_per_gpu_hour: 3.0,
             budget_usd_per_hour: None,
             over_max: OverMax::Honour,
@@ -123,6 +137,14 @@ impl PlannerConfig {
 }
 
 impl PlannerConfig {
+    /// How much recent demand a plan reads: the reactive rules' quiet period, and the nowcast's
+    /// hour of lull.
+    pub fn demand_window_secs(&self) -> i64 {
+        self.reactive
+            .scale_down_after_secs
+            .max(4 * self.recent_secs)
+    }
+
     /// The most GPUs a plan may have: the limit, plus the permitted excess under
     /// [`OverMax::Exceed`].
     pub fn cap(&self) -> u32 {
@@ -141,6 +163,18 @@ pub enum Strategy {
     Predictive,
     /// The reactive headroom rules alone.
     Reactive,
+}
+
+/// The planner's defaults, one set for the service, `simulate`, `tune` and the API.
+pub mod defaults {
+    /// Full load: the queue absorbs what is shorter than the timeout.
+    pub const TARGET_UTILIZATION: f64 = 1.0;
+    /// Pre-warm sizes each boot for this long after it lands.
+    pub const HOLD_SECS: i64 = 300;
+    /// Most GPUs a fleet has unless it says otherwise.
+    pub const MAX_GPUS: u32 = 10_000;
+    /// The level planned on before the SLO sizer has seen a day of the forecast's errors.
+    pub const START_LEVEL: f64 = 0.99;
 }
 
 /// Recent demand: average requests per second per step, the last step ending at `now`.
@@ -200,8 +234,18 @@ pub struct Decision {
     pub orders: Vec<Order>,
     pub reason: String,
     pub breach: Option<Breach>,
+    /// The distribution's median for this minute, requests per second.
     pub forecast_p50_rps: Option<f64>,
+    /// The quantile planned on for this minute (after any correction), requests per second.
     pub forecast_upper_rps: Option<f64>,
+}
+
+/// The forecast a plan reads: the demand distribution and the level to plan on in each local
+/// hour (`None`: [`defaults::START_LEVEL`], until the SLO sizer has chosen).
+#[derive(Debug, Clone, Copy)]
+pub struct Forecast<'a> {
+    pub distribution: &'a DemandDistribution,
+    pub levels: Option<&'a LevelPlan>,
 }
 
 /// Everything a decision depends on.
@@ -209,9 +253,98 @@ pub struct Decision {
 pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
     pub demand: Demand<'a>,
-    pub forecast: Option<&'a Band>,
+    pub forecast: Option<Forecast<'a>>,
     pub state: &'a FleetState,
     pub strategy: Strategy,
+}
+
+/// Index of the lowest level at or above `q` (the top level when none is).
+pub fn level_index(q: f64) -> usize {
+    LEVELS
+        .iter()
+        .position(|l| *l >= q - 1e-12)
+        .unwrap_or(NUM_LEVELS - 1)
+}
+
+/// How recent demand compares with what the distribution expected of it, and the correction it
+/// calls for: `q + offset_rps` for every quantile `q`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Nowcast {
+    offset_rps: f64,
+    /// Minutes compared.
+    minutes: usize,
+}
+
+impl Nowcast {
+    const NONE: Nowcast = Nowcast {
+        offset_rps: 0.0,
+        minutes: 0,
+    };
+
+    fn apply(&self, q: f64) -> f64 {
+        (q + self.offset_rps).max(0.0)
+    }
+
+    fn note(&self) -> String {
+        if self.offset_rps > 0.0 {
+            format!(
+                "; demand over the last {} min ran {:.2} rps above the forecast's median, and the forecast is raised by that",
+                self.minutes, self.offset_rps
+            )
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Minutes of recent demand compared with the distribution before a correction is trusted.
+const NOWCAST_MIN_MINUTES: usize = 10;
+
+/// Minutes of an earlier forecast kept before a new one, so that recent demand can be compared
+/// with what was expected of it right after a refit.
+pub const NOWCAST_HISTORY_MINUTES: usize = 60;
+
+/// Compares recent demand with the distribution's minutes. When the last minute ran above the
+/// distribution's top quantile (demand the forecast all but ruled out), or most of the last
+/// `recent_secs` ran above its 0.9 quantile (the forecast is short: a new rush, clients
+/// arriving), the distribution is raised by the shortfall: the last minute's over its median, or
+/// the median shortfall over the window, the larger. Boots ordered for a burst that then ends are
+/// cancelled while they still boot. Demand running below the forecast lowers nothing: a quiet
+/// hour says little of the rush after it (the refits and the SLO sizer bring the level down when
+/// the fall lasts).
+fn nowcast(
+    dist: &DemandDistribution,
+    demand: &Demand<'_>,
+    now: DateTime<Utc>,
+    recent_secs: i64,
+) -> Nowcast {
+    let steps = demand.window(recent_secs);
+    let mut gaps = Vec::with_capacity(steps.len());
+    let mut above = 0usize;
+    let mut last_gap = None;
+    for (k, actual) in steps.iter().enumerate() {
+        let back = (steps.len() - k) as i64 * demand.step_secs;
+        let Some(i) = dist.index(now - Duration::seconds(back)) else {
+            continue;
+        };
+        let gap = actual - dist.median_rps[i];
+        gaps.push(gap);
+        above += usize::from(*actual > dist.quantiles[i][level_index(0.9)]);
+        last_gap =
+            (k + 1 == steps.len() && *actual > dist.quantiles[i][NUM_LEVELS - 1]).then_some(gap);
+    }
+    let n = gaps.len();
+    gaps.sort_by(f64::total_cmp);
+    let sustained = (n >= NOWCAST_MIN_MINUTES && above * 10 >= n * 6)
+        .then(|| gaps[n / 2])
+        .filter(|g| *g > 0.0);
+    match (sustained, last_gap) {
+        (None, None) => Nowcast::NONE,
+        (s, l) => Nowcast {
+            offset_rps: s.unwrap_or(0.0).max(l.unwrap_or(0.0)),
+            minutes: if s.is_some() { n } else { 1 },
+        },
+    }
 }
 
 /// Decides the fleet's desired size and the orders that get it there.
@@ -222,72 +355,116 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
     let current = input.demand.last();
     let lead = Duration::seconds(cfg.boot_lead_secs);
     let hold = Duration::seconds(cfg.hold_secs);
-    let adjusted = input
-        .forecast
-        .map(|band| overrides::apply(band, &cfg.overrides, cfg.tz));
-    let usable = adjusted
+    let adjusted = input.forecast.map(|f| Forecast {
+        distribution: f.distribution,
+        levels: f.levels,
+    });
+    let adjusted_dist = adjusted.map(|f| overrides::apply(f.distribution, &cfg.overrides, cfg.tz));
+    let usable = adjusted_dist
         .as_ref()
-        .filter(|b| input.strategy == Strategy::Predictive && b.covers(now, now + lead + hold));
-    let (p50_now, upper_now) = match usable.and_then(|b| b.at(now)) {
-        Some((p, u)) => (Some(p), Some(u)),
-        None => (None, None),
-    };
+        .filter(|d| input.strategy == Strategy::Predictive && d.covers(now, now + lead + hold));
     let reactive_load = |gpus: u32| current / (gpus.max(1) as f64 * cfg.gpu_rps);
+    let tz = Some(cfg.tz);
+    let level_at = |t: DateTime<Utc>| -> usize {
+        match (cfg.quantile, adjusted.and_then(|f| f.levels)) {
+            (Some(q), _) => level_index(q),
+            (None, Some(levels)) => levels.level_at(t, tz),
+            (None, None) => level_index(defaults::START_LEVEL),
+        }
+    };
+    let mut p50_now = None;
+    let mut planned_now = None;
 
     let (wanted, reason) = match usable {
-        Some(band) => {
-            let upper_ahead = band.max_upper(now + lead, now + lead + hold);
-            let upper_keep = band.max_upper(now, now + lead + hold);
-            let recent_peak = input
-                .demand
-                .window(cfg.recent_secs)
-                .iter()
-                .copied()
-                .fold(0.0, f64::max);
-            let pre_warm = cfg.gpus_for(upper_ahead, cfg.target_utilization);
-            let keep = cfg.gpus_for(upper_keep, cfg.target_utilization);
-            let recent = cfg.gpus_for(recent_peak, cfg.target_utilization);
-            // The forecast missed: the reactive headroom rule takes over at once.
-            let missed = upper_now.is_some_and(|u| current > u);
-            let headroom = cfg.gpus_for(current, cfg.reactive.miss_load);
-            if missed {
-                // Never scale down while demand runs above the band.
-                let target = headroom.max(pre_warm).max(provisioned);
+        Some(dist) => {
+            let correction = nowcast(dist, &input.demand, now, cfg.recent_secs);
+            // Demand at the planned level for every minute of the distribution, and what the
+            // queue leaves each minute to serve.
+            let planned: Vec<f64> = (0..dist.median_rps.len())
+                .map(|i| {
+                    let t = dist.start + Duration::minutes(i as i64);
+                    correction.apply(dist.quantiles[i][level_at(t)])
+                })
+                .collect();
+            let served = slo::queue_need(&planned, cfg.slo.timeout_secs as f64 / 60.0);
+            let need = |t: DateTime<Utc>| -> (u32, f64) {
+                let q = dist.index(t).map_or(0.0, |i| served[i]);
+                (cfg.gpus_for(q, cfg.target_utilization), q)
+            };
+            let peak = |from: DateTime<Utc>, to: DateTime<Utc>| -> (u32, f64, DateTime<Utc>) {
+                let mut best = (0, 0.0, from);
+                let mut t = from;
+                while t < to {
+                    let (g, q) = need(t);
+                    if g > best.0 || (g == best.0 && q > best.1) {
+                        best = (g, q, t);
+                    }
+                    t += Duration::minutes(1);
+                }
+                best
+            };
+            p50_now = dist
+                .index(now)
+                .map(|i| correction.apply(dist.median_rps[i]));
+            planned_now = Some(need(now).1);
+            let top_now = dist
+                .at(now)
+                .map_or(0.0, |q| correction.apply(q[NUM_LEVELS - 1]));
+            // A hold of zero still sizes the minute the boot lands.
+            let hold = hold.max(Duration::minutes(1));
+            let (pre_warm, q_ahead, at_ahead) = peak(now + lead, now + lead + hold);
+            // Break-even: a GPU terminated now and wanted back within a boot lead bills its next
+            // boot idle for longer than it saved.
+            let (keep, q_keep, at_keep) = peak(now, now + lead + hold);
+            let level_ahead = LEVELS[level_at(at_ahead)];
+            let correction_note = correction.note();
+            // The expert override: answer a miss at once with the seed's headroom.
+            let missed = current > top_now;
+            let headroom = cfg
+                .reactive
+                .miss_load
+                .filter(|_| missed)
+                .map_or(0, |load| cfg.gpus_for(current, load));
+            if headroom > provisioned.max(pre_warm) {
                 (
-                    target,
+                    headroom,
                     format!(
-                        "reactive: demand {current:.2} rps is above the forecast band (upper {:.2} rps, load {:.0}% of {provisioned} GPUs); {target} GPUs keep load under {:.0}%",
-                        upper_now.unwrap_or(0.0),
+                        "reactive: demand {current:.2} rps is above the distribution's top quantile ({top_now:.2} rps, load {:.0}% of {provisioned} GPUs); {headroom} GPUs keep load under {:.0}%",
                         100.0 * reactive_load(provisioned),
-                        100.0 * cfg.reactive.miss_load
+                        100.0 * cfg.reactive.miss_load.unwrap_or(1.0)
                     ),
                 )
             } else if pre_warm > provisioned {
                 (
                     pre_warm,
                     format!(
-                        "pre-warm: forecast upper {upper_ahead:.2} rps between {} and {} needs {pre_warm} GPUs at {:.0}% load; {provisioned} provisioned",
-                        (now + lead).format("%H:%M"),
-                        (now + lead + hold).format("%H:%M"),
-                        100.0 * cfg.target_utilization
+                        "pre-warm: p{} of demand at {} ({q_ahead:.2} rps) needs {pre_warm} GPUs at {:.0}% load; {provisioned} provisioned (SLO {}% timed out within {}){correction_note}",
+                        level_name(level_ahead),
+                        local_hm(at_ahead, cfg.tz),
+                        100.0 * cfg.target_utilization,
+                        100.0 * cfg.slo.max_timeout_share,
+                        prewarm_core::format_duration(cfg.slo.timeout_secs),
+                    ),
+                )
+            } else if keep < provisioned && !missed {
+                (
+                    keep,
+                    format!(
+                        "scale down: p{} of demand until {} peaks at {q_keep:.2} rps ({}), which {keep} GPUs serve; none of the rest is wanted back within a boot lead{correction_note}",
+                        level_name(LEVELS[level_at(at_keep)]),
+                        local_hm(now + lead + hold, cfg.tz),
+                        local_hm(at_keep, cfg.tz),
                     ),
                 )
             } else {
-                let floor = keep.max(recent).max(pre_warm);
-                if floor < provisioned {
-                    (
-                        floor,
-                        format!(
-                            "scale down: forecast upper {upper_keep:.2} rps until {} and recent peak {recent_peak:.2} rps fit in {floor} GPUs",
-                            (now + lead + hold).format("%H:%M")
-                        ),
-                    )
-                } else {
-                    (
-                        provisioned,
-                        "hold: capacity matches the forecast".to_string(),
-                    )
-                }
+                (
+                    provisioned,
+                    format!(
+                        "hold: {provisioned} GPUs serve p{} of demand until {}{correction_note}",
+                        level_name(LEVELS[level_at(at_keep)]),
+                        local_hm(now + lead + hold, cfg.tz)
+                    ),
+                )
             }
         }
         None => {
@@ -322,11 +499,21 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             }
         }
     };
+    limited(wanted, provisioned, reason, cfg, p50_now, planned_now)
+}
 
+/// The decision for `wanted` GPUs within the fleet's limits, breaches reported.
+fn limited(
+    wanted: u32,
+    provisioned: u32,
+    reason: String,
+    cfg: &PlannerConfig,
+    p50: Option<f64>,
+    planned: Option<f64>,
+) -> Decision {
     let wanted_with_min = wanted.max(cfg.min_gpus);
     let (limit, limited_by) = cfg.limit();
-    let cap = cfg.cap();
-    let desired = wanted_with_min.min(cap);
+    let desired = wanted_with_min.min(cfg.cap());
     let breach = (wanted_with_min > limit).then(|| Breach {
         wanted: wanted_with_min,
         limit,
@@ -340,15 +527,94 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             b.wanted, b.limited_by, b.limit, b.granted
         ));
     }
-    let orders = orders_to_reach(desired, provisioned);
     Decision {
         desired_gpus: desired,
-        orders,
+        orders: orders_to_reach(desired, provisioned),
         reason,
         breach,
-        forecast_p50_rps: p50_now,
-        forecast_upper_rps: upper_now,
+        forecast_p50_rps: p50,
+        forecast_upper_rps: planned,
     }
+}
+
+/// A level as people write it: 0.99 as `99`, 0.995 as `99.5`.
+fn level_name(level: f64) -> String {
+    let pct = level * 100.0;
+    if (pct - pct.round()).abs() < 1e-9 {
+        format!("{pct:.0}")
+    } else {
+        format!("{pct:.1}")
+    }
+}
+
+/// `HH:MM` on the fleet's wall clock.
+fn local_hm(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%H:%M").to_string()
+}
+
+/// What an operator set, beside the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plan and order.
+    Act,
+    /// Plan and record; order nothing (a shadow run).
+    ForecastOnly,
+    /// Paused by an operator: record what the plan would do, order nothing.
+    Paused,
+    /// Pinned by an operator to a size, until a time (or until unpinned).
+    Pinned {
+        gpus: u32,
+        until: Option<DateTime<Utc>>,
+    },
+}
+
+impl Mode {
+    /// The name stored with a decision.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Act => "act",
+            Mode::ForecastOnly => "forecast-only",
+            Mode::Paused => "paused",
+            Mode::Pinned { .. } => "pinned",
+        }
+    }
+
+    /// Whether the decision's orders are sent.
+    pub fn orders(&self) -> bool {
+        !matches!(self, Mode::ForecastOnly)
+    }
+}
+
+/// [`plan`], then what an operator set: paused keeps the fleet as it is (recording what the plan
+/// would do), pinned holds the pinned size (within the fleet's limit), forecast-only records the
+/// plan without orders. The service's tick and the simulator both call this.
+pub fn decide(input: &PlanInput<'_>, cfg: &PlannerConfig, mode: Mode) -> Decision {
+    let mut decision = plan(input, cfg);
+    let provisioned = input.state.provisioned();
+    match mode {
+        Mode::Act => {}
+        Mode::Paused => {
+            decision.desired_gpus = provisioned;
+            decision.orders.clear();
+            decision.reason = format!("paused by an operator (plan would be: {})", decision.reason);
+        }
+        Mode::Pinned { gpus, until } => {
+            let pin = gpus.min(cfg.cap());
+            decision.desired_gpus = pin;
+            decision.orders = orders_to_reach(pin, provisioned);
+            decision.reason = format!(
+                "pinned to {pin} GPUs by an operator{}",
+                until
+                    .map(|u| format!(" until {}", u.to_rfc3339()))
+                    .unwrap_or_default()
+            );
+        }
+        Mode::ForecastOnly => {
+            decision.reason = format!("forecast-only (no orders sent): {}", decision.reason);
+        }
+    }
+    decision
 }
 
 /// The orders that take a fleet from `provisioned` GPUs to `desired`.

@@ -5,7 +5,7 @@
 use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
 
-use crate::Band;
+use crate::DemandDistribution;
 
 /// What an override does to the forecast inside its window.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -25,14 +25,18 @@ pub struct CalendarOverride {
     pub action: OverrideAction,
 }
 
-/// The band with every override applied.
-pub(crate) fn apply(band: &Band, overrides: &[CalendarOverride], tz: Tz) -> Band {
-    let mut out = band.clone();
+/// The distribution with every override applied (a borrowed copy when there are none).
+pub(crate) fn apply<'a>(
+    dist: &'a DemandDistribution,
+    overrides: &[CalendarOverride],
+    tz: Tz,
+) -> std::borrow::Cow<'a, DemandDistribution> {
     if overrides.is_empty() {
-        return out;
+        return std::borrow::Cow::Borrowed(dist);
     }
-    for i in 0..out.p50_rps.len() {
-        let t = band.start + Duration::seconds(band.step_secs * i as i64);
+    let mut out = dist.clone();
+    for i in 0..out.median_rps.len() {
+        let t = dist.start + Duration::minutes(i as i64);
         let local = t.with_timezone(&tz).naive_local();
         for o in overrides
             .iter()
@@ -40,15 +44,17 @@ pub(crate) fn apply(band: &Band, overrides: &[CalendarOverride], tz: Tz) -> Band
         {
             match o.action {
                 OverrideAction::Multiply(f) => {
-                    out.p50_rps[i] *= f;
-                    out.upper_rps[i] *= f;
+                    out.median_rps[i] *= f;
+                    for q in out.quantiles[i].iter_mut() {
+                        *q *= f;
+                    }
                 }
                 OverrideAction::PinRps(r) => {
-                    out.p50_rps[i] = r;
-                    out.upper_rps[i] = r;
+                    out.median_rps[i] = r;
+                    out.quantiles[i] = [r; crate::NUM_LEVELS];
                 }
             }
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }

@@ -2,14 +2,19 @@
 //! strategy, a static fleet, this planner with its forecasts, and a clairvoyant that reads the
 //! future (the limit no real policy can beat).
 
+use std::collections::VecDeque;
+
 use chrono::{DateTime, Duration, Utc};
 use prewarm_forecast::{
-    forecast, Calibrator, ForecastRequest, ModelKind, ModelSettings, OutlierSettings, Transform,
+    forecast, DemandCalibration, DemandDistribution, ForecastRequest, ModelKind, ModelSettings,
+    OutlierSettings, Scored, Transform,
 };
 
 use crate::{
-    orders_to_reach, plan, sim::Policy, Band, Decision, Demand, FleetState, PlanInput,
-    PlannerConfig, Strategy,
+    orders_to_reach, plan,
+    sim::Policy,
+    slo::{self, Sizing},
+    Decision, Demand, FleetState, Forecast, PlanInput, PlannerConfig, Strategy,
 };
 
 /// Plans from the requests of every step before `now`, keeping as much recent demand as the
@@ -19,11 +24,11 @@ fn plan_from_past(
     step_secs: i64,
     now: DateTime<Utc>,
     past: &[f64],
-    forecast: Option<&Band>,
+    forecast: Option<Forecast<'_>>,
     state: &FleetState,
     strategy: Strategy,
 ) -> Decision {
-    let window = (cfg.reactive.scale_down_after_secs.max(cfg.recent_secs) / step_secs) as usize + 1;
+    let window = (cfg.demand_window_secs() / step_secs) as usize + 1;
     let rps: Vec<f64> = past[past.len().saturating_sub(window)..]
         .iter()
         .map(|r| r / step_secs as f64)
@@ -156,7 +161,7 @@ impl Policy for Clairvoyant {
 const MAX_SHARED_HOLD_SECS: i64 = 1_800;
 
 /// Medians computed once and shared by predictive policies that differ only in planning knobs
-/// (quantile, hold, utilisation): keyed by the step at which the refit ran.
+/// (SLO, quantile, hold, utilisation): keyed by the step at which the refit ran.
 pub type ForecastCache =
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<usize, Option<Median>>>>;
 
@@ -175,19 +180,20 @@ pub struct ForecastSettings {
     /// No forecast is planned on before this much history (the reactive rules run meanwhile).
     pub min_history_secs: i64,
     /// History before fits start: forecasts made between this and `min_history_secs` are not
-    /// planned on, only scored, so the band is calibrated once planning starts (the service
-    /// bootstraps a new fleet's band with backtest fits the same way).
+    /// planned on, only scored, so the distribution is calibrated once planning starts (the
+    /// service bootstraps a new fleet's calibration with backtest fits the same way).
     pub calibrate_from_secs: i64,
-    /// Upper quantile the band is calibrated to.
-    pub quantile: f64,
-    /// Errors needed in every horizon group before the band is trusted.
+    /// How far back scored minutes calibrate the distribution and size the levels.
+    pub calibration_window_secs: i64,
+    /// Errors needed in every horizon group before the distribution is trusted.
     pub min_errors: usize,
-    /// Steps of demand averaged for calibration: requests can wait up to the timeout, so what
-    /// capacity must cover is demand over the timeout, not each step's burst.
-    pub smooth_steps: usize,
     pub model: ModelKind,
     pub tz: Option<chrono_tz::Tz>,
 }
+
+/// How far back the distribution is calibrated and the levels sized: a week, so every day of the
+/// week is in it, and a change of regime weighs in within days.
+pub const CALIBRATION_WINDOW_SECS: i64 = 7 * 86_400;
 
 impl Default for ForecastSettings {
     fn default() -> Self {
@@ -197,17 +203,25 @@ impl Default for ForecastSettings {
             train_secs: 21 * 86_400,
             min_history_secs: 2 * 86_400,
             calibrate_from_secs: 86_400,
-            quantile: 0.98,
+            calibration_window_secs: CALIBRATION_WINDOW_SECS,
             min_errors: 60,
-            smooth_steps: 1,
             model: ModelKind::Mstl,
             tz: None,
         }
     }
 }
 
-/// This planner: forecasts refitted on a schedule from history before `now` only, the band
-/// calibrated on the trace's own step-level errors, and the reactive rules as fallback.
+/// What the predictive policy plans with after a refit: the distribution of the minutes ahead,
+/// and the levels the SLO sizer chose (`None` until it has a day of errors).
+#[derive(Debug, Clone)]
+struct Planning {
+    distribution: DemandDistribution,
+    sizing: Option<Sizing>,
+}
+
+/// This planner: forecasts refitted on a schedule from history before `now` only, the demand
+/// distribution calibrated on the trace's own minute-level errors, levels sized to the SLO on the
+/// recent past, and the reactive rules as fallback.
 pub struct Predictive {
     pub cfg: PlannerConfig,
     pub forecast: ForecastSettings,
@@ -215,14 +229,19 @@ pub struct Predictive {
     pub step_secs: i64,
     pub start: DateTime<Utc>,
     pub initial: u32,
-    /// Median per step from the latest fit, its origin step and the error floor (rps).
-    median: Option<Median>,
     /// Shared medians, when several settings replay the same trace.
     pub cache: Option<ForecastCache>,
-    /// Earlier medians whose errors are not all recorded yet: (origin, median, floor, steps fed).
+    /// Forecasts whose minutes are not all scored yet: (origin step, median per step, floor,
+    /// steps scored).
     pending: Vec<(usize, Vec<f64>, f64, usize)>,
-    band: Option<Band>,
-    calibrator: Option<Calibrator>,
+    /// Scored minutes of the calibration window, oldest first.
+    records: VecDeque<Scored>,
+    /// Requests and ready GPUs per step over [`slo::REALISED_WINDOW_SECS`]: the fleet's own
+    /// record.
+    record: VecDeque<(f64, u32)>,
+    planning: Option<Planning>,
+    /// What the last sizing predicted the fleet would time out ([`slo::budget_share`]).
+    predicted: Option<f64>,
     last_fit: Option<usize>,
     /// Fits that failed (history too short etc.), for the report.
     pub failed_fits: usize,
@@ -242,11 +261,12 @@ impl Predictive {
             step_secs,
             start,
             initial,
-            median: None,
             cache: None,
             pending: Vec::new(),
-            band: None,
-            calibrator: None,
+            records: VecDeque::new(),
+            record: VecDeque::new(),
+            planning: None,
+            predicted: None,
             last_fit: None,
             failed_fits: 0,
         }
@@ -262,25 +282,45 @@ impl Predictive {
         (span / self.step_secs) as usize + 1
     }
 
-    /// Records the errors of every forecast step whose actual is now known (each step once).
+    /// Steps per minute (traces finer than a minute are scored by the minute).
+    fn per_minute(&self) -> usize {
+        (60 / self.step_secs).max(1) as usize
+    }
+
+    /// Scores every forecast minute whose actual is now known (each once).
     fn score(&mut self, past: &[f64]) {
-        let (quantile, horizon) = (self.forecast.quantile, self.horizon_steps());
-        let smooth = self.forecast.smooth_steps.max(1);
-        let calibrator = self
-            .calibrator
-            .get_or_insert_with(|| Calibrator::new(quantile, horizon, 5_000));
+        let per = self.per_minute();
+        let step = self.step_secs;
+        let mut new = Vec::new();
         for (origin, median, floor, fed) in &mut self.pending {
-            while *fed < median.len() && *origin + *fed < past.len() {
+            let levels = prewarm_forecast::distribution::levels_of(median);
+            // Whole minutes only: `fed` counts steps from the origin, a minute at a time.
+            while *fed + per <= median.len() && *origin + *fed + per <= past.len() {
                 let j = *origin + *fed;
-                let window = &past[(j + 1).saturating_sub(smooth)..=j];
-                let actual =
-                    window.iter().sum::<f64>() / (window.len() as f64 * self.step_secs as f64);
-                calibrator.observe(*fed, median[*fed], actual, *floor);
-                *fed += 1;
+                let actual = past[j..j + per].iter().sum::<f64>() / 60.0;
+                let median_rps = median[*fed..*fed + per].iter().sum::<f64>() / per as f64;
+                let level_rps = levels[*fed..*fed + per].iter().sum::<f64>() / per as f64;
+                new.push(Scored {
+                    at: self.start + Duration::seconds(step * j as i64),
+                    horizon_secs: step * *fed as i64,
+                    median_rps,
+                    level_rps,
+                    actual_rps: actual,
+                    floor_rps: *floor,
+                });
+                *fed += per;
             }
         }
         self.pending
-            .retain(|(_, median, _, fed)| *fed < median.len());
+            .retain(|(_, median, _, fed)| *fed + per <= median.len());
+        self.records.extend(new);
+        let keep_from = self.start
+            + Duration::seconds(
+                self.step_secs * past.len() as i64 - self.forecast.calibration_window_secs,
+            );
+        while self.records.front().is_some_and(|r| r.at < keep_from) {
+            self.records.pop_front();
+        }
     }
 
     fn refit(&mut self, past: &[f64]) {
@@ -301,16 +341,69 @@ impl Predictive {
                 m
             }
         };
-        match median {
-            Some((origin, median, floor)) => {
-                self.pending.push((origin, median.clone(), floor, 0));
-                self.median = Some((origin, median, floor));
-            }
-            None => {
-                self.failed_fits += 1;
-                self.median = None;
-            }
+        let previous = self.planning.take().map(|p| p.distribution);
+        let Some((origin, median, floor)) = median else {
+            self.failed_fits += 1;
+            return;
+        };
+        self.pending.push((origin, median.clone(), floor, 0));
+        let records: Vec<Scored> = self.records.iter().copied().collect();
+        let calibration = DemandCalibration::fit(&records, self.forecast.tz);
+        if calibration.min_errors() < self.forecast.min_errors {
+            return;
         }
+        // The distribution is per minute: a trace finer than a minute is averaged into minutes.
+        let per = self.per_minute();
+        let minutes: Vec<f64> = median
+            .chunks(per)
+            .filter(|c| c.len() == per)
+            .map(|c| c.iter().sum::<f64>() / per as f64)
+            .collect();
+        let origin_time = self.start + Duration::seconds(self.step_secs * origin as i64);
+        let Some(mut distribution) =
+            calibration.distribution(origin_time, origin_time, &minutes, floor)
+        else {
+            return;
+        };
+        // Recent demand is compared with what was expected of it: keep the last hour of the
+        // previous forecast's minutes before this one.
+        if let Some(previous) = &previous {
+            distribution = distribution.after(previous, crate::NOWCAST_HISTORY_MINUTES);
+        }
+        let sizing = self.cfg.quantile.is_none().then(|| {
+            let replay = slo::replay_minutes(&records, &calibration, self.cfg.boot_lead_secs);
+            (replay.len() >= slo::MIN_REPLAY_MINUTES).then(|| {
+                let predicted = self.predicted;
+                let budget = slo::budget_share(self.realised(), predicted, &self.cfg.slo);
+                let sizing = slo::choose_levels(
+                    &replay,
+                    &slo::ReplayPlanner::of(&self.cfg),
+                    &self.cfg.slo,
+                    budget,
+                    self.forecast.tz,
+                );
+                self.predicted = Some(sizing.timed_out_share);
+                sizing
+            })
+        });
+        let sizing = sizing.flatten();
+        self.planning = Some(Planning {
+            distribution,
+            sizing,
+        });
+    }
+
+    /// The timed-out share the fleet realised over its last day of planning on forecasts.
+    fn realised(&self) -> Option<f64> {
+        let per_day = (86_400 / self.step_secs) as usize;
+        (self.record.len() >= per_day).then(|| {
+            let (demand, ready): (Vec<f64>, Vec<u32>) = self.record.iter().copied().unzip();
+            // The record is per step; the queue is replayed per minute.
+            let per = self.per_minute();
+            let demand: Vec<f64> = demand.chunks(per).map(|c| c.iter().sum()).collect();
+            let ready: Vec<u32> = ready.chunks(per).map(|c| c[0]).collect();
+            slo::realised_timed_out_share(&demand, &ready, self.cfg.gpu_rps, &self.cfg.slo)
+        })
     }
 
     fn fit_median(&self, past: &[f64]) -> Option<Median> {
@@ -341,23 +434,6 @@ impl Predictive {
             .collect();
         Some((origin_step, median, f.error_floor / fc_step as f64))
     }
-
-    fn rebuild_band(&mut self) {
-        self.band = None;
-        let (Some((origin, median, floor)), Some(cal)) = (&self.median, &self.calibrator) else {
-            return;
-        };
-        if (0..self.horizon_steps()).any(|s| cal.count(s) < self.forecast.min_errors) {
-            return;
-        }
-        let upper = cal.upper_many(median, *floor);
-        self.band = Some(Band {
-            start: self.start + Duration::seconds(self.step_secs * *origin as i64),
-            step_secs: self.step_secs,
-            p50_rps: median.clone(),
-            upper_rps: upper,
-        });
-    }
 }
 
 impl Policy for Predictive {
@@ -378,18 +454,37 @@ impl Policy for Predictive {
         if fitting && self.last_fit.is_none_or(|l| past.len() >= l + refit_steps) {
             self.score(past);
             self.refit(past);
-            self.rebuild_band();
         }
         let planning = history >= self.forecast.min_history_secs;
-        plan_from_past(
+        let forecast = self
+            .planning
+            .as_ref()
+            .filter(|_| planning)
+            .map(|p| Forecast {
+                distribution: &p.distribution,
+                levels: p.sizing.as_ref().map(|s| &s.levels),
+            });
+        let decision = plan_from_past(
             &self.cfg,
             self.step_secs,
             now,
             past,
-            self.band.as_ref().filter(|_| planning),
+            forecast,
             state,
             Strategy::Predictive,
-        )
+        );
+        // The fleet's own record (demand of the last step, GPUs ready in it) once it plans on
+        // forecasts: what the budget is checked against.
+        if forecast.is_some() {
+            if let Some(last) = past.last() {
+                self.record.push_back((*last, state.gpus_ready));
+                let window = (slo::REALISED_WINDOW_SECS / self.step_secs) as usize;
+                while self.record.len() > window {
+                    self.record.pop_front();
+                }
+            }
+        }
+        decision
     }
 }
 

@@ -6,33 +6,54 @@ use crate::{
     plan,
     policies::{Clairvoyant, ForecastSettings, Hindsight, Predictive, Reactive, Static},
     sim::{simulate, BootTime, SimConfig},
-    Band, CalendarOverride, Decision, Demand, FleetState, Order, OverMax, OverrideAction,
-    PlanInput, PlannerConfig, Strategy,
+    CalendarOverride, Decision, Demand, DemandDistribution, FleetState, Forecast, Order, OverMax,
+    OverrideAction, PlanInput, PlannerConfig, Strategy, LEVELS,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-/// A band of 1-minute buckets from `start`: `base` rps, `rush` rps from `rush_from` on.
-fn band(start: &str, minutes: usize, base: f64, rush: f64, rush_from: &str) -> Band {
+/// Quantiles of a minute whose median is `p50`: 10% below it under the median, 10% above it over
+/// the median.
+fn spread(p50: f64) -> [f64; crate::NUM_LEVELS] {
+    LEVELS.map(|l| {
+        if l < 0.5 {
+            0.9 * p50
+        } else if l > 0.5 {
+            1.1 * p50
+        } else {
+            p50
+        }
+    })
+}
+
+/// A distribution of 1-minute buckets from `start`: `base` rps, `rush` rps from `rush_from` on.
+fn band(start: &str, minutes: usize, base: f64, rush: f64, rush_from: &str) -> DemandDistribution {
     let start = t(start);
     let from = ((t(rush_from) - start).num_minutes()) as usize;
     let p50: Vec<f64> = (0..minutes)
         .map(|m| if m >= from { rush } else { base })
         .collect();
-    Band {
+    DemandDistribution {
         start,
-        step_secs: 60,
-        upper_rps: p50.iter().map(|v| v * 1.1).collect(),
-        p50_rps: p50,
+        quantiles: p50.iter().map(|v| spread(*v)).collect(),
+        median_rps: p50,
     }
+}
+
+/// The hand-computed cases plan at 80% load on the 0.98 quantile (1.1 x the median here).
+fn cfg10() -> PlannerConfig {
+    let mut cfg = PlannerConfig::new(10.0);
+    cfg.target_utilization = 0.8;
+    cfg.quantile = Some(0.98);
+    cfg
 }
 
 fn decide(
     now: &str,
     demand: &[f64],
-    forecast: Option<&Band>,
+    forecast: Option<&DemandDistribution>,
     state: &FleetState,
     cfg: &PlannerConfig,
 ) -> Decision {
@@ -43,7 +64,10 @@ fn decide(
                 step_secs: 60,
                 rps: demand,
             },
-            forecast,
+            forecast: forecast.map(|d| Forecast {
+                distribution: d,
+                levels: None,
+            }),
             state,
             strategy: if forecast.is_some() {
                 Strategy::Predictive
@@ -66,7 +90,7 @@ fn ready(n: u32) -> FleetState {
 fn pre_warm_orders_one_boot_lead_time_before_the_rush() {
     // 10 rps per GPU at 80%: base 14 rps (upper 15.4) needs 2 GPUs, the 9:00 rush of 80 rps
     // (upper 88) needs 11.
-    let cfg = PlannerConfig::new(10.0);
+    let cfg = cfg10();
     let b = band(
         "2026-03-02T08:00:00Z",
         180,
@@ -98,7 +122,7 @@ fn pre_warm_orders_one_boot_lead_time_before_the_rush() {
 
 #[test]
 fn no_termination_of_what_the_forecast_needs_back_within_a_boot_time() {
-    let cfg = PlannerConfig::new(10.0);
+    let cfg = cfg10();
     // A dip to 8 rps for five minutes, with the 80 rps level back after it.
     let mut b = band(
         "2026-03-02T08:00:00Z",
@@ -108,8 +132,8 @@ fn no_termination_of_what_the_forecast_needs_back_within_a_boot_time() {
         "2026-03-02T08:00:00Z",
     );
     for m in 30..35 {
-        b.p50_rps[m] = 8.0;
-        b.upper_rps[m] = 8.8;
+        b.median_rps[m] = 8.0;
+        b.quantiles[m] = spread(8.0);
     }
     let d = decide(
         "2026-03-02T08:29:00Z",
@@ -136,7 +160,8 @@ fn no_termination_of_what_the_forecast_needs_back_within_a_boot_time() {
         &cfg,
     );
     assert_eq!(d.orders, vec![Order::Terminate(9)], "{}", d.reason);
-    // Recent demand also holds capacity: a peak 5 minutes ago keeps it.
+    // A burst a few minutes ago does not move the forecast; demand that ran at twice the
+    // forecast for the last 15 minutes does: the distribution is corrected by the ratio seen.
     let mut recent = [8.0; 20];
     recent[15] = 80.0;
     let d = decide(
@@ -146,17 +171,22 @@ fn no_termination_of_what_the_forecast_needs_back_within_a_boot_time() {
         &ready(11),
         &cfg,
     );
-    assert_eq!(
-        d.orders,
-        vec![Order::Terminate(1)],
-        "80 rps needs 10: {}",
-        d.reason
+    assert_eq!(d.orders, vec![Order::Terminate(9)], "{}", d.reason);
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[16.0; 20],
+        Some(&low),
+        &ready(11),
+        &cfg,
     );
+    // 8.8 x 2.0 = 17.6 rps needs 3 GPUs at 80%.
+    assert_eq!(d.orders, vec![Order::Terminate(8)], "{}", d.reason);
+    assert!(d.reason.contains("2.00 x the forecast"), "{}", d.reason);
 }
 
 #[test]
-fn demand_above_the_band_triggers_the_reactive_path_at_once() {
-    let cfg = PlannerConfig::new(10.0);
+fn demand_that_stays_above_the_forecast_corrects_it_and_a_miss_can_be_answered_at_once() {
+    let cfg = cfg10();
     let b = band(
         "2026-03-02T08:00:00Z",
         120,
@@ -164,33 +194,47 @@ fn demand_above_the_band_triggers_the_reactive_path_at_once() {
         16.0,
         "2026-03-02T08:00:00Z",
     );
-    // The forecast says 2 GPUs; demand jumps to 50 rps: 50 / (10 x 0.6) needs 9.
+    // The forecast says 3 GPUs; demand jumps to 50 rps for one minute: a burst, no boot.
     let d = decide(
         "2026-03-02T08:30:00Z",
         &[16.0, 16.0, 50.0],
         Some(&b),
-        &ready(2),
+        &ready(3),
         &cfg,
     );
-    assert_eq!(d.orders, vec![Order::Boot(7)]);
-    assert!(d.reason.contains("above the forecast band"), "{}", d.reason);
-    // A fleet tuned to answer misses at 80% load: 50 / (10 x 0.8) needs 7.
+    assert!(d.orders.is_empty(), "{}", d.reason);
+    // Demand at 50 rps for the last quarter hour: the forecast is short by 3.12 x, and 17.6 x
+    // 3.12 = 55 rps needs 7 GPUs at 80%.
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[50.0; 15],
+        Some(&b),
+        &ready(3),
+        &cfg,
+    );
+    assert_eq!(d.orders, vec![Order::Boot(4)], "{}", d.reason);
+    assert!(d.reason.contains("3.12 x the forecast"), "{}", d.reason);
+    // The expert override answers a miss at once, as the seed did: 50 / (10 x 0.6) needs 9.
     let mut tuned = cfg.clone();
-    tuned.reactive.miss_load = 0.8;
+    tuned.reactive.miss_load = Some(0.6);
     let d = decide(
         "2026-03-02T08:30:00Z",
         &[16.0, 16.0, 50.0],
         Some(&b),
-        &ready(2),
+        &ready(3),
         &tuned,
     );
-    assert_eq!(d.orders, vec![Order::Boot(5)]);
-    assert!(d.reason.contains("under 80%"), "{}", d.reason);
+    assert_eq!(d.orders, vec![Order::Boot(6)]);
+    assert!(
+        d.reason.contains("top quantile") && d.reason.contains("under 60%"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
 fn nothing_is_cancelled_while_demand_runs_above_the_band() {
-    let cfg = PlannerConfig::new(10.0);
+    let cfg = cfg10();
     let b = band(
         "2026-03-02T08:00:00Z",
         120,
@@ -212,12 +256,12 @@ fn nothing_is_cancelled_while_demand_runs_above_the_band() {
         &cfg,
     );
     assert!(d.orders.is_empty(), "{}", d.reason);
-    assert!(d.reason.contains("above the forecast band"), "{}", d.reason);
+    assert!(d.reason.starts_with("hold"), "{}", d.reason);
 }
 
 #[test]
 fn reactive_scales_up_at_sixty_percent_and_down_after_thirty_quiet_minutes() {
-    let cfg = PlannerConfig::new(10.0);
+    let cfg = cfg10();
     // 5 GPUs: 31 rps is 62% load; booting GPUs count, so a second tick orders nothing more.
     let d = decide("2026-03-02T08:00:00Z", &[31.0], None, &ready(5), &cfg);
     assert_eq!(d.orders, vec![Order::Boot(1)], "{}", d.reason);
@@ -249,7 +293,7 @@ fn limits_cap_the_plan_and_every_breach_is_reported() {
         150.0,
         "2026-03-02T08:00:00Z",
     );
-    let mut cfg = PlannerConfig::new(10.0);
+    let mut cfg = cfg10();
     cfg.max_gpus = 10;
     // The upper 165 rps needs 21 GPUs at 80% (demand now is only 50 rps).
     let d = decide("2026-03-02T08:30:00Z", &[50.0], Some(&b), &ready(10), &cfg);
@@ -285,7 +329,7 @@ fn limits_cap_the_plan_and_every_breach_is_reported() {
 fn calendar_overrides_follow_the_local_clock_across_dst() {
     // A launch from 9:00 to 10:00 New York time on 2026-03-09, the day after clocks moved to EDT:
     // 9:00 EDT is 13:00Z (it would be 14:00Z in winter).
-    let mut cfg = PlannerConfig::new(10.0);
+    let mut cfg = cfg10();
     cfg.tz = "America/New_York".parse().unwrap();
     let day = NaiveDate::from_ymd_opt(2026, 3, 9).unwrap();
     cfg.overrides.push(CalendarOverride {

@@ -411,7 +411,7 @@ async fn plan(State(s): State<Shared>, a: Authorized<Read>) -> Response {
         let cfg = s.planner_config(fleet, &events);
         let lead = s.boot_lead(fleet.id, cfg.boot_lead_secs, now).await?;
         let holder = leases::holder(&s.pool, fleet.id).await?;
-        let band = forecasts::latest_band(&s.pool, fleet.id, now, 7_200).await?;
+        let live = forecasts::latest(&s.pool, fleet.id, now, 7_200).await?;
         let orders = ledger::orders(&s.pool, fleet.id).await?;
         let pending: Vec<_> = orders
             .into_iter()
@@ -425,7 +425,8 @@ async fn plan(State(s): State<Shared>, a: Authorized<Read>) -> Response {
             "planner": cfg,
             "boot_lead_secs": lead,
             "lease_holder": holder,
-            "band_forecast_id": band.map(|(id, _)| id),
+            "forecast_id": live.as_ref().map(|f| f.id),
+            "levels": live.as_ref().and_then(|f| f.levels),
             "events": events,
             "mode": s.config.service.mode,
             "last_refit": { "at": fleet.refit_at, "note": fleet.refit_note },
@@ -787,12 +788,19 @@ async fn set_planner(
 ) -> Response {
     let p = match parsed(
         body,
-        "any of quantile, target_utilization, miss_load, hold_secs, boot_lead_secs, exceed_max_share",
+        "any of max_timeout_share, queue_timeout_secs, quantile, target_utilization, miss_load, hold_secs, boot_lead_secs, exceed_max_share",
     ) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let problem = if p.quantile.is_some_and(|q| !(0.5..1.0).contains(&q)) {
+    let problem = if p.max_timeout_share.is_some_and(|x| !(x > 0.0 && x < 0.5)) {
+        Some("max_timeout_share must be above 0 and below 0.5 (0.001 is 0.1%)")
+    } else if p
+        .queue_timeout_secs
+        .is_some_and(|t| !(1..=3_600).contains(&t))
+    {
+        Some("queue_timeout_secs must be 1 to 3600")
+    } else if p.quantile.is_some_and(|q| !(0.5..1.0).contains(&q)) {
         Some("quantile must be at least 0.5 and below 1")
     } else if p.target_utilization.is_some_and(|u| !(u > 0.0 && u <= 1.0)) {
         Some("target_utilization must be above 0 and at most 1")

@@ -187,11 +187,20 @@ impl Default for ScheduleConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlannerDefaults {
-    /// Upper quantile of the band that pre-warm sizes on.
-    pub quantile: f64,
+    /// The SLO: the largest share of requests that may time out (0.001 = 0.1%).
+    pub max_timeout_share: f64,
+    /// The SLO's queue timeout: a request that waited longer is lost.
+    pub queue_timeout: Span,
+    /// Expert override: plan on this quantile everywhere instead of the SLO-chosen levels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+    /// Expert override: share of a GPU's capacity planned on (1: full load, the queue absorbs
+    /// short bursts).
     pub target_utilization: f64,
-    /// Load the reactive fallback scales up to at once when demand runs above the band.
-    pub miss_load: f64,
+    /// Expert override: when demand runs above the distribution's top quantile, keep load under
+    /// this share at once (by default the forecast is corrected instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miss_load: Option<f64>,
     pub hold: Span,
     /// Boot lead until the fleet has reported enough boots to use their p95.
     pub boot_lead: Span,
@@ -207,11 +216,14 @@ pub struct PlannerDefaults {
 
 impl Default for PlannerDefaults {
     fn default() -> Self {
+        let slo = prewarm_planner::Slo::default();
         Self {
-            quantile: 0.98,
-            target_utilization: 0.9,
-            miss_load: 0.6,
-            hold: Span(300),
+            max_timeout_share: slo.max_timeout_share,
+            queue_timeout: Span(slo.timeout_secs),
+            quantile: None,
+            target_utilization: prewarm_planner::defaults::TARGET_UTILIZATION,
+            miss_load: None,
+            hold: Span(prewarm_planner::defaults::HOLD_SECS),
             boot_lead: Span(600),
             min_boots_for_lead: 5,
             history: Span(21 * 86_400),
@@ -506,13 +518,23 @@ impl Config {
             }
         }
         let p = &self.planner;
-        if !(0.5..1.0).contains(&p.quantile) {
+        if let Err(e) = (prewarm_planner::Slo {
+            max_timeout_share: p.max_timeout_share,
+            timeout_secs: p.queue_timeout.0,
+        })
+        .check()
+        {
+            return bad(format!(
+                "`planner`: {e} (`planner.max_timeout_share`, `planner.queue_timeout`)"
+            ));
+        }
+        if p.quantile.is_some_and(|q| !(0.5..1.0).contains(&q)) {
             return bad("`planner.quantile` must be at least 0.5 and below 1".into());
         }
         if !(p.target_utilization > 0.0 && p.target_utilization <= 1.0) {
             return bad("`planner.target_utilization` must be in (0, 1]".into());
         }
-        if !(p.miss_load > 0.0 && p.miss_load <= 1.0) {
+        if p.miss_load.is_some_and(|m| !(m > 0.0 && m <= 1.0)) {
             return bad("`planner.miss_load` must be in (0, 1]".into());
         }
         if p.step.0 < 60 || 86_400 % p.step.0 != 0 {

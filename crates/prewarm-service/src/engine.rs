@@ -10,8 +10,8 @@ use std::{
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use prewarm_planner::{
-    plan, CalendarOverride, Decision, Demand, FleetState, OverMax, OverrideAction, PlanInput,
-    PlannerConfig, Strategy,
+    decide, CalendarOverride, Decision, Demand, FleetState, Forecast, Mode as PlanMode, OverMax,
+    OverrideAction, PlanInput, PlannerConfig, Slo, Strategy,
 };
 use sqlx::PgPool;
 
@@ -51,6 +51,13 @@ pub struct FleetRow {
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetPlannerSettings {
+    /// The fleet's SLO: the largest share of requests that may time out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_timeout_share: Option<f64>,
+    /// The SLO's queue timeout, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_secs: Option<i64>,
+    /// Expert override: plan on this quantile everywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantile: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -222,8 +229,13 @@ impl Service {
         let d = &self.config.planner;
         let s = Self::settings(fleet);
         let mut cfg = PlannerConfig::new(fleet.gpu_rps);
+        cfg.slo = Slo {
+            max_timeout_share: s.max_timeout_share.unwrap_or(d.max_timeout_share),
+            timeout_secs: s.queue_timeout_secs.unwrap_or(d.queue_timeout.0),
+        };
+        cfg.quantile = s.quantile.or(d.quantile);
         cfg.target_utilization = s.target_utilization.unwrap_or(d.target_utilization);
-        cfg.reactive.miss_load = s.miss_load.unwrap_or(d.miss_load);
+        cfg.reactive.miss_load = s.miss_load.or(d.miss_load);
         cfg.hold_secs = s.hold_secs.unwrap_or(d.hold.0);
         cfg.boot_lead_secs = s.boot_lead_secs.unwrap_or(d.boot_lead.0);
         cfg.min_gpus = fleet.min_gpus.max(0) as u32;
@@ -268,6 +280,26 @@ impl Service {
             .map(|p95| clamp_lead((p95 / 60.0).ceil() * 60.0))
     }
 
+    /// The mode an operator set for a fleet at `now`: paused, pinned (until its time), the
+    /// service's forecast-only, or act.
+    pub fn mode_of(&self, fleet: &FleetRow, now: DateTime<Utc>) -> PlanMode {
+        let pinned = fleet
+            .pinned_gpus
+            .filter(|_| fleet.pinned_until.is_none_or(|u| u > now));
+        if fleet.paused {
+            PlanMode::Paused
+        } else if let Some(pin) = pinned {
+            PlanMode::Pinned {
+                gpus: pin.max(0) as u32,
+                until: fleet.pinned_until,
+            }
+        } else if self.config.service.mode == Mode::ForecastOnly {
+            PlanMode::ForecastOnly
+        } else {
+            PlanMode::Act
+        }
+    }
+
     /// Recent demand in requests per second per sample bucket, the last one ending by `now`.
     async fn demand(
         &self,
@@ -310,67 +342,44 @@ impl Service {
         cfg.boot_lead_secs = self.boot_lead(fleet_id, cfg.boot_lead_secs, now).await?;
         let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
         let state = state::fleet_state(&self.pool, fleet_id, now, stale_after).await?;
-        let window = cfg.reactive.scale_down_after_secs.max(cfg.recent_secs) + 120;
+        let window = cfg.demand_window_secs() + 120;
         let (step, rps) = self.demand(fleet_id, now, window).await?;
-        let band = forecasts::latest_band(&self.pool, fleet_id, now, 2 * 3_600).await?;
-        let mut decision = plan(
+        let live = forecasts::latest(&self.pool, fleet_id, now, 2 * 3_600).await?;
+        let mode = self.mode_of(&fleet, now);
+        let mut decision = decide(
             &PlanInput {
                 now,
                 demand: Demand {
                     step_secs: step,
                     rps: &rps,
                 },
-                forecast: band.as_ref().map(|(_, b)| b),
+                forecast: live.as_ref().map(|f| Forecast {
+                    distribution: &f.distribution,
+                    levels: f.levels.as_ref(),
+                }),
                 state: &state,
                 strategy: Strategy::Predictive,
             },
             &cfg,
+            mode,
         );
         if rps.is_empty() {
             decision
                 .reason
                 .push_str("; no demand samples in the last 32 min");
         }
-        if band.is_none() {
+        if live.is_none() {
             if let Some(note) = &fleet.refit_note {
                 decision.reason.push_str(&format!("; last refit: {note}"));
             }
         }
-        let pinned = fleet
-            .pinned_gpus
-            .filter(|_| fleet.pinned_until.is_none_or(|u| u > now));
-        let mode = if fleet.paused {
-            decision.desired_gpus = state.provisioned();
-            decision.orders.clear();
-            decision.reason = format!("paused by an operator (plan would be: {})", decision.reason);
-            "paused"
-        } else if let Some(pin) = pinned {
-            // The API refuses pins above the fleet's limit; one stored before the limit was
-            // lowered is held at the limit (with any allowed excess) all the same.
-            let pin = (pin.max(0) as u32).min(cfg.cap());
-            decision.desired_gpus = pin;
-            decision.orders = prewarm_planner::orders_to_reach(pin, state.provisioned());
-            decision.reason = format!(
-                "pinned to {pin} GPUs by an operator{}",
-                fleet
-                    .pinned_until
-                    .map(|u| format!(" until {}", u.to_rfc3339()))
-                    .unwrap_or_default()
-            );
-            "pinned"
-        } else if self.config.service.mode == Mode::ForecastOnly {
-            decision.reason = format!("forecast-only (no orders sent): {}", decision.reason);
-            "forecast-only"
-        } else {
-            "act"
-        };
         let meta = Meta {
             replica: self.replica(),
-            mode,
+            mode: mode.name(),
             boot_lead_secs: Some(cfg.boot_lead_secs),
-            forecast_id: band.as_ref().map(|(id, _)| *id),
+            forecast_id: live.as_ref().map(|f| f.id),
             fence: Some(self.holder.token),
-            write_orders: mode != "forecast-only",
+            write_orders: mode.orders(),
         };
         let Some(decision_id) =
             ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await?
@@ -493,14 +502,14 @@ impl Service {
             .await?
             .ok_or(sqlx::Error::RowNotFound)?;
         let tz: Tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
-        let quantile = Self::settings(&fleet)
-            .quantile
-            .unwrap_or(self.config.planner.quantile);
+        let events = self.events(fleet_id).await?;
+        let mut cfg = self.planner_config(&fleet, &events);
+        cfg.boot_lead_secs = self.boot_lead(fleet_id, cfg.boot_lead_secs, now).await?;
         let report = forecasts::refit(
             &self.pool,
             fleet_id,
             tz,
-            quantile,
+            &cfg,
             &self.config.planner,
             now,
             self.replica(),
@@ -509,14 +518,20 @@ impl Service {
         let note = match &report {
             Ok(r) => Some(match (&r.skipped, r.forecast_id) {
                 (Some(why), _) => format!("no forecast: {why}"),
-                (None, Some(id)) if r.calibrated => {
-                    format!(
-                        "forecast {id}, band calibrated on {} errors per horizon",
-                        r.errors_used
-                    )
-                }
+                (None, Some(id)) if r.calibrated => format!(
+                    "forecast {id}, distribution calibrated on {} scored minutes per horizon, {}",
+                    r.errors_used,
+                    match &r.sizing {
+                        Some(s) => format!(
+                            "levels sized to the SLO on {} minutes ({:.3}% timed out in the replay)",
+                            s.minutes,
+                            100.0 * s.timed_out_share
+                        ),
+                        None => "levels not sized yet (a day of scored minutes needed)".into(),
+                    }
+                ),
                 (None, Some(id)) => format!(
-                    "forecast {id}, band not calibrated yet ({} errors per horizon, {} needed)",
+                    "forecast {id}, distribution not calibrated yet ({} scored minutes per horizon, {} needed)",
                     r.errors_used,
                     forecasts::MIN_ERRORS
                 ),

@@ -1,29 +1,38 @@
-//! Refitting a fleet's forecast and calibrating its band on the fleet's own errors.
+//! Refitting a fleet's forecast, calibrating its demand distribution on the fleet's own errors,
+//! and sizing it to the fleet's SLO: the same pieces the simulator's predictive policy uses.
 //!
 //! Each refit fits MSTL (daily and weekly seasons on the fleet's wall clock) on up to
 //! `planner.history` of 5-minute buckets, and stores the median. Every stored forecast is later
-//! compared with what arrived: those errors, per horizon, give the calibrated upper quantile of the
-//! next forecast (split conformal, [`prewarm_forecast::Calibrator`]). A fleet with history but no
-//! stored forecasts (just imported, say) is bootstrapped with a short backtest: fits at past
-//! origins on the data before each, stored as `backtest` rows, so its first live band is
-//! calibrated too. Until a band is calibrated, the planner runs its reactive rules.
+//! compared, minute by minute, with what arrived: those errors calibrate the distribution
+//! ([`prewarm_forecast::DemandCalibration`]: by horizon, hour of the local day and minute of the
+//! hour), and replayed through the queue they choose the level to plan on in each hour
+//! ([`prewarm_planner::slo`]). The calibration and the levels are stored with the forecast, so a
+//! tick, or a replica started later, rebuilds exactly this distribution. A fleet with history but
+//! no stored forecasts (just imported, say) is bootstrapped with a short backtest: fits at past
+//! origins on the data before each, stored as `backtest` rows, so its first distribution is
+//! calibrated too. Until it is, the planner runs its reactive rules.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
 use prewarm_forecast::{
-    forecast, Calibrator, ForecastRequest, ModelKind, ModelSettings, OutlierSettings, Transform,
+    forecast, DemandCalibration, DemandDistribution, ForecastRequest, ModelKind, ModelSettings,
+    OutlierSettings, Scored, Transform,
 };
-use prewarm_planner::Band;
+use prewarm_planner::{
+    policies::CALIBRATION_WINDOW_SECS,
+    slo::{self, LevelPlan, Sizing, Slo},
+    PlannerConfig,
+};
 use sqlx::PgPool;
 
 use crate::config::PlannerDefaults;
 
 /// Buckets each forecast covers: two hours, enough for missed refits plus lead and hold.
 pub const HORIZON_SECS: i64 = 7_200;
-/// Errors per horizon group before a band is trusted.
-pub const MIN_ERRORS: usize = 30;
-/// Forecasts whose errors calibrate the next one: the last three days.
-pub const CALIBRATION_SECS: i64 = 3 * 86_400;
+/// Scored minutes per horizon group before a distribution is trusted.
+pub const MIN_ERRORS: usize = 60;
+/// Forecasts whose errors calibrate the next one: the simulator's window.
+pub const CALIBRATION_SECS: i64 = CALIBRATION_WINDOW_SECS;
 /// Bootstrap backtest origins: every two hours over the last two days.
 const BOOTSTRAP_ORIGINS: i64 = 24;
 const BOOTSTRAP_EVERY_SECS: i64 = 7_200;
@@ -33,10 +42,13 @@ const BOOTSTRAP_EVERY_SECS: i64 = 7_200;
 pub struct RefitReport {
     pub forecast_id: Option<i64>,
     pub calibrated: bool,
+    /// Scored minutes behind the thinnest horizon group.
     pub errors_used: usize,
     pub bootstrapped: usize,
     pub recent_error: Option<f64>,
     pub fit_secs: f64,
+    /// The levels the SLO sizer chose, once it has a day of scored minutes.
+    pub sizing: Option<Sizing>,
     /// Why no forecast was made, if none was.
     pub skipped: Option<String>,
 }
@@ -84,7 +96,66 @@ pub async fn series(
         .collect())
 }
 
-type Fit = Option<(Vec<f64>, f64, String, f64)>;
+/// A fleet's requests per minute in `[from, to)` (NaN where nothing was received): samples of a
+/// minute or less are summed into their minute, wider ones (up to an hour) spread evenly over
+/// theirs, as the simulator spreads a trace's buckets.
+pub async fn minute_series(
+    pool: &PgPool,
+    fleet_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<f64>, sqlx::Error> {
+    let rows: Vec<(DateTime<Utc>, i32, f64)> = sqlx::query_as(
+        "SELECT bucket_start, bucket_secs, requests FROM samples
+         WHERE fleet_id = $1 AND bucket_start >= $2 - make_interval(secs => bucket_secs)
+           AND bucket_start < $3 AND bucket_secs < 3600
+         ORDER BY bucket_start",
+    )
+    .bind(fleet_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    let n = ((to - from).num_minutes()).max(0) as usize;
+    let mut sums = vec![0.0; n];
+    let mut covered = vec![0i64; n];
+    for (start, secs, requests) in rows {
+        let secs = secs as i64;
+        let first = (start - from).num_seconds();
+        // Spread over the minutes the bucket overlaps, in proportion to the overlap.
+        let mut t = first;
+        while t < first + secs {
+            let minute = t.div_euclid(60);
+            let end = ((minute + 1) * 60).min(first + secs);
+            if (0..n as i64).contains(&minute) {
+                let share = (end - t) as f64 / secs as f64;
+                sums[minute as usize] += requests * share;
+                covered[minute as usize] += end - t;
+            }
+            t = end;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .zip(covered)
+        .map(|(s, c)| {
+            if c == 0 {
+                f64::NAN
+            } else {
+                s * 60.0 / c.min(60) as f64
+            }
+        })
+        .collect())
+}
+
+/// A fitted median: per bucket in requests per second, its error floor, the model, fit seconds.
+#[derive(Debug, Clone)]
+struct Fit {
+    p50_rps: Vec<f64>,
+    floor_rps: f64,
+    model: String,
+    fit_secs: f64,
+}
 
 /// [`fit`] on the blocking pool: a fit is tens of milliseconds of CPU that must not hold up the
 /// runtime's workers (HTTP API, ticks).
@@ -94,14 +165,14 @@ async fn fit_blocking(
     step: i64,
     tz: Tz,
     horizon: usize,
-) -> Fit {
+) -> Option<Fit> {
     tokio::task::spawn_blocking(move || fit(&history, start, step, tz, horizon))
         .await
         .ok()
         .flatten()
 }
 
-fn fit(history: &[f64], start: DateTime<Utc>, step: i64, tz: Tz, horizon: usize) -> Fit {
+fn fit(history: &[f64], start: DateTime<Utc>, step: i64, tz: Tz, horizon: usize) -> Option<Fit> {
     let first = history.iter().position(|v| v.is_finite())?;
     let f = forecast(&ForecastRequest {
         start: start + Duration::seconds(step * first as i64),
@@ -116,26 +187,69 @@ fn fit(history: &[f64], start: DateTime<Utc>, step: i64, tz: Tz, horizon: usize)
     })
     .ok()?;
     let per_sec = step as f64;
-    Some((
-        f.point.iter().map(|p| p.max(0.0) / per_sec).collect(),
-        f.error_floor / per_sec,
-        format!("{:?}", f.fitted),
-        f.fit_secs,
-    ))
+    Some(Fit {
+        p50_rps: f.point.iter().map(|p| p.max(0.0) / per_sec).collect(),
+        floor_rps: f.error_floor / per_sec,
+        model: format!("{:?}", f.fitted),
+        fit_secs: f.fit_secs,
+    })
 }
 
+/// A stored forecast's median: (origin, step seconds, median per bucket in rps, floor in rps).
 type StoredRow = (DateTime<Utc>, i32, Vec<f64>, f64);
 
-/// Refits the fleet's forecast at `now` and stores it.
+/// The scored minutes of stored forecasts: each minute a forecast covers and whose actual is
+/// known (`minutes[i]` is the requests of the minute starting `from + i` minutes).
+fn score(rows: &[StoredRow], minutes: &[f64], from: DateTime<Utc>) -> Vec<Scored> {
+    let mut out = Vec::new();
+    for (origin, step, p50, floor) in rows {
+        let step = *step as i64;
+        let per = (step / 60).max(1) as usize;
+        let minute_medians: Vec<f64> = p50
+            .iter()
+            .flat_map(|m| std::iter::repeat_n(*m, per))
+            .collect();
+        let levels = prewarm_forecast::distribution::levels_of(&minute_medians);
+        for (b, median) in p50.iter().enumerate() {
+            for k in 0..(step / 60).max(1) {
+                let at = *origin + Duration::seconds(step * b as i64 + 60 * k);
+                let i = (at - from).num_minutes();
+                let Some(actual) = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| minutes.get(i))
+                    .filter(|a| a.is_finite())
+                else {
+                    continue;
+                };
+                out.push(Scored {
+                    at,
+                    horizon_secs: (at - *origin).num_seconds(),
+                    median_rps: *median,
+                    level_rps: levels[b * per + k as usize],
+                    actual_rps: actual / 60.0,
+                    floor_rps: *floor,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.at, r.horizon_secs));
+    out
+}
+
+/// Refits the fleet's forecast at `now` and stores it with its calibration and levels.
+#[allow(clippy::too_many_arguments)]
 pub async fn refit(
     pool: &PgPool,
     fleet_id: i64,
     tz: Tz,
-    quantile: f64,
+    cfg: &PlannerConfig,
     defaults: &PlannerDefaults,
     now: DateTime<Utc>,
     replica: &str,
 ) -> Result<RefitReport, sqlx::Error> {
+    let slo = &cfg.slo;
+    let sizing_gpu_rps = cfg.gpu_rps * cfg.target_utilization;
+    let lead_secs = cfg.boot_lead_secs;
     let step = defaults.step.0;
     let origin = now.duration_trunc(Duration::seconds(step)).unwrap_or(now);
     let from = origin - Duration::seconds(defaults.history.0);
@@ -147,6 +261,7 @@ pub async fn refit(
         bootstrapped: 0,
         recent_error: None,
         fit_secs: 0.0,
+        sizing: None,
         skipped: None,
     };
     let known_from = history.iter().position(|v| v.is_finite());
@@ -182,24 +297,12 @@ pub async fn refit(
     };
 
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
+    let minutes = minute_series(pool, fleet_id, calib_from, origin).await?;
     let mut stored: Vec<StoredRow> = load_stored(pool, fleet_id, calib_from, origin).await?;
-    let mut calibrator = Calibrator::new(quantile, horizon, 5_000);
-    let observe_all = |cal: &mut Calibrator, rows: &[StoredRow]| {
-        for (o, row_step, p50, floor) in rows {
-            if *row_step as i64 != step {
-                continue;
-            }
-            for (h, p) in p50.iter().enumerate().take(horizon) {
-                let t = *o + Duration::seconds(step * h as i64);
-                if let Some(actual) = index(t).map(|i| history[i]).filter(|a| a.is_finite()) {
-                    cal.observe(h, *p, actual / step as f64, *floor);
-                }
-            }
-        }
-    };
-    observe_all(&mut calibrator, &stored);
-    let ready = |cal: &Calibrator| (0..horizon).all(|h| cal.count(h) >= MIN_ERRORS);
-    if !ready(&calibrator) {
+    let mut records = score(&stored, &minutes, calib_from);
+    let ready =
+        |records: &[Scored]| DemandCalibration::fit(records, Some(tz)).min_errors() >= MIN_ERRORS;
+    if !ready(&records) {
         // Bootstrap once: backtest fits at past origins on the data before each.
         let has_backtest: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM forecasts WHERE fleet_id = $1 AND kind = 'backtest' AND origin >= $2)",
@@ -217,13 +320,13 @@ pub async fn refit(
                 if known < defaults.min_history.0 {
                     continue;
                 }
-                if let Some((p50, floor, model, _)) =
+                if let Some(f) =
                     fit_blocking(history[..end].to_vec(), from, step, tz, horizon).await
                 {
-                    rows.push((o, p50, floor, model));
+                    rows.push((o, f));
                 }
             }
-            for (o, p50, floor, model) in &rows {
+            for (o, f) in &rows {
                 sqlx::query(
                     "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps,
                      quantile, error_floor_rps, replica) VALUES ($1, $2, $3, $4, 'backtest', $5, $6, $7, $8, $9)",
@@ -232,53 +335,116 @@ pub async fn refit(
                 .bind(now)
                 .bind(o)
                 .bind(step as i32)
-                .bind(model)
-                .bind(p50)
-                .bind(quantile)
-                .bind(floor)
+                .bind(&f.model)
+                .bind(&f.p50_rps)
+                .bind(slo.max_timeout_share)
+                .bind(f.floor_rps)
                 .bind(replica)
                 .execute(pool)
                 .await?;
             }
             report.bootstrapped = rows.len();
-            let new: Vec<StoredRow> = rows
-                .into_iter()
-                .map(|(o, p50, floor, _)| (o, step as i32, p50, floor))
-                .collect();
-            observe_all(&mut calibrator, &new);
-            stored.extend(new);
+            stored.extend(
+                rows.into_iter()
+                    .map(|(o, f)| (o, step as i32, f.p50_rps, f.floor_rps)),
+            );
+            records = score(&stored, &minutes, calib_from);
         }
     }
     report.recent_error = recent_error(&stored, &history, index, step, defaults, origin);
 
-    let Some((p50, floor, model, fit_secs)) =
-        fit_blocking(history.clone(), from, step, tz, horizon).await
-    else {
+    let Some(f) = fit_blocking(history.clone(), from, step, tz, horizon).await else {
         report.skipped = Some("the model could not be fitted on this history".into());
         return Ok(report);
     };
-    report.fit_secs = fit_secs;
-    let calibrated = ready(&calibrator);
-    let upper = calibrated.then(|| calibrator.upper_many(&p50, floor));
-    report.calibrated = calibrated;
-    report.errors_used = (0..horizon).map(|h| calibrator.count(h)).min().unwrap_or(0);
+    report.fit_secs = f.fit_secs;
+    let calibration = DemandCalibration::fit(&records, Some(tz));
+    report.errors_used = calibration.min_errors();
+    report.calibrated = report.errors_used >= MIN_ERRORS;
+    let sizing = if report.calibrated {
+        let replay = slo::replay_minutes(&records, &calibration, lead_secs);
+        if replay.len() >= slo::MIN_REPLAY_MINUTES {
+            let realised = realised(pool, fleet_id, now, sizing_gpu_rps, slo).await?;
+            let predicted: Option<f64> = sqlx::query_scalar(
+                "SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
+                   AND predicted_timed_out_share IS NOT NULL ORDER BY made_at DESC, id DESC LIMIT 1",
+            )
+            .bind(fleet_id)
+            .fetch_optional(pool)
+            .await?
+            .flatten();
+            let budget = slo::budget_share(realised, predicted, slo);
+            Some(slo::choose_levels(
+                &replay,
+                &slo::ReplayPlanner::of(cfg),
+                slo,
+                budget,
+                Some(tz),
+            ))
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    report.sizing = sizing.clone();
+    // The quantile planned on, per bucket, for people and metrics (the tick rebuilds all levels).
+    let per = (step / 60).max(1) as usize;
+    let minute_medians: Vec<f64> = f
+        .p50_rps
+        .iter()
+        .flat_map(|m| std::iter::repeat_n(*m, per))
+        .collect();
+    let levels = prewarm_forecast::distribution::levels_of(&minute_medians);
+    let planned: Option<Vec<f64>> = report.calibrated.then(|| {
+        f.p50_rps
+            .iter()
+            .enumerate()
+            .map(|(b, m)| {
+                let at = origin + Duration::seconds(step * b as i64);
+                let level = sizing.as_ref().map_or(
+                    prewarm_planner::level_index(prewarm_planner::defaults::START_LEVEL),
+                    |s| s.levels.level_at(at, Some(tz)),
+                );
+                calibration
+                    .quantiles(
+                        at,
+                        (at - origin).num_seconds(),
+                        *m,
+                        levels[b * per],
+                        f.floor_rps,
+                    )
+                    .map_or(*m, |q| q[level])
+            })
+            .collect()
+    });
+    let calibration_json = report
+        .calibrated
+        .then(|| serde_json::to_value(&calibration).ok())
+        .flatten();
+    let levels_json = sizing
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s.levels).ok());
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
-         quantile, error_floor_rps, errors_used, recent_error, replica)
-         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+         quantile, error_floor_rps, errors_used, recent_error, replica, calibration, levels, predicted_timed_out_share)
+         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
     )
     .bind(fleet_id)
     .bind(now)
     .bind(origin)
     .bind(step as i32)
-    .bind(&model)
-    .bind(&p50)
-    .bind(&upper)
-    .bind(quantile)
-    .bind(floor)
+    .bind(&f.model)
+    .bind(&f.p50_rps)
+    .bind(&planned)
+    .bind(slo.max_timeout_share)
+    .bind(f.floor_rps)
     .bind(report.errors_used as i32)
     .bind(report.recent_error)
     .bind(replica)
+    .bind(calibration_json)
+    .bind(levels_json)
+    .bind(sizing.as_ref().map(|s| s.timed_out_share))
     .fetch_one(pool)
     .await?;
     sqlx::query("DELETE FROM forecasts WHERE fleet_id = $1 AND origin < $2")
@@ -288,6 +454,49 @@ pub async fn refit(
         .await?;
     report.forecast_id = Some(id);
     Ok(report)
+}
+
+/// The timed-out share the fleet realised over its last day: its minute demand served by the GPUs
+/// its decisions found ready, through the SLO's queue (`None` before a day of decisions).
+async fn realised(
+    pool: &PgPool,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    gpu_rps: f64,
+    slo: &Slo,
+) -> Result<Option<f64>, sqlx::Error> {
+    let from = (now - Duration::days(1))
+        .duration_trunc(Duration::minutes(1))
+        .unwrap_or(now);
+    let ready: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
+        "SELECT decided_at, gpus_ready FROM decisions
+         WHERE fleet_id = $1 AND decided_at >= $2 AND decided_at < $3 AND mode = 'act'
+         ORDER BY decided_at",
+    )
+    .bind(fleet_id)
+    .bind(from)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    if (ready.len() as i64) < 23 * 60 {
+        return Ok(None);
+    }
+    let minutes = minute_series(pool, fleet_id, from, now).await?;
+    let mut by_minute = vec![None; minutes.len()];
+    for (at, gpus) in ready {
+        let i = (at - from).num_minutes();
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| by_minute.get_mut(i)) {
+            *slot = Some(gpus.max(0) as u32);
+        }
+    }
+    let (demand, gpus): (Vec<f64>, Vec<u32>) = minutes
+        .iter()
+        .zip(&by_minute)
+        .filter_map(|(d, g)| g.filter(|_| d.is_finite()).map(|g| (*d, g)))
+        .unzip();
+    Ok(Some(slo::realised_timed_out_share(
+        &demand, &gpus, gpu_rps, slo,
+    )))
 }
 
 async fn load_stored(
@@ -333,17 +542,35 @@ fn recent_error(
     (n > 0 && sum > 0.0).then(|| err / sum)
 }
 
+/// The latest calibrated live forecast, as a plan reads it.
+#[derive(Debug, Clone)]
+pub struct LiveForecast {
+    pub id: i64,
+    pub distribution: DemandDistribution,
+    /// The levels the SLO sizer chose (`None` until it had a day of scored minutes).
+    pub levels: Option<LevelPlan>,
+}
+
 /// The latest calibrated live forecast made at or before `now` and no older than `max_age_secs`,
-/// as a band, with its id.
-pub async fn latest_band(
+/// with its distribution rebuilt for every minute it covers.
+pub async fn latest(
     pool: &PgPool,
     fleet_id: i64,
     now: DateTime<Utc>,
     max_age_secs: i64,
-) -> Result<Option<(i64, Band)>, sqlx::Error> {
-    let row: Option<(i64, DateTime<Utc>, i32, Vec<f64>, Vec<f64>)> = sqlx::query_as(
-        "SELECT id, origin, step_secs, p50_rps, upper_rps FROM forecasts
-         WHERE fleet_id = $1 AND kind = 'live' AND upper_rps IS NOT NULL
+) -> Result<Option<LiveForecast>, sqlx::Error> {
+    type Row = (
+        i64,
+        DateTime<Utc>,
+        i32,
+        Vec<f64>,
+        f64,
+        serde_json::Value,
+        Option<serde_json::Value>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT id, origin, step_secs, p50_rps, error_floor_rps, calibration, levels FROM forecasts
+         WHERE fleet_id = $1 AND kind = 'live' AND calibration IS NOT NULL
            AND made_at <= $2 AND made_at > $3
          ORDER BY made_at DESC, id DESC LIMIT 1",
     )
@@ -352,15 +579,28 @@ pub async fn latest_band(
     .bind(now - Duration::seconds(max_age_secs))
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(id, start, step, p50, upper)| {
-        (
-            id,
-            Band {
-                start,
-                step_secs: step as i64,
-                p50_rps: p50,
-                upper_rps: upper,
-            },
-        )
+    let Some((id, origin, step, p50, floor, calibration, levels)) = row else {
+        return Ok(None);
+    };
+    let Ok(calibration) = serde_json::from_value::<DemandCalibration>(calibration) else {
+        tracing::warn!(
+            fleet_id,
+            forecast = id,
+            "a stored calibration does not read back; the next refit replaces it"
+        );
+        return Ok(None);
+    };
+    let per = (step as usize / 60).max(1);
+    let minutes: Vec<f64> = p50
+        .iter()
+        .flat_map(|m| std::iter::repeat_n(*m, per))
+        .collect();
+    let Some(distribution) = calibration.distribution(origin, origin, &minutes, floor) else {
+        return Ok(None);
+    };
+    Ok(Some(LiveForecast {
+        id,
+        distribution,
+        levels: levels.and_then(|l| serde_json::from_value(l).ok()),
     }))
 }

@@ -734,9 +734,9 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
     )
     .unwrap();
     assert_eq!(c.service.mode, Mode::ForecastOnly);
-    assert_eq!(c.planner.quantile, 0.95);
+    assert_eq!(c.planner.quantile, Some(0.95));
     assert_eq!(c.planner.target_utilization, 0.8);
-    assert_eq!(c.planner.miss_load, 0.7);
+    assert_eq!(c.planner.miss_load, Some(0.7));
     assert_eq!(c.planner.hold, Span(600));
     assert_eq!(c.provisioner.timeout, Span(5));
     assert_eq!(c.pulls.len(), 1);

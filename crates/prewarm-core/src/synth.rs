@@ -1,0 +1,215 @@
+//! Synthetic traces with a known shape, for tests and for trying prewarm on traffic whose
+//! answer is known: Poisson counts around a rate that follows the fleet's wall clock.
+//!
+//! - [`Shape::Office`]: a weekday office curve on the local clock (a 09:30 rush, a 14:00 peak,
+//!   quiet nights, weekends at a third), the smooth case a planner should nearly match a perfect
+//!   schedule on. Across a daylight-saving change the rush stays at 09:30 local.
+//! - [`Shape::Bursts`]: a daily base load plus clients that fire on a schedule: each starts at :00
+//!   or :30 past the hour, every 1.5 to 2.5 hours, and sends 3 to 4 times the base rate for 2 to 5
+//!   minutes (batch jobs, cron-driven agents).
+
+use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
+
+use crate::Trace;
+
+/// The traffic's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Office,
+    Bursts,
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "office" => Ok(Shape::Office),
+            "bursts" => Ok(Shape::Bursts),
+            other => Err(format!(
+                "unknown shape `{}`: choose office or bursts",
+                crate::shorten(other, 40)
+            )),
+        }
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct SynthSpec {
+    pub shape: Shape,
+    pub start: DateTime<Utc>,
+    pub days: u32,
+    /// Bucket width in seconds (60 for per-minute counts).
+    pub step_secs: i64,
+    /// The wall clock the shape follows.
+    pub tz: Tz,
+    /// Requests per minute at the busiest hour of a weekday.
+    pub peak_per_minute: f64,
+    pub seed: u64,
+}
+
+/// SplitMix64: the same seed gives the same trace on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A Poisson count of mean `mean` (exact below 30, normal approximation above).
+    fn poisson(&mut self, mean: f64) -> f64 {
+        if mean <= 0.0 {
+            return 0.0;
+        }
+        if mean < 30.0 {
+            let limit = (-mean).exp();
+            let (mut k, mut p) = (0.0, 1.0);
+            loop {
+                p *= self.unit();
+                if p <= limit {
+                    return k;
+                }
+                k += 1.0;
+            }
+        }
+        // Box-Muller.
+        let (u1, u2) = (self.unit().max(1e-300), self.unit());
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        (mean + z * mean.sqrt()).round().max(0.0)
+    }
+}
+
+/// The office curve's rate at a local time, as a share of the weekday peak.
+fn office_share(hour: f64, weekday: Weekday) -> f64 {
+    let bump = |centre: f64, width: f64| (-(hour - centre).powi(2) / (2.0 * width * width)).exp();
+    let day = 0.08 + 0.55 * bump(9.5, 0.6) + 0.92 * bump(14.0, 2.2) + 0.25 * bump(11.5, 1.5);
+    let day = day.min(1.0);
+    match weekday {
+        Weekday::Sat | Weekday::Sun => 0.08 + (day - 0.08) / 3.0,
+        _ => day,
+    }
+}
+
+/// A daily base load for the bursts shape, as a share of its peak.
+fn base_share(hour: f64) -> f64 {
+    0.35 + 0.65 * (-(hour - 15.0).powi(2) / (2.0 * 4.0 * 4.0)).exp()
+}
+
+/// Generates a trace of Poisson counts.
+pub fn synthesize(spec: &SynthSpec) -> Trace {
+    let mut rng = Rng(spec.seed);
+    let steps = (spec.days as i64 * 86_400 / spec.step_secs) as usize;
+    let per_step = spec.step_secs as f64 / 60.0;
+    let local_hour = |t: DateTime<Utc>| {
+        let local = t.with_timezone(&spec.tz);
+        (
+            local.hour() as f64 + local.minute() as f64 / 60.0,
+            local.weekday(),
+        )
+    };
+    // Scheduled clients: (next firing, period in minutes, burst minutes, amplitude).
+    let mut clients: Vec<(DateTime<Utc>, i64, i64, f64)> = Vec::new();
+    if spec.shape == Shape::Bursts {
+        for _ in 0..4 {
+            let period = 90 + (rng.unit() * 60.0) as i64;
+            // Period rounded to the half hour, so that the client keeps to :00 and :30.
+            let period = ((period + 15) / 30) * 30;
+            let offset = (rng.unit() * (period / 30) as f64) as i64 * 30;
+            let duration = 2 + (rng.unit() * 4.0) as i64;
+            let amplitude = 3.0 + rng.unit();
+            clients.push((
+                spec.start + Duration::minutes(offset),
+                period,
+                duration,
+                amplitude,
+            ));
+        }
+    }
+    let requests = (0..steps)
+        .map(|i| {
+            let t = spec.start + Duration::seconds(spec.step_secs * i as i64);
+            let (hour, weekday) = local_hour(t);
+            let rate = match spec.shape {
+                Shape::Office => spec.peak_per_minute * office_share(hour, weekday),
+                Shape::Bursts => {
+                    let base = spec.peak_per_minute / 4.0 * base_share(hour);
+                    let mut extra = 0.0;
+                    for (next, period, duration, amplitude) in &mut clients {
+                        while *next + Duration::minutes(*period) <= t {
+                            *next += Duration::minutes(*period);
+                        }
+                        if t >= *next && t < *next + Duration::minutes(*duration) {
+                            extra += base * (*amplitude - 1.0);
+                        }
+                    }
+                    base + extra
+                }
+            };
+            rng.poisson(rate * per_step)
+        })
+        .collect();
+    Trace::new(spec.start, spec.step_secs, requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(shape: Shape) -> SynthSpec {
+        SynthSpec {
+            shape,
+            start: "2026-03-02T05:00:00Z".parse().unwrap(),
+            days: 14,
+            step_secs: 60,
+            tz: chrono_tz::America::New_York,
+            peak_per_minute: 600.0,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn the_office_rush_stays_at_its_local_hour_across_dst() {
+        let trace = synthesize(&spec(Shape::Office));
+        assert_eq!(trace.len(), 14 * 1_440);
+        // The busiest minute of Friday 6 March (EST) and of Thursday 12 March (EDT) are both in
+        // the early afternoon, local: an hour apart in UTC.
+        let busiest = |day: &str| {
+            let from: DateTime<Utc> = format!("{day}T05:00:00Z").parse().unwrap();
+            let i0 = ((from - trace.start).num_minutes()) as usize;
+            let (i, _) = trace.requests[i0..i0 + 1_440]
+                .iter()
+                .enumerate()
+                .fold((0, 0.0), |b, (i, v)| if *v > b.1 { (i, *v) } else { b });
+            trace
+                .timestamp(i0 + i)
+                .with_timezone(&chrono_tz::America::New_York)
+                .hour()
+        };
+        for day in ["2026-03-06", "2026-03-12"] {
+            assert!((12..=16).contains(&busiest(day)), "{day}: {}", busiest(day));
+        }
+        // Deterministic.
+        assert_eq!(synthesize(&spec(Shape::Office)), trace);
+    }
+
+    #[test]
+    fn scheduled_bursts_fire_at_zero_and_thirty_past() {
+        let trace = synthesize(&spec(Shape::Bursts));
+        let mut by_minute = [0.0; 60];
+        for (i, v) in trace.requests.iter().enumerate() {
+            by_minute[trace.timestamp(i).minute() as usize] += v;
+        }
+        let quiet = by_minute[15..25].iter().sum::<f64>() / 10.0;
+        assert!(
+            by_minute[0] > 1.3 * quiet && by_minute[30] > 1.3 * quiet,
+            "{by_minute:?}"
+        );
+    }
+}

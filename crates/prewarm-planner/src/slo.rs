@@ -1,0 +1,631 @@
+//! Sizing to the SLO: which level of the demand distribution to plan on, hour by hour.
+//!
+//! A fleet states its SLO: at most `max_timeout_share` of requests may wait longer than
+//! `timeout_secs`. Requests may queue up to the timeout, so a burst shorter than it is absorbed by
+//! the queue rather than by new GPUs, and how much a level of the distribution loses depends on the
+//! traffic's shape, not only on the level. So the level is chosen by replaying the recent past:
+//! for each minute of the last days, the capacity each level would have given (its quantile at
+//! full load, rounded up to whole GPUs) serves what arrived through the simulator's queue, and the
+//! requests it times out and the GPU-minutes it costs are counted per hour of the fleet's local
+//! day. Starting from the highest level everywhere, the level of the hour whose next step down
+//! times out the fewest requests per GPU-minute saved is lowered, while the total stays within the
+//! budget: the budget is spent where it buys the most, not evenly.
+//!
+//! The replay reads forecasts made a boot lead before each minute, out of sample, so the chosen
+//! levels carry the forecast's real misses. What the replay cannot know (the days to come) is
+//! watched by [`budget_share`]: what the fleet realised on recent days is compared with what the
+//! replay predicted, and the budget the levels are chosen with follows the ratio.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use prewarm_forecast::{distribution::phase_of, DemandCalibration, Scored, NUM_LEVELS};
+
+use crate::sim::{Accounting, BootTime, SimConfig};
+
+/// A fleet's service-level objective.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Slo {
+    /// The largest share of requests that may time out (0.001 = 0.1%).
+    pub max_timeout_share: f64,
+    /// How long a request may wait in the queue before it is lost.
+    pub timeout_secs: i64,
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Self {
+            max_timeout_share: 0.001,
+            timeout_secs: 120,
+        }
+    }
+}
+
+impl Slo {
+    /// Checks the SLO; the message names the setting and what it accepts.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.max_timeout_share > 0.0 && self.max_timeout_share < 0.5) {
+            return Err(format!(
+                "max_timeout_share must be above 0 and below 0.5 (0.001 is 0.1%), not {}",
+                self.max_timeout_share
+            ));
+        }
+        if !(1..=3_600).contains(&self.timeout_secs) {
+            return Err(format!(
+                "the queue timeout must be 1 s to 1 hour, not {} s",
+                self.timeout_secs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One past minute as the sizer replays it: what arrived, and the demand quantiles a forecast made
+/// about a boot lead before gave it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplayMinute {
+    pub at: DateTime<Utc>,
+    pub actual_rps: f64,
+    pub quantiles: [f64; NUM_LEVELS],
+}
+
+/// The level of [`prewarm_forecast::LEVELS`] to plan on, per hour of the fleet's local day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LevelPlan {
+    pub by_hour: [usize; 24],
+}
+
+impl LevelPlan {
+    /// One level for every hour.
+    pub fn uniform(level: usize) -> Self {
+        Self {
+            by_hour: [level.min(NUM_LEVELS - 1); 24],
+        }
+    }
+
+    /// The level for the minute starting at `t`.
+    pub fn level_at(&self, t: DateTime<Utc>, tz: Option<Tz>) -> usize {
+        self.by_hour[phase_of(t, tz).hour]
+    }
+}
+
+/// What the sizer found, for the decision's reason and the operator.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sizing {
+    pub levels: LevelPlan,
+    /// Minutes replayed.
+    pub minutes: usize,
+    /// Share of the replayed requests the chosen levels time out.
+    pub timed_out_share: f64,
+    /// The timed-out share they were chosen within (the SLO times the budget factor).
+    pub budget_share: f64,
+}
+
+/// Longest stretch of minutes (a burst) whose requests the queue is credited with spreading.
+pub const QUEUE_WINDOW_MINUTES: usize = 10;
+
+/// The rate each minute's capacity must serve so that demand `d` (requests per second, one value a
+/// minute) is served within a queue timeout of `timeout_minutes`. Requests may wait, so the
+/// requests arriving in a short stretch of minutes `[a, b]` (a burst, up to
+/// [`QUEUE_WINDOW_MINUTES`]) may be served over it and the timeout after it: a minute in it needs
+/// at least `sum(d[a..=b]) / (b - a + 1 + timeout)`. And demand that lasts must be served as it
+/// comes: a minute needs at least the least demand within the timeout around it (on a rising ramp
+/// that lags by the timeout, which the queue covers). A steady demand needs itself; a five-minute
+/// burst of four times the base needs under three times it with a two-minute timeout.
+pub fn queue_need(d: &[f64], timeout_minutes: f64) -> Vec<f64> {
+    let n = d.len();
+    let mut prefix = vec![0.0; n + 1];
+    for (i, v) in d.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + v.max(0.0);
+    }
+    let timeout = timeout_minutes.max(0.0);
+    let reach = timeout.floor() as usize;
+    let mut need = vec![0.0f64; n];
+    let mut suffix = [0.0f64; QUEUE_WINDOW_MINUTES];
+    for a in 0..n {
+        let end = (a + QUEUE_WINDOW_MINUTES).min(n);
+        // suffix[b - a]: the most a stretch [a, b'] with b' >= b asks.
+        let mut best = 0.0f64;
+        for b in (a..end).rev() {
+            let rate = (prefix[b + 1] - prefix[a]) / ((b - a + 1) as f64 + timeout);
+            best = best.max(rate);
+            suffix[b - a] = best;
+        }
+        for m in a..end {
+            need[m] = need[m].max(suffix[m - a]);
+        }
+        // What lasts: the least demand within the timeout around the minute.
+        let lasting = d[a.saturating_sub(reach)..(a + reach + 1).min(n)]
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .max(0.0);
+        need[a] = need[a].max(lasting);
+    }
+    need
+}
+
+/// GPUs that serve `rps` at full load.
+fn gpus_for(rps: f64, gpu_rps: f64) -> u32 {
+    if rps <= 0.0 || !rps.is_finite() {
+        return 0;
+    }
+    (rps / gpu_rps - 1e-9).ceil().clamp(0.0, u32::MAX as f64) as u32
+}
+
+/// What the sizer replays: the fleet's GPUs and limits, and how the planner moves them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplayPlanner {
+    /// Requests per second a GPU serves at the load planned on.
+    pub gpu_rps: f64,
+    pub min_gpus: u32,
+    pub lead_secs: i64,
+    pub hold_secs: i64,
+}
+
+impl ReplayPlanner {
+    /// How a fleet with these settings plans.
+    pub fn of(cfg: &crate::PlannerConfig) -> Self {
+        Self {
+            gpu_rps: cfg.gpu_rps * cfg.target_utilization,
+            min_gpus: cfg.min_gpus,
+            lead_secs: cfg.boot_lead_secs,
+            hold_secs: cfg.hold_secs,
+        }
+    }
+}
+
+/// Chooses the level per local hour that meets `budget_share` of timed-out requests on `minutes`
+/// (consecutive or not, oldest first) at the least GPU-minutes, replaying the planner's capacity
+/// at each level.
+pub fn choose_levels(
+    minutes: &[ReplayMinute],
+    planner: &ReplayPlanner,
+    slo: &Slo,
+    budget_share: f64,
+    tz: Option<Tz>,
+) -> Sizing {
+    let ReplayPlanner {
+        gpu_rps,
+        min_gpus,
+        lead_secs,
+        hold_secs,
+    } = *planner;
+    let hours: Vec<usize> = minutes.iter().map(|m| phase_of(m.at, tz).hour).collect();
+    // Runs of consecutive minutes in the same hour: each is replayed on its own (empty queue at
+    // the start, what is still queued at the end counted as lost), so hours are independent.
+    let mut runs: Vec<Vec<(usize, usize)>> = vec![Vec::new(); 24];
+    let mut i = 0;
+    while i < minutes.len() {
+        let mut j = i + 1;
+        while j < minutes.len()
+            && hours[j] == hours[i]
+            && minutes[j].at - minutes[j - 1].at == Duration::minutes(1)
+        {
+            j += 1;
+        }
+        runs[hours[i]].push((i, j));
+        i = j;
+    }
+    let sim = SimConfig {
+        gpu_rps,
+        timeout_secs: slo.timeout_secs,
+        boot: BootTime::Fixed { secs: 0 },
+        price_usd_per_gpu_hour: 0.0,
+        score_from_step: 0,
+    };
+    // The planner's capacity at a level, as `plan` makes it: a minute's need is ordered a boot
+    // lead before it and is ready from a hold before it, and nothing is terminated that a minute
+    // within a boot lead and a hold still needs. So at minute m the GPUs ready serve the largest
+    // need of [m, m + hold), and those billed (booting included) the largest of
+    // [m, m + lead + hold): a need that comes and goes pays for its boot.
+    let lead = (lead_secs / 60).max(0) as usize;
+    let hold = (hold_secs / 60).max(1) as usize;
+    let consecutive =
+        |i: usize, j: usize| minutes[j].at - minutes[i].at == Duration::minutes((j - i) as i64);
+    let windowed = |needs: &[u32], i: usize, width: usize| -> u32 {
+        let mut best = needs[i];
+        for j in i + 1..(i + width).min(minutes.len()) {
+            if !consecutive(i, j) {
+                break;
+            }
+            best = best.max(needs[j]);
+        }
+        best
+    };
+    // loss[h][k], cost[h][k]: requests timed out and GPU-minutes in hour h at level k.
+    let mut loss = vec![[0.0f64; NUM_LEVELS]; 24];
+    let mut cost = vec![[0.0f64; NUM_LEVELS]; 24];
+    let timeout_minutes = slo.timeout_secs as f64 / 60.0;
+    for k in 0..NUM_LEVELS {
+        // Per run of consecutive minutes, the queue-credited need at this level.
+        let mut needs: Vec<u32> = Vec::with_capacity(minutes.len());
+        let mut i = 0;
+        while i < minutes.len() {
+            let mut j = i + 1;
+            while j < minutes.len() && consecutive(j - 1, j) {
+                j += 1;
+            }
+            let d: Vec<f64> = minutes[i..j].iter().map(|m| m.quantiles[k]).collect();
+            needs.extend(
+                queue_need(&d, timeout_minutes)
+                    .into_iter()
+                    .map(|r| gpus_for(r, gpu_rps).max(min_gpus)),
+            );
+            i = j;
+        }
+        for h in 0..24 {
+            for &(a, b) in &runs[h] {
+                let mut acc = Accounting::new(60, &sim);
+                let mut arrived = 0.0;
+                let mut served = 0.0;
+                for (n, i) in (a..b).enumerate() {
+                    let ready = windowed(&needs, i, hold);
+                    let requests = minutes[i].actual_rps.max(0.0) * 60.0;
+                    arrived += requests;
+                    served += acc.step(n, requests, ready, ready, 0, false).0;
+                    cost[h][k] += windowed(&needs, i, lead + hold) as f64;
+                }
+                loss[h][k] += (arrived - served).max(0.0);
+            }
+        }
+    }
+    let total: f64 = minutes.iter().map(|m| m.actual_rps.max(0.0) * 60.0).sum();
+    // Each hour is seen on a few days only, and a rare burst may have missed it: its losses
+    // are pooled half with what the same level lost in the other hours (per request arriving),
+    // so that a level is not judged safe in one hour only because that hour was lucky.
+    let arrived: Vec<f64> = (0..24)
+        .map(|h| {
+            runs[h]
+                .iter()
+                .flat_map(|&(a, b)| minutes[a..b].iter())
+                .map(|m| m.actual_rps.max(0.0) * 60.0)
+                .sum()
+        })
+        .collect();
+    if total > 0.0 {
+        let mut pooled = loss.clone();
+        for k in 0..NUM_LEVELS {
+            let rate = (0..24).map(|h| loss[h][k]).sum::<f64>() / total;
+            for h in 0..24 {
+                pooled[h][k] = (1.0 - POOLING) * loss[h][k] + POOLING * rate * arrived[h];
+            }
+        }
+        loss = pooled;
+    }
+    let budget = budget_share.max(0.0) * total;
+    // First the lowest level that keeps every hour together within the budget: one level for the
+    // day, which the days to come hold to better than levels fitted hour by hour to a few days.
+    let uniform = (0..NUM_LEVELS)
+        .find(|&k| (0..24).map(|h| loss[h][k]).sum::<f64>() <= budget + 1e-9)
+        .unwrap_or(NUM_LEVELS - 1);
+    // Then the budget is spent where it buys the most GPU-minutes, each hour within SPREAD levels
+    // of that one.
+    let lowest = uniform.saturating_sub(SPREAD);
+    let mut level = [(uniform + SPREAD).min(NUM_LEVELS - 1); 24];
+    let mut spent: f64 = (0..24).map(|h| loss[h][level[h]]).sum();
+    loop {
+        // The hour whose next step down loses the fewest requests per GPU-minute saved.
+        let mut best: Option<(usize, f64, f64)> = None;
+        for h in 0..24 {
+            let k = level[h];
+            if k <= lowest || runs[h].is_empty() {
+                continue;
+            }
+            let extra = (loss[h][k - 1] - loss[h][k]).max(0.0);
+            let saved = cost[h][k] - cost[h][k - 1];
+            if spent + extra > budget + 1e-9 {
+                continue;
+            }
+            // A step that saves nothing is taken only when it also costs nothing.
+            let rate = if saved > 0.0 {
+                extra / saved
+            } else if extra <= 0.0 {
+                0.0
+            } else {
+                continue;
+            };
+            if best.is_none_or(|(_, r, _)| rate < r) {
+                best = Some((h, rate, extra));
+            }
+        }
+        let Some((h, _, extra)) = best else { break };
+        level[h] -= 1;
+        spent += extra;
+    }
+    // Hours the replay never saw plan at the busiest level chosen elsewhere.
+    let seen_max = (0..24)
+        .filter(|h| !runs[*h].is_empty())
+        .map(|h| level[h])
+        .max()
+        .unwrap_or(NUM_LEVELS - 1);
+    for h in 0..24 {
+        if runs[h].is_empty() {
+            level[h] = seen_max;
+        }
+    }
+    Sizing {
+        levels: LevelPlan { by_hour: level },
+        minutes: minutes.len(),
+        timed_out_share: if total > 0.0 { spent / total } else { 0.0 },
+        budget_share,
+    }
+}
+
+/// How many levels an hour's level may sit from the one level that keeps the whole day within
+/// the budget.
+pub const SPREAD: usize = 1;
+
+/// How much of each hour's loss at a level is taken from all hours' (per request arriving).
+pub const POOLING: f64 = 0.5;
+
+/// Minutes of the forecast's out-of-sample errors the sizer needs before it chooses levels: a day,
+/// so that every hour of the local day is seen.
+pub const MIN_REPLAY_MINUTES: usize = 1_440;
+
+/// The minutes to replay from recorded errors: for each minute, the forecast a boot decision for
+/// it would have read (the one made closest to, and at least, `lead_secs` before it; else the
+/// furthest ahead there is), with its quantiles under `calibration`. Oldest first.
+pub fn replay_minutes(
+    records: &[Scored],
+    calibration: &DemandCalibration,
+    lead_secs: i64,
+) -> Vec<ReplayMinute> {
+    let mut best: std::collections::BTreeMap<DateTime<Utc>, &Scored> = Default::default();
+    for r in records {
+        let better = |old: &Scored| {
+            let (a, b) = (r.horizon_secs >= lead_secs, old.horizon_secs >= lead_secs);
+            match (a, b) {
+                (true, false) => true,
+                (false, true) => false,
+                (true, true) => r.horizon_secs < old.horizon_secs,
+                (false, false) => r.horizon_secs > old.horizon_secs,
+            }
+        };
+        match best.get(&r.at) {
+            Some(old) if !better(old) => {}
+            _ => {
+                best.insert(r.at, r);
+            }
+        }
+    }
+    best.values()
+        .filter_map(|r| {
+            calibration.quantiles_of(r).map(|quantiles| ReplayMinute {
+                at: r.at,
+                actual_rps: r.actual_rps,
+                quantiles,
+            })
+        })
+        .collect()
+}
+
+/// The timed-out share the sizer may plan to spend on the replayed days. The replay is an
+/// approximation of the fleet: it does not know the days to come (a rare burst the replayed days
+/// missed), nor every GPU the planner holds between refits. So what the fleet realised over the
+/// last [`REALISED_WINDOW_SECS`] is compared with what the replay predicted for it, and the budget
+/// is the share that, at that ratio, realises [`REALISED_TARGET`] of the SLO:
+/// `target * (predicted + prior) / (realised + prior)`, the prior ([`BUDGET_PRIOR`] of the SLO)
+/// keeping a week without a burst from reading as a fleet that never loses. Between a hundredth of
+/// the SLO and four times it; before a day of record, [`START_BUDGET`] of the SLO.
+pub fn budget_share(realised: Option<f64>, predicted: Option<f64>, slo: &Slo) -> f64 {
+    let target = REALISED_TARGET * slo.max_timeout_share;
+    let prior = BUDGET_PRIOR * slo.max_timeout_share;
+    let budget = match (realised, predicted) {
+        (Some(r), Some(p)) => target * (p.max(0.0) + prior) / (r.max(0.0) + prior),
+        _ => START_BUDGET * slo.max_timeout_share,
+    };
+    budget.clamp(0.01 * slo.max_timeout_share, 4.0 * slo.max_timeout_share)
+}
+
+/// The budget, as a share of the SLO, before the fleet has a record to compare with the replay.
+pub const START_BUDGET: f64 = 0.25;
+
+/// The prior of the comparison of realised and predicted losses, as a share of the SLO.
+pub const BUDGET_PRIOR: f64 = 0.1;
+
+/// The share of the SLO the realised timed-out share is aimed at: below the SLO, since losses come
+/// in rare bursts.
+pub const REALISED_TARGET: f64 = 0.4;
+
+/// How far back the realised timed-out share is counted: a week, as the calibration, so that one
+/// rare burst keeps the margin up for days rather than hours.
+pub const REALISED_WINDOW_SECS: i64 = 7 * 86_400;
+
+/// The share of requests a fleet timed out over `demand` (requests per minute) with `ready` GPUs
+/// each minute: the fleet's own record, replayed through the same queue.
+pub fn realised_timed_out_share(demand: &[f64], ready: &[u32], gpu_rps: f64, slo: &Slo) -> f64 {
+    let sim = SimConfig {
+        gpu_rps,
+        timeout_secs: slo.timeout_secs,
+        boot: BootTime::Fixed { secs: 0 },
+        price_usd_per_gpu_hour: 0.0,
+        score_from_step: 0,
+    };
+    let mut acc = Accounting::new(60, &sim);
+    let (mut arrived, mut lost) = (0.0, 0.0);
+    for (i, (d, r)) in demand.iter().zip(ready).enumerate() {
+        arrived += d.max(0.0);
+        lost += acc.step(i, d.max(0.0), *r, *r, 0, false).1;
+    }
+    if arrived > 0.0 {
+        lost / arrived
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prewarm_forecast::LEVELS;
+
+    fn minute(i: i64) -> DateTime<Utc> {
+        "2026-03-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(i)
+    }
+
+    /// 1 GPU serves 1 rps; boots are instant, so the replay follows each minute's need.
+    fn replayed() -> ReplayPlanner {
+        ReplayPlanner {
+            gpu_rps: 1.0,
+            min_gpus: 0,
+            lead_secs: 0,
+            hold_secs: 60,
+        }
+    }
+
+    /// Quantiles for a minute whose demand is `base` or, with probability `p`, `base + burst`.
+    fn two_point(base: f64, burst: f64, p: f64) -> [f64; NUM_LEVELS] {
+        LEVELS.map(|l| if l > 1.0 - p { base + burst } else { base })
+    }
+
+    #[test]
+    fn a_burst_the_queue_absorbs_buys_no_gpu_and_one_it_cannot_does() {
+        // 1 GPU serves 1 rps. Base load 3.6 rps; a one-minute burst of +2 rps every 10 minutes
+        // (p = 0.1). With a two-minute timeout the queue spreads the burst over three minutes, so 4
+        // GPUs lose nothing: the analytic least size, whatever level the burst sits at.
+        let slo = Slo::default();
+        let minutes: Vec<ReplayMinute> = (0..7 * 1_440)
+            .map(|i| {
+                let burst = i % 10 == 0;
+                ReplayMinute {
+                    at: minute(i),
+                    actual_rps: 3.6 + if burst { 2.0 } else { 0.0 },
+                    quantiles: two_point(3.6, 2.0, 0.1),
+                }
+            })
+            .collect();
+        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None);
+        for h in 0..24 {
+            let k = sizing.levels.by_hour[h];
+            assert_eq!(gpus_for(minutes[0].quantiles[k], 1.0), 4, "hour {h}");
+        }
+        assert_eq!(sizing.timed_out_share, 0.0);
+
+        // A burst of +12 rps for five minutes (longer than the queue can absorb) once an hour, at
+        // minutes the distribution cannot tell apart (p = 5/60 every minute): planning on the base
+        // would lose most of each burst, far over the budget, so the level holding the burst is
+        // kept all day: 16 GPUs, the analytic least size that loses nothing.
+        let minutes: Vec<ReplayMinute> = (0..7 * 1_440)
+            .map(|i| {
+                let burst = (30..35).contains(&(i % 60));
+                ReplayMinute {
+                    at: minute(i),
+                    actual_rps: 3.6 + if burst { 12.0 } else { 0.0 },
+                    quantiles: two_point(3.6, 12.0, 5.0 / 60.0),
+                }
+            })
+            .collect();
+        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None);
+        for h in 0..24 {
+            let k = sizing.levels.by_hour[h];
+            assert_eq!(gpus_for(minutes[0].quantiles[k], 1.0), 16, "hour {h}");
+        }
+        assert_eq!(sizing.timed_out_share, 0.0);
+    }
+
+    #[test]
+    fn the_budget_is_spent_where_it_saves_the_most() {
+        // Two kinds of hour: in even hours a rare big burst (1 minute in 60, +20 rps), in odd hours
+        // steady load. Dropping the burst level in even hours saves 20 GPUs for a few lost
+        // requests; the odd hours have nothing to give. With a budget for the bursts, even hours
+        // go to the base level; with none, they hold the burst.
+        let minutes: Vec<ReplayMinute> = (0..7 * 1_440)
+            .map(|i| {
+                let hour = (i / 60) % 24;
+                let burst = hour % 2 == 0 && i % 60 == 17;
+                ReplayMinute {
+                    at: minute(i),
+                    actual_rps: 10.0 + if burst { 20.0 } else { 0.0 },
+                    quantiles: two_point(10.0, 20.0, if hour % 2 == 0 { 0.02 } else { 0.0 }),
+                }
+            })
+            .collect();
+        let total: f64 = minutes.iter().map(|m| m.actual_rps * 60.0).sum();
+        // A burst minute at 10 GPUs: 1,800 requests arrive, 1,800 - 600 wait; the next two
+        // minutes have no spare capacity, so 1,200 are lost per burst, 84 bursts.
+        let all_bursts = 84.0 * 1_200.0 / total;
+        let generous = choose_levels(
+            &minutes,
+            &replayed(),
+            &Slo::default(),
+            all_bursts * 1.01,
+            None,
+        );
+        let strict = choose_levels(&minutes, &replayed(), &Slo::default(), 1e-6, None);
+        for h in (0..24).step_by(2) {
+            let gpus =
+                |sizing: &Sizing| gpus_for(minutes[0].quantiles[sizing.levels.by_hour[h]], 1.0);
+            assert_eq!(gpus(&generous), 10, "hour {h}");
+            assert_eq!(gpus(&strict), 30, "hour {h}");
+        }
+        assert!(
+            (generous.timed_out_share - all_bursts).abs() < 1e-9,
+            "{generous:?}"
+        );
+        assert_eq!(strict.timed_out_share, 0.0);
+    }
+
+    #[test]
+    fn the_queue_spreads_a_burst_and_nothing_that_lasts() {
+        // Steady demand needs itself.
+        let steady = queue_need(&[5.0; 30], 2.0);
+        assert!(steady.iter().all(|v| (v - 5.0).abs() < 1e-9), "{steady:?}");
+        // A five-minute burst of four times the base, two-minute timeout: 5 x 4 / 7 = 2.86 x.
+        let mut d = vec![1.0; 30];
+        for v in &mut d[10..15] {
+            *v = 4.0;
+        }
+        let need = queue_need(&d, 2.0);
+        assert!((need[12] - 20.0 / 7.0).abs() < 1e-9, "{need:?}");
+        assert!((need[0] - 1.0).abs() < 1e-9 && (need[29] - 1.0).abs() < 1e-9);
+        // That capacity loses nothing through the simulator's queue; a GPU less does.
+        let sim = SimConfig {
+            gpu_rps: 1.0 / 60.0,
+            timeout_secs: 120,
+            boot: BootTime::Fixed { secs: 0 },
+            price_usd_per_gpu_hour: 0.0,
+            score_from_step: 0,
+        };
+        let lost = |scale: f64| {
+            let mut acc = Accounting::new(60, &sim);
+            (0..30)
+                .map(|i| {
+                    let gpus = (need[i] * 60.0 * scale - 1e-9).ceil() as u32;
+                    acc.step(i, d[i] * 60.0, gpus, gpus, 0, false).1
+                })
+                .sum::<f64>()
+        };
+        assert_eq!(lost(1.0), 0.0);
+        assert!(lost(0.9) > 0.0);
+    }
+
+    #[test]
+    fn the_budget_shrinks_when_the_slo_was_missed_and_the_fleet_record_is_replayed() {
+        let slo = Slo::default();
+        // Before a record: a quarter of the SLO.
+        assert!((budget_share(None, None, &slo) - 0.00025).abs() < 1e-12);
+        // The fleet realised more than the replay predicted: plan on less, in proportion (with
+        // the prior).
+        let tight = budget_share(Some(0.0025), Some(0.0005), &slo);
+        assert!((tight - 0.0004 * 0.0006 / 0.0026).abs() < 1e-12, "{tight}");
+        // It realised nothing where the replay predicted some loss: plan on more.
+        assert!(budget_share(Some(0.0), Some(0.001), &slo) > 0.0004);
+        // 10 GPUs, 700 requests in one minute: 600 served at once, the rest within the timeout.
+        let share = realised_timed_out_share(&[700.0, 0.0, 0.0], &[10, 10, 10], 1.0, &slo);
+        assert_eq!(share, 0.0);
+        let share = realised_timed_out_share(&[2_000.0, 0.0, 0.0], &[10, 10, 10], 1.0, &slo);
+        assert!((share - 200.0 / 2_000.0).abs() < 1e-9, "{share}");
+        assert!(Slo {
+            max_timeout_share: 0.6,
+            ..slo
+        }
+        .check()
+        .is_err());
+        assert!(Slo {
+            timeout_secs: 0,
+            ..slo
+        }
+        .check()
+        .is_err());
+    }
+}
