@@ -14,7 +14,7 @@ use anyhow::{ensure, Context};
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
 use prewarm_core::{format_duration, parse_duration, Trace};
-use prewarm_planner::sim::{simulate, Accounting};
+use prewarm_planner::sim::{simulate_from, Accounting};
 use prewarm_service::{
     clock::{ManualClock, SharedClock},
     config::{Config, Mode, PlannerDefaults, Redacted, Span},
@@ -162,6 +162,9 @@ async fn drive(
     config.schedule.leases = "0 */10 * * * *".into();
     config.schedule.dispatch = "30 * * * * *".into();
     config.planner.boot_lead = Span(boot.1);
+    // The simulator plans with the longest boot as its lead; so does the service here (learning
+    // the lead from callbacks is tested elsewhere), so that both decide on the same inputs.
+    config.planner.min_boots_for_lead = 1_000;
     config.validate().map_err(anyhow::Error::msg)?;
     let jobs = serve::parsed_jobs(&config).map_err(anyhow::Error::msg)?;
     let running = serve::start(config, shared.clone(), false).await?;
@@ -223,22 +226,22 @@ async fn drive(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} simulated minutes ({eta})")
             .expect("template"),
     );
-    let mut next_bucket = buckets_before;
+    // From where the imported history ends: the minutes of a bucket cut by the start are pushed.
+    let mut next_step = buckets_before * (trace.step_secs / step).max(1) as usize;
     let mut prev: DateTime<Utc> = t0 - Duration::seconds(step);
     for i in first..replay.requests.len() {
         let now = replay.trace.start + Duration::seconds(step * i as i64);
         clock.set(now);
         cloud.process().await;
-        // Push every trace bucket that has ended by now.
-        while next_bucket < trace.requests.len()
-            && trace.start + Duration::seconds(trace.step_secs * (next_bucket as i64 + 1)) <= now
-        {
-            let v = trace.requests[next_bucket];
+        // Push the minute that has just ended, as a fleet pushing 1-minute samples does (the
+        // replay's minutes: a trace's coarser buckets spread evenly, as the simulator sees them).
+        while next_step < i {
+            let v = replay.requests[next_step];
             if v.is_finite() {
                 let body = serde_json::json!({ "samples": [{
-                    "timestamp": trace.start + Duration::seconds(trace.step_secs * next_bucket as i64),
+                    "timestamp": replay.trace.start + Duration::seconds(step * next_step as i64),
                     "requests": v,
-                    "bucket_secs": trace.step_secs,
+                    "bucket_secs": step,
                 }]});
                 let r = client
                     .post(&push_url)
@@ -249,7 +252,7 @@ async fn drive(
                     .context("push API")?;
                 ensure!(r.status().is_success(), "push API answered {}", r.status());
             }
-            next_bucket += 1;
+            next_step += 1;
         }
         serve::run_due(&service, &jobs, prev, now).await;
         prev = now;
@@ -275,11 +278,19 @@ async fn drive(
     let wall = started.elapsed().as_secs_f64();
     let service_row = accounting.summary("service");
 
-    // The simulator's policies on the same trace and the same scored minutes.
+    // The simulator's policies on the same trace and the same scored minutes. Its predictive
+    // policy starts where the service did, with no GPUs and the same history (bootstrapping its
+    // calibration as the service's first refit does), and refits when the service does.
     let mut rows = vec![service_row];
+    let start_secs = (t0 - replay.trace.start).num_seconds();
     for name in ["predictive", "reactive", "clairvoyant"] {
         let mut policy: Box<dyn prewarm_planner::sim::Policy + Send> = match name {
-            "predictive" => Box::new(replay.predictive(&service_knobs(), None)),
+            "predictive" => {
+                let mut p = replay.predictive(&service_knobs(), None);
+                p.forecast.min_history_secs = start_secs;
+                p.initial = 0;
+                Box::new(p)
+            }
             "reactive" => Box::new(prewarm_planner::policies::Reactive {
                 cfg: replay.planner(&service_knobs()),
                 step_secs: step,
@@ -292,7 +303,9 @@ async fn drive(
                 boot_secs: replay.sim.boot.max_secs(),
             }),
         };
-        let (_, s) = simulate(
+        let from = if name == "predictive" { first } else { 0 };
+        let (_, s) = simulate_from(
+            from,
             replay.trace.start,
             step,
             &replay.requests,

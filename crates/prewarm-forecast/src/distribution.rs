@@ -431,24 +431,19 @@ impl DemandDistribution {
 
     /// This distribution with the minutes of `earlier` (an older forecast's) that come before
     /// it prepended, at most `minutes` of them: what demand was expected to be just before a
-    /// refit, to compare recent demand with.
+    /// refit, to compare recent demand with. Unchanged when `earlier` does not reach this one's
+    /// start.
     pub fn after(&self, earlier: &DemandDistribution, minutes: usize) -> Self {
         let from = (self.start - Duration::minutes(minutes as i64)).max(earlier.start);
-        let (Some(a), Some(b)) = (earlier.index(from), earlier.index(self.start)) else {
-            // `earlier` covers nothing up to this start, or all of it ends before.
-            let Some(a) = earlier.index(from) else {
-                return self.clone();
-            };
-            let b = earlier.median_rps.len();
-            if earlier.end() != self.start {
-                return self.clone();
-            }
-            return self.joined(earlier, a, b);
+        if earlier.end() < self.start {
+            return self.clone();
+        }
+        let (Some(a), b) = (
+            earlier.index(from),
+            earlier.index(self.start).unwrap_or(earlier.median_rps.len()),
+        ) else {
+            return self.clone();
         };
-        self.joined(earlier, a, b)
-    }
-
-    fn joined(&self, earlier: &DemandDistribution, a: usize, b: usize) -> Self {
         let mut median_rps = earlier.median_rps[a..b].to_vec();
         median_rps.extend_from_slice(&self.median_rps);
         let mut quantiles = earlier.quantiles[a..b].to_vec();

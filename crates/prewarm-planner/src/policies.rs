@@ -179,9 +179,10 @@ pub struct ForecastSettings {
     pub train_secs: i64,
     /// No forecast is planned on before this much history (the reactive rules run meanwhile).
     pub min_history_secs: i64,
-    /// History before fits start: forecasts made between this and `min_history_secs` are not
-    /// planned on, only scored, so the distribution is calibrated once planning starts (the
-    /// service bootstraps a new fleet's calibration with backtest fits the same way).
+    /// History before fits start: forecasts made between this and `min_history_secs` (every
+    /// [`BOOTSTRAP_EVERY_SECS`], on the wall clock's hours) are not planned on, only scored, so the
+    /// distribution is calibrated once planning starts (the service bootstraps a new fleet's
+    /// calibration with backtest fits at the same times).
     pub calibrate_from_secs: i64,
     /// How far back scored minutes calibrate the distribution and size the levels.
     pub calibration_window_secs: i64,
@@ -195,6 +196,17 @@ pub struct ForecastSettings {
 /// week is in it, and a change of regime weighs in within days.
 pub const CALIBRATION_WINDOW_SECS: i64 = 7 * 86_400;
 
+/// How far ahead each forecast reaches (its calibration is by horizon, so every forecast, the
+/// service's and the simulator's, reaches as far).
+pub const FORECAST_HORIZON_SECS: i64 = 7_200;
+
+/// Before planning starts, forecasts are made this often (on the wall clock's hours) only to be
+/// scored: the service bootstraps a new fleet's calibration with backtest fits at the same times.
+pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
+
+/// History a fit needs at least.
+pub const MIN_FIT_HISTORY_SECS: i64 = 86_400;
+
 impl Default for ForecastSettings {
     fn default() -> Self {
         Self {
@@ -202,7 +214,7 @@ impl Default for ForecastSettings {
             refit_secs: 3_600,
             train_secs: 21 * 86_400,
             min_history_secs: 2 * 86_400,
-            calibrate_from_secs: 86_400,
+            calibrate_from_secs: MIN_FIT_HISTORY_SECS,
             calibration_window_secs: CALIBRATION_WINDOW_SECS,
             min_errors: 60,
             model: ModelKind::Mstl,
@@ -240,6 +252,8 @@ pub struct Predictive {
     /// record.
     record: VecDeque<(f64, u32)>,
     planning: Option<Planning>,
+    /// Whether the forecast made when planning starts has been made.
+    planned_once: bool,
     /// What the last sizing predicted the fleet would time out ([`slo::budget_share`]).
     predicted: Option<f64>,
     last_fit: Option<usize>,
@@ -266,20 +280,21 @@ impl Predictive {
             records: VecDeque::new(),
             record: VecDeque::new(),
             planning: None,
+            planned_once: false,
             predicted: None,
             last_fit: None,
             failed_fits: 0,
         }
     }
 
-    /// Steps each forecast covers: to the next refit plus a boot lead and a hold (at least 30
-    /// minutes, so forecasts can be shared between settings whose hold differs).
+    /// Steps each forecast covers: [`FORECAST_HORIZON_SECS`], or to the next refit plus a boot
+    /// lead and a hold when that is longer.
     fn horizon_steps(&self) -> usize {
-        let span = self.forecast.refit_secs
+        let span = (self.forecast.refit_secs
             + self.cfg.boot_lead_secs
-            + self.cfg.hold_secs.max(MAX_SHARED_HOLD_SECS)
-            + self.forecast.step_secs;
-        (span / self.step_secs) as usize + 1
+            + self.cfg.hold_secs.max(MAX_SHARED_HOLD_SECS))
+        .max(FORECAST_HORIZON_SECS);
+        (span / self.step_secs) as usize
     }
 
     /// Steps per minute (traces finer than a minute are scored by the minute).
@@ -406,19 +421,51 @@ impl Predictive {
         })
     }
 
+    /// A policy that starts planning without earlier forecasts of its own (a replay started on
+    /// history, as a service started on an imported one) makes them first, as the service's
+    /// bootstrap does: a fit on the wall clock's hours over the calibration window, each on the
+    /// history before it (of at least a day), scored against what came.
+    fn bootstrap(&mut self, past: &[f64]) {
+        let now = self.start + Duration::seconds(self.step_secs * past.len() as i64);
+        let last = now.timestamp().div_euclid(BOOTSTRAP_EVERY_SECS) * BOOTSTRAP_EVERY_SECS;
+        let count = self.forecast.calibration_window_secs / BOOTSTRAP_EVERY_SECS;
+        for k in (0..count).rev() {
+            let at = last - BOOTSTRAP_EVERY_SECS * k;
+            let steps = (at - self.start.timestamp()).div_euclid(self.step_secs);
+            if at >= now.timestamp()
+                || steps * self.step_secs < self.forecast.calibrate_from_secs
+            {
+                continue;
+            }
+            if let Some((origin, median, floor)) = self.fit_median(&past[..steps as usize]) {
+                self.pending.push((origin, median, floor, 0));
+            }
+        }
+    }
+
+    /// Fits the model on the history before `past.len()` summed into buckets of the forecast's
+    /// step on the wall clock (as the service's history is: a bucket starts at a multiple of the
+    /// step since the Unix epoch), up to the last whole bucket. The median is per step of the
+    /// trace from that bucket's end (the origin), in requests per second.
     fn fit_median(&self, past: &[f64]) -> Option<Median> {
         let ratio = (self.forecast.step_secs / self.step_secs).max(1) as usize;
         let fc_step = self.step_secs * ratio as i64;
-        let buckets = past.len() / ratio;
+        // Steps before the first wall-clock bucket boundary of the trace.
+        let offset = ((fc_step - self.start.timestamp().rem_euclid(fc_step)) % fc_step
+            / self.step_secs) as usize;
+        if past.len() < offset + ratio {
+            return None;
+        }
+        let buckets = (past.len() - offset) / ratio;
         let from = buckets.saturating_sub((self.forecast.train_secs / fc_step) as usize);
         let history: Vec<f64> = (from..buckets)
-            .map(|b| past[b * ratio..(b + 1) * ratio].iter().sum())
+            .map(|b| past[offset + b * ratio..offset + (b + 1) * ratio].iter().sum())
             .collect();
-        let origin_step = buckets * ratio;
-        let horizon_steps = self.horizon_steps() + (past.len() - origin_step);
-        let horizon_buckets = horizon_steps.div_ceil(ratio) + 1;
+        let origin_step = offset + buckets * ratio;
+        let horizon_buckets = self.horizon_steps().div_ceil(ratio);
         let fitted = forecast(&ForecastRequest {
-            start: self.start + Duration::seconds(fc_step * from as i64),
+            start: self.start + Duration::seconds(self.step_secs * offset as i64)
+                + Duration::seconds(fc_step * from as i64),
             step_secs: fc_step,
             history: &history,
             tz: self.forecast.tz,
@@ -444,18 +491,18 @@ impl Policy for Predictive {
         self.initial
     }
     fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
-        let refit_steps = (self.forecast.refit_secs / self.step_secs).max(1) as usize;
         let history = past.len() as i64 * self.step_secs;
-        let fitting = history
-            >= self
-                .forecast
-                .calibrate_from_secs
-                .min(self.forecast.min_history_secs);
-        if fitting && self.last_fit.is_none_or(|l| past.len() >= l + refit_steps) {
+        let planning = history >= self.forecast.min_history_secs;
+        // The first forecast planned on is made when planning starts (as the service refits a
+        // fleet when it starts planning it).
+        if planning && !self.planned_once {
+            self.planned_once = true;
+            if self.records.is_empty() && self.pending.is_empty() {
+                self.bootstrap(past);
+            }
             self.score(past);
             self.refit(past);
         }
-        let planning = history >= self.forecast.min_history_secs;
         let forecast = self
             .planning
             .as_ref()
@@ -473,9 +520,24 @@ impl Policy for Predictive {
             state,
             Strategy::Predictive,
         );
+        let planned_on_forecast = forecast.is_some();
+        // Refits on the wall clock's boundaries (the service's cron: every `refit_secs`, or every
+        // hour before planning starts), after this step's decision: the service's refit runs
+        // half a minute after its tick, so the new forecast is planned on from the next minute.
+        let every = if planning {
+            self.forecast.refit_secs
+        } else {
+            BOOTSTRAP_EVERY_SECS
+        };
+        let boundary = now.timestamp().rem_euclid(every.max(1)) < self.step_secs;
+        let fitting = history >= self.forecast.calibrate_from_secs.min(self.forecast.min_history_secs);
+        if fitting && boundary && self.last_fit != Some(past.len()) {
+            self.score(past);
+            self.refit(past);
+        }
         // The fleet's own record (demand of the last step, GPUs ready in it) once it plans on
         // forecasts: what the budget is checked against.
-        if forecast.is_some() {
+        if planned_on_forecast {
             if let Some(last) = past.last() {
                 self.record.push_back((*last, state.gpus_ready));
                 let window = (slo::REALISED_WINDOW_SECS / self.step_secs) as usize;

@@ -87,19 +87,22 @@ pub struct SimSummary {
     pub breaches: u64,
 }
 
-/// Deterministic 64-bit generator (SplitMix64): the same seed gives the same boots on every
-/// platform and library version.
-struct SplitMix(u64);
+/// The `n`th uniform draw in [0, 1) of a seed (a SplitMix64 mix): the same seed gives the same
+/// boots on every platform, here and at fake-cloud, which draws its instances' boot times the same
+/// way, so a replay and the service boot alike.
+pub fn draw(seed: u64, n: u64) -> f64 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(n.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
 
-impl SplitMix {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// The `n`th boot time (from 1) drawn uniformly in `[min_secs, max_secs]` with `seed`.
+pub fn boot_secs(min_secs: i64, max_secs: i64, seed: u64, n: u64) -> i64 {
+    min_secs + (draw(seed, n) * (max_secs - min_secs).max(0) as f64) as i64
 }
 
 /// Queue and bill accounting of a replay: requests join a first-in first-out queue served at
@@ -227,10 +230,21 @@ pub fn simulate(
     policy: &mut dyn Policy,
     cfg: &SimConfig,
 ) -> (Vec<StepRecord>, SimSummary) {
-    let mut rng = match cfg.boot {
-        BootTime::Uniform { seed, .. } => SplitMix(seed),
-        BootTime::Fixed { .. } => SplitMix(0),
-    };
+    simulate_from(0, start, step_secs, requests, policy, cfg)
+}
+
+/// [`simulate`] from step `first` on: the steps before it are history the policy reads, but
+/// nothing is run in them (a fleet that starts then, as a service started on imported history).
+/// The records are those of the steps run.
+pub fn simulate_from(
+    first: usize,
+    start: DateTime<Utc>,
+    step_secs: i64,
+    requests: &[f64],
+    policy: &mut dyn Policy,
+    cfg: &SimConfig,
+) -> (Vec<StepRecord>, SimSummary) {
+    let mut draws = 0u64;
     let mut state = FleetState {
         gpus_ready: policy.initial_gpus(),
         booting: Vec::new(),
@@ -240,7 +254,7 @@ pub fn simulate(
     let mut accounting = Accounting::new(step_secs, cfg);
     let mut records = Vec::with_capacity(requests.len());
 
-    for (i, &arrivals) in requests.iter().enumerate() {
+    for (i, &arrivals) in requests.iter().enumerate().skip(first) {
         let now = start + Duration::seconds(step_secs * i as i64);
         let mut k = 0;
         while k < ready_at.len() {
@@ -259,11 +273,14 @@ pub fn simulate(
             match *order {
                 Order::Boot(n) => {
                     for _ in 0..n {
+                        draws += 1;
                         let secs = match cfg.boot {
                             BootTime::Fixed { secs } => secs,
                             BootTime::Uniform {
-                                min_secs, max_secs, ..
-                            } => min_secs + (rng.next_f64() * (max_secs - min_secs) as f64) as i64,
+                                min_secs,
+                                max_secs,
+                                seed,
+                            } => boot_secs(min_secs, max_secs, seed, draws),
                         };
                         state.booting.push(now);
                         ready_at.push(now + Duration::seconds(secs));

@@ -160,6 +160,8 @@ pub struct ReplayPlanner {
     pub min_gpus: u32,
     pub lead_secs: i64,
     pub hold_secs: i64,
+    /// How far ahead a GPU is kept ([`crate::PlannerConfig::keep_secs`]).
+    pub keep_secs: i64,
 }
 
 impl ReplayPlanner {
@@ -170,6 +172,7 @@ impl ReplayPlanner {
             min_gpus: cfg.min_gpus,
             lead_secs: cfg.boot_lead_secs,
             hold_secs: cfg.hold_secs,
+            keep_secs: cfg.keep_secs(),
         }
     }
 }
@@ -187,8 +190,9 @@ pub fn choose_levels(
     let ReplayPlanner {
         gpu_rps,
         min_gpus,
-        lead_secs,
         hold_secs,
+        keep_secs,
+        ..
     } = *planner;
     let hours: Vec<usize> = minutes.iter().map(|m| phase_of(m.at, tz).hour).collect();
     // Runs of consecutive minutes in the same hour: each is replayed on its own (empty queue at
@@ -215,11 +219,11 @@ pub fn choose_levels(
     };
     // The planner's capacity at a level, as `plan` makes it: a minute's need is ordered a boot
     // lead before it and is ready from a hold before it, and nothing is terminated that a minute
-    // within a boot lead and a hold still needs. So at minute m the GPUs ready serve the largest
-    // need of [m, m + hold), and those billed (booting included) the largest of
-    // [m, m + lead + hold): a need that comes and goes pays for its boot.
-    let lead = (lead_secs / 60).max(0) as usize;
+    // within the keep window still needs. So at minute m the GPUs ready serve the largest need of
+    // [m, m + hold), and those billed (booting included) the largest of [m, m + keep): a need
+    // that comes and goes pays for its boot.
     let hold = (hold_secs / 60).max(1) as usize;
+    let keep = (keep_secs / 60).max(1) as usize;
     let consecutive =
         |i: usize, j: usize| minutes[j].at - minutes[i].at == Duration::minutes((j - i) as i64);
     let windowed = |needs: &[u32], i: usize, width: usize| -> u32 {
@@ -263,7 +267,7 @@ pub fn choose_levels(
                     let requests = minutes[i].actual_rps.max(0.0) * 60.0;
                     arrived += requests;
                     served += acc.step(n, requests, ready, ready, 0, false).0;
-                    cost[h][k] += windowed(&needs, i, lead + hold) as f64;
+                    cost[h][k] += windowed(&needs, i, keep) as f64;
                 }
                 loss[h][k] += (arrived - served).max(0.0);
             }
@@ -418,14 +422,14 @@ pub fn budget_share(realised: Option<f64>, predicted: Option<f64>, slo: &Slo) ->
 }
 
 /// The budget, as a share of the SLO, before the fleet has a record to compare with the replay.
-pub const START_BUDGET: f64 = 0.25;
+pub const START_BUDGET: f64 = 0.1;
 
 /// The prior of the comparison of realised and predicted losses, as a share of the SLO.
 pub const BUDGET_PRIOR: f64 = 0.1;
 
 /// The share of the SLO the realised timed-out share is aimed at: below the SLO, since losses come
 /// in rare bursts.
-pub const REALISED_TARGET: f64 = 0.4;
+pub const REALISED_TARGET: f64 = 0.25;
 
 /// How far back the realised timed-out share is counted: a week, as the calibration, so that one
 /// rare burst keeps the margin up for days rather than hours.
@@ -470,6 +474,7 @@ mod tests {
             min_gpus: 0,
             lead_secs: 0,
             hold_secs: 60,
+            keep_secs: 60,
         }
     }
 
@@ -602,14 +607,14 @@ mod tests {
     #[test]
     fn the_budget_shrinks_when_the_slo_was_missed_and_the_fleet_record_is_replayed() {
         let slo = Slo::default();
-        // Before a record: a quarter of the SLO.
-        assert!((budget_share(None, None, &slo) - 0.00025).abs() < 1e-12);
+        // Before a record: a tenth of the SLO.
+        assert!((budget_share(None, None, &slo) - 0.0001).abs() < 1e-12);
         // The fleet realised more than the replay predicted: plan on less, in proportion (with
         // the prior).
         let tight = budget_share(Some(0.0025), Some(0.0005), &slo);
-        assert!((tight - 0.0004 * 0.0006 / 0.0026).abs() < 1e-12, "{tight}");
+        assert!((tight - 0.00025 * 0.0006 / 0.0026).abs() < 1e-12, "{tight}");
         // It realised nothing where the replay predicted some loss: plan on more.
-        assert!(budget_share(Some(0.0), Some(0.001), &slo) > 0.0004);
+        assert!(budget_share(Some(0.0), Some(0.001), &slo) > 0.00025);
         // 10 GPUs, 700 requests in one minute: 600 served at once, the rest within the timeout.
         let share = realised_timed_out_share(&[700.0, 0.0, 0.0], &[10, 10, 10], 1.0, &slo);
         assert_eq!(share, 0.0);

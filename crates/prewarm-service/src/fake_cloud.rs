@@ -286,8 +286,8 @@ impl FakeCloud {
                 let (lo, hi) = self.behaviour.boot_secs;
                 for k in 0..order.count {
                     state.draws += 1;
-                    let u = unit(self.behaviour.seed, state.draws);
-                    let secs = lo + (u * (hi - lo).max(0) as f64) as i64;
+                    let secs =
+                        prewarm_planner::sim::boot_secs(lo, hi, self.behaviour.seed, state.draws);
                     let fails = state.fail_boots_next > 0;
                     state.fail_boots_next = state.fail_boots_next.saturating_sub(1);
                     state.instances.push(Instance {
@@ -348,17 +348,6 @@ impl FakeCloud {
         state.fail_boots_next = control.fail_boots_next;
         state.duplicate_next = control.duplicate_next;
     }
-}
-
-/// A uniform draw in [0, 1) from (seed, n): the same seed gives the same boots.
-fn unit(seed: u64, n: u64) -> f64 {
-    let mut z = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(n.wrapping_mul(0xBF58_476D_1CE4_E5B9));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -33,9 +33,9 @@ pub const HORIZON_SECS: i64 = 7_200;
 pub const MIN_ERRORS: usize = 60;
 /// Forecasts whose errors calibrate the next one: the simulator's window.
 pub const CALIBRATION_SECS: i64 = CALIBRATION_WINDOW_SECS;
-/// Bootstrap backtest origins: every two hours over the last two days.
-const BOOTSTRAP_ORIGINS: i64 = 24;
-const BOOTSTRAP_EVERY_SECS: i64 = 7_200;
+/// Bootstrap backtest origins: on the wall clock's hours over the calibration window, as the
+/// simulator fits before planning starts.
+const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::policies::BOOTSTRAP_EVERY_SECS;
 
 /// What a refit did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -53,8 +53,11 @@ pub struct RefitReport {
     pub skipped: Option<String>,
 }
 
-/// A fleet's requests per `step` in `[from, to)`, NaN where nothing was received. Samples of any
-/// width up to the step are summed into it; a bucket partly covered is scaled up from its part.
+/// A fleet's requests per `step` in `[from, to)` (buckets start at `from`, NaN where nothing was
+/// received): samples narrower than an hour are spread over the buckets they overlap in
+/// proportion to the overlap, and a bucket partly covered is scaled up from its part. With a step
+/// of a minute, a 5-minute sample is spread evenly over its minutes, as the simulator spreads a
+/// trace's buckets.
 pub async fn series(
     pool: &PgPool,
     fleet_id: i64,
@@ -64,23 +67,30 @@ pub async fn series(
 ) -> Result<Vec<f64>, sqlx::Error> {
     let rows: Vec<(DateTime<Utc>, i32, f64)> = sqlx::query_as(
         "SELECT bucket_start, bucket_secs, requests FROM samples
-         WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs <= $4
+         WHERE fleet_id = $1 AND bucket_start > $2 - make_interval(secs => bucket_secs)
+           AND bucket_start < $3 AND bucket_secs < 3600
          ORDER BY bucket_start",
     )
     .bind(fleet_id)
     .bind(from)
     .bind(to)
-    .bind(step as i32)
     .fetch_all(pool)
     .await?;
     let n = ((to - from).num_seconds() / step).max(0) as usize;
     let mut sums = vec![0.0; n];
     let mut covered = vec![0i64; n];
     for (start, secs, requests) in rows {
-        let i = ((start - from).num_seconds() / step) as usize;
-        if i < n {
-            sums[i] += requests;
-            covered[i] += secs as i64;
+        let secs = secs as i64;
+        let first = (start - from).num_seconds();
+        let mut t = first;
+        while t < first + secs {
+            let bucket = t.div_euclid(step);
+            let end = ((bucket + 1) * step).min(first + secs);
+            if (0..n as i64).contains(&bucket) {
+                sums[bucket as usize] += requests * (end - t) as f64 / secs as f64;
+                covered[bucket as usize] += end - t;
+            }
+            t = end;
         }
     }
     Ok(sums
@@ -96,56 +106,14 @@ pub async fn series(
         .collect())
 }
 
-/// A fleet's requests per minute in `[from, to)` (NaN where nothing was received): samples of a
-/// minute or less are summed into their minute, wider ones (up to an hour) spread evenly over
-/// theirs, as the simulator spreads a trace's buckets.
+/// A fleet's requests per minute in `[from, to)` ([`series`] with a step of a minute).
 pub async fn minute_series(
     pool: &PgPool,
     fleet_id: i64,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<f64>, sqlx::Error> {
-    let rows: Vec<(DateTime<Utc>, i32, f64)> = sqlx::query_as(
-        "SELECT bucket_start, bucket_secs, requests FROM samples
-         WHERE fleet_id = $1 AND bucket_start >= $2 - make_interval(secs => bucket_secs)
-           AND bucket_start < $3 AND bucket_secs < 3600
-         ORDER BY bucket_start",
-    )
-    .bind(fleet_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    let n = ((to - from).num_minutes()).max(0) as usize;
-    let mut sums = vec![0.0; n];
-    let mut covered = vec![0i64; n];
-    for (start, secs, requests) in rows {
-        let secs = secs as i64;
-        let first = (start - from).num_seconds();
-        // Spread over the minutes the bucket overlaps, in proportion to the overlap.
-        let mut t = first;
-        while t < first + secs {
-            let minute = t.div_euclid(60);
-            let end = ((minute + 1) * 60).min(first + secs);
-            if (0..n as i64).contains(&minute) {
-                let share = (end - t) as f64 / secs as f64;
-                sums[minute as usize] += requests * share;
-                covered[minute as usize] += end - t;
-            }
-            t = end;
-        }
-    }
-    Ok(sums
-        .into_iter()
-        .zip(covered)
-        .map(|(s, c)| {
-            if c == 0 {
-                f64::NAN
-            } else {
-                s * 60.0 / c.min(60) as f64
-            }
-        })
-        .collect())
+    series(pool, fleet_id, 60, from, to).await
 }
 
 /// A fitted median: per bucket in requests per second, its error floor, the model, fit seconds.
@@ -313,11 +281,18 @@ pub async fn refit(
         .await?;
         if !has_backtest {
             let mut rows = Vec::new();
-            for k in (1..=BOOTSTRAP_ORIGINS).rev() {
-                let o = origin - Duration::seconds(BOOTSTRAP_EVERY_SECS * k);
+            let last = origin
+                .duration_trunc(Duration::seconds(BOOTSTRAP_EVERY_SECS))
+                .unwrap_or(origin);
+            let count = CALIBRATION_SECS / BOOTSTRAP_EVERY_SECS;
+            for k in (0..count).rev() {
+                let o = last - Duration::seconds(BOOTSTRAP_EVERY_SECS * k);
+                if o >= origin {
+                    continue;
+                }
                 let Some(end) = index(o) else { continue };
                 let known = history[..end].iter().filter(|v| v.is_finite()).count() as i64 * step;
-                if known < defaults.min_history.0 {
+                if known < prewarm_planner::policies::MIN_FIT_HISTORY_SECS {
                     continue;
                 }
                 if let Some(f) =
@@ -552,7 +527,8 @@ pub struct LiveForecast {
 }
 
 /// The latest calibrated live forecast made at or before `now` and no older than `max_age_secs`,
-/// with its distribution rebuilt for every minute it covers.
+/// with its distribution rebuilt for every minute it covers, and the last hour of the forecast
+/// before it in front (recent demand is compared with what was expected of it).
 pub async fn latest(
     pool: &PgPool,
     fleet_id: i64,
@@ -568,39 +544,48 @@ pub async fn latest(
         serde_json::Value,
         Option<serde_json::Value>,
     );
-    let row: Option<Row> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, origin, step_secs, p50_rps, error_floor_rps, calibration, levels FROM forecasts
          WHERE fleet_id = $1 AND kind = 'live' AND calibration IS NOT NULL
            AND made_at <= $2 AND made_at > $3
-         ORDER BY made_at DESC, id DESC LIMIT 1",
+         ORDER BY made_at DESC, id DESC LIMIT 2",
     )
     .bind(fleet_id)
     .bind(now)
     .bind(now - Duration::seconds(max_age_secs))
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    let Some((id, origin, step, p50, floor, calibration, levels)) = row else {
+    let rebuild = |row: &Row| -> Option<DemandDistribution> {
+        let (id, origin, step, p50, floor, calibration, _) = row;
+        let calibration = match serde_json::from_value::<DemandCalibration>(calibration.clone()) {
+            Ok(c) => c,
+            Err(_) => {
+                tracing::warn!(fleet_id, forecast = id, "a stored calibration does not read back; the next refit replaces it");
+                return None;
+            }
+        };
+        let per = (*step as usize / 60).max(1);
+        let minutes: Vec<f64> = p50
+            .iter()
+            .flat_map(|m| std::iter::repeat_n(*m, per))
+            .collect();
+        calibration.distribution(*origin, *origin, &minutes, *floor)
+    };
+    let Some(newest) = rows.first() else {
         return Ok(None);
     };
-    let Ok(calibration) = serde_json::from_value::<DemandCalibration>(calibration) else {
-        tracing::warn!(
-            fleet_id,
-            forecast = id,
-            "a stored calibration does not read back; the next refit replaces it"
-        );
+    let Some(mut distribution) = rebuild(newest) else {
         return Ok(None);
     };
-    let per = (step as usize / 60).max(1);
-    let minutes: Vec<f64> = p50
-        .iter()
-        .flat_map(|m| std::iter::repeat_n(*m, per))
-        .collect();
-    let Some(distribution) = calibration.distribution(origin, origin, &minutes, floor) else {
-        return Ok(None);
-    };
+    if let Some(previous) = rows.get(1).and_then(rebuild) {
+        distribution = distribution.after(&previous, prewarm_planner::NOWCAST_HISTORY_MINUTES);
+    }
     Ok(Some(LiveForecast {
-        id,
+        id: newest.0,
         distribution,
-        levels: levels.and_then(|l| serde_json::from_value(l).ok()),
+        levels: newest
+            .6
+            .clone()
+            .and_then(|l| serde_json::from_value(l).ok()),
     }))
 }
