@@ -419,9 +419,16 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                 .index(now)
                 .map(|i| correction.apply(dist.median_rps[i]));
             planned_now = Some(need(now).1);
-            let top_now = dist
-                .at(now)
-                .map_or(0.0, |q| correction.apply(q[NUM_LEVELS - 1]));
+            // Demand above the top quantile is a miss, and nothing is terminated until demand is
+            // back under it: the top quantile as forecast when only the last minute raised it (a
+            // burst), as corrected when demand ran above the forecast for most of the window.
+            let top_now = dist.at(now).map_or(0.0, |q| {
+                if correction.minutes > 1 {
+                    correction.apply(q[NUM_LEVELS - 1])
+                } else {
+                    q[NUM_LEVELS - 1]
+                }
+            });
             // A hold of zero still sizes the minute the boot lands.
             let hold = hold.max(Duration::minutes(1));
             let (pre_warm, q_ahead, at_ahead) = peak(now + lead, now + lead + hold);

@@ -106,32 +106,27 @@ pub const QUEUE_WINDOW_MINUTES: usize = 10;
 /// The rate each minute's capacity must serve so that demand `d` (requests per second, one value a
 /// minute) is served within a queue timeout of `timeout_minutes`. Requests may wait, so the
 /// requests arriving in a short stretch of minutes `[a, b]` (a burst, up to
-/// [`QUEUE_WINDOW_MINUTES`]) may be served over it and the timeout after it: a minute in it needs
-/// at least `sum(d[a..=b]) / (b - a + 1 + timeout)`. And demand that lasts must be served as it
-/// comes: a minute needs at least the least demand within the timeout around it (on a rising ramp
-/// that lags by the timeout, which the queue covers). A steady demand needs itself; a five-minute
-/// burst of four times the base needs under three times it with a two-minute timeout.
+/// [`QUEUE_WINDOW_MINUTES`]) may be served at the rate `sum(d[a..=b]) / (b - a + 1 + timeout)`
+/// from the first minute of the stretch whose demand reaches that rate (capacity before demand
+/// arrives serves nothing) until the timeout after it, while the queue drains. And
+/// demand that lasts must be served as it comes: a minute needs at least the least demand within
+/// the timeout around it (on a rising ramp that lags by the timeout, which the queue covers). A
+/// steady demand needs itself; a two-minute burst of four times the base needs twice it.
 pub fn queue_need(d: &[f64], timeout_minutes: f64) -> Vec<f64> {
     let n = d.len();
-    let mut prefix = vec![0.0; n + 1];
-    for (i, v) in d.iter().enumerate() {
-        prefix[i + 1] = prefix[i] + v.max(0.0);
-    }
     let timeout = timeout_minutes.max(0.0);
     let reach = timeout.floor() as usize;
     let mut need = vec![0.0f64; n];
-    let mut suffix = [0.0f64; QUEUE_WINDOW_MINUTES];
     for a in 0..n {
-        let end = (a + QUEUE_WINDOW_MINUTES).min(n);
-        // suffix[b - a]: the most a stretch [a, b'] with b' >= b asks.
-        let mut best = 0.0f64;
-        for b in (a..end).rev() {
-            let rate = (prefix[b + 1] - prefix[a]) / ((b - a + 1) as f64 + timeout);
-            best = best.max(rate);
-            suffix[b - a] = best;
-        }
-        for m in a..end {
-            need[m] = need[m].max(suffix[m - a]);
+        let mut sum = 0.0;
+        for b in a..(a + QUEUE_WINDOW_MINUTES).min(n) {
+            sum += d[b].max(0.0);
+            let rate = sum / ((b - a + 1) as f64 + timeout);
+            if let Some(f) = (a..=b).find(|&f| d[f] >= rate) {
+                for slot in &mut need[f..=(b + reach).min(n - 1)] {
+                    *slot = slot.max(rate);
+                }
+            }
         }
         // What lasts: the least demand within the timeout around the minute.
         let lasting = d[a.saturating_sub(reach)..(a + reach + 1).min(n)]
@@ -575,14 +570,24 @@ mod tests {
         // Steady demand needs itself.
         let steady = queue_need(&[5.0; 30], 2.0);
         assert!(steady.iter().all(|v| (v - 5.0).abs() < 1e-9), "{steady:?}");
-        // A five-minute burst of four times the base, two-minute timeout: 5 x 4 / 7 = 2.86 x.
+        // A two-minute burst of four times the base, two-minute timeout: 2 x 4 / 4 = twice the
+        // base, held while the queue drains; the minutes before it need only the base.
         let mut d = vec![1.0; 30];
-        for v in &mut d[10..15] {
+        for v in &mut d[10..12] {
             *v = 4.0;
         }
         let need = queue_need(&d, 2.0);
-        assert!((need[12] - 20.0 / 7.0).abs() < 1e-9, "{need:?}");
+        assert!((need[10] - 2.0).abs() < 1e-9 && (need[11] - 2.0).abs() < 1e-9, "{need:?}");
+        assert!((need[9] - 1.0).abs() < 1e-9, "{need:?}");
         assert!((need[0] - 1.0).abs() < 1e-9 && (need[29] - 1.0).abs() < 1e-9);
+        // A step up is needed from the step on, not before it.
+        let mut step = vec![1.0; 30];
+        for v in &mut step[15..] {
+            *v = 8.0;
+        }
+        let need_step = queue_need(&step, 2.0);
+        assert!(need_step[14] < 1.0 + 1e-9, "{need_step:?}");
+        assert!((need_step[20] - 8.0).abs() < 1e-9, "{need_step:?}");
         // That capacity loses nothing through the simulator's queue; a GPU less does.
         let sim = SimConfig {
             gpu_rps: 1.0 / 60.0,
