@@ -440,7 +440,9 @@ impl DemandDistribution {
         }
         let (Some(a), b) = (
             earlier.index(from),
-            earlier.index(self.start).unwrap_or(earlier.median_rps.len()),
+            earlier
+                .index(self.start)
+                .unwrap_or(earlier.median_rps.len()),
         ) else {
             return self.clone();
         };

@@ -432,9 +432,7 @@ impl Predictive {
         for k in (0..count).rev() {
             let at = last - BOOTSTRAP_EVERY_SECS * k;
             let steps = (at - self.start.timestamp()).div_euclid(self.step_secs);
-            if at >= now.timestamp()
-                || steps * self.step_secs < self.forecast.calibrate_from_secs
-            {
+            if at >= now.timestamp() || steps * self.step_secs < self.forecast.calibrate_from_secs {
                 continue;
             }
             if let Some((origin, median, floor)) = self.fit_median(&past[..steps as usize]) {
@@ -459,12 +457,17 @@ impl Predictive {
         let buckets = (past.len() - offset) / ratio;
         let from = buckets.saturating_sub((self.forecast.train_secs / fc_step) as usize);
         let history: Vec<f64> = (from..buckets)
-            .map(|b| past[offset + b * ratio..offset + (b + 1) * ratio].iter().sum())
+            .map(|b| {
+                past[offset + b * ratio..offset + (b + 1) * ratio]
+                    .iter()
+                    .sum()
+            })
             .collect();
         let origin_step = offset + buckets * ratio;
         let horizon_buckets = self.horizon_steps().div_ceil(ratio);
         let fitted = forecast(&ForecastRequest {
-            start: self.start + Duration::seconds(self.step_secs * offset as i64)
+            start: self.start
+                + Duration::seconds(self.step_secs * offset as i64)
                 + Duration::seconds(fc_step * from as i64),
             step_secs: fc_step,
             history: &history,
@@ -530,7 +533,11 @@ impl Policy for Predictive {
             BOOTSTRAP_EVERY_SECS
         };
         let boundary = now.timestamp().rem_euclid(every.max(1)) < self.step_secs;
-        let fitting = history >= self.forecast.calibrate_from_secs.min(self.forecast.min_history_secs);
+        let fitting = history
+            >= self
+                .forecast
+                .calibrate_from_secs
+                .min(self.forecast.min_history_secs);
         if fitting && boundary && self.last_fit != Some(past.len()) {
             self.score(past);
             self.refit(past);

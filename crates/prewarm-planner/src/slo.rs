@@ -577,7 +577,10 @@ mod tests {
             *v = 4.0;
         }
         let need = queue_need(&d, 2.0);
-        assert!((need[10] - 2.0).abs() < 1e-9 && (need[11] - 2.0).abs() < 1e-9, "{need:?}");
+        assert!(
+            (need[10] - 2.0).abs() < 1e-9 && (need[11] - 2.0).abs() < 1e-9,
+            "{need:?}"
+        );
         assert!((need[9] - 1.0).abs() < 1e-9, "{need:?}");
         assert!((need[0] - 1.0).abs() < 1e-9 && (need[29] - 1.0).abs() < 1e-9);
         // A step up is needed from the step on, not before it.

@@ -560,7 +560,11 @@ pub async fn latest(
         let calibration = match serde_json::from_value::<DemandCalibration>(calibration.clone()) {
             Ok(c) => c,
             Err(_) => {
-                tracing::warn!(fleet_id, forecast = id, "a stored calibration does not read back; the next refit replaces it");
+                tracing::warn!(
+                    fleet_id,
+                    forecast = id,
+                    "a stored calibration does not read back; the next refit replaces it"
+                );
                 return None;
             }
         };
