@@ -235,7 +235,7 @@ pub enum TokenCommand {
         label: String,
         /// What it may do, comma-separated: push (samples), read, operate (pause, pin, events,
         /// planner settings, refit), admin (fleets and tokens).
-        #[arg(long, default_value = "push", value_parser = parse_scopes)]
+        #[arg(long, default_value = "push", value_delimiter = ',', value_parser = parse_scope)]
         scope: Vec<Scope>,
         #[command(flatten)]
         db: DbArgs,
@@ -257,8 +257,8 @@ pub enum TokenCommand {
     },
 }
 
-fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
-    Scope::parse_list(text)
+fn parse_scope(text: &str) -> Result<Scope, String> {
+    text.trim().parse()
 }
 
 pub fn token(command: &TokenCommand) -> anyhow::Result<()> {
@@ -270,9 +270,12 @@ pub fn token(command: &TokenCommand) -> anyhow::Result<()> {
                 scope,
                 db,
             } => {
+                let mut scope = scope.clone();
+                scope.sort();
+                scope.dedup();
                 let pool = connect(db).await?;
                 let (id, token) =
-                    create_token(&pool, fleet.as_deref(), label, scope, &Actor::cli()).await?;
+                    create_token(&pool, fleet.as_deref(), label, &scope, &Actor::cli()).await?;
                 eprintln!(
                     "token {id} ({}) for {}: keep it now, only its hash is stored and it cannot be shown again",
                     scope.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
