@@ -266,7 +266,7 @@ fn simulate_compares_every_policy_and_writes_decisions() {
 }
 
 #[test]
-fn tune_reports_the_trade_off_and_picks_within_the_target() {
+fn tune_walks_forward_choosing_on_earlier_days_and_reporting_later_ones() {
     let dir = tempfile::tempdir().unwrap();
     let curve = dir.path().join("curve.csv");
     let (ok, stdout, stderr) = prewarm(&[
@@ -276,28 +276,61 @@ fn tune_reports_the_trade_off_and_picks_within_the_target() {
             "/../../fixtures/servegen-m-small-10m.csv"
         ),
         "--quantiles",
-        "0.9,0.99",
-        "--holds",
-        "5m",
+        "auto,0.99",
         "--utilizations",
-        "0.7",
+        "1.0",
         "--miss-loads",
-        "0.6,0.8",
-        "--max-timeout-share",
+        "none,0.6",
+        "--slo",
         "0.01",
+        "--walk-forward",
+        "9d",
         "--out",
         curve.to_str().unwrap(),
     ]);
     assert!(ok, "{stderr}");
+    assert!(stdout.contains("walk-forward: choose on"), "{stdout}");
     assert!(
-        stdout.contains("cheapest within 1.000% timed out: --quantile"),
+        stdout.contains("cheapest within the SLO (1.000% timed out) on the days chosen on: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("on the later days it was never chosen on: "),
         "{stdout}"
     );
     let csv = std::fs::read_to_string(&curve).unwrap();
-    assert!(csv.starts_with(
-        "quantile,hold,utilization,miss_load,gpu_hours,cost_usd,timed_out_share,boots"
-    ));
-    assert_eq!(csv.lines().count(), 5, "a header and 2 x 2 settings");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "quantile,hold,utilization,miss_load,gpu_hours,timed_out_share,boots_per_day,vs_clairvoyant,later_gpu_hours,later_timed_out_share,later_boots_per_day,later_vs_clairvoyant"
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "2 quantiles x 2 miss loads");
+    assert_eq!(rows[0][0], "auto", "the SLO-planned default comes first");
+    for row in &rows {
+        let later: f64 = row[8].parse().unwrap();
+        let earlier: f64 = row[4].parse().unwrap();
+        assert!(later > 0.0 && earlier > 0.0, "{row:?}");
+    }
+
+    // A split that leaves nothing to choose on, or nothing to report on, is refused.
+    let (ok, _, stderr) = prewarm(&["tune", "--walk-forward", "1d"]);
+    assert!(
+        !ok && stderr.contains("choosing needs at least a scored day"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = prewarm(&["tune", "--walk-forward", "30d"]);
+    assert!(
+        !ok && stderr.contains("leave at least a day to report on"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = prewarm(&["tune", "--quantiles", "auto,high"]);
+    assert!(
+        !ok && stderr.contains("--quantiles: `high` is neither `auto` nor a number"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -319,6 +352,20 @@ fn simulate_rejects_bad_settings_with_a_clear_error() {
         !ok && stderr.contains("--boot-max must not be shorter"),
         "{stderr}"
     );
+    for slo in ["0", "0.5", "-0.1"] {
+        let (ok, _, stderr) = prewarm(&["simulate", "--slo", slo]);
+        assert!(
+            !ok && stderr.contains("must be above 0 and below 0.5"),
+            "--slo {slo}: {stderr}"
+        );
+    }
+    for timeout in ["0s", "2h"] {
+        let (ok, _, stderr) = prewarm(&["simulate", "--timeout", timeout]);
+        assert!(
+            !ok && stderr.contains("must be above zero and at most 1h"),
+            "--timeout {timeout}: {stderr}"
+        );
+    }
     let (ok, _, stderr) = prewarm(&["simulate", "--warmup", "30d"]);
     assert!(
         !ok && stderr.contains("nothing would be scored"),
@@ -562,6 +609,19 @@ async fn demo_replays_the_fixture_through_the_service(
     }
     assert!(stdout.contains("first refit: calibrated true"), "{stdout}");
     assert!(stdout.contains("orders delivered (0 pending)"), "{stdout}");
+    // The service and the simulator run the same decide() on the same minutes: their GPU-hours
+    // agree closely (boots differ only by fake-cloud's drawn boot times against the simulator's).
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("service against the simulator's predictive row"))
+        .unwrap_or_else(|| panic!("no comparison in\n{stdout}"));
+    let ratio: f64 = line
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(" x ").next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((ratio - 1.0).abs() <= 0.05, "{line}");
 }
 
 #[sqlx::test(migrations = false)]

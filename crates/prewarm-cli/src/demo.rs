@@ -314,11 +314,22 @@ async fn drive(
         );
         rows.push(s);
     }
-    let rows = crate::simulate::with_ratio(rows);
+    let rows = crate::simulate::with_ratio(rows, replay.scored_days());
     print!(
         "{}",
         crate::simulate::table(&rows, replay.lower_bound_gpu_hours())
     );
+    let row = |name: &str| rows.iter().find(|r| r.sim.policy == name).map(|r| &r.sim);
+    if let (Some(service), Some(simulator)) = (row("service"), row("predictive")) {
+        println!(
+            "service against the simulator's predictive row on the same minutes: {:.3} x its GPU-hours ({:.1} against {:.1}), timed out {:.3}% against {:.3}%",
+            if simulator.gpu_hours > 0.0 { service.gpu_hours / simulator.gpu_hours } else { f64::NAN },
+            service.gpu_hours,
+            simulator.gpu_hours,
+            100.0 * service.timed_out_share,
+            100.0 * simulator.timed_out_share,
+        );
+    }
     let boots =
         prewarm_service::callbacks::boot_stats(&pool, fleet.id, t0 - Duration::days(1)).await?;
     let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions")

@@ -222,6 +222,12 @@ impl Replay {
             }
             None => BootTime::Fixed { secs: boot_secs },
         };
+        let timeout_secs = secs(&args.timeout, "timeout")?;
+        ensure!(
+            timeout_secs > 0 && timeout_secs <= 3_600,
+            "--timeout {}: a request's queue timeout must be above zero and at most 1h",
+            args.timeout
+        );
         let span_secs = requests.len() as i64 * step_secs;
         let warmup_secs = match &args.warmup {
             Some(w) => parse_duration_or_zero(w).map_err(|e| anyhow::anyhow!("--warmup: {e}"))?,
@@ -253,7 +259,7 @@ impl Replay {
             gpu_rps,
             sim: SimConfig {
                 gpu_rps,
-                timeout_secs: secs(&args.timeout, "timeout")?,
+                timeout_secs,
                 boot,
                 price_usd_per_gpu_hour: args.price,
                 score_from_step: (warmup_secs / step_secs) as usize,
@@ -346,6 +352,12 @@ impl Replay {
         })
     }
 
+    /// Days of the replay that are scored (after the warm-up).
+    pub fn scored_days(&self) -> f64 {
+        (self.requests.len().saturating_sub(self.warmup_steps()) as i64 * self.step_secs) as f64
+            / 86_400.0
+    }
+
     /// GPU-hours of capacity that exactly matches each scored step, boot time free.
     pub fn lower_bound_gpu_hours(&self) -> f64 {
         self.requests[self.warmup_steps()..]
@@ -378,7 +390,10 @@ struct SimulateSummary<'a> {
 pub struct PolicySummary {
     #[serde(flatten)]
     pub sim: SimSummary,
+    /// Boot orders per scored day.
+    pub boots_per_day: f64,
     pub cost_vs_clairvoyant: Option<f64>,
+    pub cost_vs_hindsight: Option<f64>,
 }
 
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
@@ -425,7 +440,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             .map(|h| h.join().expect("a replay thread panicked"))
             .collect()
     });
-    let summaries = with_ratio(results.iter().map(|(_, s)| s.clone()).collect());
+    let summaries = with_ratio(
+        results.iter().map(|(_, s)| s.clone()).collect(),
+        replay.scored_days(),
+    );
     let lower = replay.lower_bound_gpu_hours();
     print!("{}", table(&summaries, lower));
 
@@ -462,44 +480,58 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn with_ratio(sims: Vec<SimSummary>) -> Vec<PolicySummary> {
-    let clairvoyant = sims
-        .iter()
-        .find(|s| s.policy == "clairvoyant")
-        .map(|s| s.cost_usd);
+/// Each policy's totals with its boots per day over `scored_days` and its cost against the
+/// clairvoyant and hindsight references, where they were replayed.
+pub fn with_ratio(sims: Vec<SimSummary>, scored_days: f64) -> Vec<PolicySummary> {
+    let cost_of = |name: &str| {
+        sims.iter()
+            .find(|s| s.policy == name)
+            .map(|s| s.cost_usd)
+            .filter(|c| *c > 0.0)
+    };
+    let (clairvoyant, hindsight) = (cost_of("clairvoyant"), cost_of("hindsight"));
     sims.into_iter()
         .map(|sim| PolicySummary {
-            cost_vs_clairvoyant: clairvoyant.filter(|c| *c > 0.0).map(|c| sim.cost_usd / c),
+            boots_per_day: if scored_days > 0.0 {
+                sim.boots as f64 / scored_days
+            } else {
+                0.0
+            },
+            cost_vs_clairvoyant: clairvoyant.map(|c| sim.cost_usd / c),
+            cost_vs_hindsight: hindsight.map(|c| sim.cost_usd / c),
             sim,
         })
         .collect()
 }
 
 pub fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
+    let ratio = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     let mut out = format!(
-        "{:<12} {:>10} {:>10} {:>11} {:>9} {:>7} {:>9} {:>14}\n",
+        "{:<12} {:>10} {:>10} {:>11} {:>9} {:>7} {:>10} {:>9} {:>14} {:>12}\n",
         "policy",
         "GPU-hours",
         "cost $",
         "timed out",
         "p99 wait",
         "boots",
+        "boots/day",
         "breaches",
-        "x clairvoyant"
+        "x clairvoyant",
+        "x hindsight"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<12} {:>10.1} {:>10.2} {:>10.3}% {:>8.0}s {:>7} {:>9} {:>14}\n",
+            "{:<12} {:>10.1} {:>10.2} {:>10.3}% {:>8.0}s {:>7} {:>10.1} {:>9} {:>14} {:>12}\n",
             r.sim.policy,
             r.sim.gpu_hours,
             r.sim.cost_usd,
             100.0 * r.sim.timed_out_share,
             r.sim.p99_wait_secs,
             r.sim.boots,
+            r.boots_per_day,
             r.sim.breaches,
-            r.cost_vs_clairvoyant
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
+            ratio(r.cost_vs_clairvoyant),
+            ratio(r.cost_vs_hindsight),
         ));
     }
     out.push_str(&format!(
@@ -550,59 +582,104 @@ fn write_decisions(path: &Path, records: &[StepRecord]) -> anyhow::Result<()> {
 pub struct TuneArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
-    /// The largest share of requests that may time out.
-    #[arg(long, default_value_t = 0.001)]
-    pub max_timeout_share: f64,
-    /// Upper quantiles to try.
-    #[arg(long, default_value = "0.9,0.95,0.98,0.99", value_delimiter = ',')]
-    pub quantiles: Vec<f64>,
+    /// The SLO: the largest share of requests that may time out. Settings are planned to it and
+    /// chosen within it.
+    #[arg(long, default_value_t = 0.001, alias = "max-timeout-share")]
+    pub slo: f64,
+    /// Quantiles to try: `auto` is the SLO sizer's own levels (the default path), which follow
+    /// what the fleet realises; a number plans on that quantile everywhere (an expert override
+    /// that does not adapt: compare them with --walk-forward before trusting one).
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    pub quantiles: Vec<String>,
     /// Hold windows to try.
-    #[arg(long, default_value = "0m,5m,15m", value_delimiter = ',')]
+    #[arg(long, default_value = "5m", value_delimiter = ',')]
     pub holds: Vec<String>,
     /// Planned utilisations (headroom) to try.
-    #[arg(long, default_value = "0.7,0.8,0.9,1.0", value_delimiter = ',')]
+    #[arg(long, default_value = "1.0,0.9", value_delimiter = ',')]
     pub utilizations: Vec<f64>,
-    /// Loads to answer a forecast miss with (the reactive fallback's headroom) to try.
-    #[arg(long, default_value = "0.6,0.7,0.8", value_delimiter = ',')]
-    pub miss_loads: Vec<f64>,
-    /// Write the trade-off curve as CSV here.
+    /// Miss loads to try: `none` corrects the forecast when demand runs above its top quantile
+    /// (the default path); a number keeps load under that share at once (the seed's 0.6).
+    #[arg(long, default_value = "none,0.7", value_delimiter = ',')]
+    pub miss_loads: Vec<String>,
+    /// Walk forward: choose on the scored days before this much time from the trace's start,
+    /// and report how the choice did on the days after, which it never saw (e.g. 9d).
+    #[arg(long)]
+    pub walk_forward: Option<String>,
+    /// Write every setting's results as CSV here.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 struct TunePoint {
-    quantile: f64,
+    quantile: String,
     hold: String,
     utilization: f64,
-    miss_load: f64,
+    miss_load: String,
+    /// Over the days settings are chosen on.
     gpu_hours: f64,
-    cost_usd: f64,
     timed_out_share: f64,
-    boots: u64,
+    boots_per_day: f64,
+    vs_clairvoyant: f64,
+    /// Over the later days (walk-forward only).
+    later_gpu_hours: Option<f64>,
+    later_timed_out_share: Option<f64>,
+    later_boots_per_day: Option<f64>,
+    later_vs_clairvoyant: Option<f64>,
+}
+
+impl TunePoint {
+    /// The flags that give this setting.
+    fn flags(&self) -> String {
+        let mut flags = Vec::new();
+        if self.quantile != "auto" {
+            flags.push(format!("--quantile {}", self.quantile));
+        }
+        if self.hold != format_duration(prewarm_planner::defaults::HOLD_SECS) {
+            flags.push(format!("--hold {}", self.hold));
+        }
+        if self.utilization != prewarm_planner::defaults::TARGET_UTILIZATION {
+            flags.push(format!("--utilization {}", self.utilization));
+        }
+        if self.miss_load != "none" {
+            flags.push(format!("--miss-load {}", self.miss_load));
+        }
+        if flags.is_empty() {
+            "the defaults (no overrides)".into()
+        } else {
+            flags.join(" ")
+        }
+    }
+}
+
+/// Parses `auto`/`none` as `None` and anything else as a number.
+fn optional_number(text: &str, word: &str, flag: &str) -> anyhow::Result<Option<f64>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case(word) {
+        return Ok(None);
+    }
+    text.parse::<f64>()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("{flag}: `{text}` is neither `{word}` nor a number"))
 }
 
 pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     let replay = Replay::load(&args.replay)?;
-    ensure!(
-        args.max_timeout_share >= 0.0,
-        "--max-timeout-share must be zero or more"
-    );
     let mut grid: Vec<(String, Knobs)> = Vec::new();
     for q in &args.quantiles {
+        let quantile = optional_number(q, "auto", "--quantiles")?;
         for h in &args.holds {
             let hold = parse_duration_or_zero(h).map_err(|e| anyhow::anyhow!("--holds: {e}"))?;
-            ensure!(hold <= 1_800, "--holds: {h} is longer than 30m");
             for u in &args.utilizations {
                 for m in &args.miss_loads {
                     let knobs = Knobs {
-                        slo: args.max_timeout_share,
-                        quantile: Some(*q),
+                        slo: args.slo,
+                        quantile,
                         utilization: *u,
                         hold_secs: hold,
-                        miss_load: Some(*m),
+                        miss_load: optional_number(m, "none", "--miss-loads")?,
                     };
-                    grid.push((h.clone(), knobs.checked("s")?));
+                    grid.push((format_duration(hold), knobs.checked("s")?));
                 }
             }
         }
@@ -611,55 +688,99 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         !grid.is_empty(),
         "the grid is empty: give at least one value to each of --quantiles, --holds, --utilizations and --miss-loads"
     );
-    println!("{}", crate::output::describe(&replay.trace, &replay.name));
-    // Forecasts depend on none of the knobs: fit them once, in the first replay, and share them.
-    let cache: ForecastCache = Arc::new(Mutex::new(Default::default()));
-    let first = simulate(
-        replay.trace.start,
-        replay.step_secs,
-        &replay.requests,
-        &mut replay.predictive(&grid[0].1, Some(cache.clone())),
-        &replay.sim,
-    )
-    .1;
-    let mut clair = Clairvoyant {
-        future: replay.requests.clone(),
-        step_secs: replay.step_secs,
-        gpu_rps: replay.gpu_rps,
-        boot_secs: replay.sim.boot.max_secs(),
+    let first_scored = replay.warmup_steps();
+    let end = replay.requests.len();
+    let split = match &args.walk_forward {
+        None => end,
+        Some(text) => {
+            let secs = parse_duration(text).map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
+            let split = (secs / replay.step_secs) as usize;
+            let day = (86_400 / replay.step_secs) as usize;
+            ensure!(
+                split >= first_scored + day,
+                "--walk-forward {text}: choosing needs at least a scored day after the {} warm-up",
+                format_duration(first_scored as i64 * replay.step_secs)
+            );
+            ensure!(
+                split + day <= end,
+                "--walk-forward {text}: the trace has {} after the warm-up; leave at least a day to report on",
+                format_duration((end - first_scored) as i64 * replay.step_secs)
+            );
+            split
+        }
     };
-    let clairvoyant = simulate(
-        replay.trace.start,
-        replay.step_secs,
-        &replay.requests,
-        &mut clair,
-        &replay.sim,
-    )
-    .1;
+    println!("{}", crate::output::describe(&replay.trace, &replay.name));
+    let at = |step: usize| {
+        (replay.trace.start + chrono::Duration::seconds(replay.step_secs * step as i64))
+            .to_rfc3339()
+    };
+    if split < end {
+        println!(
+            "walk-forward: choose on {} to {}, report on {} to {} (never seen when choosing)",
+            at(first_scored),
+            at(split),
+            at(split),
+            at(end)
+        );
+    }
+
+    // Every setting replays the whole trace once, as it would have run: its later days are
+    // planned with what it knew then. Forecasts depend on none of the knobs: the first replay
+    // fits them and the rest share them.
+    let bar = indicatif::ProgressBar::new(grid.len() as u64 + 1).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} replays ({elapsed}, {eta} left)",
+        )
+        .expect("a valid template"),
+    );
+    let cache: ForecastCache = Arc::new(Mutex::new(Default::default()));
+    let run = |knobs: Option<&Knobs>| -> Vec<StepRecord> {
+        let records = match knobs {
+            Some(k) => {
+                simulate(
+                    replay.trace.start,
+                    replay.step_secs,
+                    &replay.requests,
+                    &mut replay.predictive(k, Some(cache.clone())),
+                    &replay.sim,
+                )
+                .0
+            }
+            None => {
+                simulate(
+                    replay.trace.start,
+                    replay.step_secs,
+                    &replay.requests,
+                    &mut Clairvoyant {
+                        future: replay.requests.clone(),
+                        step_secs: replay.step_secs,
+                        gpu_rps: replay.gpu_rps,
+                        boot_secs: replay.sim.boot.max_secs(),
+                    },
+                    &replay.sim,
+                )
+                .0
+            }
+        };
+        bar.inc(1);
+        records
+    };
+    let first = run(Some(&grid[0].1));
+    let clairvoyant = run(None);
+    let next = std::sync::atomic::AtomicUsize::new(1);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rest: Vec<SimSummary> = std::thread::scope(|scope| {
-        let chunks: Vec<Vec<Knobs>> = grid[1..]
-            .chunks(grid.len().div_ceil(threads).max(1))
-            .map(|c| c.iter().map(|(_, k)| *k).collect())
-            .collect();
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                let (replay, cache) = (&replay, cache.clone());
-                scope.spawn(move || {
-                    chunk
-                        .into_iter()
-                        .map(|knobs| {
-                            simulate(
-                                replay.trace.start,
-                                replay.step_secs,
-                                &replay.requests,
-                                &mut replay.predictive(&knobs, Some(cache.clone())),
-                                &replay.sim,
-                            )
-                            .1
-                        })
-                        .collect::<Vec<_>>()
+    let mut rest: Vec<(usize, Vec<StepRecord>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(grid.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, knobs)) = grid.get(i) else {
+                            break done;
+                        };
+                        done.push((i, run(Some(knobs))));
+                    }
                 })
             })
             .collect();
@@ -668,53 +789,130 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
             .flat_map(|h| h.join().expect("a tune thread panicked"))
             .collect()
     });
+    bar.finish_and_clear();
+    rest.sort_by_key(|(i, _)| *i);
+
+    let window = |records: &[StepRecord], range: std::ops::Range<usize>| {
+        prewarm_planner::sim::window_totals(records, range, replay.step_secs)
+    };
+    let (choose, later) = (first_scored..split, split..end);
+    let clair_choose = window(&clairvoyant, choose.clone());
+    let clair_later = window(&clairvoyant, later.clone());
+    let per_day = |boots: u64, days: f64| if days > 0.0 { boots as f64 / days } else { 0.0 };
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let points: Vec<TunePoint> = std::iter::once(first)
-        .chain(rest)
+        .chain(rest.into_iter().map(|(_, r)| r))
         .zip(&grid)
-        .map(|(s, (hold, k))| TunePoint {
-            quantile: k.quantile.unwrap_or(f64::NAN),
-            hold: hold.clone(),
-            utilization: k.utilization,
-            miss_load: k.miss_load.unwrap_or(f64::NAN),
-            gpu_hours: s.gpu_hours,
-            cost_usd: s.cost_usd,
-            timed_out_share: s.timed_out_share,
-            boots: s.boots,
+        .map(|(records, (hold, k))| {
+            let c = window(&records, choose.clone());
+            let l = (split < end).then(|| window(&records, later.clone()));
+            TunePoint {
+                quantile: k.quantile.map_or("auto".into(), |q| q.to_string()),
+                hold: hold.clone(),
+                utilization: k.utilization,
+                miss_load: k.miss_load.map_or("none".into(), |m| m.to_string()),
+                gpu_hours: c.gpu_hours,
+                timed_out_share: c.timed_out_share,
+                boots_per_day: per_day(c.boots, c.days),
+                vs_clairvoyant: ratio(c.gpu_hours, clair_choose.gpu_hours),
+                later_gpu_hours: l.map(|l| l.gpu_hours),
+                later_timed_out_share: l.map(|l| l.timed_out_share),
+                later_boots_per_day: l.map(|l| per_day(l.boots, l.days)),
+                later_vs_clairvoyant: l.map(|l| ratio(l.gpu_hours, clair_later.gpu_hours)),
+            }
         })
         .collect();
     let mut sorted = points.clone();
     sorted.sort_by(|a, b| a.gpu_hours.total_cmp(&b.gpu_hours));
+    let walk = split < end;
     println!(
-        "{:>8} {:>5} {:>6} {:>6} {:>10} {:>11} {:>8} {:>14}",
-        "quantile", "hold", "util", "miss", "GPU-hours", "timed out", "boots", "x clairvoyant"
+        "{:>8} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>7}{}",
+        "quantile",
+        "hold",
+        "util",
+        "miss",
+        "GPU-hours",
+        "timed out",
+        "boots/day",
+        "x clair",
+        if walk {
+            format!(
+                "  | later: {:>9} {:>10} {:>9} {:>7}",
+                "GPU-hours", "timed out", "boots/day", "x clair"
+            )
+        } else {
+            String::new()
+        }
     );
     for p in &sorted {
+        let later = match (
+            p.later_gpu_hours,
+            p.later_timed_out_share,
+            p.later_boots_per_day,
+            p.later_vs_clairvoyant,
+        ) {
+            (Some(g), Some(t), Some(b), Some(x)) => {
+                format!("  |        {g:>9.1} {:>9.3}% {b:>9.1} {x:>7.2}", 100.0 * t)
+            }
+            _ => String::new(),
+        };
         println!(
-            "{:>8.2} {:>5} {:>6.2} {:>6.2} {:>10.1} {:>10.3}% {:>8} {:>14.2}{}",
+            "{:>8} {:>5} {:>5.2} {:>5} {:>10.1} {:>9.3}% {:>9.1} {:>7.2}{later}{}",
             p.quantile,
             p.hold,
             p.utilization,
             p.miss_load,
             p.gpu_hours,
             100.0 * p.timed_out_share,
-            p.boots,
-            p.gpu_hours / clairvoyant.gpu_hours,
-            if p.timed_out_share <= args.max_timeout_share {
+            p.boots_per_day,
+            p.vs_clairvoyant,
+            if p.timed_out_share <= args.slo {
                 ""
             } else {
-                "  (over the timeout target)"
+                "  (over the SLO)"
             }
         );
     }
-    match sorted.iter().find(|p| p.timed_out_share <= args.max_timeout_share) {
-        Some(best) => println!(
-            "cheapest within {:.3}% timed out: --quantile {} --hold {} --utilization {} --miss-load {} ({:.1} GPU-hours, {:.2} x clairvoyant's {:.1})",
-            100.0 * args.max_timeout_share, best.quantile, best.hold, best.utilization, best.miss_load, best.gpu_hours,
-            best.gpu_hours / clairvoyant.gpu_hours, clairvoyant.gpu_hours
-        ),
+    println!(
+        "clairvoyant: {:.1} GPU-hours, {:.1} boots/day{}",
+        clair_choose.gpu_hours,
+        per_day(clair_choose.boots, clair_choose.days),
+        if walk {
+            format!(
+                "; later: {:.1} GPU-hours, {:.1} boots/day",
+                clair_later.gpu_hours,
+                per_day(clair_later.boots, clair_later.days)
+            )
+        } else {
+            String::new()
+        }
+    );
+    let days = if walk { " on the days chosen on" } else { "" };
+    match sorted.iter().find(|p| p.timed_out_share <= args.slo) {
+        Some(best) => {
+            println!(
+                "cheapest within the SLO ({:.3}% timed out){days}: {} ({:.1} GPU-hours, {:.3}% timed out, {:.2} x clairvoyant)",
+                100.0 * args.slo,
+                best.flags(),
+                best.gpu_hours,
+                100.0 * best.timed_out_share,
+                best.vs_clairvoyant
+            );
+            if let (Some(g), Some(t), Some(x)) = (
+                best.later_gpu_hours,
+                best.later_timed_out_share,
+                best.later_vs_clairvoyant,
+            ) {
+                println!(
+                    "on the later days it was never chosen on: {g:.1} GPU-hours, {:.3}% timed out ({}), {x:.2} x clairvoyant",
+                    100.0 * t,
+                    if t <= args.slo { "within the SLO" } else { "over the SLO" }
+                );
+            }
+        }
         None => println!(
-            "no setting kept timed-out requests within {:.3}%; the safest was {:.3}%: widen the grid (higher quantiles, lower utilisation and miss load)",
-            100.0 * args.max_timeout_share,
+            "no setting kept timed-out requests within {:.3}%{days}; the safest was {:.3}%: try a lower utilisation, a higher quantile or a miss load",
+            100.0 * args.slo,
             100.0 * points.iter().map(|p| p.timed_out_share).fold(f64::INFINITY, f64::min)
         ),
     }
@@ -725,7 +923,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         }
         let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
         crate::output::write_atomic(path, &bytes)?;
-        println!("wrote the trade-off curve to {}", path.display());
+        println!("wrote every setting's results to {}", path.display());
     }
     Ok(())
 }

@@ -343,3 +343,42 @@ fn p99_wait(served_by_wait: &[f64], timed_out: f64, step_secs: i64, timeout_secs
     }
     timeout_secs as f64
 }
+
+/// Totals of a replay over part of its steps, read off its records: what `tune` scores a
+/// setting on when it chooses on earlier days and reports on later ones.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct WindowTotals {
+    pub gpu_hours: f64,
+    pub requests: f64,
+    pub timed_out_requests: f64,
+    pub timed_out_share: f64,
+    pub boots: u64,
+    pub days: f64,
+}
+
+/// [`WindowTotals`] of `records` (one per step of `step_secs`) over `range`. A request counts as
+/// timed out in the step it was lost, as the replay's own totals count it.
+pub fn window_totals(
+    records: &[StepRecord],
+    range: std::ops::Range<usize>,
+    step_secs: i64,
+) -> WindowTotals {
+    let range = range.start.min(records.len())..range.end.min(records.len());
+    let days = (range.len() as i64 * step_secs) as f64 / 86_400.0;
+    let rows = &records[range];
+    let requests: f64 = rows.iter().map(|r| r.demand_requests.max(0.0)).sum();
+    let timed_out: f64 = rows.iter().map(|r| r.timed_out_requests).sum();
+    WindowTotals {
+        gpu_hours: rows.iter().map(|r| r.gpus_billed as f64).sum::<f64>() * step_secs as f64
+            / 3_600.0,
+        requests,
+        timed_out_requests: timed_out,
+        timed_out_share: if requests > 0.0 {
+            timed_out / requests
+        } else {
+            0.0
+        },
+        boots: rows.iter().map(|r| r.boot_orders as u64).sum(),
+        days,
+    }
+}

@@ -3,7 +3,8 @@
 //! - `GET /healthz`: the process is up. `GET /readyz`: the database answers and the scheduler runs
 //!   (503 within a second otherwise).
 //! - `GET /metrics`: Prometheus text format (behind `http.metrics_token` when it is set).
-//! - `GET /v1/fleets`, `/v1/fleets/{fleet}/forecast`, `/plan`, `/decisions?limit=N`,
+//! - `GET /v1/fleets`, `/v1/fleets/{fleet}/forecast`, `/plan` (`?dry_run=true`: what a tick
+//!   would decide now, neither recorded nor sent), `/decisions?limit=N`,
 //!   `/boot-stats`, `/events`, `/audit` (scope `read`).
 //! - `POST /v1/fleets/{fleet}/pause`, `/resume`, `/refit`, `PUT /v1/fleets/{fleet}/pin`
 //!   `{"gpus": N, "until": "..."}`, `DELETE /v1/fleets/{fleet}/pin`, `POST /v1/fleets/{fleet}/events`,
@@ -402,7 +403,19 @@ async fn forecast(State(s): State<Shared>, a: Authorized<Read>) -> Response {
     Json(json!({ "fleet": name, "forecast": row, "points": points, "calibrated": row.upper_rps.is_some() })).into_response()
 }
 
-async fn plan(State(s): State<Shared>, a: Authorized<Read>) -> Response {
+#[derive(serde::Deserialize)]
+struct PlanQuery {
+    dry_run: Option<bool>,
+}
+
+async fn plan(
+    State(s): State<Shared>,
+    a: Authorized<Read>,
+    Query(q): Query<PlanQuery>,
+) -> Response {
+    if q.dry_run == Some(true) {
+        return dry_run(&s, &a).await;
+    }
     let fleet = &a.fleet;
     let now = s.clock.now();
     let result = async {
@@ -437,6 +450,54 @@ async fn plan(State(s): State<Shared>, a: Authorized<Read>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e) => db_error(e),
     }
+}
+
+/// What the fleet's next tick would decide now, from the same gather and decide as the tick,
+/// without recording it or sending an order.
+async fn dry_run(s: &Shared, a: &Authorized<Read>) -> Response {
+    let now = s.clock.now();
+    let gathered = match s.gather(a.fleet.id, now).await {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no fleet named `{}`", a.name),
+            )
+        }
+        Err(e) => return db_error(e),
+    };
+    let d = gathered.decide();
+    let orders: Vec<_> = d
+        .orders
+        .iter()
+        .map(|o| match o {
+            prewarm_planner::Order::Boot(n) => json!({ "kind": "boot", "count": n }),
+            prewarm_planner::Order::Terminate(n) => json!({ "kind": "terminate", "count": n }),
+        })
+        .collect();
+    Json(json!({
+        "fleet": a.name,
+        "now": now,
+        "dry_run": true,
+        "recorded": false,
+        "mode": gathered.mode.name(),
+        "would_send_orders": gathered.mode.orders() && !orders.is_empty(),
+        "decision": {
+            "desired_gpus": d.desired_gpus,
+            "orders": orders,
+            "reason": d.reason,
+            "breach": d.breach,
+            "forecast_p50_rps": d.forecast_p50_rps,
+            "forecast_upper_rps": d.forecast_upper_rps,
+        },
+        "state": {
+            "gpus_ready": gathered.state.gpus_ready,
+            "gpus_booting": gathered.state.booting.len(),
+        },
+        "boot_lead_secs": gathered.cfg.boot_lead_secs,
+        "forecast_id": gathered.live.as_ref().map(|f| f.id),
+    }))
+    .into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -26,6 +26,56 @@ use crate::{
     state,
 };
 
+/// What one decision for a fleet reads, gathered from the database at `now`.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    pub now: DateTime<Utc>,
+    pub fleet: FleetRow,
+    pub cfg: PlannerConfig,
+    pub state: FleetState,
+    /// Width of the demand samples.
+    pub step_secs: i64,
+    /// Recent demand, requests per second per sample, oldest first.
+    pub rps: Vec<f64>,
+    pub live: Option<forecasts::LiveForecast>,
+    pub mode: PlanMode,
+}
+
+impl Gathered {
+    /// The decision: the planner's pure [`decide`] (the one the simulator calls), with notes on
+    /// missing demand and on why there is no forecast. No I/O: a dry run calls it too.
+    pub fn decide(&self) -> Decision {
+        let mut decision = decide(
+            &PlanInput {
+                now: self.now,
+                demand: Demand {
+                    step_secs: self.step_secs,
+                    rps: &self.rps,
+                },
+                forecast: self.live.as_ref().map(|f| Forecast {
+                    distribution: &f.distribution,
+                    levels: f.levels.as_ref(),
+                }),
+                state: &self.state,
+                strategy: Strategy::Predictive,
+            },
+            &self.cfg,
+            self.mode,
+        );
+        if self.rps.is_empty() {
+            decision
+                .reason
+                .push_str("; no demand samples in the last 32 min");
+        }
+        if self.live.is_none() {
+            if let Some(note) = &self.fleet.refit_note {
+                decision.reason.push_str(&format!("; last refit: {note}"));
+            }
+        }
+        decision
+    }
+}
+
 /// A fleet's settings as the service plans it.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct FleetRow {
@@ -327,15 +377,15 @@ impl Service {
         Ok((step, rps))
     }
 
-    /// Plans one fleet at the clock's now, records the decision (fenced by the lease) and delivers
-    /// its orders.
-    pub async fn tick_fleet(&self, fleet_id: i64) -> Result<TickOutcome, sqlx::Error> {
-        let lock = self.lock_for(fleet_id);
-        let _guard = lock.lock().await;
-        let started = Instant::now();
-        let now = self.clock.now();
+    /// Everything a decision reads, from the database: the fleet, its settings with the learned
+    /// boot lead, its GPUs, recent demand and the live forecast. `None` when the fleet is gone.
+    pub async fn gather(
+        &self,
+        fleet_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Gathered>, sqlx::Error> {
         let Some(fleet) = self.fleet(fleet_id).await? else {
-            return Ok(TickOutcome::LeaseLost);
+            return Ok(None);
         };
         let events = self.events(fleet_id).await?;
         let mut cfg = self.planner_config(&fleet, &events);
@@ -343,36 +393,41 @@ impl Service {
         let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
         let state = state::fleet_state(&self.pool, fleet_id, now, stale_after).await?;
         let window = cfg.demand_window_secs() + 120;
-        let (step, rps) = self.demand(fleet_id, now, window).await?;
+        let (step_secs, rps) = self.demand(fleet_id, now, window).await?;
         let live = forecasts::latest(&self.pool, fleet_id, now, 2 * 3_600).await?;
         let mode = self.mode_of(&fleet, now);
-        let mut decision = decide(
-            &PlanInput {
-                now,
-                demand: Demand {
-                    step_secs: step,
-                    rps: &rps,
-                },
-                forecast: live.as_ref().map(|f| Forecast {
-                    distribution: &f.distribution,
-                    levels: f.levels.as_ref(),
-                }),
-                state: &state,
-                strategy: Strategy::Predictive,
-            },
-            &cfg,
+        Ok(Some(Gathered {
+            now,
+            fleet,
+            cfg,
+            state,
+            step_secs,
+            rps,
+            live,
             mode,
-        );
-        if rps.is_empty() {
-            decision
-                .reason
-                .push_str("; no demand samples in the last 32 min");
-        }
-        if live.is_none() {
-            if let Some(note) = &fleet.refit_note {
-                decision.reason.push_str(&format!("; last refit: {note}"));
-            }
-        }
+        }))
+    }
+
+    /// Plans one fleet at the clock's now, records the decision (fenced by the lease) and delivers
+    /// its orders: [`Engine::gather`], then the pure [`Gathered::decide`], then the record.
+    pub async fn tick_fleet(&self, fleet_id: i64) -> Result<TickOutcome, sqlx::Error> {
+        let lock = self.lock_for(fleet_id);
+        let _guard = lock.lock().await;
+        let started = Instant::now();
+        let now = self.clock.now();
+        let Some(gathered) = self.gather(fleet_id, now).await? else {
+            return Ok(TickOutcome::LeaseLost);
+        };
+        let decision = gathered.decide();
+        let Gathered {
+            fleet,
+            cfg,
+            state,
+            rps,
+            live,
+            mode,
+            ..
+        } = gathered;
         let meta = Meta {
             replica: self.replica(),
             mode: mode.name(),

@@ -622,8 +622,37 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     assert!(report.calibrated, "{report:?}");
     assert!(report.bootstrapped >= 12, "{report:?}");
     w.clock.set(at("2026-06-05T12:50:00Z"));
+    // A dry run answers what the tick will decide, and records and sends nothing.
+    let token = ops_token(&pool, Some("chat")).await;
+    let dry: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/fleets/chat/plan?dry_run=true",
+            w.running.addr
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["dry_run"], true, "{dry:#}");
+    assert_eq!(dry["recorded"], false, "{dry:#}");
+    assert_eq!(dry["would_send_orders"], true, "{dry:#}");
+    let counts = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM orders)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(counts().await, (0, 0), "a dry run records nothing");
     let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
     assert!(d.reason.starts_with("pre-warm"), "{}", d.reason);
+    assert_eq!(dry["decision"]["reason"], d.reason.as_str());
+    assert_eq!(dry["decision"]["desired_gpus"], d.desired_gpus);
+    assert_eq!(counts().await.0, 1);
     match d.orders[..] {
         [Order::Boot(n)] => assert!(n >= 20, "{n} GPUs for a rush of 20 rps"),
         _ => panic!("{:?}", d.orders),
