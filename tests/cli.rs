@@ -57,6 +57,54 @@ fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
     assert!(forecasts.starts_with("origin,model,fitted,timestamp,step,actual,p50,upper"));
     let svg = std::fs::read_to_string(out.join("plot.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("upper band"));
+    // 4 origins are too few days to check the demand distribution's calibration, and it says so.
+    assert!(stdout.contains("too few scored days"), "{stdout}");
+}
+
+#[test]
+fn backtest_reports_the_demand_distributions_calibration_per_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    for trace in ["nab-elb-5m.csv", "servegen-m-small-10m.csv"] {
+        let path = format!("{}/../../fixtures/{trace}", env!("CARGO_MANIFEST_DIR"));
+        let (ok, stdout, stderr) = prewarm(&[
+            "backtest",
+            &path,
+            "--models",
+            "mstl",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stdout.contains("calibration of the demand distribution (mstl"),
+            "{stdout}"
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let c = &summary["calibration"];
+        assert!(c["minutes"].as_u64().unwrap() >= 2_000, "{c:#}");
+        // Checked on days the calibration never saw, each quantile covers within a few points of
+        // its nominal share, overall and in every ten minutes of the hour.
+        for level in c["levels"].as_array().unwrap() {
+            let nominal = level["level"].as_f64().unwrap();
+            let covered = level["covered"].as_f64().unwrap();
+            assert!((covered - nominal).abs() <= 0.08, "{trace}: {level}");
+        }
+        for (_, n, covered) in c["by_minute"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g[0].as_u64().unwrap(), g[1].as_u64().unwrap(), g[2].clone()))
+        {
+            assert!(n >= 300);
+            // p90 (the third level reported) in each ten minutes of the hour.
+            let p90 = covered[2].as_f64().unwrap();
+            assert!((p90 - 0.9).abs() <= 0.06, "{trace}: {covered}");
+        }
+        assert_eq!(c["by_hour"].as_array().unwrap().len(), 24);
+    }
 }
 
 #[test]

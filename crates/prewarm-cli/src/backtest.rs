@@ -98,6 +98,7 @@ struct Summary<'a> {
     origins: usize,
     first_origin: String,
     last_origin: String,
+    calibration: Option<&'a CalibrationReport>,
     models: &'a [ModelSummary],
 }
 
@@ -198,6 +199,13 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             .unwrap_or_default(),
     );
     print!("{}", table(&summaries, cfg.quantile));
+    let calibration = calibration_report(&trace, &result, cfg.models[0], tz);
+    match &calibration {
+        Some(c) => print!("{}", c.table()),
+        None => println!(
+            "calibration of the demand distribution: too few scored days to report (it needs a day of forecasts to calibrate on and a later one to check)"
+        ),
+    }
     if let Some(f) = result.forecasts.iter().max_by_key(|f| f.origin) {
         if f.outliers_replaced > 0 {
             println!(
@@ -238,6 +246,7 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
                 .timestamp(*cfg.origins.last().unwrap_or(&0))
                 .to_rfc3339(),
             models: &summaries,
+            calibration: calibration.as_ref(),
         };
         crate::output::write_atomic(
             &dir.join("summary.json"),
@@ -436,6 +445,189 @@ fn summarise(result: &BacktestResult, cfg: &BacktestConfig) -> anyhow::Result<Ve
     };
     rows.sort_by_key(|r| order(&r.model));
     Ok(rows)
+}
+
+/// How well the demand distribution every planner uses is calibrated on this trace: each
+/// quantile's coverage (the share of minutes whose demand came at or under it), overall, in the
+/// worst hour of the local day and in the worst ten minutes of the hour.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationReport {
+    pub model: String,
+    /// Scored minutes checked.
+    pub minutes: usize,
+    pub levels: Vec<LevelCoverage>,
+    /// Per local hour: (hour, minutes, coverage per reported level).
+    pub by_hour: Vec<(usize, usize, Vec<f64>)>,
+    /// Per ten minutes of the hour: (first minute, minutes, coverage per reported level).
+    pub by_minute: Vec<(usize, usize, Vec<f64>)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelCoverage {
+    pub level: f64,
+    pub covered: f64,
+    pub worst_hour: Option<(usize, f64)>,
+    pub worst_minutes: Option<(usize, f64)>,
+}
+
+/// The levels the report shows (indices into `LEVELS`).
+const REPORTED: [usize; 6] = [3, 6, 8, 10, 13, 16];
+
+impl CalibrationReport {
+    fn table(&self) -> String {
+        let mut out = format!(
+            "calibration of the demand distribution ({}, recalibrated each day on the days before, {} minutes checked):\n{:>8} {:>9} {:>26} {:>24}\n",
+            self.model, self.minutes, "quantile", "covered", "worst local hour", "worst minutes of hour"
+        );
+        for l in &self.levels {
+            let phase = |p: Option<(usize, f64)>, minutes: bool| {
+                p.map(|(at, c)| {
+                    if minutes {
+                        format!("{c:.3} (:{at:02} to :{:02})", at + 9)
+                    } else {
+                        format!("{c:.3} ({at:02}:00 to {at:02}:59)")
+                    }
+                })
+                .unwrap_or_else(|| "-".into())
+            };
+            out.push_str(&format!(
+                "{:>8} {:>9.3} {:>26} {:>24}\n",
+                format!("p{}", l.level * 100.0),
+                l.covered,
+                phase(l.worst_hour, false),
+                phase(l.worst_minutes, true),
+            ));
+        }
+        out
+    }
+}
+
+/// Builds [`CalibrationReport`] for `model`'s forecasts: their minutes are scored as the service
+/// scores its own (bucket totals spread over their minutes), the calibration is fitted each day on
+/// the minutes known before that day's first origin, and checked on that day's minutes.
+fn calibration_report(
+    trace: &Trace,
+    result: &BacktestResult,
+    model: ModelKind,
+    tz: Option<chrono_tz::Tz>,
+) -> Option<CalibrationReport> {
+    use prewarm_forecast::distribution::{
+        levels_of, phase_of, DemandCalibration, Scored, LEVELS,
+    };
+    let step = trace.step_secs;
+    let per = (step / 60).max(1) as usize;
+    let mut forecasts: Vec<_> = result
+        .forecasts
+        .iter()
+        .filter(|f| f.model == model)
+        .collect();
+    forecasts.sort_by_key(|f| f.origin);
+    let first = forecasts.first()?.origin;
+    let day = (86_400 / step).max(1) as usize;
+    // Scored minutes per forecast, with the day of its origin.
+    let mut scored: Vec<(usize, Scored)> = Vec::new();
+    for f in &forecasts {
+        let origin = trace.timestamp(f.origin);
+        let medians: Vec<f64> = f
+            .point
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.max(0.0) / step as f64, per))
+            .collect();
+        let levels = levels_of(&medians);
+        for (b, actual) in f.actual.iter().enumerate() {
+            if !actual.is_finite() {
+                continue;
+            }
+            for k in 0..per {
+                let at = trace.timestamp(f.origin + b) + chrono::Duration::seconds(60 * k as i64);
+                scored.push((
+                    (f.origin - first) / day,
+                    Scored {
+                        at,
+                        horizon_secs: (at - origin).num_seconds(),
+                        median_rps: medians[b * per + k],
+                        level_rps: levels[b * per + k],
+                        actual_rps: actual / step as f64,
+                        floor_rps: f.error_floor / step as f64,
+                    },
+                ));
+            }
+        }
+    }
+    let days = scored.iter().map(|(d, _)| *d).max()? + 1;
+    // (hour, minute of hour, covered per reported level)
+    let mut checked: Vec<(usize, usize, [bool; REPORTED.len()])> = Vec::new();
+    for d in 1..days {
+        let Some(day_start) = forecasts
+            .iter()
+            .find(|f| (f.origin - first) / day == d)
+            .map(|f| trace.timestamp(f.origin))
+        else {
+            continue;
+        };
+        let known: Vec<Scored> = scored
+            .iter()
+            .filter(|(od, r)| *od < d && r.at < day_start)
+            .map(|(_, r)| *r)
+            .collect();
+        let calibration = DemandCalibration::fit(&known, tz);
+        for (_, r) in scored.iter().filter(|(od, _)| *od == d) {
+            let Some(q) = calibration.quantiles_of(r) else {
+                continue;
+            };
+            let phase = phase_of(r.at, tz);
+            let mut covered = [false; REPORTED.len()];
+            for (i, &level) in REPORTED.iter().enumerate() {
+                covered[i] = r.actual_rps <= q[level] + 1e-12;
+            }
+            checked.push((phase.hour, phase.minute, covered));
+        }
+    }
+    if checked.is_empty() {
+        return None;
+    }
+    let share = |rows: &[&(usize, usize, [bool; REPORTED.len()])]| -> Vec<f64> {
+        (0..REPORTED.len())
+            .map(|i| rows.iter().filter(|r| r.2[i]).count() as f64 / rows.len().max(1) as f64)
+            .collect()
+    };
+    let group = |key: &dyn Fn(&(usize, usize, [bool; REPORTED.len()])) -> usize, groups: usize, width: usize| {
+        (0..groups)
+            .filter_map(|g| {
+                let rows: Vec<_> = checked.iter().filter(|r| key(r) == g).collect();
+                (!rows.is_empty()).then(|| (g * width, rows.len(), share(&rows)))
+            })
+            .collect::<Vec<_>>()
+    };
+    let by_hour = group(&|r| r.0, 24, 1);
+    let by_minute = group(&|r| r.1 / 10, 6, 10);
+    let all: Vec<_> = checked.iter().collect();
+    let overall = share(&all);
+    // The worst phase of a level: the one furthest below its nominal coverage, among phases
+    // with enough minutes to say so.
+    let worst = |groups: &[(usize, usize, Vec<f64>)], i: usize| {
+        groups
+            .iter()
+            .filter(|(_, n, _)| *n >= 30)
+            .map(|(at, _, c)| (*at, c[i]))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    Some(CalibrationReport {
+        model: model.name().to_string(),
+        minutes: checked.len(),
+        levels: REPORTED
+            .iter()
+            .enumerate()
+            .map(|(i, &level)| LevelCoverage {
+                level: LEVELS[level],
+                covered: overall[i],
+                worst_hour: worst(&by_hour, i),
+                worst_minutes: worst(&by_minute, i),
+            })
+            .collect(),
+        by_hour,
+        by_minute,
+    })
 }
 
 fn table(rows: &[ModelSummary], quantile: f64) -> String {

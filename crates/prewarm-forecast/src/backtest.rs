@@ -72,6 +72,8 @@ pub struct OriginForecast {
     pub scores: Scores,
     pub fit_secs: f64,
     pub outliers_replaced: usize,
+    /// The fit's error floor, in requests per bucket (what the demand distribution scales by).
+    pub error_floor: f64,
 }
 
 /// A model that could not be fitted at an origin (e.g. too little history), and why.
@@ -203,6 +205,7 @@ pub fn run(
                 scores,
                 fit_secs: f.fit_secs,
                 outliers_replaced: f.outliers.iter().map(|r| r.len).sum(),
+                error_floor: f.error_floor,
             });
         }
     }
