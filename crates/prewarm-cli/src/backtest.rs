@@ -511,9 +511,7 @@ fn calibration_report(
     model: ModelKind,
     tz: Option<chrono_tz::Tz>,
 ) -> Option<CalibrationReport> {
-    use prewarm_forecast::distribution::{
-        levels_of, phase_of, DemandCalibration, Scored, LEVELS,
-    };
+    use prewarm_forecast::distribution::{levels_of, phase_of, DemandCalibration, Scored, LEVELS};
     let step = trace.step_secs;
     let per = (step / 60).max(1) as usize;
     let mut forecasts: Vec<_> = result
@@ -591,7 +589,9 @@ fn calibration_report(
             .map(|i| rows.iter().filter(|r| r.2[i]).count() as f64 / rows.len().max(1) as f64)
             .collect()
     };
-    let group = |key: &dyn Fn(&(usize, usize, [bool; REPORTED.len()])) -> usize, groups: usize, width: usize| {
+    let group = |key: &dyn Fn(&(usize, usize, [bool; REPORTED.len()])) -> usize,
+                 groups: usize,
+                 width: usize| {
         (0..groups)
             .filter_map(|g| {
                 let rows: Vec<_> = checked.iter().filter(|r| key(r) == g).collect();

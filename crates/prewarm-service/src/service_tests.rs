@@ -439,6 +439,30 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(r.status(), 422, "a load above 100% is refused");
+    // The SLO: a share in (0, 0.5) and a queue timeout of a second to an hour.
+    for (body, says) in [
+        (
+            serde_json::json!({"max_timeout_share": 0.5}),
+            "max_timeout_share must be above 0 and below 0.5",
+        ),
+        (
+            serde_json::json!({"max_timeout_share": 0.0}),
+            "max_timeout_share must be above 0 and below 0.5",
+        ),
+        (
+            serde_json::json!({"queue_timeout_secs": 0}),
+            "queue_timeout_secs must be 1 to 3600",
+        ),
+        (
+            serde_json::json!({"queue_timeout_secs": 7200}),
+            "queue_timeout_secs must be 1 to 3600",
+        ),
+    ] {
+        let r = put("/v1/fleets/chat/planner", body.clone()).await.unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{body}: {text}");
+    }
     let r = put(
         "/v1/fleets/chat/planner",
         serde_json::json!({"target_utilization": 0.7, "miss_load": 0.8, "exceed_max_share": 0.2}),
@@ -787,6 +811,16 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
     let e = err(&[("PREWARM_PROVISIONER__SECRET", "hunter2")]);
     assert!(
         e.contains("provisioner.secret") && !e.contains("hunter2"),
+        "{e}"
+    );
+    let e = err(&[("PREWARM_PLANNER__MAX_TIMEOUT_SHARE", "0.6")]);
+    assert!(
+        e.contains("planner.max_timeout_share") && e.contains("below 0.5"),
+        "{e}"
+    );
+    let e = err(&[("PREWARM_PLANNER__QUEUE_TIMEOUT", "2h")]);
+    assert!(
+        e.contains("planner.queue_timeout") && e.contains("1 hour"),
         "{e}"
     );
     let e = err(&[("PREWARM_PLANNER__HOLD", "soon")]);
