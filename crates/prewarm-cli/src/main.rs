@@ -9,6 +9,7 @@
 
 #[cfg(feature = "analysis")]
 mod backtest;
+mod bench_planner;
 mod bench_service;
 mod db;
 mod demo;
@@ -88,6 +89,8 @@ enum BenchCommand {
     Ingest(db::BenchIngestArgs),
     /// Planning tick time for many fleets and replicas, and refit time, on a scratch database.
     Service(bench_service::BenchServiceArgs),
+    /// Time of a 4-week replay with hourly refits, of each decision and of each refit.
+    Planner(bench_planner::BenchPlannerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +170,9 @@ fn main() {
         Command::Bench {
             command: BenchCommand::Service(args),
         } => bench_service::run(&args),
+        Command::Bench {
+            command: BenchCommand::Planner(args),
+        } => bench_planner::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

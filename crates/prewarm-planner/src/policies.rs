@@ -11,7 +11,7 @@ use prewarm_forecast::{
 };
 
 use crate::{
-    orders_to_reach, plan,
+    orders_to_reach,
     sim::Policy,
     slo::{self, Sizing},
     Decision, Demand, FleetState, Forecast, PlanInput, PlannerConfig, Strategy,
@@ -33,7 +33,8 @@ fn plan_from_past(
         .iter()
         .map(|r| r / step_secs as f64)
         .collect();
-    plan(
+    // The service's tick calls the same function, with the mode its operators set.
+    crate::decide(
         &PlanInput {
             now,
             demand: Demand {
@@ -45,6 +46,7 @@ fn plan_from_past(
             strategy,
         },
         cfg,
+        crate::Mode::Act,
     )
 }
 
@@ -259,6 +261,21 @@ pub struct Predictive {
     last_fit: Option<usize>,
     /// Fits that failed (history too short etc.), for the report.
     pub failed_fits: usize,
+    /// When set, how long each decision and each refit took (a benchmark reads them).
+    pub timings: Option<Timings>,
+}
+
+/// Wall time of each step's decision ([`plan`]'s reading of the distribution, the queue and the
+/// fleet) and of each refit (forecast fit, calibration, distribution and SLO sizing), in
+/// nanoseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub decide_ns: Vec<u64>,
+    pub refit_ns: Vec<u64>,
+    /// Of the refits: fitting the median, calibrating the distribution, sizing to the SLO.
+    pub fit_ns: u64,
+    pub calibrate_ns: u64,
+    pub size_ns: u64,
 }
 
 impl Predictive {
@@ -284,6 +301,7 @@ impl Predictive {
             predicted: None,
             last_fit: None,
             failed_fits: 0,
+            timings: None,
         }
     }
 
@@ -344,6 +362,7 @@ impl Predictive {
             .cache
             .as_ref()
             .and_then(|c| c.lock().ok().and_then(|m| m.get(&past.len()).cloned()));
+        let clock = std::time::Instant::now();
         let median = match cached {
             Some(m) => m,
             None => {
@@ -362,6 +381,7 @@ impl Predictive {
             return;
         };
         self.pending.push((origin, median.clone(), floor, 0));
+        let fitted = std::time::Instant::now();
         let records: Vec<Scored> = self.records.iter().copied().collect();
         let calibration = DemandCalibration::fit(&records, self.forecast.tz);
         if calibration.min_errors() < self.forecast.min_errors {
@@ -385,6 +405,7 @@ impl Predictive {
         if let Some(previous) = &previous {
             distribution = distribution.after(previous, crate::NOWCAST_HISTORY_MINUTES);
         }
+        let calibrated = std::time::Instant::now();
         let sizing = self.cfg.quantile.is_none().then(|| {
             let replay = slo::replay_minutes(&records, &calibration, self.cfg.boot_lead_secs);
             (replay.len() >= slo::MIN_REPLAY_MINUTES).then(|| {
@@ -402,6 +423,11 @@ impl Predictive {
             })
         });
         let sizing = sizing.flatten();
+        if let Some(t) = self.timings.as_mut() {
+            t.fit_ns += (fitted - clock).as_nanos() as u64;
+            t.calibrate_ns += (calibrated - fitted).as_nanos() as u64;
+            t.size_ns += calibrated.elapsed().as_nanos() as u64;
+        }
         self.planning = Some(Planning {
             distribution,
             sizing,
@@ -514,6 +540,7 @@ impl Policy for Predictive {
                 distribution: &p.distribution,
                 levels: p.sizing.as_ref().map(|s| &s.levels),
             });
+        let started = self.timings.is_some().then(std::time::Instant::now);
         let decision = plan_from_past(
             &self.cfg,
             self.step_secs,
@@ -524,6 +551,9 @@ impl Policy for Predictive {
             Strategy::Predictive,
         );
         let planned_on_forecast = forecast.is_some();
+        if let (Some(t), Some(started)) = (self.timings.as_mut(), started) {
+            t.decide_ns.push(started.elapsed().as_nanos() as u64);
+        }
         // Refits on the wall clock's boundaries (the service's cron: every `refit_secs`, or every
         // hour before planning starts), after this step's decision: the service's refit runs
         // half a minute after its tick, so the new forecast is planned on from the next minute.
@@ -539,8 +569,12 @@ impl Policy for Predictive {
                 .calibrate_from_secs
                 .min(self.forecast.min_history_secs);
         if fitting && boundary && self.last_fit != Some(past.len()) {
+            let started = std::time::Instant::now();
             self.score(past);
             self.refit(past);
+            if let Some(t) = self.timings.as_mut() {
+                t.refit_ns.push(started.elapsed().as_nanos() as u64);
+            }
         }
         // The fleet's own record (demand of the last step, GPUs ready in it) once it plans on
         // forecasts: what the budget is checked against.

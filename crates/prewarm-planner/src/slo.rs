@@ -219,17 +219,21 @@ pub fn choose_levels(
     // that comes and goes pays for its boot.
     let hold = (hold_secs / 60).max(1) as usize;
     let keep = (keep_secs / 60).max(1) as usize;
-    let consecutive =
-        |i: usize, j: usize| minutes[j].at - minutes[i].at == Duration::minutes((j - i) as i64);
+    // run_end[i]: the end of the run of consecutive minutes that holds minute i.
+    let mut run_end = vec![minutes.len(); minutes.len()];
+    for i in (0..minutes.len().saturating_sub(1)).rev() {
+        run_end[i] = if minutes[i + 1].at - minutes[i].at == Duration::minutes(1) {
+            run_end[i + 1]
+        } else {
+            i + 1
+        };
+    }
     let windowed = |needs: &[u32], i: usize, width: usize| -> u32 {
-        let mut best = needs[i];
-        for j in i + 1..(i + width).min(minutes.len()) {
-            if !consecutive(i, j) {
-                break;
-            }
-            best = best.max(needs[j]);
-        }
-        best
+        needs[i..(i + width).min(run_end[i])]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
     };
     // loss[h][k], cost[h][k]: requests timed out and GPU-minutes in hour h at level k.
     let mut loss = vec![[0.0f64; NUM_LEVELS]; 24];
@@ -240,10 +244,7 @@ pub fn choose_levels(
         let mut needs: Vec<u32> = Vec::with_capacity(minutes.len());
         let mut i = 0;
         while i < minutes.len() {
-            let mut j = i + 1;
-            while j < minutes.len() && consecutive(j - 1, j) {
-                j += 1;
-            }
+            let j = run_end[i];
             let d: Vec<f64> = minutes[i..j].iter().map(|m| m.quantiles[k]).collect();
             needs.extend(
                 queue_need(&d, timeout_minutes)
