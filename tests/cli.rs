@@ -401,16 +401,19 @@ fn simulate_rejects_bad_settings_with_a_clear_error() {
         "{stderr}"
     );
     for slo in ["0", "0.5", "-0.1"] {
-        let (ok, _, stderr) = prewarm(&["simulate", "--slo", slo]);
+        let (ok, _, stderr) = prewarm(&["simulate", &format!("--slo={slo}")]);
         assert!(
             !ok && stderr.contains("must be above 0 and below 0.5"),
             "--slo {slo}: {stderr}"
         );
     }
-    for timeout in ["0s", "2h"] {
+    for (timeout, says) in [
+        ("0s", "`0s` must be a positive duration"),
+        ("2h", "must be above zero and at most 1h"),
+    ] {
         let (ok, _, stderr) = prewarm(&["simulate", "--timeout", timeout]);
         assert!(
-            !ok && stderr.contains("must be above zero and at most 1h"),
+            !ok && stderr.contains("--timeout") && stderr.contains(says),
             "--timeout {timeout}: {stderr}"
         );
     }
