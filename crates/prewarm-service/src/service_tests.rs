@@ -876,3 +876,40 @@ async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
     );
     w.running.stop().await;
 }
+
+#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+async fn a_fleet_whose_distribution_cannot_be_calibrated_yet_says_so_and_runs_reactive(
+    pool: PgPool,
+) {
+    // Planning may start after 25 hours, but a day of history leaves room for one bootstrap fit
+    // only: too few scored minutes to calibrate the distribution.
+    let start = at("2026-06-01T04:00:00Z");
+    let now = start + Duration::hours(25);
+    let w = world(&pool, now, |c| c.planner.min_history = Span(25 * 3_600)).await;
+    let mut spec = FleetSpec::named("chat");
+    spec.time_zone = "America/New_York".into();
+    spec.gpu_rps = 1.0;
+    let created = create_fleet(&pool, &spec).await.unwrap();
+    let trace = rush_trace(start, 2);
+    let history = Trace::new(start, 300, trace.requests[..25 * 12].to_vec());
+    prewarm_ingest::import_trace(&pool, &created, &history, Utc::now())
+        .await
+        .unwrap();
+    w.service.lease_round().await.unwrap();
+    let report = w.service.refit_fleet(created.id).await.unwrap();
+    assert!(!report.calibrated, "{report:?}");
+    w.clock.set(now + Duration::minutes(1));
+    let (d, _, _) = planned(w.service.tick_fleet(created.id).await.unwrap());
+    assert!(
+        d.reason.starts_with("no forecast yet, reactive"),
+        "{}",
+        d.reason
+    );
+    assert!(
+        d.reason.contains("distribution not calibrated yet"),
+        "{}",
+        d.reason
+    );
+    assert!(d.forecast_upper_rps.is_none(), "{d:?}");
+    w.running.stop().await;
+}
