@@ -94,7 +94,7 @@ pub struct PlannerArgs {
     #[arg(long, default_value_t = prewarm_planner::defaults::TARGET_UTILIZATION)]
     pub utilization: f64,
     /// Window after the boot lead a pre-warm is sized for.
-    #[arg(long, default_value = "5m")]
+    #[arg(long, default_value = "1m")]
     pub hold: String,
     /// Expert override: when demand runs above the distribution's top quantile, keep load under
     /// this share at once (the seed's 0.6); by default the forecast is corrected instead.
@@ -592,7 +592,7 @@ pub struct TuneArgs {
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub quantiles: Vec<String>,
     /// Hold windows to try.
-    #[arg(long, default_value = "5m", value_delimiter = ',')]
+    #[arg(long, default_value = "1m", value_delimiter = ',')]
     pub holds: Vec<String>,
     /// Planned utilisations (headroom) to try.
     #[arg(long, default_value = "1.0,0.9", value_delimiter = ',')]

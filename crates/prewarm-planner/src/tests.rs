@@ -92,7 +92,7 @@ fn ready(n: u32) -> FleetState {
 #[test]
 fn pre_warm_orders_one_boot_lead_time_before_the_rush() {
     // 10 rps per GPU at 80%: base 14 rps (upper 15.4) needs 2 GPUs, the 9:00 rush of 80 rps
-    // (upper 88) needs 11.
+    // (upper 88) needs 11. With a 10-minute boot lead the order goes out at 08:50, not before.
     let cfg = cfg10();
     let b = band(
         "2026-03-02T08:00:00Z",
@@ -102,24 +102,24 @@ fn pre_warm_orders_one_boot_lead_time_before_the_rush() {
         "2026-03-02T09:00:00Z",
     );
     let quiet = [14.0; 10];
-    let early = decide("2026-03-02T08:45:00Z", &quiet, Some(&b), &ready(2), &cfg);
+    let early = decide("2026-03-02T08:49:00Z", &quiet, Some(&b), &ready(2), &cfg);
     assert!(early.orders.is_empty(), "{early:?}");
-    let on_time = decide("2026-03-02T08:46:00Z", &quiet, Some(&b), &ready(2), &cfg);
+    let on_time = decide("2026-03-02T08:50:00Z", &quiet, Some(&b), &ready(2), &cfg);
     assert_eq!(on_time.orders, vec![Order::Boot(9)], "{}", on_time.reason);
     assert!(on_time.reason.starts_with("pre-warm"), "{}", on_time.reason);
     // Once ordered, GPUs still booting count: nothing is ordered twice.
     let booting = FleetState {
         gpus_ready: 2,
-        booting: vec![t("2026-03-02T08:46:00Z"); 9],
+        booting: vec![t("2026-03-02T08:50:00Z"); 9],
     };
-    let next = decide("2026-03-02T08:47:00Z", &quiet, Some(&b), &booting, &cfg);
+    let next = decide("2026-03-02T08:51:00Z", &quiet, Some(&b), &booting, &cfg);
     assert!(next.orders.is_empty(), "{next:?}");
     // A longer boot lead moves the order earlier by the same amount.
     let slow = PlannerConfig {
         boot_lead_secs: 1_200,
         ..cfg.clone()
     };
-    let d = decide("2026-03-02T08:36:00Z", &quiet, Some(&b), &ready(2), &slow);
+    let d = decide("2026-03-02T08:40:00Z", &quiet, Some(&b), &ready(2), &slow);
     assert_eq!(d.orders, vec![Order::Boot(9)]);
 }
 
