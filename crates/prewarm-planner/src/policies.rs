@@ -410,7 +410,12 @@ impl Predictive {
             let replay = slo::replay_minutes(&records, &calibration, self.cfg.boot_lead_secs);
             (replay.len() >= slo::MIN_REPLAY_MINUTES).then(|| {
                 let predicted = self.predicted;
-                let budget = slo::budget_share(self.realised(), predicted, &self.cfg.slo);
+                let budget = slo::budget_from_record(
+                    self.realised(None),
+                    self.realised(Some(86_400)),
+                    predicted,
+                    &self.cfg.slo,
+                );
                 let sizing = slo::choose_levels(
                     &replay,
                     &slo::ReplayPlanner::of(&self.cfg),
@@ -434,11 +439,16 @@ impl Predictive {
         });
     }
 
-    /// The timed-out share the fleet realised over its last day of planning on forecasts.
-    fn realised(&self) -> Option<f64> {
+    /// The timed-out share the fleet realised over its record ([`slo::REALISED_WINDOW_SECS`]
+    /// of planning on forecasts), or over its last `last_secs` of it; `None` before a day of
+    /// record.
+    fn realised(&self, last_secs: Option<i64>) -> Option<f64> {
         let per_day = (86_400 / self.step_secs) as usize;
         (self.record.len() >= per_day).then(|| {
-            let (demand, ready): (Vec<f64>, Vec<u32>) = self.record.iter().copied().unzip();
+            let keep = last_secs.map_or(self.record.len(), |s| (s / self.step_secs) as usize);
+            let skip = self.record.len().saturating_sub(keep);
+            let (demand, ready): (Vec<f64>, Vec<u32>) =
+                self.record.iter().skip(skip).copied().unzip();
             // The record is per step; the queue is replayed per minute.
             let per = self.per_minute();
             let demand: Vec<f64> = demand.chunks(per).map(|c| c.iter().sum()).collect();

@@ -417,6 +417,18 @@ pub fn budget_share(realised: Option<f64>, predicted: Option<f64>, slo: &Slo) ->
     budget.clamp(0.01 * slo.max_timeout_share, 4.0 * slo.max_timeout_share)
 }
 
+/// The budget from the fleet's record over the last week and over its last day: the tighter of
+/// the two. A bad day (a regime change: clients stopping, a new kind of burst) tightens the budget
+/// at once, while a good day loosens it only as far as the week allows.
+pub fn budget_from_record(
+    week: Option<f64>,
+    last_day: Option<f64>,
+    predicted: Option<f64>,
+    slo: &Slo,
+) -> f64 {
+    budget_share(week, predicted, slo).min(budget_share(last_day, predicted, slo))
+}
+
 /// The budget, as a share of the SLO, before the fleet has a record to compare with the replay.
 pub const START_BUDGET: f64 = 0.1;
 
@@ -611,6 +623,25 @@ mod tests {
         };
         assert_eq!(lost(1.0), 0.0);
         assert!(lost(0.9) > 0.0);
+    }
+
+    #[test]
+    fn a_bad_last_day_tightens_the_budget_at_once_and_a_good_one_loosens_it_only_with_the_week() {
+        let slo = Slo::default();
+        let predicted = Some(0.0005);
+        let week = budget_share(Some(0.0005), predicted, &slo);
+        // The last day lost five times what the replay predicted: its tighter budget wins.
+        let bad_day = budget_from_record(Some(0.0005), Some(0.0025), predicted, &slo);
+        assert!(bad_day < week, "{bad_day} against {week}");
+        assert_eq!(bad_day, budget_share(Some(0.0025), predicted, &slo));
+        // A last day that lost nothing does not loosen past what the week allows.
+        let good_day = budget_from_record(Some(0.0005), Some(0.0), predicted, &slo);
+        assert_eq!(good_day, week);
+        // Before a day of record, the start budget.
+        assert_eq!(
+            budget_from_record(None, None, predicted, &slo),
+            START_BUDGET * slo.max_timeout_share
+        );
     }
 
     #[test]

@@ -339,7 +339,9 @@ pub async fn refit(
     let sizing = if report.calibrated {
         let replay = slo::replay_minutes(&records, &calibration, lead_secs);
         if replay.len() >= slo::MIN_REPLAY_MINUTES {
-            let realised = realised(pool, fleet_id, now, sizing_gpu_rps, slo).await?;
+            let week = slo::REALISED_WINDOW_SECS / 86_400;
+            let realised_week = realised(pool, fleet_id, now, week, sizing_gpu_rps, slo).await?;
+            let realised_day = realised(pool, fleet_id, now, 1, sizing_gpu_rps, slo).await?;
             let predicted: Option<f64> = sqlx::query_scalar(
                 "SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
                    AND predicted_timed_out_share IS NOT NULL ORDER BY made_at DESC, id DESC LIMIT 1",
@@ -348,7 +350,7 @@ pub async fn refit(
             .fetch_optional(pool)
             .await?
             .flatten();
-            let budget = slo::budget_share(realised, predicted, slo);
+            let budget = slo::budget_from_record(realised_week, realised_day, predicted, slo);
             Some(slo::choose_levels(
                 &replay,
                 &slo::ReplayPlanner::of(cfg),
@@ -431,16 +433,17 @@ pub async fn refit(
     Ok(report)
 }
 
-/// The timed-out share the fleet realised over its last day: its minute demand served by the GPUs
-/// its decisions found ready, through the SLO's queue (`None` before a day of decisions).
+/// The timed-out share the fleet realised over its last `days` days: its minute demand served by
+/// the GPUs its decisions found ready, through the SLO's queue (`None` before a day of decisions).
 async fn realised(
     pool: &PgPool,
     fleet_id: i64,
     now: DateTime<Utc>,
+    days: i64,
     gpu_rps: f64,
     slo: &Slo,
 ) -> Result<Option<f64>, sqlx::Error> {
-    let from = (now - Duration::days(1))
+    let from = (now - Duration::days(days))
         .duration_trunc(Duration::minutes(1))
         .unwrap_or(now);
     let ready: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
