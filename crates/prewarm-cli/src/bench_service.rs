@@ -245,7 +245,7 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
     )?;
     s.lease_round().await?;
     for (label, at) in [
-        ("first (bootstraps 24 backtest fits)", now),
+        ("first (bootstraps a week of hourly backtest fits)", now),
         ("steady state", now + Duration::minutes(15)),
     ] {
         clock.set(at);
