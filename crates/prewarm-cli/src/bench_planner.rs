@@ -44,9 +44,9 @@ pub fn run(args: &BenchPlannerArgs) -> anyhow::Result<()> {
             .tz
             .get_or_insert_with(|| "America/New_York".into());
     }
+    anyhow::ensure!(args.days > 0, "--days must be at least 1");
     let mut replay = Replay::load(&replay_args)?;
     let keep = (args.days as i64 * 86_400 / replay.step_secs) as usize;
-    anyhow::ensure!(args.days > 0, "--days must be at least 1");
     replay.requests.truncate(keep);
     let knobs = Knobs::from_args(&args.planner)?;
     let mut policy = replay.predictive(&knobs, None);

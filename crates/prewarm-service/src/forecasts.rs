@@ -339,9 +339,8 @@ pub async fn refit(
     let sizing = if report.calibrated {
         let replay = slo::replay_minutes(&records, &calibration, lead_secs);
         if replay.len() >= slo::MIN_REPLAY_MINUTES {
-            let week = slo::REALISED_WINDOW_SECS / 86_400;
-            let realised_week = realised(pool, fleet_id, now, week, sizing_gpu_rps, slo).await?;
-            let realised_day = realised(pool, fleet_id, now, 1, sizing_gpu_rps, slo).await?;
+            let (realised_week, realised_day) =
+                realised(pool, fleet_id, now, sizing_gpu_rps, slo).await?;
             let predicted: Option<f64> = sqlx::query_scalar(
                 "SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
                    AND predicted_timed_out_share IS NOT NULL ORDER BY made_at DESC, id DESC LIMIT 1",
@@ -433,17 +432,17 @@ pub async fn refit(
     Ok(report)
 }
 
-/// The timed-out share the fleet realised over its last `days` days: its minute demand served by
-/// the GPUs its decisions found ready, through the SLO's queue (`None` before a day of decisions).
+/// The timed-out share the fleet realised over its last week ([`slo::REALISED_WINDOW_SECS`]) and
+/// over its last day, read once: its minute demand served by the GPUs its decisions found ready,
+/// through the SLO's queue. Each is `None` before its window holds a day of decisions.
 async fn realised(
     pool: &PgPool,
     fleet_id: i64,
     now: DateTime<Utc>,
-    days: i64,
     gpu_rps: f64,
     slo: &Slo,
-) -> Result<Option<f64>, sqlx::Error> {
-    let from = (now - Duration::days(days))
+) -> Result<(Option<f64>, Option<f64>), sqlx::Error> {
+    let from = (now - Duration::seconds(slo::REALISED_WINDOW_SECS))
         .duration_trunc(Duration::minutes(1))
         .unwrap_or(now);
     let ready: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
@@ -456,9 +455,6 @@ async fn realised(
     .bind(now)
     .fetch_all(pool)
     .await?;
-    if (ready.len() as i64) < 23 * 60 {
-        return Ok(None);
-    }
     let minutes = minute_series(pool, fleet_id, from, now).await?;
     let mut by_minute = vec![None; minutes.len()];
     for (at, gpus) in ready {
@@ -467,14 +463,17 @@ async fn realised(
             *slot = Some(gpus.max(0) as u32);
         }
     }
-    let (demand, gpus): (Vec<f64>, Vec<u32>) = minutes
-        .iter()
-        .zip(&by_minute)
-        .filter_map(|(d, g)| g.filter(|_| d.is_finite()).map(|g| (*d, g)))
-        .unzip();
-    Ok(Some(slo::realised_timed_out_share(
-        &demand, &gpus, gpu_rps, slo,
-    )))
+    // The share over the minutes from `first` on, when a day of decisions is among them.
+    let share = |first: usize| {
+        let (demand, gpus): (Vec<f64>, Vec<u32>) = minutes[first..]
+            .iter()
+            .zip(&by_minute[first..])
+            .filter_map(|(d, g)| g.filter(|_| d.is_finite()).map(|g| (*d, g)))
+            .unzip();
+        let decided = by_minute[first..].iter().filter(|g| g.is_some()).count();
+        (decided >= 23 * 60).then(|| slo::realised_timed_out_share(&demand, &gpus, gpu_rps, slo))
+    };
+    Ok((share(0), share(minutes.len().saturating_sub(1_440))))
 }
 
 async fn load_stored(
