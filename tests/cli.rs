@@ -826,13 +826,6 @@ async fn an_import_meets_the_push_rules_and_its_errors_name_file_line_and_reason
 
 #[test]
 fn provisioner_check_passes_against_fake_cloud_and_fails_against_a_broken_endpoint() {
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let (cloud_port, callback_port) = (free_port(), free_port());
     let secret = prewarm_service::webhook::Secret::generate().encoded();
     let mut cloud = Command::new(env!("CARGO_BIN_EXE_prewarm"))
@@ -930,6 +923,15 @@ fn serve_process(
         c.env("PREWARM_SERVICE__REPLICA_ID", r);
     }
     Running(c.spawn().expect("prewarm serve starts"))
+}
+
+/// A port free on loopback now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed when the test that started it ends, even by a failed assertion, so
@@ -1034,13 +1036,6 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
     // README, "Try it on one machine", step by step.
     let url = url_of(&opts);
     let run = |args: &[&str]| prewarm_db(&url, args);
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let (cloud_port, http_port) = (free_port(), free_port());
     let secret = prewarm_service::webhook::Secret::generate().encoded();
     let mut cloud = Command::new(env!("CARGO_BIN_EXE_prewarm"))
