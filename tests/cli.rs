@@ -409,7 +409,7 @@ fn simulate_rejects_bad_settings_with_a_clear_error() {
     }
     for (timeout, says) in [
         ("0s", "`0s` must be a positive duration"),
-        ("2h", "must be above zero and at most 1h"),
+        ("2h", "queue timeout must be 1 to 3600 seconds"),
     ] {
         let (ok, _, stderr) = prewarm(&["simulate", "--timeout", timeout]);
         assert!(

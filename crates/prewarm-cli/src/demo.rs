@@ -175,7 +175,7 @@ async fn drive(
     spec.time_zone = args.tz.clone();
     spec.gpu_rps = replay.gpu_rps;
     spec.price_usd_per_gpu_hour = args.price;
-    spec.max_gpus = 10_000;
+    spec.max_gpus = prewarm_planner::settings::limits::MAX_GPUS as i32;
     let fleet = prewarm_ingest::create_fleet(&pool, &spec).await?;
     let (_, token) = prewarm_ingest::create_token(
         &pool,

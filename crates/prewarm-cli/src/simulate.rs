@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use anyhow::{ensure, Context};
+use anyhow::{bail, ensure, Context};
 use chrono_tz::Tz;
 use clap::Args;
 use prewarm_core::{format_duration, parse_duration, parse_duration_or_zero, Trace};
@@ -128,33 +128,25 @@ impl Knobs {
 
     /// The knobs, checked; `plural` is "s" when they came from `tune`'s lists.
     fn checked(self, plural: &str) -> anyhow::Result<Self> {
-        ensure!(
-            self.slo > 0.0 && self.slo < 0.5,
-            "--slo{plural}: {} must be above 0 and below 0.5 (0.001 is 0.1% of requests timed out)",
-            self.slo
-        );
-        if let Some(q) = self.quantile {
-            ensure!(
-                (0.5..1.0).contains(&q),
-                "--quantile{plural}: {q} must be at least 0.5 and below 1"
+        let settings = prewarm_planner::Settings {
+            max_timeout_share: Some(self.slo),
+            quantile: self.quantile,
+            target_utilization: Some(self.utilization),
+            miss_load: self.miss_load,
+            hold_secs: Some(self.hold_secs),
+            ..Default::default()
+        };
+        if let Err(e) = settings.check() {
+            bail!(
+                "{}{plural}: {} {}",
+                e.setting.flag(),
+                match e.setting {
+                    prewarm_planner::Setting::Hold => format_duration(self.hold_secs),
+                    _ => e.value.clone(),
+                },
+                e.rule
             );
         }
-        ensure!(
-            self.utilization > 0.0 && self.utilization <= 1.0,
-            "--utilization{plural}: {} must be above 0 and at most 1",
-            self.utilization
-        );
-        if let Some(m) = self.miss_load {
-            ensure!(
-                m > 0.0 && m <= 1.0,
-                "--miss-load{plural}: {m} must be above 0 and at most 1"
-            );
-        }
-        ensure!(
-            self.hold_secs <= 1_800,
-            "--hold{plural}: {} is longer than 30m",
-            format_duration(self.hold_secs)
-        );
         Ok(self)
     }
 }
@@ -223,11 +215,18 @@ impl Replay {
             None => BootTime::Fixed { secs: boot_secs },
         };
         let timeout_secs = secs(&args.timeout, "timeout")?;
-        ensure!(
-            timeout_secs > 0 && timeout_secs <= 3_600,
-            "--timeout {}: a request's queue timeout must be above zero and at most 1h",
-            args.timeout
-        );
+        if let Err(e) = (prewarm_planner::Settings {
+            queue_timeout_secs: Some(timeout_secs),
+            ..Default::default()
+        })
+        .check()
+        {
+            bail!(
+                "--timeout {}: a request's queue timeout {}",
+                args.timeout,
+                e.rule
+            );
+        }
         let span_secs = requests.len() as i64 * step_secs;
         let warmup_secs = match &args.warmup {
             Some(w) => parse_duration_or_zero(w).map_err(|e| anyhow::anyhow!("--warmup: {e}"))?,

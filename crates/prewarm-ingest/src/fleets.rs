@@ -1,5 +1,6 @@
 //! Fleets: creating, listing, changing and deleting them.
 
+use prewarm_planner::defaults;
 use sqlx::PgPool;
 
 use crate::IngestError;
@@ -28,16 +29,16 @@ fn default_tz() -> String {
     "UTC".into()
 }
 fn default_gpu_rps() -> f64 {
-    1.0
+    defaults::GPU_RPS
 }
 fn default_price() -> f64 {
-    3.0
+    defaults::PRICE_USD_PER_GPU_HOUR
 }
 fn default_min() -> i32 {
-    1
+    defaults::MIN_GPUS as i32
 }
 fn default_max() -> i32 {
-    100
+    defaults::MAX_GPUS as i32
 }
 
 impl FleetSpec {
@@ -79,7 +80,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// The most GPUs a fleet may be given: a limit that catches a typo before it reaches a bill.
-pub const MAX_GPUS_LIMIT: i32 = 100_000;
+pub const MAX_GPUS_LIMIT: i32 = prewarm_planner::settings::limits::MAX_GPUS as i32;
 
 impl FleetSpec {
     /// Checks every setting; the message names the setting and what it accepts.

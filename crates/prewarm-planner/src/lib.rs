@@ -15,6 +15,7 @@
 
 mod overrides;
 pub mod policies;
+pub mod settings;
 pub mod sim;
 pub mod slo;
 
@@ -23,6 +24,7 @@ use chrono_tz::Tz;
 
 pub use overrides::{CalendarOverride, OverrideAction};
 pub use prewarm_forecast::{DemandDistribution, LEVELS, NUM_LEVELS};
+pub use settings::{Setting, SettingError, Settings};
 pub use slo::{LevelPlan, Slo};
 
 /// What to do when the plan wants more GPUs than the limits allow.
@@ -103,13 +105,15 @@ impl PlannerConfig {
             target_utilization: defaults::TARGET_UTILIZATION,
             slo: Slo::default(),
             quantile: None,
-            boot_lead_secs: 600,
+            boot_lead_secs: defaults::BOOT_LEAD_SECS,
             hold_secs: defaults::HOLD_SECS,
             recent_secs: 1_200,
             keep_leads: defaults::KEEP_LEADS,
-            min_gpus: 1,
-            max_gpus: defaults::MAX_GPUS,
-            price_usd_per_gpu_hour: 3.0,
+            min_gpus: defaults::MIN_GPUS,
+            // Unlimited but for the hard limit: `simulate` and `tune` replay a trace whatever its
+            // size; a fleet states its own `max_gpus`.
+            max_gpus: settings::limits::MAX_GPUS,
+            price_usd_per_gpu_hour: defaults::PRICE_USD_PER_GPU_HOUR,
             budget_usd_per_hour: None,
             over_max: OverMax::Honour,
             reactive: ReactiveConfig::default(),
@@ -181,8 +185,17 @@ pub mod defaults {
     /// 5-minute hold cost more on four of the six traces the README measures, and timed out
     /// more requests on three.
     pub const HOLD_SECS: i64 = 60;
-    /// Most GPUs a fleet has unless it says otherwise.
-    pub const MAX_GPUS: u32 = 10_000;
+    /// Fewest GPUs a fleet keeps unless it says otherwise.
+    pub const MIN_GPUS: u32 = 1;
+    /// Most GPUs a fleet may have unless it says otherwise (the hard limit is
+    /// [`crate::settings::limits::MAX_GPUS`]).
+    pub const MAX_GPUS: u32 = 100;
+    /// Boot lead until a fleet's real boots teach one, seconds.
+    pub const BOOT_LEAD_SECS: i64 = 600;
+    /// Price of a GPU-hour, US dollars.
+    pub const PRICE_USD_PER_GPU_HOUR: f64 = 3.0;
+    /// Requests per second one GPU serves, until a fleet says.
+    pub const GPU_RPS: f64 = 1.0;
     /// The level planned on before the SLO sizer has seen a day of the forecast's errors.
     pub const START_LEVEL: f64 = 0.99;
     /// Boot leads ahead a GPU is kept for: one is the break-even of a boot, and the forecast moves

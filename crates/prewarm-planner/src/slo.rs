@@ -43,19 +43,13 @@ impl Default for Slo {
 impl Slo {
     /// Checks the SLO; the message names the setting and what it accepts.
     pub fn check(&self) -> Result<(), String> {
-        if !(self.max_timeout_share > 0.0 && self.max_timeout_share < 0.5) {
-            return Err(format!(
-                "max_timeout_share must be above 0 and below 0.5 (0.001 is 0.1%), not {}",
-                self.max_timeout_share
-            ));
+        crate::Settings {
+            max_timeout_share: Some(self.max_timeout_share),
+            queue_timeout_secs: Some(self.timeout_secs),
+            ..Default::default()
         }
-        if !(1..=3_600).contains(&self.timeout_secs) {
-            return Err(format!(
-                "the queue timeout must be 1 s to 1 hour, not {} s",
-                self.timeout_secs
-            ));
-        }
-        Ok(())
+        .check()
+        .map_err(|e| e.to_string())
     }
 }
 

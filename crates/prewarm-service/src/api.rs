@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::{
     callbacks,
-    engine::{FleetEvent, FleetPlannerSettings, FleetRow, Service},
+    engine::{FleetEvent, FleetRow, Service},
     forecasts, leases, ledger,
 };
 
@@ -845,7 +845,7 @@ async fn remove_event(
 async fn set_planner(
     State(s): State<Shared>,
     a: Authorized<Operate>,
-    body: Result<Json<FleetPlannerSettings>, JsonRejection>,
+    body: Result<Json<prewarm_planner::Settings>, JsonRejection>,
 ) -> Response {
     let p = match parsed(
         body,
@@ -854,33 +854,8 @@ async fn set_planner(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let problem = if p.max_timeout_share.is_some_and(|x| !(x > 0.0 && x < 0.5)) {
-        Some("max_timeout_share must be above 0 and below 0.5 (0.001 is 0.1%)")
-    } else if p
-        .queue_timeout_secs
-        .is_some_and(|t| !(1..=3_600).contains(&t))
-    {
-        Some("queue_timeout_secs must be 1 to 3600")
-    } else if p.quantile.is_some_and(|q| !(0.5..1.0).contains(&q)) {
-        Some("quantile must be at least 0.5 and below 1")
-    } else if p.target_utilization.is_some_and(|u| !(u > 0.0 && u <= 1.0)) {
-        Some("target_utilization must be above 0 and at most 1")
-    } else if p.miss_load.is_some_and(|u| !(u > 0.0 && u <= 1.0)) {
-        Some("miss_load must be above 0 and at most 1")
-    } else if p.hold_secs.is_some_and(|h| !(0..=3_600).contains(&h)) {
-        Some("hold_secs must be 0 to 3600")
-    } else if p.boot_lead_secs.is_some_and(|b| !(60..=3_600).contains(&b)) {
-        Some("boot_lead_secs must be 60 to 3600")
-    } else if p
-        .exceed_max_share
-        .is_some_and(|x| !(0.0..=10.0).contains(&x))
-    {
-        Some("exceed_max_share must be 0 to 10")
-    } else {
-        None
-    };
-    if let Some(problem) = problem {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, problem);
+    if let Err(e) = p.check() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
     }
     let value = match serde_json::to_value(&p) {
         Ok(v) => v,

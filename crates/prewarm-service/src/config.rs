@@ -214,6 +214,22 @@ pub struct PlannerDefaults {
     pub step: Span,
 }
 
+impl PlannerDefaults {
+    /// The settings a fleet's own (`fleets.planner`) go over, in the planner's one type.
+    pub fn settings(&self) -> prewarm_planner::Settings {
+        prewarm_planner::Settings {
+            max_timeout_share: Some(self.max_timeout_share),
+            queue_timeout_secs: Some(self.queue_timeout.0),
+            quantile: self.quantile,
+            target_utilization: Some(self.target_utilization),
+            miss_load: self.miss_load,
+            hold_secs: Some(self.hold.0),
+            boot_lead_secs: Some(self.boot_lead.0),
+            exceed_max_share: None,
+        }
+    }
+}
+
 impl Default for PlannerDefaults {
     fn default() -> Self {
         let slo = prewarm_planner::Slo::default();
@@ -224,7 +240,7 @@ impl Default for PlannerDefaults {
             target_utilization: prewarm_planner::defaults::TARGET_UTILIZATION,
             miss_load: None,
             hold: Span(prewarm_planner::defaults::HOLD_SECS),
-            boot_lead: Span(600),
+            boot_lead: Span(prewarm_planner::defaults::BOOT_LEAD_SECS),
             min_boots_for_lead: 5,
             history: Span(21 * 86_400),
             min_history: Span(2 * 86_400),
@@ -518,34 +534,17 @@ impl Config {
             }
         }
         let p = &self.planner;
-        if let Err(e) = (prewarm_planner::Slo {
-            max_timeout_share: p.max_timeout_share,
-            timeout_secs: p.queue_timeout.0,
-        })
-        .check()
-        {
-            return bad(format!(
-                "`planner`: {e} (`planner.max_timeout_share`, `planner.queue_timeout`)"
-            ));
-        }
-        if p.quantile.is_some_and(|q| !(0.5..1.0).contains(&q)) {
-            return bad("`planner.quantile` must be at least 0.5 and below 1".into());
-        }
-        if !(p.target_utilization > 0.0 && p.target_utilization <= 1.0) {
-            return bad("`planner.target_utilization` must be in (0, 1]".into());
-        }
-        if p.miss_load.is_some_and(|m| !(m > 0.0 && m <= 1.0)) {
-            return bad("`planner.miss_load` must be in (0, 1]".into());
+        if let Err(e) = p.settings().check() {
+            return bad(e.named(&format!("`{}`", e.setting.config_key())));
         }
         if p.step.0 < 60 || 86_400 % p.step.0 != 0 {
             return bad("`planner.step` must be at least 1m and divide a day".into());
         }
-        if p.boot_lead.0 <= 0
-            || p.hold.0 < 0
-            || p.min_history.0 <= 0
-            || p.history.0 < p.min_history.0
-        {
-            return bad("`planner.boot_lead` must be positive, `planner.hold` not negative, and `planner.history` at least `planner.min_history`".into());
+        if p.min_history.0 <= 0 || p.history.0 < p.min_history.0 {
+            return bad(
+                "`planner.min_history` must be positive and `planner.history` at least as long"
+                    .into(),
+            );
         }
         if !(1..=1_000).contains(&p.min_boots_for_lead) {
             return bad("`planner.min_boots_for_lead` must be 1 to 1000".into());

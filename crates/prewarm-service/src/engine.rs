@@ -10,8 +10,8 @@ use std::{
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use prewarm_planner::{
-    decide, CalendarOverride, Decision, Demand, FleetState, Forecast, Mode as PlanMode, OverMax,
-    OverrideAction, PlanInput, PlannerConfig, Slo, Strategy,
+    decide, CalendarOverride, Decision, Demand, FleetState, Forecast, Mode as PlanMode,
+    OverrideAction, PlanInput, PlannerConfig, Settings, Strategy,
 };
 use sqlx::PgPool;
 
@@ -94,33 +94,6 @@ pub struct FleetRow {
     /// When the fleet's last refit ran, and what it did (a forecast, or why none was made).
     pub refit_at: Option<DateTime<Utc>>,
     pub refit_note: Option<String>,
-}
-
-/// Per-fleet planner settings stored in `fleets.planner` (all optional; unset ones come from the
-/// configuration's `[planner]`).
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FleetPlannerSettings {
-    /// The fleet's SLO: the largest share of requests that may time out.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_timeout_share: Option<f64>,
-    /// The SLO's queue timeout, in seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_timeout_secs: Option<i64>,
-    /// Expert override: plan on this quantile everywhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quantile: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_utilization: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub miss_load: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hold_secs: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot_lead_secs: Option<i64>,
-    /// Share above `max_gpus` the plan may go (`null`: stay at the limit).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exceed_max_share: Option<f64>,
 }
 
 /// One scheduled event as stored.
@@ -270,29 +243,21 @@ impl Service {
         .await
     }
 
-    fn settings(fleet: &FleetRow) -> FleetPlannerSettings {
+    /// A fleet's own planner settings (`fleets.planner`); unset ones come from `[planner]`.
+    pub fn settings(fleet: &FleetRow) -> Settings {
         serde_json::from_value(fleet.planner.clone()).unwrap_or_default()
     }
 
     /// The planner's settings for a fleet (before the boot lead is learned).
     pub fn planner_config(&self, fleet: &FleetRow, events: &[FleetEvent]) -> PlannerConfig {
-        let d = &self.config.planner;
-        let s = Self::settings(fleet);
         let mut cfg = PlannerConfig::new(fleet.gpu_rps);
-        cfg.slo = Slo {
-            max_timeout_share: s.max_timeout_share.unwrap_or(d.max_timeout_share),
-            timeout_secs: s.queue_timeout_secs.unwrap_or(d.queue_timeout.0),
-        };
-        cfg.quantile = s.quantile.or(d.quantile);
-        cfg.target_utilization = s.target_utilization.unwrap_or(d.target_utilization);
-        cfg.reactive.miss_load = s.miss_load.or(d.miss_load);
-        cfg.hold_secs = s.hold_secs.unwrap_or(d.hold.0);
-        cfg.boot_lead_secs = s.boot_lead_secs.unwrap_or(d.boot_lead.0);
+        Self::settings(fleet)
+            .over(&self.config.planner.settings())
+            .apply(&mut cfg);
         cfg.min_gpus = fleet.min_gpus.max(0) as u32;
         cfg.max_gpus = fleet.max_gpus.max(0) as u32;
         cfg.price_usd_per_gpu_hour = fleet.price_usd_per_gpu_hour;
         cfg.budget_usd_per_hour = fleet.budget_usd_per_hour;
-        cfg.over_max = s.exceed_max_share.map_or(OverMax::Honour, OverMax::Exceed);
         cfg.tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
         cfg.overrides = events
             .iter()
