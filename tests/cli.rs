@@ -592,7 +592,7 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
     };
     let mut first = serve();
     eventually(60, "the first delivery", async || {
-        cloud.state.lock().unwrap().deliveries >= 1
+        cloud.seen().deliveries >= 1
     })
     .await;
     first.kill().unwrap(); // SIGKILL: no clean-up of any kind
@@ -618,7 +618,7 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
     .await;
     // Let the held delivery finish too, and a few more ticks run.
     tokio::time::sleep(std::time::Duration::from_secs(9)).await;
-    let applied = cloud.state.lock().unwrap().applied.clone();
+    let applied = cloud.seen().applied.clone();
     assert_eq!(applied.len(), 1, "{applied:?}");
     assert_eq!((applied[0].kind.as_str(), applied[0].count), ("boot", 2));
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
@@ -1011,7 +1011,7 @@ async fn two_serve_processes_with_one_replica_id_plan_each_fleet_once(
         .await
         .unwrap();
     assert_eq!(planned, 4);
-    let applied = cloud.state.lock().unwrap().applied.clone();
+    let applied = cloud.seen().applied.clone();
     assert_eq!(applied.len(), 4, "one boot order per fleet: {applied:?}");
     let mut fleets: Vec<String> = applied.iter().map(|o| o.fleet.clone()).collect();
     fleets.sort();

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use clap::Args;
-use prewarm_planner::{policies::Timings, sim::simulate};
+use prewarm_sim::{policies::Timings, simulate};
 
 use crate::simulate::{Knobs, PlannerArgs, Replay, ReplayArgs};
 

@@ -14,7 +14,6 @@ use anyhow::{ensure, Context};
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
 use prewarm_core::{format_duration, parse_duration, Trace};
-use prewarm_planner::sim::{simulate_from, Accounting};
 use prewarm_service::{
     clock::{ManualClock, SharedClock},
     config::{Config, Mode, PlannerDefaults, Redacted, Span},
@@ -22,6 +21,7 @@ use prewarm_service::{
     serve,
     webhook::Secret,
 };
+use prewarm_sim::{simulate_from, Accounting};
 
 use crate::simulate::{Knobs, Replay, ReplayArgs};
 
@@ -257,7 +257,7 @@ async fn drive(
         serve::run_due(&service, &jobs, prev, now).await;
         prev = now;
         let counts = cloud.counts("demo");
-        let applied: Vec<_> = cloud.state.lock().expect("cloud").applied.clone();
+        let applied: Vec<_> = cloud.seen().applied.clone();
         let booted: u32 = applied[applied_before..]
             .iter()
             .filter(|o| o.kind == "boot")
@@ -284,19 +284,19 @@ async fn drive(
     let mut rows = vec![service_row];
     let start_secs = (t0 - replay.trace.start).num_seconds();
     for name in ["predictive", "reactive", "clairvoyant"] {
-        let mut policy: Box<dyn prewarm_planner::sim::Policy + Send> = match name {
+        let mut policy: Box<dyn prewarm_sim::Policy + Send> = match name {
             "predictive" => {
                 let mut p = replay.predictive(&service_knobs(), None);
                 p.forecast.min_history_secs = start_secs;
                 p.initial = 0;
                 Box::new(p)
             }
-            "reactive" => Box::new(prewarm_planner::policies::Reactive {
+            "reactive" => Box::new(prewarm_sim::policies::Reactive {
                 cfg: replay.planner(&service_knobs()),
                 step_secs: step,
                 initial: 1,
             }),
-            _ => Box::new(prewarm_planner::policies::Clairvoyant {
+            _ => Box::new(prewarm_sim::policies::Clairvoyant {
                 future: replay.requests.clone(),
                 step_secs: step,
                 gpu_rps: replay.gpu_rps,
@@ -340,7 +340,7 @@ async fn drive(
     )
     .fetch_one(&pool)
     .await?;
-    let cloud_state = cloud.state.lock().expect("cloud");
+    let cloud_state = cloud.seen();
     println!(
         "service: {decisions} decisions, {delivered} orders delivered ({pending} pending), {} deliveries received by fake-cloud, {} callbacks; boots p50 {:.0} s, p95 {:.0} s over {}; {:.1} s wall for {} simulated minutes",
         cloud_state.deliveries,
@@ -351,7 +351,6 @@ async fn drive(
         wall,
         replay.requests.len() - first,
     );
-    drop(cloud_state);
     running.stop().await;
     pool.close().await;
     Ok(())

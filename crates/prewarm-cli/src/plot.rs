@@ -8,7 +8,7 @@ use plotters::{coord::types::RangedCoordf64, prelude::*};
 use prewarm_core::Trace;
 #[cfg(feature = "analysis")]
 use prewarm_forecast::{backtest::BacktestResult, ModelKind};
-use prewarm_planner::sim::{SimSummary, StepRecord};
+use prewarm_sim::{SimSummary, StepRecord};
 
 type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 

@@ -11,12 +11,12 @@ use chrono_tz::Tz;
 use clap::Args;
 use prewarm_core::{format_duration, parse_duration, parse_duration_or_zero, Trace};
 use prewarm_forecast::interpolate;
-use prewarm_planner::{
+use prewarm_planner::PlannerConfig;
+use prewarm_sim::{
     policies::{
         Clairvoyant, ForecastCache, ForecastSettings, Hindsight, Predictive, Reactive, Static,
     },
-    sim::{simulate, BootTime, Policy, SimConfig, SimSummary, StepRecord},
-    PlannerConfig,
+    simulate, BootTime, Policy, SimConfig, SimSummary, StepRecord,
 };
 use serde::Serialize;
 
@@ -792,7 +792,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     rest.sort_by_key(|(i, _)| *i);
 
     let window = |records: &[StepRecord], range: std::ops::Range<usize>| {
-        prewarm_planner::sim::window_totals(records, range, replay.step_secs)
+        prewarm_sim::window_totals(records, range, replay.step_secs)
     };
     let (choose, later) = (first_scored..split, split..end);
     let clair_choose = window(&clairvoyant, choose.clone());

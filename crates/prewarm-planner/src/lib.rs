@@ -13,10 +13,9 @@
 //! distribution expected, the distribution is corrected by the ratio seen (a nowcast); with no
 //! forecast, the seed's reactive headroom rules run alone.
 
+pub mod accounting;
 mod overrides;
-pub mod policies;
 pub mod settings;
-pub mod sim;
 pub mod slo;
 
 use chrono::{DateTime, Duration, Utc};
@@ -198,6 +197,21 @@ pub mod defaults {
     pub const GPU_RPS: f64 = 1.0;
     /// The level planned on before the SLO sizer has seen a day of the forecast's errors.
     pub const START_LEVEL: f64 = 0.99;
+    /// How far back the distribution is calibrated and the levels sized: a week, so every day of the
+    /// week is in it, and a change of regime weighs in within days.
+    pub const CALIBRATION_WINDOW_SECS: i64 = 7 * 86_400;
+
+    /// How far ahead each forecast reaches (its calibration is by horizon, so every forecast, the
+    /// service's and the simulator's, reaches as far).
+    pub const FORECAST_HORIZON_SECS: i64 = 7_200;
+
+    /// Before planning starts, forecasts are made this often (on the wall clock's hours) only to be
+    /// scored: the service bootstraps a new fleet's calibration with backtest fits at the same times.
+    pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
+
+    /// History a fit needs at least.
+    pub const MIN_FIT_HISTORY_SECS: i64 = 86_400;
+
     /// Boot leads ahead a GPU is kept for: one is the break-even of a boot, and the forecast moves
     /// between refits (measured on the bundled and synthetic traces: a third as many boots as one
     /// lead, for the same cost or less).

@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use prewarm_forecast::{distribution::phase_of, DemandCalibration, Scored, NUM_LEVELS};
 
-use crate::sim::{Accounting, BootTime, SimConfig};
+use crate::accounting::{Accounting, BootTime, SimConfig};
 
 /// A fleet's service-level objective.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -12,18 +12,35 @@ use figment::{
 use prewarm_core::parse_duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A value that must not be printed.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A value that must not be printed: a secret, or a URL that may hold a password. It is read
+/// from the configuration like a string, but neither `Debug` nor `Serialize` shows it: a secret
+/// shows as `<redacted>`, a URL with its password (and query) hidden.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Redacted(pub String);
 
+impl Redacted {
+    /// What may be shown of the value.
+    pub fn shown(&self) -> String {
+        if self.0.is_empty() {
+            String::new()
+        } else if self.0.contains("://") {
+            redact_url(&self.0)
+        } else {
+            "<redacted>".into()
+        }
+    }
+}
+
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            f.write_str("\"<redacted>\"")
-        }
+        write!(f, "{:?}", self.shown())
+    }
+}
+
+impl Serialize for Redacted {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.shown())
     }
 }
 
@@ -454,15 +471,9 @@ impl Config {
     /// The configuration as TOML that can be pasted back into a file, with every secret shown
     /// as `<redacted>` and credentials inside URLs hidden (`prewarm serve --check`).
     pub fn to_toml_redacted(&self) -> String {
+        // Secrets and the database URL hide themselves ([`Redacted`]); plain URLs may hold a
+        // password too.
         let mut c = self.clone();
-        let hide = |r: &mut Redacted| {
-            if !r.0.is_empty() {
-                r.0 = "<redacted>".into();
-            }
-        };
-        c.database.url.0 = redact_url(&c.database.url.0);
-        hide(&mut c.provisioner.secret);
-        hide(&mut c.http.metrics_token);
         c.provisioner.url = redact_url(&c.provisioner.url);
         for pull in &mut c.pulls {
             pull.prometheus = redact_url(&pull.prometheus);
@@ -566,5 +577,25 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::Redacted;
+
+    #[test]
+    fn a_secret_never_serializes_or_prints_and_a_url_hides_its_password() {
+        let secret = Redacted("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=".into());
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"<redacted>\"");
+        assert_eq!(format!("{secret:?}"), "\"<redacted>\"");
+        let url = Redacted("postgres://app:hunter2@db:5432/prewarm".into());
+        let shown = serde_json::to_string(&url).unwrap();
+        assert!(
+            !shown.contains("hunter2") && shown.contains("db:5432"),
+            "{shown}"
+        );
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(serde_json::to_string(&Redacted::default()).unwrap(), "\"\"");
     }
 }

@@ -35,7 +35,7 @@ pub type ReceivedOrder = crate::webhook::OrderBody;
 
 /// What the fake cloud has seen.
 #[derive(Debug, Default)]
-pub struct CloudState {
+struct CloudState {
     /// Orders applied, once each, in arrival order.
     pub applied: Vec<ReceivedOrder>,
     by_id: HashMap<String, usize>,
@@ -134,11 +134,28 @@ impl Default for Behaviour {
     }
 }
 
-/// A fake cloud with its shared state.
+/// What the fake cloud has seen, at one moment (a copy: the cloud goes on).
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// Orders applied, once each, in arrival order.
+    pub applied: Vec<ReceivedOrder>,
+    /// Deliveries received (including failed and repeated ones).
+    pub deliveries: u64,
+    /// Deliveries refused for their signature or timestamp.
+    pub refused: u64,
+    /// Every instance started, in order.
+    pub instances: Vec<Instance>,
+    /// Callbacks prewarm acknowledged, and attempts that failed (retried).
+    pub callbacks_sent: u64,
+    pub callbacks_failed: u64,
+}
+
+/// A fake cloud: clones share one state, which callers read through [`FakeCloud::seen`] and
+/// [`FakeCloud::counts`] and steer through [`FakeCloud::inject`].
 #[derive(Clone)]
 pub struct FakeCloud {
     secret: Secret,
-    pub state: Arc<Mutex<CloudState>>,
+    state: Arc<Mutex<CloudState>>,
     clock: SharedClock,
     behaviour: Behaviour,
     client: reqwest::Client,
@@ -162,6 +179,19 @@ impl FakeCloud {
             clock,
             behaviour,
             client: reqwest::Client::new(),
+        }
+    }
+
+    /// What the cloud has seen so far.
+    pub fn seen(&self) -> Seen {
+        let state = self.state.lock().expect("fake cloud state");
+        Seen {
+            applied: state.applied.clone(),
+            deliveries: state.deliveries,
+            refused: state.refused,
+            instances: state.instances.clone(),
+            callbacks_sent: state.callbacks_sent,
+            callbacks_failed: state.callbacks_failed,
         }
     }
 
@@ -286,8 +316,12 @@ impl FakeCloud {
                 let (lo, hi) = self.behaviour.boot_secs;
                 for k in 0..order.count {
                     state.draws += 1;
-                    let secs =
-                        prewarm_planner::sim::boot_secs(lo, hi, self.behaviour.seed, state.draws);
+                    let secs = prewarm_planner::accounting::boot_secs(
+                        lo,
+                        hi,
+                        self.behaviour.seed,
+                        state.draws,
+                    );
                     let fails = state.fail_boots_next > 0;
                     state.fail_boots_next = state.fail_boots_next.saturating_sub(1);
                     state.instances.push(Instance {

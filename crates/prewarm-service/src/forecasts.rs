@@ -19,7 +19,7 @@ use prewarm_forecast::{
     OutlierSettings, Scored, Transform,
 };
 use prewarm_planner::{
-    policies::CALIBRATION_WINDOW_SECS,
+    defaults::CALIBRATION_WINDOW_SECS,
     slo::{self, LevelPlan, Sizing, Slo},
     PlannerConfig,
 };
@@ -35,7 +35,7 @@ pub const MIN_ERRORS: usize = 60;
 pub const CALIBRATION_SECS: i64 = CALIBRATION_WINDOW_SECS;
 /// Bootstrap backtest origins: on the wall clock's hours over the calibration window, as the
 /// simulator fits before planning starts.
-const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::policies::BOOTSTRAP_EVERY_SECS;
+const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SECS;
 
 /// What a refit did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -292,7 +292,7 @@ pub async fn refit(
                 }
                 let Some(end) = index(o) else { continue };
                 let known = history[..end].iter().filter(|v| v.is_finite()).count() as i64 * step;
-                if known < prewarm_planner::policies::MIN_FIT_HISTORY_SECS {
+                if known < prewarm_planner::defaults::MIN_FIT_HISTORY_SECS {
                     continue;
                 }
                 if let Some(f) =

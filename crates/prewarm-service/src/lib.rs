@@ -7,7 +7,8 @@
 //! - [`engine`]: refit, plan, record and dispatch for one fleet; [`leases`]: one replica per fleet.
 //! - [`ledger`], [`dispatcher`], [`webhook`]: the order outbox and its signed delivery.
 //! - [`callbacks`], [`state`]: what the provisioner reports, and the fleet's GPUs rebuilt from it.
-//! - [`fake_cloud`]: the reference provisioner.
+//! - `fake_cloud` (feature `fake-cloud`, on in tests): the reference provisioner, for the demo,
+//!   `prewarm fake-cloud` and the tests.
 //! - [`clock`]: the injectable clock.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatcher;
 pub mod engine;
+#[cfg(any(test, feature = "fake-cloud"))]
 pub mod fake_cloud;
 pub mod forecasts;
 pub mod jobs;

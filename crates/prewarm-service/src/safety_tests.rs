@@ -80,7 +80,7 @@ async fn two_starts_with_one_replica_id_plan_each_fleet_once(pool: PgPool) {
     for id in ids {
         assert_eq!(decisions_of(&pool, id).await, 2, "fleet {id}");
     }
-    let applied = w.cloud.state.lock().unwrap().applied.clone();
+    let applied = w.cloud.seen().applied.clone();
     assert_eq!(applied.len(), 3, "{applied:?}");
     assert!(applied.iter().all(|o| o.kind == "boot" && o.count == 2));
     // A start that does not hold a fleet's lease writes nothing for it, even under the same id.
@@ -310,7 +310,7 @@ async fn two_installations_share_one_provisioner_without_colliding_keys(pool: Pg
         let report = dispatcher.dispatch_due(db, Utc::now()).await.unwrap();
         assert_eq!(report.delivered, 1);
     }
-    let applied = cloud.state.lock().unwrap().applied.clone();
+    let applied = cloud.seen().applied.clone();
     assert_eq!(applied.len(), 2, "both orders applied: {applied:?}");
     assert_ne!(applied[0].id, applied[1].id);
     other.close().await;

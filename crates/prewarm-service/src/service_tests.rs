@@ -140,7 +140,7 @@ async fn the_service_boots_learns_boot_times_and_obeys_operators(pool: PgPool) {
     assert_eq!(state.provisioned(), 0);
     assert_eq!(lead, 600, "no boots known yet: the configured lead");
     assert!(d.reason.contains("no forecast yet"), "{}", d.reason);
-    assert_eq!(w.cloud.state.lock().unwrap().applied.len(), 1);
+    assert_eq!(w.cloud.seen().applied.len(), 1);
 
     // A tick while they boot orders nothing more: booting GPUs count.
     w.clock.advance(Duration::minutes(1));
@@ -242,7 +242,7 @@ async fn forecast_only_mode_records_decisions_and_orders_nothing(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(orders, 0);
-    assert!(w.cloud.state.lock().unwrap().applied.is_empty());
+    assert!(w.cloud.seen().applied.is_empty());
     w.running.stop().await;
 }
 

@@ -107,7 +107,7 @@ async fn an_order_is_applied_once_despite_failures_and_time_outs(pool: PgPool) {
     });
     let d = dispatcher(&url, &secret);
     drain(&d, &pool, now).await;
-    let state = cloud.state.lock().unwrap();
+    let state = cloud.seen();
     assert_eq!(state.applied.len(), 1);
     assert_eq!(
         (state.applied[0].kind.as_str(), state.applied[0].count),
@@ -144,15 +144,11 @@ async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
         .await
         .unwrap();
     d.dispatch_due(&pool, now).await.unwrap();
-    assert_eq!(
-        cloud.state.lock().unwrap().deliveries,
-        1,
-        "held by its claim"
-    );
+    assert_eq!(cloud.seen().deliveries, 1, "held by its claim");
     d.dispatch_due(&pool, now + chrono::Duration::seconds(3))
         .await
         .unwrap();
-    let state = cloud.state.lock().unwrap();
+    let state = cloud.seen();
     assert_eq!(state.deliveries, 2);
     assert_eq!(state.applied.len(), 1, "applied once in effect");
 }
@@ -179,7 +175,7 @@ async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPoo
     d.dispatch_due(&pool, now + chrono::Duration::seconds(60))
         .await
         .unwrap();
-    let applied = cloud.state.lock().unwrap().applied.clone();
+    let applied = cloud.seen().applied.clone();
     assert_eq!(applied.len(), 1);
     assert_eq!(
         applied[0].count, 2,
@@ -203,7 +199,7 @@ async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPoo
         .await
         .unwrap();
     assert_eq!(report.expired, 1);
-    assert_eq!(cloud.state.lock().unwrap().applied.len(), 1);
+    assert_eq!(cloud.seen().applied.len(), 1);
 }
 
 #[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
@@ -218,7 +214,7 @@ async fn a_wrong_secret_is_refused_and_nothing_is_applied(pool: PgPool) {
     let wrong = dispatcher(&url, &Secret::generate());
     let report = wrong.dispatch_due(&pool, now).await.unwrap();
     assert_eq!(report.failed, 1);
-    let state = cloud.state.lock().unwrap();
+    let state = cloud.seen();
     assert_eq!((state.refused, state.applied.len()), (1, 0));
     drop(state);
     let stored = orders(&pool, fleet_id).await.unwrap();
@@ -252,7 +248,7 @@ async fn two_dispatchers_never_send_the_same_order_at_once(pool: PgPool) {
     let (ra, rb) = tokio::join!(a.dispatch_due(&pool, now), b.dispatch_due(&pool, now));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.delivered + rb.delivered, 20);
-    let state = cloud.state.lock().unwrap();
+    let state = cloud.seen();
     assert_eq!(
         (state.deliveries, state.applied.len()),
         (20, 20),

@@ -10,12 +10,16 @@ use prewarm_forecast::{
     OutlierSettings, Scored, Transform,
 };
 
-use crate::{
+use prewarm_planner::{
+    defaults::{
+        BOOTSTRAP_EVERY_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
+    },
     orders_to_reach,
-    sim::Policy,
     slo::{self, Sizing},
     Decision, Demand, FleetState, Forecast, PlanInput, PlannerConfig, Strategy,
 };
+
+use crate::Policy;
 
 /// Plans from the requests of every step before `now`, keeping as much recent demand as the
 /// reactive rules and the scale-down hold look at.
@@ -34,7 +38,7 @@ fn plan_from_past(
         .map(|r| r / step_secs as f64)
         .collect();
     // The service's tick calls the same function, with the mode its operators set.
-    crate::decide(
+    prewarm_planner::decide(
         &PlanInput {
             now,
             demand: Demand {
@@ -46,7 +50,7 @@ fn plan_from_past(
             strategy,
         },
         cfg,
-        crate::Mode::Act,
+        prewarm_planner::Mode::Act,
     )
 }
 
@@ -193,21 +197,6 @@ pub struct ForecastSettings {
     pub model: ModelKind,
     pub tz: Option<chrono_tz::Tz>,
 }
-
-/// How far back the distribution is calibrated and the levels sized: a week, so every day of the
-/// week is in it, and a change of regime weighs in within days.
-pub const CALIBRATION_WINDOW_SECS: i64 = 7 * 86_400;
-
-/// How far ahead each forecast reaches (its calibration is by horizon, so every forecast, the
-/// service's and the simulator's, reaches as far).
-pub const FORECAST_HORIZON_SECS: i64 = 7_200;
-
-/// Before planning starts, forecasts are made this often (on the wall clock's hours) only to be
-/// scored: the service bootstraps a new fleet's calibration with backtest fits at the same times.
-pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
-
-/// History a fit needs at least.
-pub const MIN_FIT_HISTORY_SECS: i64 = 86_400;
 
 impl Default for ForecastSettings {
     fn default() -> Self {
@@ -403,7 +392,7 @@ impl Predictive {
         // Recent demand is compared with what was expected of it: keep the last hour of the
         // previous forecast's minutes before this one.
         if let Some(previous) = &previous {
-            distribution = distribution.after(previous, crate::NOWCAST_HISTORY_MINUTES);
+            distribution = distribution.after(previous, prewarm_planner::NOWCAST_HISTORY_MINUTES);
         }
         let calibrated = std::time::Instant::now();
         let sizing = self.cfg.quantile.is_none().then(|| {
@@ -624,7 +613,7 @@ impl Hindsight {
         step_secs: i64,
         requests: &[f64],
         tz: chrono_tz::Tz,
-        cfg: &crate::sim::SimConfig,
+        cfg: &crate::SimConfig,
         max_timeout_share: f64,
     ) -> Self {
         use chrono::Timelike;
@@ -658,7 +647,7 @@ impl Hindsight {
             runs[h]
                 .iter()
                 .map(|&(a, b)| {
-                    let mut acc = crate::sim::Accounting::new(step_secs, &sim);
+                    let mut acc = prewarm_planner::accounting::Accounting::new(step_secs, &sim);
                     let served: f64 = requests[a..b]
                         .iter()
                         .enumerate()

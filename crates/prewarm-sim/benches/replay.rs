@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
-use prewarm_planner::{
+use prewarm_planner::PlannerConfig;
+use prewarm_sim::{
     policies::{ForecastSettings, Predictive},
-    sim::{simulate, BootTime, SimConfig},
-    PlannerConfig,
+    simulate, BootTime, SimConfig,
 };
 
 /// Deterministic 1-minute traffic with daily and weekly cycles and noise.

@@ -1,0 +1,128 @@
+//! The replay loop: a trace through a [`Policy`], step by step.
+//!
+//! Each step GPUs whose boot has finished become ready, the policy decides with what it knows
+//! before the step, its orders are applied (a boot order is billed at once and serves after the
+//! boot time; terminations cancel the newest boots first), then [`Accounting`] serves the step's
+//! requests.
+
+use chrono::{DateTime, Duration, Utc};
+use prewarm_planner::{
+    accounting::{boot_secs, Accounting, BootTime, SimConfig, SimSummary, StepRecord},
+    Decision, FleetState, Order,
+};
+
+/// Something that decides a fleet's orders step by step.
+pub trait Policy {
+    /// Name in reports.
+    fn name(&self) -> &str;
+    /// GPUs ready when the replay starts.
+    fn initial_gpus(&self) -> u32;
+    /// Decides at `now`; `past` holds the requests of every step before `now` only.
+    fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision;
+}
+
+/// Replays `requests` (per step of `step_secs`, the first step starting at `start`) through
+/// `policy`.
+pub fn simulate(
+    start: DateTime<Utc>,
+    step_secs: i64,
+    requests: &[f64],
+    policy: &mut dyn Policy,
+    cfg: &SimConfig,
+) -> (Vec<StepRecord>, SimSummary) {
+    simulate_from(0, start, step_secs, requests, policy, cfg)
+}
+
+/// [`simulate`] from step `first` on: the steps before it are history the policy reads, but
+/// nothing is run in them (a fleet that starts then, as a service started on imported history).
+/// The records are those of the steps run.
+pub fn simulate_from(
+    first: usize,
+    start: DateTime<Utc>,
+    step_secs: i64,
+    requests: &[f64],
+    policy: &mut dyn Policy,
+    cfg: &SimConfig,
+) -> (Vec<StepRecord>, SimSummary) {
+    let mut draws = 0u64;
+    let mut state = FleetState {
+        gpus_ready: policy.initial_gpus(),
+        booting: Vec::new(),
+    };
+    // Ready time of each booting GPU, in the same order as `state.booting`.
+    let mut ready_at: Vec<DateTime<Utc>> = Vec::new();
+    let mut accounting = Accounting::new(step_secs, cfg);
+    let mut records = Vec::with_capacity(requests.len());
+
+    for (i, &arrivals) in requests.iter().enumerate().skip(first) {
+        let now = start + Duration::seconds(step_secs * i as i64);
+        let mut k = 0;
+        while k < ready_at.len() {
+            if ready_at[k] <= now {
+                ready_at.remove(k);
+                state.booting.remove(k);
+                state.gpus_ready += 1;
+            } else {
+                k += 1;
+            }
+        }
+
+        let decision = policy.decide(now, &requests[..i], &state);
+        let (mut booted, mut terminated) = (0, 0);
+        for order in &decision.orders {
+            match *order {
+                Order::Boot(n) => {
+                    for _ in 0..n {
+                        draws += 1;
+                        let secs = match cfg.boot {
+                            BootTime::Fixed { secs } => secs,
+                            BootTime::Uniform {
+                                min_secs,
+                                max_secs,
+                                seed,
+                            } => boot_secs(min_secs, max_secs, seed, draws),
+                        };
+                        state.booting.push(now);
+                        ready_at.push(now + Duration::seconds(secs));
+                    }
+                    booted += n;
+                }
+                Order::Terminate(n) => {
+                    for _ in 0..n {
+                        if state.booting.pop().is_some() {
+                            ready_at.pop();
+                        } else if state.gpus_ready > 0 {
+                            state.gpus_ready -= 1;
+                        }
+                    }
+                    terminated += n;
+                }
+            }
+        }
+
+        let billed = state.provisioned();
+        let (served, timed_out) = accounting.step(
+            i,
+            arrivals,
+            state.gpus_ready,
+            billed,
+            booted,
+            decision.breach.is_some(),
+        );
+        records.push(StepRecord {
+            timestamp: now,
+            gpus_ready: state.gpus_ready,
+            gpus_booting: state.booting.len() as u32,
+            gpus_billed: billed,
+            boot_orders: booted,
+            terminate_orders: terminated,
+            demand_requests: arrivals,
+            served_requests: served,
+            timed_out_requests: timed_out,
+            forecast_p50_rps: decision.forecast_p50_rps,
+            forecast_upper_rps: decision.forecast_upper_rps,
+            reason: decision.reason,
+        });
+    }
+    (records, accounting.summary(policy.name()))
+}
