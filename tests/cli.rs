@@ -543,10 +543,10 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
     };
     let url = url_of(&opts);
     let pool = pool_opts.connect_with(opts).await.unwrap();
-    prewarm_ingest::MIGRATOR.run(&pool).await.unwrap();
-    let mut spec = prewarm_ingest::FleetSpec::named("chat");
+    prewarm_store::MIGRATOR.run(&pool).await.unwrap();
+    let mut spec = prewarm_store::FleetSpec::named("chat");
     spec.min_gpus = 2;
-    prewarm_ingest::create_fleet(&pool, &spec).await.unwrap();
+    prewarm_store::create_fleet(&pool, &spec).await.unwrap();
 
     // The provisioner holds the first delivery for 8 s: the service dies while it waits.
     let secret = Secret::generate();
@@ -966,11 +966,11 @@ async fn two_serve_processes_with_one_replica_id_plan_each_fleet_once(
     use prewarm_service::{fake_cloud::FakeCloud, webhook::Secret};
     let url = url_of(&opts);
     let pool = pool_opts.connect_with(opts).await.unwrap();
-    prewarm_ingest::MIGRATOR.run(&pool).await.unwrap();
+    prewarm_store::MIGRATOR.run(&pool).await.unwrap();
     for name in ["f1", "f2", "f3", "f4"] {
-        let mut spec = prewarm_ingest::FleetSpec::named(name);
+        let mut spec = prewarm_store::FleetSpec::named(name);
         spec.min_gpus = 2;
-        prewarm_ingest::create_fleet(&pool, &spec).await.unwrap();
+        prewarm_store::create_fleet(&pool, &spec).await.unwrap();
     }
     let secret = Secret::generate();
     let cloud = FakeCloud::new(secret.clone());

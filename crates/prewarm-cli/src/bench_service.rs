@@ -139,7 +139,7 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
         "service benchmark: {cores} cores, PostgreSQL on this machine, fake-cloud on loopback"
     );
     let setup = PgPoolOptions::new().max_connections(4).connect(url).await?;
-    prewarm_ingest::MIGRATOR.run(&setup).await?;
+    prewarm_store::MIGRATOR.run(&setup).await?;
     let secret = Secret::generate();
     let cloud = FakeCloud::new(secret.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 #[cfg(feature = "analysis")]
 use polars::prelude::{col, DataType, IntoLazy, ParquetReader, SerReader, SerWriter, TimeUnit};
 use prewarm_core::{read_trace, Trace};
-use prewarm_ingest::{create_fleet, create_token, fleet_by_name, Actor, FleetSpec, Scope};
+use prewarm_store::{create_fleet, create_token, fleet_by_name, Actor, FleetSpec, Scope};
 use sqlx::{postgres::PgPoolOptions, PgPool};
 
 /// Where the database is.
@@ -41,7 +41,7 @@ pub async fn connect(args: &DbArgs) -> anyhow::Result<PgPool> {
                 redacted(&args.database_url)
             )
         })?;
-    prewarm_ingest::MIGRATOR
+    prewarm_store::MIGRATOR
         .run(&pool)
         .await
         .context("cannot bring the database schema up to date")?;
@@ -148,7 +148,7 @@ pub fn fleet(command: &FleetCommand) -> anyhow::Result<()> {
                 };
                 let fleet = create_fleet(&pool, &spec).await?;
                 let mut conn = pool.acquire().await?;
-                prewarm_ingest::audit::record(
+                prewarm_store::audit::record(
                     &mut conn,
                     &Actor::cli(),
                     Some((fleet.id, &fleet.name)),
@@ -161,7 +161,7 @@ pub fn fleet(command: &FleetCommand) -> anyhow::Result<()> {
             }
             FleetCommand::List { db } => {
                 let pool = connect(db).await?;
-                let fleets = prewarm_ingest::list_fleets(&pool).await?;
+                let fleets = prewarm_store::list_fleets(&pool).await?;
                 println!(
                     "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}",
                     "fleet", "time zone", "gpu_rps", "$/GPU-h", "min", "max", "budget $/h"
@@ -187,7 +187,7 @@ pub fn fleet(command: &FleetCommand) -> anyhow::Result<()> {
                 db,
             } => {
                 let pool = connect(db).await?;
-                let update = prewarm_ingest::FleetUpdate {
+                let update = prewarm_store::FleetUpdate {
                     time_zone: settings.tz.clone(),
                     gpu_type: settings.gpu_type.clone(),
                     gpu_rps: settings.gpu_rps,
@@ -201,7 +201,7 @@ pub fn fleet(command: &FleetCommand) -> anyhow::Result<()> {
                     },
                 };
                 let (before, after) =
-                    prewarm_ingest::update_fleet(&pool, name, &update, &Actor::cli()).await?;
+                    prewarm_store::update_fleet(&pool, name, &update, &Actor::cli()).await?;
                 println!(
                     "updated fleet `{}`:\n  before: {}\n  after:  {}",
                     after.name,
@@ -215,7 +215,7 @@ pub fn fleet(command: &FleetCommand) -> anyhow::Result<()> {
                     "deleting fleet `{name}` removes its history, decisions, orders and tokens; add --yes to confirm"
                 );
                 let pool = connect(db).await?;
-                let samples = prewarm_ingest::delete_fleet(&pool, name, &Actor::cli()).await?;
+                let samples = prewarm_store::delete_fleet(&pool, name, &Actor::cli()).await?;
                 println!("deleted fleet `{name}` and its {samples} samples");
             }
         }
@@ -295,7 +295,7 @@ pub fn token(command: &TokenCommand) -> anyhow::Result<()> {
                     "{:>5} {:<24} {:<20} {:<26} {}",
                     "id", "label", "fleet", "scopes", "revoked"
                 );
-                for t in prewarm_ingest::list_tokens(&pool, fleet_id).await? {
+                for t in prewarm_store::list_tokens(&pool, fleet_id).await? {
                     println!(
                         "{:>5} {:<24} {:<20} {:<26} {}",
                         t.id,
@@ -313,7 +313,7 @@ pub fn token(command: &TokenCommand) -> anyhow::Result<()> {
             TokenCommand::Revoke { id, db } => {
                 let pool = connect(db).await?;
                 ensure!(
-                    prewarm_ingest::revoke_token(&pool, *id, &Actor::cli()).await?,
+                    prewarm_store::revoke_token(&pool, *id, &Actor::cli()).await?,
                     "no token {id}, or it is revoked already (see `prewarm token list`)"
                 );
                 println!("revoked token {id}");
@@ -406,10 +406,10 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         let pool = connect(&args.db).await?;
         let fleet = fleet_by_name(&pool, &args.fleet).await?;
         let started = Instant::now();
-        let rows = prewarm_ingest::import_trace(&pool, &fleet, &trace, now)
+        let rows = prewarm_store::import_trace(&pool, &fleet, &trace, now)
             .await
             .map_err(|e| match e {
-                prewarm_ingest::IngestError::Invalid(items) => {
+                prewarm_store::StoreError::Invalid(items) => {
                     let mut text: Vec<String> = items
                         .iter()
                         .take(10)
@@ -601,14 +601,14 @@ async fn bench_on(url: &str, args: &BenchIngestArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let now = chrono::Utc::now();
-    let rows = prewarm_ingest::import_trace(&pool, &fleet, &trace, now).await?;
+    let rows = prewarm_store::import_trace(&pool, &fleet, &trace, now).await?;
     let copy_secs = started.elapsed().as_secs_f64();
     println!(
         "bulk import (COPY) into an empty range: {rows} samples in {copy_secs:.2} s = {:.0} samples/s",
         rows as f64 / copy_secs
     );
     let started = Instant::now();
-    prewarm_ingest::import_trace(&pool, &fleet, &trace, now).await?;
+    prewarm_store::import_trace(&pool, &fleet, &trace, now).await?;
     let again_secs = started.elapsed().as_secs_f64();
     println!(
         "the same import again (every bucket replaced): {again_secs:.2} s = {:.0} samples/s",
@@ -621,7 +621,7 @@ async fn bench_on(url: &str, args: &BenchIngestArgs) -> anyhow::Result<()> {
     let mut reads = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
-        let rows = prewarm_ingest::history(&pool, fleet.id, 60, from, to).await?;
+        let rows = prewarm_store::history(&pool, fleet.id, 60, from, to).await?;
         reads.push(t.elapsed().as_secs_f64() * 1000.0);
         ensure!(
             rows.len() == 40_320,
@@ -795,7 +795,7 @@ pub fn retention(args: &RetentionArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let pool = connect(&args.db).await?;
         let cutoff = chrono::Utc::now() - chrono::Duration::seconds(keep);
-        let (hourly, removed) = prewarm_ingest::downsample(&pool, cutoff).await?;
+        let (hourly, removed) = prewarm_store::downsample(&pool, cutoff).await?;
         println!(
             "raw samples before {}: {removed} folded into {hourly} hourly row(s)",
             cutoff.to_rfc3339()

@@ -171,18 +171,18 @@ async fn drive(
     let service = running.service.clone();
     let pool = service.pool.clone();
 
-    let mut spec = prewarm_ingest::FleetSpec::named("demo");
+    let mut spec = prewarm_store::FleetSpec::named("demo");
     spec.time_zone = args.tz.clone();
     spec.gpu_rps = replay.gpu_rps;
     spec.price_usd_per_gpu_hour = args.price;
     spec.max_gpus = prewarm_planner::settings::limits::MAX_GPUS as i32;
-    let fleet = prewarm_ingest::create_fleet(&pool, &spec).await?;
-    let (_, token) = prewarm_ingest::create_token(
+    let fleet = prewarm_store::create_fleet(&pool, &spec).await?;
+    let (_, token) = prewarm_store::create_token(
         &pool,
         Some("demo"),
         "demo",
-        &[prewarm_ingest::Scope::Push],
-        &prewarm_ingest::Actor::cli(),
+        &[prewarm_store::Scope::Push],
+        &prewarm_store::Actor::cli(),
     )
     .await?;
 
@@ -192,7 +192,7 @@ async fn drive(
     history.requests.truncate(buckets_before);
     history.lines.truncate(buckets_before);
     history.extra.clear();
-    prewarm_ingest::import_trace(&pool, &fleet, &history, chrono::Utc::now()).await?;
+    prewarm_store::import_trace(&pool, &fleet, &history, chrono::Utc::now()).await?;
     let days = |secs: i64| format!("{:.1} days", secs as f64 / 86_400.0);
     println!(
         "imported {} of history; replaying {} from {} through the service (GPU serves {:.3} rps, boots {} to {})",
@@ -260,7 +260,7 @@ async fn drive(
         let applied: Vec<_> = cloud.seen().applied.clone();
         let booted: u32 = applied[applied_before..]
             .iter()
-            .filter(|o| o.kind == "boot")
+            .filter(|o| o.kind == prewarm_store::OrderKind::Boot)
             .map(|o| o.count)
             .sum();
         applied_before = applied.len();

@@ -165,15 +165,19 @@ impl Client {
     }
 }
 
+/// An order as the dispatcher sends it; `kind` may be one prewarm never sends (`reboot`), to
+/// check that the provisioner refuses it.
 fn order_body(id: &str, fleet: &str, kind: &str, count: u32) -> Vec<u8> {
-    serde_json::to_vec(&OrderBody {
+    let mut body = serde_json::to_value(OrderBody {
         id: id.to_string(),
         fleet: fleet.to_string(),
-        kind: kind.to_string(),
+        kind: prewarm_store::OrderKind::Boot,
         count,
         created_at: chrono::Utc::now().to_rfc3339(),
     })
-    .expect("an order serializes")
+    .expect("an order serializes");
+    body["kind"] = kind.into();
+    serde_json::to_vec(&body).expect("an order serializes")
 }
 
 fn expect(

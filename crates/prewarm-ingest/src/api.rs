@@ -22,7 +22,7 @@ use chrono::Utc;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::{fleets, samples, tokens, Grant, IngestError, ItemError, Sample, Scope};
+use prewarm_store::{fleets, samples, tokens, Grant, ItemError, Sample, Scope, StoreError};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -90,25 +90,25 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<IngestError> for ApiError {
-    fn from(e: IngestError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
-            IngestError::Invalid(items) => Self {
+            StoreError::Invalid(items) => Self {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
-                message: IngestError::Invalid(items.clone()).to_string(),
+                message: StoreError::Invalid(items.clone()).to_string(),
                 items,
             },
-            IngestError::UnknownFleet(name) => {
+            StoreError::UnknownFleet(name) => {
                 Self::new(StatusCode::NOT_FOUND, format!("no fleet named `{name}`"))
             }
-            IngestError::Unavailable(_) => Self::new(
+            StoreError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable; nothing was stored, retry the same batch",
             ),
             // Internal details stay in the server's log, not in the answer; every 500 is logged.
-            e @ (IngestError::InvalidFleet(_)
-            | IngestError::InvalidToken(_)
-            | IngestError::Database(_)) => {
+            e @ (StoreError::InvalidFleet(_)
+            | StoreError::InvalidToken(_)
+            | StoreError::Database(_)) => {
                 tracing::error!(error = %e, "push API: internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
@@ -138,7 +138,7 @@ pub async fn authorise(
     headers: &HeaderMap,
     scope: Scope,
 ) -> Result<Grant, ApiError> {
-    let token = tokens::bearer(headers).ok_or_else(|| {
+    let token = bearer(headers).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing bearer token: send `Authorization: Bearer <token>`",
@@ -189,7 +189,7 @@ async fn push_one(
         Utc::now(),
         samples::max_plausible_rps(&fleet),
     )
-    .map_err(IngestError::Invalid)?;
+    .map_err(StoreError::Invalid)?;
     let stored = samples::store_samples(&pool, &[(fleet.id, &batch.samples)]).await?;
     Ok((StatusCode::OK, Json(json!({ "stored": stored }))).into_response())
 }
@@ -203,7 +203,7 @@ async fn push_many(
     let Json(batch) = body.map_err(json_error)?;
     let total: usize = batch.fleets.values().map(Vec::len).sum();
     if total > samples::MAX_BATCH {
-        return Err(IngestError::Invalid(vec![ItemError {
+        return Err(StoreError::Invalid(vec![ItemError {
             fleet: None,
             index: samples::MAX_BATCH,
             field: "samples",
@@ -228,8 +228,22 @@ async fn push_many(
         resolved.push((fleet.id, samples.as_slice()));
     }
     if !errors.is_empty() {
-        return Err(IngestError::Invalid(errors).into());
+        return Err(StoreError::Invalid(errors).into());
     }
     let stored = samples::store_samples(&pool, &resolved).await?;
     Ok((StatusCode::OK, Json(json!({ "stored": stored }))).into_response())
+}
+
+/// The bearer token of a request's `Authorization` header. The scheme is case-insensitive
+/// (`Bearer`, `bearer`); a token is 1 to 256 characters.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256)
+        .then_some(token)
 }

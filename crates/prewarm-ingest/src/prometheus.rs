@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use crate::{samples::store_samples, IngestError, Sample};
+use prewarm_store::{samples::store_samples, Sample, StoreError};
 
 /// Most points Prometheus returns per series and query (its limit is 11,000).
 const MAX_POINTS: i64 = 10_000;
@@ -63,7 +63,7 @@ pub enum PullError {
     Malformed(String),
     /// Storing failed.
     #[error(transparent)]
-    Store(#[from] IngestError),
+    Store(#[from] StoreError),
 }
 
 /// What a pull did.
@@ -243,7 +243,7 @@ pub async fn pull_new(
     .bind(src.step_secs as i32)
     .fetch_one(pool)
     .await
-    .map_err(IngestError::from)?;
+    .map_err(StoreError::from)?;
     // Re-read the last stored step too: Prometheus may have had only part of it.
     let from = latest.unwrap_or(now - backfill);
     pull(pool, client, fleet_id, src, from, now, retry).await

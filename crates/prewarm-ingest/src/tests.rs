@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::{api, create_fleet, create_token, fleet_by_name, history, Actor, FleetSpec, Scope};
+use prewarm_store::{create_fleet, create_token, fleet_by_name, history, Actor, FleetSpec, Scope};
+
+use crate::api;
 
 /// A token with `scopes` for one fleet, or for every fleet.
 async fn token_with(pool: &PgPool, fleet: Option<&str>, scopes: &[Scope]) -> String {
@@ -87,7 +89,7 @@ async fn setup(pool: &PgPool) -> (String, String) {
     )
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn migrations_build_the_schema_from_an_empty_database(pool: PgPool) {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
@@ -100,10 +102,10 @@ async fn migrations_build_the_schema_from_an_empty_database(pool: PgPool) {
         "{tables:?}"
     );
     // Running them again is a no-op.
-    crate::MIGRATOR.run(&pool).await.unwrap();
+    prewarm_store::MIGRATOR.run(&pool).await.unwrap();
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_good_batch_is_stored_and_reads_back(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     let (status, body) = push(&pool, &chat, 0..120).await;
@@ -122,7 +124,7 @@ async fn a_good_batch_is_stored_and_reads_back(pool: PgPool) {
     assert_eq!(tokens, Some(30.0));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn resending_or_reordering_stores_the_same_history(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     push(&pool, &chat, 0..60).await;
@@ -154,7 +156,7 @@ async fn resending_or_reordering_stores_the_same_history(pool: PgPool) {
     assert_eq!(count(&pool).await, 60);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_bad_batch_names_every_bad_item_and_stores_nothing(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     let mut body = batch(0..5);
@@ -219,7 +221,7 @@ async fn a_bad_batch_names_every_bad_item_and_stores_nothing(pool: PgPool) {
     assert_eq!(count(&pool).await, 0);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn tokens_are_checked_and_scoped_to_their_fleet(pool: PgPool) {
     let (chat, code) = setup(&pool).await;
     let body = batch(0..3).to_string();
@@ -263,7 +265,7 @@ async fn tokens_are_checked_and_scoped_to_their_fleet(pool: PgPool) {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn several_fleets_in_one_batch_are_stored_together_or_not_at_all(pool: PgPool) {
     setup(&pool).await;
     let admin = token_with(&pool, None, &[Scope::Push]).await;
@@ -286,7 +288,7 @@ async fn several_fleets_in_one_batch_are_stored_together_or_not_at_all(pool: PgP
     );
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn hostile_input_is_rejected_or_stored_safely(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     // Oversized body.
@@ -331,7 +333,7 @@ async fn hostile_input_is_rejected_or_stored_safely(pool: PgPool) {
     assert!(fleet_by_name(&pool, "chat").await.is_ok());
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_closed_database_answers_503_so_the_client_retries(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     let router_pool = pool.clone();
@@ -347,17 +349,17 @@ async fn a_closed_database_answers_503_so_the_client_retries(pool: PgPool) {
     assert!(answer["error"].as_str().unwrap().contains("retry"));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_trace_imports_with_copy_idempotently(pool: PgPool) {
     let fleet = create_fleet(&pool, &FleetSpec::named("elb")).await.unwrap();
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nab-elb-5m.csv");
     let trace = prewarm_core::read_trace(&path).unwrap();
-    let rows = crate::import_trace(&pool, &fleet, &trace, Utc::now())
+    let rows = prewarm_store::import_trace(&pool, &fleet, &trace, Utc::now())
         .await
         .unwrap();
     assert_eq!(rows as usize, trace.len() - trace.missing());
-    crate::import_trace(&pool, &fleet, &trace, Utc::now())
+    prewarm_store::import_trace(&pool, &fleet, &trace, Utc::now())
         .await
         .unwrap();
     assert_eq!(count(&pool).await as usize, trace.len() - trace.missing());
@@ -376,7 +378,7 @@ async fn a_trace_imports_with_copy_idempotently(pool: PgPool) {
     assert_eq!(total, expected);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn scopes_revocation_and_the_bearer_scheme_are_enforced(pool: PgPool) {
     create_fleet(&pool, &FleetSpec::named("chat"))
         .await
@@ -410,23 +412,27 @@ async fn scopes_revocation_and_the_bearer_scheme_are_enforced(pool: PgPool) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // A revoked token is refused at once, and the revocation is audited.
-    let tokens = crate::list_tokens(&pool, None).await.unwrap();
+    let tokens = prewarm_store::list_tokens(&pool, None).await.unwrap();
     let id = tokens
         .iter()
         .find(|t| t.scopes == vec![Scope::Push])
         .unwrap()
         .id;
-    assert!(crate::revoke_token(&pool, id, &Actor::cli()).await.unwrap());
-    assert!(!crate::revoke_token(&pool, id, &Actor::cli()).await.unwrap());
+    assert!(prewarm_store::revoke_token(&pool, id, &Actor::cli())
+        .await
+        .unwrap());
+    assert!(!prewarm_store::revoke_token(&pool, id, &Actor::cli())
+        .await
+        .unwrap());
     let (status, answer) = call(&pool, "/v1/fleets/chat/samples", Some(&pusher), body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
-    let log = crate::audit::list(&pool, None, 10).await.unwrap();
+    let log = prewarm_store::audit::list(&pool, None, 10).await.unwrap();
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
         vec!["token.revoke", "token.create", "token.create"]
     );
-    assert!(crate::list_tokens(&pool, None).await.unwrap()[1]
+    assert!(prewarm_store::list_tokens(&pool, None).await.unwrap()[1]
         .revoked_at
         .is_some());
     // Scopes parse from what a user types, and unknown ones say what exists.
@@ -439,7 +445,7 @@ async fn scopes_revocation_and_the_bearer_scheme_are_enforced(pool: PgPool) {
         .contains("push, read, operate and admin"));
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn hostile_names_and_implausible_values_are_refused_with_a_reason(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     // A NUL byte in a fleet name names no fleet: 404, not a database error.
@@ -478,7 +484,7 @@ async fn hostile_names_and_implausible_values_are_refused_with_a_reason(pool: Pg
     assert_eq!(count(&pool).await, 0);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn an_import_meets_the_push_rules_and_names_the_line(pool: PgPool) {
     let fleet = create_fleet(&pool, &FleetSpec::named("elb")).await.unwrap();
     let path = std::path::Path::new("t.csv");
@@ -488,7 +494,7 @@ async fn an_import_meets_the_push_rules_and_names_the_line(pool: PgPool) {
         path,
     )
     .unwrap();
-    let e = crate::import_trace(&pool, &fleet, &future, Utc::now())
+    let e = prewarm_store::import_trace(&pool, &fleet, &future, Utc::now())
         .await
         .unwrap_err()
         .to_string();
@@ -502,7 +508,7 @@ async fn an_import_meets_the_push_rules_and_names_the_line(pool: PgPool) {
         path,
     )
     .unwrap();
-    let e = crate::import_trace(&pool, &fleet, &wide, Utc::now())
+    let e = prewarm_store::import_trace(&pool, &fleet, &wide, Utc::now())
         .await
         .unwrap_err()
         .to_string();
@@ -510,56 +516,56 @@ async fn an_import_meets_the_push_rules_and_names_the_line(pool: PgPool) {
     assert_eq!(count(&pool).await, 0);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn fleets_are_listed_updated_and_deleted_with_their_samples(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     push(&pool, &chat, 0..10).await;
-    let names: Vec<String> = crate::list_fleets(&pool)
+    let names: Vec<String> = prewarm_store::list_fleets(&pool)
         .await
         .unwrap()
         .into_iter()
         .map(|f| f.name)
         .collect();
     assert_eq!(names, vec!["chat", "code"]);
-    let update = crate::FleetUpdate {
+    let update = prewarm_store::FleetUpdate {
         max_gpus: Some(40),
         budget_usd_per_hour: Some(Some(90.0)),
         ..Default::default()
     };
-    let (before, after) = crate::update_fleet(&pool, "chat", &update, &Actor::cli())
+    let (before, after) = prewarm_store::update_fleet(&pool, "chat", &update, &Actor::cli())
         .await
         .unwrap();
     assert_eq!((before.max_gpus, after.max_gpus), (100, 40));
     assert_eq!(after.budget_usd_per_hour, Some(90.0));
     // A change that breaks the rules is refused whole.
-    let bad = crate::FleetUpdate {
+    let bad = prewarm_store::FleetUpdate {
         min_gpus: Some(50),
         ..Default::default()
     };
-    let e = crate::update_fleet(&pool, "chat", &bad, &Actor::cli())
+    let e = prewarm_store::update_fleet(&pool, "chat", &bad, &Actor::cli())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("max_gpus"), "{e}");
     assert_eq!(fleet_by_name(&pool, "chat").await.unwrap().min_gpus, 1);
-    let samples = crate::delete_fleet(&pool, "chat", &Actor::cli())
+    let samples = prewarm_store::delete_fleet(&pool, "chat", &Actor::cli())
         .await
         .unwrap();
     assert_eq!(samples, 10);
     assert_eq!(count(&pool).await, 0);
     assert!(fleet_by_name(&pool, "chat").await.is_err());
-    let log = crate::audit::list(&pool, None, 10).await.unwrap();
+    let log = prewarm_store::audit::list(&pool, None, 10).await.unwrap();
     assert_eq!(log[0].action, "fleet.delete");
     assert_eq!(log[1].action, "fleet.update");
     assert_eq!(log[1].before.as_ref().unwrap()["max_gpus"], 100);
     assert_eq!(log[1].after.as_ref().unwrap()["max_gpus"], 40);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn old_raw_samples_are_downsampled_to_hourly_sums(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     push(&pool, &chat, 0..150).await;
     // Everything before 02:00 becomes two hourly rows; 02:00 to 02:29 stays raw.
-    let (written, removed) = crate::downsample(&pool, minute(125)).await.unwrap();
+    let (written, removed) = prewarm_store::downsample(&pool, minute(125)).await.unwrap();
     assert_eq!((written, removed), (2, 120));
     let id = fleet_by_name(&pool, "chat").await.unwrap().id;
     let hourly = history(&pool, id, 3600, minute(0), minute(200))
@@ -661,7 +667,7 @@ fn counter_history(end: i64) -> (String, i64) {
     (text, start)
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn weeks_of_history_are_pulled_from_a_real_prometheus(pool: PgPool) {
     use crate::prometheus::{pull, PromSource, PullError, Retry};
     let end = (Utc::now().timestamp() - 3 * 3600) / 3600 * 3600;
@@ -777,7 +783,7 @@ async fn weeks_of_history_are_pulled_from_a_real_prometheus(pool: PgPool) {
     assert_eq!(history(&pool, fleet.id, 60, from, to).await.unwrap(), rows);
 }
 
-#[sqlx::test(migrator = "crate::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_database_outage_mid_push_gives_503_and_retries_store_each_sample_once(pool: PgPool) {
     let (chat, _) = setup(&pool).await;
     let database: String = sqlx::query_scalar("SELECT current_database()")

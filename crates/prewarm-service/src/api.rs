@@ -26,13 +26,15 @@ use axum::{
     Json, Router,
 };
 use chrono::{DateTime, Duration, Utc};
-use prewarm_ingest::{audit, Actor, Grant, IngestError, Scope};
+use prewarm_store::{audit, Actor, Grant, Scope, StoreError};
 use serde_json::json;
+
+use prewarm_store::{leases, ledger, OrderState};
 
 use crate::{
     callbacks,
     engine::{FleetEvent, FleetRow, Service},
-    forecasts, leases, ledger,
+    forecasts,
 };
 
 type Shared = Arc<Service>;
@@ -52,10 +54,10 @@ fn db_error(e: sqlx::Error) -> Response {
     r
 }
 
-fn ingest_error(e: IngestError) -> Response {
+fn ingest_error(e: StoreError) -> Response {
     match e {
-        IngestError::Database(d) => db_error(d),
-        IngestError::Unavailable(_) => {
+        StoreError::Database(d) => db_error(d),
+        StoreError::Unavailable(_) => {
             let mut r = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable; try again shortly",
@@ -64,15 +66,15 @@ fn ingest_error(e: IngestError) -> Response {
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
             r
         }
-        IngestError::UnknownFleet(name) => {
+        StoreError::UnknownFleet(name) => {
             error(StatusCode::NOT_FOUND, format!("no fleet named `{name}`"))
         }
-        IngestError::InvalidFleet(m) | IngestError::InvalidToken(m) => {
+        StoreError::InvalidFleet(m) | StoreError::InvalidToken(m) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, m)
         }
-        IngestError::Invalid(items) => error(
+        StoreError::Invalid(items) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            IngestError::Invalid(items).to_string(),
+            StoreError::Invalid(items).to_string(),
         ),
     }
 }
@@ -148,11 +150,11 @@ fn same_secret(a: &str, b: &str) -> bool {
 async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
     let required = &s.config.http.metrics_token.0;
     if !required.is_empty() {
-        let presented = prewarm_ingest::bearer(&headers);
+        let presented = prewarm_ingest::api::bearer(&headers);
         let allowed = match presented {
             Some(t) if same_secret(t, required) => true,
             // An API token that may read every fleet may read their metrics too.
-            Some(t) => match prewarm_ingest::authenticate(&s.pool, t).await {
+            Some(t) => match prewarm_store::authenticate(&s.pool, t).await {
                 Ok(Some(g)) => g.allows(Scope::Read) && g.fleet_id.is_none(),
                 Ok(None) => false,
                 Err(e) => return ingest_error(e),
@@ -353,7 +355,7 @@ async fn list_fleets(State(s): State<Shared>, headers: HeaderMap) -> Response {
         Ok(g) => g,
         Err(r) => return r,
     };
-    match prewarm_ingest::list_fleets(&s.pool).await {
+    match prewarm_store::list_fleets(&s.pool).await {
         Ok(fleets) => {
             let fleets: Vec<_> = fleets.into_iter().filter(|f| grant.covers(f.id)).collect();
             Json(json!({ "fleets": fleets })).into_response()
@@ -428,7 +430,7 @@ async fn plan(
         let orders = ledger::orders(&s.pool, fleet.id).await?;
         let pending: Vec<_> = orders
             .into_iter()
-            .filter(|o| o.state == "pending")
+            .filter(|o| o.state == OrderState::Pending)
             .collect();
         Ok::<_, sqlx::Error>(json!({
             "fleet": fleet,
@@ -884,7 +886,7 @@ async fn set_planner(
 async fn create_fleet(
     State(s): State<Shared>,
     headers: HeaderMap,
-    body: Result<Json<prewarm_ingest::FleetSpec>, JsonRejection>,
+    body: Result<Json<prewarm_store::FleetSpec>, JsonRejection>,
 ) -> Response {
     let grant = match grant_for(&s, &headers, Scope::Admin).await {
         Ok(g) => g,
@@ -903,7 +905,7 @@ async fn create_fleet(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let fleet = match prewarm_ingest::create_fleet(&s.pool, &spec).await {
+    let fleet = match prewarm_store::create_fleet(&s.pool, &spec).await {
         Ok(f) => f,
         Err(e) => return ingest_error(e),
     };
@@ -929,7 +931,7 @@ async fn create_fleet(
 async fn update_fleet(
     State(s): State<Shared>,
     a: Authorized<Admin>,
-    body: Result<Json<prewarm_ingest::FleetUpdate>, JsonRejection>,
+    body: Result<Json<prewarm_store::FleetUpdate>, JsonRejection>,
 ) -> Response {
     let update = match parsed(
         body,
@@ -938,14 +940,14 @@ async fn update_fleet(
         Ok(u) => u,
         Err(r) => return r,
     };
-    match prewarm_ingest::update_fleet(&s.pool, &a.name, &update, &a.actor()).await {
+    match prewarm_store::update_fleet(&s.pool, &a.name, &update, &a.actor()).await {
         Ok((before, after)) => Json(json!({ "before": before, "fleet": after })).into_response(),
         Err(e) => ingest_error(e),
     }
 }
 
 async fn delete_fleet(State(s): State<Shared>, a: Authorized<Admin>) -> Response {
-    match prewarm_ingest::delete_fleet(&s.pool, &a.name, &a.actor()).await {
+    match prewarm_store::delete_fleet(&s.pool, &a.name, &a.actor()).await {
         Ok(samples) => {
             Json(json!({ "deleted": a.name, "samples_removed": samples })).into_response()
         }
@@ -958,7 +960,7 @@ async fn list_tokens(State(s): State<Shared>, headers: HeaderMap) -> Response {
         Ok(g) => g,
         Err(r) => return r,
     };
-    match prewarm_ingest::list_tokens(&s.pool, grant.fleet_id).await {
+    match prewarm_store::list_tokens(&s.pool, grant.fleet_id).await {
         Ok(tokens) => Json(json!({ "tokens": tokens })).into_response(),
         Err(e) => ingest_error(e),
     }
@@ -993,7 +995,7 @@ async fn create_token(
     // A fleet's admin makes tokens for that fleet only.
     if let Some(own) = grant.fleet_id {
         let target = match &t.fleet {
-            Some(name) => match prewarm_ingest::fleet_by_name(&s.pool, name).await {
+            Some(name) => match prewarm_store::fleet_by_name(&s.pool, name).await {
                 Ok(f) => Some(f.id),
                 Err(e) => return ingest_error(e),
             },
@@ -1006,7 +1008,7 @@ async fn create_token(
             );
         }
     }
-    match prewarm_ingest::create_token(
+    match prewarm_store::create_token(
         &s.pool,
         t.fleet.as_deref(),
         &t.label,
@@ -1037,7 +1039,7 @@ async fn revoke_token(
         Err(r) => return r,
     };
     if let Some(own) = grant.fleet_id {
-        let tokens = match prewarm_ingest::list_tokens(&s.pool, Some(own)).await {
+        let tokens = match prewarm_store::list_tokens(&s.pool, Some(own)).await {
             Ok(t) => t,
             Err(e) => return ingest_error(e),
         };
@@ -1048,7 +1050,7 @@ async fn revoke_token(
             );
         }
     }
-    match prewarm_ingest::revoke_token(&s.pool, id, &grant.actor()).await {
+    match prewarm_store::revoke_token(&s.pool, id, &grant.actor()).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(
             StatusCode::NOT_FOUND,

@@ -52,7 +52,7 @@ struct Due {
     id: i64,
     idempotency_key: String,
     fleet: String,
-    kind: String,
+    kind: prewarm_store::OrderKind,
     count: i32,
     attempts: i32,
     created_at: DateTime<Utc>,
@@ -168,7 +168,7 @@ impl Dispatcher {
         let body = serde_json::to_vec(&crate::webhook::OrderBody {
             id: order.idempotency_key.clone(),
             fleet: order.fleet.clone(),
-            kind: order.kind.clone(),
+            kind: order.kind,
             count: order.count.max(0) as u32,
             created_at: order.created_at.to_rfc3339(),
         })

@@ -20,9 +20,12 @@ use crate::{
     clock::SharedClock,
     config::{Config, Mode},
     dispatcher::{DispatchReport, Dispatcher, Scope},
-    forecasts, leases,
-    ledger::{self, Meta},
+    forecasts,
     metrics::{Metrics, OrderLabel},
+};
+use prewarm_store::{
+    leases,
+    ledger::{self, Meta},
     state,
 };
 
@@ -222,7 +225,7 @@ impl Service {
 
     pub async fn fleet_by_name(&self, name: &str) -> Result<Option<FleetRow>, sqlx::Error> {
         // A name the schema cannot hold (a NUL byte, say) names no fleet.
-        if !prewarm_ingest::valid_name(name) {
+        if !prewarm_store::valid_name(name) {
             return Ok(None);
         }
         sqlx::query_as(&format!(
@@ -395,7 +398,7 @@ impl Service {
         } = gathered;
         let meta = Meta {
             replica: self.replica(),
-            mode: mode.name(),
+            mode: prewarm_store::DecisionMode::from(&mode),
             boot_lead_secs: Some(cfg.boot_lead_secs),
             forecast_id: live.as_ref().map(|f| f.id),
             fence: Some(self.holder.token),
@@ -643,14 +646,14 @@ impl Service {
     /// Folds a fleet's old raw samples into hourly sums and drops old decisions that ordered
     /// nothing (those with orders stay: the fleet's state is counted from them).
     pub async fn retention(&self, fleet_id: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        prewarm_ingest::downsample_fleet(
+        prewarm_store::downsample_fleet(
             &self.pool,
             Some(fleet_id),
             now - Duration::seconds(self.config.retention.keep_raw.0),
         )
         .await
         .map_err(|e| match e {
-            prewarm_ingest::IngestError::Database(d) => d,
+            prewarm_store::StoreError::Database(d) => d,
             other => sqlx::Error::Protocol(other.to_string()),
         })?;
         let before = now - Duration::seconds(self.config.retention.keep_decisions.0);

@@ -24,6 +24,8 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 
+use prewarm_store::OrderKind;
+
 use crate::{
     callbacks::{Callback, Event},
     clock::SharedClock,
@@ -311,8 +313,8 @@ impl FakeCloud {
         } else {
             1
         };
-        match order.kind.as_str() {
-            "boot" => {
+        match order.kind {
+            OrderKind::Boot => {
                 let (lo, hi) = self.behaviour.boot_secs;
                 for k in 0..order.count {
                     state.draws += 1;
@@ -339,7 +341,7 @@ impl FakeCloud {
                     });
                 }
             }
-            "terminate" => {
+            OrderKind::Terminate => {
                 for _ in 0..order.count {
                     let pick = |phase: Phase| {
                         state
@@ -359,7 +361,6 @@ impl FakeCloud {
                     inst.repeat = inst.repeat.max(repeat);
                 }
             }
-            _ => {}
         }
     }
 
@@ -436,12 +437,10 @@ async fn receive(
             )
         }
     };
-    if order.count > 10_000 || !matches!(order.kind.as_str(), "boot" | "terminate") {
+    if order.count > 10_000 {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(
-                serde_json::json!({ "error": "kind must be boot or terminate, count at most 10000" }),
-            ),
+            Json(serde_json::json!({ "error": "count must be at most 10000" })),
         );
     }
     let mut state = cloud.state.lock().expect("fake-cloud state");

@@ -4,9 +4,10 @@
 //!
 //! - [`config`]: TOML file plus `PREWARM_...` environment overrides, checked at start.
 //! - [`serve`]: the HTTP API and the scheduler's jobs; [`jobs`]: when they run.
-//! - [`engine`]: refit, plan, record and dispatch for one fleet; [`leases`]: one replica per fleet.
-//! - [`ledger`], [`dispatcher`], [`webhook`]: the order outbox and its signed delivery.
-//! - [`callbacks`], [`state`]: what the provisioner reports, and the fleet's GPUs rebuilt from it.
+//! - [`engine`]: refit, plan, record and dispatch for one fleet (the leases, the ledger and the
+//!   fleet state it reads and writes are in `prewarm_store`).
+//! - [`dispatcher`], [`webhook`]: the order outbox's signed delivery.
+//! - [`callbacks`]: what the provisioner reports.
 //! - `fake_cloud` (feature `fake-cloud`, on in tests): the reference provisioner, for the demo,
 //!   `prewarm fake-cloud` and the tests.
 //! - [`clock`]: the injectable clock.
@@ -21,11 +22,8 @@ pub mod engine;
 pub mod fake_cloud;
 pub mod forecasts;
 pub mod jobs;
-pub mod leases;
-pub mod ledger;
 pub mod metrics;
 pub mod serve;
-pub mod state;
 pub mod webhook;
 
 #[cfg(test)]

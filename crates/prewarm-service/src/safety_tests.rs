@@ -6,17 +6,19 @@
 use std::{sync::Arc, time::Instant};
 
 use chrono::{Duration, Utc};
-use prewarm_ingest::{create_fleet, create_token, Actor, FleetSpec, Scope};
 use prewarm_planner::{FleetState, Order};
+use prewarm_store::{create_fleet, create_token, Actor, FleetSpec, Scope};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
+
+use prewarm_store::ledger;
 
 use crate::{
     clock::{Clock, ManualClock, SharedClock},
     config::{Config, Redacted, Span},
     engine::TickOutcome,
-    ledger, serve,
+    serve,
     service_tests::{at, config, fleet, ops_token, planned, world},
     webhook::Secret,
 };
@@ -36,7 +38,7 @@ async fn decisions_of(pool: &PgPool, fleet_id: i64) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn two_starts_with_one_replica_id_plan_each_fleet_once(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
         c.service.replica_id = "replica-1".into()
@@ -82,7 +84,9 @@ async fn two_starts_with_one_replica_id_plan_each_fleet_once(pool: PgPool) {
     }
     let applied = w.cloud.seen().applied.clone();
     assert_eq!(applied.len(), 3, "{applied:?}");
-    assert!(applied.iter().all(|o| o.kind == "boot" && o.count == 2));
+    assert!(applied
+        .iter()
+        .all(|o| o.kind == prewarm_store::OrderKind::Boot && o.count == 2));
     // A start that does not hold a fleet's lease writes nothing for it, even under the same id.
     let foreign = held_a[0];
     assert_eq!(b.tick_fleet(foreign).await.unwrap(), TickOutcome::LeaseLost);
@@ -133,7 +137,7 @@ async fn instances(pool: &PgPool) -> Vec<(String, String, Option<f64>)> {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_callback_cannot_be_replayed_to_another_path_or_instance(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let id = fleet(&pool, "chat", 1).await;
@@ -186,7 +190,7 @@ async fn a_callback_cannot_be_replayed_to_another_path_or_instance(pool: PgPool)
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn callbacks_dated_out_of_bounds_are_refused_and_the_lead_stays_sane(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let id = fleet(&pool, "chat", 1).await;
@@ -263,7 +267,7 @@ async fn callbacks_dated_out_of_bounds_are_refused_and_the_lead_stays_sane(pool:
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn two_installations_share_one_provisioner_without_colliding_keys(pool: PgPool) {
     // A second database: another installation, or a restored backup, with the same ids.
     let name = format!("prewarm_second_{}", rand::random::<u32>());
@@ -276,7 +280,7 @@ async fn two_installations_share_one_provisioner_without_colliding_keys(pool: Pg
         .connect_with(pool.connect_options().as_ref().clone().database(&name))
         .await
         .unwrap();
-    prewarm_ingest::MIGRATOR.run(&other).await.unwrap();
+    prewarm_store::MIGRATOR.run(&other).await.unwrap();
     let secret = Secret::generate();
     let cloud = crate::fake_cloud::FakeCloud::new(secret.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -320,7 +324,7 @@ async fn two_installations_share_one_provisioner_without_colliding_keys(pool: Pg
         .unwrap();
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn tokens_need_their_scope_and_pins_respect_the_fleet_limit(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let mut spec = FleetSpec::named("chat");
@@ -509,7 +513,7 @@ async fn tokens_need_their_scope_and_pins_respect_the_fleet_limit(pool: PgPool) 
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn metrics_can_require_a_token(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
         c.http.metrics_token = Redacted("scrape-secret-1234".into())
@@ -610,7 +614,7 @@ fn secrets_never_reach_an_error_or_the_check_output() {
     assert_ne!(a, c.service.replica_id);
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn while_the_database_is_down_the_service_says_so_within_a_second_and_waits(pool: PgPool) {
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&pool)
@@ -687,7 +691,7 @@ async fn while_the_database_is_down_the_service_says_so_within_a_second_and_wait
     running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn an_old_history_says_so_and_a_refit_can_be_asked_for(pool: PgPool) {
     let now = at("2026-06-05T12:00:00Z");
     let w = world(&pool, now, |_| {}).await;
@@ -697,7 +701,7 @@ async fn an_old_history_says_so_and_a_refit_can_be_asked_for(pool: PgPool) {
     let fixture =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/nab-elb-5m.csv");
     let mut trace = prewarm_core::read_trace(&fixture).unwrap();
-    prewarm_ingest::import_trace(&pool, &created, &trace, Utc::now())
+    prewarm_store::import_trace(&pool, &created, &trace, Utc::now())
         .await
         .unwrap();
     let ops = ops_token(&pool, Some("chat")).await;
@@ -734,7 +738,7 @@ async fn an_old_history_says_so_and_a_refit_can_be_asked_for(pool: PgPool) {
     // The same trace moved to end now: a refit at once gives a calibrated band.
     let end = trace.timestamp(trace.len());
     trace.start += now - end;
-    prewarm_ingest::import_trace(&pool, &created, &trace, Utc::now())
+    prewarm_store::import_trace(&pool, &created, &trace, Utc::now())
         .await
         .unwrap();
     let report: serde_json::Value = refit().await.unwrap().json().await.unwrap();

@@ -76,8 +76,8 @@ pub async fn start(
 fn unreachable(e: &sqlx::migrate::MigrateError) -> bool {
     match e {
         sqlx::migrate::MigrateError::Execute(e) => matches!(
-            prewarm_ingest::IngestError::from(clone_kind(e)),
-            prewarm_ingest::IngestError::Unavailable(_)
+            prewarm_store::StoreError::from(clone_kind(e)),
+            prewarm_store::StoreError::Unavailable(_)
         ),
         _ => false,
     }
@@ -145,7 +145,7 @@ pub async fn start_with_pool(
     });
     let mut wait = Duration::from_secs(1);
     loop {
-        match prewarm_ingest::MIGRATOR.run(&pool).await {
+        match prewarm_store::MIGRATOR.run(&pool).await {
             Ok(()) => break,
             Err(e) if unreachable(&e) => {
                 tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "the database cannot be reached; /readyz answers 503 until it can");
@@ -333,7 +333,7 @@ impl Running {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
-        let _ = crate::leases::release_all(&self.service.pool, &self.service.holder).await;
+        let _ = prewarm_store::leases::release_all(&self.service.pool, &self.service.holder).await;
     }
 }
 

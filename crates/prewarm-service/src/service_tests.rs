@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use prewarm_core::Trace;
-use prewarm_ingest::{create_fleet, create_token, FleetSpec};
 use prewarm_planner::{FleetState, Order};
+use prewarm_store::{create_fleet, create_token, FleetSpec};
 use sqlx::PgPool;
 
 use crate::{
@@ -102,13 +102,13 @@ pub(crate) async fn fleet(pool: &PgPool, name: &str, min: i32) -> i64 {
 
 /// A token that may read and operate one fleet (or every fleet).
 pub(crate) async fn ops_token(pool: &PgPool, fleet: Option<&str>) -> String {
-    use prewarm_ingest::Scope;
+    use prewarm_store::Scope;
     create_token(
         pool,
         fleet,
         "ops",
         &[Scope::Read, Scope::Operate],
-        &prewarm_ingest::Actor::cli(),
+        &prewarm_store::Actor::cli(),
     )
     .await
     .unwrap()
@@ -127,7 +127,7 @@ pub(crate) fn planned(outcome: TickOutcome) -> (prewarm_planner::Decision, Fleet
     }
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn the_service_boots_learns_boot_times_and_obeys_operators(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let id = fleet(&pool, "chat", 2).await;
@@ -202,7 +202,7 @@ async fn the_service_boots_learns_boot_times_and_obeys_operators(pool: PgPool) {
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn failed_boots_are_replaced_and_duplicate_callbacks_change_nothing(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let id = fleet(&pool, "chat", 3).await;
@@ -227,7 +227,7 @@ async fn failed_boots_are_replaced_and_duplicate_callbacks_change_nothing(pool: 
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn forecast_only_mode_records_decisions_and_orders_nothing(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
         c.service.mode = Mode::ForecastOnly
@@ -246,7 +246,7 @@ async fn forecast_only_mode_records_decisions_and_orders_nothing(pool: PgPool) {
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let id = fleet(&pool, "chat", 2).await;
@@ -494,7 +494,7 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn two_replicas_never_plan_the_same_fleet_and_a_dead_ones_fleets_move(pool: PgPool) {
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
         c.service.lease_ttl = Span(3)
@@ -550,7 +550,7 @@ async fn two_replicas_never_plan_the_same_fleet_and_a_dead_ones_fleets_move(pool
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn state_is_rebuilt_from_the_ledger_and_callbacks(pool: PgPool) {
     let id = fleet(&pool, "chat", 0).await;
     let now = at("2026-06-01T12:00:00Z");
@@ -597,7 +597,7 @@ async fn state_is_rebuilt_from_the_ledger_and_callbacks(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap(); // preempted
-    let s = crate::state::fleet_state(&pool, id, now, 1_800)
+    let s = prewarm_store::state::fleet_state(&pool, id, now, 1_800)
         .await
         .unwrap();
     // boots 4 + 2 (in doubt) = 6, minus 1 terminated by order, minus 1 lost = 4 provisioned;
@@ -621,7 +621,7 @@ fn rush_trace(start: DateTime<Utc>, days: i64) -> Trace {
     Trace::new(start, 300, requests)
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool: PgPool) {
     // 09:00 in New York is 13:00 UTC in June; the plan at 12:50 must order for the rush.
     let start = at("2026-06-01T04:00:00Z");
@@ -638,7 +638,7 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
         300,
         trace.requests[..((now - start).num_minutes() / 5) as usize].to_vec(),
     );
-    prewarm_ingest::import_trace(&pool, &created, &history, Utc::now())
+    prewarm_store::import_trace(&pool, &created, &history, Utc::now())
         .await
         .unwrap();
     w.service.lease_round().await.unwrap();
@@ -689,7 +689,7 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn dst_days_run_every_job_once(pool: PgPool) {
     let tz: Tz = "America/New_York".parse().unwrap();
     let at_time = parse_local_time("02:30").unwrap();
@@ -839,7 +839,7 @@ fn configuration_comes_from_a_file_and_the_environment_and_hides_secrets() {
     assert!(e.contains("does not exist"), "{e}");
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
     // 03:00 in Berlin is 01:00 UTC in summer.
     let w = world(&pool, at("2026-06-10T00:30:00Z"), |_| {}).await;
@@ -848,7 +848,7 @@ async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
     let created = create_fleet(&pool, &spec).await.unwrap();
     // Two hours of 1-minute samples, 40 days old.
     let old = Trace::new(at("2026-05-01T00:00:00Z"), 60, vec![2.0; 120]);
-    prewarm_ingest::import_trace(&pool, &created, &old, Utc::now())
+    prewarm_store::import_trace(&pool, &created, &old, Utc::now())
         .await
         .unwrap();
     w.service.lease_round().await.unwrap();
@@ -877,7 +877,7 @@ async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
     w.running.stop().await;
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_fleet_whose_distribution_cannot_be_calibrated_yet_says_so_and_runs_reactive(
     pool: PgPool,
 ) {
@@ -892,7 +892,7 @@ async fn a_fleet_whose_distribution_cannot_be_calibrated_yet_says_so_and_runs_re
     let created = create_fleet(&pool, &spec).await.unwrap();
     let trace = rush_trace(start, 2);
     let history = Trace::new(start, 300, trace.requests[..25 * 12].to_vec());
-    prewarm_ingest::import_trace(&pool, &created, &history, Utc::now())
+    prewarm_store::import_trace(&pool, &created, &history, Utc::now())
         .await
         .unwrap();
     w.service.lease_round().await.unwrap();

@@ -3,14 +3,15 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prewarm_ingest::{create_fleet, FleetSpec};
 use prewarm_planner::{Decision, FleetState, Order};
+use prewarm_store::{create_fleet, FleetSpec};
 use sqlx::PgPool;
+
+use prewarm_store::ledger::{orders, record_decision, ORDER_TTL_SECS};
 
 use crate::{
     dispatcher::Dispatcher,
     fake_cloud::{Control, FakeCloud},
-    ledger::{orders, record_decision, ORDER_TTL_SECS},
     webhook::Secret,
 };
 
@@ -91,7 +92,7 @@ async fn drain(d: &Dispatcher, pool: &PgPool, mut now: DateTime<Utc>) -> u32 {
     }
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn an_order_is_applied_once_despite_failures_and_time_outs(pool: PgPool) {
     let Harness {
         cloud,
@@ -125,7 +126,7 @@ async fn an_order_is_applied_once_despite_failures_and_time_outs(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
     let Harness {
         cloud,
@@ -153,7 +154,7 @@ async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
     assert_eq!(state.applied.len(), 1, "applied once in effect");
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPool) {
     let Harness {
         cloud,
@@ -182,7 +183,7 @@ async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPoo
         "the superseded order was not delivered late"
     );
     let stored = orders(&pool, fleet_id).await.unwrap();
-    assert_eq!(stored[0].state, "cancelled");
+    assert_eq!(stored[0].state, prewarm_store::OrderState::Cancelled);
 
     // An order the provisioner never acknowledges expires instead of arriving late.
     record_decision(&pool, fleet_id, now, &FleetState::default(), &boot(4))
@@ -202,7 +203,7 @@ async fn a_newer_plan_cancels_undelivered_orders_and_old_ones_expire(pool: PgPoo
     assert_eq!(cloud.seen().applied.len(), 1);
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_wrong_secret_is_refused_and_nothing_is_applied(pool: PgPool) {
     let Harness {
         cloud,
@@ -223,10 +224,14 @@ async fn a_wrong_secret_is_refused_and_nothing_is_applied(pool: PgPool) {
         "{:?}",
         stored[0]
     );
-    assert_eq!(stored[0].state, "pending", "retried later, not lost");
+    assert_eq!(
+        stored[0].state,
+        prewarm_store::OrderState::Pending,
+        "retried later, not lost"
+    );
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn two_dispatchers_never_send_the_same_order_at_once(pool: PgPool) {
     // The harness's own order plus 19 more fleets' orders.
     let Harness {
@@ -306,7 +311,7 @@ async fn callback(
     callback_signed(pool, secret, secret, path, body, signed_at).await
 }
 
-#[sqlx::test(migrator = "prewarm_ingest::MIGRATOR")]
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn callbacks_teach_boot_times_and_bad_ones_change_nothing(pool: PgPool) {
     use axum::http::StatusCode;
     let Harness {

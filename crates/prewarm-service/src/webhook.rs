@@ -19,7 +19,7 @@ pub struct OrderBody {
     /// The fleet's name.
     pub fleet: String,
     /// `boot` or `terminate`.
-    pub kind: String,
+    pub kind: prewarm_store::OrderKind,
     /// How many instances to start or stop.
     pub count: u32,
     /// When prewarm made the order (RFC 3339).

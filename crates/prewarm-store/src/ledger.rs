@@ -4,6 +4,8 @@ use chrono::{DateTime, Duration, Utc};
 use prewarm_planner::{Decision, FleetState, Order};
 use sqlx::PgPool;
 
+use crate::kinds::{DecisionMode, OrderKind, OrderState};
+
 /// How long an undelivered order stays worth delivering: past this, the fleet has moved on and
 /// the next plan decides afresh.
 pub const ORDER_TTL_SECS: i64 = 300;
@@ -19,7 +21,7 @@ pub async fn record_decision(
 ) -> Result<i64, sqlx::Error> {
     let meta = Meta {
         replica: "",
-        mode: "act",
+        mode: DecisionMode::Act,
         boot_lead_secs: None,
         forecast_id: None,
         fence: None,
@@ -34,8 +36,7 @@ pub async fn record_decision(
 #[derive(Debug, Clone, Copy)]
 pub struct Meta<'a> {
     pub replica: &'a str,
-    /// `act`, `forecast-only`, `paused` or `pinned`.
-    pub mode: &'a str,
+    pub mode: DecisionMode,
     pub boot_lead_secs: Option<i64>,
     pub forecast_id: Option<i64>,
     /// Write only while the process start with this lease token holds the fleet's lease
@@ -111,10 +112,7 @@ pub async fn record(
         &[]
     };
     for order in orders {
-        let (kind, count) = match *order {
-            Order::Boot(c) => ("boot", c),
-            Order::Terminate(c) => ("terminate", c),
-        };
+        let (kind, count) = OrderKind::of(*order);
         sqlx::query(
             "INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, next_attempt_at,
              expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
@@ -144,9 +142,9 @@ pub struct StoredOrder {
     pub id: i64,
     pub idempotency_key: String,
     pub fleet_id: i64,
-    pub kind: String,
+    pub kind: OrderKind,
     pub count: i32,
-    pub state: String,
+    pub state: OrderState,
     pub attempts: i32,
     pub last_error: Option<String>,
 }
@@ -174,7 +172,7 @@ pub struct StoredDecision {
     pub forecast_upper_rps: Option<f64>,
     pub reason: String,
     pub replica: String,
-    pub mode: String,
+    pub mode: DecisionMode,
     pub boot_lead_secs: Option<i64>,
     pub forecast_id: Option<i64>,
 }

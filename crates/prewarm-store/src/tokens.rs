@@ -6,7 +6,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::{audit, Actor, IngestError};
+use crate::{audit, Actor, StoreError};
 
 /// What a token may do.
 #[derive(
@@ -131,14 +131,14 @@ pub async fn create_token(
     label: &str,
     scopes: &[Scope],
     actor: &Actor,
-) -> Result<(i64, String), IngestError> {
+) -> Result<(i64, String), StoreError> {
     if scopes.is_empty() {
-        return Err(IngestError::InvalidToken(
+        return Err(StoreError::InvalidToken(
             "give at least one scope: push, read, operate or admin".into(),
         ));
     }
     if label.len() > 200 {
-        return Err(IngestError::InvalidToken(
+        return Err(StoreError::InvalidToken(
             "a label is at most 200 characters".into(),
         ));
     }
@@ -173,7 +173,7 @@ pub async fn create_token(
 }
 
 /// The grant of a token that exists and is not revoked.
-pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Grant>, IngestError> {
+pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Grant>, StoreError> {
     let row: Option<(i64, String, Option<i64>, Vec<String>)> = sqlx::query_as(
         "SELECT id, label, fleet_id, scopes FROM api_tokens
          WHERE token_sha256 = $1 AND revoked_at IS NULL",
@@ -204,7 +204,7 @@ pub struct TokenInfo {
 pub async fn list_tokens(
     pool: &PgPool,
     fleet_id: Option<i64>,
-) -> Result<Vec<TokenInfo>, IngestError> {
+) -> Result<Vec<TokenInfo>, StoreError> {
     type Row = (
         i64,
         String,
@@ -237,7 +237,7 @@ pub async fn list_tokens(
 }
 
 /// Revokes a token at once; `false` when no token has that id (or it was revoked already).
-pub async fn revoke_token(pool: &PgPool, id: i64, actor: &Actor) -> Result<bool, IngestError> {
+pub async fn revoke_token(pool: &PgPool, id: i64, actor: &Actor) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
     let revoked: Option<(Option<i64>, String)> = sqlx::query_as(
         "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
@@ -269,18 +269,4 @@ pub async fn revoke_token(pool: &PgPool, id: i64, actor: &Actor) -> Result<bool,
     .await?;
     tx.commit().await?;
     Ok(true)
-}
-
-/// The bearer token of a request's `Authorization` header. The scheme is case-insensitive
-/// (`Bearer`, `bearer`); a token is 1 to 256 characters.
-pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256)
-        .then_some(token)
 }

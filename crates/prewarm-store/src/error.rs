@@ -1,4 +1,4 @@
-//! Errors of the ingestion crate.
+//! Errors of the storage crate.
 
 /// One bad item of a batch: which one, which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -32,7 +32,7 @@ fn some_items(items: &[ItemError]) -> String {
 
 /// Why history could not be stored or read.
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub enum StoreError {
     /// The batch has bad items; nothing was stored.
     #[error("{} bad item(s), nothing was stored: {}", .0.len(), some_items(.0))]
     Invalid(Vec<ItemError>),
@@ -53,14 +53,14 @@ pub enum IngestError {
     Database(sqlx::Error),
 }
 
-impl From<sqlx::Error> for IngestError {
+impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => IngestError::Unavailable(e.to_string()),
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
             // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx
             // connection failures, 55000 "database is not currently accepting connections".
             sqlx::Error::Database(db)
@@ -68,9 +68,9 @@ impl From<sqlx::Error> for IngestError {
                     c.starts_with("57P") || c.starts_with("08") || c == "55000"
                 }) =>
             {
-                IngestError::Unavailable(e.to_string())
+                StoreError::Unavailable(e.to_string())
             }
-            _ => IngestError::Database(e),
+            _ => StoreError::Database(e),
         }
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use crate::IngestError;
+use crate::StoreError;
 
 /// Who made a change: a token (by id and label) or the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub async fn record(
     action: &str,
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
-) -> Result<(), IngestError> {
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (token_id, actor, fleet_id, fleet_name, action, before, after)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -67,7 +67,7 @@ pub async fn list(
     pool: &PgPool,
     fleet_id: Option<i64>,
     limit: i64,
-) -> Result<Vec<AuditEntry>, IngestError> {
+) -> Result<Vec<AuditEntry>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, at, actor, token_id, fleet_name AS fleet, action, before, after FROM audit_log
          WHERE $1::bigint IS NULL OR fleet_id = $1 ORDER BY at DESC, id DESC LIMIT $2",

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use prewarm_core::Trace;
 use sqlx::PgPool;
 
-use crate::{IngestError, ItemError};
+use crate::{ItemError, StoreError};
 
 /// Most samples in one batch.
 pub const MAX_BATCH: usize = 10_000;
@@ -214,10 +214,7 @@ fn last_per_bucket(samples: &[Sample]) -> Vec<&Sample> {
 }
 
 /// Upserts samples for several fleets in one transaction: all are stored, or none.
-pub async fn store_samples(
-    pool: &PgPool,
-    batches: &[(i64, &[Sample])],
-) -> Result<u64, IngestError> {
+pub async fn store_samples(pool: &PgPool, batches: &[(i64, &[Sample])]) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
     let mut stored = 0;
     for (fleet_id, samples) in batches {
@@ -255,7 +252,7 @@ pub async fn history(
     bucket_secs: i32,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<(DateTime<Utc>, f64)>, IngestError> {
+) -> Result<Vec<(DateTime<Utc>, f64)>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT bucket_start, requests FROM samples
          WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs = $4
@@ -278,8 +275,8 @@ pub async fn import_trace(
     fleet: &crate::Fleet,
     trace: &Trace,
     now: DateTime<Utc>,
-) -> Result<u64, IngestError> {
-    validate_trace(trace, now, max_plausible_rps(fleet)).map_err(IngestError::Invalid)?;
+) -> Result<u64, StoreError> {
+    validate_trace(trace, now, max_plausible_rps(fleet)).map_err(StoreError::Invalid)?;
     let fleet_id = fleet.id;
     let bucket_secs = trace.step_secs as i32;
     let tokens_in = trace.column("tokens_in");
@@ -385,7 +382,7 @@ pub async fn import_trace(
 pub async fn downsample(
     pool: &PgPool,
     older_than: DateTime<Utc>,
-) -> Result<(u64, u64), IngestError> {
+) -> Result<(u64, u64), StoreError> {
     downsample_fleet(pool, None, older_than).await
 }
 
@@ -394,7 +391,7 @@ pub async fn downsample_fleet(
     pool: &PgPool,
     fleet: Option<i64>,
     older_than: DateTime<Utc>,
-) -> Result<(u64, u64), IngestError> {
+) -> Result<(u64, u64), StoreError> {
     let mut tx = pool.begin().await?;
     let written = sqlx::query(
         "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out)

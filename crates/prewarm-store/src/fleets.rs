@@ -3,7 +3,7 @@
 use prewarm_planner::defaults;
 use sqlx::PgPool;
 
-use crate::IngestError;
+use crate::StoreError;
 
 /// What a fleet is made with.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -84,8 +84,8 @@ pub const MAX_GPUS_LIMIT: i32 = prewarm_planner::settings::limits::MAX_GPUS as i
 
 impl FleetSpec {
     /// Checks every setting; the message names the setting and what it accepts.
-    pub fn check(&self) -> Result<(), IngestError> {
-        let bad = |m: String| Err(IngestError::InvalidFleet(m));
+    pub fn check(&self) -> Result<(), StoreError> {
+        let bad = |m: String| Err(StoreError::InvalidFleet(m));
         if !valid_name(&self.name) {
             return bad(format!(
                 "name `{}` must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -127,7 +127,7 @@ impl FleetSpec {
 }
 
 /// Creates a fleet and returns it.
-pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, IngestError> {
+pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, StoreError> {
     spec.check()?;
     let fleet = sqlx::query_as::<_, Fleet>(&format!(
         "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour)
@@ -146,7 +146,7 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Inge
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-            IngestError::InvalidFleet(format!("a fleet named `{}` exists already", spec.name))
+            StoreError::InvalidFleet(format!("a fleet named `{}` exists already", spec.name))
         }
         _ => e.into(),
     })?;
@@ -156,7 +156,7 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Inge
 const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour";
 
 /// Every fleet, by name.
-pub async fn list_fleets(pool: &PgPool) -> Result<Vec<Fleet>, IngestError> {
+pub async fn list_fleets(pool: &PgPool) -> Result<Vec<Fleet>, StoreError> {
     Ok(
         sqlx::query_as::<_, Fleet>(&format!("SELECT {FLEET_COLUMNS} FROM fleets ORDER BY name"))
             .fetch_all(pool)
@@ -201,7 +201,7 @@ pub async fn update_fleet(
     name: &str,
     update: &FleetUpdate,
     actor: &crate::Actor,
-) -> Result<(Fleet, Fleet), IngestError> {
+) -> Result<(Fleet, Fleet), StoreError> {
     let mut tx = pool.begin().await?;
     let before = sqlx::query_as::<_, Fleet>(&format!(
         "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1 FOR UPDATE"
@@ -209,7 +209,7 @@ pub async fn update_fleet(
     .bind(name)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| IngestError::UnknownFleet(name.to_string()))?;
+    .ok_or_else(|| StoreError::UnknownFleet(name.to_string()))?;
     let spec = FleetSpec {
         name: before.name.clone(),
         time_zone: update.time_zone.clone().unwrap_or(before.time_zone.clone()),
@@ -258,7 +258,7 @@ pub async fn delete_fleet(
     pool: &PgPool,
     name: &str,
     actor: &crate::Actor,
-) -> Result<u64, IngestError> {
+) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
     let fleet = sqlx::query_as::<_, Fleet>(&format!(
         "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1 FOR UPDATE"
@@ -266,7 +266,7 @@ pub async fn delete_fleet(
     .bind(name)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| IngestError::UnknownFleet(name.to_string()))?;
+    .ok_or_else(|| StoreError::UnknownFleet(name.to_string()))?;
     let samples = sqlx::query("DELETE FROM samples WHERE fleet_id = $1")
         .bind(fleet.id)
         .execute(&mut *tx)
@@ -290,11 +290,11 @@ pub async fn delete_fleet(
 }
 
 /// The fleet of that name.
-pub async fn fleet_by_name(pool: &PgPool, name: &str) -> Result<Fleet, IngestError> {
+pub async fn fleet_by_name(pool: &PgPool, name: &str) -> Result<Fleet, StoreError> {
     // A name the schema cannot hold (a NUL byte, say) names no fleet: answer so without asking
     // the database, which would refuse the text itself.
     if !valid_name(name) {
-        return Err(IngestError::UnknownFleet(prewarm_core::shorten(name, 80)));
+        return Err(StoreError::UnknownFleet(prewarm_core::shorten(name, 80)));
     }
     sqlx::query_as::<_, Fleet>(&format!(
         "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"
@@ -302,5 +302,5 @@ pub async fn fleet_by_name(pool: &PgPool, name: &str) -> Result<Fleet, IngestErr
     .bind(name)
     .fetch_optional(pool)
     .await?
-    .ok_or_else(|| IngestError::UnknownFleet(name.to_string()))
+    .ok_or_else(|| StoreError::UnknownFleet(name.to_string()))
 }

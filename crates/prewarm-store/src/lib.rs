@@ -1,0 +1,37 @@
+//! prewarm's storage: the one owner of the PostgreSQL schema and of every query against it.
+//!
+//! - [`MIGRATOR`]: the schema (`migrations/` at the workspace root), run at start and by
+//!   `prewarm migrate`.
+//! - [`fleets`]: fleets (one [`Fleet`] row, its time zone parsed once), their operator settings
+//!   (pause, pin, planner settings) and calendar events.
+//! - [`tokens`], [`audit`]: API tokens and their scopes; the audit log of every change.
+//! - [`samples`]: request-rate history: validated batches, `COPY` import, reads, downsampling.
+//! - [`ledger`]: decisions and the order outbox; [`leases`]: which replica plans which fleet;
+//!   [`state`]: a fleet's GPUs rebuilt from orders and the provisioner's callbacks.
+//! - [`kinds`]: order kinds, order states and decision modes as the database stores them.
+
+pub mod audit;
+mod error;
+pub mod fleets;
+pub mod kinds;
+pub mod leases;
+pub mod ledger;
+pub mod samples;
+pub mod state;
+pub mod tokens;
+
+pub use audit::Actor;
+pub use error::{ItemError, StoreError};
+pub use fleets::{
+    create_fleet, delete_fleet, fleet_by_name, list_fleets, update_fleet, valid_name, Fleet,
+    FleetSpec, FleetUpdate, MAX_GPUS_LIMIT,
+};
+pub use kinds::{DecisionMode, OrderKind, OrderState};
+pub use samples::{
+    downsample, downsample_fleet, history, import_trace, max_plausible_rps, store_samples,
+    validate, Sample, EARLIEST, MAX_BATCH, MAX_FUTURE_SECS, PLAUSIBLE_FACTOR,
+};
+pub use tokens::{authenticate, create_token, list_tokens, revoke_token, Grant, Scope, TokenInfo};
+
+/// The schema's migrations, run at start and by `prewarm migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
