@@ -546,15 +546,12 @@ where
         .await
         .context("is PostgreSQL running, and is DATABASE_URL right?")?;
     let name = format!("{prefix}_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
+    prewarm_store::admin::create_database(&admin, &name)
         .await
         .context("cannot create a scratch database (the user needs CREATEDB)")?;
     let result = work(name.clone(), with_database(url, &name)).await;
     if !keep {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await?;
+        prewarm_store::admin::drop_database(&admin, &name).await?;
     }
     result
 }
@@ -614,7 +611,7 @@ async fn bench_on(url: &str, args: &BenchIngestArgs) -> anyhow::Result<()> {
         "the same import again (every bucket replaced): {again_secs:.2} s = {:.0} samples/s",
         rows as f64 / again_secs
     );
-    sqlx::query("ANALYZE samples").execute(&pool).await?;
+    prewarm_store::admin::analyze(&pool).await?;
 
     let to = trace.timestamp(trace.len());
     let from = to - chrono::Duration::days(28);

@@ -332,14 +332,8 @@ async fn drive(
     }
     let boots =
         prewarm_service::callbacks::boot_stats(&pool, fleet.id, t0 - Duration::days(1)).await?;
-    let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions")
-        .fetch_one(&pool)
-        .await?;
-    let (delivered, pending): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'pending') FROM orders",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let totals = prewarm_store::ledger::totals(&pool).await?;
+    let (decisions, delivered, pending) = (totals.decisions, totals.delivered, totals.pending);
     let cloud_state = cloud.seen();
     println!(
         "service: {decisions} decisions, {delivered} orders delivered ({pending} pending), {} deliveries received by fake-cloud, {} callbacks; boots p50 {:.0} s, p95 {:.0} s over {}; {:.1} s wall for {} simulated minutes",

@@ -149,7 +149,7 @@ impl Settings {
         }
         if let Some(t) = self.queue_timeout_secs {
             if !(1..=limits::MAX_QUEUE_TIMEOUT_SECS).contains(&t) {
-                return fail(QueueTimeout, t, "must be 1 to 3600 seconds");
+                return fail(QueueTimeout, t, "must be 1 to 3600 seconds (1 s to 1 hour)");
             }
         }
         if let Some(q) = self.quantile {

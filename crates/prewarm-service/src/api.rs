@@ -29,13 +29,12 @@ use chrono::{DateTime, Duration, Utc};
 use prewarm_store::{audit, Actor, Grant, Scope, StoreError};
 use serde_json::json;
 
-use prewarm_store::{leases, ledger, OrderState};
-
-use crate::{
-    callbacks,
-    engine::{FleetEvent, FleetRow, Service},
-    forecasts,
+use prewarm_store::{
+    fleets::{self, Changed, OperatorChange},
+    leases, ledger, Fleet, FleetEvent, OrderState,
 };
+
+use crate::{callbacks, engine::Service, forecasts};
 
 type Shared = Arc<Service>;
 
@@ -52,6 +51,20 @@ fn db_error(e: sqlx::Error) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     r
+}
+
+/// A job's error as the operator API answers it.
+fn service_error(e: crate::error::ServiceError, fleet: &str) -> Response {
+    use crate::error::ServiceError;
+    match e {
+        ServiceError::FleetGone(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("fleet `{fleet}` was deleted meanwhile"),
+        ),
+        ServiceError::Store(e) => ingest_error(e),
+        ServiceError::Database(e) => db_error(e),
+        ServiceError::Unavailable(_) => db_error(sqlx::Error::PoolTimedOut),
+    }
 }
 
 fn ingest_error(e: StoreError) -> Response {
@@ -122,7 +135,7 @@ async fn readyz(State(s): State<Shared>) -> Response {
     // Answer within a second whatever the database does: probes time out at one.
     let db = tokio::time::timeout(
         std::time::Duration::from_millis(900),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&s.pool),
+        prewarm_store::ping(&s.pool),
     )
     .await
     .is_ok_and(|r| r.is_ok());
@@ -221,7 +234,7 @@ impl Need for Admin {
 /// A fleet named in the path, with a caller's token that holds the scope `N` for it: every fleet
 /// endpoint takes one.
 struct Authorized<N> {
-    fleet: FleetRow,
+    fleet: Fleet,
     name: String,
     grant: Grant,
     _need: PhantomData<N>,
@@ -270,7 +283,7 @@ impl<N: Need + Send + Sync> FromRequestParts<Shared> for Authorized<N> {
 async fn audited(
     s: &Service,
     actor: &Actor,
-    fleet: &FleetRow,
+    fleet: &Fleet,
     action: &str,
     before: serde_json::Value,
     after: serde_json::Value,
@@ -295,59 +308,25 @@ async fn audited(
     Ok(())
 }
 
-/// Runs `change` (one statement) and records it in the audit log, in one transaction.
-async fn change_and_audit(
+/// Makes an operator's change and records it in the audit log ([`fleets::change`]).
+async fn operator_change(
     s: &Service,
     actor: &Actor,
-    fleet: &FleetRow,
-    action: &str,
-    before: serde_json::Value,
-    after: serde_json::Value,
-    change: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-) -> Result<u64, Response> {
-    let mut tx = s.pool.begin().await.map_err(db_error)?;
-    let rows = change
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-    if rows > 0 {
-        audit::record(
-            &mut tx,
-            actor,
-            Some((fleet.id, &fleet.name)),
-            action,
-            Some(before),
-            Some(after),
-        )
+    fleet: &Fleet,
+    change: OperatorChange,
+) -> Result<Changed, Response> {
+    let changed = fleets::change(&s.pool, fleet, actor, &change)
         .await
         .map_err(ingest_error)?;
-    }
-    tx.commit().await.map_err(db_error)?;
-    if rows > 0 {
+    if changed != Changed::NothingMatched {
         tracing::info!(
             fleet = fleet.name,
-            action,
+            action = change.action(),
             actor = actor.name,
             "operator change"
         );
     }
-    Ok(rows)
-}
-
-#[derive(sqlx::FromRow, serde::Serialize)]
-struct ForecastRow {
-    id: i64,
-    made_at: DateTime<Utc>,
-    origin: DateTime<Utc>,
-    step_secs: i32,
-    model: String,
-    p50_rps: Vec<f64>,
-    upper_rps: Option<Vec<f64>>,
-    quantile: f64,
-    errors_used: i32,
-    recent_error: Option<f64>,
-    replica: String,
+    Ok(changed)
 }
 
 async fn list_fleets(State(s): State<Shared>, headers: HeaderMap) -> Response {
@@ -366,15 +345,7 @@ async fn list_fleets(State(s): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn forecast(State(s): State<Shared>, a: Authorized<Read>) -> Response {
     let (fleet, name) = (&a.fleet, &a.name);
-    let row: Option<ForecastRow> = match sqlx::query_as(
-        "SELECT id, made_at, origin, step_secs, model, p50_rps, upper_rps, quantile, errors_used,
-                recent_error, replica
-         FROM forecasts WHERE fleet_id = $1 AND kind = 'live' ORDER BY made_at DESC, id DESC LIMIT 1",
-    )
-    .bind(fleet.id)
-    .fetch_optional(&s.pool)
-    .await
-    {
+    let row = match forecasts::latest_live_row(&s.pool, fleet.id).await {
         Ok(r) => r,
         Err(e) => return db_error(e),
     };
@@ -466,7 +437,7 @@ async fn dry_run(s: &Shared, a: &Authorized<Read>) -> Response {
                 format!("no fleet named `{}`", a.name),
             )
         }
-        Err(e) => return db_error(e),
+        Err(e) => return service_error(e, &a.name),
     };
     let d = gathered.decide();
     let orders: Vec<_> = d
@@ -585,25 +556,7 @@ async fn all_audit(
 }
 
 async fn set_paused(s: &Service, a: Authorized<Operate>, paused: bool) -> Response {
-    let action = if paused {
-        "fleet.pause"
-    } else {
-        "fleet.resume"
-    };
-    let change = sqlx::query("UPDATE fleets SET paused = $2 WHERE id = $1")
-        .bind(a.fleet.id)
-        .bind(paused);
-    match change_and_audit(
-        s,
-        &a.actor(),
-        &a.fleet,
-        action,
-        json!({ "paused": a.fleet.paused }),
-        json!({ "paused": paused }),
-        change,
-    )
-    .await
-    {
+    match operator_change(s, &a.actor(), &a.fleet, OperatorChange::Pause(paused)).await {
         Ok(_) => Json(json!({ "fleet": a.name, "paused": paused })).into_response(),
         Err(r) => r,
     }
@@ -634,7 +587,7 @@ async fn refit(State(s): State<Shared>, a: Authorized<Operate>) -> Response {
             }
             Json(json!({ "fleet": a.name, "refit": report })).into_response()
         }
-        Err(e) => db_error(e),
+        Err(e) => service_error(e, &a.name),
     }
 }
 
@@ -674,21 +627,11 @@ async fn pin(
     if p.until.is_some_and(|u| u <= s.clock.now()) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "until is in the past");
     }
-    let change = sqlx::query("UPDATE fleets SET pinned_gpus = $2, pinned_until = $3 WHERE id = $1")
-        .bind(a.fleet.id)
-        .bind(p.gpus as i32)
-        .bind(p.until);
-    match change_and_audit(
-        &s,
-        &a.actor(),
-        &a.fleet,
-        "fleet.pin",
-        json!({ "pinned_gpus": a.fleet.pinned_gpus, "until": a.fleet.pinned_until }),
-        json!({ "pinned_gpus": p.gpus, "until": p.until }),
-        change,
-    )
-    .await
-    {
+    let change = OperatorChange::Pin {
+        gpus: p.gpus as i32,
+        until: p.until,
+    };
+    match operator_change(&s, &a.actor(), &a.fleet, change).await {
         Ok(_) => Json(json!({ "fleet": a.name, "pinned_gpus": p.gpus, "until": p.until }))
             .into_response(),
         Err(r) => r,
@@ -696,20 +639,7 @@ async fn pin(
 }
 
 async fn unpin(State(s): State<Shared>, a: Authorized<Operate>) -> Response {
-    let change =
-        sqlx::query("UPDATE fleets SET pinned_gpus = NULL, pinned_until = NULL WHERE id = $1")
-            .bind(a.fleet.id);
-    match change_and_audit(
-        &s,
-        &a.actor(),
-        &a.fleet,
-        "fleet.unpin",
-        json!({ "pinned_gpus": a.fleet.pinned_gpus, "until": a.fleet.pinned_until }),
-        json!({ "pinned_gpus": null }),
-        change,
-    )
-    .await
-    {
+    match operator_change(&s, &a.actor(), &a.fleet, OperatorChange::Unpin).await {
         Ok(_) => Json(json!({ "fleet": a.name, "pinned_gpus": null })).into_response(),
         Err(r) => r,
     }
@@ -768,48 +698,18 @@ async fn add_event(
     if let Some(p) = problem {
         return error(StatusCode::UNPROCESSABLE_ENTITY, p);
     }
-    let mut tx = match s.pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return db_error(e),
-    };
-    let id = match sqlx::query_scalar::<_, i64>(
-        "INSERT INTO fleet_events (fleet_id, label, starts_local, ends_local, multiply, pin_rps)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(a.fleet.id)
-    .bind(&e.label)
-    .bind(e.starts_local)
-    .bind(e.ends_local)
-    .bind(e.multiply)
-    .bind(e.pin_rps)
-    .fetch_one(&mut *tx)
-    .await
-    {
-        Ok(id) => id,
-        Err(e) => return db_error(e),
-    };
-    let mut stored = e.clone();
-    stored.id = id;
-    if let Err(e) = audit::record(
-        &mut tx,
-        &a.actor(),
-        Some((a.fleet.id, &a.fleet.name)),
-        "event.add",
-        None,
-        Some(json!(stored)),
-    )
-    .await
-    {
-        return ingest_error(e);
+    match operator_change(&s, &a.actor(), &a.fleet, OperatorChange::AddEvent(e)).await {
+        Ok(Changed::Done { event_id: Some(id) }) => (
+            StatusCode::CREATED,
+            Json(json!({ "id": id, "time_zone": a.fleet.time_zone })),
+        )
+            .into_response(),
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("fleet `{}` was deleted meanwhile", a.name),
+        ),
+        Err(r) => r,
     }
-    if let Err(e) = tx.commit().await {
-        return db_error(e);
-    }
-    (
-        StatusCode::CREATED,
-        Json(json!({ "id": id, "time_zone": a.fleet.time_zone })),
-    )
-        .into_response()
 }
 
 async fn remove_event(
@@ -817,26 +717,9 @@ async fn remove_event(
     a: Authorized<Operate>,
     Path((_, id)): Path<(String, i64)>,
 ) -> Response {
-    let before = match s.events(a.fleet.id).await {
-        Ok(events) => events.into_iter().find(|e| e.id == id),
-        Err(e) => return db_error(e),
-    };
-    let change = sqlx::query("DELETE FROM fleet_events WHERE fleet_id = $1 AND id = $2")
-        .bind(a.fleet.id)
-        .bind(id);
-    match change_and_audit(
-        &s,
-        &a.actor(),
-        &a.fleet,
-        "event.remove",
-        json!(before),
-        serde_json::Value::Null,
-        change,
-    )
-    .await
-    {
-        Ok(1) => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => error(
+    match operator_change(&s, &a.actor(), &a.fleet, OperatorChange::RemoveEvent(id)).await {
+        Ok(Changed::Done { .. }) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Changed::NothingMatched) => error(
             StatusCode::NOT_FOUND,
             format!("fleet `{}` has no event {id}", a.name),
         ),
@@ -859,24 +742,8 @@ async fn set_planner(
     if let Err(e) = p.check() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
     }
-    let value = match serde_json::to_value(&p) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let change = sqlx::query("UPDATE fleets SET planner = $2 WHERE id = $1")
-        .bind(a.fleet.id)
-        .bind(&value);
-    match change_and_audit(
-        &s,
-        &a.actor(),
-        &a.fleet,
-        "fleet.planner",
-        a.fleet.planner.clone(),
-        value.clone(),
-        change,
-    )
-    .await
-    {
+    let value = json!(p);
+    match operator_change(&s, &a.actor(), &a.fleet, OperatorChange::Planner(p)).await {
         Ok(_) => Json(json!({ "fleet": a.name, "planner": value })).into_response(),
         Err(r) => r,
     }

@@ -7,11 +7,11 @@ use std::{
     time::Instant,
 };
 
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use prewarm_planner::{
     decide, CalendarOverride, Decision, Demand, FleetState, Forecast, Mode as PlanMode,
-    OverrideAction, PlanInput, PlannerConfig, Settings, Strategy,
+    OverrideAction, PlanInput, PlannerConfig, Strategy,
 };
 use sqlx::PgPool;
 
@@ -20,10 +20,12 @@ use crate::{
     clock::SharedClock,
     config::{Config, Mode},
     dispatcher::{DispatchReport, Dispatcher, Scope},
+    error::{Job, ServiceError},
     forecasts,
-    metrics::{Metrics, OrderLabel},
+    metrics::{ErrorLabel, Metrics, OrderLabel},
 };
 use prewarm_store::{
+    fleets::{self, Fleet, FleetEvent},
     leases,
     ledger::{self, Meta},
     state,
@@ -33,7 +35,7 @@ use prewarm_store::{
 #[derive(Debug, Clone)]
 pub struct Gathered {
     pub now: DateTime<Utc>,
-    pub fleet: FleetRow,
+    pub fleet: Fleet,
     pub cfg: PlannerConfig,
     pub state: FleetState,
     /// Width of the demand samples.
@@ -79,45 +81,6 @@ impl Gathered {
     }
 }
 
-/// A fleet's settings as the service plans it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct FleetRow {
-    pub id: i64,
-    pub name: String,
-    pub time_zone: String,
-    pub gpu_rps: f64,
-    pub price_usd_per_gpu_hour: f64,
-    pub min_gpus: i32,
-    pub max_gpus: i32,
-    pub budget_usd_per_hour: Option<f64>,
-    pub planner: serde_json::Value,
-    pub paused: bool,
-    pub pinned_gpus: Option<i32>,
-    pub pinned_until: Option<DateTime<Utc>>,
-    /// When the fleet's last refit ran, and what it did (a forecast, or why none was made).
-    pub refit_at: Option<DateTime<Utc>>,
-    pub refit_note: Option<String>,
-}
-
-/// One scheduled event as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
-pub struct FleetEvent {
-    #[serde(default)]
-    pub id: i64,
-    #[serde(default)]
-    pub label: String,
-    pub starts_local: NaiveDateTime,
-    pub ends_local: NaiveDateTime,
-    #[serde(default)]
-    pub multiply: Option<f64>,
-    #[serde(default)]
-    pub pin_rps: Option<f64>,
-}
-
-const FLEET_COLUMNS: &str =
-    "id, name, time_zone, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus,
-    budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note";
-
 /// What one tick did for one fleet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TickOutcome {
@@ -129,6 +92,8 @@ pub enum TickOutcome {
     },
     /// The lease moved to another replica while planning: nothing was written.
     LeaseLost,
+    /// The fleet was deleted before the tick read it: nothing to plan.
+    FleetGone,
 }
 
 /// The running service.
@@ -216,52 +181,30 @@ impl Service {
         round
     }
 
-    pub async fn fleet(&self, fleet_id: i64) -> Result<Option<FleetRow>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {FLEET_COLUMNS} FROM fleets WHERE id = $1"))
-            .bind(fleet_id)
-            .fetch_optional(&self.pool)
-            .await
+    pub async fn fleet(&self, fleet_id: i64) -> Result<Option<Fleet>, sqlx::Error> {
+        fleets::fleet_by_id(&self.pool, fleet_id).await
     }
 
-    pub async fn fleet_by_name(&self, name: &str) -> Result<Option<FleetRow>, sqlx::Error> {
-        // A name the schema cannot hold (a NUL byte, say) names no fleet.
-        if !prewarm_store::valid_name(name) {
-            return Ok(None);
-        }
-        sqlx::query_as(&format!(
-            "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
+    pub async fn fleet_by_name(&self, name: &str) -> Result<Option<Fleet>, sqlx::Error> {
+        fleets::find_fleet(&self.pool, name).await
     }
 
     pub async fn events(&self, fleet_id: i64) -> Result<Vec<FleetEvent>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, label, starts_local, ends_local, multiply, pin_rps FROM fleet_events
-             WHERE fleet_id = $1 ORDER BY starts_local, id",
-        )
-        .bind(fleet_id)
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    /// A fleet's own planner settings (`fleets.planner`); unset ones come from `[planner]`.
-    pub fn settings(fleet: &FleetRow) -> Settings {
-        serde_json::from_value(fleet.planner.clone()).unwrap_or_default()
+        fleets::events(&self.pool, fleet_id).await
     }
 
     /// The planner's settings for a fleet (before the boot lead is learned).
-    pub fn planner_config(&self, fleet: &FleetRow, events: &[FleetEvent]) -> PlannerConfig {
+    pub fn planner_config(&self, fleet: &Fleet, events: &[FleetEvent]) -> PlannerConfig {
         let mut cfg = PlannerConfig::new(fleet.gpu_rps);
-        Self::settings(fleet)
+        fleet
+            .planner_settings()
             .over(&self.config.planner.settings())
             .apply(&mut cfg);
         cfg.min_gpus = fleet.min_gpus.max(0) as u32;
         cfg.max_gpus = fleet.max_gpus.max(0) as u32;
         cfg.price_usd_per_gpu_hour = fleet.price_usd_per_gpu_hour;
         cfg.budget_usd_per_hour = fleet.budget_usd_per_hour;
-        cfg.tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
+        cfg.tz = fleet.tz();
         cfg.overrides = events
             .iter()
             .map(|e| CalendarOverride {
@@ -300,7 +243,7 @@ impl Service {
 
     /// The mode an operator set for a fleet at `now`: paused, pinned (until its time), the
     /// service's forecast-only, or act.
-    pub fn mode_of(&self, fleet: &FleetRow, now: DateTime<Utc>) -> PlanMode {
+    pub fn mode_of(&self, fleet: &Fleet, now: DateTime<Utc>) -> PlanMode {
         let pinned = fleet
             .pinned_gpus
             .filter(|_| fleet.pinned_until.is_none_or(|u| u > now));
@@ -351,7 +294,7 @@ impl Service {
         &self,
         fleet_id: i64,
         now: DateTime<Utc>,
-    ) -> Result<Option<Gathered>, sqlx::Error> {
+    ) -> Result<Option<Gathered>, ServiceError> {
         let Some(fleet) = self.fleet(fleet_id).await? else {
             return Ok(None);
         };
@@ -378,13 +321,14 @@ impl Service {
 
     /// Plans one fleet at the clock's now, records the decision (fenced by the lease) and delivers
     /// its orders: [`Engine::gather`], then the pure [`Gathered::decide`], then the record.
-    pub async fn tick_fleet(&self, fleet_id: i64) -> Result<TickOutcome, sqlx::Error> {
+    #[tracing::instrument(name = "tick", skip(self), fields(replica = self.replica()))]
+    pub async fn tick_fleet(&self, fleet_id: i64) -> Result<TickOutcome, ServiceError> {
         let lock = self.lock_for(fleet_id);
         let _guard = lock.lock().await;
         let started = Instant::now();
         let now = self.clock.now();
         let Some(gathered) = self.gather(fleet_id, now).await? else {
-            return Ok(TickOutcome::LeaseLost);
+            return Ok(TickOutcome::FleetGone);
         };
         let decision = gathered.decide();
         let Gathered {
@@ -432,14 +376,11 @@ impl Service {
         }
         if meta.write_orders {
             for order in &decision.orders {
-                let (kind, n) = match order {
-                    prewarm_planner::Order::Boot(n) => ("boot", *n),
-                    prewarm_planner::Order::Terminate(n) => ("terminate", *n),
-                };
+                let (kind, n) = prewarm_store::OrderKind::of(*order);
                 m.orders_recorded
                     .get_or_create(&OrderLabel {
                         fleet: fleet.name.clone(),
-                        kind: kind.into(),
+                        kind: kind.as_str().into(),
                     })
                     .inc_by(n as u64);
             }
@@ -457,7 +398,8 @@ impl Service {
         })
     }
 
-    async fn dispatch_locked(&self, fleet_id: Option<i64>) -> Result<DispatchReport, sqlx::Error> {
+    #[tracing::instrument(name = "dispatch", skip(self), fields(replica = self.replica()))]
+    async fn dispatch_locked(&self, fleet_id: Option<i64>) -> Result<DispatchReport, ServiceError> {
         let Some(d) = &self.dispatcher else {
             return Ok(DispatchReport::default());
         };
@@ -481,8 +423,30 @@ impl Service {
         Ok(report)
     }
 
+    /// The error policy ([`crate::error`]): logs a job's failure with its fleet and counts it by
+    /// job and kind; the job's next run is the retry.
+    pub fn report(&self, job: Job, fleet_id: Option<i64>, e: &ServiceError) {
+        self.metrics
+            .job_errors
+            .get_or_create(&ErrorLabel {
+                job: job.as_str().into(),
+                kind: e.kind().into(),
+            })
+            .inc();
+        let job = job.as_str();
+        match e {
+            ServiceError::FleetGone(_) => {
+                tracing::info!(job, fleet_id, "the fleet was deleted meanwhile")
+            }
+            e if e.is_transient() => {
+                tracing::warn!(job, fleet_id, error = %e, "job failed; its next run retries")
+            }
+            e => tracing::error!(job, fleet_id, error = %e, kind = e.kind(), "job failed"),
+        }
+    }
+
     /// Retries due orders of every fleet this replica holds.
-    pub async fn dispatch_all(&self) -> Result<DispatchReport, sqlx::Error> {
+    pub async fn dispatch_all(&self) -> Result<DispatchReport, ServiceError> {
         let mut total = DispatchReport::default();
         for fleet_id in self.held() {
             let lock = self.lock_for(fleet_id);
@@ -509,7 +473,7 @@ impl Service {
                 let r = me.tick_fleet(fleet_id).await;
                 if let Err(e) = &r {
                     me.metrics.tick_errors.inc();
-                    tracing::warn!(fleet_id, error = %e, "planning tick failed; the next tick retries");
+                    me.report(Job::Tick, Some(fleet_id), e);
                 }
                 matches!(r, Ok(TickOutcome::Planned { .. }))
             });
@@ -518,13 +482,14 @@ impl Service {
     }
 
     /// Refits one fleet's forecast.
-    pub async fn refit_fleet(&self, fleet_id: i64) -> Result<forecasts::RefitReport, sqlx::Error> {
+    #[tracing::instrument(name = "refit", skip(self), fields(replica = self.replica()))]
+    pub async fn refit_fleet(&self, fleet_id: i64) -> Result<forecasts::RefitReport, ServiceError> {
         let now = self.clock.now();
         let fleet = self
             .fleet(fleet_id)
             .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        let tz: Tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
+            .ok_or(ServiceError::FleetGone(fleet_id))?;
+        let tz: Tz = fleet.tz();
         let events = self.events(fleet_id).await?;
         let mut cfg = self.planner_config(&fleet, &events);
         cfg.boot_lead_secs = self.boot_lead(fleet_id, cfg.boot_lead_secs, now).await?;
@@ -562,14 +527,7 @@ impl Service {
             }),
             Err(e) => Some(format!("failed: {e}")),
         };
-        if let Err(e) =
-            sqlx::query("UPDATE fleets SET refit_at = $2, refit_note = $3 WHERE id = $1")
-                .bind(fleet_id)
-                .bind(now)
-                .bind(&note)
-                .execute(&self.pool)
-                .await
-        {
+        if let Err(e) = fleets::set_refit_note(&self.pool, fleet_id, now, note.as_deref()).await {
             tracing::warn!(fleet_id, error = %e, "cannot record the refit's outcome");
         }
         match &report {
@@ -586,7 +544,7 @@ impl Service {
                 self.metrics.refit_errors.inc();
             }
         }
-        report
+        Ok(report?)
     }
 
     /// Refits every held fleet (fits are CPU work: they run on the blocking pool's threads via
@@ -603,7 +561,7 @@ impl Service {
                 let _permit = permit;
                 let r = me.refit_fleet(fleet_id).await;
                 if let Err(e) = &r {
-                    tracing::warn!(fleet_id, error = %e, "refit failed; the previous forecast stays in use");
+                    me.report(Job::Refit, Some(fleet_id), e);
                 }
                 r.is_ok()
             });
@@ -612,7 +570,7 @@ impl Service {
     }
 
     /// Daily jobs on each held fleet's local calendar: the retention fold, once per local date.
-    pub async fn daily_all(&self) -> Result<usize, sqlx::Error> {
+    pub async fn daily_all(&self) -> Result<usize, ServiceError> {
         let now = self.clock.now();
         callbacks::prune_receipts(&self.pool).await?;
         let at = crate::jobs::parse_local_time(&self.config.retention.at).unwrap_or_default();
@@ -621,7 +579,7 @@ impl Service {
             let Some(fleet) = self.fleet(fleet_id).await? else {
                 continue;
             };
-            let tz: Tz = fleet.time_zone.parse().unwrap_or(Tz::UTC);
+            let tz: Tz = fleet.tz();
             let Some(date) = crate::jobs::daily_slot(tz, at, now) else {
                 continue;
             };
@@ -645,17 +603,13 @@ impl Service {
 
     /// Folds a fleet's old raw samples into hourly sums and drops old decisions that ordered
     /// nothing (those with orders stay: the fleet's state is counted from them).
-    pub async fn retention(&self, fleet_id: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    pub async fn retention(&self, fleet_id: i64, now: DateTime<Utc>) -> Result<(), ServiceError> {
         prewarm_store::downsample_fleet(
             &self.pool,
             Some(fleet_id),
             now - Duration::seconds(self.config.retention.keep_raw.0),
         )
-        .await
-        .map_err(|e| match e {
-            prewarm_store::StoreError::Database(d) => d,
-            other => sqlx::Error::Protocol(other.to_string()),
-        })?;
+        .await?;
         let before = now - Duration::seconds(self.config.retention.keep_decisions.0);
         sqlx::query(
             "DELETE FROM decisions d WHERE d.fleet_id = $1 AND d.decided_at < $2

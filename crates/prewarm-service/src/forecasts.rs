@@ -595,3 +595,34 @@ pub async fn latest(
             .and_then(|l| serde_json::from_value(l).ok()),
     }))
 }
+
+/// A fleet's stored live forecast, as the operator API shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ForecastRow {
+    pub id: i64,
+    pub made_at: DateTime<Utc>,
+    pub origin: DateTime<Utc>,
+    pub step_secs: i32,
+    pub model: String,
+    pub p50_rps: Vec<f64>,
+    pub upper_rps: Option<Vec<f64>>,
+    pub quantile: f64,
+    pub errors_used: i32,
+    pub recent_error: Option<f64>,
+    pub replica: String,
+}
+
+/// The fleet's latest live forecast as stored.
+pub async fn latest_live_row(
+    pool: &PgPool,
+    fleet_id: i64,
+) -> Result<Option<ForecastRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, made_at, origin, step_secs, model, p50_rps, upper_rps, quantile, errors_used,
+                recent_error, replica
+         FROM forecasts WHERE fleet_id = $1 AND kind = 'live' ORDER BY made_at DESC, id DESC LIMIT 1",
+    )
+    .bind(fleet_id)
+    .fetch_optional(pool)
+    .await
+}

@@ -10,6 +10,7 @@
 //! - [`callbacks`]: what the provisioner reports.
 //! - `fake_cloud` (feature `fake-cloud`, on in tests): the reference provisioner, for the demo,
 //!   `prewarm fake-cloud` and the tests.
+//! - [`error`]: what a job can fail with, and the error policy.
 //! - [`clock`]: the injectable clock.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatcher;
 pub mod engine;
+pub mod error;
 #[cfg(any(test, feature = "fake-cloud"))]
 pub mod fake_cloud;
 pub mod forecasts;

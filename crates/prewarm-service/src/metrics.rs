@@ -18,6 +18,13 @@ pub struct OrderLabel {
     pub kind: String,
 }
 
+/// A job's failure, by kind ([`crate::error::ServiceError::kind`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub job: String,
+    pub kind: String,
+}
+
 type FleetGauge = Family<FleetLabel, Gauge<f64, AtomicU64>>;
 
 /// Every metric the service exports.
@@ -41,6 +48,7 @@ pub struct Metrics {
     pub tick_errors: Counter,
     pub refits: Counter,
     pub refit_errors: Counter,
+    pub job_errors: Family<ErrorLabel, Counter>,
     pub fleets_leased: Gauge,
     pub lease_takeovers: Counter,
 }
@@ -78,6 +86,7 @@ impl Metrics {
             ),
             ticks: Counter::default(),
             tick_errors: Counter::default(),
+            job_errors: Family::default(),
             refits: Counter::default(),
             refit_errors: Counter::default(),
             fleets_leased: Gauge::default(),
@@ -161,6 +170,11 @@ impl Metrics {
             "refit_errors",
             "Forecast refits that failed",
             m.refit_errors.clone(),
+        );
+        registry.register(
+            "job_errors",
+            "Job failures by job and kind (unavailable: retried by the next run)",
+            m.job_errors.clone(),
         );
         registry.register(
             "fleets_leased",

@@ -124,7 +124,34 @@ pub(crate) fn planned(outcome: TickOutcome) -> (prewarm_planner::Decision, Fleet
             ..
         } => (decision, state, boot_lead_secs),
         TickOutcome::LeaseLost => panic!("the lease was lost"),
+        TickOutcome::FleetGone => panic!("the fleet is gone"),
     }
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_fleet_deleted_under_a_job_is_gone_not_a_lost_lease_and_is_counted_so(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 2).await;
+    w.service.lease_round().await.unwrap();
+    prewarm_store::delete_fleet(&pool, "chat", &prewarm_store::Actor::cli())
+        .await
+        .unwrap();
+    assert_eq!(
+        w.service.tick_fleet(id).await.unwrap(),
+        TickOutcome::FleetGone
+    );
+    let e = w.service.refit_fleet(id).await.unwrap_err();
+    assert!(
+        matches!(e, crate::error::ServiceError::FleetGone(f) if f == id),
+        "{e:?}"
+    );
+    // The error policy counts it by job and kind.
+    w.service.report(crate::error::Job::Refit, Some(id), &e);
+    let metrics = w.service.metrics.render();
+    assert!(
+        metrics.contains(r#"prewarm_job_errors_total{job="refit",kind="fleet_gone"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[sqlx::test(migrator = "prewarm_store::MIGRATOR")]

@@ -1,5 +1,7 @@
 //! Fleets: creating, listing, changing and deleting them.
 
+use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono_tz::Tz;
 use prewarm_planner::defaults;
 use sqlx::PgPool;
 
@@ -57,18 +59,95 @@ impl FleetSpec {
     }
 }
 
-/// A stored fleet.
+/// A stored fleet: its settings, and what its operators set (pause, pin, planner settings).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct Fleet {
     pub id: i64,
     pub name: String,
-    pub time_zone: String,
+    /// Parsed once, when the row is read: a name the time zone database does not know is an
+    /// error then, not a silent UTC later.
+    pub time_zone: TimeZone,
     pub gpu_type: String,
     pub gpu_rps: f64,
     pub price_usd_per_gpu_hour: f64,
     pub min_gpus: i32,
     pub max_gpus: i32,
     pub budget_usd_per_hour: Option<f64>,
+    /// The fleet's own planner settings (`prewarm_planner::Settings` as JSON).
+    pub planner: serde_json::Value,
+    pub paused: bool,
+    pub pinned_gpus: Option<i32>,
+    pub pinned_until: Option<DateTime<Utc>>,
+    /// When the fleet's last refit ran, and what it did (a forecast, or why none was made).
+    pub refit_at: Option<DateTime<Utc>>,
+    pub refit_note: Option<String>,
+}
+
+impl Fleet {
+    /// The fleet's time zone.
+    pub fn tz(&self) -> Tz {
+        self.time_zone.0
+    }
+
+    /// The fleet's own planner settings; unset ones come from the service's `[planner]`. Stored
+    /// settings were checked when they were set; a value no longer readable counts as unset.
+    pub fn planner_settings(&self) -> prewarm_planner::Settings {
+        serde_json::from_value(self.planner.clone()).unwrap_or_default()
+    }
+}
+
+/// A fleet's time zone, stored as its IANA name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone(pub Tz);
+
+impl std::fmt::Display for TimeZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl serde::Serialize for TimeZone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name())
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for TimeZone {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for TimeZone {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let name = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        name.parse::<Tz>().map(TimeZone).map_err(|_| {
+            format!(
+                "stored time zone `{}` is not one this build knows (an IANA name such as Europe/Berlin)",
+                prewarm_core::shorten(name, 80)
+            )
+            .into()
+        })
+    }
+}
+
+/// One scheduled event on a fleet's wall clock, as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct FleetEvent {
+    #[serde(default)]
+    pub id: i64,
+    #[serde(default)]
+    pub label: String,
+    pub starts_local: NaiveDateTime,
+    pub ends_local: NaiveDateTime,
+    #[serde(default)]
+    pub multiply: Option<f64>,
+    #[serde(default)]
+    pub pin_rps: Option<f64>,
 }
 
 /// Whether a fleet name is one the schema accepts (checked here too, for a clear message).
@@ -153,7 +232,7 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Stor
     Ok(fleet)
 }
 
-const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour";
+const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note";
 
 /// Every fleet, by name.
 pub async fn list_fleets(pool: &PgPool) -> Result<Vec<Fleet>, StoreError> {
@@ -212,7 +291,10 @@ pub async fn update_fleet(
     .ok_or_else(|| StoreError::UnknownFleet(name.to_string()))?;
     let spec = FleetSpec {
         name: before.name.clone(),
-        time_zone: update.time_zone.clone().unwrap_or(before.time_zone.clone()),
+        time_zone: update
+            .time_zone
+            .clone()
+            .unwrap_or_else(|| before.time_zone.to_string()),
         gpu_type: update.gpu_type.clone().unwrap_or(before.gpu_type.clone()),
         gpu_rps: update.gpu_rps.unwrap_or(before.gpu_rps),
         price_usd_per_gpu_hour: update
@@ -303,4 +385,218 @@ pub async fn fleet_by_name(pool: &PgPool, name: &str) -> Result<Fleet, StoreErro
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| StoreError::UnknownFleet(name.to_string()))
+}
+
+/// The fleet with this id (`None`: deleted).
+pub async fn fleet_by_id(pool: &PgPool, id: i64) -> Result<Option<Fleet>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {FLEET_COLUMNS} FROM fleets WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The fleet of that name, if there is one.
+pub async fn find_fleet(pool: &PgPool, name: &str) -> Result<Option<Fleet>, sqlx::Error> {
+    // A name the schema cannot hold (a NUL byte, say) names no fleet.
+    if !valid_name(name) {
+        return Ok(None);
+    }
+    sqlx::query_as(&format!(
+        "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A fleet's calendar events, in time order.
+pub async fn events(pool: &PgPool, fleet_id: i64) -> Result<Vec<FleetEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, label, starts_local, ends_local, multiply, pin_rps FROM fleet_events
+         WHERE fleet_id = $1 ORDER BY starts_local, id",
+    )
+    .bind(fleet_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records what a fleet's last refit did.
+pub async fn set_refit_note(
+    pool: &PgPool,
+    fleet_id: i64,
+    at: DateTime<Utc>,
+    note: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE fleets SET refit_at = $2, refit_note = $3 WHERE id = $1")
+        .bind(fleet_id)
+        .bind(at)
+        .bind(note)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// What an operator changes on a fleet through the API (checked by the caller against the
+/// fleet's limits).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperatorChange {
+    /// Pause (true) or resume (false) the fleet's orders.
+    Pause(bool),
+    /// Hold the fleet at this many GPUs, until a time or until unpinned.
+    Pin {
+        gpus: i32,
+        until: Option<DateTime<Utc>>,
+    },
+    Unpin,
+    /// The fleet's own planner settings, checked.
+    Planner(prewarm_planner::Settings),
+    AddEvent(FleetEvent),
+    RemoveEvent(i64),
+}
+
+impl OperatorChange {
+    /// The audit log's name of the change.
+    pub fn action(&self) -> &'static str {
+        match self {
+            OperatorChange::Pause(true) => "fleet.pause",
+            OperatorChange::Pause(false) => "fleet.resume",
+            OperatorChange::Pin { .. } => "fleet.pin",
+            OperatorChange::Unpin => "fleet.unpin",
+            OperatorChange::Planner(_) => "fleet.planner",
+            OperatorChange::AddEvent(_) => "event.add",
+            OperatorChange::RemoveEvent(_) => "event.remove",
+        }
+    }
+}
+
+/// What an operator change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// The change was made (and audited); an added event has this id.
+    Done { event_id: Option<i64> },
+    /// Nothing matched (the fleet was deleted meanwhile, or the event was not the fleet's).
+    NothingMatched,
+}
+
+/// Makes an operator's change and records it in the audit log with the value before and after,
+/// in one transaction.
+pub async fn change(
+    pool: &PgPool,
+    fleet: &Fleet,
+    actor: &crate::Actor,
+    change: &OperatorChange,
+) -> Result<Changed, StoreError> {
+    use serde_json::json;
+    let mut tx = pool.begin().await?;
+    let (rows, event_id, before, after) = match change {
+        OperatorChange::Pause(paused) => {
+            let rows = sqlx::query("UPDATE fleets SET paused = $2 WHERE id = $1")
+                .bind(fleet.id)
+                .bind(paused)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            (
+                rows,
+                None,
+                json!({ "paused": fleet.paused }),
+                json!({ "paused": paused }),
+            )
+        }
+        OperatorChange::Pin { gpus, until } => {
+            let rows =
+                sqlx::query("UPDATE fleets SET pinned_gpus = $2, pinned_until = $3 WHERE id = $1")
+                    .bind(fleet.id)
+                    .bind(gpus)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            (
+                rows,
+                None,
+                json!({ "pinned_gpus": fleet.pinned_gpus, "until": fleet.pinned_until }),
+                json!({ "pinned_gpus": gpus, "until": until }),
+            )
+        }
+        OperatorChange::Unpin => {
+            let rows = sqlx::query(
+                "UPDATE fleets SET pinned_gpus = NULL, pinned_until = NULL WHERE id = $1",
+            )
+            .bind(fleet.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            (
+                rows,
+                None,
+                json!({ "pinned_gpus": fleet.pinned_gpus, "until": fleet.pinned_until }),
+                json!({ "pinned_gpus": null }),
+            )
+        }
+        OperatorChange::Planner(settings) => {
+            let value = json!(settings);
+            let rows = sqlx::query("UPDATE fleets SET planner = $2 WHERE id = $1")
+                .bind(fleet.id)
+                .bind(&value)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            (rows, None, fleet.planner.clone(), value)
+        }
+        OperatorChange::AddEvent(e) => {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO fleet_events (fleet_id, label, starts_local, ends_local, multiply, pin_rps)
+                 SELECT id, $2, $3, $4, $5, $6 FROM fleets WHERE id = $1 RETURNING id",
+            )
+            .bind(fleet.id)
+            .bind(&e.label)
+            .bind(e.starts_local)
+            .bind(e.ends_local)
+            .bind(e.multiply)
+            .bind(e.pin_rps)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let stored = FleetEvent {
+                id: id.unwrap_or_default(),
+                ..e.clone()
+            };
+            (
+                u64::from(id.is_some()),
+                id,
+                serde_json::Value::Null,
+                json!(stored),
+            )
+        }
+        OperatorChange::RemoveEvent(event_id) => {
+            let before: Option<FleetEvent> = sqlx::query_as(
+                "DELETE FROM fleet_events WHERE fleet_id = $1 AND id = $2
+                 RETURNING id, label, starts_local, ends_local, multiply, pin_rps",
+            )
+            .bind(fleet.id)
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            (
+                u64::from(before.is_some()),
+                None,
+                json!(before),
+                serde_json::Value::Null,
+            )
+        }
+    };
+    if rows == 0 {
+        return Ok(Changed::NothingMatched);
+    }
+    crate::audit::record(
+        &mut tx,
+        actor,
+        Some((fleet.id, &fleet.name)),
+        change.action(),
+        (!before.is_null()).then_some(before),
+        (!after.is_null()).then_some(after),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Changed::Done { event_id })
 }

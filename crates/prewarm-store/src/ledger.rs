@@ -193,3 +193,23 @@ pub async fn decisions(
     .fetch_all(pool)
     .await
 }
+
+/// Decisions and orders across every fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Totals {
+    pub decisions: i64,
+    pub delivered: i64,
+    pub pending: i64,
+}
+
+/// How many decisions are recorded, and how many orders were delivered or are pending.
+pub async fn totals(pool: &PgPool) -> Result<Totals, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM decisions) AS decisions,
+                count(*) FILTER (WHERE state = 'delivered') AS delivered,
+                count(*) FILTER (WHERE state = 'pending') AS pending
+         FROM orders",
+    )
+    .fetch_one(pool)
+    .await
+}

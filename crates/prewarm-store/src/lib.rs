@@ -9,7 +9,10 @@
 //! - [`ledger`]: decisions and the order outbox; [`leases`]: which replica plans which fleet;
 //!   [`state`]: a fleet's GPUs rebuilt from orders and the provisioner's callbacks.
 //! - [`kinds`]: order kinds, order states and decision modes as the database stores them.
+//! - [`admin`]: scratch databases and statistics for tools; [`seed`]: synthetic fleets for the
+//!   service benchmark.
 
+pub mod admin;
 pub mod audit;
 mod error;
 pub mod fleets;
@@ -17,6 +20,7 @@ pub mod kinds;
 pub mod leases;
 pub mod ledger;
 pub mod samples;
+pub mod seed;
 pub mod state;
 pub mod tokens;
 
@@ -24,7 +28,7 @@ pub use audit::Actor;
 pub use error::{ItemError, StoreError};
 pub use fleets::{
     create_fleet, delete_fleet, fleet_by_name, list_fleets, update_fleet, valid_name, Fleet,
-    FleetSpec, FleetUpdate, MAX_GPUS_LIMIT,
+    FleetEvent, FleetSpec, FleetUpdate, TimeZone, MAX_GPUS_LIMIT,
 };
 pub use kinds::{DecisionMode, OrderKind, OrderState};
 pub use samples::{
@@ -35,3 +39,11 @@ pub use tokens::{authenticate, create_token, list_tokens, revoke_token, Grant, S
 
 /// The schema's migrations, run at start and by `prewarm migrate`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Whether the database answers.
+pub async fn ping(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Synthetic fleets and history for `prewarm bench service`: many fleets at once, made in the
+//! database in a few statements instead of row by row.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Executor, PgPool};
+
+/// Replaces every fleet with `n` fleets (`fleet-1` ...), each with 35 minutes of 1-minute
+/// samples before `now`, a calibrated live forecast made this hour, a decision an hour ago whose
+/// boot of 10 was delivered, and the 10 instances it started (ready, with boot times).
+pub async fn fleets_in_steady_state(
+    pool: &PgPool,
+    n: usize,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    pool.execute(
+        "TRUNCATE fleets, samples, fleet_leases, replicas, job_runs RESTART IDENTITY CASCADE",
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO fleets (name, gpu_rps, min_gpus, max_gpus)
+         SELECT 'fleet-' || g, 1.0, 1, 1000 FROM generate_series(1, $1) g",
+    )
+    .bind(n as i64)
+    .execute(pool)
+    .await?;
+    // 35 minutes of 1-minute samples per fleet, levels differing between fleets.
+    sqlx::query(
+        "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests)
+         SELECT f.id, $1 - make_interval(mins => m), 60, 60 * (5 + (f.id % 17) + (m % 5))
+         FROM fleets f, generate_series(1, 35) m",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    // A calibrated forecast made this hour.
+    sqlx::query(
+        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
+                                quantile, error_floor_rps, errors_used)
+         SELECT f.id, $1 - interval '5 minutes', $1 - interval '10 minutes', 300, 'live', 'bench',
+                array_fill((8 + f.id % 17)::float8, ARRAY[24]), array_fill((12 + f.id % 17)::float8, ARRAY[24]),
+                0.98, 1.0, 60
+         FROM fleets f",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    // A delivered boot order and its ready instances.
+    sqlx::query(
+        "INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting, reason)
+         SELECT id, $1 - interval '1 hour', 10, 0, 0, 'bench' FROM fleets",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, state, attempts,
+                             next_attempt_at, expires_at, created_at, delivered_at)
+         SELECT 'bench-' || d.fleet_id, d.fleet_id, d.id, 'boot', 10, 'delivered', 1, d.decided_at,
+                d.decided_at, d.decided_at, d.decided_at FROM decisions d",
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO instances (instance_id, fleet_id, order_key, ordered_at, state, ready_at, boot_secs, updated_at)
+         SELECT 'bench-' || o.fleet_id || '-' || k, o.fleet_id, o.idempotency_key, o.created_at, 'ready',
+                o.created_at + interval '8 minutes', 420 + k, o.created_at
+         FROM orders o, generate_series(1, 10) k",
+    )
+    .execute(pool)
+    .await?;
+    pool.execute("ANALYZE").await?;
+    Ok(())
+}
+
+/// Gives every fleet a week of 5-minute history before its 35 recent minutes (a daily cycle,
+/// levels differing between fleets) and removes forecasts and leases: every fleet's next refit is
+/// its first.
+pub async fn week_of_history(pool: &PgPool, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests)
+         SELECT f.id, $1 - make_interval(mins => 5 * k), 300,
+                300 * (10 + 8 * sin(2 * pi() * k / 288.0) + (f.id % 7) + (k * 7919 % 13) / 6.0)
+         FROM fleets f, generate_series(36 / 5 + 1, 7 * 288) k
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    pool.execute("TRUNCATE forecasts, fleet_leases, replicas")
+        .await?;
+    Ok(())
+}
