@@ -616,8 +616,24 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
             == "delivered"
     })
     .await;
-    // Let the held delivery finish too, and a few more ticks run.
-    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    // Let the held delivery finish too, and two more ticks run.
+    let decisions_at_redelivery: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    eventually(60, "two more ticks and no delivery in flight", async || {
+        let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM orders WHERE state = 'pending'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        decisions >= decisions_at_redelivery + 2 && pending == 0
+    })
+    .await;
     let applied = cloud.seen().applied.clone();
     assert_eq!(applied.len(), 1, "{applied:?}");
     assert_eq!((applied[0].kind.as_str(), applied[0].count), ("boot", 2));
@@ -992,8 +1008,24 @@ async fn two_serve_processes_with_one_replica_id_plan_each_fleet_once(
         &secret.encoded(),
         Some("replica-1"),
     );
-    // Long enough for several ticks of both, and for the leases to be shared out.
-    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    // Until every fleet has been planned at least three times and its boot delivered: several
+    // ticks of both, with the leases shared out.
+    eventually(
+        60,
+        "three ticks of every fleet and four deliveries",
+        async || {
+            let fewest: Option<i64> = sqlx::query_scalar(
+                "SELECT min(n) FROM (SELECT count(*) AS n FROM decisions GROUP BY fleet_id) d
+             HAVING count(*) = 4",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .flatten();
+            fewest.is_some_and(|n| n >= 3) && cloud.seen().applied.len() >= 4
+        },
+    )
+    .await;
     a.kill().unwrap();
     b.kill().unwrap();
     a.wait().unwrap();

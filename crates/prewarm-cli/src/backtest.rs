@@ -11,7 +11,8 @@ use chrono_tz::Tz;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::{col, len, lit, Column, DataFrame, DataType, IntoLazy, SortMultipleOptions};
-use prewarm_core::{format_duration, parse_duration, Trace};
+use prewarm_core::Span;
+use prewarm_core::{format_duration, Trace};
 use prewarm_forecast::{
     backtest::{self, BacktestConfig, BacktestResult},
     ModelKind, ModelSettings, OutlierSettings, Transform,
@@ -27,16 +28,16 @@ pub struct BacktestArgs {
     tz: Option<String>,
     /// How far ahead each forecast reaches.
     #[arg(long, default_value = "60m")]
-    horizon: String,
+    horizon: Span,
     /// Time between two forecast origins.
     #[arg(long, default_value = "1h")]
-    every: String,
+    every: Span,
     /// Most history each fit may use.
     #[arg(long, default_value = "21d")]
-    train: String,
+    train: Span,
     /// Length of the scored span at the end of the trace (origins every --every within it).
     #[arg(long, default_value = "3d", conflicts_with = "origins")]
-    test: String,
+    test: Span,
     /// Number of origins, --every apart, the last one ending at the last point.
     #[arg(long)]
     origins: Option<usize>,
@@ -49,14 +50,14 @@ pub struct BacktestArgs {
         default_value = "mstl,ets,snaive-week,snaive-day,naive",
         value_delimiter = ','
     )]
-    models: Vec<String>,
+    models: Vec<ModelKind>,
     /// Origins before the first scored one whose errors only calibrate the band (a count; in
     /// `simulate`, `--warmup` is a duration of unscored history).
     #[arg(long, default_value_t = 24)]
     calibration_origins: usize,
     /// Transform before fitting: none, log, or boxcox:LAMBDA.
     #[arg(long, default_value = "none")]
-    transform: String,
+    transform: Transform,
     /// Keep outliers instead of replacing them before fitting.
     #[arg(long)]
     keep_outliers: bool,
@@ -65,7 +66,7 @@ pub struct BacktestArgs {
     trend_points: usize,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
-    resample: Option<String>,
+    resample: Option<Span>,
     /// Folder for forecasts.csv, summary.json and plot.svg.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -102,11 +103,11 @@ struct Summary<'a> {
     models: &'a [ModelSummary],
 }
 
-fn duration_in_steps(text: &str, what: &str, step_secs: i64) -> anyhow::Result<usize> {
-    let secs = parse_duration(text).map_err(|e| anyhow::anyhow!("--{what}: {e}"))?;
+fn duration_in_steps(span: Span, what: &str, step_secs: i64) -> anyhow::Result<usize> {
+    let secs = span.0;
     ensure!(
         secs % step_secs == 0,
-        "--{what} {text} is not a whole number of the trace's {} buckets",
+        "--{what} {span} is not a whole number of the trace's {} buckets",
         format_duration(step_secs)
     );
     Ok((secs / step_secs) as usize)
@@ -114,8 +115,7 @@ fn duration_in_steps(text: &str, what: &str, step_secs: i64) -> anyhow::Result<u
 
 pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let (mut trace, name) = crate::output::load_trace(args.trace.as_deref())?;
-    if let Some(resample) = &args.resample {
-        let secs = parse_duration(resample).map_err(|e| anyhow::anyhow!("--resample: {e}"))?;
+    if let Some(Span(secs)) = args.resample {
         trace = resample_sum(&trace, secs)?;
     }
     let tz: Option<Tz> = args
@@ -127,23 +127,19 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             })
         })
         .transpose()?;
-    let models = args
-        .models
-        .iter()
-        .map(|m| m.parse::<ModelKind>())
-        .collect::<Result<Vec<_>, _>>()?;
+    let models = args.models.clone();
     ensure!(!models.is_empty(), "--models: name at least one model");
     let step = trace.step_secs;
-    let horizon = duration_in_steps(&args.horizon, "horizon", step)?;
-    let every = duration_in_steps(&args.every, "every", step)?;
-    let train = duration_in_steps(&args.train, "train", step)?;
+    let horizon = duration_in_steps(args.horizon, "horizon", step)?;
+    let every = duration_in_steps(args.every, "every", step)?;
+    let train = duration_in_steps(args.train, "train", step)?;
     ensure!(
         horizon > 0 && every > 0,
         "--horizon and --every must be at least one bucket"
     );
     let count = match args.origins {
         Some(n) => n,
-        None => duration_in_steps(&args.test, "test", step)? / every,
+        None => duration_in_steps(args.test, "test", step)? / every,
     };
     let origins = backtest::origins_ending_at_last(trace.len(), horizon, every, count.max(1));
     ensure!(
@@ -161,7 +157,7 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         warmup: args.calibration_origins,
         warmup_every: every,
         tz,
-        transform: args.transform.parse::<Transform>()?,
+        transform: args.transform,
         outliers: (!args.keep_outliers).then(OutlierSettings::default),
         settings: ModelSettings {
             trend_max_points: args.trend_points,
@@ -236,9 +232,9 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             trace: &name,
             step: format_duration(step),
             tz: tz.map(|t| t.name().to_string()),
-            horizon: args.horizon.clone(),
-            every: args.every.clone(),
-            train: args.train.clone(),
+            horizon: args.horizon.to_string(),
+            every: args.every.to_string(),
+            train: args.train.to_string(),
             quantile: cfg.quantile,
             origins: cfg.origins.len(),
             first_origin: trace.timestamp(cfg.origins[0]).to_rfc3339(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use prewarm_sim::{policies::Timings, simulate};
 
-use crate::simulate::{Knobs, PlannerArgs, Replay, ReplayArgs};
+use crate::replay::{Knobs, PlannerArgs, Replay, ReplayArgs};
 
 #[derive(Debug, Args)]
 pub struct BenchPlannerArgs {

@@ -69,7 +69,7 @@ pub fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(crate::db::scratch_database(
+    rt.block_on(crate::database::scratch_database(
         &args.database_url,
         "prewarm_bench",
         false,

@@ -13,7 +13,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 use anyhow::{ensure, Context};
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
-use prewarm_core::{format_duration, parse_duration, Trace};
+use prewarm_core::{format_duration, Trace};
 use prewarm_service::{
     clock::{ManualClock, SharedClock},
     config::{Config, Mode, PlannerDefaults, Redacted, Span},
@@ -23,7 +23,10 @@ use prewarm_service::{
 };
 use prewarm_sim::{simulate_from, Accounting};
 
-use crate::simulate::{Knobs, Replay, ReplayArgs};
+use crate::{
+    args::SpanOrZero,
+    replay::{Knobs, Replay, ReplayArgs},
+};
 
 /// The service's default planner settings, which the simulator's policies run with too.
 fn service_knobs() -> Knobs {
@@ -43,18 +46,18 @@ pub struct DemoArgs {
     pub trace: Option<PathBuf>,
     /// How much of the trace's end is replayed through the service (the rest is history).
     #[arg(long, default_value = "1d")]
-    pub replay: String,
+    pub replay: Span,
     /// GPUs the trace's peak minute needs at full load.
     #[arg(long, default_value_t = 20)]
     pub peak_gpus: u32,
     /// Shortest and longest boot at fake-cloud (drawn uniformly, seeded).
     #[arg(long, default_value = "6m")]
-    pub boot_min: String,
+    pub boot_min: Span,
     #[arg(long, default_value = "10m")]
-    pub boot_max: String,
+    pub boot_max: Span,
     /// A request that waited longer than this is lost.
     #[arg(long, default_value = "2m")]
-    pub timeout: String,
+    pub timeout: Span,
     #[arg(long, default_value_t = 3.0)]
     pub price: f64,
     /// The fleet's IANA time zone.
@@ -75,7 +78,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    let replay_secs = parse_duration(&args.replay).map_err(|e| anyhow::anyhow!("--replay: {e}"))?;
+    let replay_secs = args.replay.0;
     let (trace, _) = crate::output::load_trace(args.trace.as_deref())?;
     let span = trace.requests.len() as i64 * trace.step_secs;
     ensure!(
@@ -91,24 +94,21 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         trace: args.trace.clone(),
         gpu_rps: None,
         peak_gpus: args.peak_gpus,
-        boot: args.boot_min.clone(),
-        boot_max: Some(args.boot_max.clone()),
+        boot: args.boot_min,
+        boot_max: Some(args.boot_max),
         seed: 1,
-        timeout: args.timeout.clone(),
+        timeout: args.timeout,
         price: args.price,
         tz: Some(args.tz.clone()),
-        warmup: Some(format_duration(warmup)),
-        refit: "15m".into(),
+        warmup: Some(SpanOrZero(warmup)),
+        refit: Span(900),
     })?;
-    let boot = (
-        parse_duration(&args.boot_min).map_err(anyhow::Error::msg)?,
-        parse_duration(&args.boot_max).map_err(anyhow::Error::msg)?,
-    );
+    let boot = (args.boot_min.0, args.boot_max.0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(crate::db::scratch_database(
+    rt.block_on(crate::database::scratch_database(
         &args.database_url,
         "prewarm_demo",
         args.keep,

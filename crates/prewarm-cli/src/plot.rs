@@ -120,7 +120,7 @@ pub fn backtest_svg(
 /// Demand (in GPUs needed at full load) and each policy's ready GPUs over the replay.
 pub fn capacity_svg(
     path: &Path,
-    replay: &crate::simulate::Replay,
+    replay: &crate::replay::Replay,
     results: &[(Vec<StepRecord>, SimSummary)],
 ) -> anyhow::Result<()> {
     let n = replay.requests.len();

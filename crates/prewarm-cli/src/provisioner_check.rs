@@ -22,6 +22,7 @@ use axum::{
     Router,
 };
 use clap::Args;
+use prewarm_core::Span;
 use prewarm_service::{
     callbacks::{Callback, Event},
     webhook::{OrderBody, Secret},
@@ -43,10 +44,10 @@ pub struct CheckArgs {
     callback_listen: Option<String>,
     /// How long to wait for each expected callback (an instance's boot included).
     #[arg(long, default_value = "15m")]
-    wait: String,
+    wait: Span,
     /// Time allowed for one answer.
     #[arg(long, default_value = "10s")]
-    timeout: String,
+    timeout: Span,
 }
 
 /// One check's outcome.
@@ -220,15 +221,8 @@ async fn wait_for<T>(
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     let secret = Secret::parse(&args.secret).map_err(anyhow::Error::msg)?;
-    let wait = Duration::from_secs(
-        prewarm_core::parse_duration(&args.wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?
-            as u64,
-    );
-    let timeout = Duration::from_secs(
-        prewarm_core::parse_duration(&args.timeout)
-            .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?
-            .max(1) as u64,
-    );
+    let wait = Duration::from_secs(args.wait.0 as u64);
+    let timeout = Duration::from_secs(args.timeout.0.max(1) as u64);
     anyhow::ensure!(
         args.url.starts_with("http://") || args.url.starts_with("https://"),
         "the web hook must be an http(s) URL"

@@ -92,3 +92,70 @@ mod tests {
         assert_eq!(format_duration(5_400), "90m");
     }
 }
+
+/// A positive duration written as `90s`, `15m`, `2h` or `1d` (in a TOML file also as a number
+/// of seconds), held in seconds: the configuration's and the command line's duration type.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(into = "String")]
+pub struct Span(pub i64);
+
+impl std::fmt::Debug for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl From<Span> for String {
+    fn from(s: Span) -> String {
+        format_duration(s.0)
+    }
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration(s).map(Span)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Secs(i64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Span(s)),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Span)
+                .map_err(|e| serde::de::Error::custom(format!("`{t}`: {e}"))),
+        }
+    }
+}
+
+/// A duration that may be zero (`0`, `0s`, `5m`), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpanOrZero(pub i64);
+
+impl std::str::FromStr for SpanOrZero {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration_or_zero(s).map(SpanOrZero)
+    }
+}
+
+impl std::fmt::Display for SpanOrZero {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}

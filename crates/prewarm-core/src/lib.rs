@@ -10,7 +10,7 @@ mod error;
 pub mod synth;
 mod trace;
 
-pub use duration::{format_duration, parse_duration, parse_duration_or_zero};
+pub use duration::{format_duration, parse_duration, parse_duration_or_zero, Span, SpanOrZero};
 pub use error::TraceError;
 pub use trace::{parse_trace, read_trace, write_trace, Trace};
 

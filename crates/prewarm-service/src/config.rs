@@ -9,8 +9,7 @@ use figment::{
     providers::{Format, Serialized, Toml},
     Figment,
 };
-use prewarm_core::parse_duration;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// A value that must not be printed: a secret, or a URL that may hold a password. It is read
 /// from the configuration like a string, but neither `Debug` nor `Serialize` shows it: a secret
@@ -55,39 +54,8 @@ pub enum Mode {
     ForecastOnly,
 }
 
-/// A duration written as `90s`, `15m`, `2h` or `1d`.
-#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(into = "String")]
-pub struct Span(pub i64);
-
-impl fmt::Debug for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", prewarm_core::format_duration(self.0))
-    }
-}
-
-impl From<Span> for String {
-    fn from(s: Span) -> String {
-        prewarm_core::format_duration(s.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Secs(i64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Span(s)),
-            Raw::Text(t) => parse_duration(&t)
-                .map(Span)
-                .map_err(|e| serde::de::Error::custom(format!("`{t}`: {e}"))),
-        }
-    }
-}
+/// A duration in the configuration (`90s`, `15m`, `2h`, `1d`, or seconds).
+pub use prewarm_core::Span;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -133,15 +133,25 @@ async fn fit_blocking(
     step: i64,
     tz: Tz,
     horizon: usize,
-) -> Option<Fit> {
+) -> Result<Fit, String> {
     tokio::task::spawn_blocking(move || fit(&history, start, step, tz, horizon))
         .await
-        .ok()
-        .flatten()
+        .map_err(|e| format!("the fit did not finish: {e}"))?
 }
 
-fn fit(history: &[f64], start: DateTime<Utc>, step: i64, tz: Tz, horizon: usize) -> Option<Fit> {
-    let first = history.iter().position(|v| v.is_finite())?;
+/// Fits the model on `history`; the error says why it could not be fitted (kept in the fleet's
+/// refit note and the decision's reason, and counted as a refit error).
+fn fit(
+    history: &[f64],
+    start: DateTime<Utc>,
+    step: i64,
+    tz: Tz,
+    horizon: usize,
+) -> Result<Fit, String> {
+    let first = history
+        .iter()
+        .position(|v| v.is_finite())
+        .ok_or("the history holds no observed bucket")?;
     let f = forecast(&ForecastRequest {
         start: start + Duration::seconds(step * first as i64),
         step_secs: step,
@@ -153,9 +163,9 @@ fn fit(history: &[f64], start: DateTime<Utc>, step: i64, tz: Tz, horizon: usize)
         outliers: Some(OutlierSettings::default()),
         settings: ModelSettings::default(),
     })
-    .ok()?;
+    .map_err(|e| e.to_string())?;
     let per_sec = step as f64;
-    Some(Fit {
+    Ok(Fit {
         p50_rps: f.point.iter().map(|p| p.max(0.0) / per_sec).collect(),
         floor_rps: f.error_floor / per_sec,
         model: format!("{:?}", f.fitted),
@@ -295,10 +305,9 @@ pub async fn refit(
                 if known < prewarm_planner::defaults::MIN_FIT_HISTORY_SECS {
                     continue;
                 }
-                if let Some(f) =
-                    fit_blocking(history[..end].to_vec(), from, step, tz, horizon).await
-                {
-                    rows.push((o, f));
+                match fit_blocking(history[..end].to_vec(), from, step, tz, horizon).await {
+                    Ok(f) => rows.push((o, f)),
+                    Err(e) => tracing::debug!(fleet_id, error = %e, "a bootstrap fit failed"),
                 }
             }
             for (o, f) in &rows {
@@ -328,9 +337,14 @@ pub async fn refit(
     }
     report.recent_error = recent_error(&stored, &history, index, step, defaults, origin);
 
-    let Some(f) = fit_blocking(history.clone(), from, step, tz, horizon).await else {
-        report.skipped = Some("the model could not be fitted on this history".into());
-        return Ok(report);
+    let f = match fit_blocking(history.clone(), from, step, tz, horizon).await {
+        Ok(f) => f,
+        Err(e) => {
+            report.skipped = Some(format!(
+                "the model could not be fitted on this history: {e}"
+            ));
+            return Ok(report);
+        }
     };
     report.fit_secs = f.fit_secs;
     let calibration = DemandCalibration::fit(&records, Some(tz));

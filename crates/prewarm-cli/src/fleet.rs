@@ -1,0 +1,164 @@
+//! `prewarm fleet`: create, list, update and delete fleets.
+
+use anyhow::ensure;
+use clap::{Args, Subcommand};
+use prewarm_store::{create_fleet, Actor, FleetSpec};
+
+use crate::database::{connect, runtime, DbArgs};
+
+/// A fleet's settings, as `fleet create` and `fleet update` take them.
+#[derive(Debug, Args, Clone)]
+pub struct FleetSettingsArgs {
+    /// IANA time zone of the fleet's users.
+    #[arg(long)]
+    tz: Option<String>,
+    /// GPU type, for people reading the config.
+    #[arg(long)]
+    gpu_type: Option<String>,
+    /// Requests per second one GPU serves.
+    #[arg(long)]
+    gpu_rps: Option<f64>,
+    /// Price of one GPU-hour in US dollars.
+    #[arg(long)]
+    price: Option<f64>,
+    /// Fewest GPUs the fleet keeps.
+    #[arg(long)]
+    min_gpus: Option<i32>,
+    /// Most GPUs the fleet may have.
+    #[arg(long)]
+    max_gpus: Option<i32>,
+    /// Spending limit in US dollars per hour.
+    #[arg(long)]
+    budget: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Create a fleet (defaults: UTC, 1 request/s per GPU, $3 per GPU-hour, 1 to 100 GPUs).
+    Create {
+        /// Fleet name: letters, digits, '.', '_' or '-'.
+        name: String,
+        #[command(flatten)]
+        settings: FleetSettingsArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List every fleet with its settings.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Change a fleet's settings (those given; the change is checked and audited).
+    Update {
+        name: String,
+        #[command(flatten)]
+        settings: FleetSettingsArgs,
+        /// Remove the spending limit.
+        #[arg(long, conflicts_with = "budget")]
+        no_budget: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a fleet with its history, decisions, orders and tokens, in one transaction.
+    Delete {
+        name: String,
+        /// Confirm: without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+pub fn run(command: &FleetCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        match command {
+            FleetCommand::Create { name, settings, db } => {
+                let pool = connect(db).await?;
+                let d = FleetSpec::named(name);
+                let spec = FleetSpec {
+                    name: name.clone(),
+                    time_zone: settings.tz.clone().unwrap_or(d.time_zone),
+                    gpu_type: settings.gpu_type.clone().unwrap_or(d.gpu_type),
+                    gpu_rps: settings.gpu_rps.unwrap_or(d.gpu_rps),
+                    price_usd_per_gpu_hour: settings.price.unwrap_or(d.price_usd_per_gpu_hour),
+                    min_gpus: settings.min_gpus.unwrap_or(d.min_gpus),
+                    max_gpus: settings.max_gpus.unwrap_or(d.max_gpus),
+                    budget_usd_per_hour: settings.budget,
+                };
+                let fleet = create_fleet(&pool, &spec).await?;
+                let mut conn = pool.acquire().await?;
+                prewarm_store::audit::record(
+                    &mut conn,
+                    &Actor::cli(),
+                    Some((fleet.id, &fleet.name)),
+                    "fleet.create",
+                    None,
+                    Some(serde_json::to_value(&fleet)?),
+                )
+                .await?;
+                println!("created fleet `{}` (id {})", fleet.name, fleet.id);
+            }
+            FleetCommand::List { db } => {
+                let pool = connect(db).await?;
+                let fleets = prewarm_store::list_fleets(&pool).await?;
+                println!(
+                    "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}",
+                    "fleet", "time zone", "gpu_rps", "$/GPU-h", "min", "max", "budget $/h"
+                );
+                for f in fleets {
+                    println!(
+                        "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}",
+                        f.name,
+                        f.time_zone,
+                        f.gpu_rps,
+                        f.price_usd_per_gpu_hour,
+                        f.min_gpus,
+                        f.max_gpus,
+                        f.budget_usd_per_hour
+                            .map_or("-".to_string(), |b| b.to_string())
+                    );
+                }
+            }
+            FleetCommand::Update {
+                name,
+                settings,
+                no_budget,
+                db,
+            } => {
+                let pool = connect(db).await?;
+                let update = prewarm_store::FleetUpdate {
+                    time_zone: settings.tz.clone(),
+                    gpu_type: settings.gpu_type.clone(),
+                    gpu_rps: settings.gpu_rps,
+                    price_usd_per_gpu_hour: settings.price,
+                    min_gpus: settings.min_gpus,
+                    max_gpus: settings.max_gpus,
+                    budget_usd_per_hour: if *no_budget {
+                        Some(None)
+                    } else {
+                        settings.budget.map(Some)
+                    },
+                };
+                let (before, after) =
+                    prewarm_store::update_fleet(&pool, name, &update, &Actor::cli()).await?;
+                println!(
+                    "updated fleet `{}`:\n  before: {}\n  after:  {}",
+                    after.name,
+                    serde_json::to_string(&before)?,
+                    serde_json::to_string(&after)?
+                );
+            }
+            FleetCommand::Delete { name, yes, db } => {
+                ensure!(
+                    *yes,
+                    "deleting fleet `{name}` removes its history, decisions, orders and tokens; add --yes to confirm"
+                );
+                let pool = connect(db).await?;
+                let samples = prewarm_store::delete_fleet(&pool, name, &Actor::cli()).await?;
+                println!("deleted fleet `{name}` and its {samples} samples");
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,342 @@
+//! What `simulate`, `tune`, `demo` and `bench planner` share: the replay's arguments, loading a
+//! trace to replay, the planner's knobs, and the policies built from them.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, ensure, Context};
+use chrono_tz::Tz;
+use clap::Args;
+
+use crate::args::{PolicyName, Span, SpanOrZero};
+use prewarm_core::{format_duration, Trace};
+use prewarm_forecast::interpolate;
+use prewarm_planner::PlannerConfig;
+use prewarm_sim::{
+    policies::{
+        Clairvoyant, ForecastCache, ForecastSettings, Hindsight, Predictive, Reactive, Static,
+    },
+    BootTime, Policy, SimConfig,
+};
+
+/// Settings shared by `simulate` and `tune`.
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    /// Trace in the project's format; without it, the bundled NAB ELB fixture.
+    pub trace: Option<PathBuf>,
+    /// Requests per second one GPU serves at full load; by default sized so the trace's peak
+    /// needs --peak-gpus GPUs.
+    #[arg(long)]
+    pub gpu_rps: Option<f64>,
+    /// GPUs the trace's peak minute needs at full load, when --gpu-rps is not given.
+    #[arg(long, default_value_t = 20)]
+    pub peak_gpus: u32,
+    /// Boot time: from order to serving.
+    #[arg(long, default_value = "10m")]
+    pub boot: Span,
+    /// Longest boot time: boots are drawn uniformly between --boot and this (seeded).
+    #[arg(long)]
+    pub boot_max: Option<Span>,
+    /// Seed of the boot-time draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A request that waited longer than this is lost.
+    #[arg(long, default_value = "2m")]
+    pub timeout: Span,
+    /// Price of one GPU-hour in US dollars.
+    #[arg(long, default_value_t = 3.0)]
+    pub price: f64,
+    /// IANA time zone of the fleet (seasons and overrides follow its wall clock).
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Steps replayed before scoring starts (forecasts need history); default 2d when the trace
+    /// has at least 4 days, else 0.
+    #[arg(long)]
+    pub warmup: Option<SpanOrZero>,
+    /// Time between forecast refits of the predictive policy.
+    #[arg(long, default_value = "1h")]
+    pub refit: Span,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PlannerArgs {
+    /// The SLO: the largest share of requests that may time out (waiting longer than --timeout).
+    /// The predictive policy plans to it; the hindsight reference is chosen within it.
+    #[arg(long, default_value_t = 0.001, alias = "max-timeout-share")]
+    pub slo: f64,
+    /// Expert override: plan on this quantile of the demand distribution everywhere, instead of
+    /// the levels the SLO sizer chooses hour by hour.
+    #[arg(long)]
+    pub quantile: Option<f64>,
+    /// Expert override: share of each GPU's capacity that predictive sizing plans to use.
+    #[arg(long, default_value_t = prewarm_planner::defaults::TARGET_UTILIZATION)]
+    pub utilization: f64,
+    /// Window after the boot lead a pre-warm is sized for.
+    #[arg(long, default_value = "1m")]
+    pub hold: SpanOrZero,
+    /// Expert override: when demand runs above the distribution's top quantile, keep load under
+    /// this share at once (the seed's 0.6); by default the forecast is corrected instead.
+    #[arg(long)]
+    pub miss_load: Option<f64>,
+}
+
+/// The planner's knobs that `simulate` takes and `tune` sweeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Knobs {
+    pub slo: f64,
+    pub quantile: Option<f64>,
+    pub utilization: f64,
+    pub hold_secs: i64,
+    pub miss_load: Option<f64>,
+}
+
+impl Knobs {
+    /// The knobs a user gave, checked.
+    pub fn from_args(args: &PlannerArgs) -> anyhow::Result<Self> {
+        Knobs {
+            slo: args.slo,
+            quantile: args.quantile,
+            utilization: args.utilization,
+            hold_secs: args.hold.0,
+            miss_load: args.miss_load,
+        }
+        .checked("")
+    }
+
+    /// The knobs, checked; `plural` is "s" when they came from `tune`'s lists.
+    pub fn checked(self, plural: &str) -> anyhow::Result<Self> {
+        let settings = prewarm_planner::Settings {
+            max_timeout_share: Some(self.slo),
+            quantile: self.quantile,
+            target_utilization: Some(self.utilization),
+            miss_load: self.miss_load,
+            hold_secs: Some(self.hold_secs),
+            ..Default::default()
+        };
+        if let Err(e) = settings.check() {
+            bail!(
+                "{}{plural}: {} {}",
+                e.setting.flag(),
+                match e.setting {
+                    prewarm_planner::Setting::Hold => format_duration(self.hold_secs),
+                    _ => e.value.clone(),
+                },
+                e.rule
+            );
+        }
+        Ok(self)
+    }
+}
+
+/// A trace ready to replay: requests per step, steps of a minute or shorter.
+pub struct Replay {
+    pub name: String,
+    pub trace: Trace,
+    pub requests: Vec<f64>,
+    pub step_secs: i64,
+    pub gpu_rps: f64,
+    pub sim: SimConfig,
+    pub tz: Option<Tz>,
+    pub refit_secs: i64,
+}
+
+impl Replay {
+    pub fn load(args: &ReplayArgs) -> anyhow::Result<Self> {
+        let (trace, name) = crate::output::load_trace(args.trace.as_deref())?;
+        // Replays run in steps of a minute at most: a coarser bucket is spread evenly.
+        let split = (trace.step_secs / 60).max(1) as usize;
+        ensure!(
+            trace.step_secs <= 60 || trace.step_secs % 60 == 0,
+            "the trace's {} interval is not a whole number of minutes",
+            format_duration(trace.step_secs)
+        );
+        let step_secs = trace.step_secs / split as i64;
+        let filled =
+            interpolate(&trace.requests).context("the trace has no observed values to replay")?;
+        let requests: Vec<f64> = filled
+            .iter()
+            .flat_map(|v| std::iter::repeat_n(v / split as f64, split))
+            .collect();
+        let peak_rps = requests.iter().copied().fold(0.0, f64::max) / step_secs as f64;
+        ensure!(peak_rps > 0.0, "the trace has no requests to replay");
+        let gpu_rps = match args.gpu_rps {
+            Some(r) => {
+                ensure!(
+                    r.is_finite() && r > 0.0,
+                    "--gpu-rps must be a positive number"
+                );
+                r
+            }
+            None => {
+                ensure!(args.peak_gpus > 0, "--peak-gpus must be at least 1");
+                peak_rps / args.peak_gpus as f64
+            }
+        };
+        let boot_secs = args.boot.0;
+        let boot = match args.boot_max {
+            Some(Span(max_secs)) => {
+                ensure!(
+                    max_secs >= boot_secs,
+                    "--boot-max must not be shorter than --boot"
+                );
+                BootTime::Uniform {
+                    min_secs: boot_secs,
+                    max_secs,
+                    seed: args.seed,
+                }
+            }
+            None => BootTime::Fixed { secs: boot_secs },
+        };
+        let timeout_secs = args.timeout.0;
+        if let Err(e) = (prewarm_planner::Settings {
+            queue_timeout_secs: Some(timeout_secs),
+            ..Default::default()
+        })
+        .check()
+        {
+            bail!(
+                "--timeout {}: a request's queue timeout {}",
+                args.timeout,
+                e.rule
+            );
+        }
+        let span_secs = requests.len() as i64 * step_secs;
+        let warmup_secs = match args.warmup {
+            Some(SpanOrZero(w)) => w,
+            None if span_secs >= 4 * 86_400 => 2 * 86_400,
+            None => 0,
+        };
+        ensure!(
+            warmup_secs < span_secs,
+            "--warmup is as long as the trace: nothing would be scored"
+        );
+        ensure!(
+            args.price.is_finite() && args.price >= 0.0,
+            "--price must be zero or more"
+        );
+        let tz = args
+            .tz
+            .as_deref()
+            .map(|t| {
+                t.parse::<Tz>().map_err(|_| {
+                    anyhow::anyhow!("--tz `{t}` is not an IANA time zone such as Europe/Berlin")
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            name,
+            trace,
+            requests,
+            step_secs,
+            gpu_rps,
+            sim: SimConfig {
+                gpu_rps,
+                timeout_secs,
+                boot,
+                price_usd_per_gpu_hour: args.price,
+                score_from_step: (warmup_secs / step_secs) as usize,
+            },
+            tz,
+            refit_secs: args.refit.0,
+        })
+    }
+
+    /// Steps replayed without scoring.
+    pub fn warmup_steps(&self) -> usize {
+        self.sim.score_from_step
+    }
+
+    pub fn planner(&self, knobs: &Knobs) -> PlannerConfig {
+        let mut cfg = PlannerConfig::new(self.gpu_rps);
+        cfg.slo = prewarm_planner::Slo {
+            max_timeout_share: knobs.slo,
+            timeout_secs: self.sim.timeout_secs,
+        };
+        cfg.quantile = knobs.quantile;
+        cfg.target_utilization = knobs.utilization;
+        cfg.boot_lead_secs = self.sim.boot.max_secs();
+        cfg.hold_secs = knobs.hold_secs;
+        cfg.reactive.miss_load = knobs.miss_load;
+        cfg.price_usd_per_gpu_hour = self.sim.price_usd_per_gpu_hour;
+        cfg.tz = self.tz.unwrap_or(Tz::UTC);
+        cfg
+    }
+
+    fn initial_gpus(&self) -> u32 {
+        let first = self.requests.first().copied().unwrap_or(0.0) / self.step_secs as f64;
+        ((first / (self.gpu_rps * 0.6)).ceil() as u32).max(1)
+    }
+
+    pub fn predictive(&self, knobs: &Knobs, cache: Option<ForecastCache>) -> Predictive {
+        let settings = ForecastSettings {
+            refit_secs: self.refit_secs,
+            tz: self.tz,
+            step_secs: if self.step_secs < 300 && 300 % self.step_secs == 0 {
+                300
+            } else {
+                self.step_secs
+            },
+            ..ForecastSettings::default()
+        };
+        let mut p = Predictive::new(
+            self.planner(knobs),
+            settings,
+            self.trace.start,
+            self.step_secs,
+            self.initial_gpus(),
+        );
+        p.cache = cache;
+        p
+    }
+
+    pub fn policy(&self, name: PolicyName, knobs: &Knobs) -> Box<dyn Policy + Send> {
+        match name {
+            PolicyName::Predictive => Box::new(self.predictive(knobs, None)),
+            PolicyName::Reactive => Box::new(Reactive {
+                cfg: self.planner(knobs),
+                step_secs: self.step_secs,
+                initial: self.initial_gpus(),
+            }),
+            PolicyName::Static => {
+                let peak =
+                    self.requests.iter().copied().fold(0.0, f64::max) / self.step_secs as f64;
+                Box::new(Static {
+                    gpus: (peak / (self.gpu_rps * knobs.utilization)).ceil() as u32,
+                })
+            }
+            PolicyName::Clairvoyant => Box::new(Clairvoyant {
+                future: self.requests.clone(),
+                step_secs: self.step_secs,
+                gpu_rps: self.gpu_rps,
+                boot_secs: self.sim.boot.max_secs(),
+            }),
+            PolicyName::Hindsight => Box::new(Hindsight::fit(
+                self.trace.start,
+                self.step_secs,
+                &self.requests,
+                self.tz.unwrap_or(Tz::UTC),
+                &self.sim,
+                knobs.slo,
+            )),
+        }
+    }
+
+    /// Days of the replay that are scored (after the warm-up).
+    pub fn scored_days(&self) -> f64 {
+        (self.requests.len().saturating_sub(self.warmup_steps()) as i64 * self.step_secs) as f64
+            / 86_400.0
+    }
+
+    /// GPU-hours of capacity that exactly matches each scored step, boot time free.
+    pub fn lower_bound_gpu_hours(&self) -> f64 {
+        self.requests[self.warmup_steps()..]
+            .iter()
+            .map(|r| {
+                (r / self.step_secs as f64 / self.gpu_rps - 1e-9)
+                    .ceil()
+                    .max(0.0)
+            })
+            .sum::<f64>()
+            * self.step_secs as f64
+            / 3_600.0
+    }
+}
