@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use prewarm_store::ledger::{self, ClaimScope, DueOrder};
 use sqlx::PgPool;
 
 use crate::webhook::Secret;
@@ -47,18 +48,6 @@ pub struct Scope<'a> {
     pub fleet_id: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Due {
-    id: i64,
-    idempotency_key: String,
-    fleet: String,
-    kind: prewarm_store::OrderKind,
-    count: i32,
-    attempts: i32,
-    created_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-}
-
 /// Delay before retry `attempt` (1 = first retry): 1 s doubling to a minute, times 0.5 to 1.5.
 pub fn backoff(attempt: i32) -> chrono::Duration {
     let base = 2f64.powi(attempt.clamp(1, 7) - 1).min(60.0);
@@ -88,45 +77,19 @@ impl Dispatcher {
         // dies: it is then never cancelled by a newer plan, the planner counts it, and the next
         // round sends it again under the same key. The claim holds the order for one delivery
         // time-out, so no other dispatcher sends it meanwhile.
-        let mut tx = pool.begin().await?;
-        let due: Vec<Due> = sqlx::query_as(
-            "SELECT o.id, o.idempotency_key, f.name AS fleet, o.kind, o.count, o.attempts,
-                    o.created_at, o.expires_at
-             FROM orders o JOIN fleets f ON f.id = o.fleet_id
-             WHERE o.state = 'pending' AND o.next_attempt_at <= $1
-               AND ($3::bigint IS NULL OR o.fleet_id = $3)
-               AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM fleet_leases l
-                    WHERE l.fleet_id = o.fleet_id AND l.holder_token = $4 AND l.expires_at > now()))
-             ORDER BY o.next_attempt_at LIMIT $2
-             FOR UPDATE OF o SKIP LOCKED",
-        )
-        .bind(now)
-        .bind(self.batch)
-        .bind(scope.fleet_id)
-        .bind(scope.holder.copied())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = Vec::with_capacity(due.len());
         let hold = chrono::Duration::milliseconds(self.timeout.as_millis() as i64 + 1_000);
-        for order in due {
-            if order.expires_at <= now {
-                sqlx::query("UPDATE orders SET state = 'expired' WHERE id = $1")
-                    .bind(order.id)
-                    .execute(&mut *tx)
-                    .await?;
-                report.expired += 1;
-                continue;
-            }
-            sqlx::query(
-                "UPDATE orders SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1",
-            )
-            .bind(order.id)
-            .bind(now + hold)
-            .execute(&mut *tx)
-            .await?;
-            claimed.push(order);
-        }
-        tx.commit().await?;
+        let (claimed, expired) = ledger::claim_due(
+            pool,
+            now,
+            self.batch,
+            hold,
+            ClaimScope {
+                fleet_id: scope.fleet_id,
+                holder: scope.holder,
+            },
+        )
+        .await?;
+        report.expired += expired as u32;
 
         for order in claimed {
             let started = std::time::Instant::now();
@@ -134,29 +97,14 @@ impl Dispatcher {
             report
                 .latencies_us
                 .push(started.elapsed().as_micros() as u64);
-            let attempts = order.attempts + 1;
             match outcome {
                 Ok(()) => {
-                    sqlx::query(
-                        "UPDATE orders SET state = 'delivered', delivered_at = $2, last_error = NULL
-                         WHERE id = $1 AND state = 'pending'",
-                    )
-                    .bind(order.id)
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
+                    ledger::mark_delivered(pool, order.id, now).await?;
                     report.delivered += 1;
                 }
                 Err(error) => {
-                    sqlx::query(
-                        "UPDATE orders SET next_attempt_at = $2, last_error = $3
-                         WHERE id = $1 AND state = 'pending'",
-                    )
-                    .bind(order.id)
-                    .bind(now + backoff(attempts))
-                    .bind(error)
-                    .execute(pool)
-                    .await?;
+                    let retry_at = now + backoff(order.attempts + 1);
+                    ledger::mark_failed(pool, order.id, retry_at, &error).await?;
                     report.failed += 1;
                 }
             }
@@ -164,7 +112,7 @@ impl Dispatcher {
         Ok(report)
     }
 
-    async fn deliver(&self, order: &Due) -> Result<(), String> {
+    async fn deliver(&self, order: &DueOrder) -> Result<(), String> {
         let body = serde_json::to_vec(&crate::webhook::OrderBody {
             id: order.idempotency_key.clone(),
             fleet: order.fleet.clone(),

@@ -213,3 +213,122 @@ pub async fn totals(pool: &PgPool) -> Result<Totals, sqlx::Error> {
     .fetch_one(pool)
     .await
 }
+
+/// An order claimed for delivery.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DueOrder {
+    pub id: i64,
+    pub idempotency_key: String,
+    /// The fleet's name.
+    pub fleet: String,
+    pub kind: OrderKind,
+    pub count: i32,
+    /// Attempts before this one.
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which pending orders a dispatcher may claim.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClaimScope<'a> {
+    /// Only this fleet's orders.
+    pub fleet_id: Option<i64>,
+    /// Only orders of fleets whose lease this process start holds.
+    pub holder: Option<&'a uuid::Uuid>,
+}
+
+/// Claims up to `batch` pending orders that are due at `now`, in one transaction committed before
+/// anything is sent: each claimed order's attempt is counted and it is held for `hold` (no other
+/// dispatcher sends it meanwhile), so an order whose delivery may have reached the provisioner is
+/// known to be in doubt if the process dies (never cancelled by a newer plan, counted by the
+/// planner, sent again under the same key). Orders past their time to live are expired instead.
+/// Returns the claimed orders and how many expired.
+pub async fn claim_due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    batch: i64,
+    hold: Duration,
+    scope: ClaimScope<'_>,
+) -> Result<(Vec<DueOrder>, usize), sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        order: DueOrder,
+        expires_at: DateTime<Utc>,
+    }
+    let mut tx = pool.begin().await?;
+    let due: Vec<Row> = sqlx::query_as(
+        "SELECT o.id, o.idempotency_key, f.name AS fleet, o.kind, o.count, o.attempts,
+                o.created_at, o.expires_at
+         FROM orders o JOIN fleets f ON f.id = o.fleet_id
+         WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+           AND ($3::bigint IS NULL OR o.fleet_id = $3)
+           AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM fleet_leases l
+                WHERE l.fleet_id = o.fleet_id AND l.holder_token = $4 AND l.expires_at > now()))
+         ORDER BY o.next_attempt_at LIMIT $2
+         FOR UPDATE OF o SKIP LOCKED",
+    )
+    .bind(now)
+    .bind(batch)
+    .bind(scope.fleet_id)
+    .bind(scope.holder.copied())
+    .fetch_all(&mut *tx)
+    .await?;
+    let (mut claimed, mut expired) = (Vec::with_capacity(due.len()), 0);
+    for row in due {
+        if row.expires_at <= now {
+            sqlx::query("UPDATE orders SET state = 'expired' WHERE id = $1")
+                .bind(row.order.id)
+                .execute(&mut *tx)
+                .await?;
+            expired += 1;
+            continue;
+        }
+        sqlx::query(
+            "UPDATE orders SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1",
+        )
+        .bind(row.order.id)
+        .bind(now + hold)
+        .execute(&mut *tx)
+        .await?;
+        claimed.push(row.order);
+    }
+    tx.commit().await?;
+    Ok((claimed, expired))
+}
+
+/// Records that the provisioner acknowledged an order.
+pub async fn mark_delivered(
+    pool: &PgPool,
+    order_id: i64,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET state = 'delivered', delivered_at = $2, last_error = NULL
+         WHERE id = $1 AND state = 'pending'",
+    )
+    .bind(order_id)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed delivery and when to try again.
+pub async fn mark_failed(
+    pool: &PgPool,
+    order_id: i64,
+    retry_at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET next_attempt_at = $2, last_error = $3
+         WHERE id = $1 AND state = 'pending'",
+    )
+    .bind(order_id)
+    .bind(retry_at)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

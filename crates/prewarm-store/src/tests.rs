@@ -1,0 +1,216 @@
+//! Every query on the service's hot path (tick state, ledger, dispatcher, leases, operator
+//! changes) run against the real schema: a query the migrations no longer fit fails here, in the
+//! store's own tests, rather than in a running service.
+
+use chrono::{Duration, Utc};
+use prewarm_planner::{Decision, FleetState, Order};
+use sqlx::PgPool;
+
+use crate::{
+    fleets::{self, Changed, OperatorChange},
+    kinds::{DecisionMode, OrderKind, OrderState},
+    leases::{self, Holder},
+    ledger::{self, ClaimScope, Meta},
+    state, Actor, FleetEvent, FleetSpec,
+};
+
+fn boot(n: u32) -> Decision {
+    Decision {
+        desired_gpus: n,
+        orders: vec![Order::Boot(n)],
+        reason: "test".into(),
+        breach: None,
+        forecast_p50_rps: None,
+        forecast_upper_rps: None,
+    }
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn the_hot_path_reads_and_writes_the_schema_as_it_is(pool: PgPool) {
+    let mut spec = FleetSpec::named("chat");
+    spec.time_zone = "America/New_York".into();
+    let fleet = crate::create_fleet(&pool, &spec).await.unwrap();
+    assert_eq!(fleet.tz(), chrono_tz::America::New_York);
+    let found = fleets::find_fleet(&pool, "chat").await.unwrap().unwrap();
+    assert_eq!(found, fleet);
+    assert_eq!(
+        fleets::fleet_by_id(&pool, fleet.id).await.unwrap(),
+        Some(fleet.clone())
+    );
+    assert!(fleets::find_fleet(&pool, "nul\0").await.unwrap().is_none());
+
+    // Leases: one holder takes the only fleet, and the decision is written under its fence.
+    let me = Holder::new("replica-a");
+    let round = leases::round(&pool, &me, 10).await.unwrap();
+    assert_eq!(round.held, vec![fleet.id]);
+    assert_eq!(
+        leases::holder(&pool, fleet.id).await.unwrap().as_deref(),
+        Some("replica-a")
+    );
+    let now = Utc::now();
+    let meta = Meta {
+        replica: "replica-a",
+        mode: DecisionMode::Act,
+        boot_lead_secs: Some(600),
+        forecast_id: None,
+        fence: Some(me.token),
+        write_orders: true,
+    };
+    let id = ledger::record(
+        &pool,
+        fleet.id,
+        now,
+        &FleetState::default(),
+        &boot(2),
+        &meta,
+    )
+    .await
+    .unwrap();
+    assert!(id.is_some(), "written under the lease");
+    let stranger = Meta {
+        fence: Some(uuid::Uuid::new_v4()),
+        ..meta
+    };
+    assert_eq!(
+        ledger::record(
+            &pool,
+            fleet.id,
+            now,
+            &FleetState::default(),
+            &boot(9),
+            &stranger
+        )
+        .await
+        .unwrap(),
+        None,
+        "a token without the lease writes nothing"
+    );
+    let orders = ledger::orders(&pool, fleet.id).await.unwrap();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(
+        (orders[0].kind, orders[0].count, orders[0].state),
+        (OrderKind::Boot, 2, OrderState::Pending)
+    );
+    let decisions = ledger::decisions(&pool, fleet.id, 10).await.unwrap();
+    assert_eq!(decisions[0].mode, DecisionMode::Act);
+
+    // An order never attempted is not counted yet (a newer plan may cancel it).
+    let s = state::fleet_state(&pool, fleet.id, now, 1_800)
+        .await
+        .unwrap();
+    assert_eq!(s.provisioned(), 0);
+
+    // The dispatcher claims it once, fails, is held back, then delivers.
+    let scope = ClaimScope {
+        fleet_id: Some(fleet.id),
+        holder: Some(&me.token),
+    };
+    let (claimed, expired) = ledger::claim_due(&pool, now, 10, Duration::seconds(11), scope)
+        .await
+        .unwrap();
+    assert_eq!((claimed.len(), expired), (1, 0));
+    assert_eq!(
+        (claimed[0].fleet.as_str(), claimed[0].kind),
+        ("chat", OrderKind::Boot)
+    );
+    // Once attempted it may have reached the provisioner: the tick's state counts it.
+    let s = state::fleet_state(&pool, fleet.id, now, 1_800)
+        .await
+        .unwrap();
+    assert_eq!(s.booting.len(), 2);
+    let (again, _) = ledger::claim_due(&pool, now, 10, Duration::seconds(11), scope)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "held while its delivery is under way");
+    ledger::mark_failed(&pool, claimed[0].id, now + Duration::seconds(2), "503")
+        .await
+        .unwrap();
+    let later = now + Duration::seconds(3);
+    let (retry, _) = ledger::claim_due(&pool, later, 10, Duration::seconds(11), scope)
+        .await
+        .unwrap();
+    assert_eq!((retry.len(), retry[0].attempts), (1, 1));
+    ledger::mark_delivered(&pool, retry[0].id, later)
+        .await
+        .unwrap();
+    let totals = ledger::totals(&pool).await.unwrap();
+    assert_eq!(
+        (totals.decisions, totals.delivered, totals.pending),
+        (1, 1, 0)
+    );
+
+    // Operator changes, each audited.
+    let actor = Actor::cli();
+    for change in [
+        OperatorChange::Pause(true),
+        OperatorChange::Pin {
+            gpus: 3,
+            until: Some(now + Duration::hours(1)),
+        },
+        OperatorChange::Unpin,
+        OperatorChange::Planner(prewarm_planner::Settings {
+            hold_secs: Some(120),
+            ..Default::default()
+        }),
+    ] {
+        assert!(matches!(
+            fleets::change(&pool, &fleet, &actor, &change)
+                .await
+                .unwrap(),
+            Changed::Done { .. }
+        ));
+    }
+    let event = FleetEvent {
+        id: 0,
+        label: "launch".into(),
+        starts_local: "2026-12-24T00:00:00".parse().unwrap(),
+        ends_local: "2026-12-25T00:00:00".parse().unwrap(),
+        multiply: Some(2.0),
+        pin_rps: None,
+    };
+    let Changed::Done {
+        event_id: Some(event_id),
+    } = fleets::change(&pool, &fleet, &actor, &OperatorChange::AddEvent(event))
+        .await
+        .unwrap()
+    else {
+        panic!("the event was not added")
+    };
+    assert_eq!(fleets::events(&pool, fleet.id).await.unwrap().len(), 1);
+    let removed = OperatorChange::RemoveEvent(event_id);
+    assert!(matches!(
+        fleets::change(&pool, &fleet, &actor, &removed)
+            .await
+            .unwrap(),
+        Changed::Done { .. }
+    ));
+    assert_eq!(
+        fleets::change(&pool, &fleet, &actor, &removed)
+            .await
+            .unwrap(),
+        Changed::NothingMatched
+    );
+    let fleet = fleets::fleet_by_id(&pool, fleet.id).await.unwrap().unwrap();
+    assert!(fleet.paused);
+    assert_eq!(fleet.planner_settings().hold_secs, Some(120));
+    let log = crate::audit::list(&pool, Some(fleet.id), 20).await.unwrap();
+    assert_eq!(log.len(), 6, "four changes and an event added and removed");
+    fleets::set_refit_note(&pool, fleet.id, now, Some("forecast 1"))
+        .await
+        .unwrap();
+    leases::release_all(&pool, &me).await.unwrap();
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_time_zone_the_build_does_not_know_is_an_error_when_read(pool: PgPool) {
+    let fleet = crate::create_fleet(&pool, &FleetSpec::named("chat"))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE fleets SET time_zone = 'Mars/Olympus' WHERE id = $1")
+        .bind(fleet.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = fleets::fleet_by_id(&pool, fleet.id).await.unwrap_err();
+    assert!(e.to_string().contains("Mars/Olympus"), "{e}");
+}
