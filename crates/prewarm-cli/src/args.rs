@@ -1,11 +1,11 @@
 //! Typed command-line values: clap parses durations and policy names once, so a command receives
 //! seconds and enums, and a bad value is refused with the flag named before anything runs.
 
-pub use prewarm_core::{Span, SpanOrZero};
+pub(crate) use prewarm_core::{Span, SpanOrZero};
 
 /// The policies `simulate` replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PolicyName {
+pub(crate) enum PolicyName {
     /// This planner: forecasts, the calibrated distribution and the SLO sizer.
     Predictive,
     /// The seed's reactive headroom rules.

@@ -11,8 +11,7 @@ use chrono_tz::Tz;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::{col, len, lit, Column, DataFrame, DataType, IntoLazy, SortMultipleOptions};
-use prewarm_core::Span;
-use prewarm_core::{format_duration, Trace};
+use prewarm_core::{format_duration, Span, Trace};
 use prewarm_forecast::{
     backtest::{self, BacktestConfig, BacktestResult},
     ModelKind, ModelSettings, OutlierSettings, Transform,
@@ -20,7 +19,7 @@ use prewarm_forecast::{
 use serde::Serialize;
 
 #[derive(Debug, Args)]
-pub struct BacktestArgs {
+pub(crate) struct BacktestArgs {
     /// Trace in the project's format; without it, the bundled NAB ELB fixture.
     trace: Option<PathBuf>,
     /// IANA time zone whose wall clock the seasons follow (e.g. Europe/Berlin).
@@ -74,7 +73,7 @@ pub struct BacktestArgs {
 
 /// One model's row of the summary table.
 #[derive(Debug, Clone, Serialize)]
-pub struct ModelSummary {
+pub(crate) struct ModelSummary {
     pub model: String,
     pub fitted: String,
     pub origins: usize,
@@ -113,7 +112,7 @@ fn duration_in_steps(span: Span, what: &str, step_secs: i64) -> anyhow::Result<u
     Ok((secs / step_secs) as usize)
 }
 
-pub fn run(args: &BacktestArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
     let (mut trace, name) = crate::output::load_trace(args.trace.as_deref())?;
     if let Some(Span(secs)) = args.resample {
         trace = resample_sum(&trace, secs)?;
@@ -447,7 +446,7 @@ fn summarise(result: &BacktestResult, cfg: &BacktestConfig) -> anyhow::Result<Ve
 /// quantile's coverage (the share of minutes whose demand came at or under it), overall, in the
 /// worst hour of the local day and in the worst ten minutes of the hour.
 #[derive(Debug, Clone, Serialize)]
-pub struct CalibrationReport {
+pub(crate) struct CalibrationReport {
     pub model: String,
     /// Scored minutes checked.
     pub minutes: usize,
@@ -459,7 +458,7 @@ pub struct CalibrationReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LevelCoverage {
+pub(crate) struct LevelCoverage {
     pub level: f64,
     pub covered: f64,
     pub worst_hour: Option<(usize, f64)>,
@@ -497,6 +496,10 @@ impl CalibrationReport {
         out
     }
 }
+
+/// One scored minute for the coverage report: (local hour, ten minutes of the hour, whether
+/// each reported quantile covered it).
+type CoverageRow = (usize, usize, [bool; REPORTED.len()]);
 
 /// Builds [`CalibrationReport`] for `model`'s forecasts: their minutes are scored as the service
 /// scores its own (bucket totals spread over their minutes), the calibration is fitted each day on
@@ -585,9 +588,7 @@ fn calibration_report(
             .map(|i| rows.iter().filter(|r| r.2[i]).count() as f64 / rows.len().max(1) as f64)
             .collect()
     };
-    let group = |key: &dyn Fn(&(usize, usize, [bool; REPORTED.len()])) -> usize,
-                 groups: usize,
-                 width: usize| {
+    let group = |key: &dyn Fn(&CoverageRow) -> usize, groups: usize, width: usize| {
         (0..groups)
             .filter_map(|g| {
                 let rows: Vec<_> = checked.iter().filter(|r| key(r) == g).collect();

@@ -15,7 +15,7 @@ use crate::database::scratch_database;
 use crate::database::{connect, runtime, DbArgs};
 
 #[derive(Debug, Args)]
-pub struct BenchIngestArgs {
+pub(crate) struct BenchIngestArgs {
     /// Samples loaded by the COPY benchmark.
     #[arg(long, default_value_t = 1_000_000)]
     samples: usize,
@@ -39,7 +39,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Ingestion benchmark on a scratch database: COPY import, reading 28 days, and paced pushes
 /// over loopback HTTP.
-pub fn run(args: &BenchIngestArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &BenchIngestArgs) -> anyhow::Result<()> {
     ensure!(
         args.samples >= 40_320,
         "--samples must be at least 40320 (28 days of minutes)"

@@ -10,7 +10,7 @@ use prewarm_sim::{policies::Timings, simulate};
 use crate::replay::{Knobs, PlannerArgs, Replay, ReplayArgs};
 
 #[derive(Debug, Args)]
-pub struct BenchPlannerArgs {
+pub(crate) struct BenchPlannerArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
     #[command(flatten)]
@@ -30,7 +30,7 @@ fn quantile_ms(values: &mut [u64], q: f64) -> f64 {
     values[i] as f64 / 1e6
 }
 
-pub fn run(args: &BenchPlannerArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &BenchPlannerArgs) -> anyhow::Result<()> {
     let mut replay_args = args.replay.clone();
     if replay_args.trace.is_none() {
         replay_args.trace = Some(

@@ -20,7 +20,7 @@ use prewarm_service::{
 use sqlx::{postgres::PgPoolOptions, Executor, PgPool};
 
 #[derive(Debug, Args)]
-pub struct BenchServiceArgs {
+pub(crate) struct BenchServiceArgs {
     /// Fleet counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "250,500,1000")]
     fleets: Vec<usize>,
@@ -65,7 +65,7 @@ fn service(
     Service::new(pool, c, clock).map_err(anyhow::Error::msg)
 }
 
-pub fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -9,19 +9,19 @@ use sqlx::{postgres::PgPoolOptions, PgPool};
 
 /// Where the database is.
 #[derive(Debug, Args, Clone)]
-pub struct DbArgs {
+pub(crate) struct DbArgs {
     /// PostgreSQL connection URL, e.g. postgres://user@127.0.0.1:5432/prewarm.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 }
 
 /// The URL without its password, for messages.
-pub fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     prewarm_service::config::redact_url(url)
 }
 
 /// Connects and brings the schema up to date.
-pub async fn connect(args: &DbArgs) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect(args: &DbArgs) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(5))
@@ -40,7 +40,7 @@ pub async fn connect(args: &DbArgs) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,7 +49,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `work` on a scratch database `{prefix}_{pid}` made on the server of `url` (its name and
 /// URL are passed in), and drops it afterwards unless `keep`.
-pub async fn scratch_database<T, F, Fut>(
+pub(crate) async fn scratch_database<T, F, Fut>(
     url: &str,
     prefix: &str,
     keep: bool,

@@ -41,7 +41,7 @@ fn service_knobs() -> Knobs {
 }
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Trace in the project's format; without it, the bundled NAB ELB fixture.
     pub trace: Option<PathBuf>,
     /// How much of the trace's end is replayed through the service (the rest is history).
@@ -77,7 +77,7 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let replay_secs = args.replay.0;
     let (trace, _) = crate::output::load_trace(args.trace.as_deref())?;
     let span = trace.requests.len() as i64 * trace.step_secs;

@@ -9,7 +9,7 @@ use prewarm_core::Span;
 use crate::database::runtime;
 
 #[derive(Debug, Args)]
-pub struct FakeCloudArgs {
+pub(crate) struct FakeCloudArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9900")]
     listen: String,
@@ -30,7 +30,7 @@ pub struct FakeCloudArgs {
 }
 
 /// Runs the reference provisioner until interrupted.
-pub fn run(args: &FakeCloudArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &FakeCloudArgs) -> anyhow::Result<()> {
     use prewarm_service::{
         clock::SystemClock,
         fake_cloud::{Behaviour, FakeCloud},

@@ -8,7 +8,7 @@ use crate::database::{connect, runtime, DbArgs};
 
 /// A fleet's settings, as `fleet create` and `fleet update` take them.
 #[derive(Debug, Args, Clone)]
-pub struct FleetSettingsArgs {
+pub(crate) struct FleetSettingsArgs {
     /// IANA time zone of the fleet's users.
     #[arg(long)]
     tz: Option<String>,
@@ -33,7 +33,7 @@ pub struct FleetSettingsArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum FleetCommand {
+pub(crate) enum FleetCommand {
     /// Create a fleet (defaults: UTC, 1 request/s per GPU, $3 per GPU-hour, 1 to 100 GPUs).
     Create {
         /// Fleet name: letters, digits, '.', '_' or '-'.
@@ -70,7 +70,7 @@ pub enum FleetCommand {
     },
 }
 
-pub fn run(command: &FleetCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         match command {
             FleetCommand::Create { name, settings, db } => {

@@ -16,7 +16,7 @@ use prewarm_store::fleet_by_name;
 use crate::database::{connect, runtime, DbArgs};
 
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The fleet whose history receives the samples.
     #[arg(long)]
     fleet: String,
@@ -70,7 +70,7 @@ fn read_parquet_trace(path: &Path) -> anyhow::Result<Trace> {
 }
 
 /// Moves a trace so that its last bucket ends at `now`, rounded down to the trace's interval.
-pub fn shift_to(trace: &mut Trace, now: chrono::DateTime<chrono::Utc>) {
+pub(crate) fn shift_to(trace: &mut Trace, now: chrono::DateTime<chrono::Utc>) {
     let step = trace.step_secs.max(1);
     let end = trace.timestamp(trace.len());
     let target =
@@ -78,7 +78,7 @@ pub fn shift_to(trace: &mut Trace, now: chrono::DateTime<chrono::Utc>) {
     trace.start += target - end;
 }
 
-pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let mut trace = match args.file.extension().and_then(|e| e.to_str()) {
         Some("parquet") | Some("pq") => read_parquet_trace(&args.file)?,
         _ => read_trace(&args.file)?,

@@ -4,7 +4,7 @@
 use tracing_subscriber::EnvFilter;
 
 /// Sets logging up once, before the command runs.
-pub fn init(verbose: u8, quiet: bool) {
+pub(crate) fn init(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",

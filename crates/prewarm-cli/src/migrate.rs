@@ -2,7 +2,7 @@
 
 use crate::database::{connect, redacted, runtime, DbArgs};
 
-pub fn run(args: &DbArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DbArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         connect(args).await?;
         println!(

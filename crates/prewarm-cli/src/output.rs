@@ -10,7 +10,7 @@ const BUNDLED_NAME: &str = "fixtures/nab-elb-5m.csv (bundled)";
 const BUNDLED: &str = include_str!("../../../fixtures/nab-elb-5m.csv");
 
 /// Reads a trace, or the bundled fixture when no path is given; returns it with its name.
-pub fn load_trace(path: Option<&Path>) -> anyhow::Result<(Trace, String)> {
+pub(crate) fn load_trace(path: Option<&Path>) -> anyhow::Result<(Trace, String)> {
     Ok(match path {
         Some(path) => (read_trace(path)?, path.display().to_string()),
         None => (
@@ -21,7 +21,7 @@ pub fn load_trace(path: Option<&Path>) -> anyhow::Result<(Trace, String)> {
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
@@ -29,7 +29,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 }
 
 /// A one-paragraph description of a trace.
-pub fn describe(trace: &Trace, name: &str) -> String {
+pub(crate) fn describe(trace: &Trace, name: &str) -> String {
     let end = trace.timestamp(trace.len());
     let observed: Vec<f64> = trace
         .requests

@@ -52,7 +52,7 @@ fn legend_line(colour: RGBAColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i3
 
 /// Actual requests over the scored span, with `model`'s median and upper band from every origin.
 #[cfg(feature = "analysis")]
-pub fn backtest_svg(
+pub(crate) fn backtest_svg(
     path: &Path,
     trace: &Trace,
     result: &BacktestResult,
@@ -118,7 +118,7 @@ pub fn backtest_svg(
 }
 
 /// Demand (in GPUs needed at full load) and each policy's ready GPUs over the replay.
-pub fn capacity_svg(
+pub(crate) fn capacity_svg(
     path: &Path,
     replay: &crate::replay::Replay,
     results: &[(Vec<StepRecord>, SimSummary)],

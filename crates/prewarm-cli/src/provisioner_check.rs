@@ -29,7 +29,7 @@ use prewarm_service::{
 };
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The provisioner's web hook, e.g. http://127.0.0.1:9900/orders.
     url: String,
     /// The shared secret (`whsec_...`), as given to the provisioner.
@@ -219,7 +219,7 @@ async fn wait_for<T>(
     }
 }
 
-pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<()> {
     let secret = Secret::parse(&args.secret).map_err(anyhow::Error::msg)?;
     let wait = Duration::from_secs(args.wait.0 as u64);
     let timeout = Duration::from_secs(args.timeout.0.max(1) as u64);

@@ -9,7 +9,7 @@ use prewarm_store::fleet_by_name;
 use crate::database::{connect, runtime, DbArgs};
 
 #[derive(Debug, Args)]
-pub struct PullArgs {
+pub(crate) struct PullArgs {
     /// The fleet whose history receives the samples.
     #[arg(long)]
     fleet: String,
@@ -37,7 +37,7 @@ pub struct PullArgs {
     db: DbArgs,
 }
 
-pub fn run(args: &PullArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &PullArgs) -> anyhow::Result<()> {
     let (back, step) = (args.from.0, args.step.0);
     runtime()?.block_on(async {
         let pool = connect(&args.db).await?;

@@ -8,7 +8,7 @@ use prewarm_store::fleet_by_name;
 use crate::database::{connect, runtime, DbArgs};
 
 #[derive(Debug, Args)]
-pub struct RefitArgs {
+pub(crate) struct RefitArgs {
     /// The fleet to refit.
     #[arg(long)]
     fleet: String,
@@ -20,7 +20,7 @@ pub struct RefitArgs {
 }
 
 /// Refits one fleet now, as the service's scheduled refit would, and prints what it did.
-pub fn run(args: &RefitArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &RefitArgs) -> anyhow::Result<()> {
     use prewarm_service::{
         clock::SystemClock,
         config::{Config, Mode, Redacted},

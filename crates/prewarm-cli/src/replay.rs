@@ -20,7 +20,7 @@ use prewarm_sim::{
 
 /// Settings shared by `simulate` and `tune`.
 #[derive(Debug, Args, Clone)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Trace in the project's format; without it, the bundled NAB ELB fixture.
     pub trace: Option<PathBuf>,
     /// Requests per second one GPU serves at full load; by default sized so the trace's peak
@@ -58,7 +58,7 @@ pub struct ReplayArgs {
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct PlannerArgs {
+pub(crate) struct PlannerArgs {
     /// The SLO: the largest share of requests that may time out (waiting longer than --timeout).
     /// The predictive policy plans to it; the hindsight reference is chosen within it.
     #[arg(long, default_value_t = 0.001, alias = "max-timeout-share")]
@@ -81,7 +81,7 @@ pub struct PlannerArgs {
 
 /// The planner's knobs that `simulate` takes and `tune` sweeps.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Knobs {
+pub(crate) struct Knobs {
     pub slo: f64,
     pub quantile: Option<f64>,
     pub utilization: f64,
@@ -91,7 +91,7 @@ pub struct Knobs {
 
 impl Knobs {
     /// The knobs a user gave, checked.
-    pub fn from_args(args: &PlannerArgs) -> anyhow::Result<Self> {
+    pub(crate) fn from_args(args: &PlannerArgs) -> anyhow::Result<Self> {
         Knobs {
             slo: args.slo,
             quantile: args.quantile,
@@ -103,7 +103,7 @@ impl Knobs {
     }
 
     /// The knobs, checked; `plural` is "s" when they came from `tune`'s lists.
-    pub fn checked(self, plural: &str) -> anyhow::Result<Self> {
+    pub(crate) fn checked(self, plural: &str) -> anyhow::Result<Self> {
         let settings = prewarm_planner::Settings {
             max_timeout_share: Some(self.slo),
             quantile: self.quantile,
@@ -128,7 +128,7 @@ impl Knobs {
 }
 
 /// A trace ready to replay: requests per step, steps of a minute or shorter.
-pub struct Replay {
+pub(crate) struct Replay {
     pub name: String,
     pub trace: Trace,
     pub requests: Vec<f64>,
@@ -140,7 +140,7 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn load(args: &ReplayArgs) -> anyhow::Result<Self> {
+    pub(crate) fn load(args: &ReplayArgs) -> anyhow::Result<Self> {
         let (trace, name) = crate::output::load_trace(args.trace.as_deref())?;
         // Replays run in steps of a minute at most: a coarser bucket is spread evenly.
         let split = (trace.step_secs / 60).max(1) as usize;
@@ -241,11 +241,11 @@ impl Replay {
     }
 
     /// Steps replayed without scoring.
-    pub fn warmup_steps(&self) -> usize {
+    pub(crate) fn warmup_steps(&self) -> usize {
         self.sim.score_from_step
     }
 
-    pub fn planner(&self, knobs: &Knobs) -> PlannerConfig {
+    pub(crate) fn planner(&self, knobs: &Knobs) -> PlannerConfig {
         let mut cfg = PlannerConfig::new(self.gpu_rps);
         cfg.slo = prewarm_planner::Slo {
             max_timeout_share: knobs.slo,
@@ -266,7 +266,7 @@ impl Replay {
         ((first / (self.gpu_rps * 0.6)).ceil() as u32).max(1)
     }
 
-    pub fn predictive(&self, knobs: &Knobs, cache: Option<ForecastCache>) -> Predictive {
+    pub(crate) fn predictive(&self, knobs: &Knobs, cache: Option<ForecastCache>) -> Predictive {
         let settings = ForecastSettings {
             refit_secs: self.refit_secs,
             tz: self.tz,
@@ -288,7 +288,7 @@ impl Replay {
         p
     }
 
-    pub fn policy(&self, name: PolicyName, knobs: &Knobs) -> Box<dyn Policy + Send> {
+    pub(crate) fn policy(&self, name: PolicyName, knobs: &Knobs) -> Box<dyn Policy + Send> {
         match name {
             PolicyName::Predictive => Box::new(self.predictive(knobs, None)),
             PolicyName::Reactive => Box::new(Reactive {
@@ -321,13 +321,13 @@ impl Replay {
     }
 
     /// Days of the replay that are scored (after the warm-up).
-    pub fn scored_days(&self) -> f64 {
+    pub(crate) fn scored_days(&self) -> f64 {
         (self.requests.len().saturating_sub(self.warmup_steps()) as i64 * self.step_secs) as f64
             / 86_400.0
     }
 
     /// GPU-hours of capacity that exactly matches each scored step, boot time free.
-    pub fn lower_bound_gpu_hours(&self) -> f64 {
+    pub(crate) fn lower_bound_gpu_hours(&self) -> f64 {
         self.requests[self.warmup_steps()..]
             .iter()
             .map(|r| {

@@ -5,7 +5,7 @@ use clap::Args;
 use crate::database::{connect, runtime, DbArgs};
 
 #[derive(Debug, Args)]
-pub struct RetentionArgs {
+pub(crate) struct RetentionArgs {
     /// Raw samples (buckets under an hour) older than this become hourly sums.
     #[arg(long, default_value = "35d")]
     keep_raw: prewarm_core::Span,
@@ -13,7 +13,7 @@ pub struct RetentionArgs {
     db: DbArgs,
 }
 
-pub fn run(args: &RetentionArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &RetentionArgs) -> anyhow::Result<()> {
     let keep = args.keep_raw.0;
     runtime()?.block_on(async {
         let pool = connect(&args.db).await?;

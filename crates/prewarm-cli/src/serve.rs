@@ -8,7 +8,7 @@ use clap::Args;
 use crate::database::runtime;
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// TOML configuration file; `PREWARM_SECTION__KEY` variables override it (README: Running the
     /// service).
     #[arg(long, short, env = "PREWARM_CONFIG")]
@@ -18,7 +18,7 @@ pub struct ServeArgs {
     check: bool,
 }
 
-pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     use prewarm_service::{clock::SystemClock, config::Config};
     let config = Config::load(args.config.as_deref(), std::env::vars())?;
     if args.check {

@@ -15,7 +15,7 @@ use crate::{
 };
 
 #[derive(Debug, Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
     /// Policies to replay, comma-separated: predictive, reactive, static, clairvoyant, and
@@ -49,7 +49,7 @@ struct SimulateSummary<'a> {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicySummary {
+pub(crate) struct PolicySummary {
     #[serde(flatten)]
     pub sim: SimSummary,
     /// Boot orders per scored day.
@@ -58,7 +58,7 @@ pub struct PolicySummary {
     pub cost_vs_hindsight: Option<f64>,
 }
 
-pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let replay = Replay::load(&args.replay)?;
     let knobs = Knobs::from_args(&args.planner)?;
     let mut policies = Vec::new();
@@ -144,7 +144,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
 
 /// Each policy's totals with its boots per day over `scored_days` and its cost against the
 /// clairvoyant and hindsight references, where they were replayed.
-pub fn with_ratio(sims: Vec<SimSummary>, scored_days: f64) -> Vec<PolicySummary> {
+pub(crate) fn with_ratio(sims: Vec<SimSummary>, scored_days: f64) -> Vec<PolicySummary> {
     let cost_of = |name: &str| {
         sims.iter()
             .find(|s| s.policy == name)
@@ -166,7 +166,7 @@ pub fn with_ratio(sims: Vec<SimSummary>, scored_days: f64) -> Vec<PolicySummary>
         .collect()
 }
 
-pub fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
+pub(crate) fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
     let ratio = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     let mut out = format!(
         "{:<12} {:>10} {:>10} {:>11} {:>9} {:>7} {:>10} {:>9} {:>14} {:>12}\n",

@@ -7,7 +7,7 @@ use prewarm_store::{create_token, fleet_by_name, Actor, Scope};
 use crate::database::{connect, runtime, DbArgs};
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create a bearer token for one fleet, or for all; prints it once.
     Create {
         /// The fleet the token is for; without it, every fleet.
@@ -44,7 +44,7 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
     text.trim().parse()
 }
 
-pub fn run(command: &TokenCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: &TokenCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         match command {
             TokenCommand::Create {
@@ -75,8 +75,8 @@ pub fn run(command: &TokenCommand) -> anyhow::Result<()> {
                     None => None,
                 };
                 println!(
-                    "{:>5} {:<24} {:<20} {:<26} {}",
-                    "id", "label", "fleet", "scopes", "revoked"
+                    "{:>5} {:<24} {:<20} {:<26} revoked",
+                    "id", "label", "fleet", "scopes"
                 );
                 for t in prewarm_store::list_tokens(&pool, fleet_id).await? {
                     println!(

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use crate::output;
 
 #[derive(Debug, Subcommand)]
-pub enum TraceCommand {
+pub(crate) enum TraceCommand {
     /// Convert a public trace into the project's trace format (`timestamp,requests,...`).
     #[cfg(feature = "analysis")]
     Import(crate::trace_import::ImportArgs),
@@ -22,7 +22,7 @@ pub enum TraceCommand {
 
 /// `prewarm trace synth`.
 #[derive(Debug, clap::Args)]
-pub struct SynthArgs {
+pub(crate) struct SynthArgs {
     /// `office` (a weekday 09:30 rush and 14:00 peak, quiet nights and weekends) or `bursts`
     /// (a daily base plus clients firing at :00 and :30 past the hour every 1.5 to 2.5 hours).
     #[arg(long, default_value = "office")]
@@ -49,7 +49,7 @@ pub struct SynthArgs {
     out: PathBuf,
 }
 
-pub fn run(command: &TraceCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: &TraceCommand) -> anyhow::Result<()> {
     match command {
         #[cfg(feature = "analysis")]
         TraceCommand::Import(args) => crate::trace_import::run(args),

@@ -17,7 +17,7 @@ use prewarm_core::{parse_duration, write_trace, Trace};
 
 /// Raw trace formats `prewarm trace import` understands.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// NAB: CSV `timestamp,value`, naive UTC timestamps at a fixed interval.
     Nab,
     /// ServeGen: one header-less CSV per client, `ts_s,rate_rps,...`; summed over all files.
@@ -27,7 +27,7 @@ pub enum Format {
 }
 
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// Format of the input files.
     #[arg(long, value_enum)]
     format: Format,
@@ -45,7 +45,7 @@ pub struct ImportArgs {
     start: String,
 }
 
-pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let trace = match args.format {
         Format::Nab => import_nab(single(&args.inputs)?)?,
         Format::Servegen => {

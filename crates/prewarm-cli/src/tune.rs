@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::replay::{Knobs, Replay, ReplayArgs};
 
 #[derive(Debug, Args)]
-pub struct TuneArgs {
+pub(crate) struct TuneArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
     /// The SLO: the largest share of requests that may time out. Settings are planned to it and
@@ -102,7 +102,7 @@ fn optional_number(text: &str, word: &str, flag: &str) -> anyhow::Result<Option<
         .map_err(|_| anyhow::anyhow!("{flag}: `{text}` is neither `{word}` nor a number"))
 }
 
-pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let replay = Replay::load(&args.replay)?;
     let mut grid: Vec<(String, Knobs)> = Vec::new();
     for q in &args.quantiles {

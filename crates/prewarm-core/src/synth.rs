@@ -16,7 +16,9 @@ use crate::Trace;
 /// The traffic's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
+    /// Weekday office hours: a 09:30 rush and a 14:00 peak, quiet nights and weekends.
     Office,
+    /// A daily base plus clients that fire at :00 and :30 past the hour every 1.5 to 2.5 hours.
     Bursts,
 }
 
@@ -38,8 +40,11 @@ impl std::str::FromStr for Shape {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct SynthSpec {
+    /// The traffic shape.
     pub shape: Shape,
+    /// The first bucket's start.
     pub start: DateTime<Utc>,
+    /// Days to generate.
     pub days: u32,
     /// Bucket width in seconds (60 for per-minute counts).
     pub step_secs: i64,
@@ -47,6 +52,7 @@ pub struct SynthSpec {
     pub tz: Tz,
     /// Requests per minute at the busiest hour of a weekday.
     pub peak_per_minute: f64,
+    /// Seed of the random draws (the same seed, the same result).
     pub seed: u64,
 }
 

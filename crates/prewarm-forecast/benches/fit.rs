@@ -4,6 +4,8 @@
 //! with the trend's ETS fitted on at most 1,000 block means (the default) and on the full grid.
 //! `refit_1000_series`: 1,000 such series refitted on all cores, timed once per sample.
 
+#![allow(missing_docs)] // criterion_group! makes an undocumented public function
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};

@@ -63,14 +63,23 @@ pub fn origins_ending_at_last(
 /// One model's forecast at one origin, and how it scored.
 #[derive(Debug, Clone)]
 pub struct OriginForecast {
+    /// The model fitted.
     pub model: ModelKind,
+    /// When the forecast starts.
     pub origin: usize,
+    /// The model as fitted (which seasons).
     pub fitted: Fitted,
+    /// Point forecast per bucket.
     pub point: Vec<f64>,
+    /// Upper band per bucket.
     pub upper: Vec<f64>,
+    /// What arrived per bucket.
     pub actual: Vec<f64>,
+    /// The forecast's error scores.
     pub scores: Scores,
+    /// Time the fit took, seconds.
     pub fit_secs: f64,
+    /// Outliers replaced before fitting.
     pub outliers_replaced: usize,
     /// The fit's error floor, in requests per bucket (what the demand distribution scales by).
     pub error_floor: f64,
@@ -79,15 +88,20 @@ pub struct OriginForecast {
 /// A model that could not be fitted at an origin (e.g. too little history), and why.
 #[derive(Debug, Clone)]
 pub struct Skipped {
+    /// The forecasting model.
     pub model: ModelKind,
+    /// When the forecast starts.
     pub origin: usize,
+    /// Why the model could not be fitted.
     pub reason: String,
 }
 
 /// Everything a backtest produced.
 #[derive(Debug, Clone, Default)]
 pub struct BacktestResult {
+    /// Every forecast made.
     pub forecasts: Vec<OriginForecast>,
+    /// Origins where a model could not be fitted.
     pub skipped: Vec<Skipped>,
 }
 

@@ -296,14 +296,14 @@ mod tz_name {
     use chrono_tz::Tz;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(tz: &Option<Tz>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(tz: &Option<Tz>, s: S) -> Result<S::Ok, S::Error> {
         match tz {
             Some(t) => s.serialize_some(t.name()),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Tz>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Tz>, D::Error> {
         let name: Option<String> = Option::deserialize(d)?;
         name.map(|n| n.parse().map_err(serde::de::Error::custom))
             .transpose()
@@ -471,14 +471,17 @@ impl DemandDistribution {
     }
 }
 
+/// One local hour's coverage: (hour, scored minutes, share covered per level).
+pub type HourCoverage = (usize, usize, Vec<f64>);
+
 /// Coverage of each level: the share of actuals at or under the quantile, per level, over
 /// `records` scored with `calibration`, overall and per local hour. Used to check that the
 /// distribution is calibrated (`prewarm backtest` reports it).
 pub fn coverage(
     calibration: &DemandCalibration,
     records: &[Scored],
-) -> (Vec<f64>, Vec<(usize, usize, Vec<f64>)>) {
-    let mut all = vec![0usize; NUM_LEVELS];
+) -> (Vec<f64>, Vec<HourCoverage>) {
+    let mut all = [0usize; NUM_LEVELS];
     let mut n_all = 0usize;
     let mut hours = vec![(0usize, vec![0usize; NUM_LEVELS]); 24];
     for r in records {

@@ -89,7 +89,7 @@ pub fn to_local(
 
 /// For each of `targets` (UTC bucket starts after the history), the local slot it falls in,
 /// as an index into the local series (which may be inside the history after an autumn change).
-pub fn target_slots(
+pub(crate) fn target_slots(
     series: &LocalSeries,
     targets: &[DateTime<Utc>],
     tz: Option<Tz>,

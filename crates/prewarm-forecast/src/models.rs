@@ -98,11 +98,17 @@ impl Periods {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fitted {
+    /// MSTL with daily and weekly seasons.
     MstlDailyWeekly,
+    /// MSTL with a daily season (too little history for the week).
     MstlDaily,
+    /// Exponential smoothing alone.
     Ets,
+    /// The same time last week.
     SnaiveWeek,
+    /// The same time yesterday.
     SnaiveDay,
+    /// The last value.
     Naive,
 }
 

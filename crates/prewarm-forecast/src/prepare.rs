@@ -22,9 +22,9 @@ pub fn interpolate(values: &[f64]) -> Result<Vec<f64>, ForecastError> {
     out[last + 1..].fill(values[last]);
     for pair in observed.windows(2) {
         let (a, b) = (pair[0], pair[1]);
-        for i in a + 1..b {
+        for (i, slot) in out.iter_mut().enumerate().take(b).skip(a + 1) {
             let t = (i - a) as f64 / (b - a) as f64;
-            out[i] = values[a] + t * (values[b] - values[a]);
+            *slot = values[a] + t * (values[b] - values[a]);
         }
     }
     Ok(out)

@@ -32,7 +32,9 @@ pub struct PromSource {
 /// How hard to try when Prometheus does not answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
+    /// Delivery attempts made.
     pub attempts: u32,
+    /// Delay before the first retry; doubled each time.
     pub first_delay: Duration,
 }
 
@@ -50,12 +52,20 @@ impl Default for Retry {
 pub enum PullError {
     /// Prometheus rejected the query; retrying will not help.
     #[error("Prometheus rejected the query ({kind}): {message}")]
-    Rejected { kind: String, message: String },
+    Rejected {
+        /// Prometheus's error type.
+        kind: String,
+        /// Prometheus's message.
+        message: String,
+    },
     /// Prometheus could not be reached or kept failing.
     #[error("Prometheus at {url} did not answer after {attempts} attempt(s): {last}; samples stored so far are kept, rerun to continue")]
     Unreachable {
+        /// The URL asked.
         url: String,
+        /// Delivery attempts made.
         attempts: u32,
+        /// The last error.
         last: String,
     },
     /// The answer was not what `query_range` returns.
@@ -69,7 +79,9 @@ pub enum PullError {
 /// What a pull did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct PullReport {
+    /// Queries sent to Prometheus.
     pub requests_sent: u32,
+    /// Samples stored.
     pub samples_stored: u64,
     /// Steps of the range with no value (gaps in Prometheus' data).
     pub missing_steps: u64,

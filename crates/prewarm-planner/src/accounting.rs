@@ -12,11 +12,17 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum BootTime {
     /// Always this long.
-    Fixed { secs: i64 },
+    Fixed {
+        /// The boot time, seconds.
+        secs: i64,
+    },
     /// Uniform between the two, drawn from a seeded generator (the same seed, the same run).
     Uniform {
+        /// Shortest boot, seconds.
         min_secs: i64,
+        /// Longest boot, seconds.
         max_secs: i64,
+        /// Seed of the random draws (the same seed, the same result).
         seed: u64,
     },
 }
@@ -34,9 +40,13 @@ impl BootTime {
 /// Simulator settings.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SimConfig {
+    /// Requests per second one GPU serves.
     pub gpu_rps: f64,
+    /// A request waiting longer than this is lost, seconds.
     pub timeout_secs: i64,
+    /// How long a boot takes.
     pub boot: BootTime,
+    /// Price of a GPU-hour, US dollars.
     pub price_usd_per_gpu_hour: f64,
     /// Steps before this one run but are not counted in the summary (a warm-up during which
     /// forecasts have too little history).
@@ -46,31 +56,52 @@ pub struct SimConfig {
 /// One row of `decisions.csv`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StepRecord {
+    /// When the step or bucket starts.
     pub timestamp: DateTime<Utc>,
+    /// GPUs serving.
     pub gpus_ready: u32,
+    /// GPUs ordered and not yet serving.
     pub gpus_booting: u32,
+    /// GPUs billed (ready and booting).
     pub gpus_billed: u32,
+    /// GPUs ordered to boot this step.
     pub boot_orders: u32,
+    /// GPUs ordered to terminate this step.
     pub terminate_orders: u32,
+    /// Requests that arrived this step.
     pub demand_requests: f64,
+    /// Requests served this step.
     pub served_requests: f64,
+    /// Requests that waited past the timeout and were lost.
     pub timed_out_requests: f64,
+    /// The demand distribution's median, requests per second.
     pub forecast_p50_rps: Option<f64>,
+    /// The quantile planned on, requests per second.
     pub forecast_upper_rps: Option<f64>,
+    /// Why, in words an operator reads.
     pub reason: String,
 }
 
 /// Totals of one replay.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SimSummary {
+    /// The policy's name.
     pub policy: String,
+    /// GPU-hours billed.
     pub gpu_hours: f64,
+    /// Cost in US dollars.
     pub cost_usd: f64,
+    /// Requests that arrived.
     pub requests: f64,
+    /// Requests that waited past the timeout and were lost.
     pub timed_out_requests: f64,
+    /// Share of requests timed out.
     pub timed_out_share: f64,
+    /// 99th percentile of the wait, seconds (timed-out requests count as the timeout).
     pub p99_wait_secs: f64,
+    /// GPUs booted.
     pub boots: u64,
+    /// Steps where the plan wanted more than the limits allow.
     pub breaches: u64,
 }
 
@@ -113,6 +144,7 @@ pub struct Accounting {
 }
 
 impl Accounting {
+    /// Counts from nothing: no queue, nothing billed.
     pub fn new(step_secs: i64, cfg: &SimConfig) -> Self {
         let max_wait_steps = (cfg.timeout_secs / step_secs).max(0) as usize;
         Self {
@@ -229,11 +261,17 @@ fn p99_wait(served_by_wait: &[f64], timed_out: f64, step_secs: i64, timeout_secs
 /// setting on when it chooses on earlier days and reports on later ones.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct WindowTotals {
+    /// GPU-hours billed.
     pub gpu_hours: f64,
+    /// Requests that arrived.
     pub requests: f64,
+    /// Requests that waited past the timeout and were lost.
     pub timed_out_requests: f64,
+    /// Share of requests timed out.
     pub timed_out_share: f64,
+    /// GPUs booted.
     pub boots: u64,
+    /// Days the window covers.
     pub days: f64,
 }
 

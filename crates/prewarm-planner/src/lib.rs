@@ -81,12 +81,17 @@ pub struct PlannerConfig {
     pub recent_secs: i64,
     /// Nothing is terminated that a minute within this many boot leads (and the hold) wants.
     pub keep_leads: f64,
+    /// Fewest GPUs the fleet keeps.
     pub min_gpus: u32,
+    /// Most GPUs the fleet may have.
     pub max_gpus: u32,
+    /// Price of a GPU-hour, US dollars.
     pub price_usd_per_gpu_hour: f64,
     /// Optional spending limit; caps GPUs at `budget / price`.
     pub budget_usd_per_hour: Option<f64>,
+    /// What to do when the plan wants more than the limits allow.
     pub over_max: OverMax,
+    /// The reactive rules' settings.
     pub reactive: ReactiveConfig,
     /// Scheduled events on the fleet's wall clock.
     #[serde(skip)]
@@ -221,7 +226,9 @@ pub mod defaults {
 /// Recent demand: average requests per second per step, the last step ending at `now`.
 #[derive(Debug, Clone, Copy)]
 pub struct Demand<'a> {
+    /// Bucket width, seconds.
     pub step_secs: i64,
+    /// Average requests per second per step, the last step ending now.
     pub rps: &'a [f64],
 }
 
@@ -255,25 +262,35 @@ impl FleetState {
 /// An order to the provisioner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Order {
+    /// Boot this many GPUs.
     Boot(u32),
+    /// Terminate this many GPUs.
     Terminate(u32),
 }
 
 /// A plan wanted more GPUs than the limits allow.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Breach {
+    /// GPUs the plan wanted.
     pub wanted: u32,
+    /// The limit.
     pub limit: u32,
+    /// What set the limit (`max_gpus` or `budget`).
     pub limited_by: &'static str,
+    /// GPUs granted.
     pub granted: u32,
 }
 
 /// What the planner decided, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
+    /// GPUs the plan wants.
     pub desired_gpus: u32,
+    /// Orders to send.
     pub orders: Vec<Order>,
+    /// Why, in words an operator reads.
     pub reason: String,
+    /// Set when the plan wanted more than the limits allow.
     pub breach: Option<Breach>,
     /// The distribution's median for this minute, requests per second.
     pub forecast_p50_rps: Option<f64>,
@@ -285,17 +302,24 @@ pub struct Decision {
 /// hour (`None`: [`defaults::START_LEVEL`], until the SLO sizer has chosen).
 #[derive(Debug, Clone, Copy)]
 pub struct Forecast<'a> {
+    /// The demand distribution.
     pub distribution: &'a DemandDistribution,
+    /// The level planned on per local hour.
     pub levels: Option<&'a LevelPlan>,
 }
 
 /// Everything a decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
+    /// The moment decided at.
     pub now: DateTime<Utc>,
+    /// Recent demand.
     pub demand: Demand<'a>,
+    /// The forecast read.
     pub forecast: Option<Forecast<'a>>,
+    /// The fleet's GPUs now.
     pub state: &'a FleetState,
+    /// Which rules plan.
     pub strategy: Strategy,
 }
 
@@ -564,7 +588,7 @@ fn limited(
     let wanted_with_min = wanted.max(cfg.min_gpus);
     let (limit, limited_by) = cfg.limit();
     let desired = wanted_with_min.min(cfg.cap());
-    let breach = (wanted_with_min > limit).then(|| Breach {
+    let breach = (wanted_with_min > limit).then_some(Breach {
         wanted: wanted_with_min,
         limit,
         limited_by,
@@ -614,7 +638,9 @@ pub enum Mode {
     Paused,
     /// Pinned by an operator to a size, until a time (or until unpinned).
     Pinned {
+        /// A GPU count.
         gpus: u32,
+        /// Until when (none: until cleared).
         until: Option<DateTime<Utc>>,
     },
 }

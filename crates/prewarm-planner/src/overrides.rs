@@ -20,8 +20,11 @@ pub enum OverrideAction {
 /// One scheduled event: `[start, end)` on the fleet's local wall clock.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CalendarOverride {
+    /// Start on the fleet's wall clock.
     pub start: NaiveDateTime,
+    /// End of the event on the wall clock (exclusive).
     pub end: NaiveDateTime,
+    /// What the event does to the forecast.
     pub action: OverrideAction,
 }
 

@@ -24,13 +24,21 @@ pub mod limits {
 /// A planner setting, as the operator API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setting {
+    /// The SLO's share of requests that may time out.
     MaxTimeoutShare,
+    /// The SLO's queue timeout.
     QueueTimeout,
+    /// Plan on one quantile everywhere.
     Quantile,
+    /// Share of a GPU's capacity planned on.
     TargetUtilization,
+    /// Load kept when demand runs above the top quantile.
     MissLoad,
+    /// The hold after the boot lead.
     Hold,
+    /// The boot lead.
     BootLead,
+    /// Share above `max_gpus` the plan may go.
     ExceedMaxShare,
 }
 
@@ -82,8 +90,11 @@ impl Setting {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{} {rule}, not {value}", setting.api_name())]
 pub struct SettingError {
+    /// Which setting.
     pub setting: Setting,
+    /// The value found.
     pub value: String,
+    /// The range it accepts.
     pub rule: &'static str,
 }
 

@@ -57,14 +57,18 @@ impl Slo {
 /// about a boot lead before gave it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplayMinute {
+    /// The minute's start.
     pub at: DateTime<Utc>,
+    /// Requests per second that arrived.
     pub actual_rps: f64,
+    /// The demand quantiles forecast for the minute a boot lead before.
     pub quantiles: [f64; NUM_LEVELS],
 }
 
 /// The level of [`prewarm_forecast::LEVELS`] to plan on, per hour of the fleet's local day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LevelPlan {
+    /// Index into the levels, per local hour of day.
     pub by_hour: [usize; 24],
 }
 
@@ -85,6 +89,7 @@ impl LevelPlan {
 /// What the sizer found, for the decision's reason and the operator.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sizing {
+    /// The level planned on per local hour.
     pub levels: LevelPlan,
     /// Minutes replayed.
     pub minutes: usize,
@@ -146,8 +151,11 @@ fn gpus_for(rps: f64, gpu_rps: f64) -> u32 {
 pub struct ReplayPlanner {
     /// Requests per second a GPU serves at the load planned on.
     pub gpu_rps: f64,
+    /// Fewest GPUs the fleet keeps.
     pub min_gpus: u32,
+    /// Boot lead, seconds.
     pub lead_secs: i64,
+    /// Hold after the boot lead a pre-warm is sized for, seconds.
     pub hold_secs: i64,
     /// How far ahead a GPU is kept ([`crate::PlannerConfig::keep_secs`]).
     pub keep_secs: i64,

@@ -192,6 +192,8 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 /// A JSON body, or 400 saying what was expected and what was wrong.
+// The error is the response itself, returned at once by every handler.
+#[allow(clippy::result_large_err)]
 fn parsed<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, Response> {
     body.map(|Json(t)| t).map_err(|e| {
         error(
@@ -479,6 +481,8 @@ struct Limit {
 }
 
 impl Limit {
+    // The error is the response itself, returned at once by the handler.
+    #[allow(clippy::result_large_err)]
     fn get(&self) -> Result<i64, Response> {
         let limit = self.limit.unwrap_or(100);
         if (1..=10_000).contains(&limit) {

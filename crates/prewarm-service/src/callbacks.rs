@@ -303,12 +303,17 @@ pub async fn prune_receipts(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// A fleet's boot times since `since`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BootStats {
+    /// Boots reported.
     pub count: i64,
+    /// Median boot time, seconds.
     pub p50_secs: Option<f64>,
+    /// 95th percentile boot time, seconds.
     pub p95_secs: Option<f64>,
+    /// Longest boot, seconds.
     pub max_secs: Option<f64>,
 }
 
+/// Boot times the provisioner reported for a fleet since `since`: count, p50, p95 and longest.
 pub async fn boot_stats(
     pool: &PgPool,
     fleet_id: i64,

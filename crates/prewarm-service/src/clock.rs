@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 /// Where the service reads the time of day.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -26,14 +27,17 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl ManualClock {
+    /// A clock standing at `at`.
     pub fn new(at: DateTime<Utc>) -> Self {
         Self(Arc::new(Mutex::new(at)))
     }
 
+    /// Sets the clock.
     pub fn set(&self, at: DateTime<Utc>) {
         *self.0.lock().expect("clock") = at;
     }
 
+    /// Moves the clock forward.
     pub fn advance(&self, by: chrono::Duration) {
         *self.0.lock().expect("clock") += by;
     }

@@ -59,9 +59,11 @@ pub use prewarm_core::Span;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[database]`: the PostgreSQL server.
 pub struct DatabaseConfig {
     /// PostgreSQL URL (may hold a password: never logged).
     pub url: Redacted,
+    /// Most connections in the pool.
     pub max_connections: u32,
 }
 
@@ -76,6 +78,7 @@ impl Default for DatabaseConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[http]`: the API's address and the `/metrics` token.
 pub struct HttpConfig {
     /// Address of the HTTP API (push, callbacks, operator endpoints, metrics).
     pub listen: String,
@@ -95,6 +98,7 @@ impl Default for HttpConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[provisioner]`: where orders go and how they are signed.
 pub struct ProvisionerConfig {
     /// The provisioner's web hook that receives boot and terminate orders.
     pub url: String,
@@ -116,11 +120,13 @@ impl Default for ProvisionerConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[service]`: the replica, its mode, leases and concurrency.
 pub struct ServiceConfig {
     /// This process's name among replicas, for people (default: host name, process id and a
     /// random suffix, new at every start). Leases are held by a per-start token, not by this name,
     /// so two processes given the same id still never plan the same fleet.
     pub replica_id: String,
+    /// What the operators had set when the decision was made.
     pub mode: Mode,
     /// A replica that stops renewing loses its fleets after this long.
     pub lease_ttl: Span,
@@ -171,6 +177,7 @@ impl Default for ScheduleConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[planner]`: the planner's settings for every fleet (a fleet's own settings go over them).
 pub struct PlannerDefaults {
     /// The SLO: the largest share of requests that may time out (0.001 = 0.1%).
     pub max_timeout_share: f64,
@@ -186,6 +193,7 @@ pub struct PlannerDefaults {
     /// this share at once (by default the forecast is corrected instead).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub miss_load: Option<f64>,
+    /// Window after the boot lead a pre-warm is sized for.
     pub hold: Span,
     /// Boot lead until the fleet has reported enough boots to use their p95.
     pub boot_lead: Span,
@@ -236,6 +244,7 @@ impl Default for PlannerDefaults {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+/// `[retention]`: how long raw samples and decisions are kept.
 pub struct RetentionConfig {
     /// Raw samples older than this are folded into hourly sums.
     pub keep_raw: Span,
@@ -259,6 +268,7 @@ impl Default for RetentionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullConfig {
+    /// The fleet whose history receives the samples.
     pub fleet: String,
     /// Prometheus base URL.
     pub prometheus: String,
@@ -283,13 +293,21 @@ fn default_pull_schedule() -> String {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The database.
     pub database: DatabaseConfig,
+    /// The HTTP API.
     pub http: HttpConfig,
+    /// The provisioner's web hook.
     pub provisioner: ProvisionerConfig,
+    /// `[service]`: the replica, its mode, leases and concurrency.
     pub service: ServiceConfig,
+    /// When the jobs run.
     pub schedule: ScheduleConfig,
+    /// The planner's defaults.
     pub planner: PlannerDefaults,
+    /// How long history and decisions are kept.
     pub retention: RetentionConfig,
+    /// Prometheus queries pulled on a schedule.
     pub pulls: Vec<PullConfig>,
 }
 
@@ -470,12 +488,11 @@ impl Config {
                 self.http.listen
             ));
         }
-        if self.service.mode == Mode::Act || !self.provisioner.url.is_empty() {
-            if !(self.provisioner.url.starts_with("http://")
+        if (self.service.mode == Mode::Act || !self.provisioner.url.is_empty())
+            && !(self.provisioner.url.starts_with("http://")
                 || self.provisioner.url.starts_with("https://"))
-            {
-                return bad("`provisioner.url` must be the provisioner's http(s) web hook (or set `service.mode = \"forecast-only\"`)".into());
-            }
+        {
+            return bad("`provisioner.url` must be the provisioner's http(s) web hook (or set `service.mode = \"forecast-only\"`)".into());
         }
         if self.service.mode == Mode::Act || !self.provisioner.secret.0.is_empty() {
             if let Err(e) = crate::webhook::Secret::parse(&self.provisioner.secret.0) {

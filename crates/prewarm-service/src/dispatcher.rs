@@ -19,9 +19,11 @@ use crate::webhook::Secret;
 /// Where and how orders are delivered.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
+    /// The HTTP client.
     pub client: reqwest::Client,
     /// The provisioner's web hook.
     pub url: String,
+    /// The shared web-hook secret.
     pub secret: Secret,
     /// Time allowed for one delivery.
     pub timeout: Duration,
@@ -32,8 +34,11 @@ pub struct Dispatcher {
 /// What one dispatch round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DispatchReport {
+    /// Orders delivered.
     pub delivered: u32,
+    /// Deliveries that failed (retried later).
     pub failed: u32,
+    /// Orders that expired undelivered.
     pub expired: u32,
     /// Time each delivery attempt took, in microseconds.
     pub latencies_us: Vec<u64>,

@@ -34,15 +34,21 @@ use prewarm_store::{
 /// What one decision for a fleet reads, gathered from the database at `now`.
 #[derive(Debug, Clone)]
 pub struct Gathered {
+    /// The moment decided at.
     pub now: DateTime<Utc>,
+    /// The fleet as read.
     pub fleet: Fleet,
+    /// The planner's settings.
     pub cfg: PlannerConfig,
+    /// The fleet's GPUs, rebuilt from orders and callbacks.
     pub state: FleetState,
     /// Width of the demand samples.
     pub step_secs: i64,
     /// Recent demand, requests per second per sample, oldest first.
     pub rps: Vec<f64>,
+    /// The live forecast planned on, if any.
     pub live: Option<forecasts::LiveForecast>,
+    /// What the operators had set when the decision was made.
     pub mode: PlanMode,
 }
 
@@ -84,10 +90,15 @@ impl Gathered {
 /// What one tick did for one fleet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TickOutcome {
+    /// A decision was recorded.
     Planned {
+        /// The decision's id.
         decision_id: i64,
+        /// What the planner decided.
         decision: Decision,
+        /// The fleet's GPUs when it decided.
         state: FleetState,
+        /// Boot lead in use, seconds.
         boot_lead_secs: i64,
     },
     /// The lease moved to another replica while planning: nothing was written.
@@ -98,10 +109,15 @@ pub enum TickOutcome {
 
 /// The running service.
 pub struct Service {
+    /// The database pool.
     pub pool: PgPool,
+    /// The configuration.
     pub config: Config,
+    /// The clock (the system's, or a simulated one).
     pub clock: SharedClock,
+    /// Delivers orders (none in forecast-only mode).
     pub dispatcher: Option<Dispatcher>,
+    /// The exported metrics.
     pub metrics: Arc<Metrics>,
     /// This process start as a lease holder (its token fences every write).
     pub holder: leases::Holder,
@@ -109,10 +125,13 @@ pub struct Service {
     held: Mutex<Vec<i64>>,
     /// One plan or dispatch at a time per fleet within this replica.
     fleet_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Whether the scheduler's jobs run (`/readyz`).
     pub scheduler_running: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
+    /// The service on a pool, with its configuration (checked) and clock; the error says which
+    /// setting is wrong.
     pub fn new(pool: PgPool, config: Config, clock: SharedClock) -> Result<Arc<Self>, String> {
         let dispatcher = if config.service.mode == Mode::Act {
             Some(Dispatcher {
@@ -141,6 +160,7 @@ impl Service {
         }))
     }
 
+    /// This replica's id.
     pub fn replica(&self) -> &str {
         &self.config.service.replica_id
     }
@@ -181,14 +201,17 @@ impl Service {
         round
     }
 
+    /// The fleet with this id (none: deleted).
     pub async fn fleet(&self, fleet_id: i64) -> Result<Option<Fleet>, sqlx::Error> {
         fleets::fleet_by_id(&self.pool, fleet_id).await
     }
 
+    /// The fleet of that name, if there is one.
     pub async fn fleet_by_name(&self, name: &str) -> Result<Option<Fleet>, sqlx::Error> {
         fleets::find_fleet(&self.pool, name).await
     }
 
+    /// A fleet's calendar events.
     pub async fn events(&self, fleet_id: i64) -> Result<Vec<FleetEvent>, sqlx::Error> {
         fleets::events(&self.pool, fleet_id).await
     }
@@ -646,4 +669,14 @@ async fn tally(mut set: tokio::task::JoinSet<bool>) -> (usize, usize) {
         }
     }
     (ok, failed)
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("replica", &self.holder.replica_id)
+            .field("mode", &self.config.service.mode)
+            .field("held", &self.held())
+            .finish_non_exhaustive()
+    }
 }

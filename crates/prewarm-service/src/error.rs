@@ -70,11 +70,17 @@ impl From<StoreError> for ServiceError {
 /// The service's scheduled jobs, as the error metric labels them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
+    /// The planning tick.
     Tick,
+    /// The forecast refit.
     Refit,
+    /// Order delivery.
     Dispatch,
+    /// The daily retention job.
     Daily,
+    /// The lease round.
     Leases,
+    /// A Prometheus pull.
     Pull,
 }
 

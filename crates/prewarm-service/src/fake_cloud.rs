@@ -62,23 +62,34 @@ struct CloudState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Ordered, not yet serving.
     Booting,
+    /// Serving.
     Ready,
+    /// Its boot failed.
     Failed,
+    /// Stopped and no longer billed.
     Terminated,
 }
 
 /// One GPU instance.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Instance {
+    /// The instance's id.
     pub id: String,
+    /// The fleet's name.
     pub fleet: String,
+    /// The order that started it.
     pub order_id: String,
+    /// When it was ordered.
     pub ordered_at: DateTime<Utc>,
+    /// When it is (or was) ready.
     pub ready_at: DateTime<Utc>,
+    /// Where it is in its life.
     pub phase: Phase,
     /// When it stopped being billed (terminated or failed).
     pub ended_at: Option<DateTime<Utc>>,
+    /// The order that terminated it.
     pub terminated_by: Option<String>,
     /// Events to report, oldest first, with their times.
     #[serde(skip)]
@@ -92,7 +103,9 @@ pub struct Instance {
 /// Instances of a fleet by phase at some moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
+    /// Instances booting.
     pub booting: u32,
+    /// Instances ready.
     pub ready: u32,
 }
 
@@ -106,6 +119,7 @@ pub struct Control {
     #[serde(default)]
     pub hang_next: u32,
     #[serde(default)]
+    /// How long a held delivery waits (default 30).
     pub hang_secs: Option<u64>,
     /// The next this many instances fail to boot (reported as `failed`).
     #[serde(default)]
@@ -149,6 +163,7 @@ pub struct Seen {
     pub instances: Vec<Instance>,
     /// Callbacks prewarm acknowledged, and attempts that failed (retried).
     pub callbacks_sent: u64,
+    /// Callback attempts that failed (retried).
     pub callbacks_failed: u64,
 }
 
@@ -482,4 +497,12 @@ async fn instances(State(cloud): State<FakeCloud>) -> Json<Vec<Instance>> {
             .instances
             .clone(),
     )
+}
+
+impl std::fmt::Debug for FakeCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCloud")
+            .field("behaviour", &self.behaviour)
+            .finish_non_exhaustive()
+    }
 }

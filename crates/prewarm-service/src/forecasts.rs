@@ -40,12 +40,17 @@ const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SEC
 /// What a refit did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RefitReport {
+    /// The stored forecast planned on, if any.
     pub forecast_id: Option<i64>,
+    /// Whether the distribution is calibrated.
     pub calibrated: bool,
     /// Scored minutes behind the thinnest horizon group.
     pub errors_used: usize,
+    /// Backtest fits made to bootstrap the calibration.
     pub bootstrapped: usize,
+    /// Recent forecast error relative to demand.
     pub recent_error: Option<f64>,
+    /// Time the fit took, seconds.
     pub fit_secs: f64,
     /// The levels the SLO sizer chose, once it has a day of scored minutes.
     pub sizing: Option<Sizing>,
@@ -536,7 +541,9 @@ fn recent_error(
 /// The latest calibrated live forecast, as a plan reads it.
 #[derive(Debug, Clone)]
 pub struct LiveForecast {
+    /// The row's id.
     pub id: i64,
+    /// The demand distribution.
     pub distribution: DemandDistribution,
     /// The levels the SLO sizer chose (`None` until it had a day of scored minutes).
     pub levels: Option<LevelPlan>,
@@ -613,16 +620,27 @@ pub async fn latest(
 /// A fleet's stored live forecast, as the operator API shows it.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct ForecastRow {
+    /// The row's id.
     pub id: i64,
+    /// When it was made.
     pub made_at: DateTime<Utc>,
+    /// When the forecast starts.
     pub origin: DateTime<Utc>,
+    /// Bucket width, seconds.
     pub step_secs: i32,
+    /// The forecasting model.
     pub model: String,
+    /// Median per bucket, requests per second.
     pub p50_rps: Vec<f64>,
+    /// Upper quantile per bucket, requests per second.
     pub upper_rps: Option<Vec<f64>>,
+    /// The upper quantile.
     pub quantile: f64,
+    /// Scored minutes the calibration used.
     pub errors_used: i32,
+    /// Recent forecast error relative to demand.
     pub recent_error: Option<f64>,
+    /// The replica that wrote it.
     pub replica: String,
 }
 

@@ -20,11 +20,13 @@ use sqlx::PgPool;
 /// A cron pattern with seconds: `sec min hour day-of-month month day-of-week`.
 #[derive(Debug, Clone)]
 pub struct Pattern {
+    /// The text.
     pub text: String,
     cron: Cron,
 }
 
 impl Pattern {
+    /// Parses a schedule; the error says what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
         let cron = CronParser::builder()
             .seconds(croner::parser::Seconds::Required)

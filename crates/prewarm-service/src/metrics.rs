@@ -8,20 +8,27 @@ use prometheus_client::{
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// A fleet's series.
 pub struct FleetLabel {
+    /// The fleet's name.
     pub fleet: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// A fleet's orders, by kind.
 pub struct OrderLabel {
+    /// The fleet's name.
     pub fleet: String,
+    /// `boot` or `terminate`.
     pub kind: String,
 }
 
 /// A job's failure, by kind ([`crate::error::ServiceError::kind`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
+    /// The job.
     pub job: String,
+    /// The error's kind.
     pub kind: String,
 }
 
@@ -30,26 +37,47 @@ type FleetGauge = Family<FleetLabel, Gauge<f64, AtomicU64>>;
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
+    /// The demand distribution's median, requests per second.
     pub forecast_p50_rps: FleetGauge,
+    /// The quantile planned on, requests per second.
     pub forecast_upper_rps: FleetGauge,
+    /// Demand now.
     pub demand_rps: FleetGauge,
+    /// GPUs the plan wants.
     pub desired_gpus: FleetGauge,
+    /// GPUs serving.
     pub ready_gpus: FleetGauge,
+    /// GPUs booting.
     pub booting_gpus: FleetGauge,
+    /// Boot lead in use.
     pub boot_lead_seconds: FleetGauge,
+    /// Recent forecast error relative to demand.
     pub forecast_error_ratio: FleetGauge,
+    /// GPUs ordered, by fleet and kind.
     pub orders_recorded: Family<OrderLabel, Counter>,
+    /// Orders delivered.
     pub orders_delivered: Counter,
+    /// Delivery attempts that failed.
     pub orders_failed: Counter,
+    /// Orders expired undelivered.
     pub orders_expired: Counter,
+    /// Time for the provisioner to answer a delivery.
     pub webhook_latency_seconds: Histogram,
+    /// Time to plan one fleet.
     pub tick_seconds: Histogram,
+    /// Plans made.
     pub ticks: Counter,
+    /// Plans that failed.
     pub tick_errors: Counter,
+    /// Refits.
     pub refits: Counter,
+    /// Refits that failed.
     pub refit_errors: Counter,
+    /// Job failures by job and kind.
     pub job_errors: Family<ErrorLabel, Counter>,
+    /// Fleets this replica holds.
     pub fleets_leased: Gauge,
+    /// Fleets claimed from the free pool or a dead replica.
     pub lease_takeovers: Counter,
 }
 
@@ -60,6 +88,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("prewarm");
         let m = Self {
@@ -75,15 +104,10 @@ impl Metrics {
             orders_delivered: Counter::default(),
             orders_failed: Counter::default(),
             orders_expired: Counter::default(),
-            webhook_latency_seconds: Histogram::new(
-                [
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]
-                .into_iter(),
-            ),
-            tick_seconds: Histogram::new(
-                [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0].into_iter(),
-            ),
+            webhook_latency_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            tick_seconds: Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
             ticks: Counter::default(),
             tick_errors: Counter::default(),
             job_errors: Family::default(),
@@ -189,6 +213,7 @@ impl Metrics {
         Self { registry, ..m }
     }
 
+    /// The label of a fleet's series.
     pub fn label(fleet: &str) -> FleetLabel {
         FleetLabel {
             fleet: fleet.to_string(),
@@ -201,5 +226,11 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }

@@ -19,7 +19,9 @@ use crate::{clock::SharedClock, config::Config, engine::Service, webhook::Secret
 
 /// A running service.
 pub struct Running {
+    /// The running service.
     pub service: Arc<Service>,
+    /// The address served on.
     pub addr: SocketAddr,
     scheduler: Option<JobScheduler>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -32,15 +34,21 @@ pub enum StartError {
     #[error(
         "cannot connect to the database: {0}; is PostgreSQL running and `database.url` right?"
     )]
+    /// The database refused or could not be reached.
     Database(sqlx::Error),
     #[error("cannot bring the schema up to date: {0}")]
+    /// The schema could not be brought up to date.
     Migrate(sqlx::migrate::MigrateError),
     #[error("cannot listen on {addr}: {source}")]
+    /// The HTTP address could not be bound.
     Listen {
+        /// The address served on.
         addr: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
     #[error("{0}")]
+    /// The scheduler could not be set up.
     Setup(String),
 }
 
@@ -365,4 +373,13 @@ pub fn parsed_jobs(config: &Config) -> Result<Vec<(String, crate::jobs::Pattern,
         .into_iter()
         .map(|(n, p, f)| Ok((n, crate::jobs::Pattern::parse(&p)?, f)))
         .collect()
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
 }

@@ -43,12 +43,16 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("missing header `{0}`")]
+    /// A signature header is missing.
     Missing(&'static str),
     #[error("`webhook-timestamp` is not a Unix time in seconds")]
+    /// The timestamp is not a Unix time.
     BadTimestamp,
     #[error("timestamp {0} s away from now is outside the {TOLERANCE_SECS} s tolerance (replayed or clock skew)")]
+    /// The timestamp is outside the tolerance (seconds away).
     Stale(i64),
     #[error("no signature matches")]
+    /// No signature matches.
     BadSignature,
 }
 

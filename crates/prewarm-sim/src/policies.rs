@@ -57,8 +57,11 @@ fn plan_from_past(
 /// The seed's reactive headroom strategy alone.
 #[derive(Debug, Clone)]
 pub struct Reactive {
+    /// The planner's settings.
     pub cfg: PlannerConfig,
+    /// Bucket width, seconds.
     pub step_secs: i64,
+    /// GPUs ready when the replay starts.
     pub initial: u32,
 }
 
@@ -85,6 +88,7 @@ impl Policy for Reactive {
 /// A fixed fleet, sized once.
 #[derive(Debug, Clone)]
 pub struct Static {
+    /// A GPU count.
     pub gpus: u32,
 }
 
@@ -123,8 +127,11 @@ fn held_until_boot(i: usize, boot_steps: usize, need: impl Fn(usize) -> u32) -> 
 pub struct Clairvoyant {
     /// Requests per step over the whole trace.
     pub future: Vec<f64>,
+    /// Bucket width, seconds.
     pub step_secs: i64,
+    /// Requests per second one GPU serves at full load.
     pub gpu_rps: f64,
+    /// Boot time drawn uniformly in this range, seconds.
     pub boot_secs: i64,
 }
 
@@ -194,7 +201,9 @@ pub struct ForecastSettings {
     pub calibration_window_secs: i64,
     /// Errors needed in every horizon group before the distribution is trusted.
     pub min_errors: usize,
+    /// The forecasting model.
     pub model: ModelKind,
+    /// The IANA time zone.
     pub tz: Option<chrono_tz::Tz>,
 }
 
@@ -226,11 +235,15 @@ struct Planning {
 /// distribution calibrated on the trace's own minute-level errors, levels sized to the SLO on the
 /// recent past, and the reactive rules as fallback.
 pub struct Predictive {
+    /// The planner's settings.
     pub cfg: PlannerConfig,
+    /// Settings of its forecasts.
     pub forecast: ForecastSettings,
     /// The trace's step.
     pub step_secs: i64,
+    /// When the trace's first step starts.
     pub start: DateTime<Utc>,
+    /// GPUs ready when the replay starts.
     pub initial: u32,
     /// Shared medians, when several settings replay the same trace.
     pub cache: Option<ForecastCache>,
@@ -259,15 +272,20 @@ pub struct Predictive {
 /// nanoseconds.
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
+    /// Time spent deciding, nanoseconds.
     pub decide_ns: Vec<u64>,
+    /// Time spent fitting medians, nanoseconds.
     pub refit_ns: Vec<u64>,
     /// Of the refits: fitting the median, calibrating the distribution, sizing to the SLO.
     pub fit_ns: u64,
+    /// Time spent calibrating, nanoseconds.
     pub calibrate_ns: u64,
+    /// Time spent sizing to the SLO, nanoseconds.
     pub size_ns: u64,
 }
 
 impl Predictive {
+    /// The predictive policy on a planner configuration and forecast settings.
     pub fn new(
         cfg: PlannerConfig,
         forecast: ForecastSettings,
@@ -726,5 +744,16 @@ impl Policy for Hindsight {
             forecast_p50_rps: None,
             forecast_upper_rps: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Predictive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictive")
+            .field("cfg", &self.cfg)
+            .field("forecast", &self.forecast)
+            .field("step_secs", &self.step_secs)
+            .field("failed_fits", &self.failed_fits)
+            .finish_non_exhaustive()
     }
 }

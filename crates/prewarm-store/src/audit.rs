@@ -9,7 +9,9 @@ use crate::StoreError;
 /// Who made a change: a token (by id and label) or the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
+    /// The API token used, if any.
     pub token_id: Option<i64>,
+    /// Who acted: a token's name, or `cli`.
     pub name: String,
 }
 
@@ -52,13 +54,21 @@ pub async fn record(
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct AuditEntry {
+    /// The row's id.
     pub id: i64,
+    /// When it was done.
     pub at: DateTime<Utc>,
+    /// Who did it.
     pub actor: String,
+    /// The API token used, if any.
     pub token_id: Option<i64>,
+    /// The fleet it touched, if any.
     pub fleet: Option<String>,
+    /// What was done (`fleet.pause`, `event.add`, ...).
     pub action: String,
+    /// The value before.
     pub before: Option<serde_json::Value>,
+    /// The value after.
     pub after: Option<serde_json::Value>,
 }
 

@@ -8,7 +8,9 @@ pub struct ItemError {
     pub fleet: Option<String>,
     /// Position of the item in its list, from 0.
     pub index: usize,
+    /// The field that is wrong.
     pub field: &'static str,
+    /// What is wrong.
     pub message: String,
 }
 

@@ -10,20 +10,28 @@ use crate::StoreError;
 /// What a fleet is made with.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct FleetSpec {
+    /// The fleet's name (1 to 63 letters, digits, `.`, `_`, `-`).
     pub name: String,
     #[serde(default = "default_tz")]
+    /// IANA time zone of the fleet's users.
     pub time_zone: String,
     #[serde(default)]
+    /// GPU type, for people reading the configuration.
     pub gpu_type: String,
     #[serde(default = "default_gpu_rps")]
+    /// Requests per second one GPU serves at full load.
     pub gpu_rps: f64,
     #[serde(default = "default_price")]
+    /// Price of a GPU-hour, US dollars.
     pub price_usd_per_gpu_hour: f64,
     #[serde(default = "default_min")]
+    /// Fewest GPUs the fleet keeps.
     pub min_gpus: i32,
     #[serde(default = "default_max")]
+    /// Most GPUs the fleet may have.
     pub max_gpus: i32,
     #[serde(default)]
+    /// Spending limit, US dollars per hour (none: no limit).
     pub budget_usd_per_hour: Option<f64>,
 }
 
@@ -62,24 +70,36 @@ impl FleetSpec {
 /// A stored fleet: its settings, and what its operators set (pause, pin, planner settings).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct Fleet {
+    /// The row's id.
     pub id: i64,
+    /// The fleet's name (1 to 63 letters, digits, `.`, `_`, `-`).
     pub name: String,
     /// Parsed once, when the row is read: a name the time zone database does not know is an
     /// error then, not a silent UTC later.
     pub time_zone: TimeZone,
+    /// GPU type, for people reading the configuration.
     pub gpu_type: String,
+    /// Requests per second one GPU serves at full load.
     pub gpu_rps: f64,
+    /// Price of a GPU-hour, US dollars.
     pub price_usd_per_gpu_hour: f64,
+    /// Fewest GPUs the fleet keeps.
     pub min_gpus: i32,
+    /// Most GPUs the fleet may have.
     pub max_gpus: i32,
+    /// Spending limit, US dollars per hour (none: no limit).
     pub budget_usd_per_hour: Option<f64>,
     /// The fleet's own planner settings (`prewarm_planner::Settings` as JSON).
     pub planner: serde_json::Value,
+    /// Paused by an operator: decisions are recorded, nothing is ordered.
     pub paused: bool,
+    /// Pinned by an operator to this many GPUs.
     pub pinned_gpus: Option<i32>,
+    /// Until when the pin holds (none: until cleared).
     pub pinned_until: Option<DateTime<Utc>>,
     /// When the fleet's last refit ran, and what it did (a forecast, or why none was made).
     pub refit_at: Option<DateTime<Utc>>,
+    /// What the last refit did.
     pub refit_note: Option<String>,
 }
 
@@ -139,14 +159,20 @@ impl<'r> sqlx::Decode<'r, sqlx::Postgres> for TimeZone {
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct FleetEvent {
     #[serde(default)]
+    /// The row's id.
     pub id: i64,
     #[serde(default)]
+    /// Words for people reading the calendar.
     pub label: String,
+    /// Start on the fleet's wall clock.
     pub starts_local: NaiveDateTime,
+    /// End on the fleet's wall clock (exclusive).
     pub ends_local: NaiveDateTime,
     #[serde(default)]
+    /// Multiply the forecast by this.
     pub multiply: Option<f64>,
     #[serde(default)]
+    /// Plan for this many requests per second instead of the forecast.
     pub pin_rps: Option<f64>,
 }
 
@@ -248,16 +274,22 @@ pub async fn list_fleets(pool: &PgPool) -> Result<Vec<Fleet>, StoreError> {
 #[serde(deny_unknown_fields)]
 pub struct FleetUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// IANA time zone of the fleet's users.
     pub time_zone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// GPU type, for people reading the configuration.
     pub gpu_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Requests per second one GPU serves at full load.
     pub gpu_rps: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Price of a GPU-hour, US dollars.
     pub price_usd_per_gpu_hour: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Fewest GPUs the fleet keeps.
     pub min_gpus: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Most GPUs the fleet may have.
     pub max_gpus: Option<i32>,
     /// `Some(None)` removes the budget.
     #[serde(
@@ -444,13 +476,18 @@ pub enum OperatorChange {
     Pause(bool),
     /// Hold the fleet at this many GPUs, until a time or until unpinned.
     Pin {
+        /// A GPU count.
         gpus: i32,
+        /// Until when (none: until cleared).
         until: Option<DateTime<Utc>>,
     },
+    /// Clear the pin.
     Unpin,
     /// The fleet's own planner settings, checked.
     Planner(prewarm_planner::Settings),
+    /// Add a calendar event.
     AddEvent(FleetEvent),
+    /// Remove the calendar event with this id.
     RemoveEvent(i64),
 }
 
@@ -472,8 +509,11 @@ impl OperatorChange {
 /// What an operator change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Changed {
-    /// The change was made (and audited); an added event has this id.
-    Done { event_id: Option<i64> },
+    /// The change was made (and audited).
+    Done {
+        /// The id of an added event.
+        event_id: Option<i64>,
+    },
     /// Nothing matched (the fleet was deleted meanwhile, or the event was not the fleet's).
     NothingMatched,
 }

@@ -18,7 +18,9 @@ use uuid::Uuid;
 /// This process start as a lease holder: its random token, and the replica id people read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
+    /// This process start's random token.
     pub token: Uuid,
+    /// The replica id people read.
     pub replica_id: String,
 }
 
@@ -37,8 +39,11 @@ impl Holder {
 pub struct LeaseRound {
     /// Fleets this replica holds after the round, ascending.
     pub held: Vec<i64>,
+    /// Fleets claimed this round.
     pub claimed: usize,
+    /// Fleets released this round.
     pub released: usize,
+    /// Replicas alive.
     pub live_replicas: i64,
     /// Other live process starts that announce the same replica id (a configuration mistake
     /// the leases make harmless, but worth a warning).

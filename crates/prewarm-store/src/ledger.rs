@@ -35,9 +35,13 @@ pub async fn record_decision(
 /// Who records a decision, and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Meta<'a> {
+    /// The replica that wrote it.
     pub replica: &'a str,
+    /// What the operators had set when the decision was made.
     pub mode: DecisionMode,
+    /// Boot lead in use, seconds.
     pub boot_lead_secs: Option<i64>,
+    /// The stored forecast planned on, if any.
     pub forecast_id: Option<i64>,
     /// Write only while the process start with this lease token holds the fleet's lease
     /// ([`crate::leases::Holder`]).
@@ -139,13 +143,21 @@ pub fn new_order_key() -> String {
 /// An order as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct StoredOrder {
+    /// The row's id.
     pub id: i64,
+    /// The order's idempotency key (`webhook-id`).
     pub idempotency_key: String,
+    /// The fleet.
     pub fleet_id: i64,
+    /// Boot or terminate.
     pub kind: OrderKind,
+    /// How many GPUs.
     pub count: i32,
+    /// Where the order is in its delivery.
     pub state: OrderState,
+    /// Delivery attempts made.
     pub attempts: i32,
+    /// The last delivery error.
     pub last_error: Option<String>,
 }
 
@@ -163,17 +175,29 @@ pub async fn orders(pool: &PgPool, fleet_id: i64) -> Result<Vec<StoredOrder>, sq
 /// A recorded decision, for the operator API.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct StoredDecision {
+    /// The row's id.
     pub id: i64,
+    /// When it was decided.
     pub decided_at: DateTime<Utc>,
+    /// GPUs the plan wants.
     pub desired_gpus: i32,
+    /// GPUs serving.
     pub gpus_ready: i32,
+    /// GPUs ordered and not yet serving.
     pub gpus_booting: i32,
+    /// The demand distribution's median, requests per second.
     pub forecast_p50_rps: Option<f64>,
+    /// The quantile planned on, requests per second.
     pub forecast_upper_rps: Option<f64>,
+    /// Why, in words an operator reads.
     pub reason: String,
+    /// The replica that wrote it.
     pub replica: String,
+    /// What the operators had set when the decision was made.
     pub mode: DecisionMode,
+    /// Boot lead in use, seconds.
     pub boot_lead_secs: Option<i64>,
+    /// The stored forecast planned on, if any.
     pub forecast_id: Option<i64>,
 }
 
@@ -197,8 +221,11 @@ pub async fn decisions(
 /// Decisions and orders across every fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Totals {
+    /// Decisions recorded.
     pub decisions: i64,
+    /// Orders delivered.
     pub delivered: i64,
+    /// Orders pending.
     pub pending: i64,
 }
 
@@ -217,14 +244,19 @@ pub async fn totals(pool: &PgPool) -> Result<Totals, sqlx::Error> {
 /// An order claimed for delivery.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DueOrder {
+    /// The row's id.
     pub id: i64,
+    /// The order's idempotency key (`webhook-id`).
     pub idempotency_key: String,
     /// The fleet's name.
     pub fleet: String,
+    /// Boot or terminate.
     pub kind: OrderKind,
+    /// How many GPUs.
     pub count: i32,
     /// Attempts before this one.
     pub attempts: i32,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
 }
 

@@ -25,8 +25,10 @@ pub struct Sample {
     #[serde(default = "default_bucket")]
     pub bucket_secs: i32,
     #[serde(default)]
+    /// Input tokens, if reported.
     pub tokens_in: Option<f64>,
     #[serde(default)]
+    /// Output tokens, if reported.
     pub tokens_out: Option<f64>,
 }
 

@@ -80,10 +80,13 @@ impl std::fmt::Display for Scope {
 /// What a presented token may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
+    /// The API token used, if any.
     pub token_id: i64,
+    /// Words for people reading the calendar.
     pub label: String,
     /// The one fleet it is for, or `None` for every fleet.
     pub fleet_id: Option<i64>,
+    /// What the token may do.
     pub scopes: Vec<Scope>,
 }
 
@@ -192,11 +195,17 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Grant>, S
 /// A token as listed (never the secret itself).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TokenInfo {
+    /// The row's id.
     pub id: i64,
+    /// Words for people reading the calendar.
     pub label: String,
+    /// The fleet it is for (none: every fleet).
     pub fleet: Option<String>,
+    /// What the token may do.
     pub scopes: Vec<Scope>,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
