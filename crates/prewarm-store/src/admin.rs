@@ -3,24 +3,25 @@
 
 use sqlx::{Executor, PgPool};
 
-/// Whether `name` may be used as a database name without quoting.
-fn plain_name(name: &str) -> bool {
-    !name.is_empty()
+/// Refuses a database name that would need quoting (it is spliced into the statement).
+fn plain_name(name: &str) -> Result<(), sqlx::Error> {
+    let plain = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        return Ok(());
+    }
+    Err(sqlx::Error::Configuration(
+        format!("`{name}` is not a plain database name (lower-case letters, digits, '_')").into(),
+    ))
 }
 
 /// Creates an empty database (the connecting user needs CREATEDB).
 pub async fn create_database(admin: &PgPool, name: &str) -> Result<(), sqlx::Error> {
-    if !plain_name(name) {
-        return Err(sqlx::Error::Configuration(
-            format!("`{name}` is not a plain database name (lower-case letters, digits, '_')")
-                .into(),
-        ));
-    }
+    plain_name(name)?;
     admin
         .execute(format!("CREATE DATABASE {name}").as_str())
         .await?;
@@ -29,12 +30,7 @@ pub async fn create_database(admin: &PgPool, name: &str) -> Result<(), sqlx::Err
 
 /// Drops a database, closing the connections still open to it.
 pub async fn drop_database(admin: &PgPool, name: &str) -> Result<(), sqlx::Error> {
-    if !plain_name(name) {
-        return Err(sqlx::Error::Configuration(
-            format!("`{name}` is not a plain database name (lower-case letters, digits, '_')")
-                .into(),
-        ));
-    }
+    plain_name(name)?;
     admin
         .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
         .await?;
