@@ -248,14 +248,9 @@ pub async fn pull_new(
     backfill: chrono::Duration,
     retry: Retry,
 ) -> Result<PullReport, PullError> {
-    let latest: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT max(bucket_start) FROM samples WHERE fleet_id = $1 AND bucket_secs = $2",
-    )
-    .bind(fleet_id)
-    .bind(src.step_secs as i32)
-    .fetch_one(pool)
-    .await
-    .map_err(StoreError::from)?;
+    let latest = prewarm_store::samples::newest_of_width(pool, fleet_id, src.step_secs)
+        .await
+        .map_err(StoreError::from)?;
     // Re-read the last stored step too: Prometheus may have had only part of it.
     let from = latest.unwrap_or(now - backfill);
     pull(pool, client, fleet_id, src, from, now, retry).await

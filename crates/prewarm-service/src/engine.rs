@@ -291,15 +291,12 @@ impl Service {
         now: DateTime<Utc>,
         window_secs: i64,
     ) -> Result<(i64, Vec<f64>), sqlx::Error> {
-        let rows: Vec<(DateTime<Utc>, i32, f64)> = sqlx::query_as(
-            "SELECT bucket_start, bucket_secs, requests FROM samples
-             WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs < 3600
-             ORDER BY bucket_start",
+        let rows = prewarm_store::samples::raw_buckets(
+            &self.pool,
+            fleet_id,
+            now - Duration::seconds(window_secs),
+            now,
         )
-        .bind(fleet_id)
-        .bind(now - Duration::seconds(window_secs))
-        .bind(now)
-        .fetch_all(&self.pool)
         .await?;
         let step = rows.iter().map(|r| r.1 as i64).min().unwrap_or(60);
         // Buckets still open at `now` are partial: leave them out.
@@ -634,14 +631,7 @@ impl Service {
         )
         .await?;
         let before = now - Duration::seconds(self.config.retention.keep_decisions.0);
-        sqlx::query(
-            "DELETE FROM decisions d WHERE d.fleet_id = $1 AND d.decided_at < $2
-             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.decision_id = d.id)",
-        )
-        .bind(fleet_id)
-        .bind(before)
-        .execute(&self.pool)
-        .await?;
+        ledger::prune_decisions(&self.pool, fleet_id, before).await?;
         Ok(())
     }
 }

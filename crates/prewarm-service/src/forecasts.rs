@@ -23,6 +23,8 @@ use prewarm_planner::{
     slo::{self, LevelPlan, Sizing, Slo},
     PlannerConfig,
 };
+use prewarm_store::forecasts as stored_forecasts;
+pub use prewarm_store::forecasts::{latest_live_row, ForecastRow};
 use sqlx::PgPool;
 
 use crate::config::PlannerDefaults;
@@ -70,17 +72,7 @@ pub async fn series(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<f64>, sqlx::Error> {
-    let rows: Vec<(DateTime<Utc>, i32, f64)> = sqlx::query_as(
-        "SELECT bucket_start, bucket_secs, requests FROM samples
-         WHERE fleet_id = $1 AND bucket_start > $2 - make_interval(secs => bucket_secs)
-           AND bucket_start < $3 AND bucket_secs < 3600
-         ORDER BY bucket_start",
-    )
-    .bind(fleet_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
+    let rows = prewarm_store::samples::raw_buckets_overlapping(pool, fleet_id, from, to).await?;
     let n = ((to - from).num_seconds() / step).max(0) as usize;
     let mut sums = vec![0.0; n];
     let mut covered = vec![0i64; n];
@@ -179,7 +171,7 @@ fn fit(
 }
 
 /// A stored forecast's median: (origin, step seconds, median per bucket in rps, floor in rps).
-type StoredRow = (DateTime<Utc>, i32, Vec<f64>, f64);
+type StoredRow = stored_forecasts::StoredMedian;
 
 /// The scored minutes of stored forecasts: each minute a forecast covers and whose actual is
 /// known (`minutes[i]` is the requests of the minute starting `from + i` minutes).
@@ -250,11 +242,7 @@ pub async fn refit(
     let known_from = history.iter().position(|v| v.is_finite());
     let span = known_from.map_or(0, |i| (history.len() - i) as i64 * step);
     if span < defaults.min_history.0 {
-        let newest: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT max(bucket_start) FROM samples WHERE fleet_id = $1")
-                .bind(fleet_id)
-                .fetch_one(pool)
-                .await?;
+        let newest = prewarm_store::samples::newest(pool, fleet_id).await?;
         report.skipped = Some(match newest {
             // History there is, but none of it recent: say so, and what to do.
             Some(t) if t < from => format!(
@@ -287,13 +275,7 @@ pub async fn refit(
         |records: &[Scored]| DemandCalibration::fit(records, Some(tz)).min_errors() >= MIN_ERRORS;
     if !ready(&records) {
         // Bootstrap once: backtest fits at past origins on the data before each.
-        let has_backtest: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM forecasts WHERE fleet_id = $1 AND kind = 'backtest' AND origin >= $2)",
-        )
-        .bind(fleet_id)
-        .bind(calib_from)
-        .fetch_one(pool)
-        .await?;
+        let has_backtest = stored_forecasts::has_backtest(pool, fleet_id, calib_from).await?;
         if !has_backtest {
             let mut rows = Vec::new();
             let last = origin
@@ -316,20 +298,18 @@ pub async fn refit(
                 }
             }
             for (o, f) in &rows {
-                sqlx::query(
-                    "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps,
-                     quantile, error_floor_rps, replica) VALUES ($1, $2, $3, $4, 'backtest', $5, $6, $7, $8, $9)",
+                stored_forecasts::insert_backtest(
+                    pool,
+                    fleet_id,
+                    now,
+                    *o,
+                    step as i32,
+                    &f.model,
+                    &f.p50_rps,
+                    slo.max_timeout_share,
+                    f.floor_rps,
+                    replica,
                 )
-                .bind(fleet_id)
-                .bind(now)
-                .bind(o)
-                .bind(step as i32)
-                .bind(&f.model)
-                .bind(&f.p50_rps)
-                .bind(slo.max_timeout_share)
-                .bind(f.floor_rps)
-                .bind(replica)
-                .execute(pool)
                 .await?;
             }
             report.bootstrapped = rows.len();
@@ -360,14 +340,7 @@ pub async fn refit(
         if replay.len() >= slo::MIN_REPLAY_MINUTES {
             let (realised_week, realised_day) =
                 realised(pool, fleet_id, now, sizing_gpu_rps, slo).await?;
-            let predicted: Option<f64> = sqlx::query_scalar(
-                "SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
-                   AND predicted_timed_out_share IS NOT NULL ORDER BY made_at DESC, id DESC LIMIT 1",
-            )
-            .bind(fleet_id)
-            .fetch_optional(pool)
-            .await?
-            .flatten();
+            let predicted = stored_forecasts::last_predicted_share(pool, fleet_id).await?;
             let budget = slo::budget_from_record(realised_week, realised_day, predicted, slo);
             Some(slo::choose_levels(
                 &replay,
@@ -420,33 +393,28 @@ pub async fn refit(
     let levels_json = sizing
         .as_ref()
         .and_then(|s| serde_json::to_value(s.levels).ok());
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
-         quantile, error_floor_rps, errors_used, recent_error, replica, calibration, levels, predicted_timed_out_share)
-         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+    let id = stored_forecasts::insert_live(
+        pool,
+        &stored_forecasts::NewLive {
+            fleet_id,
+            made_at: now,
+            origin,
+            step_secs: step as i32,
+            model: &f.model,
+            p50_rps: &f.p50_rps,
+            upper_rps: planned.as_deref(),
+            quantile: slo.max_timeout_share,
+            error_floor_rps: f.floor_rps,
+            errors_used: report.errors_used as i32,
+            recent_error: report.recent_error,
+            replica,
+            calibration: calibration_json,
+            levels: levels_json,
+            predicted_timed_out_share: sizing.as_ref().map(|s| s.timed_out_share),
+        },
     )
-    .bind(fleet_id)
-    .bind(now)
-    .bind(origin)
-    .bind(step as i32)
-    .bind(&f.model)
-    .bind(&f.p50_rps)
-    .bind(&planned)
-    .bind(slo.max_timeout_share)
-    .bind(f.floor_rps)
-    .bind(report.errors_used as i32)
-    .bind(report.recent_error)
-    .bind(replica)
-    .bind(calibration_json)
-    .bind(levels_json)
-    .bind(sizing.as_ref().map(|s| s.timed_out_share))
-    .fetch_one(pool)
     .await?;
-    sqlx::query("DELETE FROM forecasts WHERE fleet_id = $1 AND origin < $2")
-        .bind(fleet_id)
-        .bind(calib_from - Duration::days(1))
-        .execute(pool)
-        .await?;
+    stored_forecasts::prune(pool, fleet_id, calib_from - Duration::days(1)).await?;
     report.forecast_id = Some(id);
     Ok(report)
 }
@@ -464,16 +432,7 @@ async fn realised(
     let from = (now - Duration::seconds(slo::REALISED_WINDOW_SECS))
         .duration_trunc(Duration::minutes(1))
         .unwrap_or(now);
-    let ready: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
-        "SELECT decided_at, gpus_ready FROM decisions
-         WHERE fleet_id = $1 AND decided_at >= $2 AND decided_at < $3 AND mode = 'act'
-         ORDER BY decided_at",
-    )
-    .bind(fleet_id)
-    .bind(from)
-    .bind(now)
-    .fetch_all(pool)
-    .await?;
+    let ready = prewarm_store::ledger::ready_when_acting(pool, fleet_id, from, now).await?;
     let minutes = minute_series(pool, fleet_id, from, now).await?;
     let mut by_minute = vec![None; minutes.len()];
     for (at, gpus) in ready {
@@ -501,15 +460,7 @@ async fn load_stored(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<StoredRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT origin, step_secs, p50_rps, error_floor_rps FROM forecasts
-         WHERE fleet_id = $1 AND origin >= $2 AND origin < $3 ORDER BY origin",
-    )
-    .bind(fleet_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await
+    stored_forecasts::medians(pool, fleet_id, from, to).await
 }
 
 /// Mean absolute error over mean actual, over the last day, at the boot lead's horizon: the
@@ -558,26 +509,10 @@ pub async fn latest(
     now: DateTime<Utc>,
     max_age_secs: i64,
 ) -> Result<Option<LiveForecast>, sqlx::Error> {
-    type Row = (
-        i64,
-        DateTime<Utc>,
-        i32,
-        Vec<f64>,
-        f64,
-        serde_json::Value,
-        Option<serde_json::Value>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, origin, step_secs, p50_rps, error_floor_rps, calibration, levels FROM forecasts
-         WHERE fleet_id = $1 AND kind = 'live' AND calibration IS NOT NULL
-           AND made_at <= $2 AND made_at > $3
-         ORDER BY made_at DESC, id DESC LIMIT 2",
-    )
-    .bind(fleet_id)
-    .bind(now)
-    .bind(now - Duration::seconds(max_age_secs))
-    .fetch_all(pool)
-    .await?;
+    type Row = stored_forecasts::LiveRow;
+    let rows =
+        stored_forecasts::latest_live(pool, fleet_id, now, now - Duration::seconds(max_age_secs))
+            .await?;
     let rebuild = |row: &Row| -> Option<DemandDistribution> {
         let (id, origin, step, p50, floor, calibration, _) = row;
         let calibration = match serde_json::from_value::<DemandCalibration>(calibration.clone()) {
@@ -615,46 +550,4 @@ pub async fn latest(
             .clone()
             .and_then(|l| serde_json::from_value(l).ok()),
     }))
-}
-
-/// A fleet's stored live forecast, as the operator API shows it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct ForecastRow {
-    /// The row's id.
-    pub id: i64,
-    /// When it was made.
-    pub made_at: DateTime<Utc>,
-    /// When the forecast starts.
-    pub origin: DateTime<Utc>,
-    /// Bucket width, seconds.
-    pub step_secs: i32,
-    /// The forecasting model.
-    pub model: String,
-    /// Median per bucket, requests per second.
-    pub p50_rps: Vec<f64>,
-    /// Upper quantile per bucket, requests per second.
-    pub upper_rps: Option<Vec<f64>>,
-    /// The upper quantile.
-    pub quantile: f64,
-    /// Scored minutes the calibration used.
-    pub errors_used: i32,
-    /// Recent forecast error relative to demand.
-    pub recent_error: Option<f64>,
-    /// The replica that wrote it.
-    pub replica: String,
-}
-
-/// The fleet's latest live forecast as stored.
-pub async fn latest_live_row(
-    pool: &PgPool,
-    fleet_id: i64,
-) -> Result<Option<ForecastRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, made_at, origin, step_secs, model, p50_rps, upper_rps, quantile, errors_used,
-                recent_error, replica
-         FROM forecasts WHERE fleet_id = $1 AND kind = 'live' ORDER BY made_at DESC, id DESC LIMIT 1",
-    )
-    .bind(fleet_id)
-    .fetch_optional(pool)
-    .await
 }

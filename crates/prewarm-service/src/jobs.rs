@@ -8,14 +8,13 @@
 //!
 //! Jobs tied to a fleet's local calendar (the daily retention fold at 03:00 local) run once per
 //! local date: a frequent check finds them due once the fleet's wall clock has passed their time,
-//! and [`claim_slot`] lets exactly one run (and one replica) take each date. On a spring-forward
+//! and `claim_slot` (in `prewarm_store::jobs`) lets exactly one run (and one replica) take each date. On a spring-forward
 //! day a time that does not exist (02:30 in New York) runs when the clock jumps past it; on a
 //! fall-back day the repeated hour finds the date already claimed.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use croner::{parser::CronParser, Cron};
-use sqlx::PgPool;
 
 /// A cron pattern with seconds: `sec min hour day-of-month month day-of-week`.
 #[derive(Debug, Clone)]
@@ -68,26 +67,4 @@ pub fn daily_slot(tz: Tz, at: NaiveTime, now: DateTime<Utc>) -> Option<NaiveDate
     (local.time() >= at).then(|| local.date())
 }
 
-/// Claims `slot` of `job` for `scope` (a fleet): true for the one caller that gets it.
-pub async fn claim_slot(
-    pool: &PgPool,
-    job: &str,
-    scope: &str,
-    slot: &str,
-    now: DateTime<Utc>,
-    replica: &str,
-) -> Result<bool, sqlx::Error> {
-    let claimed = sqlx::query(
-        "INSERT INTO job_runs (job, scope, slot, ran_at, replica) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(job)
-    .bind(scope)
-    .bind(slot)
-    .bind(now)
-    .bind(replica)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(claimed == 1)
-}
+pub use prewarm_store::jobs::claim_slot;

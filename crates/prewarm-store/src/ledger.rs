@@ -364,3 +364,41 @@ pub async fn mark_failed(
     .await?;
     Ok(())
 }
+
+/// Drops a fleet's decisions made before `before` that ordered nothing (those with orders stay:
+/// the fleet's state is counted from them).
+pub async fn prune_decisions(
+    pool: &PgPool,
+    fleet_id: i64,
+    before: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM decisions d WHERE d.fleet_id = $1 AND d.decided_at < $2
+         AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.decision_id = d.id)",
+    )
+    .bind(fleet_id)
+    .bind(before)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// The GPUs ready at each decision made in `[from, to)` while the fleet was acting (not paused,
+/// pinned or forecast-only), oldest first: the fleet's own record of what served its demand.
+pub async fn ready_when_acting(
+    pool: &PgPool,
+    fleet_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT decided_at, gpus_ready FROM decisions
+         WHERE fleet_id = $1 AND decided_at >= $2 AND decided_at < $3 AND mode = 'act'
+         ORDER BY decided_at",
+    )
+    .bind(fleet_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}

@@ -6,8 +6,11 @@
 //!   (pause, pin, planner settings) and calendar events.
 //! - [`tokens`], [`audit`]: API tokens and their scopes; the audit log of every change.
 //! - [`samples`]: request-rate history: validated batches, `COPY` import, reads, downsampling.
+//! - [`forecasts`]: stored forecasts, their calibration and the levels planned on.
+//! - [`instances`]: GPU instances as the provisioner's callbacks report them, and boot times.
 //! - [`ledger`]: decisions and the order outbox; [`leases`]: which replica plans which fleet;
 //!   [`state`]: a fleet's GPUs rebuilt from orders and the provisioner's callbacks.
+//! - [`jobs`]: which replica ran each slot of a scheduled job.
 //! - [`kinds`]: order kinds, order states and decision modes as the database stores them.
 //! - [`admin`]: scratch databases and statistics for tools; [`seed`]: synthetic fleets for the
 //!   service benchmark.
@@ -22,6 +25,9 @@ pub mod admin;
 pub mod audit;
 mod error;
 pub mod fleets;
+pub mod forecasts;
+pub mod instances;
+pub mod jobs;
 pub mod kinds;
 pub mod leases;
 pub mod ledger;

@@ -423,3 +423,67 @@ pub async fn downsample_fleet(
     tx.commit().await?;
     Ok((written, removed))
 }
+
+/// A fleet's raw buckets (shorter than an hour) starting in `[from, to)`, oldest first: (start,
+/// width in seconds, requests). The planning tick's recent demand.
+pub async fn raw_buckets(
+    pool: &PgPool,
+    fleet_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, i32, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT bucket_start, bucket_secs, requests FROM samples
+         WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs < 3600
+         ORDER BY bucket_start",
+    )
+    .bind(fleet_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}
+
+/// A fleet's raw buckets (shorter than an hour) that overlap `[from, to)`, oldest first: (start,
+/// width in seconds, requests).
+pub async fn raw_buckets_overlapping(
+    pool: &PgPool,
+    fleet_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, i32, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT bucket_start, bucket_secs, requests FROM samples
+         WHERE fleet_id = $1 AND bucket_start > $2 - make_interval(secs => bucket_secs)
+           AND bucket_start < $3 AND bucket_secs < 3600
+         ORDER BY bucket_start",
+    )
+    .bind(fleet_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}
+
+/// Start of a fleet's newest bucket, if it has any.
+pub async fn newest(pool: &PgPool, fleet_id: i64) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(bucket_start) FROM samples WHERE fleet_id = $1")
+        .bind(fleet_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// Start of a fleet's newest bucket of exactly `bucket_secs`, if it has any.
+pub async fn newest_of_width(
+    pool: &PgPool,
+    fleet_id: i64,
+    bucket_secs: i64,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT max(bucket_start) FROM samples WHERE fleet_id = $1 AND bucket_secs = $2",
+    )
+    .bind(fleet_id)
+    .bind(bucket_secs as i32)
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,240 @@
+//! Stored forecasts (`forecasts`): the live ones a plan reads, with their calibration and the
+//! levels the SLO sizer chose, and the backtest fits that bootstrap a new fleet's calibration.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// A stored forecast's median: (origin, step seconds, median per bucket in rps, error floor in
+/// rps).
+pub type StoredMedian = (DateTime<Utc>, i32, Vec<f64>, f64);
+
+/// A live forecast as a plan reads it: (id, origin, step seconds, median per bucket in rps, error
+/// floor in rps, calibration, levels).
+pub type LiveRow = (
+    i64,
+    DateTime<Utc>,
+    i32,
+    Vec<f64>,
+    f64,
+    serde_json::Value,
+    Option<serde_json::Value>,
+);
+
+/// A fleet's stored live forecast, as the operator API shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ForecastRow {
+    /// The forecast's id.
+    pub id: i64,
+    /// When it was made.
+    pub made_at: DateTime<Utc>,
+    /// When it starts.
+    pub origin: DateTime<Utc>,
+    /// Bucket width, seconds.
+    pub step_secs: i32,
+    /// The model as fitted.
+    pub model: String,
+    /// Median per bucket, requests per second.
+    pub p50_rps: Vec<f64>,
+    /// The quantile planned on per bucket, requests per second (once calibrated).
+    pub upper_rps: Option<Vec<f64>>,
+    /// The fleet's SLO when it was made.
+    pub quantile: f64,
+    /// Scored minutes the calibration used.
+    pub errors_used: i32,
+    /// Recent forecast error relative to demand.
+    pub recent_error: Option<f64>,
+    /// The replica that made it.
+    pub replica: String,
+}
+
+/// A live forecast to store.
+#[derive(Debug, Clone)]
+pub struct NewLive<'a> {
+    /// The fleet.
+    pub fleet_id: i64,
+    /// When it was made.
+    pub made_at: DateTime<Utc>,
+    /// When it starts.
+    pub origin: DateTime<Utc>,
+    /// Bucket width, seconds.
+    pub step_secs: i32,
+    /// The model as fitted.
+    pub model: &'a str,
+    /// Median per bucket, requests per second.
+    pub p50_rps: &'a [f64],
+    /// The quantile planned on per bucket (once calibrated).
+    pub upper_rps: Option<&'a [f64]>,
+    /// The fleet's SLO.
+    pub quantile: f64,
+    /// Error floor, requests per second.
+    pub error_floor_rps: f64,
+    /// Scored minutes the calibration used.
+    pub errors_used: i32,
+    /// Recent forecast error relative to demand.
+    pub recent_error: Option<f64>,
+    /// The replica that made it.
+    pub replica: &'a str,
+    /// The calibration, as JSON.
+    pub calibration: Option<serde_json::Value>,
+    /// The levels the SLO sizer chose, as JSON.
+    pub levels: Option<serde_json::Value>,
+    /// The share of requests the sizer's replay predicts will time out.
+    pub predicted_timed_out_share: Option<f64>,
+}
+
+/// Stores a live forecast; returns its id.
+pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
+         quantile, error_floor_rps, errors_used, recent_error, replica, calibration, levels, predicted_timed_out_share)
+         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+    )
+    .bind(f.fleet_id)
+    .bind(f.made_at)
+    .bind(f.origin)
+    .bind(f.step_secs)
+    .bind(f.model)
+    .bind(f.p50_rps)
+    .bind(f.upper_rps)
+    .bind(f.quantile)
+    .bind(f.error_floor_rps)
+    .bind(f.errors_used)
+    .bind(f.recent_error)
+    .bind(f.replica)
+    .bind(&f.calibration)
+    .bind(&f.levels)
+    .bind(f.predicted_timed_out_share)
+    .fetch_one(pool)
+    .await
+}
+
+/// Stores a backtest fit made at `origin` on the history before it (to be scored only).
+#[allow(clippy::too_many_arguments)] // one row's columns
+pub async fn insert_backtest(
+    pool: &PgPool,
+    fleet_id: i64,
+    made_at: DateTime<Utc>,
+    origin: DateTime<Utc>,
+    step_secs: i32,
+    model: &str,
+    p50_rps: &[f64],
+    quantile: f64,
+    error_floor_rps: f64,
+    replica: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps,
+         quantile, error_floor_rps, replica) VALUES ($1, $2, $3, $4, 'backtest', $5, $6, $7, $8, $9)",
+    )
+    .bind(fleet_id)
+    .bind(made_at)
+    .bind(origin)
+    .bind(step_secs)
+    .bind(model)
+    .bind(p50_rps)
+    .bind(quantile)
+    .bind(error_floor_rps)
+    .bind(replica)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Whether backtest fits from `since` on are stored (the calibration was bootstrapped).
+pub async fn has_backtest(
+    pool: &PgPool,
+    fleet_id: i64,
+    since: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM forecasts WHERE fleet_id = $1 AND kind = 'backtest' AND origin >= $2)",
+    )
+    .bind(fleet_id)
+    .bind(since)
+    .fetch_one(pool)
+    .await
+}
+
+/// The timed-out share the last live forecast's sizing predicted, if any.
+pub async fn last_predicted_share(
+    pool: &PgPool,
+    fleet_id: i64,
+) -> Result<Option<f64>, sqlx::Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
+           AND predicted_timed_out_share IS NOT NULL ORDER BY made_at DESC, id DESC LIMIT 1",
+    )
+    .bind(fleet_id)
+    .fetch_optional(pool)
+    .await?
+    .flatten())
+}
+
+/// The medians of the forecasts (live and backtest) whose origin is in `[from, to)`, oldest first.
+pub async fn medians(
+    pool: &PgPool,
+    fleet_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<StoredMedian>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT origin, step_secs, p50_rps, error_floor_rps FROM forecasts
+         WHERE fleet_id = $1 AND origin >= $2 AND origin < $3 ORDER BY origin",
+    )
+    .bind(fleet_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}
+
+/// Drops a fleet's forecasts whose origin is before `before`.
+pub async fn prune(
+    pool: &PgPool,
+    fleet_id: i64,
+    before: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM forecasts WHERE fleet_id = $1 AND origin < $2")
+            .bind(fleet_id)
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// The two latest calibrated live forecasts made in `(made_after, made_by]`, newest first.
+pub async fn latest_live(
+    pool: &PgPool,
+    fleet_id: i64,
+    made_by: DateTime<Utc>,
+    made_after: DateTime<Utc>,
+) -> Result<Vec<LiveRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, origin, step_secs, p50_rps, error_floor_rps, calibration, levels FROM forecasts
+         WHERE fleet_id = $1 AND kind = 'live' AND calibration IS NOT NULL
+           AND made_at <= $2 AND made_at > $3
+         ORDER BY made_at DESC, id DESC LIMIT 2",
+    )
+    .bind(fleet_id)
+    .bind(made_by)
+    .bind(made_after)
+    .fetch_all(pool)
+    .await
+}
+
+/// The fleet's latest live forecast as stored.
+pub async fn latest_live_row(
+    pool: &PgPool,
+    fleet_id: i64,
+) -> Result<Option<ForecastRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, made_at, origin, step_secs, model, p50_rps, upper_rps, quantile, errors_used,
+                recent_error, replica
+         FROM forecasts WHERE fleet_id = $1 AND kind = 'live' ORDER BY made_at DESC, id DESC LIMIT 1",
+    )
+    .bind(fleet_id)
+    .fetch_optional(pool)
+    .await
+}
