@@ -147,3 +147,37 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn every_command_s_flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typed_flags_parse_once_and_verbosity_is_global() {
+        let cli = Cli::try_parse_from([
+            "prewarm",
+            "simulate",
+            "-vv",
+            "--boot",
+            "6m",
+            "--policies",
+            "reactive,static",
+        ])
+        .unwrap();
+        assert_eq!(cli.verbose, 2);
+        let Command::Simulate(args) = cli.command else {
+            panic!("not simulate")
+        };
+        assert_eq!(args.replay.boot.0, 360);
+        assert_eq!(args.policies.len(), 2);
+        let e = Cli::try_parse_from(["prewarm", "simulate", "--boot", "soon"]).unwrap_err();
+        assert!(e.to_string().contains("--boot"), "{e}");
+    }
+}
