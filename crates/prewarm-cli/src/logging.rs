@@ -11,7 +11,14 @@ pub(crate) fn init(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env("PREWARM_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // sqlx's own notices (a TRUNCATE cascading, a slow statement) only at -vv.
+    let directives = if verbose >= 2 {
+        level.to_string()
+    } else {
+        format!("{level},sqlx=warn")
+    };
+    let filter =
+        EnvFilter::try_from_env("PREWARM_LOG").unwrap_or_else(|_| EnvFilter::new(directives));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
