@@ -11,11 +11,12 @@ pub(crate) fn init(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    // sqlx's own notices (a TRUNCATE cascading, a slow statement) only at -vv.
-    let directives = if verbose >= 2 {
-        level.to_string()
-    } else {
-        format!("{level},sqlx=warn")
+    // sqlx's own logs (a TRUNCATE cascading, a bulk load's "slow statement") are noise to a
+    // command: its errors only, its warnings at -v, everything at -vv.
+    let directives = match verbose {
+        0 => format!("{level},sqlx=error"),
+        1 => format!("{level},sqlx=warn"),
+        _ => level.to_string(),
     };
     let filter =
         EnvFilter::try_from_env("PREWARM_LOG").unwrap_or_else(|_| EnvFilter::new(directives));
