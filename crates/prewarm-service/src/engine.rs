@@ -193,6 +193,7 @@ impl Service {
                 }
                 *self.held.lock().expect("held") = r.held.clone();
                 self.metrics.fleets_leased.set(r.held.len() as i64);
+                self.metrics.fleets.set(r.fleets);
                 self.metrics.lease_takeovers.inc_by(r.claimed as u64);
             }
             // Without the database the leases cannot be trusted: plan nothing until renewed.
@@ -384,6 +385,9 @@ impl Service {
         m.booting_gpus
             .get_or_create(&label)
             .set(state.booting.len() as f64);
+        m.slo_timed_out_share
+            .get_or_create(&label)
+            .set(cfg.slo.max_timeout_share);
         m.boot_lead_seconds
             .get_or_create(&label)
             .set(cfg.boot_lead_secs as f64);
@@ -449,7 +453,7 @@ impl Service {
         self.metrics
             .job_errors
             .get_or_create(&ErrorLabel {
-                job: job.as_str().into(),
+                task: job.as_str().into(),
                 kind: e.kind().into(),
             })
             .inc();
@@ -553,6 +557,19 @@ impl Service {
         match &report {
             Ok(r) => {
                 self.metrics.refits.inc();
+                let label = Metrics::label(&fleet.name);
+                if let Some(day) = r.realised_timed_out_share.0 {
+                    self.metrics
+                        .realised_timed_out_share_day
+                        .get_or_create(&label)
+                        .set(day);
+                }
+                if let Some(week) = r.realised_timed_out_share.1 {
+                    self.metrics
+                        .realised_timed_out_share_week
+                        .get_or_create(&label)
+                        .set(week);
+                }
                 if let Some(e) = r.recent_error {
                     self.metrics
                         .forecast_error_ratio

@@ -2,7 +2,7 @@
 //!
 //! The error policy, one place for every job (tick, refit, dispatch, daily):
 //! - every failure is logged with its job and fleet, and counted in
-//!   `prewarm_job_errors_total{job, kind}` ([`ServiceError::kind`]);
+//!   `prewarm_job_errors_total{task, kind}` ([`ServiceError::kind`]);
 //! - a transient failure ([`ServiceError::is_transient`]: the database unreachable or shutting
 //!   down) is retried by the job's next run: ticks every minute, dispatch every few seconds with
 //!   the orders' own backoff, refits at the next refit (the previous forecast stays in use);

@@ -58,6 +58,9 @@ pub struct RefitReport {
     pub sizing: Option<Sizing>,
     /// Why no forecast was made, if none was.
     pub skipped: Option<String>,
+    /// The share of requests the fleet timed out over its last day and its last week, as its
+    /// decisions' ready GPUs served its demand (once a day of decisions is known).
+    pub realised_timed_out_share: (Option<f64>, Option<f64>),
 }
 
 /// A fleet's requests per `step` in `[from, to)` (buckets start at `from`, NaN where nothing was
@@ -238,6 +241,7 @@ pub async fn refit(
         fit_secs: 0.0,
         sizing: None,
         skipped: None,
+        realised_timed_out_share: (None, None),
     };
     let known_from = history.iter().position(|v| v.is_finite());
     let span = known_from.map_or(0, |i| (history.len() - i) as i64 * step);
@@ -340,6 +344,7 @@ pub async fn refit(
         if replay.len() >= slo::MIN_REPLAY_MINUTES {
             let (realised_week, realised_day) =
                 realised(pool, fleet_id, now, sizing_gpu_rps, slo).await?;
+            report.realised_timed_out_share = (realised_day, realised_week);
             let predicted = stored_forecasts::last_predicted_share(pool, fleet_id).await?;
             let budget = slo::budget_from_record(realised_week, realised_day, predicted, slo);
             Some(slo::choose_levels(

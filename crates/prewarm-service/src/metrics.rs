@@ -26,8 +26,8 @@ pub struct OrderLabel {
 /// A job's failure, by kind ([`crate::error::ServiceError::kind`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
-    /// The job.
-    pub job: String,
+    /// The job (`task`: Prometheus keeps `job` for the scrape job).
+    pub task: String,
     /// The error's kind.
     pub kind: String,
 }
@@ -75,6 +75,14 @@ pub struct Metrics {
     pub refit_errors: Counter,
     /// Job failures by job and kind.
     pub job_errors: Family<ErrorLabel, Counter>,
+    /// The fleet's SLO: the share of requests that may time out.
+    pub slo_timed_out_share: FleetGauge,
+    /// The share of requests the fleet timed out over its last day (set at each refit).
+    pub realised_timed_out_share_day: FleetGauge,
+    /// The same over its last week.
+    pub realised_timed_out_share_week: FleetGauge,
+    /// Fleets in the database, as the last lease round counted them.
+    pub fleets: Gauge,
     /// Fleets this replica holds.
     pub fleets_leased: Gauge,
     /// Fleets claimed from the free pool or a dead replica.
@@ -111,6 +119,10 @@ impl Metrics {
             ticks: Counter::default(),
             tick_errors: Counter::default(),
             job_errors: Family::default(),
+            slo_timed_out_share: Family::default(),
+            realised_timed_out_share_day: Family::default(),
+            realised_timed_out_share_week: Family::default(),
+            fleets: Gauge::default(),
             refits: Counter::default(),
             refit_errors: Counter::default(),
             fleets_leased: Gauge::default(),
@@ -199,6 +211,26 @@ impl Metrics {
             "job_errors",
             "Job failures by job and kind (unavailable: retried by the next run)",
             m.job_errors.clone(),
+        );
+        registry.register(
+            "slo_timed_out_share",
+            "The fleet's SLO: the largest share of requests that may time out",
+            m.slo_timed_out_share.clone(),
+        );
+        registry.register(
+            "realised_timed_out_share_day",
+            "Share of requests the fleet timed out over its last day (its decisions' ready GPUs against its demand, through the SLO's queue)",
+            m.realised_timed_out_share_day.clone(),
+        );
+        registry.register(
+            "realised_timed_out_share_week",
+            "Share of requests the fleet timed out over its last week",
+            m.realised_timed_out_share_week.clone(),
+        );
+        registry.register(
+            "fleets",
+            "Fleets in the database at the last lease round",
+            m.fleets.clone(),
         );
         registry.register(
             "fleets_leased",

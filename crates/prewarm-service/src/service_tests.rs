@@ -149,7 +149,7 @@ async fn a_fleet_deleted_under_a_job_is_gone_not_a_lost_lease_and_is_counted_so(
     w.service.report(crate::error::Job::Refit, Some(id), &e);
     let metrics = w.service.metrics.render();
     assert!(
-        metrics.contains(r#"prewarm_job_errors_total{job="refit",kind="fleet_gone"} 1"#),
+        metrics.contains(r#"prewarm_job_errors_total{task="refit",kind="fleet_gone"} 1"#),
         "{metrics}"
     );
 }
@@ -939,4 +939,83 @@ async fn a_fleet_whose_distribution_cannot_be_calibrated_yet_says_so_and_runs_re
     );
     assert!(d.forecast_upper_rps.is_none(), "{d:?}");
     w.running.stop().await;
+}
+
+/// The metric names a PromQL expression or a rule file mentions (`prewarm_...`).
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("prewarm_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn the_grafana_dashboard_and_the_alert_rules_name_only_metrics_the_service_exports(
+    pool: PgPool,
+) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 2).await;
+    w.service.lease_round().await.unwrap();
+    w.service.tick_fleet(id).await.unwrap();
+    let exposition = w.service.metrics.render();
+    // Every family the service registers, with the sample names Prometheus stores for it.
+    let mut exported = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            match kind {
+                "counter" => {
+                    exported.insert(format!("{name}_total"));
+                }
+                "histogram" => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        exported.insert(format!("{name}{suffix}"));
+                    }
+                }
+                _ => {
+                    exported.insert(name.to_string());
+                }
+            }
+        }
+    }
+    assert!(exported.contains("prewarm_desired_gpus"), "{exposition}");
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/prewarm-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().expect("a panel has targets");
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        exprs.extend(
+            targets
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_string()),
+        );
+    }
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/prewarm-alerts.yml")).unwrap();
+    let mut named: Vec<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    named.extend(metric_names(&rules));
+    named.sort();
+    named.dedup();
+    assert!(named.len() >= 15, "{named:?}");
+    let unknown: Vec<_> = named.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "named but not exported: {unknown:?}; exported: {exported:?}"
+    );
 }

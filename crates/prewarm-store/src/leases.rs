@@ -45,6 +45,8 @@ pub struct LeaseRound {
     pub released: usize,
     /// Replicas alive.
     pub live_replicas: i64,
+    /// Fleets in the database.
+    pub fleets: i64,
     /// Other live process starts that announce the same replica id (a configuration mistake
     /// the leases make harmless, but worth a warning).
     pub same_id_elsewhere: i64,
@@ -128,6 +130,7 @@ pub async fn round(pool: &PgPool, me: &Holder, ttl_secs: i64) -> Result<LeaseRou
         claimed,
         released,
         live_replicas: live,
+        fleets,
         same_id_elsewhere: same_id,
     })
 }
