@@ -42,8 +42,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn db_error(e: sqlx::Error) -> Response {
-    tracing::warn!(error = %e, "database error in the operator API");
+/// 503 with a retry hint: the database is unavailable.
+fn unavailable() -> Response {
     let mut r = error(
         StatusCode::SERVICE_UNAVAILABLE,
         "the database is unavailable; try again shortly",
@@ -51,6 +51,11 @@ fn db_error(e: sqlx::Error) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     r
+}
+
+fn db_error(e: sqlx::Error) -> Response {
+    tracing::warn!(error = %e, "database error in the operator API");
+    unavailable()
 }
 
 /// A job's error as the operator API answers it.
@@ -63,22 +68,17 @@ fn service_error(e: crate::error::ServiceError, fleet: &str) -> Response {
         ),
         ServiceError::Store(e) => ingest_error(e),
         ServiceError::Database(e) => db_error(e),
-        ServiceError::Unavailable(_) => db_error(sqlx::Error::PoolTimedOut),
+        ServiceError::Unavailable(text) => {
+            tracing::warn!(error = %text, "database error in the operator API");
+            unavailable()
+        }
     }
 }
 
 fn ingest_error(e: StoreError) -> Response {
     match e {
         StoreError::Database(d) => db_error(d),
-        StoreError::Unavailable(_) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable; try again shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-            r
-        }
+        StoreError::Unavailable(_) => unavailable(),
         StoreError::UnknownFleet(name) => {
             error(StatusCode::NOT_FOUND, format!("no fleet named `{name}`"))
         }

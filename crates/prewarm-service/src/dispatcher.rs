@@ -44,15 +44,6 @@ pub struct DispatchReport {
     pub latencies_us: Vec<u64>,
 }
 
-/// Which pending orders a round may take.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Scope<'a> {
-    /// Only fleets whose lease this process start holds (its lease token).
-    pub holder: Option<&'a uuid::Uuid>,
-    /// Only this fleet.
-    pub fleet_id: Option<i64>,
-}
-
 /// Delay before retry `attempt` (1 = first retry): 1 s doubling to a minute, times 0.5 to 1.5.
 pub fn backoff(attempt: i32) -> chrono::Duration {
     let base = 2f64.powi(attempt.clamp(1, 7) - 1).min(60.0);
@@ -66,7 +57,7 @@ impl Dispatcher {
         pool: &PgPool,
         now: DateTime<Utc>,
     ) -> Result<DispatchReport, sqlx::Error> {
-        self.dispatch(pool, now, Scope::default()).await
+        self.dispatch(pool, now, ClaimScope::default()).await
     }
 
     /// Delivers the orders due at `now` within `scope`.
@@ -74,7 +65,7 @@ impl Dispatcher {
         &self,
         pool: &PgPool,
         now: DateTime<Utc>,
-        scope: Scope<'_>,
+        scope: ClaimScope<'_>,
     ) -> Result<DispatchReport, sqlx::Error> {
         let mut report = DispatchReport::default();
         // Claim: the attempt is recorded (committed) before anything is sent, so an order whose
@@ -83,17 +74,7 @@ impl Dispatcher {
         // round sends it again under the same key. The claim holds the order for one delivery
         // time-out, so no other dispatcher sends it meanwhile.
         let hold = chrono::Duration::milliseconds(self.timeout.as_millis() as i64 + 1_000);
-        let (claimed, expired) = ledger::claim_due(
-            pool,
-            now,
-            self.batch,
-            hold,
-            ClaimScope {
-                fleet_id: scope.fleet_id,
-                holder: scope.holder,
-            },
-        )
-        .await?;
+        let (claimed, expired) = ledger::claim_due(pool, now, self.batch, hold, scope).await?;
         report.expired += expired as u32;
 
         for order in claimed {

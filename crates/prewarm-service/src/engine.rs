@@ -19,7 +19,7 @@ use crate::{
     callbacks,
     clock::SharedClock,
     config::{Config, Mode},
-    dispatcher::{DispatchReport, Dispatcher, Scope},
+    dispatcher::{DispatchReport, Dispatcher},
     error::{Job, ServiceError},
     forecasts,
     metrics::{ErrorLabel, Metrics, OrderLabel},
@@ -431,7 +431,7 @@ impl Service {
             .dispatch(
                 &self.pool,
                 self.clock.now(),
-                Scope {
+                prewarm_store::ledger::ClaimScope {
                     holder: Some(&self.holder.token),
                     fleet_id,
                 },

@@ -49,11 +49,7 @@ impl ServiceError {
 
 impl From<sqlx::Error> for ServiceError {
     fn from(e: sqlx::Error) -> Self {
-        match StoreError::from(e) {
-            StoreError::Unavailable(text) => ServiceError::Unavailable(text),
-            StoreError::Database(e) => ServiceError::Database(e),
-            other => ServiceError::Store(other),
-        }
+        StoreError::from(e).into()
     }
 }
 

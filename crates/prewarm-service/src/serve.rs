@@ -82,32 +82,7 @@ pub async fn start(
 /// Whether a migration failed because the database could not be reached (worth waiting for),
 /// rather than because of the schema itself (worth stopping for).
 fn unreachable(e: &sqlx::migrate::MigrateError) -> bool {
-    match e {
-        sqlx::migrate::MigrateError::Execute(e) => matches!(
-            prewarm_store::StoreError::from(clone_kind(e)),
-            prewarm_store::StoreError::Unavailable(_)
-        ),
-        _ => false,
-    }
-}
-
-/// A stand-in of the same kind as `e`, to classify it without consuming it.
-fn clone_kind(e: &sqlx::Error) -> sqlx::Error {
-    match e {
-        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
-        sqlx::Error::Protocol(p) => sqlx::Error::Protocol(p.clone()),
-        sqlx::Error::Database(db)
-            if db
-                .code()
-                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "55000") =>
-        {
-            sqlx::Error::PoolTimedOut
-        }
-        other => sqlx::Error::Protocol(other.to_string()),
-    }
+    matches!(e, sqlx::migrate::MigrateError::Execute(e) if prewarm_store::is_unavailable(e))
 }
 
 /// [`start`] on an existing pool (tests). The HTTP API serves at once (`/readyz` says 503 until

@@ -405,18 +405,11 @@ pub async fn delete_fleet(
 
 /// The fleet of that name.
 pub async fn fleet_by_name(pool: &PgPool, name: &str) -> Result<Fleet, StoreError> {
-    // A name the schema cannot hold (a NUL byte, say) names no fleet: answer so without asking
-    // the database, which would refuse the text itself.
-    if !valid_name(name) {
-        return Err(StoreError::UnknownFleet(prewarm_core::shorten(name, 80)));
-    }
-    sqlx::query_as::<_, Fleet>(&format!(
-        "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1"
-    ))
-    .bind(name)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| StoreError::UnknownFleet(name.to_string()))
+    // A name the schema cannot hold (a NUL byte, say) names no fleet ([`find_fleet`] answers so
+    // without asking the database, which would refuse the text itself).
+    find_fleet(pool, name)
+        .await?
+        .ok_or_else(|| StoreError::UnknownFleet(prewarm_core::shorten(name, 80)))
 }
 
 /// The fleet with this id (`None`: deleted).
