@@ -37,6 +37,7 @@ fn service_knobs() -> Knobs {
         utilization: d.target_utilization,
         hold_secs: d.hold.0,
         miss_load: d.miss_load,
+        standby_max: None,
     }
 }
 
@@ -142,6 +143,7 @@ async fn drive(
             boot_secs: boot,
             callback_url: Some(format!("http://127.0.0.1:{service_port}")),
             seed: 1,
+            ..Behaviour::default()
         },
     );
     let cloud_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

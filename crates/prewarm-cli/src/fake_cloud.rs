@@ -16,7 +16,7 @@ pub(crate) struct FakeCloudArgs {
     /// Shared web-hook secret (`whsec_...`); without it, a new one is made and printed.
     #[arg(long, env = "PREWARM_WEBHOOK_SECRET", hide_env_values = true)]
     secret: Option<String>,
-    /// prewarm's base URL for the ready/failed/terminated callbacks (e.g. http://127.0.0.1:8080).
+    /// prewarm's base URL for the ready/failed/terminated/stopped/resumed callbacks (e.g. http://127.0.0.1:8080).
     #[arg(long)]
     callback: Option<String>,
     /// Shortest boot.
@@ -27,6 +27,15 @@ pub(crate) struct FakeCloudArgs {
     boot_max: Span,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Time from a stop order to the instance stopped.
+    #[arg(long, default_value = "30s")]
+    stop: Span,
+    /// Shortest resume from standby.
+    #[arg(long, default_value = "1m")]
+    resume_min: Span,
+    /// Longest resume (resume times are drawn uniformly, seeded).
+    #[arg(long, default_value = "3m")]
+    resume_max: Span,
 }
 
 /// Runs the reference provisioner until interrupted.
@@ -49,6 +58,10 @@ pub(crate) fn run(args: &FakeCloudArgs) -> anyhow::Result<()> {
         boot_secs.1 >= boot_secs.0,
         "--boot-max must not be shorter than --boot-min"
     );
+    anyhow::ensure!(
+        args.resume_max.0 >= args.resume_min.0,
+        "--resume-max must not be shorter than --resume-min"
+    );
     if let Some(url) = &args.callback {
         anyhow::ensure!(
             url.starts_with("http://") || url.starts_with("https://"),
@@ -70,6 +83,8 @@ pub(crate) fn run(args: &FakeCloudArgs) -> anyhow::Result<()> {
                 boot_secs,
                 callback_url: args.callback.clone(),
                 seed: args.seed,
+                stop_secs: args.stop.0,
+                resume_secs: (args.resume_min.0, args.resume_max.0),
             },
         );
         let _processing = cloud.spawn_processing(Duration::from_secs(1));

@@ -40,6 +40,15 @@ pub(crate) enum FleetCommand {
         name: String,
         #[command(flatten)]
         settings: FleetSettingsArgs,
+        /// Keep up to this many GPUs in a standby tier (stopped, resumed in --resume); 0: none.
+        #[arg(long)]
+        standby_max: Option<u32>,
+        /// A standby GPU's price as a share of the running price (default 0.01).
+        #[arg(long)]
+        standby_price: Option<f64>,
+        /// Resume lead until real resumes teach one (default 2m).
+        #[arg(long)]
+        resume: Option<crate::args::Span>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -73,7 +82,14 @@ pub(crate) enum FleetCommand {
 pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         match command {
-            FleetCommand::Create { name, settings, db } => {
+            FleetCommand::Create {
+                name,
+                settings,
+                standby_max,
+                standby_price,
+                resume,
+                db,
+            } => {
                 let pool = connect(db).await?;
                 let d = FleetSpec::named(name);
                 let spec = FleetSpec {
@@ -85,6 +101,13 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                     min_gpus: settings.min_gpus.unwrap_or(d.min_gpus),
                     max_gpus: settings.max_gpus.unwrap_or(d.max_gpus),
                     budget_usd_per_hour: settings.budget,
+                    planner: (standby_max.is_some() || standby_price.is_some() || resume.is_some())
+                        .then(|| prewarm_planner::Settings {
+                            standby_max_gpus: *standby_max,
+                            standby_price_share: *standby_price,
+                            resume_secs: resume.map(|r| r.0),
+                            ..Default::default()
+                        }),
                 };
                 let fleet = create_fleet(&pool, &spec).await?;
                 let mut conn = pool.acquire().await?;

@@ -79,6 +79,77 @@ pub(crate) struct PlannerArgs {
     pub miss_load: Option<f64>,
 }
 
+/// The standby tier of `simulate` and `tune`.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct StandbyArgs {
+    /// Also replay the predictive policy with a standby tier (stopped GPUs resumed in --resume),
+    /// as `predictive+standby`.
+    #[arg(long)]
+    pub standby: bool,
+    /// Resume time: from a resume order to serving.
+    #[arg(long, default_value = "2m")]
+    pub resume: Span,
+    /// Longest resume time: resumes are drawn uniformly between --resume and this (seeded).
+    #[arg(long)]
+    pub resume_max: Option<Span>,
+    /// A standby GPU's price as a share of the running price (0.01: 1%).
+    #[arg(long, default_value_t = prewarm_planner::standby::defaults::PRICE_SHARE)]
+    pub standby_price: f64,
+    /// Share of resumes that fail (no capacity for the stopped instance); the planner then boots
+    /// cold.
+    #[arg(long, default_value_t = prewarm_sim::StandbySim::DEFAULT_FAIL_SHARE)]
+    pub resume_failures: f64,
+    /// Most GPUs kept in standby (default: the fleet's max_gpus).
+    #[arg(long)]
+    pub standby_max: Option<u32>,
+}
+
+impl StandbyArgs {
+    /// The simulator's tier, checked (`None` without --standby).
+    pub(crate) fn sim(&self, seed: u64) -> anyhow::Result<Option<prewarm_sim::StandbySim>> {
+        if !self.standby {
+            return Ok(None);
+        }
+        self.tier(seed).map(Some)
+    }
+
+    /// The simulator's tier from the flags, checked, whether or not --standby was given.
+    pub(crate) fn tier(&self, seed: u64) -> anyhow::Result<prewarm_sim::StandbySim> {
+        ensure!(
+            self.standby_price.is_finite() && (0.0..=1.0).contains(&self.standby_price),
+            "--standby-price is a share of the running price between 0 and 1, got {}",
+            self.standby_price
+        );
+        ensure!(
+            self.resume_failures.is_finite() && (0.0..=1.0).contains(&self.resume_failures),
+            "--resume-failures is a share between 0 and 1, got {}",
+            self.resume_failures
+        );
+        let resume = match self.resume_max {
+            Some(Span(max_secs)) => {
+                ensure!(
+                    max_secs >= self.resume.0,
+                    "--resume-max must not be shorter than --resume"
+                );
+                BootTime::Uniform {
+                    min_secs: self.resume.0,
+                    max_secs,
+                    seed: seed.wrapping_add(1),
+                }
+            }
+            None => BootTime::Fixed {
+                secs: self.resume.0,
+            },
+        };
+        Ok(prewarm_sim::StandbySim {
+            resume,
+            price_share: self.standby_price,
+            fail_share: self.resume_failures,
+            seed,
+        })
+    }
+}
+
 /// The planner's knobs that `simulate` takes and `tune` sweeps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Knobs {
@@ -87,6 +158,8 @@ pub(crate) struct Knobs {
     pub utilization: f64,
     pub hold_secs: i64,
     pub miss_load: Option<f64>,
+    /// Most GPUs in standby (`Some` plans with the replay's standby tier).
+    pub standby_max: Option<u32>,
 }
 
 impl Knobs {
@@ -98,6 +171,7 @@ impl Knobs {
             utilization: args.utilization,
             hold_secs: args.hold.0,
             miss_load: args.miss_load,
+            standby_max: None,
         }
         .checked("")
     }
@@ -137,6 +211,8 @@ pub(crate) struct Replay {
     pub sim: SimConfig,
     pub tz: Option<Tz>,
     pub refit_secs: i64,
+    /// The boot-time seed (resumes and their failures draw from it too).
+    pub seed: u64,
 }
 
 impl Replay {
@@ -234,9 +310,11 @@ impl Replay {
                 boot,
                 price_usd_per_gpu_hour: args.price,
                 score_from_step: (warmup_secs / step_secs) as usize,
+                standby: None,
             },
             tz,
             refit_secs: args.refit.0,
+            seed: args.seed,
         })
     }
 
@@ -258,6 +336,13 @@ impl Replay {
         cfg.reactive.miss_load = knobs.miss_load;
         cfg.price_usd_per_gpu_hour = self.sim.price_usd_per_gpu_hour;
         cfg.tz = self.tz.unwrap_or(Tz::UTC);
+        if let (Some(max), Some(sb)) = (knobs.standby_max, self.sim.standby) {
+            cfg.standby = Some(prewarm_planner::StandbyConfig {
+                resume_secs: sb.resume.max_secs(),
+                price_share: sb.price_share,
+                max_gpus: max.min(cfg.max_gpus),
+            });
+        }
         cfg
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     args::PolicyName,
-    replay::{Knobs, PlannerArgs, Replay, ReplayArgs},
+    replay::{Knobs, PlannerArgs, Replay, ReplayArgs, StandbyArgs},
 };
 
 #[derive(Debug, Args)]
@@ -29,6 +29,8 @@ pub(crate) struct SimulateArgs {
     pub policies: Vec<PolicyName>,
     #[command(flatten)]
     pub planner: PlannerArgs,
+    #[command(flatten)]
+    pub standby: StandbyArgs,
     /// Folder for per-policy decisions.csv, summary.json and plot.svg.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -43,6 +45,7 @@ struct SimulateSummary<'a> {
     boot: BootTime,
     timeout_secs: i64,
     price_usd_per_gpu_hour: f64,
+    standby: Option<prewarm_sim::StandbySim>,
     scored_from: String,
     lower_bound_gpu_hours: f64,
     policies: Vec<PolicySummary>,
@@ -59,11 +62,19 @@ pub(crate) struct PolicySummary {
 }
 
 pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
-    let replay = Replay::load(&args.replay)?;
+    let mut replay = Replay::load(&args.replay)?;
+    replay.sim.standby = args.standby.sim(replay.seed)?;
     let knobs = Knobs::from_args(&args.planner)?;
     let mut policies = Vec::new();
     for name in &args.policies {
         policies.push(replay.policy(*name, &knobs));
+    }
+    if replay.sim.standby.is_some() {
+        let tiered = Knobs {
+            standby_max: Some(args.standby.standby_max.unwrap_or(u32::MAX)),
+            ..knobs
+        };
+        policies.push(Box::new(replay.predictive(&tiered, None)));
     }
     println!("{}", crate::output::describe(&replay.trace, &replay.name));
     println!(
@@ -80,6 +91,18 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         replay.sim.price_usd_per_gpu_hour,
         replay.trace.start + chrono::Duration::seconds(replay.step_secs * replay.warmup_steps() as i64),
     );
+    if let Some(sb) = replay.sim.standby {
+        println!(
+            "standby tier: resume {}, standby at {:.1}% of the running price, {:.0}% of resumes fail (then a cold boot)",
+            match sb.resume {
+                BootTime::Fixed { secs } => format_duration(secs),
+                BootTime::Uniform { min_secs, max_secs, .. } =>
+                    format!("{} to {}", format_duration(min_secs), format_duration(max_secs)),
+            },
+            100.0 * sb.price_share,
+            100.0 * sb.fail_share,
+        );
+    }
 
     let results: Vec<(Vec<StepRecord>, SimSummary)> = std::thread::scope(|scope| {
         let handles: Vec<_> = policies
@@ -123,6 +146,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             boot: replay.sim.boot,
             timeout_secs: replay.sim.timeout_secs,
             price_usd_per_gpu_hour: replay.sim.price_usd_per_gpu_hour,
+            standby: replay.sim.standby,
             scored_from: (replay.trace.start
                 + chrono::Duration::seconds(replay.step_secs * replay.warmup_steps() as i64))
             .to_rfc3339(),
@@ -169,9 +193,10 @@ pub(crate) fn with_ratio(sims: Vec<SimSummary>, scored_days: f64) -> Vec<PolicyS
 pub(crate) fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
     let ratio = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     let mut out = format!(
-        "{:<12} {:>10} {:>10} {:>11} {:>9} {:>7} {:>10} {:>9} {:>14} {:>12}\n",
+        "{:<19} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7} {:>10} {:>9} {:>14} {:>12}\n",
         "policy",
         "GPU-hours",
+        "standby h",
         "cost $",
         "timed out",
         "p99 wait",
@@ -183,9 +208,10 @@ pub(crate) fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<12} {:>10.1} {:>10.2} {:>10.3}% {:>8.0}s {:>7} {:>10.1} {:>9} {:>14} {:>12}\n",
+            "{:<19} {:>10.1} {:>10.1} {:>10.2} {:>10.3}% {:>8.0}s {:>7} {:>10.1} {:>9} {:>14} {:>12}\n",
             r.sim.policy,
             r.sim.gpu_hours,
+            r.sim.standby_gpu_hours,
             r.sim.cost_usd,
             100.0 * r.sim.timed_out_share,
             r.sim.p99_wait_secs,
@@ -197,7 +223,7 @@ pub(crate) fn table(rows: &[PolicySummary], lower_bound: f64) -> String {
         ));
     }
     out.push_str(&format!(
-        "{:<12} {:>10.1}   (capacity matching every step, boot time free)\n",
+        "{:<19} {:>10.1}   (capacity matching every step, boot time free)\n",
         "lower bound", lower_bound
     ));
     out
@@ -212,6 +238,10 @@ fn write_decisions(path: &Path, records: &[StepRecord]) -> anyhow::Result<()> {
         "gpus_billed",
         "boot_orders",
         "terminate_orders",
+        "gpus_standby",
+        "gpus_resuming",
+        "stop_orders",
+        "resume_orders",
         "demand_requests",
         "served_requests",
         "timed_out_requests",
@@ -228,6 +258,10 @@ fn write_decisions(path: &Path, records: &[StepRecord]) -> anyhow::Result<()> {
             r.gpus_billed.to_string(),
             r.boot_orders.to_string(),
             r.terminate_orders.to_string(),
+            r.gpus_standby.to_string(),
+            r.gpus_resuming.to_string(),
+            r.stop_orders.to_string(),
+            r.resume_orders.to_string(),
             format!("{:.3}", r.demand_requests),
             format!("{:.3}", r.served_requests),
             format!("{:.3}", r.timed_out_requests),

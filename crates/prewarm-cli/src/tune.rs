@@ -15,7 +15,7 @@ use prewarm_sim::{
 };
 use serde::Serialize;
 
-use crate::replay::{Knobs, Replay, ReplayArgs};
+use crate::replay::{Knobs, Replay, ReplayArgs, StandbyArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct TuneArgs {
@@ -40,6 +40,13 @@ pub(crate) struct TuneArgs {
     /// (the default path); a number keeps load under that share at once (the seed's 0.6).
     #[arg(long, default_value = "none,0.7", value_delimiter = ',')]
     pub miss_loads: Vec<String>,
+    /// Standby limits to try: `off` (no standby tier), `all` (up to max_gpus) or a GPU count;
+    /// --standby adds its --standby-max (or `all`). The tier's resume time, price and failures
+    /// come from the flags below.
+    #[arg(long, default_value = "off", value_delimiter = ',')]
+    pub standby_maxes: Vec<String>,
+    #[command(flatten)]
+    pub standby: StandbyArgs,
     /// Walk forward: choose on the scored days before this much time from the trace's start,
     /// and report how the choice did on the days after, which it never saw (e.g. 9d).
     #[arg(long)]
@@ -55,7 +62,9 @@ struct TunePoint {
     hold: String,
     utilization: f64,
     miss_load: String,
-    /// Over the days settings are chosen on.
+    standby_max: String,
+    /// Over the days settings are chosen on: GPU-hours at the running price, standby counted at
+    /// its share of it.
     gpu_hours: f64,
     timed_out_share: f64,
     boots_per_day: f64,
@@ -83,6 +92,11 @@ impl TunePoint {
         if self.miss_load != "none" {
             flags.push(format!("--miss-load {}", self.miss_load));
         }
+        match self.standby_max.as_str() {
+            "off" => {}
+            "all" => flags.push("--standby".into()),
+            n => flags.push(format!("--standby --standby-max {n}")),
+        }
         if flags.is_empty() {
             "the defaults (no overrides)".into()
         } else {
@@ -103,7 +117,25 @@ fn optional_number(text: &str, word: &str, flag: &str) -> anyhow::Result<Option<
 }
 
 pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
-    let replay = Replay::load(&args.replay)?;
+    let mut replay = Replay::load(&args.replay)?;
+    let mut limits: Vec<Option<u32>> = Vec::new();
+    for text in &args.standby_maxes {
+        limits.push(match text.trim() {
+            t if t.eq_ignore_ascii_case("off") => None,
+            t if t.eq_ignore_ascii_case("all") => Some(u32::MAX),
+            t => Some(t.parse::<u32>().map_err(|_| {
+                anyhow::anyhow!("--standby-maxes: `{t}` is neither `off`, `all` nor a GPU count")
+            })?),
+        });
+    }
+    if args.standby.standby {
+        limits.push(Some(args.standby.standby_max.unwrap_or(u32::MAX)));
+    }
+    limits.dedup();
+    if limits.iter().any(Option::is_some) {
+        replay.sim.standby = Some(args.standby.tier(replay.seed)?);
+    }
+    let share = replay.sim.standby.map_or(0.0, |s| s.price_share);
     let mut grid: Vec<(String, Knobs)> = Vec::new();
     for q in &args.quantiles {
         let quantile = optional_number(q, "auto", "--quantiles")?;
@@ -111,21 +143,24 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
             let hold = parse_duration_or_zero(h).map_err(|e| anyhow::anyhow!("--holds: {e}"))?;
             for u in &args.utilizations {
                 for m in &args.miss_loads {
-                    let knobs = Knobs {
-                        slo: args.slo,
-                        quantile,
-                        utilization: *u,
-                        hold_secs: hold,
-                        miss_load: optional_number(m, "none", "--miss-loads")?,
-                    };
-                    grid.push((format_duration(hold), knobs.checked("s")?));
+                    for limit in &limits {
+                        let knobs = Knobs {
+                            slo: args.slo,
+                            quantile,
+                            utilization: *u,
+                            hold_secs: hold,
+                            miss_load: optional_number(m, "none", "--miss-loads")?,
+                            standby_max: *limit,
+                        };
+                        grid.push((format_duration(hold), knobs.checked("s")?));
+                    }
                 }
             }
         }
     }
     ensure!(
         !grid.is_empty(),
-        "the grid is empty: give at least one value to each of --quantiles, --holds, --utilizations and --miss-loads"
+        "the grid is empty: give at least one value to each of --quantiles, --holds, --utilizations, --miss-loads and --standby-maxes"
     );
     let first_scored = replay.warmup_steps();
     let end = replay.requests.len();
@@ -231,8 +266,11 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     rest.sort_by_key(|(i, _)| *i);
 
+    // Standby hours count at their share of the running price.
     let window = |records: &[StepRecord], range: std::ops::Range<usize>| {
-        prewarm_sim::window_totals(records, range, replay.step_secs)
+        let mut w = prewarm_sim::window_totals(records, range, replay.step_secs);
+        w.gpu_hours += share * w.standby_gpu_hours;
+        w
     };
     let (choose, later) = (first_scored..split, split..end);
     let clair_choose = window(&clairvoyant, choose.clone());
@@ -250,6 +288,11 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 hold: hold.clone(),
                 utilization: k.utilization,
                 miss_load: k.miss_load.map_or("none".into(), |m| m.to_string()),
+                standby_max: match k.standby_max {
+                    None => "off".into(),
+                    Some(u32::MAX) => "all".into(),
+                    Some(n) => n.to_string(),
+                },
                 gpu_hours: c.gpu_hours,
                 timed_out_share: c.timed_out_share,
                 boots_per_day: per_day(c.boots, c.days),
@@ -265,11 +308,12 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
     sorted.sort_by(|a, b| a.gpu_hours.total_cmp(&b.gpu_hours));
     let walk = split < end;
     println!(
-        "{:>8} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>7}{}",
+        "{:>8} {:>5} {:>5} {:>5} {:>7} {:>10} {:>10} {:>9} {:>7}{}",
         "quantile",
         "hold",
         "util",
         "miss",
+        "standby",
         "GPU-hours",
         "timed out",
         "boots/day",
@@ -296,11 +340,12 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
             _ => String::new(),
         };
         println!(
-            "{:>8} {:>5} {:>5.2} {:>5} {:>10.1} {:>9.3}% {:>9.1} {:>7.2}{later}{}",
+            "{:>8} {:>5} {:>5.2} {:>5} {:>7} {:>10.1} {:>9.3}% {:>9.1} {:>7.2}{later}{}",
             p.quantile,
             p.hold,
             p.utilization,
             p.miss_load,
+            p.standby_max,
             p.gpu_hours,
             100.0 * p.timed_out_share,
             p.boots_per_day,

@@ -51,6 +51,29 @@ pub struct SimConfig {
     /// Steps before this one run but are not counted in the summary (a warm-up during which
     /// forecasts have too little history).
     pub score_from_step: usize,
+    /// The standby tier's resumes and price, when the fleet has one.
+    pub standby: Option<StandbySim>,
+}
+
+/// How the simulator's standby tier behaves.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StandbySim {
+    /// How long a resume takes.
+    pub resume: BootTime,
+    /// A standby GPU's price as a share of the running price.
+    pub price_share: f64,
+    /// Share of resumes that fail (the cloud has no capacity for the stopped instance): such a
+    /// resume is billed for [`StandbySim::FAILED_RESUME_SECS`] and the GPU is gone.
+    pub fail_share: f64,
+    /// Seed of the draws of failures (the same seed, the same run).
+    pub seed: u64,
+}
+
+impl StandbySim {
+    /// How long a failed resume takes to fail, seconds.
+    pub const FAILED_RESUME_SECS: i64 = 60;
+    /// Share of resumes that fail unless a run says otherwise.
+    pub const DEFAULT_FAIL_SHARE: f64 = 0.05;
 }
 
 /// One row of `decisions.csv`.
@@ -66,8 +89,16 @@ pub struct StepRecord {
     pub gpus_billed: u32,
     /// GPUs ordered to boot this step.
     pub boot_orders: u32,
-    /// GPUs ordered to terminate this step.
+    /// GPUs ordered to terminate this step (standby ones included).
     pub terminate_orders: u32,
+    /// GPUs in the standby tier (billed at its price, not in `gpus_billed`).
+    pub gpus_standby: u32,
+    /// GPUs resuming from standby (billed in full, in `gpus_billed`).
+    pub gpus_resuming: u32,
+    /// GPUs ordered to stop into standby this step.
+    pub stop_orders: u32,
+    /// GPUs ordered to resume from standby this step.
+    pub resume_orders: u32,
     /// Requests that arrived this step.
     pub demand_requests: f64,
     /// Requests served this step.
@@ -87,9 +118,11 @@ pub struct StepRecord {
 pub struct SimSummary {
     /// The policy's name.
     pub policy: String,
-    /// GPU-hours billed.
+    /// GPU-hours billed at the running price.
     pub gpu_hours: f64,
-    /// Cost in US dollars.
+    /// GPU-hours in the standby tier (billed at its share of the price).
+    pub standby_gpu_hours: f64,
+    /// Cost in US dollars, standby included.
     pub cost_usd: f64,
     /// Requests that arrived.
     pub requests: f64,
@@ -97,6 +130,10 @@ pub struct SimSummary {
     pub timed_out_requests: f64,
     /// Share of requests timed out.
     pub timed_out_share: f64,
+    /// Resumes ordered from standby.
+    pub resumes: u64,
+    /// Of them, resumes that failed.
+    pub failed_resumes: u64,
     /// 99th percentile of the wait, seconds (timed-out requests count as the timeout).
     pub p99_wait_secs: f64,
     /// GPUs booted.
@@ -137,6 +174,9 @@ pub struct Accounting {
     /// served_by_wait[k]: requests served after waiting k steps.
     served_by_wait: Vec<f64>,
     gpu_secs: f64,
+    standby_gpu_secs: f64,
+    resumes: u64,
+    failed_resumes: u64,
     timed_out_total: f64,
     scored_requests: f64,
     boots: u64,
@@ -154,6 +194,9 @@ impl Accounting {
             max_wait_steps,
             served_by_wait: vec![0.0; max_wait_steps + 1],
             gpu_secs: 0.0,
+            standby_gpu_secs: 0.0,
+            resumes: 0,
+            failed_resumes: 0,
             timed_out_total: 0.0,
             scored_requests: 0.0,
             boots: 0,
@@ -213,14 +256,29 @@ impl Accounting {
         (served, timed_out)
     }
 
+    /// Step `i` of the standby tier: `standby` GPUs held at its price, `resumed` resumes ordered,
+    /// `failed` resumes that failed.
+    pub fn standby_step(&mut self, i: usize, standby: u32, resumed: u32, failed: u32) {
+        if i >= self.cfg.score_from_step {
+            self.standby_gpu_secs += standby as f64 * self.step_secs as f64;
+            self.resumes += resumed as u64;
+            self.failed_resumes += failed as u64;
+        }
+    }
+
     /// Totals so far. Whatever is still queued was neither served nor lost: it is not counted.
     pub fn summary(&self, policy: &str) -> SimSummary {
         let total = self.scored_requests;
         let gpu_hours = self.gpu_secs / 3_600.0;
+        let standby_gpu_hours = self.standby_gpu_secs / 3_600.0;
+        let share = self.cfg.standby.map_or(0.0, |s| s.price_share);
         SimSummary {
             policy: policy.to_string(),
             gpu_hours,
-            cost_usd: gpu_hours * self.cfg.price_usd_per_gpu_hour,
+            standby_gpu_hours,
+            cost_usd: (gpu_hours + share * standby_gpu_hours) * self.cfg.price_usd_per_gpu_hour,
+            resumes: self.resumes,
+            failed_resumes: self.failed_resumes,
             requests: total,
             timed_out_requests: self.timed_out_total,
             timed_out_share: if total > 0.0 {
@@ -261,8 +319,10 @@ fn p99_wait(served_by_wait: &[f64], timed_out: f64, step_secs: i64, timeout_secs
 /// setting on when it chooses on earlier days and reports on later ones.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct WindowTotals {
-    /// GPU-hours billed.
+    /// GPU-hours billed at the running price.
     pub gpu_hours: f64,
+    /// GPU-hours in the standby tier.
+    pub standby_gpu_hours: f64,
     /// Requests that arrived.
     pub requests: f64,
     /// Requests that waited past the timeout and were lost.
@@ -289,6 +349,9 @@ pub fn window_totals(
     let timed_out: f64 = rows.iter().map(|r| r.timed_out_requests).sum();
     WindowTotals {
         gpu_hours: rows.iter().map(|r| r.gpus_billed as f64).sum::<f64>() * step_secs as f64
+            / 3_600.0,
+        standby_gpu_hours: rows.iter().map(|r| r.gpus_standby as f64).sum::<f64>()
+            * step_secs as f64
             / 3_600.0,
         requests,
         timed_out_requests: timed_out,

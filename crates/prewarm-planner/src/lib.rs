@@ -17,6 +17,7 @@ pub mod accounting;
 mod overrides;
 pub mod settings;
 pub mod slo;
+pub mod standby;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -25,6 +26,7 @@ pub use overrides::{CalendarOverride, OverrideAction};
 pub use prewarm_forecast::{DemandDistribution, LEVELS, NUM_LEVELS};
 pub use settings::{Setting, SettingError, Settings};
 pub use slo::{LevelPlan, Slo};
+pub use standby::StandbyConfig;
 
 /// What to do when the plan wants more GPUs than the limits allow.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -99,6 +101,8 @@ pub struct PlannerConfig {
     /// The fleet's time zone (for overrides).
     #[serde(skip)]
     pub tz: Tz,
+    /// The standby tier (stopped GPUs resumed in a resume lead), when the fleet has one.
+    pub standby: Option<StandbyConfig>,
 }
 
 impl PlannerConfig {
@@ -123,6 +127,7 @@ impl PlannerConfig {
             reactive: ReactiveConfig::default(),
             overrides: Vec::new(),
             tz: Tz::UTC,
+            standby: None,
         }
     }
 
@@ -151,6 +156,20 @@ impl PlannerConfig {
     /// How far ahead a GPU is kept for: [`PlannerConfig::keep_leads`] boot leads and the hold.
     pub fn keep_secs(&self) -> i64 {
         (self.keep_leads.max(1.0) * self.boot_lead_secs as f64) as i64 + self.hold_secs.max(60)
+    }
+
+    /// Time from an order to a GPU serving for the running tier: the resume lead with a standby
+    /// tier, the boot lead without.
+    pub fn running_lead_secs(&self) -> i64 {
+        self.standby.map_or(self.boot_lead_secs, |s| {
+            s.resume_secs.min(self.boot_lead_secs)
+        })
+    }
+
+    /// How far ahead a running GPU is kept for: [`PlannerConfig::keep_leads`] running leads and
+    /// the hold (a GPU stopped now and wanted back sooner bills its resume idle).
+    pub fn running_keep_secs(&self) -> i64 {
+        (self.keep_leads.max(1.0) * self.running_lead_secs() as f64) as i64 + self.hold_secs.max(60)
     }
 
     /// How much recent demand a plan reads: the reactive rules' quiet period, and the nowcast's
@@ -250,12 +269,16 @@ pub struct FleetState {
     pub gpus_ready: u32,
     /// Order times of GPUs still booting.
     pub booting: Vec<DateTime<Utc>>,
+    /// GPUs stopped in the standby tier (or stopping): not serving, billed at the standby price.
+    pub standby: u32,
+    /// Order times of GPUs resuming from standby.
+    pub resuming: Vec<DateTime<Utc>>,
 }
 
 impl FleetState {
-    /// GPUs paid for: ready and booting.
+    /// GPUs of the running tier, paid in full: ready, booting and resuming.
     pub fn provisioned(&self) -> u32 {
-        self.gpus_ready + self.booting.len() as u32
+        self.gpus_ready + self.booting.len() as u32 + self.resuming.len() as u32
     }
 }
 
@@ -264,8 +287,15 @@ impl FleetState {
 pub enum Order {
     /// Boot this many GPUs.
     Boot(u32),
-    /// Terminate this many GPUs.
+    /// Terminate this many running GPUs (booting ones first, newest first; then resuming; then
+    /// ready).
     Terminate(u32),
+    /// Stop this many ready GPUs into the standby tier.
+    Stop(u32),
+    /// Resume this many GPUs from the standby tier.
+    Resume(u32),
+    /// Terminate this many GPUs of the standby tier.
+    TerminateStandby(u32),
 }
 
 /// A plan wanted more GPUs than the limits allow.
@@ -418,16 +448,20 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
     let state = input.state;
     let provisioned = state.provisioned();
     let current = input.demand.last();
-    let lead = Duration::seconds(cfg.boot_lead_secs);
+    let lead = Duration::seconds(cfg.running_lead_secs());
     let hold = Duration::seconds(cfg.hold_secs);
     let adjusted = input.forecast.map(|f| Forecast {
         distribution: f.distribution,
         levels: f.levels,
     });
     let adjusted_dist = adjusted.map(|f| overrides::apply(f.distribution, &cfg.overrides, cfg.tz));
-    let usable = adjusted_dist
-        .as_ref()
-        .filter(|d| input.strategy == Strategy::Predictive && d.covers(now, now + lead + hold));
+    let usable = adjusted_dist.as_ref().filter(|d| {
+        input.strategy == Strategy::Predictive
+            && d.covers(
+                now,
+                now + Duration::seconds(cfg.boot_lead_secs.max(cfg.running_lead_secs())) + hold,
+            )
+    });
     let reactive_load = |gpus: u32| current / (gpus.max(1) as f64 * cfg.gpu_rps);
     let tz = Some(cfg.tz);
     let level_at = |t: DateTime<Utc>| -> usize {
@@ -439,6 +473,8 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
     };
     let mut p50_now = None;
     let mut planned_now = None;
+    // With a standby tier: what the cold tier must hold (running and standby together).
+    let mut pool: Option<standby::PoolNeed> = None;
 
     let (wanted, reason) = match usable {
         Some(dist) => {
@@ -488,8 +524,28 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             // Break-even: a GPU terminated now and wanted back within a boot lead bills its next
             // boot idle for longer than it saved; and the forecast moves between refits, so a GPU
             // is kept while any minute of the next few boot leads wants it (`keep_leads`).
-            let keep_until = now + Duration::seconds(cfg.keep_secs());
-            let (keep, q_keep, at_keep) = peak(now, keep_until);
+            let keep_until = now + Duration::seconds(cfg.running_keep_secs());
+            let (mut keep, q_keep, at_keep) = peak(now, keep_until);
+            if let Some(sb) = cfg.standby {
+                // Cold capacity: a boot lead ahead the running and standby tiers together serve
+                // the plan, and standby holds what the break-even keeps.
+                let boot_lead = Duration::seconds(cfg.boot_lead_secs);
+                let (ahead, _, _) = peak(now + boot_lead, now + boot_lead + hold);
+                let (cold_keep, _, _) = peak(now, now + Duration::seconds(cfg.keep_secs()));
+                let pool_until = dist
+                    .end()
+                    .min(now + Duration::seconds(sb.break_even_secs(cfg.boot_lead_secs)))
+                    .max(now + Duration::seconds(cfg.keep_secs()));
+                let (held, _, at_held) = peak(now, pool_until);
+                // What standby cannot hold stays running.
+                keep = keep.max(cold_keep.saturating_sub(sb.max_gpus));
+                pool = Some(standby::PoolNeed {
+                    ahead,
+                    held: held.max(cold_keep),
+                    held_until: pool_until,
+                    peak_at: at_held,
+                });
+            }
             let level_ahead = LEVELS[level_at(at_ahead)];
             let correction_note = correction.note();
             // The expert override: answer a miss at once with the seed's headroom.
@@ -573,7 +629,11 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             }
         }
     };
-    limited(wanted, provisioned, reason, cfg, p50_now, planned_now)
+    let decision = limited(wanted, provisioned, reason, cfg, p50_now, planned_now);
+    match cfg.standby {
+        Some(sb) => standby::tiered(decision, state, &sb, pool, cfg),
+        None => decision,
+    }
 }
 
 /// The decision for `wanted` GPUs within the fleet's limits, breaches reported.
@@ -678,7 +738,10 @@ pub fn decide(input: &PlanInput<'_>, cfg: &PlannerConfig, mode: Mode) -> Decisio
         Mode::Pinned { gpus, until } => {
             let pin = gpus.min(cfg.cap());
             decision.desired_gpus = pin;
-            decision.orders = orders_to_reach(pin, provisioned);
+            decision.orders = match cfg.standby {
+                Some(sb) => standby::orders_for(pin, input.state, &sb, input.state.standby),
+                None => orders_to_reach(pin, provisioned),
+            };
             decision.reason = format!(
                 "pinned to {pin} GPUs by an operator{}",
                 until

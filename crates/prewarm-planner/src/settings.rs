@@ -19,6 +19,8 @@ pub mod limits {
     pub const BOOT_LEAD_SECS: (i64, i64) = (60, 3_600);
     /// The largest share above `max_gpus` a plan may be allowed.
     pub const MAX_EXCEED_SHARE: f64 = 10.0;
+    /// The shortest and longest resume lead, seconds.
+    pub const RESUME_SECS: (i64, i64) = (10, 3_600);
 }
 
 /// A planner setting, as the operator API names it.
@@ -40,6 +42,12 @@ pub enum Setting {
     BootLead,
     /// Share above `max_gpus` the plan may go.
     ExceedMaxShare,
+    /// Most GPUs in standby (0: no standby tier).
+    StandbyMax,
+    /// A standby GPU's price as a share of the running price.
+    StandbyPrice,
+    /// The resume lead until one is learned from real resumes.
+    Resume,
 }
 
 impl Setting {
@@ -54,6 +62,9 @@ impl Setting {
             Setting::Hold => "hold_secs",
             Setting::BootLead => "boot_lead_secs",
             Setting::ExceedMaxShare => "exceed_max_share",
+            Setting::StandbyMax => "standby_max_gpus",
+            Setting::StandbyPrice => "standby_price_share",
+            Setting::Resume => "resume_secs",
         }
     }
 
@@ -68,6 +79,9 @@ impl Setting {
             Setting::Hold => "planner.hold",
             Setting::BootLead => "planner.boot_lead",
             Setting::ExceedMaxShare => "planner.exceed_max_share",
+            Setting::StandbyMax => "planner.standby_max_gpus",
+            Setting::StandbyPrice => "planner.standby_price_share",
+            Setting::Resume => "planner.resume",
         }
     }
 
@@ -82,6 +96,9 @@ impl Setting {
             Setting::Hold => "--hold",
             Setting::BootLead => "--boot",
             Setting::ExceedMaxShare => "--exceed-max-share",
+            Setting::StandbyMax => "--standby-max",
+            Setting::StandbyPrice => "--standby-price",
+            Setting::Resume => "--resume",
         }
     }
 }
@@ -135,6 +152,15 @@ pub struct Settings {
     /// Share above `max_gpus` the plan may go (unset: stay at the limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exceed_max_share: Option<f64>,
+    /// Most GPUs kept in standby (0: no standby tier; at most the fleet's `max_gpus`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_max_gpus: Option<u32>,
+    /// A standby GPU's price as a share of the running price (volumes, addresses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_price_share: Option<f64>,
+    /// Resume lead until one is learned from real resumes, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_secs: Option<i64>,
 }
 
 fn fail<T: ToString>(setting: Setting, value: T, rule: &'static str) -> Result<(), SettingError> {
@@ -194,6 +220,26 @@ impl Settings {
                 return fail(ExceedMaxShare, x, "must be 0 to 10");
             }
         }
+        if let Some(n) = self.standby_max_gpus {
+            if n > limits::MAX_GPUS {
+                return fail(StandbyMax, n, "must be 0 to 100000 (and at most max_gpus)");
+            }
+        }
+        if let Some(x) = self.standby_price_share {
+            if !(x.is_finite() && (0.0..=1.0).contains(&x)) {
+                return fail(
+                    StandbyPrice,
+                    x,
+                    "must be 0 to 1 of the running price (0.01 is 1%)",
+                );
+            }
+        }
+        if let Some(r) = self.resume_secs {
+            let (lo, hi) = limits::RESUME_SECS;
+            if !(lo..=hi).contains(&r) {
+                return fail(Resume, r, "must be 10 to 3600 seconds");
+            }
+        }
         Ok(())
     }
 
@@ -208,6 +254,9 @@ impl Settings {
             hold_secs: self.hold_secs.or(under.hold_secs),
             boot_lead_secs: self.boot_lead_secs.or(under.boot_lead_secs),
             exceed_max_share: self.exceed_max_share.or(under.exceed_max_share),
+            standby_max_gpus: self.standby_max_gpus.or(under.standby_max_gpus),
+            standby_price_share: self.standby_price_share.or(under.standby_price_share),
+            resume_secs: self.resume_secs.or(under.resume_secs),
         }
     }
 
@@ -234,6 +283,30 @@ impl Settings {
         }
         if let Some(x) = self.exceed_max_share {
             cfg.over_max = OverMax::Exceed(x);
+        }
+        cfg.standby =
+            self.standby_max_gpus
+                .filter(|n| *n > 0)
+                .map(|max_gpus| crate::StandbyConfig {
+                    resume_secs: self
+                        .resume_secs
+                        .unwrap_or(crate::standby::defaults::RESUME_SECS),
+                    price_share: self
+                        .standby_price_share
+                        .unwrap_or(crate::standby::defaults::PRICE_SHARE),
+                    max_gpus: max_gpus.min(cfg.max_gpus),
+                });
+    }
+
+    /// Checks the standby limit against the fleet's `max_gpus`.
+    pub fn check_standby(&self, max_gpus: u32) -> Result<(), SettingError> {
+        match self.standby_max_gpus {
+            Some(n) if n > max_gpus => fail(
+                Setting::StandbyMax,
+                n,
+                "must be at most the fleet's max_gpus",
+            ),
+            _ => Ok(()),
         }
     }
 }

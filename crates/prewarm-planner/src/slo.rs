@@ -169,7 +169,7 @@ impl ReplayPlanner {
             min_gpus: cfg.min_gpus,
             lead_secs: cfg.boot_lead_secs,
             hold_secs: cfg.hold_secs,
-            keep_secs: cfg.keep_secs(),
+            keep_secs: cfg.running_keep_secs(),
         }
     }
 }
@@ -213,6 +213,7 @@ pub fn choose_levels(
         boot: BootTime::Fixed { secs: 0 },
         price_usd_per_gpu_hour: 0.0,
         score_from_step: 0,
+        standby: None,
     };
     // The planner's capacity at a level, as `plan` makes it: a minute's need is ordered a boot
     // lead before it and is ready from a hold before it, and nothing is terminated that a minute
@@ -454,6 +455,7 @@ pub fn realised_timed_out_share(demand: &[f64], ready: &[u32], gpu_rps: f64, slo
         boot: BootTime::Fixed { secs: 0 },
         price_usd_per_gpu_hour: 0.0,
         score_from_step: 0,
+        standby: None,
     };
     let mut acc = Accounting::new(60, &sim);
     let (mut arrived, mut lost) = (0.0, 0.0);
@@ -613,6 +615,7 @@ mod tests {
             boot: BootTime::Fixed { secs: 0 },
             price_usd_per_gpu_hour: 0.0,
             score_from_step: 0,
+            standby: None,
         };
         let lost = |scale: f64| {
             let mut acc = Accounting::new(60, &sim);

@@ -83,6 +83,7 @@ fn ready(n: u32) -> FleetState {
     FleetState {
         gpus_ready: n,
         booting: Vec::new(),
+        ..FleetState::default()
     }
 }
 
@@ -108,6 +109,7 @@ fn pre_warm_orders_one_boot_lead_time_before_the_rush() {
     let booting = FleetState {
         gpus_ready: 2,
         booting: vec![t("2026-03-02T08:50:00Z"); 9],
+        ..FleetState::default()
     };
     let next = decide("2026-03-02T08:51:00Z", &quiet, Some(&b), &booting, &cfg);
     assert!(next.orders.is_empty(), "{next:?}");
@@ -248,6 +250,7 @@ fn nothing_is_cancelled_while_demand_runs_above_the_band() {
     let booting = FleetState {
         gpus_ready: 2,
         booting: vec![t("2026-03-02T08:29:00Z"); 5],
+        ..FleetState::default()
     };
     let d = decide(
         "2026-03-02T08:30:00Z",
@@ -269,6 +272,7 @@ fn reactive_scales_up_at_sixty_percent_and_down_after_thirty_quiet_minutes() {
     let booting = FleetState {
         gpus_ready: 5,
         booting: vec![t("2026-03-02T08:00:00Z")],
+        ..FleetState::default()
     };
     let d = decide("2026-03-02T08:01:00Z", &[31.0], None, &booting, &cfg);
     assert!(d.orders.is_empty(), "{}", d.reason);
@@ -360,4 +364,249 @@ fn calendar_overrides_follow_the_local_clock_across_dst() {
     // Pinning replaces the forecast.
     cfg.overrides[0].action = OverrideAction::PinRps(25.0);
     assert_eq!(p50("2026-03-09T13:30:00Z", &cfg), 25.0);
+}
+
+/// A distribution of 1-minute buckets from `start` whose median is `p50` of each minute.
+fn shaped(start: &str, p50: Vec<f64>) -> DemandDistribution {
+    DemandDistribution {
+        start: t(start),
+        quantiles: p50.iter().map(|v| spread(*v)).collect(),
+        median_rps: p50,
+    }
+}
+
+/// The hand-computed cases' planner with a standby tier: resume in 2 minutes, up to 10 GPUs in
+/// standby at 1% of the price. Running GPUs are kept 3 resume leads and the hold (7 minutes),
+/// the two tiers together 3 boot leads and the hold (31 minutes).
+fn tiered() -> PlannerConfig {
+    let mut cfg = cfg10();
+    cfg.standby = Some(crate::StandbyConfig {
+        resume_secs: 120,
+        price_share: 0.01,
+        max_gpus: 10,
+    });
+    cfg
+}
+
+fn with_standby(ready: u32, standby: u32) -> FleetState {
+    FleetState {
+        gpus_ready: ready,
+        standby,
+        ..FleetState::default()
+    }
+}
+
+#[test]
+fn a_rush_the_standby_pool_covers_is_resumed_a_resume_lead_ahead() {
+    // 40 rps until 12:05, 80 after: the 0.98 quantile (1.1 x) at 8 rps a GPU needs 6 GPUs, then
+    // 11. At 12:03 the rush is a resume lead (2 min) away: the 5 missing GPUs come from standby.
+    let dist = band(
+        "2026-03-02T11:00:00Z",
+        240,
+        40.0,
+        80.0,
+        "2026-03-02T12:05:00Z",
+    );
+    let cfg = tiered();
+    let d = decide(
+        "2026-03-02T12:03:00Z",
+        &[40.0; 30],
+        Some(&dist),
+        &with_standby(6, 5),
+        &cfg,
+    );
+    assert_eq!(d.desired_gpus, 11, "{}", d.reason);
+    assert_eq!(d.orders, vec![Order::Resume(5)], "{}", d.reason);
+    assert!(d.reason.contains("resume 5 from standby"), "{}", d.reason);
+    // Ten minutes before the rush nothing is resumed yet: standby already holds what a boot lead
+    // ahead wants, so nothing is booted either.
+    let d = decide(
+        "2026-03-02T11:55:00Z",
+        &[40.0; 30],
+        Some(&dist),
+        &with_standby(6, 5),
+        &cfg,
+    );
+    assert_eq!(d.orders, vec![], "{}", d.reason);
+}
+
+#[test]
+fn a_rush_beyond_the_standby_pool_resumes_what_it_has_and_boots_the_rest_cold() {
+    let dist = band(
+        "2026-03-02T11:00:00Z",
+        240,
+        40.0,
+        80.0,
+        "2026-03-02T12:05:00Z",
+    );
+    let d = decide(
+        "2026-03-02T12:03:00Z",
+        &[40.0; 30],
+        Some(&dist),
+        &with_standby(6, 2),
+        &tiered(),
+    );
+    assert_eq!(d.desired_gpus, 11, "{}", d.reason);
+    assert_eq!(
+        d.orders,
+        vec![Order::Resume(2), Order::Boot(3)],
+        "{}",
+        d.reason
+    );
+    assert!(d.reason.contains("boot 3 cold"), "{}", d.reason);
+    // A boot lead before the rush, the two tiers together fall short by 3: they are booted cold
+    // (to be stopped into standby once ready, if the running tier does not want them yet).
+    let d = decide(
+        "2026-03-02T11:55:00Z",
+        &[40.0; 30],
+        Some(&dist),
+        &with_standby(6, 2),
+        &tiered(),
+    );
+    assert_eq!(d.orders, vec![Order::Boot(3)], "{}", d.reason);
+    assert!(d.reason.contains("for standby"), "{}", d.reason);
+}
+
+#[test]
+fn on_a_quiet_night_standby_is_terminated() {
+    // 8 rps all night (2 GPUs at the 0.98 quantile): nothing within the forecast wants the 5
+    // standby GPUs back.
+    let dist = band(
+        "2026-03-02T01:00:00Z",
+        240,
+        8.0,
+        8.0,
+        "2026-03-02T01:00:00Z",
+    );
+    let d = decide(
+        "2026-03-02T02:00:00Z",
+        &[8.0; 30],
+        Some(&dist),
+        &with_standby(2, 5),
+        &tiered(),
+    );
+    assert_eq!(d.desired_gpus, 2, "{}", d.reason);
+    assert_eq!(d.orders, vec![Order::TerminateStandby(5)], "{}", d.reason);
+    assert!(d.reason.contains("terminate 5 in standby"), "{}", d.reason);
+}
+
+#[test]
+fn a_lull_before_the_rush_comes_back_stops_gpus_instead_of_terminating_them() {
+    // 80 rps (11 GPUs) until 12:00, 40 (6) for 20 minutes, then 80 again. At 12:09, with standby
+    // the 5 GPUs the lull does not need are stopped (the rush at 12:20 wants them back, within
+    // standby's break-even); without it they are held through the lull (wanted within 3 boot
+    // leads).
+    let mut p50 = vec![80.0; 60];
+    p50.extend(vec![40.0; 20]);
+    p50.extend(vec![80.0; 160]);
+    let dist = shaped("2026-03-02T11:00:00Z", p50);
+    let mut recent = vec![80.0; 21];
+    recent.extend([40.0; 9]);
+    let d = decide(
+        "2026-03-02T12:09:00Z",
+        &recent,
+        Some(&dist),
+        &with_standby(11, 0),
+        &tiered(),
+    );
+    assert_eq!(d.desired_gpus, 6, "{}", d.reason);
+    assert_eq!(d.orders, vec![Order::Stop(5)], "{}", d.reason);
+    let d = decide(
+        "2026-03-02T12:09:00Z",
+        &recent,
+        Some(&dist),
+        &ready(11),
+        &cfg10(),
+    );
+    assert_eq!(d.orders, vec![], "{}", d.reason);
+    // A GPU still booting is not stopped (only ready ones are): it is kept while standby has
+    // room for it, and stopped once ready.
+    let booting = FleetState {
+        gpus_ready: 9,
+        booting: vec![t("2026-03-02T11:55:00Z"); 2],
+        ..FleetState::default()
+    };
+    let d = decide(
+        "2026-03-02T12:09:00Z",
+        &recent,
+        Some(&dist),
+        &booting,
+        &tiered(),
+    );
+    assert_eq!(d.orders, vec![Order::Stop(3)], "{}", d.reason);
+}
+
+#[test]
+fn standby_beyond_its_limit_is_never_planned_and_the_rest_stays_running() {
+    // As the lull above, with standby limited to 2 GPUs: 2 are stopped, and the 3 standby cannot
+    // hold stay running (the rush wants them within 3 boot leads).
+    let mut p50 = vec![80.0; 60];
+    p50.extend(vec![40.0; 20]);
+    p50.extend(vec![80.0; 160]);
+    let dist = shaped("2026-03-02T11:00:00Z", p50);
+    let mut cfg = tiered();
+    cfg.standby.as_mut().unwrap().max_gpus = 2;
+    let mut recent = vec![80.0; 21];
+    recent.extend([40.0; 9]);
+    let d = decide(
+        "2026-03-02T12:09:00Z",
+        &recent,
+        Some(&dist),
+        &with_standby(11, 0),
+        &cfg,
+    );
+    assert_eq!(d.orders, vec![Order::Stop(2)], "{}", d.reason);
+    assert_eq!(d.desired_gpus, 9, "{}", d.reason);
+}
+
+#[test]
+fn the_standby_settings_are_checked() {
+    let sb = crate::StandbyConfig::new(10);
+    assert!(sb.check(10).is_ok());
+    assert!(sb.check(9).unwrap_err().contains("at most max_gpus"));
+    let bad = crate::StandbyConfig {
+        price_share: -0.1,
+        ..sb
+    };
+    assert!(bad.check(10).unwrap_err().contains("price share"));
+    let bad = crate::StandbyConfig {
+        resume_secs: 0,
+        ..sb
+    };
+    assert!(bad.check(10).unwrap_err().contains("resume time"));
+    // Break-even: a 10-minute boot against 1% of the price is 1000 minutes, held at most a day.
+    assert_eq!(sb.break_even_secs(600), 60_000);
+    assert_eq!(
+        crate::StandbyConfig {
+            price_share: 0.0,
+            ..sb
+        }
+        .break_even_secs(600),
+        86_400
+    );
+    let settings = crate::Settings {
+        standby_max_gpus: Some(20),
+        standby_price_share: Some(1.5),
+        ..Default::default()
+    };
+    assert_eq!(
+        settings.check().unwrap_err().setting,
+        crate::Setting::StandbyPrice
+    );
+    let settings = crate::Settings {
+        standby_max_gpus: Some(20),
+        ..Default::default()
+    };
+    assert!(settings.check().is_ok());
+    assert!(settings.check_standby(10).is_err());
+    let mut cfg = PlannerConfig::new(1.0);
+    cfg.max_gpus = 100;
+    settings.apply(&mut cfg);
+    assert_eq!(cfg.standby.map(|s| s.max_gpus), Some(20));
+    crate::Settings {
+        standby_max_gpus: Some(0),
+        ..Default::default()
+    }
+    .apply(&mut cfg);
+    assert_eq!(cfg.standby, None, "0 turns the tier off");
 }

@@ -398,6 +398,10 @@ async fn plan(
         let events = s.events(fleet.id).await?;
         let cfg = s.planner_config(fleet, &events);
         let lead = s.boot_lead(fleet.id, cfg.boot_lead_secs, now).await?;
+        let resume_lead = match cfg.standby {
+            Some(sb) => Some(s.resume_lead(fleet.id, sb.resume_secs, now).await?),
+            None => None,
+        };
         let holder = leases::holder(&s.pool, fleet.id).await?;
         let live = forecasts::latest(&s.pool, fleet.id, now, 7_200).await?;
         let orders = ledger::orders(&s.pool, fleet.id).await?;
@@ -412,6 +416,7 @@ async fn plan(
             "pending_orders": pending,
             "planner": cfg,
             "boot_lead_secs": lead,
+            "resume_lead_secs": resume_lead,
             "lease_holder": holder,
             "forecast_id": live.as_ref().map(|f| f.id),
             "levels": live.as_ref().and_then(|f| f.levels),
@@ -445,9 +450,9 @@ async fn dry_run(s: &Shared, a: &Authorized<Read>) -> Response {
     let orders: Vec<_> = d
         .orders
         .iter()
-        .map(|o| match o {
-            prewarm_planner::Order::Boot(n) => json!({ "kind": "boot", "count": n }),
-            prewarm_planner::Order::Terminate(n) => json!({ "kind": "terminate", "count": n }),
+        .map(|o| {
+            let (kind, n) = prewarm_store::OrderKind::of(*o);
+            json!({ "kind": kind, "count": n })
         })
         .collect();
     Json(json!({
@@ -468,8 +473,11 @@ async fn dry_run(s: &Shared, a: &Authorized<Read>) -> Response {
         "state": {
             "gpus_ready": gathered.state.gpus_ready,
             "gpus_booting": gathered.state.booting.len(),
+            "gpus_standby": gathered.state.standby,
+            "gpus_resuming": gathered.state.resuming.len(),
         },
         "boot_lead_secs": gathered.cfg.boot_lead_secs,
+        "resume_lead_secs": gathered.cfg.standby.map(|s| s.resume_secs),
         "forecast_id": gathered.live.as_ref().map(|f| f.id),
     }))
     .into_response()
@@ -516,9 +524,25 @@ async fn boot_stats(State(s): State<Shared>, a: Authorized<Read>) -> Response {
         Err(e) => return db_error(e),
     };
     let learned = s.lead_from(&stats);
+    let resumes =
+        match prewarm_store::instances::resume_stats(&s.pool, a.fleet.id, now - Duration::days(7))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return db_error(e),
+        };
+    let resume_lead = match cfg.standby {
+        Some(sb) => match s.resume_lead(a.fleet.id, sb.resume_secs, now).await {
+            Ok(l) => Some(l),
+            Err(e) => return db_error(e),
+        },
+        None => None,
+    };
     Json(json!({
         "fleet": a.name,
         "last_7_days": stats,
+        "resumes_last_7_days": resumes,
+        "resume_lead_secs": resume_lead,
         "boot_lead_secs": learned.unwrap_or(cfg.boot_lead_secs),
         "lead_from": if learned.is_some() { "p95 of real boots" } else { "configuration (too few boots reported)" },
     }))
@@ -738,12 +762,15 @@ async fn set_planner(
 ) -> Response {
     let p = match parsed(
         body,
-        "any of max_timeout_share, queue_timeout_secs, quantile, target_utilization, miss_load, hold_secs, boot_lead_secs, exceed_max_share",
+        "any of max_timeout_share, queue_timeout_secs, quantile, target_utilization, miss_load, hold_secs, boot_lead_secs, exceed_max_share, standby_max_gpus, standby_price_share, resume_secs",
     ) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(e) = p.check() {
+    if let Err(e) = p
+        .check()
+        .and_then(|_| p.check_standby(a.fleet.max_gpus.max(0) as u32))
+    {
         return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
     }
     let value = json!(p);

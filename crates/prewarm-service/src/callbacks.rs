@@ -1,4 +1,6 @@
-//! The provisioner's callbacks: `POST /v1/instances/{id}/ready`, `/failed` and `/terminated`.
+//! The provisioner's callbacks: `POST /v1/instances/{id}/ready`, `/failed` and `/terminated`, and
+//! for the standby tier `/stopped` and `/resumed` (and `/failed` for a resume that failed), which
+//! name the stop or resume order in `caused_by`.
 //!
 //! Each is signed like the orders (Standard Webhooks, same secret): a bad signature or a stale
 //! timestamp gets 401 and changes nothing. The signed body names the instance and the event
@@ -80,7 +82,7 @@ async fn receive(
     let Some(event) = Event::parse(&event) else {
         return error(
             StatusCode::NOT_FOUND,
-            "events are ready, failed and terminated",
+            "events are ready, failed, terminated, stopped and resumed",
         );
     };
     if instance.is_empty() || instance.len() > 200 {
@@ -104,6 +106,46 @@ async fn receive(
                 prewarm_core::shorten(&instance, 80)
             ),
         );
+    }
+    let transition = matches!(callback.event, Event::Stopped | Event::Resumed)
+        || (callback.event == Event::Failed && callback.caused_by.is_some());
+    if transition {
+        return match record_transition(&state.pool, &message_id, &callback, state.clock.now())
+            .await
+        {
+            Ok(Ok(instances::Transition::Applied)) => (
+                StatusCode::OK,
+                Json(serde_json::json!({ "recorded": true })),
+            ),
+            Ok(Ok(instances::Transition::Duplicate)) => (
+                StatusCode::OK,
+                Json(serde_json::json!({ "recorded": false, "duplicate": true })),
+            ),
+            Ok(Ok(instances::Transition::Gone)) => (
+                StatusCode::OK,
+                Json(serde_json::json!({ "recorded": false, "gone": true })),
+            ),
+            Ok(Ok(instances::Transition::MessageIdReused)) => error(
+                StatusCode::CONFLICT,
+                "this webhook-id was used for another message; give each message its own id",
+            ),
+            Ok(Ok(instances::Transition::UnknownInstance)) => error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "instance `{}` of boot order `{}` was never reported ready: there is nothing to stop or resume",
+                    prewarm_core::shorten(&callback.instance_id, 80),
+                    prewarm_core::shorten(&callback.order_id, 80)
+                ),
+            ),
+            Ok(Err((status, message))) => error(status, message),
+            Err(e) => {
+                tracing::warn!(error = %e, "callback not recorded: database unavailable");
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; send the callback again",
+                )
+            }
+        };
     }
     match record(&state.pool, &message_id, &callback, state.clock.now()).await {
         Ok(Ok(Recorded::Applied)) => (
@@ -169,6 +211,72 @@ pub async fn record(
     }
     Ok(Ok(instances::record(
         pool, message_id, callback, fleet_id, ordered_at,
+    )
+    .await?))
+}
+
+/// Checks a `stopped`, `resumed` or failed-resume callback's cause (`caused_by`: a stop order for
+/// `stopped`, a resume order otherwise, of the instance's fleet) and times, then records it
+/// ([`instances::record_transition`]); `Err` is the answer that refuses it.
+pub async fn record_transition(
+    pool: &PgPool,
+    message_id: &str,
+    callback: &Callback,
+    now: DateTime<Utc>,
+) -> Result<Result<instances::Transition, (StatusCode, String)>, sqlx::Error> {
+    let wanted = if callback.event == Event::Stopped {
+        prewarm_store::OrderKind::Stop
+    } else {
+        prewarm_store::OrderKind::Resume
+    };
+    let Some(cause) = callback.caused_by.as_deref() else {
+        return Ok(Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "a `{}` callback names the {} order that caused it in `caused_by`",
+                callback.event.as_str(),
+                wanted
+            ),
+        )));
+    };
+    let boot = instances::boot_order(pool, &callback.order_id).await?;
+    let order = instances::order(pool, cause).await?;
+    let (Some((fleet_id, _)), Some((cause_fleet, kind, cause_at))) = (boot, order) else {
+        return Ok(Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "no boot order `{}` with a {} order `{}`",
+                prewarm_core::shorten(&callback.order_id, 80),
+                wanted,
+                prewarm_core::shorten(cause, 80)
+            ),
+        )));
+    };
+    if kind != wanted || cause_fleet != fleet_id {
+        return Ok(Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "`caused_by` names a {kind} order{}; a `{}` callback names a {wanted} order of the instance's fleet",
+                if cause_fleet != fleet_id { " of another fleet" } else { "" },
+                callback.event.as_str()
+            ),
+        )));
+    }
+    if callback.at < cause_at - Duration::seconds(CLOCK_SKEW_SECS)
+        || callback.at > now + Duration::seconds(TOLERANCE_SECS)
+    {
+        return Ok(Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "`at` {} is not between its {wanted} order ({}) and {TOLERANCE_SECS} s after now ({}); check the provisioner's clock",
+                callback.at.to_rfc3339(),
+                cause_at.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        )));
+    }
+    Ok(Ok(instances::record_transition(
+        pool, message_id, callback, cause, cause_at,
     )
     .await?))
 }

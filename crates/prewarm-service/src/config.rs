@@ -205,6 +205,12 @@ pub struct PlannerDefaults {
     pub min_history: Span,
     /// Forecast bucket width.
     pub step: Span,
+    /// Most GPUs a fleet keeps in standby unless it says otherwise (0: no standby tier).
+    pub standby_max_gpus: u32,
+    /// A standby GPU's price as a share of the running price (volumes, addresses).
+    pub standby_price_share: f64,
+    /// Resume lead until a fleet has reported enough resumes to use their p95.
+    pub resume: Span,
 }
 
 impl PlannerDefaults {
@@ -219,6 +225,9 @@ impl PlannerDefaults {
             hold_secs: Some(self.hold.0),
             boot_lead_secs: Some(self.boot_lead.0),
             exceed_max_share: None,
+            standby_max_gpus: Some(self.standby_max_gpus),
+            standby_price_share: Some(self.standby_price_share),
+            resume_secs: Some(self.resume.0),
         }
     }
 }
@@ -238,6 +247,9 @@ impl Default for PlannerDefaults {
             history: Span(21 * 86_400),
             min_history: Span(2 * 86_400),
             step: Span(300),
+            standby_max_gpus: 0,
+            standby_price_share: prewarm_planner::standby::defaults::PRICE_SHARE,
+            resume: Span(prewarm_planner::standby::defaults::RESUME_SECS),
         }
     }
 }

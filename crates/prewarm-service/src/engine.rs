@@ -226,6 +226,9 @@ impl Service {
             .apply(&mut cfg);
         cfg.min_gpus = fleet.min_gpus.max(0) as u32;
         cfg.max_gpus = fleet.max_gpus.max(0) as u32;
+        if let Some(sb) = cfg.standby.as_mut() {
+            sb.max_gpus = sb.max_gpus.min(cfg.max_gpus);
+        }
         cfg.price_usd_per_gpu_hour = fleet.price_usd_per_gpu_hour;
         cfg.budget_usd_per_hour = fleet.budget_usd_per_hour;
         cfg.tz = fleet.tz();
@@ -254,6 +257,27 @@ impl Service {
     ) -> Result<i64, sqlx::Error> {
         let stats = callbacks::boot_stats(&self.pool, fleet_id, now - Duration::days(7)).await?;
         Ok(self.lead_from(&stats).unwrap_or(configured))
+    }
+
+    /// Resume lead in use: the p95 of the fleet's last week of real resumes once there are as
+    /// many as boots needed for the boot lead, rounded up to 10 s; the configured lead before.
+    pub async fn resume_lead(
+        &self,
+        fleet_id: i64,
+        configured: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        let stats =
+            prewarm_store::instances::resume_stats(&self.pool, fleet_id, now - Duration::days(7))
+                .await?;
+        Ok(stats
+            .p95_secs
+            .filter(|p95| p95.is_finite() && stats.count >= self.config.planner.min_boots_for_lead)
+            .map(|p95| {
+                let (lo, hi) = prewarm_planner::settings::limits::RESUME_SECS;
+                (((p95 / 10.0).ceil() * 10.0) as i64).clamp(lo, hi)
+            })
+            .unwrap_or(configured))
     }
 
     /// The lead that a week's boot statistics give: their p95 rounded up to a minute, once at
@@ -322,6 +346,9 @@ impl Service {
         let events = self.events(fleet_id).await?;
         let mut cfg = self.planner_config(&fleet, &events);
         cfg.boot_lead_secs = self.boot_lead(fleet_id, cfg.boot_lead_secs, now).await?;
+        if let Some(sb) = cfg.standby.as_mut() {
+            sb.resume_secs = self.resume_lead(fleet_id, sb.resume_secs, now).await?;
+        }
         let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
         let state = state::fleet_state(&self.pool, fleet_id, now, stale_after).await?;
         let window = cfg.demand_window_secs() + 120;
@@ -365,6 +392,7 @@ impl Service {
             replica: self.replica(),
             mode: prewarm_store::DecisionMode::from(&mode),
             boot_lead_secs: Some(cfg.boot_lead_secs),
+            resume_lead_secs: cfg.standby.map(|s| s.resume_secs),
             forecast_id: live.as_ref().map(|f| f.id),
             fence: Some(self.holder.token),
             write_orders: mode.orders(),
@@ -385,6 +413,17 @@ impl Service {
         m.booting_gpus
             .get_or_create(&label)
             .set(state.booting.len() as f64);
+        m.standby_gpus
+            .get_or_create(&label)
+            .set(state.standby as f64);
+        m.resuming_gpus
+            .get_or_create(&label)
+            .set(state.resuming.len() as f64);
+        if let Some(sb) = cfg.standby {
+            m.resume_lead_seconds
+                .get_or_create(&label)
+                .set(sb.resume_secs as f64);
+        }
         m.slo_timed_out_share
             .get_or_create(&label)
             .set(cfg.slo.max_timeout_share);

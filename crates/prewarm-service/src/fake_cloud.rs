@@ -3,10 +3,14 @@
 //! It accepts signed orders at `POST /orders`, refuses bad signatures and stale timestamps with
 //! 401, and applies each order once by its `webhook-id` (a repeated delivery is acknowledged again
 //! but changes nothing). A boot order of N starts N instances that become ready after a random
-//! boot time; a terminate order stops N (booting ones first, newest first). Each change is
-//! reported back to prewarm, signed with the same secret: `POST {callback}/v1/instances/{id}/ready`,
-//! `/failed` or `/terminated`, retried until prewarm acknowledges. Through `POST /control` it can be
-//! told to fail or hang its next answers, to fail boots, or to send its callbacks twice. Tests and
+//! boot time; a terminate order ends N running ones (booting first, then resuming, then ready,
+//! newest first). The standby tier: a stop order stops N ready instances (stopped after a stop
+//! delay), a resume order resumes N stopped ones (serving after a random resume time, or failing
+//! when told to: the cloud had no capacity for them), a `terminate_standby` order ends N stopped
+//! ones. Each change is reported back to prewarm, signed with the same secret:
+//! `POST {callback}/v1/instances/{id}/ready`, `/failed`, `/terminated`, `/stopped` or `/resumed`,
+//! retried until prewarm acknowledges. Through `POST /control` it can be told to fail or hang its
+//! next answers, to fail boots or resumes, or to send its callbacks twice. Tests and
 //! the demo use it; a team writing its own provisioner can read it as the contract to meet.
 
 use std::{
@@ -49,6 +53,7 @@ struct CloudState {
     hang_next: u32,
     hang_secs: u64,
     fail_boots_next: u32,
+    fail_resumes_next: u32,
     duplicate_next: u32,
     /// Every instance started, in order.
     pub instances: Vec<Instance>,
@@ -66,10 +71,16 @@ pub enum Phase {
     Booting,
     /// Serving.
     Ready,
-    /// Its boot failed.
+    /// Its boot (or a resume) failed.
     Failed,
     /// Stopped and no longer billed.
     Terminated,
+    /// Stopping into standby.
+    Stopping,
+    /// Stopped, resumable (billed at the standby price).
+    Standby,
+    /// Resuming from standby.
+    Resuming,
 }
 
 /// One GPU instance.
@@ -91,9 +102,15 @@ pub struct Instance {
     pub ended_at: Option<DateTime<Utc>>,
     /// The order that terminated it.
     pub terminated_by: Option<String>,
-    /// Events to report, oldest first, with their times.
+    /// The stop or resume order under way, and when it completes.
+    pub transition: Option<(String, DateTime<Utc>)>,
+    /// Whether the resume under way fails.
     #[serde(skip)]
-    outbox: Vec<(Event, DateTime<Utc>)>,
+    resume_fails: bool,
+    /// Events to report, oldest first, with their times and the stop or resume order that caused
+    /// them.
+    #[serde(skip)]
+    outbox: Vec<(Event, DateTime<Utc>, Option<String>)>,
     /// Send each callback this many times.
     #[serde(skip)]
     repeat: u32,
@@ -107,6 +124,10 @@ pub struct Counts {
     pub booting: u32,
     /// Instances ready.
     pub ready: u32,
+    /// Instances stopping or stopped.
+    pub standby: u32,
+    /// Instances resuming.
+    pub resuming: u32,
 }
 
 /// Faults to inject into the next answers.
@@ -127,6 +148,9 @@ pub struct Control {
     /// Send the callbacks of the next this many orders twice.
     #[serde(default)]
     pub duplicate_next: u32,
+    /// The next this many resumes fail (reported as `failed`, naming the resume order).
+    #[serde(default)]
+    pub fail_resumes_next: u32,
 }
 
 /// How instances boot and whom to tell.
@@ -138,6 +162,10 @@ pub struct Behaviour {
     pub callback_url: Option<String>,
     /// Seed of the boot-time draws.
     pub seed: u64,
+    /// Time from a stop order to the instance stopped, seconds.
+    pub stop_secs: i64,
+    /// Resume time drawn uniformly in this range, seconds.
+    pub resume_secs: (i64, i64),
 }
 
 impl Default for Behaviour {
@@ -146,6 +174,8 @@ impl Default for Behaviour {
             boot_secs: (360, 600),
             callback_url: None,
             seed: 1,
+            stop_secs: 30,
+            resume_secs: (60, 180),
         }
     }
 }
@@ -224,14 +254,33 @@ impl FakeCloud {
                     if inst.fails {
                         inst.phase = Phase::Failed;
                         inst.ended_at = Some(inst.ready_at);
-                        inst.outbox.push((Event::Failed, inst.ready_at));
+                        inst.outbox.push((Event::Failed, inst.ready_at, None));
                     } else {
                         inst.phase = Phase::Ready;
-                        inst.outbox.push((Event::Ready, inst.ready_at));
+                        inst.outbox.push((Event::Ready, inst.ready_at, None));
                     }
                 }
+                if let Some((cause, at)) = inst.transition.clone().filter(|(_, at)| *at <= now) {
+                    match inst.phase {
+                        Phase::Stopping => {
+                            inst.phase = Phase::Standby;
+                            inst.outbox.push((Event::Stopped, at, Some(cause)));
+                        }
+                        Phase::Resuming if inst.resume_fails => {
+                            inst.phase = Phase::Failed;
+                            inst.ended_at = Some(at);
+                            inst.outbox.push((Event::Failed, at, Some(cause)));
+                        }
+                        Phase::Resuming => {
+                            inst.phase = Phase::Ready;
+                            inst.outbox.push((Event::Resumed, at, Some(cause)));
+                        }
+                        _ => {}
+                    }
+                    inst.transition = None;
+                }
                 if self.behaviour.callback_url.is_some() {
-                    for (event, at) in &inst.outbox {
+                    for (event, at, cause) in &inst.outbox {
                         due.push((
                             *event,
                             Callback {
@@ -242,6 +291,7 @@ impl FakeCloud {
                                 terminated_by: (*event == Event::Terminated)
                                     .then(|| inst.terminated_by.clone())
                                     .flatten(),
+                                caused_by: cause.clone(),
                             },
                             inst.repeat.max(1),
                         ));
@@ -264,7 +314,8 @@ impl FakeCloud {
                 state.callbacks_sent += 1;
                 acknowledged += 1;
                 if let Some(inst) = state.instances.iter_mut().find(|i| i.id == id) {
-                    inst.outbox.retain(|(e, _)| *e != event);
+                    inst.outbox
+                        .retain(|(e, _, c)| !(*e == event && *c == body.caused_by));
                 }
             } else {
                 state.callbacks_failed += 1;
@@ -278,8 +329,12 @@ impl FakeCloud {
             return false;
         };
         let (id, event) = (&body.instance_id, body.event.as_str());
-        // One message id per instance and event: a retry of the same news carries the same id.
-        let msg_id = format!("cb-{id}-{event}");
+        // One message id per instance, event and cause: a retry of the same news carries the same
+        // id, a second stop of the same instance another.
+        let msg_id = match &body.caused_by {
+            Some(cause) => format!("cb-{id}-{event}-{cause}"),
+            None => format!("cb-{id}-{event}"),
+        };
         let ts = Utc::now().timestamp();
         self.client
             .post(format!("{base}/v1/instances/{id}/{event}"))
@@ -314,6 +369,8 @@ impl FakeCloud {
             match i.phase {
                 Phase::Booting => c.booting += 1,
                 Phase::Ready => c.ready += 1,
+                Phase::Stopping | Phase::Standby => c.standby += 1,
+                Phase::Resuming => c.resuming += 1,
                 Phase::Failed | Phase::Terminated => {}
             }
         }
@@ -350,29 +407,71 @@ impl FakeCloud {
                         phase: Phase::Booting,
                         ended_at: None,
                         terminated_by: None,
+                        transition: None,
+                        resume_fails: false,
                         outbox: Vec::new(),
                         repeat,
                         fails,
                     });
                 }
             }
-            OrderKind::Terminate => {
+            OrderKind::Terminate | OrderKind::TerminateStandby => {
+                let phases: &[Phase] = if order.kind == OrderKind::Terminate {
+                    &[Phase::Booting, Phase::Resuming, Phase::Ready]
+                } else {
+                    &[Phase::Standby, Phase::Stopping]
+                };
                 for _ in 0..order.count {
-                    let pick = |phase: Phase| {
-                        state
-                            .instances
-                            .iter()
-                            .rposition(|i| i.fleet == order.fleet && i.phase == phase)
-                    };
-                    let Some(k) = pick(Phase::Booting).or_else(|| pick(Phase::Ready)) else {
+                    let Some(k) = phases.iter().find_map(|p| pick(state, &order.fleet, *p)) else {
                         break;
                     };
                     let inst = &mut state.instances[k];
                     inst.phase = Phase::Terminated;
                     inst.ended_at = Some(now);
+                    inst.transition = None;
                     inst.terminated_by = Some(order.id.clone());
-                    inst.outbox.retain(|(e, _)| *e != Event::Ready);
-                    inst.outbox.push((Event::Terminated, now));
+                    inst.outbox.retain(|(e, _, _)| *e != Event::Ready);
+                    inst.outbox.push((Event::Terminated, now, None));
+                    inst.repeat = inst.repeat.max(repeat);
+                }
+            }
+            OrderKind::Stop => {
+                for _ in 0..order.count {
+                    let Some(k) = pick(state, &order.fleet, Phase::Ready) else {
+                        break;
+                    };
+                    let inst = &mut state.instances[k];
+                    inst.phase = Phase::Stopping;
+                    inst.transition = Some((
+                        order.id.clone(),
+                        now + chrono::Duration::seconds(self.behaviour.stop_secs),
+                    ));
+                    inst.repeat = inst.repeat.max(repeat);
+                }
+            }
+            OrderKind::Resume => {
+                for _ in 0..order.count {
+                    let Some(k) = pick(state, &order.fleet, Phase::Standby) else {
+                        break;
+                    };
+                    state.draws += 1;
+                    let (lo, hi) = self.behaviour.resume_secs;
+                    let secs = prewarm_planner::accounting::boot_secs(
+                        lo,
+                        hi,
+                        self.behaviour.seed,
+                        state.draws,
+                    );
+                    let fails = state.fail_resumes_next > 0;
+                    state.fail_resumes_next = state.fail_resumes_next.saturating_sub(1);
+                    let inst = &mut state.instances[k];
+                    inst.phase = Phase::Resuming;
+                    inst.resume_fails = fails;
+                    inst.transition = Some((
+                        order.id.clone(),
+                        // A resume that fails fails after a minute (no capacity).
+                        now + chrono::Duration::seconds(if fails { 60 } else { secs }),
+                    ));
                     inst.repeat = inst.repeat.max(repeat);
                 }
             }
@@ -396,8 +495,17 @@ impl FakeCloud {
         state.hang_next = control.hang_next;
         state.hang_secs = control.hang_secs.unwrap_or(30);
         state.fail_boots_next = control.fail_boots_next;
+        state.fail_resumes_next = control.fail_resumes_next;
         state.duplicate_next = control.duplicate_next;
     }
+}
+
+/// The newest instance of `fleet` in `phase`.
+fn pick(state: &CloudState, fleet: &str, phase: Phase) -> Option<usize> {
+    state
+        .instances
+        .iter()
+        .rposition(|i| i.fleet == fleet && i.phase == phase)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

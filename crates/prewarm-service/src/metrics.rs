@@ -51,6 +51,12 @@ pub struct Metrics {
     pub booting_gpus: FleetGauge,
     /// Boot lead in use.
     pub boot_lead_seconds: FleetGauge,
+    /// GPUs in standby (stopped or stopping).
+    pub standby_gpus: FleetGauge,
+    /// GPUs resuming from standby.
+    pub resuming_gpus: FleetGauge,
+    /// Resume lead in use (fleets with a standby tier).
+    pub resume_lead_seconds: FleetGauge,
     /// Recent forecast error relative to demand.
     pub forecast_error_ratio: FleetGauge,
     /// GPUs ordered, by fleet and kind.
@@ -107,6 +113,9 @@ impl Metrics {
             ready_gpus: Family::default(),
             booting_gpus: Family::default(),
             boot_lead_seconds: Family::default(),
+            standby_gpus: Family::default(),
+            resuming_gpus: Family::default(),
+            resume_lead_seconds: Family::default(),
             forecast_error_ratio: Family::default(),
             orders_recorded: Family::default(),
             orders_delivered: Counter::default(),
@@ -159,6 +168,21 @@ impl Metrics {
             "boot_lead_seconds",
             "Boot lead the planner uses (p95 of real boots once known)",
             m.boot_lead_seconds.clone(),
+        );
+        registry.register(
+            "standby_gpus",
+            "GPUs stopped (or stopping) in the standby tier",
+            m.standby_gpus.clone(),
+        );
+        registry.register(
+            "resuming_gpus",
+            "GPUs resuming from standby",
+            m.resuming_gpus.clone(),
+        );
+        registry.register(
+            "resume_lead_seconds",
+            "Resume lead the planner uses (p95 of real resumes once known)",
+            m.resume_lead_seconds.clone(),
         );
         registry.register(
             "forecast_error_ratio",

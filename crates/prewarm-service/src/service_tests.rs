@@ -64,6 +64,7 @@ pub(crate) async fn world(
             boot_secs: (300, 420),
             callback_url: Some(format!("http://127.0.0.1:{port}")),
             seed: 7,
+            ..Behaviour::default()
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -38,6 +38,7 @@ fn replay(c: &mut Criterion) {
         boot: BootTime::Fixed { secs: 600 },
         price_usd_per_gpu_hour: 3.0,
         score_from_step: 2 * 1440,
+        standby: None,
     };
     let mut group = c.benchmark_group("replay_4w_1m");
     group.sample_size(10);

@@ -11,7 +11,8 @@ pub mod policies;
 pub mod simulator;
 
 pub use prewarm_planner::accounting::{
-    window_totals, Accounting, BootTime, SimConfig, SimSummary, StepRecord, WindowTotals,
+    window_totals, Accounting, BootTime, SimConfig, SimSummary, StandbySim, StepRecord,
+    WindowTotals,
 };
 pub use simulator::{simulate, simulate_from, Policy};
 

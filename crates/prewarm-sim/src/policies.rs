@@ -531,7 +531,11 @@ impl Predictive {
 
 impl Policy for Predictive {
     fn name(&self) -> &str {
-        "predictive"
+        if self.cfg.standby.is_some() {
+            "predictive+standby"
+        } else {
+            "predictive"
+        }
     }
     fn initial_gpus(&self) -> u32 {
         self.initial

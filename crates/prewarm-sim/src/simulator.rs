@@ -1,13 +1,17 @@
 //! The replay loop: a trace through a [`Policy`], step by step.
 //!
-//! Each step GPUs whose boot has finished become ready, the policy decides with what it knows
-//! before the step, its orders are applied (a boot order is billed at once and serves after the
-//! boot time; terminations cancel the newest boots first), then [`Accounting`] serves the step's
-//! requests.
+//! Each step GPUs whose boot or resume has finished become ready, the policy decides with what it
+//! knows before the step, its orders are applied (a boot order is billed at once and serves after
+//! the boot time; terminations cancel the newest boots first; a stop moves a ready GPU into standby
+//! at once; a resume is billed in full from the order and serves after the resume time, unless it
+//! fails, which it does with the configured share after [`StandbySim::FAILED_RESUME_SECS`], and
+//! the GPU is gone), then [`Accounting`] serves the step's requests.
 
 use chrono::{DateTime, Duration, Utc};
 use prewarm_planner::{
-    accounting::{boot_secs, Accounting, BootTime, SimConfig, SimSummary, StepRecord},
+    accounting::{
+        boot_secs, draw, Accounting, BootTime, SimConfig, SimSummary, StandbySim, StepRecord,
+    },
     Decision, FleetState, Order,
 };
 
@@ -47,10 +51,14 @@ pub fn simulate_from(
     let mut draws = 0u64;
     let mut state = FleetState {
         gpus_ready: policy.initial_gpus(),
-        booting: Vec::new(),
+        ..FleetState::default()
     };
     // Ready time of each booting GPU, in the same order as `state.booting`.
     let mut ready_at: Vec<DateTime<Utc>> = Vec::new();
+    // Per resuming GPU, in the same order as `state.resuming`: when it is done, and whether it
+    // then serves (or failed).
+    let mut resumed_at: Vec<(DateTime<Utc>, bool)> = Vec::new();
+    let mut resume_draws = 0u64;
     let mut accounting = Accounting::new(step_secs, cfg);
     let mut records = Vec::with_capacity(requests.len());
 
@@ -66,9 +74,25 @@ pub fn simulate_from(
                 k += 1;
             }
         }
+        let mut failed = 0;
+        let mut k = 0;
+        while k < resumed_at.len() {
+            let (at, serves) = resumed_at[k];
+            if at <= now {
+                resumed_at.remove(k);
+                state.resuming.remove(k);
+                if serves {
+                    state.gpus_ready += 1;
+                } else {
+                    failed += 1;
+                }
+            } else {
+                k += 1;
+            }
+        }
 
         let decision = policy.decide(now, &requests[..i], &state);
-        let (mut booted, mut terminated) = (0, 0);
+        let (mut booted, mut terminated, mut stopped, mut resumed) = (0, 0, 0, 0);
         for order in &decision.orders {
             match *order {
                 Order::Boot(n) => {
@@ -91,14 +115,58 @@ pub fn simulate_from(
                     for _ in 0..n {
                         if state.booting.pop().is_some() {
                             ready_at.pop();
+                        } else if state.resuming.pop().is_some() {
+                            resumed_at.pop();
                         } else if state.gpus_ready > 0 {
                             state.gpus_ready -= 1;
                         }
                     }
                     terminated += n;
                 }
+                Order::Stop(n) => {
+                    let n = n.min(state.gpus_ready);
+                    state.gpus_ready -= n;
+                    state.standby += n;
+                    stopped += n;
+                }
+                Order::Resume(n) => {
+                    let n = n.min(state.standby);
+                    let sb = cfg.standby.unwrap_or(StandbySim {
+                        resume: cfg.boot,
+                        price_share: 1.0,
+                        fail_share: 0.0,
+                        seed: 0,
+                    });
+                    for _ in 0..n {
+                        resume_draws += 1;
+                        let fails =
+                            draw(sb.seed ^ 0x5EED_57A0_DB1E_0001, resume_draws) < sb.fail_share;
+                        let secs = if fails {
+                            StandbySim::FAILED_RESUME_SECS
+                        } else {
+                            match sb.resume {
+                                BootTime::Fixed { secs } => secs,
+                                BootTime::Uniform {
+                                    min_secs,
+                                    max_secs,
+                                    seed,
+                                } => boot_secs(min_secs, max_secs, seed, resume_draws),
+                            }
+                        };
+                        state.standby -= 1;
+                        state.resuming.push(now);
+                        resumed_at.push((now + Duration::seconds(secs), !fails));
+                    }
+                    resumed += n;
+                }
+                Order::TerminateStandby(n) => {
+                    let n = n.min(state.standby);
+                    state.standby -= n;
+                    terminated += n;
+                }
             }
         }
+        accounting.standby_step(i, state.standby, resumed, failed);
 
         let billed = state.provisioned();
         let (served, timed_out) = accounting.step(
@@ -116,6 +184,10 @@ pub fn simulate_from(
             gpus_billed: billed,
             boot_orders: booted,
             terminate_orders: terminated,
+            gpus_standby: state.standby,
+            gpus_resuming: state.resuming.len() as u32,
+            stop_orders: stopped,
+            resume_orders: resumed,
             demand_requests: arrivals,
             served_requests: served,
             timed_out_requests: timed_out,

@@ -19,6 +19,7 @@ fn sim_cfg(boot_secs: i64, timeout_secs: i64) -> SimConfig {
         boot: BootTime::Fixed { secs: boot_secs },
         price_usd_per_gpu_hour: 3.0,
         score_from_step: 0,
+        standby: None,
     }
 }
 
@@ -388,5 +389,155 @@ fn a_burst_at_half_past_the_hour_is_met_by_gpus_there_at_half_past_only() {
     assert!(
         quiet <= 0.6 * at_burst,
         "{quiet:.1} GPUs ready at :50 to :59 against {at_burst:.1} at :30"
+    );
+}
+
+/// Holds the running tier at `desired(step)` GPUs with standby able to hold `pool`, through the
+/// planner's own tier orders.
+struct Tiered<F: Fn(usize) -> u32> {
+    initial: u32,
+    desired: F,
+    pool: u32,
+}
+
+impl<F: Fn(usize) -> u32> crate::Policy for Tiered<F> {
+    fn name(&self) -> &str {
+        "tiered"
+    }
+    fn initial_gpus(&self) -> u32 {
+        self.initial
+    }
+    fn decide(
+        &mut self,
+        _now: DateTime<Utc>,
+        past: &[f64],
+        state: &prewarm_planner::FleetState,
+    ) -> prewarm_planner::Decision {
+        let desired = (self.desired)(past.len());
+        let sb = prewarm_planner::StandbyConfig::new(self.pool);
+        prewarm_planner::Decision {
+            desired_gpus: desired,
+            orders: prewarm_planner::standby::orders_for(desired, state, &sb, self.pool),
+            reason: String::new(),
+            breach: None,
+            forecast_p50_rps: None,
+            forecast_upper_rps: None,
+        }
+    }
+}
+
+fn standby_sim(fail_share: f64) -> SimConfig {
+    SimConfig {
+        standby: Some(crate::StandbySim {
+            resume: BootTime::Fixed { secs: 120 },
+            price_share: 0.01,
+            fail_share,
+            seed: 1,
+        }),
+        ..sim_cfg(600, 120)
+    }
+}
+
+#[test]
+fn a_stopped_gpu_serves_nothing_and_bills_the_standby_price() {
+    // 4 GPUs ready at 1 rps each, 240 requests a minute. At minute 0 two are stopped: they serve
+    // nothing from that minute on, and are billed at 1% of the price until resumed at minute 5;
+    // the resume bills in full from its order and serves 2 minutes later.
+    let start = t("2026-03-02T00:00:00Z");
+    let mut policy = Tiered {
+        initial: 4,
+        desired: |step| {
+            if (1..5).contains(&step) || step == 0 {
+                2
+            } else {
+                4
+            }
+        },
+        pool: 2,
+    };
+    let (rows, s) = simulate(start, 60, &[240.0; 10], &mut policy, &standby_sim(0.0));
+    assert_eq!(rows[0].stop_orders, 2);
+    assert_eq!((rows[0].gpus_ready, rows[0].gpus_standby), (2, 2));
+    assert_eq!(
+        rows[0].served_requests, 120.0,
+        "a stopped GPU is not counted ready"
+    );
+    assert_eq!(rows[0].gpus_billed, 2);
+    assert_eq!(rows[5].resume_orders, 2);
+    assert_eq!((rows[5].gpus_resuming, rows[5].gpus_billed), (2, 4));
+    assert_eq!(rows[6].gpus_ready, 2, "still resuming");
+    assert_eq!(rows[7].gpus_ready, 4, "resumed after 2 minutes");
+    // Standby for minutes 0 to 4: 2 GPUs x 5 minutes.
+    assert!((s.standby_gpu_hours - 10.0 / 60.0).abs() < 1e-12);
+    let running: f64 = rows.iter().map(|r| r.gpus_billed as f64).sum::<f64>() / 60.0;
+    assert!((s.cost_usd - 3.0 * (running + 0.01 * 10.0 / 60.0)).abs() < 1e-9);
+    assert_eq!((s.resumes, s.failed_resumes), (2, 0));
+}
+
+#[test]
+fn a_failed_resume_falls_back_to_a_cold_boot_at_the_next_decision() {
+    // Every resume fails (the cloud has no capacity for the stopped instances): a minute after
+    // the resume order the GPUs are gone, and the next decision boots the shortfall cold.
+    let start = t("2026-03-02T00:00:00Z");
+    let mut policy = Tiered {
+        initial: 4,
+        desired: |step| if step < 5 { 2 } else { 4 },
+        pool: 2,
+    };
+    let (rows, s) = simulate(start, 60, &[120.0; 12], &mut policy, &standby_sim(1.0));
+    assert_eq!(rows[5].resume_orders, 2);
+    assert_eq!(rows[6].gpus_standby + rows[6].gpus_resuming, 0);
+    assert_eq!(rows[6].boot_orders, 2, "the failed resumes are booted cold");
+    assert_eq!((s.resumes, s.failed_resumes), (2, 2));
+}
+
+#[test]
+fn replaying_a_cut_trace_with_standby_leaves_every_earlier_decision_unchanged() {
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(3);
+    let cut = 2 * 1440 + 13 * 60;
+    let cfg = SimConfig {
+        gpu_rps: 2.5,
+        ..standby_sim(0.05)
+    };
+    let tiered = || {
+        let mut p = predictive(start);
+        p.cfg.standby = Some(prewarm_planner::StandbyConfig::new(100));
+        p
+    };
+    let (full, _) = simulate(start, 60, &trace, &mut tiered(), &cfg);
+    let (part, _) = simulate(start, 60, &trace[..cut], &mut tiered(), &cfg);
+    assert_eq!(&full[..cut], &part[..]);
+    assert!(
+        full.iter().any(|r| r.resume_orders > 0) && full.iter().any(|r| r.stop_orders > 0),
+        "the tier was used"
+    );
+}
+
+#[test]
+fn standby_lowers_the_cost_of_a_daily_rush_within_the_slo() {
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(5);
+    let cfg = SimConfig {
+        gpu_rps: 2.5,
+        score_from_step: 3 * 1440,
+        ..standby_sim(0.05)
+    };
+    let (_, cold) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
+    let mut tiered = predictive(start);
+    tiered.cfg.standby = Some(prewarm_planner::StandbyConfig::new(100));
+    let (_, warm) = simulate(start, 60, &trace, &mut tiered, &cfg);
+    let slo = prewarm_planner::Slo::default().max_timeout_share;
+    assert!(
+        warm.cost_usd < cold.cost_usd,
+        "with standby ${:.2}, without ${:.2}",
+        warm.cost_usd,
+        cold.cost_usd
+    );
+    assert!(
+        warm.timed_out_share <= slo.max(cold.timed_out_share),
+        "timed out {:.4}% with standby, {:.4}% without",
+        100.0 * warm.timed_out_share,
+        100.0 * cold.timed_out_share
     );
 }

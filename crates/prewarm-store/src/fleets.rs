@@ -33,6 +33,10 @@ pub struct FleetSpec {
     #[serde(default)]
     /// Spending limit, US dollars per hour (none: no limit).
     pub budget_usd_per_hour: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The fleet's own planner settings (the standby tier, the SLO...), as
+    /// `PUT /v1/fleets/{fleet}/planner` sets them.
+    pub planner: Option<prewarm_planner::Settings>,
 }
 
 fn default_tz() -> String {
@@ -63,6 +67,7 @@ impl FleetSpec {
             min_gpus: default_min(),
             max_gpus: default_max(),
             budget_usd_per_hour: None,
+            planner: None,
         }
     }
 }
@@ -227,6 +232,14 @@ impl FleetSpec {
         {
             return bad("budget_usd_per_hour must be a finite number of zero or more".into());
         }
+        if let Some(p) = &self.planner {
+            if let Err(e) = p
+                .check()
+                .and_then(|_| p.check_standby(self.max_gpus.max(0) as u32))
+            {
+                return bad(format!("planner: {e}"));
+            }
+        }
         Ok(())
     }
 }
@@ -235,8 +248,8 @@ impl FleetSpec {
 pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, StoreError> {
     spec.check()?;
     let fleet = sqlx::query_as::<_, Fleet>(&format!(
-        "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb))
          RETURNING {FLEET_COLUMNS}"
     ))
     .bind(&spec.name)
@@ -247,6 +260,7 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Stor
     .bind(spec.min_gpus)
     .bind(spec.max_gpus)
     .bind(spec.budget_usd_per_hour)
+    .bind(spec.planner.as_ref().map(|p| serde_json::json!(p)))
     .fetch_one(pool)
     .await
     .map_err(|e| match &e {
@@ -337,6 +351,7 @@ pub async fn update_fleet(
         budget_usd_per_hour: update
             .budget_usd_per_hour
             .unwrap_or(before.budget_usd_per_hour),
+        planner: None,
     };
     spec.check()?;
     let after = sqlx::query_as::<_, Fleet>(&format!(

@@ -15,6 +15,10 @@ pub enum Event {
     Failed,
     /// Gone, by a terminate order or lost (preempted, crashed).
     Terminated,
+    /// Stopped into standby by a stop order.
+    Stopped,
+    /// Serving again after a resume order.
+    Resumed,
 }
 
 impl Event {
@@ -24,14 +28,22 @@ impl Event {
             Event::Ready => "ready",
             Event::Failed => "failed",
             Event::Terminated => "terminated",
+            Event::Stopped => "stopped",
+            Event::Resumed => "resumed",
         }
     }
 
     /// The event a path segment names.
     pub fn parse(text: &str) -> Option<Self> {
-        [Event::Ready, Event::Failed, Event::Terminated]
-            .into_iter()
-            .find(|e| e.as_str() == text)
+        [
+            Event::Ready,
+            Event::Failed,
+            Event::Terminated,
+            Event::Stopped,
+            Event::Resumed,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == text)
     }
 }
 
@@ -51,6 +63,10 @@ pub struct Callback {
     /// loss (preemption, crash) that the planner replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminated_by: Option<String>,
+    /// For `stopped` and `resumed`, and `failed` after a resume: the stop or resume order that
+    /// caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<String>,
 }
 
 /// What became of a callback.
@@ -115,7 +131,8 @@ pub async fn record(
         .then(|| ((callback.at - ordered_at).num_milliseconds() as f64 / 1000.0).max(0.0));
     // The first `ready` of an instance wins; states only move forward (ready, then failed or
     // terminated), and an instance already failed or terminated changes no more: a late `ready`
-    // neither revives it nor teaches a boot time.
+    // neither revives it nor teaches a boot time, nor wakes one in standby (only a `resumed`
+    // does).
     sqlx::query(
         "INSERT INTO instances (instance_id, fleet_id, order_key, ordered_at, state, ready_at, boot_secs, updated_at, terminated_by)
          VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'ready' THEN $6 END, $7, $6, $8)
@@ -126,6 +143,7 @@ pub async fn record(
            boot_secs = COALESCE(instances.boot_secs, EXCLUDED.boot_secs),
            updated_at = GREATEST(instances.updated_at, EXCLUDED.updated_at)
          WHERE instances.state NOT IN ('terminated', 'failed')
+           AND NOT (instances.state = 'standby' AND EXCLUDED.state = 'ready')
            AND instances.order_key = EXCLUDED.order_key",
     )
     .bind(&callback.instance_id)
@@ -145,6 +163,143 @@ pub async fn record(
     .await?;
     tx.commit().await?;
     Ok(Recorded::Applied)
+}
+
+/// The fleet, kind and order time of the order with this idempotency key.
+pub async fn order(
+    pool: &PgPool,
+    order_key: &str,
+) -> Result<Option<(i64, crate::OrderKind, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as("SELECT fleet_id, kind, created_at FROM orders WHERE idempotency_key = $1")
+        .bind(order_key)
+        .fetch_optional(pool)
+        .await
+}
+
+/// What a stop or resume callback found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Recorded (the unit counted; the state moved if the event is the instance's latest).
+    Applied,
+    /// This message id was seen already with the same message: nothing changed.
+    Duplicate,
+    /// This message id was seen with another message: refused.
+    MessageIdReused,
+    /// No instance of that id and boot order has been reported ready: nothing to stop or resume.
+    UnknownInstance,
+    /// The instance is terminated or failed: nothing changed.
+    Gone,
+}
+
+/// Records a `stopped`, `resumed` or failed-resume callback (message id `message_id`) caused by
+/// the stop or resume order `cause` made at `cause_at`, in one transaction with its receipt. The
+/// order's unit is counted once per instance. The instance's state follows the event only when it
+/// is later than the last event applied to it, so a `resumed` delivered before its `stopped`
+/// leaves the instance serving and both units counted.
+pub async fn record_transition(
+    pool: &PgPool,
+    message_id: &str,
+    callback: &Callback,
+    cause: &str,
+    cause_at: DateTime<Utc>,
+) -> Result<Transition, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let receipt: Option<(String,)> = sqlx::query_as(
+        "INSERT INTO callback_receipts (message_id, instance_id, event) VALUES ($1, $2, $3)
+         ON CONFLICT (message_id) DO NOTHING RETURNING instance_id",
+    )
+    .bind(message_id)
+    .bind(&callback.instance_id)
+    .bind(callback.event.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if receipt.is_none() {
+        let seen: Option<(String, String)> = sqlx::query_as(
+            "SELECT instance_id, event FROM callback_receipts WHERE message_id = $1",
+        )
+        .bind(message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        return Ok(match seen {
+            Some((i, e)) if i == callback.instance_id && e == callback.event.as_str() => {
+                Transition::Duplicate
+            }
+            _ => Transition::MessageIdReused,
+        });
+    }
+    let current: Option<(crate::kinds::InstanceState,)> = sqlx::query_as(
+        "SELECT state FROM instances WHERE instance_id = $1 AND order_key = $2 FOR UPDATE",
+    )
+    .bind(&callback.instance_id)
+    .bind(&callback.order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((state,)) = current else {
+        tx.rollback().await?;
+        return Ok(Transition::UnknownInstance);
+    };
+    if matches!(
+        state,
+        crate::kinds::InstanceState::Terminated | crate::kinds::InstanceState::Failed
+    ) {
+        tx.commit().await?;
+        return Ok(Transition::Gone);
+    }
+    sqlx::query(
+        "INSERT INTO instance_transitions (order_key, instance_id, event, at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (order_key, instance_id) DO NOTHING",
+    )
+    .bind(cause)
+    .bind(&callback.instance_id)
+    .bind(callback.event.as_str())
+    .bind(callback.at)
+    .execute(&mut *tx)
+    .await?;
+    let new_state = match callback.event {
+        Event::Stopped => "standby",
+        Event::Resumed => "ready",
+        _ => "failed",
+    };
+    let resume_secs = (callback.event == Event::Resumed)
+        .then(|| ((callback.at - cause_at).num_milliseconds() as f64 / 1000.0).max(0.0));
+    sqlx::query(
+        "UPDATE instances SET state = $2, in_standby = ($2 = 'standby'),
+                resume_secs = COALESCE($3, resume_secs),
+                resumed_at = CASE WHEN $3 IS NULL THEN resumed_at ELSE $4 END,
+                updated_at = $4
+         WHERE instance_id = $1 AND updated_at <= $4",
+    )
+    .bind(&callback.instance_id)
+    .bind(new_state)
+    .bind(resume_secs)
+    .bind(callback.at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Transition::Applied)
+}
+
+/// A fleet's resume times since `since`, as [`BootStats`].
+pub async fn resume_stats(
+    pool: &PgPool,
+    fleet_id: i64,
+    since: DateTime<Utc>,
+) -> Result<BootStats, sqlx::Error> {
+    let (count, p50, p95, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY resume_secs),
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY resume_secs), max(resume_secs)
+         FROM instances WHERE fleet_id = $1 AND resume_secs IS NOT NULL AND resumed_at >= $2",
+    )
+    .bind(fleet_id)
+    .bind(since)
+    .fetch_one(pool)
+    .await?;
+    Ok(BootStats {
+        count,
+        p50_secs: p50,
+        p95_secs: p95,
+        max_secs: max,
+    })
 }
 
 /// Forgets callback receipts older than `older_than_secs`.

@@ -80,8 +80,14 @@ text_enum! {
     OrderKind {
         /// Start this many GPU servers.
         Boot => "boot",
-        /// Stop this many GPU servers.
+        /// Terminate this many running GPU servers.
         Terminate => "terminate",
+        /// Stop this many ready GPU servers into standby.
+        Stop => "stop",
+        /// Resume this many GPU servers from standby.
+        Resume => "resume",
+        /// Terminate this many GPU servers in standby.
+        TerminateStandby => "terminate_standby",
     }
 }
 
@@ -122,6 +128,8 @@ text_enum! {
         Failed => "failed",
         /// Stopped and no longer billed.
         Terminated => "terminated",
+        /// Stopped into standby (billed at the standby price), resumable.
+        Standby => "standby",
     }
 }
 
@@ -131,6 +139,9 @@ impl OrderKind {
         match order {
             prewarm_planner::Order::Boot(n) => (OrderKind::Boot, n),
             prewarm_planner::Order::Terminate(n) => (OrderKind::Terminate, n),
+            prewarm_planner::Order::Stop(n) => (OrderKind::Stop, n),
+            prewarm_planner::Order::Resume(n) => (OrderKind::Resume, n),
+            prewarm_planner::Order::TerminateStandby(n) => (OrderKind::TerminateStandby, n),
         }
     }
 }

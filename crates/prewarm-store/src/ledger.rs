@@ -21,6 +21,7 @@ pub async fn record_decision(
 ) -> Result<i64, sqlx::Error> {
     let meta = Meta {
         replica: "",
+        resume_lead_secs: None,
         mode: DecisionMode::Act,
         boot_lead_secs: None,
         forecast_id: None,
@@ -41,6 +42,8 @@ pub struct Meta<'a> {
     pub mode: DecisionMode,
     /// Boot lead in use, seconds.
     pub boot_lead_secs: Option<i64>,
+    /// Resume lead in use, seconds (fleets with a standby tier).
+    pub resume_lead_secs: Option<i64>,
     /// The stored forecast planned on, if any.
     pub forecast_id: Option<i64>,
     /// Write only while the process start with this lease token holds the fleet's lease
@@ -93,8 +96,9 @@ pub async fn record(
     .await?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting,
-         forecast_p50_rps, forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+         forecast_p50_rps, forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id,
+         gpus_standby, gpus_resuming, resume_lead_secs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
     )
     .bind(fleet_id)
     .bind(now)
@@ -108,6 +112,9 @@ pub async fn record(
     .bind(meta.mode)
     .bind(meta.boot_lead_secs)
     .bind(meta.forecast_id)
+    .bind(state.standby as i32)
+    .bind(state.resuming.len() as i32)
+    .bind(meta.resume_lead_secs)
     .fetch_one(&mut *tx)
     .await?;
     let orders: &[Order] = if meta.write_orders {
@@ -199,6 +206,12 @@ pub struct StoredDecision {
     pub boot_lead_secs: Option<i64>,
     /// The stored forecast planned on, if any.
     pub forecast_id: Option<i64>,
+    /// GPUs in standby.
+    pub gpus_standby: i32,
+    /// GPUs resuming from standby.
+    pub gpus_resuming: i32,
+    /// Resume lead in use, seconds (fleets with a standby tier).
+    pub resume_lead_secs: Option<i64>,
 }
 
 /// A fleet's latest decisions, newest first.
@@ -209,7 +222,8 @@ pub async fn decisions(
 ) -> Result<Vec<StoredDecision>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, decided_at, desired_gpus, gpus_ready, gpus_booting, forecast_p50_rps,
-                forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id
+                forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id,
+                gpus_standby, gpus_resuming, resume_lead_secs
          FROM decisions WHERE fleet_id = $1 ORDER BY decided_at DESC, id DESC LIMIT $2",
     )
     .bind(fleet_id)

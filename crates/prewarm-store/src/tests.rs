@@ -50,6 +50,7 @@ async fn the_hot_path_reads_and_writes_the_schema_as_it_is(pool: PgPool) {
     let now = Utc::now();
     let meta = Meta {
         replica: "replica-a",
+        resume_lead_secs: None,
         mode: DecisionMode::Act,
         boot_lead_secs: Some(600),
         forecast_id: None,
