@@ -739,7 +739,13 @@ pub fn decide(input: &PlanInput<'_>, cfg: &PlannerConfig, mode: Mode) -> Decisio
             let pin = gpus.min(cfg.cap());
             decision.desired_gpus = pin;
             decision.orders = match cfg.standby {
-                Some(sb) => standby::orders_for(pin, input.state, &sb, input.state.standby),
+                // The GPUs a pin lets go are stopped into standby, within its limit.
+                Some(sb) => standby::orders_for(
+                    pin,
+                    input.state,
+                    &sb,
+                    input.state.standby + provisioned.saturating_sub(pin),
+                ),
                 None => orders_to_reach(pin, provisioned),
             };
             decision.reason = format!(

@@ -1020,3 +1020,116 @@ async fn the_grafana_dashboard_and_the_alert_rules_name_only_metrics_the_service
         "named but not exported: {unknown:?}; exported: {exported:?}"
     );
 }
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn the_standby_tier_stops_resumes_and_boots_cold_when_a_resume_fails(pool: PgPool) {
+    use serde_json::json;
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 4).await;
+    let ops = ops_token(&pool, Some("chat")).await;
+    let base = format!("http://{}", w.running.addr);
+    let c = reqwest::Client::new();
+    let put = |body: serde_json::Value| {
+        c.put(format!("{base}/v1/fleets/chat/planner"))
+            .bearer_auth(&ops)
+            .json(&body)
+            .send()
+    };
+    // A standby limit above the fleet's max_gpus (100), a negative price: refused, said why.
+    let r = put(json!({"standby_max_gpus": 500})).await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("standby_max_gpus"));
+    let r = put(json!({"standby_max_gpus": 4, "standby_price_share": -0.5}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let r = put(json!({"standby_max_gpus": 4, "resume_secs": 120}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+
+    w.service.lease_round().await.unwrap();
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(d.orders, vec![Order::Boot(4)]);
+    w.clock.advance(Duration::minutes(8));
+    assert_eq!(w.cloud.process().await, 4);
+
+    // Pinned to 2: the 2 GPUs let go are stopped into standby (callbacks sent twice count once).
+    let pin = |n: i32| {
+        sqlx::query("UPDATE fleets SET pinned_gpus = $2 WHERE id = $1")
+            .bind(id)
+            .bind(n)
+            .execute(&pool)
+    };
+    pin(2).await.unwrap();
+    w.cloud.inject(Control {
+        duplicate_next: 1,
+        ..Default::default()
+    });
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(d.orders, vec![Order::Stop(2)], "{}", d.reason);
+    let (_, state, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(
+        (state.gpus_ready, state.standby),
+        (2, 2),
+        "stopping GPUs serve no more"
+    );
+    w.clock.advance(Duration::minutes(1));
+    assert_eq!(w.cloud.process().await, 2);
+    let (d, state, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert!(d.orders.is_empty(), "{:?}", d.orders);
+    assert_eq!((state.gpus_ready, state.standby), (2, 2));
+    let counts = w.cloud.counts("chat");
+    assert_eq!((counts.ready, counts.standby), (2, 2));
+
+    // Pinned to 4: both are resumed; one resume fails (no capacity) and is booted cold at the
+    // next tick.
+    pin(4).await.unwrap();
+    w.cloud.inject(Control {
+        fail_resumes_next: 1,
+        ..Default::default()
+    });
+    w.clock.advance(Duration::minutes(1));
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(d.orders, vec![Order::Resume(2)], "{}", d.reason);
+    let (_, state, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!((state.resuming.len(), state.standby), (2, 0));
+    w.clock.advance(Duration::minutes(4));
+    assert_eq!(w.cloud.process().await, 2);
+    let (d, state, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(
+        (state.gpus_ready, state.standby, state.resuming.len()),
+        (3, 0, 0)
+    );
+    assert_eq!(d.orders, vec![Order::Boot(1)], "{}", d.reason);
+
+    // The state the tick read is the one a restart rebuilds; metrics and the plan show the tier.
+    let rebuilt = prewarm_store::state::fleet_state(&pool, id, w.clock.now(), 1_800)
+        .await
+        .unwrap();
+    assert_eq!((rebuilt.gpus_ready, rebuilt.standby), (3, 0));
+    let metrics = w.service.metrics.render();
+    assert!(
+        metrics.contains(r#"prewarm_resume_lead_seconds{fleet="chat"} 120"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"prewarm_standby_gpus{fleet="chat"} 0"#));
+    let plan: serde_json::Value = c
+        .get(format!("{base}/v1/fleets/chat/plan"))
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["planner"]["standby"]["max_gpus"], 4, "{plan}");
+    assert_eq!(plan["resume_lead_secs"], 120, "{plan}");
+    let stopped: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM instance_transitions WHERE event = 'stopped'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stopped, 2);
+    w.running.stop().await;
+}

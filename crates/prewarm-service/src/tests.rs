@@ -414,3 +414,228 @@ async fn callbacks_teach_boot_times_and_bad_ones_change_nothing(pool: PgPool) {
     assert_eq!(s.count, 21);
     assert!((s.p95_secs.unwrap() - 660.0).abs() < 1e-9, "{s:?}");
 }
+
+fn orders_of(orders: Vec<Order>) -> Decision {
+    Decision {
+        desired_gpus: 0,
+        orders,
+        reason: "test".into(),
+        breach: None,
+        forecast_p50_rps: None,
+        forecast_upper_rps: None,
+    }
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn stop_resume_and_standby_terminations_are_applied_once_despite_failures_and_time_outs(
+    pool: PgPool,
+) {
+    let Harness {
+        cloud,
+        url,
+        secret,
+        fleet_id,
+        now,
+    } = harness(&pool, 3).await;
+    let d = dispatcher(&url, &secret);
+    drain(&d, &pool, now).await;
+    for (k, order) in [Order::Stop(2), Order::Resume(1), Order::TerminateStandby(1)]
+        .into_iter()
+        .enumerate()
+    {
+        let at = now + chrono::Duration::minutes(k as i64 + 1);
+        record_decision(
+            &pool,
+            fleet_id,
+            at,
+            &FleetState::default(),
+            &orders_of(vec![order]),
+        )
+        .await
+        .unwrap();
+        cloud.inject(Control {
+            fail_next: 2,
+            hang_next: 1,
+            ..Default::default()
+        });
+        drain(&d, &pool, at).await;
+    }
+    let applied: Vec<(String, u32)> = cloud
+        .seen()
+        .applied
+        .iter()
+        .map(|o| (o.kind.as_str().to_string(), o.count))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            ("boot".to_string(), 3),
+            ("stop".to_string(), 2),
+            ("resume".to_string(), 1),
+            ("terminate_standby".to_string(), 1)
+        ],
+        "each order applied once, in order"
+    );
+    let stored = orders(&pool, fleet_id).await.unwrap();
+    assert!(stored.iter().all(|o| o.state.as_str() == "delivered"));
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn standby_callbacks_count_once_in_any_order_and_bad_ones_change_nothing(pool: PgPool) {
+    use axum::http::StatusCode;
+    use serde_json::json;
+    let Harness {
+        secret,
+        fleet_id,
+        now,
+        url,
+        ..
+    } = harness(&pool, 3).await;
+    let d = dispatcher(&url, &secret);
+    drain(&d, &pool, now).await;
+    let boot_key = orders(&pool, fleet_id).await.unwrap()[0]
+        .idempotency_key
+        .clone();
+    let wall = Utc::now().timestamp();
+    let at = |mins: i64| (now + chrono::Duration::minutes(mins)).to_rfc3339();
+    for i in ["i1", "i2"] {
+        let path = format!("/v1/instances/{i}/ready");
+        let body = json!({"order_id": boot_key, "at": at(6)});
+        assert_eq!(
+            callback(&pool, &secret, &path, body, wall).await,
+            StatusCode::OK
+        );
+    }
+    let decided = now + chrono::Duration::minutes(10);
+    record_decision(
+        &pool,
+        fleet_id,
+        decided,
+        &FleetState::default(),
+        &orders_of(vec![Order::Stop(2)]),
+    )
+    .await
+    .unwrap();
+    drain(&d, &pool, decided).await;
+    let key_of = |kind: &'static str| {
+        let pool = pool.clone();
+        async move {
+            orders(&pool, fleet_id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|o| o.kind.as_str() == kind)
+                .unwrap()
+                .idempotency_key
+        }
+    };
+    let stop_key = key_of("stop").await;
+    let state = || prewarm_store::state::fleet_state(&pool, fleet_id, decided, 1_800);
+    // Delivered, not yet reported: both count as stopping (standby), neither as ready.
+    let s = state().await.unwrap();
+    assert_eq!((s.gpus_ready, s.standby, s.booting.len()), (0, 2, 1));
+
+    // Bad callbacks: no cause, a cause of the wrong kind, an instance never reported ready.
+    let stopped = |i: &str| format!("/v1/instances/{i}/stopped");
+    let cases = [
+        (
+            stopped("i1"),
+            json!({"order_id": boot_key, "at": at(11)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            stopped("i1"),
+            json!({"order_id": boot_key, "at": at(11), "caused_by": boot_key}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            stopped("nobody"),
+            json!({"order_id": boot_key, "at": at(11), "caused_by": stop_key}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            stopped("i1"),
+            json!({"order_id": boot_key, "at": at(5), "caused_by": stop_key}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (path, body, status) in cases {
+        assert_eq!(
+            callback(&pool, &secret, &path, body.clone(), wall).await,
+            status,
+            "{path} {body}"
+        );
+    }
+    let transitions: i64 = sqlx::query_scalar("SELECT count(*) FROM instance_transitions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(transitions, 0, "refused callbacks change nothing");
+
+    // i1 stops, reported twice (two message ids): counted once.
+    for _ in 0..2 {
+        let body = json!({"order_id": boot_key, "at": at(11), "caused_by": stop_key});
+        assert_eq!(
+            callback(&pool, &secret, &stopped("i1"), body, wall).await,
+            StatusCode::OK
+        );
+    }
+    // i2 is resumed by a later order, and the news of its resume arrives before that of its stop.
+    let resumed_at = now + chrono::Duration::minutes(12);
+    record_decision(
+        &pool,
+        fleet_id,
+        resumed_at,
+        &FleetState::default(),
+        &orders_of(vec![Order::Resume(1)]),
+    )
+    .await
+    .unwrap();
+    drain(&d, &pool, resumed_at).await;
+    let resume_key = key_of("resume").await;
+    let body = json!({"order_id": boot_key, "at": at(14), "caused_by": resume_key});
+    assert_eq!(
+        callback(&pool, &secret, "/v1/instances/i2/resumed", body, wall).await,
+        StatusCode::OK
+    );
+    let body = json!({"order_id": boot_key, "at": at(11), "caused_by": stop_key});
+    assert_eq!(
+        callback(&pool, &secret, &stopped("i2"), body, wall).await,
+        StatusCode::OK
+    );
+    let s = prewarm_store::state::fleet_state(&pool, fleet_id, resumed_at, 1_800)
+        .await
+        .unwrap();
+    // 3 GPUs: i1 in standby, i2 serving again (its late `stopped` does not stop it), the third
+    // still booting.
+    assert_eq!(
+        (s.gpus_ready, s.standby, s.resuming.len(), s.booting.len()),
+        (1, 1, 0, 1)
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM instances WHERE instance_id = 'i2'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "ready");
+    // The resume taught a resume time: 2 minutes from its order.
+    let stats = prewarm_store::instances::resume_stats(&pool, fleet_id, now)
+        .await
+        .unwrap();
+    assert_eq!((stats.count, stats.p50_secs), (1, Some(120.0)));
+    // News of a terminated instance changes nothing.
+    let body = json!({"order_id": boot_key, "at": at(15)});
+    assert_eq!(
+        callback(&pool, &secret, "/v1/instances/i1/terminated", body, wall).await,
+        StatusCode::OK
+    );
+    let body = json!({"order_id": boot_key, "at": at(16), "caused_by": resume_key});
+    assert_eq!(
+        callback(&pool, &secret, "/v1/instances/i1/resumed", body, wall).await,
+        StatusCode::OK
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM instances WHERE instance_id = 'i1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "terminated");
+}

@@ -9,7 +9,8 @@
 //!   after `stale_after` (the provisioner lost them). An order counts as applied once delivered,
 //!   while in doubt (attempted, not acknowledged, still being retried under its key), and, for a
 //!   boot that expired or was cancelled, once an instance of it is reported;
-//! - ready = instances reported ready and not yet terminated (at most `provisioned`);
+//! - ready = instances reported ready and not yet terminated, less those still stopping (at most
+//!   `provisioned`);
 //! - standby = units of stop orders reported (or unreported and younger than `stale_after`: still
 //!   stopping) − units of resume orders likewise − units of applied `terminate_standby` orders −
 //!   standby instances lost without a terminate order; a failed resume leaves the fleet (it is
@@ -78,7 +79,7 @@ pub async fn fleet_state(
     .bind(fleet_id)
     .fetch_all(pool)
     .await?;
-    let (mut stopped, mut resumed): (i64, i64) = (0, 0);
+    let (mut stopped, mut resumed, mut stopping): (i64, i64, i64) = (0, 0, 0);
     let mut resuming: Vec<DateTime<Utc>> = Vec::new();
     for (kind, count, at, reported) in transitions {
         let units = if at < stale_before {
@@ -89,6 +90,7 @@ pub async fn fleet_state(
         let unreported = (units - reported).max(0) as usize;
         if kind == crate::OrderKind::Stop {
             stopped += units;
+            stopping += unreported as i64;
         } else {
             resumed += units;
             resuming.extend(std::iter::repeat_n(at, unreported));
@@ -109,7 +111,8 @@ pub async fn fleet_state(
     let total = (ordered - terminated - terminated_standby - failed - lost - stale).max(0);
     let standby = (stopped - resumed - terminated_standby - lost_standby).clamp(0, total);
     let provisioned = total - standby;
-    let ready = ready.min(provisioned);
+    // GPUs still stopping were reported ready: they serve no more.
+    let ready = (ready - stopping).clamp(0, provisioned);
     resuming.sort_unstable();
     let resuming_count = resuming.len().min((provisioned - ready) as usize);
     let resuming = resuming[resuming.len() - resuming_count..].to_vec();
