@@ -407,11 +407,16 @@ pub const NOWCAST_HISTORY_MINUTES: usize = 60;
 /// cancelled while they still boot. Demand running below the forecast lowers nothing: a quiet
 /// hour says little of the rush after it (the refits and the SLO sizer bring the level down when
 /// the fall lasts).
+///
+/// `is_burst(t, demand, quantiles)` says whether the last minute's demand is a burst: above the
+/// top quantile, or with a standby tier (whose resumes catch a burst in minutes) above the level
+/// planned on and more than the GPUs serving serve.
 fn nowcast(
     dist: &DemandDistribution,
     demand: &Demand<'_>,
     now: DateTime<Utc>,
     recent_secs: i64,
+    is_burst: &dyn Fn(DateTime<Utc>, f64, &[f64; NUM_LEVELS]) -> bool,
 ) -> Nowcast {
     let steps = demand.window(recent_secs);
     let mut gaps = Vec::with_capacity(steps.len());
@@ -419,14 +424,15 @@ fn nowcast(
     let mut last_gap = None;
     for (k, actual) in steps.iter().enumerate() {
         let back = (steps.len() - k) as i64 * demand.step_secs;
-        let Some(i) = dist.index(now - Duration::seconds(back)) else {
+        let at = now - Duration::seconds(back);
+        let Some(i) = dist.index(at) else {
             continue;
         };
         let gap = actual - dist.median_rps[i];
         gaps.push(gap);
         above += usize::from(*actual > dist.quantiles[i][level_index(0.9)]);
         last_gap =
-            (k + 1 == steps.len() && *actual > dist.quantiles[i][NUM_LEVELS - 1]).then_some(gap);
+            (k + 1 == steps.len() && is_burst(at, *actual, &dist.quantiles[i])).then_some(gap);
     }
     let n = gaps.len();
     gaps.sort_by(f64::total_cmp);
@@ -478,7 +484,18 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
 
     let (wanted, reason) = match usable {
         Some(dist) => {
-            let correction = nowcast(dist, &input.demand, now, cfg.recent_secs);
+            // With a standby tier a burst is demand above the level planned on that the GPUs
+            // serving cannot serve (resumes catch it in minutes); without, demand above the top
+            // quantile.
+            let serving_rps = state.gpus_ready as f64 * cfg.gpu_rps * cfg.target_utilization;
+            let is_burst = |t: DateTime<Utc>, actual: f64, q: &[f64; NUM_LEVELS]| {
+                if cfg.standby.is_some() {
+                    actual > q[level_at(t)] && actual > serving_rps
+                } else {
+                    actual > q[NUM_LEVELS - 1]
+                }
+            };
+            let correction = nowcast(dist, &input.demand, now, cfg.recent_secs, &is_burst);
             // Demand at the planned level for every minute of the distribution, and what the
             // queue leaves each minute to serve.
             let planned: Vec<f64> = (0..dist.median_rps.len())
@@ -487,16 +504,21 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                     correction.apply(dist.quantiles[i][level_at(t)])
                 })
                 .collect();
-            let served = slo::queue_need(&planned, cfg.slo.timeout_secs as f64 / 60.0);
-            let need = |t: DateTime<Utc>| -> (u32, f64) {
+            let timeout_minutes = cfg.slo.timeout_secs as f64 / 60.0;
+            let served = slo::queue_need(&planned, timeout_minutes);
+            let need_of = |served: &[f64], t: DateTime<Utc>| -> (u32, f64) {
                 let q = dist.index(t).map_or(0.0, |i| served[i]);
                 (cfg.gpus_for(q, cfg.target_utilization), q)
             };
-            let peak = |from: DateTime<Utc>, to: DateTime<Utc>| -> (u32, f64, DateTime<Utc>) {
+            let need = |t: DateTime<Utc>| need_of(&served, t);
+            let peak_of = |served: &[f64],
+                           from: DateTime<Utc>,
+                           to: DateTime<Utc>|
+             -> (u32, f64, DateTime<Utc>) {
                 let mut best = (0, 0.0, from);
                 let mut t = from;
                 while t < to {
-                    let (g, q) = need(t);
+                    let (g, q) = need_of(served, t);
                     if g > best.0 || (g == best.0 && q > best.1) {
                         best = (g, q, t);
                     }
@@ -504,6 +526,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                 }
                 best
             };
+            let peak = |from: DateTime<Utc>, to: DateTime<Utc>| peak_of(&served, from, to);
             p50_now = dist
                 .index(now)
                 .map(|i| correction.apply(dist.median_rps[i]));
@@ -528,17 +551,35 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             let (mut keep, q_keep, at_keep) = peak(now, keep_until);
             if let Some(sb) = cfg.standby {
                 // Cold capacity: a boot lead ahead the running and standby tiers together serve
-                // the plan, and standby holds what the break-even keeps.
+                // the distribution's top quantile (what a burst the running tier misses may need,
+                // resumed within minutes), and standby holds what the break-even keeps.
+                let top: Vec<f64> = dist
+                    .quantiles
+                    .iter()
+                    .zip(&planned)
+                    .map(|(q, p)| correction.apply(q[NUM_LEVELS - 1]).max(*p))
+                    .collect();
+                let served_top = slo::queue_need(&top, timeout_minutes);
+                let peak_top = |from, to| peak_of(&served_top, from, to);
                 let boot_lead = Duration::seconds(cfg.boot_lead_secs);
-                let (ahead, _, _) = peak(now + boot_lead, now + boot_lead + hold);
+                let (ahead, _, _) = peak_top(now + boot_lead, now + boot_lead + hold);
                 let (cold_keep, _, _) = peak(now, now + Duration::seconds(cfg.keep_secs()));
                 let pool_until = dist
                     .end()
                     .min(now + Duration::seconds(sb.break_even_secs(cfg.boot_lead_secs)))
                     .max(now + Duration::seconds(cfg.keep_secs()));
-                let (held, _, at_held) = peak(now, pool_until);
-                // What standby cannot hold stays running.
-                keep = keep.max(cold_keep.saturating_sub(sb.max_gpus));
+                let (held, _, at_held) = peak_top(now, pool_until);
+                // What standby cannot hold stays running; and what the last minutes' demand
+                // needs (its queue drains over the timeout) is not stopped under it.
+                let recent_peak = input
+                    .demand
+                    .window((cfg.slo.timeout_secs + 60).max(60))
+                    .iter()
+                    .copied()
+                    .fold(0.0, f64::max);
+                keep = keep
+                    .max(cold_keep.saturating_sub(sb.max_gpus))
+                    .max(cfg.gpus_for(recent_peak, cfg.target_utilization));
                 pool = Some(standby::PoolNeed {
                     ahead,
                     held: held.max(cold_keep),
@@ -550,6 +591,11 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             let correction_note = correction.note();
             // The expert override: answer a miss at once with the seed's headroom.
             let missed = current > top_now;
+            // With a standby tier a burst above the planned level is caught by resumes, and
+            // nothing is stopped while one lasts.
+            let missed_level = cfg.standby.is_some()
+                && current > serving_rps
+                && dist.at(now).is_some_and(|q| current > q[level_at(now)]);
             let headroom = cfg
                 .reactive
                 .miss_load
@@ -576,7 +622,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                         prewarm_core::format_duration(cfg.slo.timeout_secs),
                     ),
                 )
-            } else if keep < provisioned && !missed {
+            } else if keep < provisioned && !missed && !missed_level {
                 (
                     keep,
                     format!(

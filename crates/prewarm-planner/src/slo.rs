@@ -159,6 +159,20 @@ pub struct ReplayPlanner {
     pub hold_secs: i64,
     /// How far ahead a GPU is kept ([`crate::PlannerConfig::keep_secs`]).
     pub keep_secs: i64,
+    /// With a standby tier: how a burst above the level is caught by resumes.
+    pub catch_up: Option<CatchUp>,
+}
+
+/// How a planner with a standby tier catches a burst its level missed: the next decision sees the
+/// minute above the level and resumes GPUs for it (up to what standby holds, the top quantile),
+/// which serve after the resume lead and are kept for the running tier's keep window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Minutes from the minute missed to resumed GPUs serving: one to see it, then the resume
+    /// lead.
+    pub lag_minutes: usize,
+    /// Minutes the resumed GPUs are kept after they serve.
+    pub keep_minutes: usize,
 }
 
 impl ReplayPlanner {
@@ -170,6 +184,10 @@ impl ReplayPlanner {
             lead_secs: cfg.boot_lead_secs,
             hold_secs: cfg.hold_secs,
             keep_secs: cfg.running_keep_secs(),
+            catch_up: cfg.standby.map(|sb| CatchUp {
+                lag_minutes: 1 + (sb.resume_secs.max(0) as usize).div_ceil(60),
+                keep_minutes: (cfg.running_keep_secs() / 60).max(1) as usize,
+            }),
         }
     }
 }
@@ -256,17 +274,42 @@ pub fn choose_levels(
             );
             i = j;
         }
+        // With a standby tier, the GPUs resumed for minutes above this level: serving from a
+        // lag after the minute, billed from the decision after it.
+        let mut caught = vec![0u32; minutes.len()];
+        let mut billed = vec![0u32; minutes.len()];
+        if let Some(c) = planner.catch_up {
+            let median = crate::level_index(0.5);
+            for (j, m) in minutes.iter().enumerate() {
+                // A burst: above the level, and more than the GPUs ready serve.
+                let ready = windowed(&needs, j, hold).max(caught[j]);
+                if m.actual_rps > m.quantiles[k] && gpus_for(m.actual_rps, gpu_rps) > ready {
+                    let gap = m.actual_rps - m.quantiles[median];
+                    // The planner raises the distribution by the gap over the median, and plans
+                    // the level on it (standby holds up to the top quantile so raised).
+                    for i in (j + 1)..(j + 1 + c.lag_minutes + c.keep_minutes).min(run_end[j]) {
+                        let q = &minutes[i].quantiles;
+                        let g = gpus_for((q[k] + gap).max(m.actual_rps), gpu_rps)
+                            .min(gpus_for(q[NUM_LEVELS - 1] + gap, gpu_rps));
+                        billed[i] = billed[i].max(g);
+                        if i >= j + c.lag_minutes {
+                            caught[i] = caught[i].max(g);
+                        }
+                    }
+                }
+            }
+        }
         for h in 0..24 {
             for &(a, b) in &runs[h] {
                 let mut acc = Accounting::new(60, &sim);
                 let mut arrived = 0.0;
                 let mut served = 0.0;
                 for (n, i) in (a..b).enumerate() {
-                    let ready = windowed(&needs, i, hold);
+                    let ready = windowed(&needs, i, hold).max(caught[i]);
                     let requests = minutes[i].actual_rps.max(0.0) * 60.0;
                     arrived += requests;
                     served += acc.step(n, requests, ready, ready, 0, false).0;
-                    cost[h][k] += windowed(&needs, i, keep) as f64;
+                    cost[h][k] += windowed(&needs, i, keep).max(billed[i]) as f64;
                 }
                 loss[h][k] += (arrived - served).max(0.0);
             }
@@ -487,6 +530,7 @@ mod tests {
             lead_secs: 0,
             hold_secs: 60,
             keep_secs: 60,
+            catch_up: None,
         }
     }
 

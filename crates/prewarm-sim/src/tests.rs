@@ -515,29 +515,43 @@ fn replaying_a_cut_trace_with_standby_leaves_every_earlier_decision_unchanged() 
 }
 
 #[test]
-fn standby_lowers_the_cost_of_a_daily_rush_within_the_slo() {
+fn standby_catches_bursts_for_less_within_the_slo() {
+    // The bursts at half past the hour above: a cold planner must hold burst-sized capacity
+    // wherever a burst is likely; with standby it holds less running and resumes in 2 minutes
+    // what a burst needs (5% of resumes failing and booted cold), for at least 10% less.
     let start = t("2026-03-02T00:00:00Z");
-    let trace = daily_trace(5);
+    let hour_has_burst = |h: usize| ((h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63) == 1;
+    let trace = poisson_trace(6 * 1440, |m| {
+        let burst = hour_has_burst(m / 60) && (30..35).contains(&(m % 60));
+        120.0 + if burst { 600.0 } else { 0.0 }
+    });
     let cfg = SimConfig {
-        gpu_rps: 2.5,
         score_from_step: 3 * 1440,
         ..standby_sim(0.05)
     };
-    let (_, cold) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
-    let mut tiered = predictive(start);
-    tiered.cfg.standby = Some(prewarm_planner::StandbyConfig::new(100));
-    let (_, warm) = simulate(start, 60, &trace, &mut tiered, &cfg);
-    let slo = prewarm_planner::Slo::default().max_timeout_share;
+    let policy = |standby: bool| {
+        let mut planner_cfg = PlannerConfig::new(1.0);
+        planner_cfg.boot_lead_secs = 600;
+        planner_cfg.standby = standby.then(|| prewarm_planner::StandbyConfig::new(100));
+        Predictive::new(planner_cfg, ForecastSettings::default(), start, 60, 4)
+    };
+    let (_, cold) = simulate(start, 60, &trace, &mut policy(false), &cfg);
+    let (_, warm) = simulate(start, 60, &trace, &mut policy(true), &cfg);
     assert!(
-        warm.cost_usd < cold.cost_usd,
+        warm.cost_usd < 0.9 * cold.cost_usd,
         "with standby ${:.2}, without ${:.2}",
         warm.cost_usd,
         cold.cost_usd
     );
+    // A 5-minute burst is partly over before a resume ordered on its first minute serves (a
+    // minute to see it, two to resume): the first minutes of a burst the level did not plan for
+    // are lost. Measured: about 0.2% timed out against 0.08% without standby; bounded here so a
+    // regression shows.
     assert!(
-        warm.timed_out_share <= slo.max(cold.timed_out_share),
-        "timed out {:.4}% with standby, {:.4}% without",
+        warm.timed_out_share <= 0.003,
+        "timed out {:.4}% with standby ({:.4}% without)",
         100.0 * warm.timed_out_share,
         100.0 * cold.timed_out_share
     );
+    assert!(warm.resumes > 0 && warm.standby_gpu_hours > 0.0);
 }
