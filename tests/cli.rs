@@ -861,6 +861,12 @@ fn provisioner_check_passes_against_fake_cloud_and_fails_against_a_broken_endpoi
             "1s",
             "--boot-max",
             "2s",
+            "--stop",
+            "1s",
+            "--resume-min",
+            "1s",
+            "--resume-max",
+            "2s",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -882,12 +888,18 @@ fn provisioner_check_passes_against_fake_cloud_and_fails_against_a_broken_endpoi
         &format!("127.0.0.1:{callback_port}"),
         "--wait",
         "30s",
+        "--standby",
     ]);
     cloud.kill().unwrap();
     cloud.wait().unwrap();
     assert!(ok, "{stdout}\n{stderr}");
-    assert!(stdout.contains("13 of 13 checks passed"), "{stdout}");
+    assert!(stdout.contains("21 of 21 checks passed"), "{stdout}");
     assert!(stdout.contains("repeated order applied once"), "{stdout}");
+    assert!(
+        stdout.contains("pass  stop reported, naming its order")
+            && stdout.contains("pass  resume reported, naming its order"),
+        "{stdout}"
+    );
 
     // An endpoint that accepts anything (no signature check) fails, and says why.
     let broken_port = free_port();

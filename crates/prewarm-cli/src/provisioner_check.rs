@@ -5,7 +5,8 @@
 //! signature, a stale timestamp, a body changed after signing, an unknown kind). With
 //! `--callback-listen` it also receives the provisioner's callbacks, as prewarm would, and checks
 //! them: signed, bound to their path, one instance for a boot of one however often it was sent,
-//! and a `terminated` naming the terminate order. Orders go to a fleet of their own
+//! and a `terminated` naming the terminate order. With `--standby` it also sends the standby
+//! tier's orders (stop, resume, terminate_standby) and checks their callbacks. Orders go to a fleet of their own
 //! (`--fleet`, `prewarm-conformance`) and ask for one instance, which the run terminates again.
 
 use std::{
@@ -48,6 +49,11 @@ pub(crate) struct CheckArgs {
     /// Time allowed for one answer.
     #[arg(long, default_value = "10s")]
     timeout: Span,
+    /// Also check the standby tier's orders: a stop of the instance, a resume, each sent twice
+    /// (with --callback-listen: `stopped` and `resumed`, or `failed`, naming their orders), and a
+    /// `terminate_standby` of none left in standby.
+    #[arg(long)]
+    standby: bool,
 }
 
 /// One check's outcome.
@@ -395,6 +401,9 @@ async fn check(
                 instances.len()
             ),
         });
+        if args.standby {
+            standby_checks(&client, &args.fleet, &run, Some(&received), wait, &mut out).await;
+        }
         out.push(expect(
             "signed terminate order accepted",
             client.order(&terminate_id, &terminate).await,
@@ -436,6 +445,9 @@ async fn check(
             },
         });
     } else {
+        if args.standby {
+            standby_checks(&client, &args.fleet, &run, None, wait, &mut out).await;
+        }
         out.push(expect(
             "signed terminate order accepted",
             client.order(&terminate_id, &terminate).await,
@@ -450,6 +462,88 @@ async fn check(
         ));
     }
     Ok(out)
+}
+
+/// The standby tier's orders: a stop of one, a resume of one, a `terminate_standby` of one, each
+/// sent twice under its key; with a callback listener, the `stopped` and the `resumed` (or a
+/// `failed` resume) naming their orders.
+async fn standby_checks(
+    client: &Client,
+    fleet: &str,
+    run: &str,
+    received: Option<&Arc<Mutex<Received>>>,
+    wait: Duration,
+    out: &mut Vec<Outcome>,
+) {
+    let accepted = |s: u16| (200..300).contains(&s);
+    let steps: [(&str, &'static str, &'static str, &[Event]); 3] = [
+        (
+            "stop",
+            "signed stop order accepted",
+            "same stop order again accepted",
+            &[Event::Stopped],
+        ),
+        (
+            "resume",
+            "signed resume order accepted",
+            "same resume order again accepted",
+            &[Event::Resumed, Event::Failed],
+        ),
+        (
+            "terminate_standby",
+            "terminate_standby accepted",
+            "same terminate_standby again accepted",
+            &[],
+        ),
+    ];
+    for (kind, first, again, events) in steps {
+        let id = format!("ord_check_{run}_{kind}");
+        let body = order_body(&id, fleet, kind, 1);
+        out.push(expect(
+            first,
+            client.order(&id, &body).await,
+            accepted,
+            "2xx",
+        ));
+        out.push(expect(
+            again,
+            client.order(&id, &body).await,
+            accepted,
+            "2xx (and applied once)",
+        ));
+        let Some(received) = received.filter(|_| !events.is_empty()) else {
+            continue;
+        };
+        let reported = wait_for(received, wait, |r| {
+            r.callbacks
+                .iter()
+                .find(|(_, _, _, c)| {
+                    events.contains(&c.event) && c.caused_by.as_deref() == Some(id.as_str())
+                })
+                .map(|(_, i, e, _)| (i.clone(), e.clone()))
+        })
+        .await;
+        out.push(Outcome {
+            name: if kind == "stop" {
+                "stop reported, naming its order"
+            } else {
+                "resume reported, naming its order"
+            },
+            passed: reported.is_some(),
+            detail: match &reported {
+                Some((i, e)) => format!("instance `{i}` reported `{e}` with caused_by = {id:?}"),
+                None => format!(
+                    "no {} callback with caused_by = {id:?} within {} s",
+                    events
+                        .iter()
+                        .map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    wait.as_secs()
+                ),
+            },
+        });
+    }
 }
 
 /// A short random tag for this run's order ids.

@@ -399,6 +399,9 @@ const NOWCAST_MIN_MINUTES: usize = 10;
 /// with what was expected of it right after a refit.
 pub const NOWCAST_HISTORY_MINUTES: usize = 60;
 
+/// Whether a minute's demand (at a time, against its quantiles) is a burst.
+type BurstTest<'a> = dyn Fn(DateTime<Utc>, f64, &[f64; NUM_LEVELS]) -> bool + 'a;
+
 /// Compares recent demand with the distribution's minutes. When the last minute ran above the
 /// distribution's top quantile (demand the forecast all but ruled out), or most of the last
 /// `recent_secs` ran above its 0.9 quantile (the forecast is short: a new rush, clients
@@ -416,7 +419,7 @@ fn nowcast(
     demand: &Demand<'_>,
     now: DateTime<Utc>,
     recent_secs: i64,
-    is_burst: &dyn Fn(DateTime<Utc>, f64, &[f64; NUM_LEVELS]) -> bool,
+    is_burst: &BurstTest<'_>,
 ) -> Nowcast {
     let steps = demand.window(recent_secs);
     let mut gaps = Vec::with_capacity(steps.len());
