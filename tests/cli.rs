@@ -253,12 +253,12 @@ fn bad_input_gets_a_clear_error_and_no_output() {
 fn simulate_compares_every_policy_and_writes_decisions() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sim");
-    let (ok, stdout, stderr) = prewarm(&["simulate", "--out", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) = prewarm(&["simulate", "--standby", "--out", out.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     let row = |policy: &str| -> Vec<String> {
         stdout
             .lines()
-            .find(|l| l.starts_with(policy))
+            .find(|l| l.split_whitespace().next() == Some(policy) || l.starts_with(policy))
             .unwrap_or_else(|| panic!("no {policy} row in {stdout}"))
             .split_whitespace()
             .map(str::to_string)
@@ -271,9 +271,9 @@ fn simulate_compares_every_policy_and_writes_decisions() {
     }
     let lower_bound = row("lower bound")[2].parse::<f64>().unwrap();
     assert!(gpu_hours("clairvoyant") > lower_bound, "{stdout}");
-    assert_eq!(row("clairvoyant")[3], "0.000%");
+    assert_eq!(row("clairvoyant")[4], "0.000%");
     assert_eq!(
-        row("static")[3],
+        row("static")[4],
         "0.000%",
         "a fleet sized for the peak loses nothing"
     );
@@ -286,15 +286,25 @@ fn simulate_compares_every_policy_and_writes_decisions() {
         gpu_hours("hindsight") > gpu_hours("clairvoyant"),
         "{stdout}"
     );
-    let hindsight_lost: f64 = row("hindsight")[3].trim_end_matches('%').parse().unwrap();
+    let hindsight_lost: f64 = row("hindsight")[4].trim_end_matches('%').parse().unwrap();
     assert!(hindsight_lost <= 0.15, "{stdout}");
+    // With a standby tier (resume 2 minutes, 1% of the price, 5% of resumes failing) the same
+    // planner costs less, standby hours included.
+    let cost = |policy: &str| row(policy)[3].parse::<f64>().unwrap();
+    assert!(
+        row("predictive+standby")[2].parse::<f64>().unwrap() > 0.0,
+        "{stdout}"
+    );
+    assert!(cost("predictive+standby") < cost("predictive"), "{stdout}");
 
     let decisions = std::fs::read_to_string(out.join("predictive/decisions.csv")).unwrap();
     let mut lines = decisions.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "timestamp,gpus_ready,gpus_booting,gpus_billed,boot_orders,terminate_orders,demand_requests,served_requests,timed_out_requests,forecast_p50_rps,forecast_upper_rps,reason"
+        "timestamp,gpus_ready,gpus_booting,gpus_billed,boot_orders,terminate_orders,gpus_standby,gpus_resuming,stop_orders,resume_orders,demand_requests,served_requests,timed_out_requests,forecast_p50_rps,forecast_upper_rps,reason"
     );
+    let tiered = std::fs::read_to_string(out.join("predictive+standby/decisions.csv")).unwrap();
+    assert!(tiered.contains("standby tier: resume"), "a resume says so");
     assert_eq!(
         lines.count(),
         4040 * 5,
@@ -306,8 +316,20 @@ fn simulate_compares_every_policy_and_writes_decisions() {
     );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["policies"].as_array().unwrap().len(), 5);
+    assert_eq!(summary["policies"].as_array().unwrap().len(), 6);
     assert_eq!(summary["policies"][3]["cost_vs_clairvoyant"], 1.0);
+    let tiered = &summary["policies"][5];
+    assert_eq!(tiered["policy"], "predictive+standby");
+    let (hours, standby_hours, cost) = (
+        tiered["gpu_hours"].as_f64().unwrap(),
+        tiered["standby_gpu_hours"].as_f64().unwrap(),
+        tiered["cost_usd"].as_f64().unwrap(),
+    );
+    assert!(
+        (cost - 3.0 * (hours + 0.01 * standby_hours)).abs() < 1e-6,
+        "the cost adds standby at its price: {tiered}"
+    );
+    assert_eq!(summary["standby"]["price_share"], 0.01);
     assert!(std::fs::read_to_string(out.join("plot.svg"))
         .unwrap()
         .contains("clairvoyant"));
@@ -328,7 +350,9 @@ fn tune_walks_forward_choosing_on_earlier_days_and_reporting_later_ones() {
         "--utilizations",
         "1.0",
         "--miss-loads",
-        "none,0.6",
+        "none",
+        "--standby-maxes",
+        "off,all",
         "--slo",
         "0.01",
         "--walk-forward",
@@ -350,18 +374,25 @@ fn tune_walks_forward_choosing_on_earlier_days_and_reporting_later_ones() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "quantile,hold,utilization,miss_load,gpu_hours,timed_out_share,boots_per_day,vs_clairvoyant,later_gpu_hours,later_timed_out_share,later_boots_per_day,later_vs_clairvoyant"
+        "quantile,hold,utilization,miss_load,standby_max,gpu_hours,timed_out_share,boots_per_day,vs_clairvoyant,later_gpu_hours,later_timed_out_share,later_boots_per_day,later_vs_clairvoyant"
     );
     let rows: Vec<Vec<String>> = lines
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect();
-    assert_eq!(rows.len(), 4, "2 quantiles x 2 miss loads");
+    assert_eq!(rows.len(), 4, "2 quantiles x standby off and on");
     assert_eq!(rows[0][0], "auto", "the SLO-planned default comes first");
+    assert_eq!(
+        rows.iter().map(|r| r[4].as_str()).collect::<Vec<_>>(),
+        ["off", "all", "off", "all"]
+    );
     for row in &rows {
-        let later: f64 = row[8].parse().unwrap();
-        let earlier: f64 = row[4].parse().unwrap();
+        let later: f64 = row[9].parse().unwrap();
+        let earlier: f64 = row[5].parse().unwrap();
         assert!(later > 0.0 && earlier > 0.0, "{row:?}");
     }
+    // The SLO-planned setting with standby is cheaper than without, standby at its price.
+    let hours = |r: &Vec<String>| r[5].parse::<f64>().unwrap();
+    assert!(hours(&rows[1]) < hours(&rows[0]), "{rows:?}");
 
     // A split that leaves nothing to choose on, or nothing to report on, is refused.
     let (ok, _, stderr) = prewarm(&["tune", "--walk-forward", "1d"]);

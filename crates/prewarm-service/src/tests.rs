@@ -152,6 +152,45 @@ async fn a_delivery_repeated_after_a_crash_is_applied_once(pool: PgPool) {
     let state = cloud.seen();
     assert_eq!(state.deliveries, 2);
     assert_eq!(state.applied.len(), 1, "applied once in effect");
+    // The same for the standby tier's orders, and the state counts the order in doubt.
+    let later = now + chrono::Duration::minutes(1);
+    let fleet_id: i64 = sqlx::query_scalar("SELECT id FROM fleets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    record_decision(
+        &pool,
+        fleet_id,
+        later,
+        &FleetState::default(),
+        &orders_of(vec![Order::Stop(1), Order::Resume(1)]),
+    )
+    .await
+    .unwrap();
+    d.dispatch_due(&pool, later).await.unwrap();
+    sqlx::query("UPDATE orders SET state = 'pending', delivered_at = NULL WHERE kind <> 'boot'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let s = prewarm_store::state::fleet_state(&pool, fleet_id, later, 1_800)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.standby, s.resuming.len()),
+        (0, 1),
+        "in doubt: the stop and the resume both count"
+    );
+    d.dispatch_due(&pool, later + chrono::Duration::seconds(3))
+        .await
+        .unwrap();
+    let state = cloud.seen();
+    assert_eq!(state.deliveries, 6);
+    let kinds: Vec<&str> = state.applied.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["boot", "stop", "resume"],
+        "each applied once in effect"
+    );
 }
 
 #[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
