@@ -330,9 +330,112 @@ fn simulate_compares_every_policy_and_writes_decisions() {
         "the cost adds standby at its price: {tiered}"
     );
     assert_eq!(summary["standby"]["price_share"], 0.01);
+    assert!(std::fs::read_to_string(out.join("report.html"))
+        .unwrap()
+        .contains("predictive+standby"));
     assert!(std::fs::read_to_string(out.join("plot.svg"))
         .unwrap()
         .contains("clairvoyant"));
+}
+
+/// Headless Chromium, which `.ci/run` installs; outside CI a machine without it skips the browser
+/// half of a test (and says so).
+fn chromium() -> Option<&'static str> {
+    let path = "/usr/bin/chromium";
+    if std::path::Path::new(path).exists() {
+        Some(path)
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have Debian's chromium (.ci/run installs it)"
+        );
+        eprintln!("no {path}: the report is not opened in a browser here");
+        None
+    }
+}
+
+#[test]
+fn the_simulate_report_opens_offline_in_a_browser_draws_its_charts_and_shows_names_as_text() {
+    // Three days of 5-minute traffic with a daily rush, at a path whose name has markup in it.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("fleet <b>bold & 'q'.csv");
+    let mut csv = String::from("timestamp,requests\n");
+    for i in 0..3 * 288 {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-03-02T00:00:00Z").unwrap()
+            + chrono::Duration::minutes(5 * i);
+        let hour = (i % 288) as f64 / 12.0;
+        let rate = 300.0 + 900.0 * (-(hour - 14.0).powi(2) / 8.0).exp();
+        csv.push_str(&format!("{},{rate:.0}\n", t.to_rfc3339()));
+    }
+    std::fs::write(&trace, csv).unwrap();
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = prewarm(&[
+        "simulate",
+        trace.to_str().unwrap(),
+        "--policies",
+        "reactive,clairvoyant",
+        "--tz",
+        "America/New_York",
+        "--warmup",
+        "1d",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    // Self-contained: nothing is fetched (the SVG namespace is a name, not a request).
+    for outside in [
+        "<link",
+        " src=",
+        "url(",
+        "fetch(",
+        "XMLHttpRequest",
+        "https://",
+    ] {
+        assert!(
+            !page.contains(outside),
+            "the report refers outside: {outside}"
+        );
+    }
+    assert!(page.contains("&lt;b&gt;bold &amp;"), "the title is escaped");
+    let Some(browser) = chromium() else { return };
+    let dump = Command::new(browser)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dump.stdout);
+    // The charts were drawn by the page's script: demand and two policies in the capacity chart,
+    // two policies in the timed-out chart, and the warm-up shaded in both.
+    assert_eq!(dom.matches(r#"class="series""#).count(), 5, "{dom}");
+    assert_eq!(dom.matches(r#"class="warmup""#).count(), 2);
+    assert!(dom.contains("<td>clairvoyant</td>"), "the table is filled");
+    // Dates on the fleet's wall clock: the trace starts at midnight UTC, 19:00 in New York.
+    assert!(dom.contains("2026-03-01 19:00"), "local dates on the axis");
+    // Markup in a name is text: no <b> element was made of it.
+    // Markup in a name is text: outside the page's scripts (whose data holds the name as JSON)
+    // no <b> element was made of it, and the heading shows it escaped.
+    let mut rendered = String::new();
+    let mut rest = dom.as_ref();
+    while let Some(open) = rest.find("<script") {
+        rendered.push_str(&rest[..open]);
+        rest = rest[open..]
+            .find("</script>")
+            .map_or("", |close| &rest[open + close + 9..]);
+    }
+    rendered.push_str(rest);
+    assert!(!rendered.contains("<b>"), "{rendered}");
+    assert!(
+        rendered.contains(r#"fleet &lt;b&gt;bold &amp; 'q'.csv</span>"#),
+        "{rendered}"
+    );
 }
 
 #[test]

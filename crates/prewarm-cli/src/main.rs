@@ -26,6 +26,7 @@ mod provisioner_check;
 mod pull;
 mod refit;
 mod replay;
+mod report;
 mod retention;
 mod serve;
 mod simulate;

@@ -158,8 +158,15 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
         crate::plot::capacity_svg(&dir.join("plot.svg"), &replay, &results)?;
+        crate::report::simulate_report(
+            &dir.join("report.html"),
+            &replay,
+            &results,
+            &summaries,
+            lower,
+        )?;
         println!(
-            "wrote decisions.csv per policy, summary.json and plot.svg to {}",
+            "wrote decisions.csv per policy, summary.json, plot.svg and report.html to {}",
             dir.display()
         );
     }
