@@ -57,6 +57,15 @@ fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
     assert!(forecasts.starts_with("origin,model,fitted,timestamp,step,actual,p50,upper"));
     let svg = std::fs::read_to_string(out.join("plot.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("upper band"));
+    // report.html draws demand against the median and the band in a real browser, offline.
+    if let Some(dom) = browser_dom(&out.join("report.html")) {
+        assert_eq!(dom.matches(r#"class="series""#).count(), 3, "{dom}");
+        assert!(dom.contains("<td>mstl</td>"), "{dom}");
+        assert!(
+            dom.contains(r#"class="warmup""#),
+            "history before the first forecast"
+        );
+    }
     // 4 origins are too few days to check the demand distribution's calibration, and it says so.
     assert!(stdout.contains("too few scored days"), "{stdout}");
 }
@@ -354,6 +363,30 @@ fn chromium() -> Option<&'static str> {
     }
 }
 
+/// The page at `path` as headless Chromium leaves it once its scripts ran (no network: the file
+/// only), or `None` where there is no Chromium (never in CI).
+fn browser_dom(path: &Path) -> Option<String> {
+    let browser = chromium()?;
+    let dump = Command::new(browser)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "chromium failed on {}",
+        path.display()
+    );
+    Some(String::from_utf8_lossy(&dump.stdout).into_owned())
+}
+
 #[test]
 fn the_simulate_report_opens_offline_in_a_browser_draws_its_charts_and_shows_names_as_text() {
     // Three days of 5-minute traffic with a daily rush, at a path whose name has markup in it.
@@ -398,20 +431,9 @@ fn the_simulate_report_opens_offline_in_a_browser_draws_its_charts_and_shows_nam
         );
     }
     assert!(page.contains("&lt;b&gt;bold &amp;"), "the title is escaped");
-    let Some(browser) = chromium() else { return };
-    let dump = Command::new(browser)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--dump-dom",
-        ])
-        .arg(format!("file://{}", out.join("report.html").display()))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dump.stdout);
+    let Some(dom) = browser_dom(&out.join("report.html")) else {
+        return;
+    };
     // The charts were drawn by the page's script: demand and two policies in the capacity chart,
     // two policies in the timed-out chart, and the warm-up shaded in both.
     assert_eq!(dom.matches(r#"class="series""#).count(), 5, "{dom}");
@@ -423,7 +445,7 @@ fn the_simulate_report_opens_offline_in_a_browser_draws_its_charts_and_shows_nam
     // Markup in a name is text: outside the page's scripts (whose data holds the name as JSON)
     // no <b> element was made of it, and the heading shows it escaped.
     let mut rendered = String::new();
-    let mut rest = dom.as_ref();
+    let mut rest = dom.as_str();
     while let Some(open) = rest.find("<script") {
         rendered.push_str(&rest[..open]);
         rest = rest[open..]
@@ -433,7 +455,7 @@ fn the_simulate_report_opens_offline_in_a_browser_draws_its_charts_and_shows_nam
     rendered.push_str(rest);
     assert!(!rendered.contains("<b>"), "{rendered}");
     assert!(
-        rendered.contains(r#"fleet &lt;b&gt;bold &amp; 'q'.csv</span>"#),
+        rendered.contains(r#"fleet &lt;b&gt;bold &amp; 'q'.csv</h1>"#),
         "{rendered}"
     );
 }

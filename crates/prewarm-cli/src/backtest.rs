@@ -248,8 +248,42 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
         crate::plot::backtest_svg(&dir.join("plot.svg"), &trace, &result, cfg.models[0])?;
+        let rows = summaries
+            .iter()
+            .map(|s| {
+                vec![
+                    s.model.clone(),
+                    s.fitted.clone(),
+                    s.origins.to_string(),
+                    format!("{:.3}", s.mase),
+                    format!("{:.1}", s.smape_percent),
+                    format!("{:.2}", s.pinball),
+                    format!("{:.3}", s.coverage),
+                    format!("{:.1}", s.mean_fit_ms),
+                ]
+            })
+            .collect();
+        let first_model: Vec<_> = result
+            .forecasts
+            .iter()
+            .filter(|f| f.model == cfg.models[0])
+            .collect();
+        crate::report::backtest_report(
+            &dir.join("report.html"),
+            &trace,
+            &first_model,
+            (
+                &[
+                    "model", "fitted", "origins", "MASE", "sMAPE %", "pinball", "coverage",
+                    "fit ms",
+                ],
+                rows,
+            ),
+            &serde_json::to_value(&summary)?,
+            tz,
+        )?;
         println!(
-            "wrote forecasts.csv, summary.json and plot.svg to {}",
+            "wrote forecasts.csv, summary.json, plot.svg and report.html to {}",
             dir.display()
         );
     }

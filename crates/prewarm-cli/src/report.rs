@@ -15,34 +15,92 @@ use crate::{replay::Replay, simulate::PolicySummary};
 /// Most points a chart's line holds: each is the largest value over its stride of steps.
 const MAX_POINTS: usize = 4_000;
 
+/// One line of a chart.
 #[derive(Serialize)]
-struct Series {
-    policy: String,
-    ready: Vec<u32>,
-    billed: Vec<u32>,
-    standby: Vec<u32>,
-    timed_out: Vec<f64>,
+struct Line {
+    label: String,
+    values: Vec<f64>,
+    /// Drawn fainter and thinner (a secondary series).
+    faint: bool,
+    /// Its colour in the page's palette: the same policy has the same colour in every chart.
+    colour: usize,
 }
 
+/// One chart: lines over the page's shared time axis.
 #[derive(Serialize)]
-struct ReportData<'a> {
-    trace: &'a str,
-    time_zone: String,
+struct ChartData {
+    title: String,
+    y_label: String,
+    height: u32,
+    lines: Vec<Line>,
+}
+
+/// A table: a header and rows of text.
+#[derive(Serialize)]
+struct TableData {
+    title: String,
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+/// What a report page shows.
+#[derive(Serialize)]
+struct Page<'a> {
+    title: String,
+    intro: String,
     /// Local time of each point, `YYYY-MM-DD HH:MM`.
     times: Vec<String>,
-    /// Minutes each point spans.
-    point_minutes: f64,
-    /// The first scored point (before it: the warm-up).
+    /// The first scored point (before it: shaded, not scored).
     scored_from: usize,
-    /// GPUs the demand needs at full load (the largest over each point).
-    needed: Vec<f64>,
-    policies: Vec<Series>,
-    summaries: &'a [PolicySummary],
-    settings: serde_json::Value,
-    lower_bound_gpu_hours: f64,
+    tables: Vec<TableData>,
+    charts: Vec<ChartData>,
+    settings: &'a serde_json::Value,
 }
 
-/// Writes `report.html` for a replay's results, whole or not at all.
+/// `n` steps of `step_secs` from `start` in points of at most [`MAX_POINTS`]: the stride, and each
+/// point's local time in `tz`.
+fn axis(
+    start: chrono::DateTime<chrono::Utc>,
+    step_secs: i64,
+    n: usize,
+    tz: Tz,
+) -> (usize, Vec<String>) {
+    let stride = n.div_ceil(MAX_POINTS).max(1);
+    let times = (0..n)
+        .step_by(stride)
+        .map(|i| {
+            (start + Duration::seconds(step_secs * i as i64))
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .collect();
+    (stride, times)
+}
+
+/// The largest of each stride (`None`, a missing value, counts as nothing).
+fn max_per(values: &[Option<f64>], stride: usize) -> Vec<f64> {
+    values
+        .chunks(stride)
+        .map(|c| c.iter().flatten().copied().fold(0.0, f64::max))
+        .collect()
+}
+
+/// Writes a report page, whole or not at all.
+fn write_page(path: &Path, page: &Page<'_>) -> anyhow::Result<()> {
+    let json = serde_json::to_string(page)?;
+    let html = PAGE
+        .replace("{{TITLE}}", &escape_html(&page.title))
+        // Inside a script element only `</` can end it early: escaped, the JSON still parses.
+        .replace("{{DATA}}", &json.replace("</", "<\\/"));
+    crate::output::write_atomic(path, html.as_bytes())
+}
+
+fn fixed(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// Writes `report.html` for a replay's results.
 pub(crate) fn simulate_report(
     path: &Path,
     replay: &Replay,
@@ -51,89 +109,216 @@ pub(crate) fn simulate_report(
     lower_bound_gpu_hours: f64,
 ) -> anyhow::Result<()> {
     let n = replay.requests.len();
-    let stride = n.div_ceil(MAX_POINTS).max(1);
     let tz = replay.tz.unwrap_or(Tz::UTC);
-    let times: Vec<String> = (0..n)
-        .step_by(stride)
-        .map(|i| {
-            (replay.trace.start + Duration::seconds(replay.step_secs * i as i64))
-                .with_timezone(&tz)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
+    let (stride, times) = axis(replay.trace.start, replay.step_secs, n, tz);
+    let needed: Vec<Option<f64>> = replay
+        .requests
+        .iter()
+        .map(|r| {
+            Some(
+                (r / replay.step_secs as f64 / replay.gpu_rps - 1e-9)
+                    .ceil()
+                    .max(0.0),
+            )
         })
         .collect();
-    let max_u32 = |values: &[u32]| -> Vec<u32> {
-        values
-            .chunks(stride)
-            .map(|c| c.iter().copied().max().unwrap_or(0))
+    // Records cover the steps replayed: padded to the trace's.
+    let column = |rows: &[StepRecord], f: &dyn Fn(&StepRecord) -> f64| -> Vec<Option<f64>> {
+        std::iter::repeat_n(None, n.saturating_sub(rows.len()))
+            .chain(rows.iter().map(|r| Some(f(r))))
             .collect()
     };
-    let needed: Vec<f64> = replay
-        .requests
-        .chunks(stride)
-        .map(|c| {
-            c.iter()
-                .map(|r| {
-                    (r / replay.step_secs as f64 / replay.gpu_rps - 1e-9)
-                        .ceil()
-                        .max(0.0)
-                })
-                .fold(0.0, f64::max)
-        })
-        .collect();
-    let policies = results
+    let mut capacity = vec![Line {
+        label: "GPUs needed at full load".into(),
+        values: max_per(&needed, stride),
+        faint: false,
+        colour: 0,
+    }];
+    let mut lost = Vec::new();
+    for (k, (rows, summary)) in results.iter().enumerate() {
+        capacity.push(Line {
+            label: format!("{}: ready", summary.policy),
+            values: max_per(&column(rows, &|r| r.gpus_ready as f64), stride),
+            faint: false,
+            colour: k + 1,
+        });
+        if rows.iter().any(|r| r.gpus_standby > 0) {
+            capacity.push(Line {
+                label: format!("{}: in standby", summary.policy),
+                values: max_per(&column(rows, &|r| r.gpus_standby as f64), stride),
+                faint: true,
+                colour: k + 1,
+            });
+        }
+        lost.push(Line {
+            label: summary.policy.clone(),
+            values: column(rows, &|r| r.timed_out_requests)
+                .chunks(stride)
+                .map(|c| c.iter().flatten().sum())
+                .collect(),
+            faint: false,
+            colour: k + 1,
+        });
+    }
+    let mut rows: Vec<Vec<String>> = summaries
         .iter()
-        .map(|(rows, summary)| {
-            // Records start where the replay starts scoring or running: pad to the trace's steps.
-            let pad = n.saturating_sub(rows.len());
-            let column = |f: fn(&StepRecord) -> u32| -> Vec<u32> {
-                max_u32(
-                    &std::iter::repeat_n(0, pad)
-                        .chain(rows.iter().map(f))
-                        .collect::<Vec<_>>(),
-                )
-            };
-            Series {
-                policy: summary.policy.clone(),
-                ready: column(|r| r.gpus_ready),
-                billed: column(|r| r.gpus_billed),
-                standby: column(|r| r.gpus_standby),
-                timed_out: std::iter::repeat_n(0.0, pad)
-                    .chain(rows.iter().map(|r| r.timed_out_requests))
-                    .collect::<Vec<_>>()
-                    .chunks(stride)
-                    .map(|c| c.iter().sum())
-                    .collect(),
-            }
+        .map(|s| {
+            vec![
+                s.sim.policy.clone(),
+                fixed(Some(s.sim.gpu_hours), 1),
+                fixed(Some(s.sim.standby_gpu_hours), 1),
+                fixed(Some(s.sim.cost_usd), 2),
+                format!("{:.3}%", 100.0 * s.sim.timed_out_share),
+                format!("{:.0} s", s.sim.p99_wait_secs),
+                fixed(Some(s.boots_per_day), 1),
+                fixed(s.cost_vs_clairvoyant, 2),
+                fixed(s.cost_vs_hindsight, 2),
+            ]
         })
         .collect();
-    let data = ReportData {
-        trace: &replay.name,
-        time_zone: tz.name().to_string(),
-        times,
-        point_minutes: (stride as i64 * replay.step_secs) as f64 / 60.0,
-        scored_from: replay.warmup_steps() / stride,
-        needed,
-        policies,
-        summaries,
-        settings: serde_json::json!({
-            "step": prewarm_core::format_duration(replay.step_secs),
-            "gpu_rps": replay.gpu_rps,
-            "boot": replay.sim.boot,
-            "timeout": prewarm_core::format_duration(replay.sim.timeout_secs),
-            "price_usd_per_gpu_hour": replay.sim.price_usd_per_gpu_hour,
-            "standby": replay.sim.standby,
-            "time_zone": tz.name(),
-            "warm_up": prewarm_core::format_duration(replay.warmup_steps() as i64 * replay.step_secs),
-        }),
-        lower_bound_gpu_hours,
-    };
-    let json = serde_json::to_string(&data)?;
-    let page = PAGE
-        .replace("{{TITLE}}", &escape_html(&replay.name))
-        // Inside a script element only `</` can end it early: escaped, the JSON still parses.
-        .replace("{{DATA}}", &json.replace("</", "<\\/"));
-    crate::output::write_atomic(path, page.as_bytes())
+    rows.push(vec![
+        "lower bound (capacity matching every step, boot time free)".into(),
+        fixed(Some(lower_bound_gpu_hours), 1),
+    ]);
+    let settings = serde_json::json!({
+        "trace": replay.name,
+        "step": prewarm_core::format_duration(replay.step_secs),
+        "gpu_rps": replay.gpu_rps,
+        "boot": replay.sim.boot,
+        "timeout": prewarm_core::format_duration(replay.sim.timeout_secs),
+        "price_usd_per_gpu_hour": replay.sim.price_usd_per_gpu_hour,
+        "standby": replay.sim.standby,
+        "time_zone": tz.name(),
+        "warm_up": prewarm_core::format_duration(replay.warmup_steps() as i64 * replay.step_secs),
+    });
+    write_page(
+        path,
+        &Page {
+            title: format!("prewarm simulate: {}", replay.name),
+            intro: format!(
+                "Times on the fleet's wall clock ({}); each point is the largest value over {} min. The shaded start is the warm-up, replayed but not scored.",
+                tz.name(),
+                (stride as i64 * replay.step_secs) as f64 / 60.0
+            ),
+            times,
+            scored_from: replay.warmup_steps() / stride,
+            tables: vec![TableData {
+                title: "Policies".into(),
+                head: [
+                    "policy",
+                    "GPU-hours",
+                    "standby GPU-hours",
+                    "cost $",
+                    "timed out",
+                    "p99 wait",
+                    "boots/day",
+                    "x clairvoyant",
+                    "x hindsight",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+            }],
+            charts: vec![
+                ChartData {
+                    title: "Capacity against demand".into(),
+                    y_label: "GPUs".into(),
+                    height: 360,
+                    lines: capacity,
+                },
+                ChartData {
+                    title: "Requests timed out".into(),
+                    y_label: "requests".into(),
+                    height: 200,
+                    lines: lost,
+                },
+            ],
+            settings: &settings,
+        },
+    )
+}
+
+/// Writes `report.html` for a backtest: the models' scores (`head` and `rows`), and the actual
+/// demand against the first model's median and upper band, each bucket from the latest forecast
+/// made before it.
+#[cfg(feature = "analysis")]
+pub(crate) fn backtest_report(
+    path: &Path,
+    trace: &prewarm_core::Trace,
+    forecasts: &[&prewarm_forecast::backtest::OriginForecast],
+    (head, rows): (&[&str], Vec<Vec<String>>),
+    settings: &serde_json::Value,
+    tz: Option<Tz>,
+) -> anyhow::Result<()> {
+    let n = trace.len();
+    let tz = tz.unwrap_or(Tz::UTC);
+    let (stride, times) = axis(trace.start, trace.step_secs, n, tz);
+    let mut median: Vec<Option<f64>> = vec![None; n];
+    let mut upper: Vec<Option<f64>> = vec![None; n];
+    let mut sorted: Vec<_> = forecasts.to_vec();
+    sorted.sort_by_key(|f| f.origin);
+    for f in sorted {
+        for (k, (m, u)) in f.point.iter().zip(&f.upper).enumerate() {
+            if f.origin + k < n {
+                median[f.origin + k] = Some(*m);
+                upper[f.origin + k] = Some(*u);
+            }
+        }
+    }
+    let actual: Vec<Option<f64>> = trace
+        .requests
+        .iter()
+        .map(|r| r.is_finite().then_some(*r))
+        .collect();
+    let first = forecasts.iter().map(|f| f.origin).min().unwrap_or(0);
+    write_page(
+        path,
+        &Page {
+            title: format!(
+                "prewarm backtest: {}",
+                settings["trace"].as_str().unwrap_or("")
+            ),
+            intro: format!(
+                "Times on the fleet's wall clock ({}); each point is the largest value over {} min. The shaded start is history before the first forecast.",
+                tz.name(),
+                (stride as i64 * trace.step_secs) as f64 / 60.0
+            ),
+            times,
+            scored_from: first / stride,
+            tables: vec![TableData {
+                title: "Models".into(),
+                head: head.iter().map(|h| h.to_string()).collect(),
+                rows,
+            }],
+            charts: vec![ChartData {
+                title: "Demand against the forecast (the latest forecast made before each bucket)"
+                    .into(),
+                y_label: "requests per bucket".into(),
+                height: 360,
+                lines: vec![
+                    Line {
+                        label: "actual".into(),
+                        values: max_per(&actual, stride),
+                        faint: false,
+                        colour: 0,
+                    },
+                    Line {
+                        label: "median".into(),
+                        values: max_per(&median, stride),
+                        faint: false,
+                        colour: 1,
+                    },
+                    Line {
+                        label: "upper band".into(),
+                        values: max_per(&upper, stride),
+                        faint: false,
+                        colour: 2,
+                    },
+                ],
+            }],
+            settings,
+        },
+    )
 }
 
 /// Text for HTML: `<`, `>`, `&` and quotes escaped.
@@ -148,7 +333,7 @@ fn escape_html(text: &str) -> String {
 const PAGE: &str = r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>prewarm simulate: {{TITLE}}</title>
+<title>{{TITLE}}</title>
 <style>
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1b1b1b; }
 h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
@@ -157,20 +342,16 @@ td:first-child, th:first-child { text-align: left; }
 .chart { display: flex; gap: 1em; align-items: flex-start; }
 .legend { min-width: 13em; } .legend div { display: flex; align-items: center; gap: .4em; }
 .swatch { width: 1.6em; height: 3px; display: inline-block; }
-svg { background: #fff; border: 1px solid #ccc; user-select: none; cursor: crosshair; }
+svg { background: #fff; border: 1px solid #ccc; user-select: none; cursor: crosshair; flex-shrink: 0; }
 .controls { margin: .6em 0; } .note { color: #555; }
 </style></head>
 <body>
-<h1>prewarm simulate: <span id="trace"></span></h1>
+<h1 id="title"></h1>
 <p class="note" id="intro"></p>
-<h2>Policies</h2>
-<table id="summary"></table>
-<h2>Capacity against demand</h2>
-<div class="controls">Zoom: <select id="day"></select> <button id="all">whole replay</button>
+<div id="tables"></div>
+<div class="controls">Zoom: <select id="day"></select> <button id="all">everything</button>
 <span class="note">or drag across a chart</span></div>
-<div class="chart"><svg id="capacity" width="1100" height="360"></svg><div class="legend" id="capacity-legend"></div></div>
-<h2>Requests timed out</h2>
-<div class="chart"><svg id="lost" width="1100" height="200"></svg><div class="legend" id="lost-legend"></div></div>
+<div id="charts"></div>
 <h2>Settings</h2>
 <table id="settings"></table>
 <script type="application/json" id="data">{{DATA}}</script>
@@ -178,33 +359,29 @@ svg { background: #fff; border: 1px solid #ccc; user-select: none; cursor: cross
 "use strict";
 const D = JSON.parse(document.getElementById("data").textContent);
 const NS = "http://www.w3.org/2000/svg";
-const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"];
-const text = (id, t) => { document.getElementById(id).textContent = t; };
-text("trace", D.trace);
-text("intro", `Times on the fleet's wall clock (${D.time_zone}); each point is the largest value over ` +
-  `${D.point_minutes} min. The shaded start is the warm-up, replayed but not scored.`);
+const COLOURS = ["#000000", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"];
+const make = (name, parent, textValue) => { const e = document.createElement(name); if (textValue !== undefined) e.textContent = textValue; parent.appendChild(e); return e; };
+document.getElementById("title").textContent = D.title;
+document.getElementById("intro").textContent = D.intro;
 function row(table, cells, head) {
-  const tr = document.createElement("tr");
-  for (const c of cells) { const td = document.createElement(head ? "th" : "td"); td.textContent = c; tr.appendChild(td); }
-  table.appendChild(tr);
+  const tr = make("tr", table);
+  for (const c of cells) make(head ? "th" : "td", tr, c);
 }
-const fmt = (x, d) => (x === null || x === undefined) ? "-" : Number(x).toFixed(d);
-const summary = document.getElementById("summary");
-row(summary, ["policy", "GPU-hours", "standby GPU-hours", "cost $", "timed out", "p99 wait", "boots/day", "x clairvoyant", "x hindsight"], true);
-for (const s of D.summaries) {
-  row(summary, [s.policy, fmt(s.gpu_hours, 1), fmt(s.standby_gpu_hours, 1), fmt(s.cost_usd, 2),
-    fmt(100 * s.timed_out_share, 3) + "%", fmt(s.p99_wait_secs, 0) + " s", fmt(s.boots_per_day, 1),
-    fmt(s.cost_vs_clairvoyant, 2), fmt(s.cost_vs_hindsight, 2)]);
+const tables = document.getElementById("tables");
+for (const t of D.tables) {
+  make("h2", tables, t.title);
+  const table = make("table", tables);
+  row(table, t.head, true);
+  for (const r of t.rows) row(table, r);
 }
-row(summary, ["lower bound (capacity matching every step, boot time free)", fmt(D.lower_bound_gpu_hours, 1), "", "", "", "", "", "", ""]);
 const settings = document.getElementById("settings");
-for (const [k, v] of Object.entries(D.settings)) row(settings, [k, typeof v === "object" ? JSON.stringify(v) : String(v)]);
+for (const [k, v] of Object.entries(D.settings)) row(settings, [k, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)]);
 
 let view = [0, D.times.length];
 const days = [...new Set(D.times.map(t => t.slice(0, 10)))];
 const daySel = document.getElementById("day");
-{ const o = document.createElement("option"); o.value = ""; o.textContent = "a day..."; daySel.appendChild(o); }
-for (const d of days) { const o = document.createElement("option"); o.value = d; o.textContent = d; daySel.appendChild(o); }
+make("option", daySel, "a day...").value = "";
+for (const d of days) make("option", daySel, d).value = d;
 daySel.onchange = () => {
   if (!daySel.value) return;
   const from = D.times.findIndex(t => t.startsWith(daySel.value));
@@ -218,22 +395,27 @@ function el(name, attrs, parent) {
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   parent.appendChild(e); return e;
 }
-function legend(id, items) {
-  const box = document.getElementById(id); box.textContent = "";
-  for (const [label, colour] of items) {
-    const div = document.createElement("div");
-    const sw = document.createElement("span"); sw.className = "swatch"; sw.style.background = colour;
-    const t = document.createElement("span"); t.textContent = label;
-    div.appendChild(sw); div.appendChild(t); box.appendChild(div);
-  }
-}
-function chart(svg, lines, yLabel) {
+const charts = document.getElementById("charts");
+const boxes = D.charts.map(c => {
+  make("h2", charts, c.title);
+  const wrap = make("div", charts); wrap.className = "chart";
+  const svg = el("svg", { width: 1100, height: c.height }, wrap);
+  const legend = make("div", wrap); legend.className = "legend";
+  c.lines.forEach((l, k) => {
+    const div = make("div", legend);
+    const sw = make("span", div); sw.className = "swatch"; sw.style.background = colourOf(k, l);
+    make("span", div, l.label);
+  });
+  return svg;
+});
+function colourOf(k, l) { const c = COLOURS[l.colour % COLOURS.length]; return l.faint ? c + "77" : c; }
+function chart(svg, c) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const W = +svg.getAttribute("width"), H = +svg.getAttribute("height");
   const L = 55, R = 70, T = 22, B = 40;
   const [a, b] = view;
   let top = 1;
-  for (const l of lines) for (let i = a; i < b; i++) top = Math.max(top, l.values[i] || 0);
+  for (const l of c.lines) for (let i = a; i < b; i++) top = Math.max(top, l.values[i] || 0);
   top *= 1.05;
   const x = i => L + (i - a) / Math.max(1, b - 1 - a) * (W - L - R);
   const y = v => H - B - v / top * (H - T - B);
@@ -252,11 +434,13 @@ function chart(svg, lines, yLabel) {
     const anchor = k === 0 ? "start" : k === ticks ? "end" : "middle";
     el("text", { x: x(i), y: H - B + 16, "text-anchor": anchor, "font-size": 11 }, svg).textContent = D.times[i] || "";
   }
-  el("text", { x: 6, y: 14, "font-size": 11 }, svg).textContent = yLabel;
-  for (const l of [...lines].reverse()) {
+  el("text", { x: 6, y: 14, "font-size": 11 }, svg).textContent = c.y_label;
+  // The first line (demand) is drawn last, on top.
+  for (let k = c.lines.length - 1; k >= 0; k--) {
+    const l = c.lines[k];
     let d = "";
     for (let i = a; i < b; i++) d += (i === a ? "M" : "L") + x(i).toFixed(1) + "," + y(l.values[i] || 0).toFixed(1);
-    el("path", { d, fill: "none", stroke: l.colour, "stroke-width": l.width || 1.5, class: "series" }, svg);
+    el("path", { d, fill: "none", stroke: colourOf(k, l), "stroke-width": l.faint ? 1 : 1.5, class: "series" }, svg);
   }
   // Drag across the chart to zoom to that span.
   let start = null, band = null;
@@ -265,21 +449,14 @@ function chart(svg, lines, yLabel) {
   svg.onmouseup = e => {
     if (start === null) return;
     const toIndex = px => Math.round(a + (px - L) / (W - L - R) * (b - 1 - a));
-    const i = Math.max(0, Math.min(toIndex(start), toIndex(e.offsetX))), j = Math.min(D.times.length, Math.max(toIndex(start), toIndex(e.offsetX)) + 1);
+    const i = Math.max(0, Math.min(toIndex(start), toIndex(e.offsetX)));
+    const j = Math.min(D.times.length, Math.max(toIndex(start), toIndex(e.offsetX)) + 1);
     start = null; band = null;
-    if (j - i >= 3) { view = [i, j]; draw(); } else draw();
+    if (j - i >= 3) view = [i, j];
+    draw();
   };
 }
-function draw() {
-  const lines = [{ label: "GPUs needed at full load", values: D.needed, colour: "#000", width: 1 }];
-  D.policies.forEach((p, k) => lines.push({ label: p.policy + ": ready", values: p.ready, colour: COLOURS[k % COLOURS.length] }));
-  D.policies.forEach((p, k) => { if (p.standby.some(v => v > 0)) lines.push({ label: p.policy + ": in standby", values: p.standby, colour: COLOURS[k % COLOURS.length] + "88", width: 1 }); });
-  chart(document.getElementById("capacity"), lines, "GPUs");
-  legend("capacity-legend", lines.map(l => [l.label, l.colour]));
-  const lost = D.policies.map((p, k) => ({ label: p.policy, values: p.timed_out, colour: COLOURS[k % COLOURS.length] }));
-  chart(document.getElementById("lost"), lost, "requests");
-  legend("lost-legend", lost.map(l => [l.label, l.colour]));
-}
+function draw() { D.charts.forEach((c, k) => chart(boxes[k], c)); }
 draw();
 </script>
 </body></html>
