@@ -80,6 +80,38 @@ pub enum Recorded {
     MessageIdReused,
 }
 
+/// Records the receipt of message `message_id` in `tx`: `None` when it is new (go on and apply
+/// it), else what it was (the same message again, or the id reused for another).
+async fn receipt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    message_id: &str,
+    callback: &Callback,
+) -> Result<Option<Recorded>, sqlx::Error> {
+    let new: Option<(String,)> = sqlx::query_as(
+        "INSERT INTO callback_receipts (message_id, instance_id, event) VALUES ($1, $2, $3)
+         ON CONFLICT (message_id) DO NOTHING RETURNING instance_id",
+    )
+    .bind(message_id)
+    .bind(&callback.instance_id)
+    .bind(callback.event.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if new.is_some() {
+        return Ok(None);
+    }
+    let seen: Option<(String, String)> =
+        sqlx::query_as("SELECT instance_id, event FROM callback_receipts WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(Some(match seen {
+        Some((i, e)) if i == callback.instance_id && e == callback.event.as_str() => {
+            Recorded::Duplicate
+        }
+        _ => Recorded::MessageIdReused,
+    }))
+}
+
 /// The fleet and order time of the boot order with this idempotency key.
 pub async fn boot_order(
     pool: &PgPool,
@@ -103,28 +135,8 @@ pub async fn record(
     ordered_at: DateTime<Utc>,
 ) -> Result<Recorded, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let receipt: Option<(String, String)> = sqlx::query_as(
-        "INSERT INTO callback_receipts (message_id, instance_id, event) VALUES ($1, $2, $3)
-         ON CONFLICT (message_id) DO NOTHING RETURNING instance_id, event",
-    )
-    .bind(message_id)
-    .bind(&callback.instance_id)
-    .bind(callback.event.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if receipt.is_none() {
-        let seen: Option<(String, String)> = sqlx::query_as(
-            "SELECT instance_id, event FROM callback_receipts WHERE message_id = $1",
-        )
-        .bind(message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        return Ok(match seen {
-            Some((i, e)) if i == callback.instance_id && e == callback.event.as_str() => {
-                Recorded::Duplicate
-            }
-            _ => Recorded::MessageIdReused,
-        });
+    if let Some(seen) = receipt(&mut tx, message_id, callback).await? {
+        return Ok(seen);
     }
     let event = callback.event.as_str();
     let boot_secs = (callback.event == Event::Ready)
@@ -204,28 +216,10 @@ pub async fn record_transition(
     cause_at: DateTime<Utc>,
 ) -> Result<Transition, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let receipt: Option<(String,)> = sqlx::query_as(
-        "INSERT INTO callback_receipts (message_id, instance_id, event) VALUES ($1, $2, $3)
-         ON CONFLICT (message_id) DO NOTHING RETURNING instance_id",
-    )
-    .bind(message_id)
-    .bind(&callback.instance_id)
-    .bind(callback.event.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if receipt.is_none() {
-        let seen: Option<(String, String)> = sqlx::query_as(
-            "SELECT instance_id, event FROM callback_receipts WHERE message_id = $1",
-        )
-        .bind(message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        return Ok(match seen {
-            Some((i, e)) if i == callback.instance_id && e == callback.event.as_str() => {
-                Transition::Duplicate
-            }
-            _ => Transition::MessageIdReused,
-        });
+    match receipt(&mut tx, message_id, callback).await? {
+        Some(Recorded::Duplicate) => return Ok(Transition::Duplicate),
+        Some(_) => return Ok(Transition::MessageIdReused),
+        None => {}
     }
     let current: Option<(crate::kinds::InstanceState,)> = sqlx::query_as(
         "SELECT state FROM instances WHERE instance_id = $1 AND order_key = $2 FOR UPDATE",
@@ -285,21 +279,7 @@ pub async fn resume_stats(
     fleet_id: i64,
     since: DateTime<Utc>,
 ) -> Result<BootStats, sqlx::Error> {
-    let (count, p50, p95, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY resume_secs),
-                percentile_cont(0.95) WITHIN GROUP (ORDER BY resume_secs), max(resume_secs)
-         FROM instances WHERE fleet_id = $1 AND resume_secs IS NOT NULL AND resumed_at >= $2",
-    )
-    .bind(fleet_id)
-    .bind(since)
-    .fetch_one(pool)
-    .await?;
-    Ok(BootStats {
-        count,
-        p50_secs: p50,
-        p95_secs: p95,
-        max_secs: max,
-    })
+    durations(pool, fleet_id, since, Timed::Resume).await
 }
 
 /// Forgets callback receipts older than `older_than_secs`.
@@ -332,15 +312,39 @@ pub async fn boot_stats(
     fleet_id: i64,
     since: DateTime<Utc>,
 ) -> Result<BootStats, sqlx::Error> {
-    let (count, p50, p95, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY boot_secs),
-                percentile_cont(0.95) WITHIN GROUP (ORDER BY boot_secs), max(boot_secs)
-         FROM instances WHERE fleet_id = $1 AND boot_secs IS NOT NULL AND ready_at >= $2",
-    )
-    .bind(fleet_id)
-    .bind(since)
-    .fetch_one(pool)
-    .await?;
+    durations(pool, fleet_id, since, Timed::Boot).await
+}
+
+/// What an instance's time is measured for.
+#[derive(Debug, Clone, Copy)]
+enum Timed {
+    /// From the boot order to ready.
+    Boot,
+    /// From the resume order to serving again.
+    Resume,
+}
+
+/// Count, p50, p95 and longest of the fleet's boot or resume times since `since`.
+async fn durations(
+    pool: &PgPool,
+    fleet_id: i64,
+    since: DateTime<Utc>,
+    timed: Timed,
+) -> Result<BootStats, sqlx::Error> {
+    let (column, at) = match timed {
+        Timed::Boot => ("boot_secs", "ready_at"),
+        Timed::Resume => ("resume_secs", "resumed_at"),
+    };
+    let (count, p50, p95, max): (i64, Option<f64>, Option<f64>, Option<f64>) =
+        sqlx::query_as(&format!(
+            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY {column}),
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY {column}), max({column})
+             FROM instances WHERE fleet_id = $1 AND {column} IS NOT NULL AND {at} >= $2"
+        ))
+        .bind(fleet_id)
+        .bind(since)
+        .fetch_one(pool)
+        .await?;
     Ok(BootStats {
         count,
         p50_secs: p50,
