@@ -115,11 +115,15 @@ impl StandbyArgs {
 
     /// The simulator's tier from the flags, checked, whether or not --standby was given.
     pub(crate) fn tier(&self, seed: u64) -> anyhow::Result<prewarm_sim::StandbySim> {
-        ensure!(
-            self.standby_price.is_finite() && (0.0..=1.0).contains(&self.standby_price),
-            "--standby-price is a share of the running price between 0 and 1, got {}",
-            self.standby_price
-        );
+        // The price and the resume time in the ranges every front end applies.
+        let settings = prewarm_planner::Settings {
+            standby_price_share: Some(self.standby_price),
+            resume_secs: Some(self.resume.0),
+            ..Default::default()
+        };
+        if let Err(e) = settings.check() {
+            bail!("{} {}: {}", e.setting.flag(), e.value, e.rule);
+        }
         ensure!(
             self.resume_failures.is_finite() && (0.0..=1.0).contains(&self.resume_failures),
             "--resume-failures is a share between 0 and 1, got {}",

@@ -82,11 +82,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         replay.requests.len(),
         format_duration(replay.step_secs),
         replay.gpu_rps,
-        match replay.sim.boot {
-            BootTime::Fixed { secs } => format_duration(secs),
-            BootTime::Uniform { min_secs, max_secs, seed } =>
-                format!("{} to {} (seed {seed})", format_duration(min_secs), format_duration(max_secs)),
-        },
+        span(replay.sim.boot),
         format_duration(replay.sim.timeout_secs),
         replay.sim.price_usd_per_gpu_hour,
         replay.trace.start + chrono::Duration::seconds(replay.step_secs * replay.warmup_steps() as i64),
@@ -94,11 +90,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if let Some(sb) = replay.sim.standby {
         println!(
             "standby tier: resume {}, standby at {:.1}% of the running price, {:.0}% of resumes fail (then a cold boot)",
-            match sb.resume {
-                BootTime::Fixed { secs } => format_duration(secs),
-                BootTime::Uniform { min_secs, max_secs, .. } =>
-                    format!("{} to {}", format_duration(min_secs), format_duration(max_secs)),
-            },
+            span(sb.resume),
             100.0 * sb.price_share,
             100.0 * sb.fail_share,
         );
@@ -171,6 +163,22 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A boot or resume time as people read it: `10m`, or `6m to 10m (seed 1)`.
+fn span(time: BootTime) -> String {
+    match time {
+        BootTime::Fixed { secs } => format_duration(secs),
+        BootTime::Uniform {
+            min_secs,
+            max_secs,
+            seed,
+        } => format!(
+            "{} to {} (seed {seed})",
+            format_duration(min_secs),
+            format_duration(max_secs)
+        ),
+    }
 }
 
 /// Each policy's totals with its boots per day over `scored_days` and its cost against the

@@ -120,18 +120,25 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let mut replay = Replay::load(&args.replay)?;
     let mut limits: Vec<Option<u32>> = Vec::new();
     for text in &args.standby_maxes {
-        limits.push(match text.trim() {
+        let limit = match text.trim() {
             t if t.eq_ignore_ascii_case("off") => None,
             t if t.eq_ignore_ascii_case("all") => Some(u32::MAX),
             t => Some(t.parse::<u32>().map_err(|_| {
                 anyhow::anyhow!("--standby-maxes: `{t}` is neither `off`, `all` nor a GPU count")
             })?),
-        });
+        };
+        limits.push(limit);
     }
     if args.standby.standby {
         limits.push(Some(args.standby.standby_max.unwrap_or(u32::MAX)));
     }
-    limits.dedup();
+    // Each limit once, in the order given (`--standby` may repeat one of the list).
+    let mut seen = Vec::new();
+    limits.retain(|l| {
+        let new = !seen.contains(l);
+        seen.push(*l);
+        new
+    });
     if limits.iter().any(Option::is_some) {
         replay.sim.standby = Some(args.standby.tier(replay.seed)?);
     }

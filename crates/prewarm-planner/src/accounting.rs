@@ -28,6 +28,18 @@ pub enum BootTime {
 }
 
 impl BootTime {
+    /// The `n`th draw (from 1) of this time, seconds: the fixed time, or a seeded uniform draw.
+    pub fn secs(&self, n: u64) -> i64 {
+        match *self {
+            BootTime::Fixed { secs } => secs,
+            BootTime::Uniform {
+                min_secs,
+                max_secs,
+                seed,
+            } => boot_secs(min_secs, max_secs, seed, n),
+        }
+    }
+
     /// The longest boot.
     pub fn max_secs(&self) -> i64 {
         match *self {

@@ -464,12 +464,11 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
         levels: f.levels,
     });
     let adjusted_dist = adjusted.map(|f| overrides::apply(f.distribution, &cfg.overrides, cfg.tz));
+    // The running lead is at most the boot lead: a distribution that reaches a boot lead and the
+    // hold ahead serves both tiers.
     let usable = adjusted_dist.as_ref().filter(|d| {
         input.strategy == Strategy::Predictive
-            && d.covers(
-                now,
-                now + Duration::seconds(cfg.boot_lead_secs.max(cfg.running_lead_secs())) + hold,
-            )
+            && d.covers(now, now + Duration::seconds(cfg.boot_lead_secs) + hold)
     });
     let reactive_load = |gpus: u32| current / (gpus.max(1) as f64 * cfg.gpu_rps);
     let tz = Some(cfg.tz);
@@ -596,9 +595,8 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             let missed = current > top_now;
             // With a standby tier a burst above the planned level is caught by resumes, and
             // nothing is stopped while one lasts.
-            let missed_level = cfg.standby.is_some()
-                && current > serving_rps
-                && dist.at(now).is_some_and(|q| current > q[level_at(now)]);
+            let missed_level =
+                cfg.standby.is_some() && dist.at(now).is_some_and(|q| is_burst(now, current, q));
             let headroom = cfg
                 .reactive
                 .miss_load

@@ -274,16 +274,18 @@ pub fn choose_levels(
             );
             i = j;
         }
-        // With a standby tier, the GPUs resumed for minutes above this level: serving from a
-        // lag after the minute, billed from the decision after it.
+        // The GPUs ready each minute: the level's, and with a standby tier those resumed for
+        // minutes above the level (serving from a lag after the minute, billed from the
+        // decision after it). A minute's catch-up is known before the minute is reached.
         let mut caught = vec![0u32; minutes.len()];
         let mut billed = vec![0u32; minutes.len()];
-        if let Some(c) = planner.catch_up {
-            let median = crate::level_index(0.5);
-            for (j, m) in minutes.iter().enumerate() {
+        let mut ready = vec![0u32; minutes.len()];
+        let median = crate::level_index(0.5);
+        for (j, m) in minutes.iter().enumerate() {
+            ready[j] = windowed(&needs, j, hold).max(caught[j]);
+            if let Some(c) = planner.catch_up {
                 // A burst: above the level, and more than the GPUs ready serve.
-                let ready = windowed(&needs, j, hold).max(caught[j]);
-                if m.actual_rps > m.quantiles[k] && gpus_for(m.actual_rps, gpu_rps) > ready {
+                if m.actual_rps > m.quantiles[k] && gpus_for(m.actual_rps, gpu_rps) > ready[j] {
                     let gap = m.actual_rps - m.quantiles[median];
                     // The planner raises the distribution by the gap over the median, and plans
                     // the level on it (standby holds up to the top quantile so raised).
@@ -305,10 +307,9 @@ pub fn choose_levels(
                 let mut arrived = 0.0;
                 let mut served = 0.0;
                 for (n, i) in (a..b).enumerate() {
-                    let ready = windowed(&needs, i, hold).max(caught[i]);
                     let requests = minutes[i].actual_rps.max(0.0) * 60.0;
                     arrived += requests;
-                    served += acc.step(n, requests, ready, ready, 0, false).0;
+                    served += acc.step(n, requests, ready[i], ready[i], 0, false).0;
                     cost[h][k] += windowed(&needs, i, keep).max(billed[i]) as f64;
                 }
                 loss[h][k] += (arrived - served).max(0.0);

@@ -57,29 +57,6 @@ impl StandbyConfig {
         }
         ((boot_lead_secs.max(0) as f64 / self.price_share) as i64).min(defaults::MAX_HOLD_SECS)
     }
-
-    /// Checks the tier against the fleet's limit; the message names what is wrong.
-    pub fn check(&self, max_gpus: u32) -> Result<(), String> {
-        if !(self.price_share.is_finite() && (0.0..=1.0).contains(&self.price_share)) {
-            return Err(format!(
-                "standby price share must be between 0 and 1 of the running price, got {}",
-                self.price_share
-            ));
-        }
-        if !(10..=3_600).contains(&self.resume_secs) {
-            return Err(format!(
-                "resume time must be between 10 s and 1 h, got {} s",
-                self.resume_secs
-            ));
-        }
-        if self.max_gpus > max_gpus {
-            return Err(format!(
-                "standby may hold at most max_gpus ({max_gpus}) GPUs, got {}",
-                self.max_gpus
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// What the plan wants of the two tiers together, read off the distribution.

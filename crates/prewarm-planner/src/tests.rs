@@ -562,18 +562,31 @@ fn standby_beyond_its_limit_is_never_planned_and_the_rest_stays_running() {
 #[test]
 fn the_standby_settings_are_checked() {
     let sb = crate::StandbyConfig::new(10);
-    assert!(sb.check(10).is_ok());
-    assert!(sb.check(9).unwrap_err().contains("at most max_gpus"));
-    let bad = crate::StandbyConfig {
-        price_share: -0.1,
-        ..sb
+    let tier = crate::Settings {
+        standby_max_gpus: Some(10),
+        standby_price_share: Some(sb.price_share),
+        resume_secs: Some(sb.resume_secs),
+        ..Default::default()
     };
-    assert!(bad.check(10).unwrap_err().contains("price share"));
-    let bad = crate::StandbyConfig {
-        resume_secs: 0,
-        ..sb
+    assert!(tier.check().is_ok() && tier.check_standby(10).is_ok());
+    assert!(tier
+        .check_standby(9)
+        .unwrap_err()
+        .rule
+        .contains("at most the fleet's max_gpus"));
+    let bad = crate::Settings {
+        standby_price_share: Some(-0.1),
+        ..tier.clone()
     };
-    assert!(bad.check(10).unwrap_err().contains("resume time"));
+    assert_eq!(
+        bad.check().unwrap_err().setting,
+        crate::Setting::StandbyPrice
+    );
+    let bad = crate::Settings {
+        resume_secs: Some(0),
+        ..tier.clone()
+    };
+    assert_eq!(bad.check().unwrap_err().setting, crate::Setting::Resume);
     // Break-even: a 10-minute boot against 1% of the price is 1000 minutes, held at most a day.
     assert_eq!(sb.break_even_secs(600), 60_000);
     assert_eq!(

@@ -109,56 +109,37 @@ async fn receive(
     }
     let transition = matches!(callback.event, Event::Stopped | Event::Resumed)
         || (callback.event == Event::Failed && callback.caused_by.is_some());
-    if transition {
-        return match record_transition(&state.pool, &message_id, &callback, state.clock.now())
+    let outcome = if transition {
+        record_transition(&state.pool, &message_id, &callback, state.clock.now()).await
+    } else {
+        record(&state.pool, &message_id, &callback, state.clock.now())
             .await
-        {
-            Ok(Ok(instances::Transition::Applied)) => (
-                StatusCode::OK,
-                Json(serde_json::json!({ "recorded": true })),
-            ),
-            Ok(Ok(instances::Transition::Duplicate)) => (
-                StatusCode::OK,
-                Json(serde_json::json!({ "recorded": false, "duplicate": true })),
-            ),
-            Ok(Ok(instances::Transition::Gone)) => (
-                StatusCode::OK,
-                Json(serde_json::json!({ "recorded": false, "gone": true })),
-            ),
-            Ok(Ok(instances::Transition::MessageIdReused)) => error(
-                StatusCode::CONFLICT,
-                "this webhook-id was used for another message; give each message its own id",
-            ),
-            Ok(Ok(instances::Transition::UnknownInstance)) => error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "instance `{}` of boot order `{}` was never reported ready: there is nothing to stop or resume",
-                    prewarm_core::shorten(&callback.instance_id, 80),
-                    prewarm_core::shorten(&callback.order_id, 80)
-                ),
-            ),
-            Ok(Err((status, message))) => error(status, message),
-            Err(e) => {
-                tracing::warn!(error = %e, "callback not recorded: database unavailable");
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable; send the callback again",
-                )
-            }
-        };
-    }
-    match record(&state.pool, &message_id, &callback, state.clock.now()).await {
-        Ok(Ok(Recorded::Applied)) => (
+            .map(|r| r.map(instances::Transition::from))
+    };
+    match outcome {
+        Ok(Ok(instances::Transition::Applied)) => (
             StatusCode::OK,
             Json(serde_json::json!({ "recorded": true })),
         ),
-        Ok(Ok(Recorded::Duplicate)) => (
+        Ok(Ok(instances::Transition::Duplicate)) => (
             StatusCode::OK,
             Json(serde_json::json!({ "recorded": false, "duplicate": true })),
         ),
-        Ok(Ok(Recorded::MessageIdReused)) => error(
+        Ok(Ok(instances::Transition::Gone)) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "recorded": false, "gone": true })),
+        ),
+        Ok(Ok(instances::Transition::MessageIdReused)) => error(
             StatusCode::CONFLICT,
             "this webhook-id was used for another message; give each message its own id",
+        ),
+        Ok(Ok(instances::Transition::UnknownInstance)) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "instance `{}` of boot order `{}` was never reported ready: there is nothing to stop or resume",
+                prewarm_core::shorten(&callback.instance_id, 80),
+                prewarm_core::shorten(&callback.order_id, 80)
+            ),
         ),
         Ok(Err((status, message))) => error(status, message),
         Err(e) => {

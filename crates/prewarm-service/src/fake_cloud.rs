@@ -377,6 +377,13 @@ impl FakeCloud {
         c
     }
 
+    /// The next seeded draw, uniform in `(lo, hi)` seconds (boot and resume times share one
+    /// sequence of draws).
+    fn draw_secs(&self, state: &mut CloudState, (lo, hi): (i64, i64)) -> i64 {
+        state.draws += 1;
+        prewarm_planner::accounting::boot_secs(lo, hi, self.behaviour.seed, state.draws)
+    }
+
     fn apply(&self, state: &mut CloudState, order: &ReceivedOrder) {
         let now = self.clock.now();
         let repeat = if state.duplicate_next > 0 {
@@ -387,15 +394,8 @@ impl FakeCloud {
         };
         match order.kind {
             OrderKind::Boot => {
-                let (lo, hi) = self.behaviour.boot_secs;
                 for k in 0..order.count {
-                    state.draws += 1;
-                    let secs = prewarm_planner::accounting::boot_secs(
-                        lo,
-                        hi,
-                        self.behaviour.seed,
-                        state.draws,
-                    );
+                    let secs = self.draw_secs(state, self.behaviour.boot_secs);
                     let fails = state.fail_boots_next > 0;
                     state.fail_boots_next = state.fail_boots_next.saturating_sub(1);
                     state.instances.push(Instance {
@@ -454,14 +454,7 @@ impl FakeCloud {
                     let Some(k) = pick(state, &order.fleet, Phase::Standby) else {
                         break;
                     };
-                    state.draws += 1;
-                    let (lo, hi) = self.behaviour.resume_secs;
-                    let secs = prewarm_planner::accounting::boot_secs(
-                        lo,
-                        hi,
-                        self.behaviour.seed,
-                        state.draws,
-                    );
+                    let secs = self.draw_secs(state, self.behaviour.resume_secs);
                     let fails = state.fail_resumes_next > 0;
                     state.fail_resumes_next = state.fail_resumes_next.saturating_sub(1);
                     let inst = &mut state.instances[k];

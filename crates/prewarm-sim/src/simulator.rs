@@ -9,9 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use prewarm_planner::{
-    accounting::{
-        boot_secs, draw, Accounting, BootTime, SimConfig, SimSummary, StandbySim, StepRecord,
-    },
+    accounting::{draw, Accounting, SimConfig, SimSummary, StandbySim, StepRecord},
     Decision, FleetState, Order,
 };
 
@@ -98,14 +96,7 @@ pub fn simulate_from(
                 Order::Boot(n) => {
                     for _ in 0..n {
                         draws += 1;
-                        let secs = match cfg.boot {
-                            BootTime::Fixed { secs } => secs,
-                            BootTime::Uniform {
-                                min_secs,
-                                max_secs,
-                                seed,
-                            } => boot_secs(min_secs, max_secs, seed, draws),
-                        };
+                        let secs = cfg.boot.secs(draws);
                         state.booting.push(now);
                         ready_at.push(now + Duration::seconds(secs));
                     }
@@ -144,14 +135,7 @@ pub fn simulate_from(
                         let secs = if fails {
                             StandbySim::FAILED_RESUME_SECS
                         } else {
-                            match sb.resume {
-                                BootTime::Fixed { secs } => secs,
-                                BootTime::Uniform {
-                                    min_secs,
-                                    max_secs,
-                                    seed,
-                                } => boot_secs(min_secs, max_secs, seed, resume_draws),
-                            }
+                            sb.resume.secs(resume_draws)
                         };
                         state.standby -= 1;
                         state.resuming.push(now);

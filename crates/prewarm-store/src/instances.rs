@@ -203,6 +203,16 @@ pub enum Transition {
     Gone,
 }
 
+impl From<Recorded> for Transition {
+    fn from(r: Recorded) -> Self {
+        match r {
+            Recorded::Applied => Transition::Applied,
+            Recorded::Duplicate => Transition::Duplicate,
+            Recorded::MessageIdReused => Transition::MessageIdReused,
+        }
+    }
+}
+
 /// Records a `stopped`, `resumed` or failed-resume callback (message id `message_id`) caused by
 /// the stop or resume order `cause` made at `cause_at`, in one transaction with its receipt. The
 /// order's unit is counted once per instance. The instance's state follows the event only when it
@@ -216,10 +226,8 @@ pub async fn record_transition(
     cause_at: DateTime<Utc>,
 ) -> Result<Transition, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    match receipt(&mut tx, message_id, callback).await? {
-        Some(Recorded::Duplicate) => return Ok(Transition::Duplicate),
-        Some(_) => return Ok(Transition::MessageIdReused),
-        None => {}
+    if let Some(seen) = receipt(&mut tx, message_id, callback).await? {
+        return Ok(seen.into());
     }
     let current: Option<(crate::kinds::InstanceState,)> = sqlx::query_as(
         "SELECT state FROM instances WHERE instance_id = $1 AND order_key = $2 FOR UPDATE",
