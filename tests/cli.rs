@@ -114,6 +114,11 @@ fn backtest_reports_the_demand_distributions_calibration_per_phase() {
         }
         assert_eq!(c["by_hour"].as_array().unwrap().len(), 24);
     }
+    // The calibration notebook runs on what the last backtest wrote.
+    run_notebooks(
+        &["calibration.ipynb"],
+        &[("PREWARM_BACKTEST_DIR", out.to_str().unwrap())],
+    );
 }
 
 #[test]
@@ -345,6 +350,11 @@ fn simulate_compares_every_policy_and_writes_decisions() {
     assert!(std::fs::read_to_string(out.join("plot.svg"))
         .unwrap()
         .contains("clairvoyant"));
+    // The savings notebook runs on what simulate wrote.
+    run_notebooks(
+        &["savings.ipynb"],
+        &[("PREWARM_SIMULATE_DIR", out.to_str().unwrap())],
+    );
 }
 
 /// Headless Chromium, which `.ci/run` installs; outside CI a machine without it skips the browser
@@ -385,6 +395,41 @@ fn browser_dom(path: &Path) -> Option<String> {
         path.display()
     );
     Some(String::from_utf8_lossy(&dump.stdout).into_owned())
+}
+
+/// Runs notebooks from `notebooks/` top to bottom with `env` (their inputs), as CI does: a cell
+/// that fails fails the test. The executed copies go to `target/notebooks/`. Where the notebooks'
+/// Python requirements are not installed they are not run (never in CI: `.ci/run` installs them).
+fn run_notebooks(names: &[&str], env: &[(&str, &str)]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ready = Command::new("python3")
+        .args([
+            "-c",
+            "import nbclient, nbformat, ipykernel, polars, matplotlib, psycopg",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the notebooks' requirements (.ci/run installs notebooks/requirements.txt)"
+        );
+        eprintln!("the notebooks' requirements are not installed: {names:?} not run here");
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(root.join("notebooks/run.py"))
+        .arg(root.join("target/notebooks"))
+        .args(names.iter().map(|n| root.join("notebooks").join(n)))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -816,12 +861,29 @@ async fn a_service_killed_between_commit_and_delivery_delivers_once_after_restar
 
 #[sqlx::test(migrations = false)]
 async fn demo_replays_the_fixture_through_the_service(
-    _pool_opts: sqlx::postgres::PgPoolOptions,
+    pool_opts: sqlx::postgres::PgPoolOptions,
     opts: sqlx::postgres::PgConnectOptions,
 ) {
     let url = url_of(&opts);
-    let (ok, stdout, stderr) = prewarm_db(&url, &["demo", "--replay", "3h"]);
+    let (ok, stdout, stderr) = prewarm_db(&url, &["demo", "--replay", "3h", "--keep"]);
     assert!(ok, "{stdout}\n{stderr}");
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("scratch database "))
+        .unwrap_or_else(|| panic!("no database name in\n{stdout}"))
+        .trim()
+        .to_string();
+    let (server, _) = url.rsplit_once('/').unwrap();
+    // The decisions notebook reads what the service recorded, then the database is dropped.
+    run_notebooks(
+        &["decisions.ipynb"],
+        &[("PREWARM_DATABASE_URL", &format!("{server}/{kept}"))],
+    );
+    let pool = pool_opts.connect_with(opts).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE \"{kept}\" WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
     for row in [
         "service ",
         "predictive ",

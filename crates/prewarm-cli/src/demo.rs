@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use clap::Args;
 use prewarm_core::{format_duration, Trace};
 use prewarm_service::{
-    clock::{ManualClock, SharedClock},
+    clock::{Clock, ManualClock, SharedClock},
     config::{Config, Mode, PlannerDefaults, Redacted, Span},
     fake_cloud::{Behaviour, FakeCloud},
     serve,
@@ -70,6 +70,14 @@ pub(crate) struct DemoArgs {
     /// Keep the scratch database afterwards (its name is printed).
     #[arg(long)]
     pub keep: bool,
+    /// After the replay, keep the service answering, its clock stopped at the replay's end: the
+    /// dashboard at its address shows the replayed day (a read and operate token is printed).
+    /// Ctrl-C stops it.
+    #[arg(long)]
+    pub stay: bool,
+    /// Port the service listens on, on 127.0.0.1 (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -135,7 +143,10 @@ async fn drive(
     let clock = ManualClock::new(t0);
     let shared: SharedClock = Arc::new(clock.clone());
     let secret = Secret::generate();
-    let service_port = free_port()?;
+    let service_port = match args.port {
+        Some(p) => p,
+        None => free_port()?,
+    };
     let cloud = FakeCloud::with(
         secret.clone(),
         shared.clone(),
@@ -347,6 +358,24 @@ async fn drive(
         wall,
         replay.requests.len() - first,
     );
+    if args.stay {
+        let (_, token) = prewarm_store::create_token(
+            &pool,
+            None,
+            "demo dashboard",
+            &[prewarm_store::Scope::Read, prewarm_store::Scope::Operate],
+            &prewarm_store::Actor::cli(),
+        )
+        .await?;
+        println!(
+            "dashboard: http://{}/ (paste this token once: {token}); the clock stays at {}; Ctrl-C stops",
+            running.addr,
+            clock.now()
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+    }
     running.stop().await;
     pool.close().await;
     Ok(())

@@ -40,6 +40,8 @@ pub(crate) struct SimulateArgs {
 #[derive(Debug, Serialize)]
 struct SimulateSummary<'a> {
     trace: &'a str,
+    /// The fleet's time zone (its wall clock), when given.
+    tz: Option<String>,
     step: String,
     gpu_rps: f64,
     boot: BootTime,
@@ -133,6 +135,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         }
         let summary = SimulateSummary {
             trace: &replay.name,
+            tz: replay.tz.map(|t| t.name().to_string()),
             step: format_duration(replay.step_secs),
             gpu_rps: replay.gpu_rps,
             boot: replay.sim.boot,

@@ -3,6 +3,8 @@
 //! - `GET /healthz`: the process is up. `GET /readyz`: the database answers and the scheduler runs
 //!   (503 within a second otherwise).
 //! - `GET /metrics`: Prometheus text format (behind `http.metrics_token` when it is set).
+//! - `GET /`: the operator dashboard, which reads `GET /v1/dashboard` and
+//!   `/v1/fleets/{fleet}/dashboard` (scope `read`; see [`crate::dashboard`]).
 //! - `GET /v1/fleets`, `/v1/fleets/{fleet}/forecast`, `/plan` (`?dry_run=true`: what a tick
 //!   would decide now, neither recorded nor sent), `/decisions?limit=N`,
 //!   `/boot-stats`, `/events`, `/audit` (scope `read`).
@@ -34,11 +36,11 @@ use prewarm_store::{
     leases, ledger, Fleet, FleetEvent, OrderState,
 };
 
-use crate::{callbacks, engine::Service, forecasts};
+use crate::{callbacks, dashboard, engine::Service, forecasts};
 
-type Shared = Arc<Service>;
+pub(crate) type Shared = Arc<Service>;
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -53,7 +55,7 @@ fn unavailable() -> Response {
     r
 }
 
-fn db_error(e: sqlx::Error) -> Response {
+pub(crate) fn db_error(e: sqlx::Error) -> Response {
     tracing::warn!(error = %e, "database error in the operator API");
     unavailable()
 }
@@ -75,7 +77,7 @@ fn service_error(e: crate::error::ServiceError, fleet: &str) -> Response {
     }
 }
 
-fn ingest_error(e: StoreError) -> Response {
+pub(crate) fn ingest_error(e: StoreError) -> Response {
     match e {
         StoreError::Database(d) => db_error(d),
         StoreError::Unavailable(_) => unavailable(),
@@ -98,6 +100,11 @@ pub fn router(service: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
+        .route("/v1/dashboard", get(dashboard::fleets))
+        .route("/v1/fleets/{fleet}/dashboard", get(dashboard::fleet))
         .route("/v1/fleets", get(list_fleets).post(create_fleet))
         .route(
             "/v1/fleets/{fleet}",
@@ -204,19 +211,23 @@ fn parsed<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, 
 }
 
 /// The caller's grant, which must hold `scope`.
-async fn grant_for(s: &Service, headers: &HeaderMap, scope: Scope) -> Result<Grant, Response> {
+pub(crate) async fn grant_for(
+    s: &Service,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<Grant, Response> {
     prewarm_ingest::api::authorise(&s.pool, headers, scope)
         .await
         .map_err(IntoResponse::into_response)
 }
 
 /// The scope an endpoint needs.
-trait Need {
+pub(crate) trait Need {
     const SCOPE: Scope;
 }
 
 /// Reading forecasts, plans, decisions and the audit log.
-struct Read;
+pub(crate) struct Read;
 impl Need for Read {
     const SCOPE: Scope = Scope::Read;
 }
@@ -235,9 +246,9 @@ impl Need for Admin {
 
 /// A fleet named in the path, with a caller's token that holds the scope `N` for it: every fleet
 /// endpoint takes one.
-struct Authorized<N> {
-    fleet: Fleet,
-    name: String,
+pub(crate) struct Authorized<N> {
+    pub(crate) fleet: Fleet,
+    pub(crate) name: String,
     grant: Grant,
     _need: PhantomData<N>,
 }

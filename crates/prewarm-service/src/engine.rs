@@ -402,6 +402,23 @@ impl Service {
         else {
             return Ok(TickOutcome::LeaseLost);
         };
+        let paid = state.provisioned() as f64
+            + cfg
+                .standby
+                .map_or(0.0, |sb| state.standby as f64 * sb.price_share);
+        let load = prewarm_store::dashboard::TickLoad {
+            demand_rps: rps.last().copied().unwrap_or(0.0),
+            gpus_ready: state.gpus_ready,
+            gpu_rps: cfg.gpu_rps,
+            timeout_secs: cfg.slo.timeout_secs,
+            paid_gpus: paid,
+            price_usd_per_gpu_hour: fleet.price_usd_per_gpu_hour,
+        };
+        // The dashboard's tally: a failure there must not hold back the decision's orders.
+        if let Err(e) = prewarm_store::dashboard::tally_tick(&self.pool, fleet_id, now, &load).await
+        {
+            tracing::warn!(fleet = fleet.name, error = %e, "the dashboard's hourly tally was not updated");
+        }
         let label = Metrics::label(&fleet.name);
         let m = &self.metrics;
         m.desired_gpus
@@ -677,8 +694,9 @@ impl Service {
         Ok(ran)
     }
 
-    /// Folds a fleet's old raw samples into hourly sums and drops old decisions that ordered
-    /// nothing (those with orders stay: the fleet's state is counted from them).
+    /// Folds a fleet's old raw samples into hourly sums, drops old decisions that ordered nothing
+    /// (those with orders stay: the fleet's state is counted from them) and the dashboard's
+    /// tally hours older than 8 days.
     pub async fn retention(&self, fleet_id: i64, now: DateTime<Utc>) -> Result<(), ServiceError> {
         prewarm_store::downsample_fleet(
             &self.pool,
@@ -688,6 +706,9 @@ impl Service {
         .await?;
         let before = now - Duration::seconds(self.config.retention.keep_decisions.0);
         ledger::prune_decisions(&self.pool, fleet_id, before).await?;
+        // The dashboard reads a week of the hourly tally.
+        prewarm_store::dashboard::prune_hours(&self.pool, fleet_id, now - Duration::days(8))
+            .await?;
         Ok(())
     }
 }

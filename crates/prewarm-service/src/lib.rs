@@ -2,6 +2,7 @@
 //! and terminate orders to the provisioner's web hook, learns real boot times from its callbacks,
 //! and explains every decision.
 //!
+//! - [`dashboard`]: the operator dashboard at `/` and what it reads.
 //! - [`config`]: TOML file plus `PREWARM_...` environment overrides, checked at start.
 //! - [`serve`]: the HTTP API and the scheduler's jobs; [`jobs`]: when they run.
 //! - [`engine`]: refit, plan, record and dispatch for one fleet (the leases, the ledger and the
@@ -17,6 +18,7 @@ pub mod api;
 pub mod callbacks;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod dispatcher;
 pub mod engine;
 pub mod error;
@@ -28,6 +30,8 @@ pub mod metrics;
 pub mod serve;
 pub mod webhook;
 
+#[cfg(test)]
+mod browser_tests;
 #[cfg(test)]
 mod safety_tests;
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - [`ledger`]: decisions and the order outbox; [`leases`]: which replica plans which fleet;
 //!   [`state`]: a fleet's GPUs rebuilt from orders and the provisioner's callbacks.
 //! - [`jobs`]: which replica ran each slot of a scheduled job.
+//! - [`dashboard`]: what the operator dashboard reads, and the hourly tally each tick adds to.
 //! - [`kinds`]: order kinds, order states and decision modes as the database stores them.
 //! - [`admin`]: scratch databases and statistics for tools; [`seed`]: synthetic fleets for the
 //!   service benchmark.
@@ -23,6 +24,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod dashboard;
 mod error;
 pub mod fleets;
 pub mod forecasts;

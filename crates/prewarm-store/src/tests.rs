@@ -215,3 +215,93 @@ async fn a_time_zone_the_build_does_not_know_is_an_error_when_read(pool: PgPool)
     let e = fleets::fleet_by_id(&pool, fleet.id).await.unwrap_err();
     assert!(e.to_string().contains("Mars/Olympus"), "{e}");
 }
+
+#[test]
+fn the_queue_estimate_carries_a_backlog_and_loses_what_would_wait_past_the_timeout() {
+    use crate::dashboard::{queue_step, TickLoad};
+    let load = |demand_rps: f64| TickLoad {
+        demand_rps,
+        gpus_ready: 2,
+        gpu_rps: 1.0,
+        timeout_secs: 30,
+        paid_gpus: 2.0,
+        price_usd_per_gpu_hour: 3.0,
+    };
+    // Under capacity: nothing queues.
+    assert_eq!(queue_step(0.0, 60.0, &load(1.5)), (0.0, 0.0));
+    // 3 rps on 2: 60 requests queue, 2 GPUs clear 60 in 30 s, so none is lost yet.
+    assert_eq!(queue_step(0.0, 60.0, &load(3.0)), (60.0, 0.0));
+    // Another minute: 120 queued, 60 of them would wait past 30 s.
+    assert_eq!(queue_step(60.0, 60.0, &load(3.0)), (60.0, 60.0));
+    // The backlog drains when demand falls.
+    assert_eq!(queue_step(60.0, 60.0, &load(0.5)), (0.0, 0.0));
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool: PgPool) {
+    use crate::dashboard::{self, TickLoad};
+    let fleet = crate::create_fleet(&pool, &FleetSpec::named("chat"))
+        .await
+        .unwrap();
+    let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();
+    let load = TickLoad {
+        demand_rps: 3.0,
+        gpus_ready: 2,
+        gpu_rps: 1.0,
+        timeout_secs: 30,
+        paid_gpus: 4.0,
+        price_usd_per_gpu_hour: 3.0,
+    };
+    // The first tick only starts the count; the second adds 10:58 to 11:01, split at 11:00.
+    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T10:58:00Z"), &load)
+        .await
+        .unwrap();
+    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T11:01:00Z"), &load)
+        .await
+        .unwrap();
+    // The same instant again adds nothing (a second replica's late tick).
+    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T11:01:00Z"), &load)
+        .await
+        .unwrap();
+    let hours = dashboard::hours_since(
+        &pool,
+        fleet.id,
+        at("2026-03-02T10:00:00Z"),
+        at("2026-03-02T12:00:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    let (h10, h11) = (hours[0], hours[1]);
+    assert_eq!(h10.0, at("2026-03-02T10:00:00Z"));
+    assert_eq!((h10.1, h11.1), (360.0, 180.0), "3 rps for 2 and 1 minutes");
+    // 120 s at 1 rps over capacity: 120 queued, 60 over the timeout's worth; then 60 more
+    // queue and 60 more are lost.
+    assert_eq!((h10.2, h11.2), (60.0, 60.0));
+    // 4 GPUs at $3 an hour: $0.40 for 2 minutes, $0.20 for 1.
+    assert!(
+        (h10.3 - 0.4).abs() < 1e-9 && (h11.3 - 0.2).abs() < 1e-9,
+        "{hours:?}"
+    );
+    // A tick after an hour's silence counts at most five minutes.
+    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T12:01:00Z"), &load)
+        .await
+        .unwrap();
+    let row = dashboard::fleets(&pool, Some(fleet.id), at("2026-03-02T12:01:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(row[0].requests_24h, 360.0 + 180.0 + 900.0);
+    assert!(row[0].timed_out_24h > 120.0);
+    assert_eq!(row[0].requests_7d, row[0].requests_24h);
+    // Today (UTC fleet): every hour since midnight.
+    assert!(
+        (row[0].cost_today_usd - (0.6 + 1.0)).abs() < 1e-9,
+        "{row:?}"
+    );
+    assert_eq!(
+        dashboard::prune_hours(&pool, fleet.id, at("2026-03-02T11:00:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -1,0 +1,344 @@
+//! What the operator dashboard reads: every fleet's state in one query, one fleet's last hours,
+//! and the hourly tally each tick adds to (requests, estimated timed-out requests, paid GPUs).
+//!
+//! The tally keeps the dashboard's week of SLO attainment and today's cost at 168 rows per fleet
+//! whatever the sample and tick rates, so the all-fleets view reads one row per fleet.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use sqlx::PgPool;
+
+use crate::{kinds::DecisionMode, OrderKind, OrderState};
+
+/// One tick's view of a fleet, as the tally counts it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickLoad {
+    /// Demand in the last complete sample bucket, requests per second.
+    pub demand_rps: f64,
+    /// GPUs serving.
+    pub gpus_ready: u32,
+    /// Requests per second one GPU serves.
+    pub gpu_rps: f64,
+    /// How long a request may wait before it is lost, seconds.
+    pub timeout_secs: i64,
+    /// GPUs paid in full (ready, booting, resuming) plus standby GPUs at their price share.
+    pub paid_gpus: f64,
+    /// Price of a GPU-hour, US dollars.
+    pub price_usd_per_gpu_hour: f64,
+}
+
+/// The longest gap between two ticks the tally counts: a longer one (the service was down, the
+/// lease moved) is counted as this long, not as hours of demand at the last rate.
+pub const MAX_TICK_GAP_SECS: f64 = 300.0;
+
+/// The fluid FIFO queue over one interval of `secs`: requests arrive at `demand_rps`, are served at
+/// `gpus_ready * gpu_rps`, and those that would wait past the timeout are lost. Returns the
+/// backlog left and the requests lost.
+pub fn queue_step(backlog: f64, secs: f64, load: &TickLoad) -> (f64, f64) {
+    let capacity = load.gpus_ready as f64 * load.gpu_rps;
+    let queued = (backlog + load.demand_rps * secs - capacity * secs).max(0.0);
+    // A queue longer than the timeout's worth of service: its tail waits past the timeout.
+    let most = capacity * load.timeout_secs as f64;
+    let lost = (queued - most).max(0.0);
+    (queued - lost, lost)
+}
+
+/// Adds the interval since the fleet's previous tick (at most [`MAX_TICK_GAP_SECS`]) to its
+/// hourly tally: requests, those the queue estimate loses, GPU-seconds and cost paid. An interval
+/// that spans an hour's end is split between the two hours.
+pub async fn tally_tick(
+    pool: &PgPool,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    load: &TickLoad,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let previous: Option<(DateTime<Utc>, f64)> =
+        sqlx::query_as("SELECT at, backlog FROM fleet_queue WHERE fleet_id = $1 FOR UPDATE")
+            .bind(fleet_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (since, backlog) = match previous {
+        Some((at, _)) if at >= now => return Ok(()),
+        Some((at, backlog)) => {
+            let gap = (now - at).num_milliseconds() as f64 / 1000.0;
+            (
+                now - Duration::milliseconds((gap.min(MAX_TICK_GAP_SECS) * 1000.0) as i64),
+                backlog,
+            )
+        }
+        // A fleet's first tick counts from here on.
+        None => (now, 0.0),
+    };
+    let mut backlog = backlog;
+    let mut from = since;
+    while from < now {
+        let hour = from
+            .duration_trunc(Duration::hours(1))
+            .expect("an hour divides any time");
+        let to = (hour + Duration::hours(1)).min(now);
+        let secs = (to - from).num_milliseconds() as f64 / 1000.0;
+        let (left, lost) = queue_step(backlog, secs, load);
+        backlog = left;
+        sqlx::query(
+            "INSERT INTO fleet_hours (fleet_id, hour_start, requests, timed_out, gpu_seconds, cost_usd)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (fleet_id, hour_start) DO UPDATE SET
+                 requests = fleet_hours.requests + EXCLUDED.requests,
+                 timed_out = fleet_hours.timed_out + EXCLUDED.timed_out,
+                 gpu_seconds = fleet_hours.gpu_seconds + EXCLUDED.gpu_seconds,
+                 cost_usd = fleet_hours.cost_usd + EXCLUDED.cost_usd",
+        )
+        .bind(fleet_id)
+        .bind(hour)
+        .bind(load.demand_rps * secs)
+        .bind(lost)
+        .bind(load.paid_gpus * secs)
+        .bind(load.paid_gpus * secs / 3_600.0 * load.price_usd_per_gpu_hour)
+        .execute(&mut *tx)
+        .await?;
+        from = to;
+    }
+    sqlx::query(
+        "INSERT INTO fleet_queue (fleet_id, at, backlog) VALUES ($1, $2, $3)
+         ON CONFLICT (fleet_id) DO UPDATE SET at = EXCLUDED.at, backlog = EXCLUDED.backlog",
+    )
+    .bind(fleet_id)
+    .bind(now)
+    .bind(backlog)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Drops tally hours that started before `before`.
+pub async fn prune_hours(
+    pool: &PgPool,
+    fleet_id: i64,
+    before: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM fleet_hours WHERE fleet_id = $1 AND hour_start < $2")
+            .bind(fleet_id)
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// One fleet's row in the all-fleets view.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct FleetRow {
+    /// The fleet's name.
+    pub name: String,
+    /// Its time zone.
+    pub time_zone: String,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Pinned by an operator to this many GPUs.
+    pub pinned_gpus: Option<i32>,
+    /// Until when the pin holds.
+    pub pinned_until: Option<DateTime<Utc>>,
+    /// The latest decision's time (the last tick).
+    pub last_tick: Option<DateTime<Utc>>,
+    /// The mode the latest decision was made in.
+    pub mode: Option<DecisionMode>,
+    /// GPUs the latest decision wanted.
+    pub desired_gpus: Option<i32>,
+    /// GPUs serving at the latest decision.
+    pub gpus_ready: Option<i32>,
+    /// GPUs booting at the latest decision.
+    pub gpus_booting: Option<i32>,
+    /// GPUs in standby at the latest decision.
+    pub gpus_standby: Option<i32>,
+    /// The demand distribution's median then, requests per second.
+    pub forecast_p50_rps: Option<f64>,
+    /// The quantile planned on then, requests per second.
+    pub forecast_upper_rps: Option<f64>,
+    /// Demand in the newest sample bucket, requests per second.
+    pub demand_rps: Option<f64>,
+    /// When that bucket started.
+    pub demand_at: Option<DateTime<Utc>>,
+    /// The replica holding the fleet's lease (none when no live lease).
+    pub lease_holder: Option<String>,
+    /// When the last refit ran.
+    pub refit_at: Option<DateTime<Utc>>,
+    /// What it did.
+    pub refit_note: Option<String>,
+    /// Requests counted over the last 24 hours.
+    pub requests_24h: f64,
+    /// Of them, estimated timed out.
+    pub timed_out_24h: f64,
+    /// Requests counted over the last 7 days.
+    pub requests_7d: f64,
+    /// Of them, estimated timed out.
+    pub timed_out_7d: f64,
+    /// Paid since the fleet's local midnight (hours that started since), US dollars.
+    pub cost_today_usd: f64,
+}
+
+/// Every fleet (or the one `only` names) as the all-fleets view shows it, by name.
+pub async fn fleets(
+    pool: &PgPool,
+    only: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Vec<FleetRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT f.name, f.time_zone, f.paused, f.pinned_gpus, f.pinned_until,
+                d.decided_at AS last_tick, d.mode, d.desired_gpus, d.gpus_ready, d.gpus_booting,
+                d.gpus_standby, d.forecast_p50_rps, d.forecast_upper_rps,
+                s.demand_rps, s.bucket_start AS demand_at,
+                l.holder AS lease_holder, f.refit_at, f.refit_note,
+                coalesce(h.requests_24h, 0) AS requests_24h,
+                coalesce(h.timed_out_24h, 0) AS timed_out_24h,
+                coalesce(h.requests_7d, 0) AS requests_7d,
+                coalesce(h.timed_out_7d, 0) AS timed_out_7d,
+                coalesce(h.cost_today_usd, 0) AS cost_today_usd
+         FROM fleets f
+         LEFT JOIN LATERAL (
+             SELECT decided_at, mode, desired_gpus, gpus_ready, gpus_booting, gpus_standby,
+                    forecast_p50_rps, forecast_upper_rps
+             FROM decisions WHERE fleet_id = f.id ORDER BY decided_at DESC, id DESC LIMIT 1) d ON true
+         LEFT JOIN LATERAL (
+             SELECT requests / bucket_secs AS demand_rps, bucket_start
+             FROM samples WHERE fleet_id = f.id AND bucket_start <= $2
+             ORDER BY bucket_start DESC LIMIT 1) s ON true
+         LEFT JOIN fleet_leases l ON l.fleet_id = f.id AND l.expires_at > $2
+         LEFT JOIN LATERAL (
+             SELECT sum(requests) FILTER (WHERE hour_start >= $2 - interval '24 hours') AS requests_24h,
+                    sum(timed_out) FILTER (WHERE hour_start >= $2 - interval '24 hours') AS timed_out_24h,
+                    sum(requests) AS requests_7d, sum(timed_out) AS timed_out_7d,
+                    sum(cost_usd) FILTER (WHERE hour_start >= date_trunc('hour',
+                        date_trunc('day', $2 AT TIME ZONE f.time_zone) AT TIME ZONE f.time_zone)) AS cost_today_usd
+             FROM fleet_hours WHERE fleet_id = f.id AND hour_start >= $2 - interval '7 days') h ON true
+         WHERE $1::bigint IS NULL OR f.id = $1
+         ORDER BY f.name",
+    )
+    .bind(only)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// A decision as one fleet's page shows it, with the orders it wrote.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct PageDecision {
+    /// When.
+    pub decided_at: DateTime<Utc>,
+    /// The mode it was made in.
+    pub mode: DecisionMode,
+    /// GPUs wanted.
+    pub desired_gpus: i32,
+    /// GPUs serving.
+    pub gpus_ready: i32,
+    /// GPUs booting.
+    pub gpus_booting: i32,
+    /// GPUs in standby.
+    pub gpus_standby: i32,
+    /// GPUs resuming.
+    pub gpus_resuming: i32,
+    /// The median planned on, requests per second.
+    pub forecast_p50_rps: Option<f64>,
+    /// The quantile planned on, requests per second.
+    pub forecast_upper_rps: Option<f64>,
+    /// Boot lead in use, seconds.
+    pub boot_lead_secs: Option<i64>,
+    /// Why.
+    pub reason: String,
+    /// The kinds of the orders it wrote (`boot`, `terminate`, ...), none when it ordered nothing.
+    pub orders: Vec<String>,
+}
+
+/// A fleet's decisions in `[since, now]`, oldest first.
+pub async fn decisions_since(
+    pool: &PgPool,
+    fleet_id: i64,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<PageDecision>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.decided_at, d.mode, d.desired_gpus, d.gpus_ready, d.gpus_booting, d.gpus_standby,
+                d.gpus_resuming, d.forecast_p50_rps, d.forecast_upper_rps, d.boot_lead_secs, d.reason,
+                coalesce(array_agg(o.kind ORDER BY o.id) FILTER (WHERE o.id IS NOT NULL), '{}') AS orders
+         FROM decisions d LEFT JOIN orders o ON o.decision_id = d.id
+         WHERE d.fleet_id = $1 AND d.decided_at >= $2 AND d.decided_at <= $3
+         GROUP BY d.id ORDER BY d.decided_at, d.id",
+    )
+    .bind(fleet_id)
+    .bind(since)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// An order on one fleet's timeline.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct PageOrder {
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// What it asks for.
+    pub kind: OrderKind,
+    /// How many GPUs.
+    pub count: i32,
+    /// Where it is in its delivery.
+    pub state: OrderState,
+    /// Delivery attempts made.
+    pub attempts: i32,
+    /// When the provisioner accepted it.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// A fleet's orders written in `[since, now]`, oldest first.
+pub async fn orders_since(
+    pool: &PgPool,
+    fleet_id: i64,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<PageOrder>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT created_at, kind, count, state, attempts, delivered_at, last_error
+         FROM orders WHERE fleet_id = $1 AND created_at >= $2 AND created_at <= $3
+         ORDER BY created_at, id",
+    )
+    .bind(fleet_id)
+    .bind(since)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// Boot times (seconds) the provisioner reported for instances ready since `since`.
+pub async fn boot_times(
+    pool: &PgPool,
+    fleet_id: i64,
+    since: DateTime<Utc>,
+) -> Result<Vec<f64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT boot_secs FROM instances
+         WHERE fleet_id = $1 AND boot_secs IS NOT NULL AND ready_at >= $2 ORDER BY boot_secs",
+    )
+    .bind(fleet_id)
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
+/// Hours of a fleet's tally in `[since, now]`: `(hour_start, requests, timed_out, cost_usd)`.
+pub async fn hours_since(
+    pool: &PgPool,
+    fleet_id: i64,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, f64, f64, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT hour_start, requests, timed_out, cost_usd FROM fleet_hours
+         WHERE fleet_id = $1 AND hour_start >= $2 AND hour_start <= $3 ORDER BY hour_start",
+    )
+    .bind(fleet_id)
+    .bind(since.duration_trunc(Duration::hours(1)).unwrap_or(since))
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
