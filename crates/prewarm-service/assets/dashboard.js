@@ -159,7 +159,7 @@
   // ---- all fleets ----------------------------------------------------------------------------
   let fleetsMarked = false;
   function bandBar(f) {
-    const s = sv('svg', { viewBox: '0 0 80 12', width: 80, height: 12, class: 'bandbar' });
+    const s = sv('svg', { viewBox: '0 0 80 12', width: 60, height: 12, class: 'bandbar' });
     const top = Math.max(f.forecast_upper_rps || 0, f.demand_rps || 0, 1e-9) * 1.15;
     const x = (v) => 2 + 76 * v / top;
     s.append(sv('line', { x1: 2, x2: 78, y1: 6, y2: 6, stroke: '#d9dee7' }));
@@ -190,7 +190,7 @@
         el('td', { 'data-col': 'mode' }, el('span', { class: 'badge ' + f.mode }, mode)),
         el('td', { class: 'num', 'data-col': 'gpus' }, int(f.desired_gpus) + ' / ' + int(f.gpus_ready) + ' / ' + int(f.gpus_booting) + (f.gpus_standby ? ' (' + f.gpus_standby + ' standby)' : '')),
         el('td', { 'data-col': 'demand' }, bandBar(f), ' ', num(f.demand_rps, 2) +
-          (f.forecast_upper_rps === null ? ' ' : ' · band ' + num(f.forecast_p50_rps, 2) + '–' + num(f.forecast_upper_rps, 2) + ' '),
+          (f.forecast_upper_rps === null ? ' ' : ' · ' + num(f.forecast_p50_rps, 2) + '–' + num(f.forecast_upper_rps, 2) + ' '),
           el('mark', { class: 'band ' + f.band.replace(/ /g, '-') }, f.band)),
         shareCell(f.timed_out_share_24h),
         shareCell(f.timed_out_share_7d),
@@ -206,7 +206,8 @@
   }
 
   // ---- charts --------------------------------------------------------------------------------
-  const W = 1000;
+  const FULL = 1000;
+  const HALF = 560;
 
   function niceStep(range, count) {
     const raw = range / count;
@@ -216,8 +217,9 @@
   }
 
   /** Axes for a time chart: x from t0 to t1 (ms) with ticks on the fleet's clock, y from 0. */
-  function frame(host, t0, t1, yMax, height, tz, yLabel, legend) {
-    const m = { l: 52, r: 12, t: legend ? 22 : 8, b: 22 };
+  function frame(host, t0, t1, yMax, height, tz, yLabel, legend, width) {
+    const W = width || FULL;
+    const m = { l: 76, r: 12, t: legend ? 22 : 8, b: 22 };
     const s = sv('svg', { viewBox: '0 0 ' + W + ' ' + height, role: 'img' });
     const x = (t) => m.l + (W - m.l - m.r) * (t - t0) / Math.max(1, t1 - t0);
     const top = yMax > 0 ? yMax * 1.08 : 1;
@@ -230,7 +232,8 @@
       axis.append(sv('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, Number(v.toPrecision(6)).toString()));
     }
     const hours = (t1 - t0) / 3600e3;
-    const step = [1, 2, 3, 6, 12, 24, 48].find((h) => hours / h <= 12) || 48;
+    const most = W >= FULL ? 12 : 6;
+    const step = [1, 2, 3, 6, 12, 24, 48].find((h) => hours / h <= most) || 48;
     let t = Math.ceil(t0 / 3600e3) * 3600e3;
     for (; t <= t1; t += 3600e3) {
       const local = new Date(t + tzOffset(t, tz));
@@ -253,7 +256,7 @@
       s.append(g);
     }
     host.replaceChildren(s);
-    return { s, x, y, m, height };
+    return { s, x, y, m, height, W };
   }
 
   function path(points, x, y, step) {
@@ -294,7 +297,7 @@
     f.s.append(cursor);
     f.s.addEventListener('mousemove', (ev) => {
       const box = f.s.getBoundingClientRect();
-      const vx = (ev.clientX - box.left) * W / box.width;
+      const vx = (ev.clientX - box.left) * f.W / box.width;
       let lo = 0;
       const all = series[0][1];
       if (!all.length) return;
@@ -387,7 +390,8 @@
   function bootChart(d) {
     const secs = d.boot.secs;
     const host = $('chart-boots');
-    const height = 200;
+    const height = 220;
+    const W = HALF;
     const s = sv('svg', { viewBox: '0 0 ' + W + ' ' + height, role: 'img' });
     host.replaceChildren(s);
     const facts = $('boot-facts');
@@ -411,7 +415,7 @@
       s.append(b);
     });
     s.append(sv('line', { x1: m.l, x2: W - m.r, y1: y(0), y2: y(0), stroke: '#9aa4b2' }));
-    const step = niceStep(hi - lo, 8);
+    const step = niceStep(hi - lo, 5);
     for (let v = Math.ceil(lo / step) * step; v <= hi; v += step) s.append(sv('text', { x: x(v), y: height - 6, 'text-anchor': 'middle' }, Math.round(v) + ' s'));
     s.append(sv('text', { x: 4, y: m.t + 8 }, most + ''));
     const marks = [['p50', d.boot.p50_secs, COLORS.median], ['p95', d.boot.p95_secs, COLORS.booting], ['lead in use', lead, COLORS.desired]];
@@ -425,7 +429,7 @@
 
   function coverageChart(d, t0, t1, now, tz) {
     const host = $('chart-coverage');
-    const f = frame(host, t0, t1, 1 / 1.08, 200, tz, 'share covered', null);
+    const f = frame(host, t0, t1, 1 / 1.08, 220, tz, 'share', null, HALF);
     const slot = (f.x(t0 + 3600e3) - f.x(t0)) * 0.8;
     for (const c of d.coverage) {
       const t = Date.parse(c.hour);
@@ -434,7 +438,7 @@
       r.append(sv('title', {}, fmt(tz, 'full').format(new Date(t)) + ': ' + c.covered + ' of ' + c.buckets + ' buckets at or under the band'));
       f.s.append(r);
     }
-    if (!d.coverage.length) f.s.append(sv('text', { x: W / 2, y: 100, 'text-anchor': 'middle' }, 'no decision planned on a band yet'));
+    if (!d.coverage.length) f.s.append(sv('text', { x: HALF / 2, y: 100, 'text-anchor': 'middle' }, 'no decision planned on a band yet'));
   }
 
   // ---- one fleet -----------------------------------------------------------------------------

@@ -590,56 +590,53 @@ async fn the_dashboard_shows_what_the_api_returns_and_its_controls_work(pool: Pg
     w.running.stop().await;
 }
 
-/// Inserts `n` fleets with a day of 5-minute samples, a week of tally hours and a latest
-/// decision each, and one of them with a day of 1-minute decisions and orders.
+/// Inserts `n` fleets (`fleet-0001`, ...) with a day of 5-minute samples, a week of tally hours,
+/// a lease and a latest decision each, varied by the fleet's number `k`; `fleet-0001` also with a
+/// day of 1-minute decisions and orders. Every 17th fleet is paused, every 23rd pinned to 4.
 async fn seed_many(pool: &PgPool, n: i64, now: DateTime<Utc>) {
-    sqlx::query(
-        "INSERT INTO fleets (name, time_zone, min_gpus, max_gpus)
-         SELECT 'fleet-' || lpad(i::text, 4, '0'), 'Europe/Berlin', 1, 100 FROM generate_series(1, $1) i",
-    )
-    .bind(n)
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query(
+    let statements = [
+        "INSERT INTO fleets (name, time_zone, min_gpus, max_gpus, paused, pinned_gpus)
+         SELECT 'fleet-' || lpad(k::text, 4, '0'), 'Europe/Berlin', 1, 100, k % 17 = 0,
+                CASE WHEN k % 23 = 0 THEN 4 END
+         FROM generate_series(1, $2::bigint) k",
+        // Demand swings around 5 rps; the newest bucket is 5 + 4 sin(k).
         "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests)
-         SELECT f.id, $1 - make_interval(mins => 5 * k), 300, 300 * (5 + 4 * sin(k / 20.0))
-         FROM fleets f, generate_series(1, 288) k",
-    )
-    .bind(now)
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query(
+         SELECT f.id, $1 - make_interval(mins => 5 * i), 300,
+                300 * (5 + 4 * sin(i / 20.0 - 0.05 + substr(f.name, 7)::int))
+         FROM fleets f, generate_series(1, 288) i",
         "INSERT INTO fleet_hours (fleet_id, hour_start, requests, timed_out, gpu_seconds, cost_usd)
-         SELECT f.id, date_trunc('hour', $1) - make_interval(hours => k), 18000, (k % 7) * 0.5, 21600, 18
-         FROM fleets f, generate_series(0, 167) k",
-    )
-    .bind(now)
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query(
+         SELECT f.id, date_trunc('hour', $1) - make_interval(hours => i), 18000,
+                ((i + substr(f.name, 7)::int) % 7) * 2 * (substr(f.name, 7)::int % 5), 21600, 18
+         FROM fleets f, generate_series(0, 167) i",
+        "INSERT INTO fleet_leases (fleet_id, holder, expires_at)
+         SELECT id, CASE WHEN substr(name, 7)::int % 2 = 0 THEN 'replica-a' ELSE 'replica-b' END,
+                $1 + interval '1 minute'
+         FROM fleets WHERE substr(name, 7)::int % 31 <> 0",
+        // Desired 3 + k % 9, ready up to 3 + 7k % 9, the rest booting; the band 5 to 7 + k % 4.
         "INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting,
                                 forecast_p50_rps, forecast_upper_rps, reason, replica)
-         SELECT f.id, $1 - make_interval(mins => k), 6, 6, 0, 5, 7, 'hold: demand within the band', 'replica-a'
-         FROM fleets f, generate_series(0, CASE WHEN f.name = 'fleet-0001' THEN 1439 ELSE 0 END) k",
-    )
-    .bind(now)
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query(
+         SELECT f.id, $1 - make_interval(mins => i), d, r, d - r, 5, 7 + k % 4,
+                'hold: demand within the band', 'replica-a'
+         FROM fleets f,
+              LATERAL (SELECT substr(f.name, 7)::int AS k) n,
+              LATERAL (SELECT 3 + n.k % 9 AS d, least(3 + n.k % 9, 3 + (7 * n.k) % 9) AS r) g,
+              generate_series(0, CASE WHEN f.name = 'fleet-0001' THEN 1439 ELSE 0 END) i",
         "INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, state,
                              next_attempt_at, expires_at, created_at, delivered_at)
          SELECT 'seed-' || d.id, d.fleet_id, d.id, CASE WHEN d.id % 2 = 0 THEN 'boot' ELSE 'terminate' END,
                 1 + d.id % 3, 'delivered', d.decided_at, d.decided_at, d.decided_at, d.decided_at
          FROM decisions d JOIN fleets f ON f.id = d.fleet_id
-         WHERE f.name = 'fleet-0001' AND extract(minute FROM d.decided_at)::int % 20 = 0",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
+         WHERE f.name = 'fleet-0001' AND extract(minute FROM d.decided_at)::int % 20 = 0
+           AND d.decided_at > $1 - interval '1 day' AND $2::bigint > 0",
+    ];
+    for sql in statements {
+        sqlx::query(sql)
+            .bind(now)
+            .bind(n)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
 }
 
 #[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
@@ -781,8 +778,15 @@ async fn the_dashboard_api_shows_a_token_only_its_fleets_and_the_page_runs_only_
     // The seeded tally, 18,000 requests an hour: the hour that started 24 hours ago and the one
     // under way both count.
     assert_eq!(row["requests_24h"], 25.0 * 18_000.0);
-    assert_eq!(row["gpus_ready"], 6);
+    // fleet-0002: desired 5, all ready; 5 + 4 sin(2) = 8.64 rps against a band of 5 to 9.
+    assert_eq!(row["desired_gpus"], 5);
+    assert_eq!(row["gpus_ready"], 5);
+    assert!(
+        (row["demand_rps"].as_f64().unwrap() - 8.637).abs() < 0.01,
+        "{row}"
+    );
     assert_eq!(row["band"], "in band", "{row}");
+    assert_eq!(row["lease_holder"], "replica-a");
     let other = http
         .get(format!("http://{addr}/v1/fleets/fleet-0001/dashboard"))
         .bearer_auth(&one)
@@ -806,7 +810,7 @@ async fn the_dashboard_api_shows_a_token_only_its_fleets_and_the_page_runs_only_
     assert_eq!(page["decisions"].as_array().unwrap().len(), 6 * 60 + 1);
     assert_eq!(page["demand"].as_array().unwrap().len(), 6 * 12);
     assert_eq!(page["fleet"]["time_zone"], "Europe/Berlin");
-    // Seeded demand swings 1 to 9 rps against a 7 rps band: some hours are not fully covered.
+    // Seeded demand swings 1 to 9 rps against an 8 rps band: some hours are not fully covered.
     let cover = page["coverage"].as_array().unwrap();
     assert!(!cover.is_empty());
     assert!(cover

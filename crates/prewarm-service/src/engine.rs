@@ -127,6 +127,9 @@ pub struct Service {
     fleet_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// Whether the scheduler's jobs run (`/readyz`).
     pub scheduler_running: std::sync::atomic::AtomicBool,
+    /// Each planned fleet's queue estimate as this replica last wrote it (the dashboard's tally
+    /// then needs no read per tick).
+    queues: Mutex<HashMap<i64, prewarm_store::dashboard::QueueState>>,
 }
 
 impl Service {
@@ -157,6 +160,7 @@ impl Service {
             held: Mutex::new(Vec::new()),
             fleet_locks: Mutex::new(HashMap::new()),
             scheduler_running: Default::default(),
+            queues: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -415,9 +419,24 @@ impl Service {
             price_usd_per_gpu_hour: fleet.price_usd_per_gpu_hour,
         };
         // The dashboard's tally: a failure there must not hold back the decision's orders.
-        if let Err(e) = prewarm_store::dashboard::tally_tick(&self.pool, fleet_id, now, &load).await
-        {
-            tracing::warn!(fleet = fleet.name, error = %e, "the dashboard's hourly tally was not updated");
+        let known = self
+            .queues
+            .lock()
+            .expect("queue states")
+            .get(&fleet_id)
+            .copied();
+        match prewarm_store::dashboard::tally_tick(&self.pool, fleet_id, now, &load, known).await {
+            Ok(Some(after)) => {
+                self.queues
+                    .lock()
+                    .expect("queue states")
+                    .insert(fleet_id, after);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.queues.lock().expect("queue states").remove(&fleet_id);
+                tracing::warn!(fleet = fleet.name, error = %e, "the dashboard's hourly tally was not updated");
+            }
         }
         let label = Metrics::label(&fleet.name);
         let m = &self.metrics;

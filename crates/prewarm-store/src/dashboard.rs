@@ -42,34 +42,51 @@ pub fn queue_step(backlog: f64, secs: f64, load: &TickLoad) -> (f64, f64) {
     (queued - lost, lost)
 }
 
-/// Adds the interval since the fleet's previous tick (at most [`MAX_TICK_GAP_SECS`]) to its
-/// hourly tally: requests, those the queue estimate loses, GPU-seconds and cost paid. An interval
-/// that spans an hour's end is split between the two hours.
-pub async fn tally_tick(
-    pool: &PgPool,
-    fleet_id: i64,
-    now: DateTime<Utc>,
-    load: &TickLoad,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let previous: Option<(DateTime<Utc>, f64)> =
-        sqlx::query_as("SELECT at, backlog FROM fleet_queue WHERE fleet_id = $1 FOR UPDATE")
+/// Where a fleet's queue estimate stood after a tick: when, and the requests still queued.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueState {
+    /// The tick's time.
+    pub at: DateTime<Utc>,
+    /// Requests still waiting then.
+    pub backlog: f64,
+}
+
+/// The fleet's queue estimate as the last tick left it.
+pub async fn queue_state(pool: &PgPool, fleet_id: i64) -> Result<Option<QueueState>, sqlx::Error> {
+    let row: Option<(DateTime<Utc>, f64)> =
+        sqlx::query_as("SELECT at, backlog FROM fleet_queue WHERE fleet_id = $1")
             .bind(fleet_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(pool)
             .await?;
-    let (since, backlog) = match previous {
-        Some((at, _)) if at >= now => return Ok(()),
-        Some((at, backlog)) => {
-            let gap = (now - at).num_milliseconds() as f64 / 1000.0;
+    Ok(row.map(|(at, backlog)| QueueState { at, backlog }))
+}
+
+/// One tick's additions to the tally, per UTC hour: `(hour_start, requests, timed_out,
+/// gpu_seconds, cost_usd)`, and the queue it leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    /// The hours the interval touched, oldest first.
+    pub hours: Vec<(DateTime<Utc>, f64, f64, f64, f64)>,
+    /// The queue estimate after the tick.
+    pub after: QueueState,
+}
+
+/// What a tick at `now` adds to the tally after `previous` (none: the fleet's first tick, which
+/// only starts the count): the interval since, at most [`MAX_TICK_GAP_SECS`], split at hour ends.
+/// `None` when `previous` is not before `now` (a later tick already counted it).
+pub fn tally(previous: Option<QueueState>, now: DateTime<Utc>, load: &TickLoad) -> Option<Tally> {
+    let (since, mut backlog) = match previous {
+        Some(p) if p.at >= now => return None,
+        Some(p) => {
+            let gap = ((now - p.at).num_milliseconds() as f64 / 1000.0).min(MAX_TICK_GAP_SECS);
             (
-                now - Duration::milliseconds((gap.min(MAX_TICK_GAP_SECS) * 1000.0) as i64),
-                backlog,
+                now - Duration::milliseconds((gap * 1000.0) as i64),
+                p.backlog,
             )
         }
-        // A fleet's first tick counts from here on.
         None => (now, 0.0),
     };
-    let mut backlog = backlog;
+    let mut hours = Vec::new();
     let mut from = since;
     while from < now {
         let hour = from
@@ -79,35 +96,80 @@ pub async fn tally_tick(
         let secs = (to - from).num_milliseconds() as f64 / 1000.0;
         let (left, lost) = queue_step(backlog, secs, load);
         backlog = left;
-        sqlx::query(
-            "INSERT INTO fleet_hours (fleet_id, hour_start, requests, timed_out, gpu_seconds, cost_usd)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (fleet_id, hour_start) DO UPDATE SET
-                 requests = fleet_hours.requests + EXCLUDED.requests,
-                 timed_out = fleet_hours.timed_out + EXCLUDED.timed_out,
-                 gpu_seconds = fleet_hours.gpu_seconds + EXCLUDED.gpu_seconds,
-                 cost_usd = fleet_hours.cost_usd + EXCLUDED.cost_usd",
-        )
-        .bind(fleet_id)
-        .bind(hour)
-        .bind(load.demand_rps * secs)
-        .bind(lost)
-        .bind(load.paid_gpus * secs)
-        .bind(load.paid_gpus * secs / 3_600.0 * load.price_usd_per_gpu_hour)
-        .execute(&mut *tx)
-        .await?;
+        hours.push((
+            hour,
+            load.demand_rps * secs,
+            lost,
+            load.paid_gpus * secs,
+            load.paid_gpus * secs / 3_600.0 * load.price_usd_per_gpu_hour,
+        ));
         from = to;
     }
-    sqlx::query(
-        "INSERT INTO fleet_queue (fleet_id, at, backlog) VALUES ($1, $2, $3)
-         ON CONFLICT (fleet_id) DO UPDATE SET at = EXCLUDED.at, backlog = EXCLUDED.backlog",
-    )
-    .bind(fleet_id)
-    .bind(now)
-    .bind(backlog)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    Some(Tally {
+        hours,
+        after: QueueState { at: now, backlog },
+    })
+}
+
+/// Adds a tick at `now` to the fleet's hourly tally, from `known` (what this process last wrote
+/// for the fleet) or, without it, from the database: one statement, which writes nothing when the
+/// stored queue state is no longer `known` (another replica ticked the fleet meanwhile), in which
+/// case the tick is counted again from the stored state. Returns the queue state to remember.
+pub async fn tally_tick(
+    pool: &PgPool,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    load: &TickLoad,
+    known: Option<QueueState>,
+) -> Result<Option<QueueState>, sqlx::Error> {
+    let mut previous = match known {
+        Some(k) => Some(k),
+        None => queue_state(pool, fleet_id).await?,
+    };
+    for _ in 0..2 {
+        let Some(t) = tally(previous, now, load) else {
+            return Ok(previous);
+        };
+        let column =
+            |i: usize| -> Vec<f64> { t.hours.iter().map(|h| [h.1, h.2, h.3, h.4][i]).collect() };
+        let (written,): (i64,) = sqlx::query_as(
+            "WITH q AS (
+                 INSERT INTO fleet_queue AS fq (fleet_id, at, backlog) VALUES ($1, $2, $3)
+                 ON CONFLICT (fleet_id) DO UPDATE SET at = EXCLUDED.at, backlog = EXCLUDED.backlog
+                 WHERE fq.at IS NOT DISTINCT FROM $4
+                 RETURNING 1),
+             h AS (
+                 INSERT INTO fleet_hours (fleet_id, hour_start, requests, timed_out, gpu_seconds, cost_usd)
+                 SELECT $1, u.h, u.r, u.t, u.g, u.c
+                 FROM unnest($5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[])
+                      AS u(h, r, t, g, c)
+                 WHERE EXISTS (SELECT 1 FROM q)
+                 ON CONFLICT (fleet_id, hour_start) DO UPDATE SET
+                     requests = fleet_hours.requests + EXCLUDED.requests,
+                     timed_out = fleet_hours.timed_out + EXCLUDED.timed_out,
+                     gpu_seconds = fleet_hours.gpu_seconds + EXCLUDED.gpu_seconds,
+                     cost_usd = fleet_hours.cost_usd + EXCLUDED.cost_usd
+                 RETURNING 1)
+             SELECT (SELECT count(*) FROM q)",
+        )
+        .bind(fleet_id)
+        .bind(t.after.at)
+        .bind(t.after.backlog)
+        .bind(previous.map(|p| p.at))
+        .bind(t.hours.iter().map(|h| h.0).collect::<Vec<_>>())
+        .bind(column(0))
+        .bind(column(1))
+        .bind(column(2))
+        .bind(column(3))
+        .fetch_one(pool)
+        .await?;
+        if written == 1 {
+            return Ok(Some(t.after));
+        }
+        // The stored state moved on: count from it instead.
+        previous = queue_state(pool, fleet_id).await?;
+    }
+    Ok(previous)
 }
 
 /// Drops tally hours that started before `before`.

@@ -253,16 +253,22 @@ async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool:
         price_usd_per_gpu_hour: 3.0,
     };
     // The first tick only starts the count; the second adds 10:58 to 11:01, split at 11:00.
-    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T10:58:00Z"), &load)
+    let first = dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T10:58:00Z"), &load, None)
         .await
         .unwrap();
-    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T11:01:00Z"), &load)
+    let second = dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T11:01:00Z"), &load, first)
         .await
         .unwrap();
-    // The same instant again adds nothing (a second replica's late tick).
-    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T11:01:00Z"), &load)
-        .await
-        .unwrap();
+    assert_eq!(second.unwrap().backlog, 60.0);
+    // The same instant again adds nothing (a second replica's late tick), and neither does a
+    // replica that remembers a state the database has moved past: it counts from the stored one.
+    for known in [None, first] {
+        let again =
+            dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T11:01:00Z"), &load, known)
+                .await
+                .unwrap();
+        assert_eq!(again, second);
+    }
     let hours = dashboard::hours_since(
         &pool,
         fleet.id,
@@ -284,7 +290,7 @@ async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool:
         "{hours:?}"
     );
     // A tick after an hour's silence counts at most five minutes.
-    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T12:01:00Z"), &load)
+    dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T12:01:00Z"), &load, second)
         .await
         .unwrap();
     let row = dashboard::fleets(&pool, Some(fleet.id), at("2026-03-02T12:01:00Z"))
