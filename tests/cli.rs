@@ -865,25 +865,84 @@ async fn demo_replays_the_fixture_through_the_service(
     opts: sqlx::postgres::PgConnectOptions,
 ) {
     let url = url_of(&opts);
-    let (ok, stdout, stderr) = prewarm_db(&url, &["demo", "--replay", "3h", "--keep"]);
-    assert!(ok, "{stdout}\n{stderr}");
+    // --stay: after the replay the service keeps answering, with its database, until SIGTERM.
+    // Its log goes to a file: a pipe nobody reads would fill and stop it.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_prewarm"))
+        .args(["demo", "--replay", "3h", "--stay"])
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(demo.stdout.take().unwrap()));
+    let mut stdout = String::new();
+    let dashboard = loop {
+        let Some(line) = lines.next() else {
+            demo.wait().unwrap();
+            panic!(
+                "the demo ended without serving:\n{stdout}\n{}",
+                std::fs::read_to_string(log.path()).unwrap()
+            );
+        };
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.starts_with("dashboard: ") {
+            break line;
+        }
+    };
     let kept = stdout
         .lines()
         .find_map(|l| l.strip_prefix("scratch database "))
         .unwrap_or_else(|| panic!("no database name in\n{stdout}"))
         .trim()
         .to_string();
+    // The dashboard's read answers with the replayed day: the tally counted its ticks.
+    let address = dashboard
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('/');
+    let token = dashboard
+        .split("token once: ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .unwrap();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("{address}/v1/dashboard"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fleet = &answer["fleets"][0];
+    assert_eq!(fleet["name"], "demo", "{answer:#}");
+    assert!(fleet["requests_24h"].as_f64().unwrap() > 0.0, "{fleet:#}");
+    assert!(fleet["cost_today_usd"].as_f64().unwrap() > 0.0, "{fleet:#}");
+    assert!(fleet["desired_gpus"].as_i64().unwrap() > 0, "{fleet:#}");
+    // The decisions notebook reads what the service recorded.
     let (server, _) = url.rsplit_once('/').unwrap();
-    // The decisions notebook reads what the service recorded, then the database is dropped.
     run_notebooks(
         &["decisions.ipynb"],
         &[("PREWARM_DATABASE_URL", &format!("{server}/{kept}"))],
     );
+    // SIGTERM ends it cleanly, and its scratch database goes with it.
+    let term = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(demo.wait().unwrap().success());
     let pool = pool_opts.connect_with(opts).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE \"{kept}\" WITH (FORCE)"))
-        .execute(&pool)
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&kept)
+        .fetch_one(&pool)
         .await
         .unwrap();
+    assert_eq!(left, 0, "the demo's database {kept} was dropped");
     for row in [
         "service ",
         "predictive ",

@@ -72,7 +72,7 @@ pub(crate) struct DemoArgs {
     pub keep: bool,
     /// After the replay, keep the service answering, its clock stopped at the replay's end: the
     /// dashboard at its address shows the replayed day (a read and operate token is printed).
-    /// Ctrl-C stops it.
+    /// Ctrl-C or SIGTERM stops it.
     #[arg(long)]
     pub stay: bool,
     /// Port the service listens on, on 127.0.0.1 (default: a free one).
@@ -367,14 +367,19 @@ async fn drive(
             &prewarm_store::Actor::cli(),
         )
         .await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch for SIGTERM")?;
         println!(
-            "dashboard: http://{}/ (paste this token once: {token}); the clock stays at {}; Ctrl-C stops",
+            "dashboard: http://{}/ (paste this token once: {token}); the clock stays at {}; Ctrl-C or SIGTERM stops",
             running.addr,
             clock.now()
         );
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
+        // Either signal ends the demo the same way: the service stops and the database is
+        // dropped (unless --keep).
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     }
     running.stop().await;
     pool.close().await;

@@ -16,7 +16,7 @@ use prewarm_store::{create_fleet, FleetSpec};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::service_tests::{at, ops_token, world};
+use crate::service_tests::{at, ops_token, rush_trace, world};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -201,23 +201,6 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// Five days of 5-minute demand with a rush from 09:00 to 17:00 New York time.
-fn rush(start: DateTime<Utc>, days: i64) -> Trace {
-    let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
-    let requests = (0..days * 288)
-        .map(|i| {
-            let t = (start + Duration::minutes(5 * i)).with_timezone(&tz);
-            let base = if (9..17).contains(&chrono::Timelike::hour(&t)) {
-                20.0
-            } else {
-                2.0
-            };
-            (base + ((i * 7919) % 13) as f64 / 13.0) * 300.0
-        })
-        .collect();
-    Trace::new(start, 300, requests)
-}
-
 async fn get(addr: &std::net::SocketAddr, path: &str, token: &str) -> Value {
     reqwest::Client::new()
         .get(format!("http://{addr}{path}"))
@@ -254,7 +237,7 @@ async fn the_dashboard_shows_what_the_api_returns_and_its_controls_work(pool: Pg
     create_fleet(&pool, &FleetSpec::named("idle"))
         .await
         .unwrap();
-    let trace = rush(start, 5);
+    let trace = rush_trace(start, 5);
     let upto = |t: DateTime<Utc>| {
         Trace::new(
             start,

@@ -634,8 +634,8 @@ async fn state_is_rebuilt_from_the_ledger_and_callbacks(pool: PgPool) {
     assert_eq!(s.booting, vec![now - Duration::minutes(1); 2]);
 }
 
-/// Four days of 5-minute history with a rush from 09:00 to 17:00 New York time on weekdays.
-fn rush_trace(start: DateTime<Utc>, days: i64) -> Trace {
+/// Days of 5-minute history with a rush from 09:00 to 17:00 New York time.
+pub(crate) fn rush_trace(start: DateTime<Utc>, days: i64) -> Trace {
     let tz: Tz = "America/New_York".parse().unwrap();
     let n = (days * 288) as usize;
     let requests = (0..n)
