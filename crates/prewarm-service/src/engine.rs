@@ -372,7 +372,7 @@ impl Service {
     }
 
     /// Plans one fleet at the clock's now, records the decision (fenced by the lease) and delivers
-    /// its orders: [`Engine::gather`], then the pure [`Gathered::decide`], then the record.
+    /// its orders: [`Service::gather`], then the pure [`Gathered::decide`], then the record.
     #[tracing::instrument(name = "tick", skip(self), fields(replica = self.replica()))]
     pub async fn tick_fleet(&self, fleet_id: i64) -> Result<TickOutcome, ServiceError> {
         let lock = self.lock_for(fleet_id);
