@@ -131,10 +131,10 @@
     const crumbs = $('crumbs');
     crumbs.replaceChildren();
     if (view.kind === 'fleet') crumbs.append(el('a', { href: '#/' }, 'all fleets'), ' / ', view.name);
-    refresh(true);
+    refresh();
   }
 
-  async function refresh(first) {
+  async function refresh() {
     if (!token) {
       notice('This dashboard reads prewarm\'s operator API. Paste an API token above: scope read shows the fleets, ' +
         'scope operate also allows pause, resume, pin and calendar events.\nMake one with: prewarm token create --label dashboard --scope read,operate');
@@ -143,8 +143,8 @@
       return;
     }
     try {
-      if (view.kind === 'fleets') await showFleets(first);
-      else await showFleet(view.name, first);
+      if (view.kind === 'fleets') await showFleets();
+      else await showFleet(view.name);
       $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     } catch (e) {
       notice(explain(e), true);
@@ -153,7 +153,7 @@
 
   function schedule() {
     clearInterval(timer);
-    timer = setInterval(() => { if (!document.hidden) refresh(false); }, REFRESH_MS);
+    timer = setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
   }
 
   // ---- all fleets ----------------------------------------------------------------------------
@@ -171,7 +171,7 @@
     return s;
   }
 
-  async function showFleets(first) {
+  async function showFleets() {
     const data = await api('/v1/dashboard');
     notice('');
     $('fleets-view').hidden = false;
@@ -216,18 +216,20 @@
     return 10 * mag;
   }
 
-  /** Axes for a time chart: x from t0 to t1 (ms) with ticks on the fleet's clock, y from 0. */
+  /** Axes for a time chart: x from t0 to t1 (ms) with ticks on the fleet's clock, y from 0 to yMax
+   *  (none when yMax is null: the caller lays out its own rows). */
   function frame(host, t0, t1, yMax, height, tz, yLabel, legend, width) {
     const W = width || FULL;
     const m = { l: 76, r: 12, t: legend ? 22 : 8, b: 22 };
     const s = sv('svg', { viewBox: '0 0 ' + W + ' ' + height, role: 'img' });
     const x = (t) => m.l + (W - m.l - m.r) * (t - t0) / Math.max(1, t1 - t0);
     const top = yMax > 0 ? yMax * 1.08 : 1;
+    const yAxis = yMax !== null;
     const y = (v) => height - m.b - (height - m.t - m.b) * v / top;
     const grid = sv('g', { class: 'grid' });
     const axis = sv('g', { class: 'axis' });
     const ystep = niceStep(top, 4);
-    for (let v = 0; v <= top + 1e-9; v += ystep) {
+    for (let v = 0; yAxis && v <= top + 1e-9; v += ystep) {
       grid.append(sv('line', { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }));
       axis.append(sv('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, Number(v.toPrecision(6)).toString()));
     }
@@ -364,9 +366,8 @@
     const lanes = used.length ? used : ['boot', 'terminate'];
     const height = 30 + 24 * lanes.length;
     const host = $('chart-orders');
-    const f = frame(host, t0, t1, 0, height, tz, '', null);
-    // The frame's y axis is not used: one lane per kind.
-    f.s.querySelectorAll('.axis text').forEach((t) => { if (!t.getAttribute('text-anchor') || t.getAttribute('text-anchor') === 'end') t.remove(); });
+    // No y axis: one lane per kind.
+    const f = frame(host, t0, t1, null, height, tz, '', null);
     lanes.forEach((k, i) => f.s.append(sv('text', { x: f.m.l - 6, y: 20 + 24 * i, 'text-anchor': 'end' }, k.replace('_', ' '))));
     for (const o of d.orders) {
       const i = lanes.indexOf(o.kind);
@@ -474,7 +475,7 @@
     $('decision-count').textContent = (kept.length > shown.length ? 'newest ' + shown.length + ' of ' : '') + kept.length + ' decisions';
   }
 
-  async function showFleet(name, first) {
+  async function showFleet(name) {
     const hours = $('hours').value;
     const d = await api('/v1/fleets/' + encodeURIComponent(name) + '/dashboard?hours=' + hours);
     notice('');
@@ -521,7 +522,7 @@
     if (view.kind !== 'fleet') return;
     try {
       await api('/v1/fleets/' + encodeURIComponent(view.name) + suffix, method, body);
-      await refresh(false);
+      await refresh();
     } catch (e) {
       notice(explain(e), true);
     }
@@ -537,8 +538,8 @@
       route();
     });
     $('token-forget').addEventListener('click', () => { token = ''; localStorage.removeItem(KEY); $('token').value = ''; route(); });
-    $('filter').addEventListener('input', () => refresh(false));
-    $('hours').addEventListener('change', () => refresh(false));
+    $('filter').addEventListener('input', () => refresh());
+    $('hours').addEventListener('change', () => refresh());
     $('decision-filter').addEventListener('change', () => { if (lastFleet) drawDecisions(lastFleet); });
     $('pause').addEventListener('click', () => control('POST', '/pause'));
     $('resume').addEventListener('click', () => control('POST', '/resume'));
@@ -563,7 +564,7 @@
       control('POST', '/events', body);
     });
     window.addEventListener('hashchange', route);
-    document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(false); });
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
     schedule();
     route();
   }

@@ -28,7 +28,8 @@ struct Browser {
     http: reqwest::Client,
     base: String,
     driver: Child,
-    _profile: tempfile::TempDir,
+    /// The session's own browser profile, removed with it.
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -74,7 +75,7 @@ impl Browser {
             http,
             base,
             driver,
-            _profile: profile,
+            profile,
         };
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
@@ -84,7 +85,7 @@ impl Browser {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                    format!("--user-data-dir={}", b._profile.path().display()),
+                    format!("--user-data-dir={}", b.profile.path().display()),
                 ],
             },
         }}});
@@ -432,6 +433,11 @@ async fn the_dashboard_shows_what_the_api_returns_and_its_controls_work(pool: Pg
         "{drawn}"
     );
     assert!(n(&page["boot"]["secs"]) > 0, "fake-cloud called back");
+    // The page's boot statistics and lead are those of `/boot-stats`, which the tick uses.
+    let stats = get(&addr, "/v1/fleets/chat-ny/boot-stats", &token).await;
+    assert_eq!(page["boot"]["p50_secs"], stats["last_7_days"]["p50_secs"]);
+    assert_eq!(page["boot"]["p95_secs"], stats["last_7_days"]["p95_secs"]);
+    assert_eq!(page["boot"]["lead_in_use_secs"], stats["boot_lead_secs"]);
     assert_eq!(
         drawn["coverage"].as_u64().unwrap(),
         n(&page["coverage"]),

@@ -88,12 +88,13 @@ pub(crate) async fn fleets(State(s): State<Shared>, headers: HeaderMap) -> Respo
         Ok(both) => both,
         Err(r) => return r,
     };
-    let by_name: std::collections::HashMap<&str, &prewarm_store::Fleet> =
-        fleets.iter().map(|f| (f.name.as_str(), f)).collect();
+    let by_id: std::collections::HashMap<i64, &prewarm_store::Fleet> =
+        fleets.iter().map(|f| (f.id, f)).collect();
     let out: Vec<serde_json::Value> = rows
         .iter()
         .filter_map(|r| {
-            let fleet = by_name.get(r.name.as_str())?;
+            // A fleet created between the two reads is left for the next refresh.
+            let fleet = by_id.get(&r.fleet_id)?;
             let cfg = s.planner_config(fleet, &[]);
             let band = match (r.demand_rps, r.forecast_p50_rps, r.forecast_upper_rps) {
                 (Some(d), _, Some(u)) if d > u => "above",
@@ -102,11 +103,11 @@ pub(crate) async fn fleets(State(s): State<Shared>, headers: HeaderMap) -> Respo
                 _ => "no forecast",
             };
             Some(json!({
-                "name": r.name,
-                "time_zone": r.time_zone,
+                "name": fleet.name,
+                "time_zone": fleet.time_zone,
                 "mode": s.mode_of(fleet, now).name(),
-                "pinned_gpus": r.pinned_gpus,
-                "pinned_until": r.pinned_until,
+                "pinned_gpus": fleet.pinned_gpus,
+                "pinned_until": fleet.pinned_until,
                 "desired_gpus": r.desired_gpus,
                 "gpus_ready": r.gpus_ready,
                 "gpus_booting": r.gpus_booting,
@@ -123,8 +124,8 @@ pub(crate) async fn fleets(State(s): State<Shared>, headers: HeaderMap) -> Respo
                 "cost_today_usd": r.cost_today_usd,
                 "lease_holder": r.lease_holder,
                 "last_tick": r.last_tick,
-                "last_refit": r.refit_at,
-                "refit_note": r.refit_note,
+                "last_refit": fleet.refit_at,
+                "refit_note": fleet.refit_note,
             }))
         })
         .collect();
@@ -194,21 +195,19 @@ pub(crate) async fn fleet(
         dashboard::decisions_since(pool, id, since, now),
         dashboard::orders_since(pool, id, since, now),
         dashboard::boot_times(pool, id, now - Duration::days(7)),
+        crate::callbacks::boot_stats(pool, id, now - Duration::days(7)),
         dashboard::hours_since(pool, id, since, now),
         crate::forecasts::latest_live_row(pool, id),
         s.events(id),
         prewarm_store::leases::holder(pool, id),
     );
-    let (demand, decisions, orders, boots, tally, live, events, holder) = match gathered {
+    let (demand, decisions, orders, boots, stats, tally, live, events, holder) = match gathered {
         Ok(all) => all,
         Err(e) => return db_error(e),
     };
     let events_cfg = s.planner_config(&a.fleet, &events);
-    let lead = match s.boot_lead(id, events_cfg.boot_lead_secs, now).await {
-        Ok(l) => l,
-        Err(e) => return db_error(e),
-    };
-    let stats = percentiles(&boots);
+    // The lead the tick uses, from the same statistics as `/boot-stats`.
+    let lead = s.lead_from(&stats).unwrap_or(events_cfg.boot_lead_secs);
     let ahead: Vec<serde_json::Value> = live
         .as_ref()
         .map(|row| {
@@ -250,8 +249,8 @@ pub(crate) async fn fleet(
         "orders": orders,
         "boot": {
             "secs": boots,
-            "p50_secs": stats.0,
-            "p95_secs": stats.1,
+            "p50_secs": stats.p50_secs,
+            "p95_secs": stats.p95_secs,
             "lead_in_use_secs": lead,
         },
         "coverage": cover.iter().map(|(h, n, c)| json!({ "hour": h, "buckets": n, "covered": c })).collect::<Vec<_>>(),
@@ -259,17 +258,6 @@ pub(crate) async fn fleet(
         "events": events,
     }))
     .into_response()
-}
-
-/// The median and 95th percentile of sorted values (nearest rank), none when empty.
-fn percentiles(sorted: &[f64]) -> (Option<f64>, Option<f64>) {
-    let at = |q: f64| {
-        (!sorted.is_empty()).then(|| {
-            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted[rank - 1]
-        })
-    };
-    (at(0.5), at(0.95))
 }
 
 #[cfg(test)]
@@ -308,12 +296,5 @@ mod tests {
         ];
         let c = coverage(&demand, &decisions);
         assert_eq!(c, vec![(m(0), 3, 2), (m(60), 1, 0)]);
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank_and_none_without_boots() {
-        assert_eq!(percentiles(&[]), (None, None));
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(percentiles(&v), (Some(10.0), Some(19.0)));
     }
 }

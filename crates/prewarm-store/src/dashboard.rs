@@ -188,23 +188,14 @@ pub async fn prune_hours(
     )
 }
 
-/// One fleet's row in the all-fleets view.
+/// One fleet's row in the all-fleets view: what the fleet's own row ([`crate::Fleet`]) does not
+/// hold.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct FleetRow {
-    /// The fleet's name.
-    pub name: String,
-    /// Its time zone.
-    pub time_zone: String,
-    /// Paused by an operator.
-    pub paused: bool,
-    /// Pinned by an operator to this many GPUs.
-    pub pinned_gpus: Option<i32>,
-    /// Until when the pin holds.
-    pub pinned_until: Option<DateTime<Utc>>,
+    /// The fleet's id.
+    pub fleet_id: i64,
     /// The latest decision's time (the last tick).
     pub last_tick: Option<DateTime<Utc>>,
-    /// The mode the latest decision was made in.
-    pub mode: Option<DecisionMode>,
     /// GPUs the latest decision wanted.
     pub desired_gpus: Option<i32>,
     /// GPUs serving at the latest decision.
@@ -223,10 +214,6 @@ pub struct FleetRow {
     pub demand_at: Option<DateTime<Utc>>,
     /// The replica holding the fleet's lease (none when no live lease).
     pub lease_holder: Option<String>,
-    /// When the last refit ran.
-    pub refit_at: Option<DateTime<Utc>>,
-    /// What it did.
-    pub refit_note: Option<String>,
     /// Requests counted over the last 24 hours.
     pub requests_24h: f64,
     /// Of them, estimated timed out.
@@ -239,18 +226,19 @@ pub struct FleetRow {
     pub cost_today_usd: f64,
 }
 
-/// Every fleet (or the one `only` names) as the all-fleets view shows it, by name.
+/// Every fleet (or the one `only` names) as the all-fleets view shows it, in the order of their
+/// names.
 pub async fn fleets(
     pool: &PgPool,
     only: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Vec<FleetRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT f.name, f.time_zone, f.paused, f.pinned_gpus, f.pinned_until,
-                d.decided_at AS last_tick, d.mode, d.desired_gpus, d.gpus_ready, d.gpus_booting,
+        "SELECT f.id AS fleet_id,
+                d.decided_at AS last_tick, d.desired_gpus, d.gpus_ready, d.gpus_booting,
                 d.gpus_standby, d.forecast_p50_rps, d.forecast_upper_rps,
                 s.demand_rps, s.bucket_start AS demand_at,
-                l.holder AS lease_holder, f.refit_at, f.refit_note,
+                l.holder AS lease_holder,
                 coalesce(h.requests_24h, 0) AS requests_24h,
                 coalesce(h.timed_out_24h, 0) AS timed_out_24h,
                 coalesce(h.requests_7d, 0) AS requests_7d,
@@ -258,7 +246,7 @@ pub async fn fleets(
                 coalesce(h.cost_today_usd, 0) AS cost_today_usd
          FROM fleets f
          LEFT JOIN LATERAL (
-             SELECT decided_at, mode, desired_gpus, gpus_ready, gpus_booting, gpus_standby,
+             SELECT decided_at, desired_gpus, gpus_ready, gpus_booting, gpus_standby,
                     forecast_p50_rps, forecast_upper_rps
              FROM decisions WHERE fleet_id = f.id ORDER BY decided_at DESC, id DESC LIMIT 1) d ON true
          LEFT JOIN LATERAL (
