@@ -68,12 +68,20 @@ pub(crate) enum FleetCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Delete a fleet with its history, decisions, orders and tokens, in one transaction.
+    /// Delete a fleet with its history, decisions, orders and tokens, in one transaction. A fleet
+    /// that still has GPUs (running, booting, in standby, or ordered) is not deleted under them:
+    /// the command refuses, or with --drain marks it draining.
     Delete {
+        /// The fleet's name.
         name: String,
         /// Confirm: without it nothing is deleted.
         #[arg(long)]
         yes: bool,
+        /// If the fleet has GPUs, drain it: the running service terminates every one, waits for
+        /// the provisioner to confirm, then deletes the fleet (without --drain such a fleet is
+        /// refused).
+        #[arg(long)]
+        drain: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -126,14 +134,22 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                 let pool = connect(db).await?;
                 let fleets = prewarm_store::list_fleets(&pool).await?;
                 println!(
-                    "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}",
+                    "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}  state",
                     "fleet", "time zone", "gpu_rps", "$/GPU-h", "min", "max", "budget $/h"
                 );
                 for f in fleets {
+                    let state = match (f.draining_since, f.paused, f.pinned_gpus) {
+                        (Some(since), _, _) => {
+                            format!("draining since {}", since.format("%Y-%m-%d %H:%M UTC"))
+                        }
+                        (None, true, _) => "paused".to_string(),
+                        (None, false, Some(pin)) => format!("pinned to {pin}"),
+                        _ => "-".to_string(),
+                    };
                     println!(
-                        "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}",
+                        "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}  {state}",
                         f.name,
-                        f.time_zone,
+                        f.time_zone.to_string(),
                         f.gpu_rps,
                         f.price_usd_per_gpu_hour,
                         f.min_gpus,
@@ -172,14 +188,34 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                     serde_json::to_string(&after)?
                 );
             }
-            FleetCommand::Delete { name, yes, db } => {
+            FleetCommand::Delete {
+                name,
+                yes,
+                drain,
+                db,
+            } => {
                 ensure!(
                     *yes,
                     "deleting fleet `{name}` removes its history, decisions, orders and tokens; add --yes to confirm"
                 );
                 let pool = connect(db).await?;
-                let samples = prewarm_store::delete_fleet(&pool, name, &Actor::cli()).await?;
-                println!("deleted fleet `{name}` and its {samples} samples");
+                let how = if *drain {
+                    prewarm_store::fleets::Deletion::Drain
+                } else {
+                    prewarm_store::fleets::Deletion::IfEmpty
+                };
+                match prewarm_store::delete_fleet(&pool, name, &Actor::cli(), how, chrono::Utc::now())
+                    .await?
+                {
+                    prewarm_store::fleets::Deleted::Deleted { samples_removed } => {
+                        println!("deleted fleet `{name}` and its {samples_removed} samples")
+                    }
+                    prewarm_store::fleets::Deleted::Draining { held, since } => println!(
+                        "fleet `{name}` is draining since {}: it still has {}. The service (`prewarm serve`) terminates them and deletes the fleet once the provisioner has confirmed; `prewarm fleet list` shows it until then",
+                        since.to_rfc3339(),
+                        held.describe()
+                    ),
+                }
             }
         }
         Ok(())

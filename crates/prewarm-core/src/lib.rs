@@ -7,11 +7,13 @@
 
 mod duration;
 mod error;
+mod redact;
 pub mod synth;
 mod trace;
 
 pub use duration::{format_duration, parse_duration, parse_duration_or_zero, Span, SpanOrZero};
 pub use error::TraceError;
+pub use redact::{redact_url, scrub_urls};
 pub use trace::{parse_trace, read_trace, write_trace, Trace};
 
 /// `text` for a message: at most `max` characters, with how much was left out. A value a user

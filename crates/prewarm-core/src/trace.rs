@@ -182,14 +182,20 @@ pub fn parse_trace(mut reader: impl Read, path: &Path) -> Result<Trace, TraceErr
                     return Err(malformed(
                         path,
                         line,
-                        format!("column `{name}`: `{field}` is not a count; leave the field empty for a missing bucket"),
+                        format!(
+                            "column `{name}`: `{}` is not a count; leave the field empty for a missing bucket",
+                            crate::shorten(field, 60)
+                        ),
                     ));
                 }
                 if v.is_infinite() {
                     return Err(malformed(
                         path,
                         line,
-                        format!("column `{name}`: `{field}` is not a finite number"),
+                        format!(
+                            "column `{name}`: `{}` is not a finite number",
+                            crate::shorten(field, 60)
+                        ),
                     ));
                 }
                 if v < 0.0 {
@@ -449,6 +455,35 @@ mod tests {
             "{}",
             &e[..300.min(e.len())]
         );
+        // Digits that overflow to infinity, in `requests` or a token column, are cut too.
+        let digits = "9".repeat(1_000_000);
+        for header in ["timestamp,requests", "timestamp,requests,tokens_in"] {
+            let row = if header.ends_with("tokens_in") {
+                format!("2026-01-01T00:00:00Z,1,{digits}")
+            } else {
+                format!("2026-01-01T00:00:00Z,{digits}")
+            };
+            let tail = if header.ends_with("tokens_in") {
+                ",1"
+            } else {
+                ""
+            };
+            let e = parse(&format!(
+                "{header}
+{row}
+2026-01-01T00:01:00Z,1{tail}
+"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.len() < 300
+                    && e.contains("not a finite number")
+                    && e.contains("1000000 bytes in all"),
+                "{}",
+                &e[..300.min(e.len())]
+            );
+        }
     }
 
     #[test]

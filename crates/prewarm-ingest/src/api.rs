@@ -105,8 +105,16 @@ impl From<StoreError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable; nothing was stored, retry the same batch",
             ),
+            StoreError::Database(d) if prewarm_store::refused_value(&d).is_some() => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the database refused a value in the batch: {}; nothing was stored",
+                    prewarm_store::refused_value(&d).unwrap_or_default()
+                ),
+            ),
             // Internal details stay in the server's log, not in the answer; every 500 is logged.
             e @ (StoreError::InvalidFleet(_)
+            | StoreError::Conflict(_)
             | StoreError::InvalidToken(_)
             | StoreError::Database(_)) => {
                 tracing::error!(error = %e, "push API: internal error");

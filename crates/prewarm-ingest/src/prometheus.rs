@@ -145,7 +145,7 @@ async fn query_range(
                 let answer: Answer = r
                     .json()
                     .await
-                    .map_err(|e| PullError::Malformed(format!("{status}: {e}")))?;
+                    .map_err(|e| PullError::Malformed(format!("{status}: {}", e.without_url())))?;
                 if answer.status != "success" {
                     return Err(PullError::Rejected {
                         kind: answer.error_type.unwrap_or_else(|| status.to_string()),
@@ -175,7 +175,9 @@ async fn query_range(
                 return Ok(sums);
             }
             Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = e.to_string(),
+            // The client's error names the URL with the query sent; the base URL may carry
+            // credentials: neither reaches a log or a message.
+            Err(e) => last = prewarm_core::scrub_urls(&e.without_url().to_string()),
         }
         if attempt < retry.attempts {
             // Exponential backoff with jitter, so many pullers do not retry in step.
@@ -185,7 +187,7 @@ async fn query_range(
         }
     }
     Err(PullError::Unreachable {
-        url: src.base_url.clone(),
+        url: prewarm_core::redact_url(&src.base_url),
         attempts: retry.attempts,
         last,
     })

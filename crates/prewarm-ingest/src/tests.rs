@@ -513,6 +513,33 @@ async fn an_import_meets_the_push_rules_and_names_the_line(pool: PgPool) {
         .unwrap_err()
         .to_string();
     assert!(e.contains("172800 s apart") && e.contains("line 2"), "{e}");
+    // A 5-minute trace with a two-day hole: refused too, naming the rows on both sides.
+    let mut text = String::from("timestamp,requests\n");
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    for k in 0..12 {
+        text.push_str(&format!(
+            "{},5\n",
+            (start + chrono::Duration::minutes(5 * k)).to_rfc3339()
+        ));
+    }
+    let resumed = start + chrono::Duration::days(2) + chrono::Duration::hours(1);
+    for k in 0..12 {
+        text.push_str(&format!(
+            "{},5\n",
+            (resumed + chrono::Duration::minutes(5 * k)).to_rfc3339()
+        ));
+    }
+    let holed = prewarm_core::parse_trace(text.as_bytes(), path).unwrap();
+    let e = prewarm_store::import_trace(&pool, &fleet, &holed, Utc::now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 14") && e.contains("line 13") && e.contains("more than 1d apart"),
+        "{e}"
+    );
     assert_eq!(count(&pool).await, 0);
 }
 
@@ -547,10 +574,21 @@ async fn fleets_are_listed_updated_and_deleted_with_their_samples(pool: PgPool) 
         .unwrap_err();
     assert!(e.to_string().contains("max_gpus"), "{e}");
     assert_eq!(fleet_by_name(&pool, "chat").await.unwrap().min_gpus, 1);
-    let samples = prewarm_store::delete_fleet(&pool, "chat", &Actor::cli())
-        .await
-        .unwrap();
-    assert_eq!(samples, 10);
+    let deleted = prewarm_store::delete_fleet(
+        &pool,
+        "chat",
+        &Actor::cli(),
+        prewarm_store::fleets::Deletion::IfEmpty,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        deleted,
+        prewarm_store::fleets::Deleted::Deleted {
+            samples_removed: 10
+        }
+    );
     assert_eq!(count(&pool).await, 0);
     assert!(fleet_by_name(&pool, "chat").await.is_err());
     let log = prewarm_store::audit::list(&pool, None, 10).await.unwrap();

@@ -750,6 +750,12 @@ pub enum Mode {
         /// Until when (none: until cleared).
         until: Option<DateTime<Utc>>,
     },
+    /// Being deleted: every GPU, running or in standby, is terminated (whatever `min_gpus`, a
+    /// pin or a pause say), and the fleet is deleted once they are gone.
+    Draining {
+        /// When the deletion was asked for.
+        since: DateTime<Utc>,
+    },
 }
 
 impl Mode {
@@ -760,6 +766,7 @@ impl Mode {
             Mode::ForecastOnly => "forecast-only",
             Mode::Paused => "paused",
             Mode::Pinned { .. } => "pinned",
+            Mode::Draining { .. } => "draining",
         }
     }
 
@@ -784,6 +791,15 @@ pub fn decide(input: &PlanInput<'_>, cfg: &PlannerConfig, mode: Mode) -> Decisio
         }
         Mode::Pinned { gpus, until } => {
             let pin = gpus.min(cfg.cap());
+            // A pin above the limit (within the share an admin allowed) is a breach like the
+            // plan's own, reported in the decision.
+            let (limit, limited_by) = cfg.limit();
+            decision.breach = (gpus > limit).then_some(Breach {
+                wanted: gpus,
+                limit,
+                limited_by,
+                granted: pin,
+            });
             decision.desired_gpus = pin;
             decision.orders = match cfg.standby {
                 // The GPUs a pin lets go are stopped into standby, within its limit.
@@ -800,6 +816,38 @@ pub fn decide(input: &PlanInput<'_>, cfg: &PlannerConfig, mode: Mode) -> Decisio
                 until
                     .map(|u| format!(" until {}", u.to_rfc3339()))
                     .unwrap_or_default()
+            );
+            if let Some(b) = &decision.breach {
+                decision.reason.push_str(&format!(
+                    "; LIMIT: the pin is above {} ({}), allowed by exceed_max_share",
+                    b.limited_by, b.limit
+                ));
+            }
+        }
+        Mode::Draining { since } => {
+            decision.desired_gpus = 0;
+            decision.breach = None;
+            decision.orders.clear();
+            if provisioned > 0 {
+                decision.orders.push(Order::Terminate(provisioned));
+            }
+            if input.state.standby > 0 {
+                decision
+                    .orders
+                    .push(Order::TerminateStandby(input.state.standby));
+            }
+            decision.reason = format!(
+                "draining before deletion (asked at {}): {}",
+                since.to_rfc3339(),
+                if decision.orders.is_empty() {
+                    "no GPU left; the fleet is deleted once the provisioner has confirmed"
+                        .to_string()
+                } else {
+                    format!(
+                        "terminating {provisioned} running GPUs and {} in standby",
+                        input.state.standby
+                    )
+                }
             );
         }
         Mode::ForecastOnly => {

@@ -55,9 +55,25 @@ fn unavailable() -> Response {
     r
 }
 
+/// A database error as the operator API answers it: 503 (retry) only when the database could not
+/// be reached; 422 when it refused a value the request carried (a data exception, a check); 500
+/// otherwise, logged (the answer carries no internals).
 pub(crate) fn db_error(e: sqlx::Error) -> Response {
-    tracing::warn!(error = %e, "database error in the operator API");
-    unavailable()
+    if prewarm_store::is_unavailable(&e) {
+        tracing::warn!(error = %e, "database unavailable in the operator API");
+        return unavailable();
+    }
+    if let Some(message) = prewarm_store::refused_value(&e) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the database refused a value in the request: {message}"),
+        );
+    }
+    tracing::error!(error = %e, "database error in the operator API");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error (logged by the service)",
+    )
 }
 
 /// A job's error as the operator API answers it.
@@ -87,6 +103,7 @@ pub(crate) fn ingest_error(e: StoreError) -> Response {
         StoreError::InvalidFleet(m) | StoreError::InvalidToken(m) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, m)
         }
+        StoreError::Conflict(m) => error(StatusCode::CONFLICT, m),
         StoreError::Invalid(items) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Invalid(items).to_string(),
@@ -175,7 +192,18 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
             Some(t) if same_secret(t, required) => true,
             // An API token that may read every fleet may read their metrics too.
             Some(t) => match prewarm_store::authenticate(&s.pool, t).await {
-                Ok(Some(g)) => g.allows(Scope::Read) && g.fleet_id.is_none(),
+                Ok(Some(g)) if g.allows(Scope::Read) && g.fleet_id.is_none() => true,
+                // A valid token that may not see every fleet is known, and refused as such.
+                Ok(Some(g)) => {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        if g.fleet_id.is_some() {
+                            "this token is for one fleet, and /metrics shows every fleet: use a `read` token made without --fleet, or http.metrics_token"
+                        } else {
+                            "this token lacks the `read` scope that /metrics needs (or use http.metrics_token)"
+                        },
+                    )
+                }
                 Ok(None) => false,
                 Err(e) => return ingest_error(e),
             },
@@ -198,16 +226,70 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// A JSON body, or 400 saying what was expected and what was wrong.
+/// A JSON body, or an answer saying what is wrong with it: 400 for a body that is not the JSON
+/// expected (with what was expected), 422 naming the field for text the database cannot hold (a
+/// NUL character).
 // The error is the response itself, returned at once by every handler.
 #[allow(clippy::result_large_err)]
-fn parsed<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, Response> {
-    body.map(|Json(t)| t).map_err(|e| {
+fn parsed<T: serde::de::DeserializeOwned>(
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+    expected: &str,
+) -> Result<T, Response> {
+    let value = body.map(|Json(v)| v).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("expected {expected}: {}", e.body_text()),
         )
+    })?;
+    if let Some(field) = nul_field(&value) {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`{field}` contains a NUL character, which no text field may hold"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expected {expected}: {}",
+                prewarm_core::shorten(&e.to_string(), 300)
+            ),
+        )
     })
+}
+
+/// The path of the first string (or key) in `value` that holds a NUL character, which
+/// PostgreSQL's text cannot store: `label`, `scopes[1]`, `planner.x`.
+pub(crate) fn nul_field(value: &serde_json::Value) -> Option<String> {
+    fn walk(value: &serde_json::Value, path: &mut String) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().enumerate().any(|(i, v)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(v, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&prewarm_core::shorten(k, 60));
+                let found = k.contains('\0') || walk(v, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = String::new();
+    walk(value, &mut path).then(|| if path.is_empty() { "body".into() } else { path })
 }
 
 /// The caller's grant, which must hold `scope`.
@@ -641,9 +723,9 @@ struct Pin {
 async fn pin(
     State(s): State<Shared>,
     a: Authorized<Operate>,
-    body: Result<Json<Pin>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
-    let p = match parsed(body, r#"{"gpus": N, "until": RFC 3339 (optional)}"#) {
+    let p = match parsed::<Pin>(body, r#"{"gpus": N, "until": RFC 3339 (optional)}"#) {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -698,9 +780,9 @@ const MAX_EVENT_MULTIPLY: f64 = 100.0;
 async fn add_event(
     State(s): State<Shared>,
     a: Authorized<Operate>,
-    body: Result<Json<FleetEvent>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
-    let e = match parsed(
+    let e = match parsed::<FleetEvent>(
         body,
         r#"{"label", "starts_local": "2026-12-24T00:00:00", "ends_local", and "multiply" or "pin_rps"}"#,
     ) {
@@ -769,9 +851,9 @@ async fn remove_event(
 async fn set_planner(
     State(s): State<Shared>,
     a: Authorized<Operate>,
-    body: Result<Json<prewarm_planner::Settings>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
-    let p = match parsed(
+    let p = match parsed::<prewarm_planner::Settings>(
         body,
         "any of max_timeout_share, queue_timeout_secs, quantile, target_utilization, miss_load, hold_secs, boot_lead_secs, exceed_max_share, standby_max_gpus, standby_price_share, resume_secs",
     ) {
@@ -784,6 +866,20 @@ async fn set_planner(
     {
         return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
     }
+    // Going past an admin's `max_gpus` is an admin's decision: an operate token may lower the
+    // share the plan may exceed it by, not raise it.
+    let service = s.config.planner.settings();
+    let share = |x: &prewarm_planner::Settings| x.over(&service).exceed_max_share.unwrap_or(0.0);
+    let (before, after) = (share(&a.fleet.planner_settings()), share(&p));
+    if after > before && !a.grant.allows(Scope::Admin) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "exceed_max_share lets the fleet go past its max_gpus ({}); raising it from {before} to {after} needs a token with the admin scope (an operate token may lower it)",
+                a.fleet.max_gpus
+            ),
+        );
+    }
     let value = json!(p);
     match operator_change(&s, &a.actor(), &a.fleet, OperatorChange::Planner(p)).await {
         Ok(_) => Json(json!({ "fleet": a.name, "planner": value })).into_response(),
@@ -795,7 +891,7 @@ async fn set_planner(
 async fn create_fleet(
     State(s): State<Shared>,
     headers: HeaderMap,
-    body: Result<Json<prewarm_store::FleetSpec>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
     let grant = match grant_for(&s, &headers, Scope::Admin).await {
         Ok(g) => g,
@@ -807,7 +903,7 @@ async fn create_fleet(
             "only an admin token for every fleet may create fleets",
         );
     }
-    let spec = match parsed(
+    let spec = match parsed::<prewarm_store::FleetSpec>(
         body,
         r#"{"name", "time_zone", "gpu_rps", "min_gpus", "max_gpus", ...}"#,
     ) {
@@ -840,9 +936,9 @@ async fn create_fleet(
 async fn update_fleet(
     State(s): State<Shared>,
     a: Authorized<Admin>,
-    body: Result<Json<prewarm_store::FleetUpdate>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
-    let update = match parsed(
+    let update = match parsed::<prewarm_store::FleetUpdate>(
         body,
         "any of time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour",
     ) {
@@ -855,11 +951,46 @@ async fn update_fleet(
     }
 }
 
-async fn delete_fleet(State(s): State<Shared>, a: Authorized<Admin>) -> Response {
-    match prewarm_store::delete_fleet(&s.pool, &a.name, &a.actor()).await {
-        Ok(samples) => {
-            Json(json!({ "deleted": a.name, "samples_removed": samples })).into_response()
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    drain: bool,
+}
+
+/// Deletes a fleet that holds no GPU (200); one that does is refused (409, saying how to drain
+/// it), or with `?drain=true` set draining (202): the tick terminates its GPUs and deletes it once
+/// the provisioner has confirmed.
+async fn delete_fleet(
+    State(s): State<Shared>,
+    a: Authorized<Admin>,
+    q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the only query parameter is drain=true|false",
+        );
+    };
+    let how = if q.drain {
+        fleets::Deletion::Drain
+    } else {
+        fleets::Deletion::IfEmpty
+    };
+    match prewarm_store::delete_fleet(&s.pool, &a.name, &a.actor(), how, s.clock.now()).await {
+        Ok(fleets::Deleted::Deleted { samples_removed }) => {
+            Json(json!({ "deleted": a.name, "samples_removed": samples_removed })).into_response()
         }
+        Ok(fleets::Deleted::Draining { held, since }) => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "draining": a.name,
+                "since": since,
+                "held": held,
+                "note": format!("the fleet still has {}: the service terminates them and deletes the fleet once the provisioner has confirmed", held.describe()),
+            })),
+        )
+            .into_response(),
         Err(e) => ingest_error(e),
     }
 }
@@ -888,13 +1019,13 @@ struct NewToken {
 async fn create_token(
     State(s): State<Shared>,
     headers: HeaderMap,
-    body: Result<Json<NewToken>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
     let grant = match grant_for(&s, &headers, Scope::Admin).await {
         Ok(g) => g,
         Err(r) => return r,
     };
-    let t = match parsed(
+    let t = match parsed::<NewToken>(
         body,
         r#"{"fleet": "name" (optional), "label": "...", "scopes": ["push", "read", "operate", "admin"]}"#,
     ) {

@@ -91,7 +91,25 @@ async fn receive(
             "instance ids are 1 to 200 characters",
         );
     }
-    let callback: Callback = match serde_json::from_slice(&body) {
+    // Text the database cannot hold is refused for good (422), never answered as an outage
+    // (503), which the provisioner would retry forever.
+    if instance.contains('\0') {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the instance id in the path contains a NUL character",
+        );
+    }
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a callback: {e}")),
+    };
+    if let Some(field) = crate::api::nul_field(&value) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`{field}` contains a NUL character, which no text field may hold"),
+        );
+    }
+    let callback: Callback = match serde_json::from_value(value) {
         Ok(c) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a callback: {e}")),
     };
@@ -142,13 +160,26 @@ async fn receive(
             ),
         ),
         Ok(Err((status, message))) => error(status, message),
-        Err(e) => {
+        Err(e) if prewarm_store::is_unavailable(&e) => {
             tracing::warn!(error = %e, "callback not recorded: database unavailable");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable; send the callback again",
             )
         }
+        Err(e) => match prewarm_store::refused_value(&e) {
+            Some(message) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the database refused a value in the callback: {message}"),
+            ),
+            None => {
+                tracing::error!(error = %e, "callback not recorded: database error");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error (logged by the service)",
+                )
+            }
+        },
     }
 }
 

@@ -328,38 +328,7 @@ fn is_secret_key(path: &str) -> bool {
     path.ends_with("secret") || path.ends_with("url") || path.ends_with("token")
 }
 
-/// A URL with its credentials hidden: the password of `user:password@`, and every query value.
-pub fn redact_url(url: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let mut out = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &base[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!(
-                    "{}{user}:<redacted>@{}",
-                    &base[..scheme + 3],
-                    &base[at + 1..]
-                ),
-                None => base.to_string(),
-            }
-        }
-        _ => base.to_string(),
-    };
-    if let Some(q) = query {
-        let pairs: Vec<String> = q
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) => format!("{k}=<redacted>"),
-                None => kv.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
-    }
-    out
-}
+pub use prewarm_core::redact_url;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]

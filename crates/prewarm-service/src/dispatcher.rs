@@ -44,6 +44,24 @@ pub struct DispatchReport {
     pub latencies_us: Vec<u64>,
 }
 
+/// A delivery error as it is stored and shown: the client's error without the URL it names (the
+/// provisioner's address may carry credentials or a token in its query), with its causes
+/// (`connection refused`), and any URL a cause quotes redacted.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    prewarm_core::scrub_urls(&text)
+}
+
 /// Delay before retry `attempt` (1 = first retry): 1 s doubling to a minute, times 0.5 to 1.5.
 pub fn backoff(attempt: i32) -> chrono::Duration {
     let base = 2f64.powi(attempt.clamp(1, 7) - 1).min(60.0);
@@ -128,7 +146,7 @@ impl Dispatcher {
                 if e.is_timeout() {
                     format!("no answer within {} ms", self.timeout.as_millis())
                 } else {
-                    format!("cannot reach the provisioner: {e}")
+                    format!("cannot reach the provisioner: {}", describe(e))
                 }
             })?;
         if response.status().is_success() {

@@ -105,6 +105,11 @@ pub enum TickOutcome {
     LeaseLost,
     /// The fleet was deleted before the tick read it: nothing to plan.
     FleetGone,
+    /// The fleet was draining, its GPUs are gone, and this tick deleted it.
+    Drained {
+        /// Samples removed with it.
+        samples_removed: u64,
+    },
 }
 
 /// The running service.
@@ -130,6 +135,9 @@ pub struct Service {
     /// Each planned fleet's queue estimate as this replica last wrote it (the dashboard's tally
     /// then needs no read per tick).
     queues: Mutex<HashMap<i64, prewarm_store::dashboard::QueueState>>,
+    /// Other running replicas with this replica's id at the last lease round (warned about when
+    /// it changes).
+    same_id_seen: std::sync::atomic::AtomicI64,
 }
 
 impl Service {
@@ -161,6 +169,7 @@ impl Service {
             fleet_locks: Mutex::new(HashMap::new()),
             scheduler_running: Default::default(),
             queues: Mutex::new(HashMap::new()),
+            same_id_seen: Default::default(),
         }))
     }
 
@@ -188,7 +197,11 @@ impl Service {
         let round = leases::round(&self.pool, &self.holder, self.config.service.lease_ttl.0).await;
         match &round {
             Ok(r) => {
-                if r.same_id_elsewhere > 0 {
+                // Said once when it starts (or the count changes), not at every round.
+                let before = self
+                    .same_id_seen
+                    .swap(r.same_id_elsewhere, std::sync::atomic::Ordering::Relaxed);
+                if r.same_id_elsewhere > 0 && r.same_id_elsewhere != before {
                     tracing::warn!(
                         replica = self.replica(),
                         others = r.same_id_elsewhere,
@@ -299,7 +312,9 @@ impl Service {
         let pinned = fleet
             .pinned_gpus
             .filter(|_| fleet.pinned_until.is_none_or(|u| u > now));
-        if fleet.paused {
+        if let Some(since) = fleet.draining_since {
+            PlanMode::Draining { since }
+        } else if fleet.paused {
             PlanMode::Paused
         } else if let Some(pin) = pinned {
             PlanMode::Pinned {
@@ -382,6 +397,22 @@ impl Service {
         let Some(gathered) = self.gather(fleet_id, now).await? else {
             return Ok(TickOutcome::FleetGone);
         };
+        if let PlanMode::Draining { .. } = gathered.mode {
+            // A draining fleet whose GPUs are gone (and confirmed) is deleted here; until then
+            // its decisions terminate what it holds.
+            let stale_after = (3 * gathered.cfg.boot_lead_secs).max(1_800);
+            if let Some(samples_removed) =
+                fleets::finish_drain(&self.pool, fleet_id, now, stale_after).await?
+            {
+                tracing::info!(
+                    fleet = gathered.fleet.name,
+                    samples_removed,
+                    "the drained fleet was deleted"
+                );
+                self.queues.lock().expect("queue states").remove(&fleet_id);
+                return Ok(TickOutcome::Drained { samples_removed });
+            }
+        }
         let decision = gathered.decide();
         let Gathered {
             fleet,
@@ -574,7 +605,10 @@ impl Service {
                     me.metrics.tick_errors.inc();
                     me.report(Job::Tick, Some(fleet_id), e);
                 }
-                matches!(r, Ok(TickOutcome::Planned { .. }))
+                matches!(
+                    r,
+                    Ok(TickOutcome::Planned { .. } | TickOutcome::Drained { .. })
+                )
             });
         }
         tally(set).await

@@ -388,11 +388,22 @@ async fn tokens_need_their_scope_and_pins_respect_the_fleet_limit(pool: PgPool) 
     .await
     .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    // ...unless the fleet's breach policy allows it, and then only as far as it allows.
+    // ...unless the fleet's breach policy allows it, and then only as far as it allows. Going
+    // past an admin's limit is an admin's decision: an operate token may not raise the share.
     let r = send(
         Method::PUT,
         "/v1/fleets/chat/planner",
         &ops,
+        Some(json!({"exceed_max_share": 0.5})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("admin"));
+    let r = send(
+        Method::PUT,
+        "/v1/fleets/chat/planner",
+        &admin,
         Some(json!({"exceed_max_share": 0.5})),
     )
     .await
@@ -528,7 +539,8 @@ async fn metrics_can_require_a_token(pool: PgPool) {
     for (t, status) in [
         ("scrape-secret-1234", 200),
         (all_reader.as_str(), 200),
-        (fleet_reader.as_str(), 401),
+        // A valid token for one fleet is told why, not asked for the metrics token.
+        (fleet_reader.as_str(), 403),
         ("scrape-secret-1235", 401),
     ] {
         let r = c.get(&base).bearer_auth(t).send().await.unwrap();
@@ -746,5 +758,388 @@ async fn an_old_history_says_so_and_a_refit_can_be_asked_for(pool: PgPool) {
     let (d, _, _) = planned(w.service.tick_fleet(created.id).await.unwrap());
     assert!(!d.reason.contains("no forecast"), "{}", d.reason);
     assert!(d.forecast_upper_rps.is_some(), "{d:?}");
+    w.running.stop().await;
+}
+
+/// Boots `n` GPUs for a new fleet through the service and fake-cloud, and has them report ready.
+async fn fleet_with_ready_gpus(
+    w: &crate::service_tests::World,
+    pool: &PgPool,
+    name: &str,
+    n: i32,
+) -> i64 {
+    let id = fleet(pool, name, n).await;
+    w.service.lease_round().await.unwrap();
+    w.service.tick_fleet(id).await.unwrap();
+    w.clock.advance(Duration::minutes(8));
+    w.cloud.process().await;
+    let (_, state, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(state.gpus_ready, n as u32, "{state:?}");
+    id
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_fleet_with_gpus_is_not_deleted_under_them_but_drained_first(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet_with_ready_gpus(&w, &pool, "chat", 3).await;
+    let admin = token(&pool, None, &[Scope::Admin, Scope::Read]).await;
+    let base = format!("http://{}", w.running.addr);
+    let c = reqwest::Client::new();
+
+    // Deleting it as it is: refused, saying what it holds and how to drain it; nothing changes.
+    let r = c
+        .delete(format!("{base}/v1/fleets/chat"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("3 GPUs running (3 ready") && text.contains("?drain=true"),
+        "{text}"
+    );
+    let e = prewarm_store::delete_fleet(
+        &pool,
+        "chat",
+        &Actor::cli(),
+        prewarm_store::fleets::Deletion::IfEmpty,
+        w.clock.now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, prewarm_store::StoreError::Conflict(_)), "{e}");
+    assert!(prewarm_store::fleets::find_fleet(&pool, "chat")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(w.cloud.counts("chat").ready, 3);
+
+    // Drained: accepted, the next tick terminates every GPU (whatever min_gpus says)...
+    let r = c
+        .delete(format!("{base}/v1/fleets/chat?drain=true"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["held"]["ready"], 3, "{body}");
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(
+        (d.desired_gpus, d.orders.clone()),
+        (0, vec![Order::Terminate(3)]),
+        "{d:?}"
+    );
+    assert!(
+        d.reason.starts_with("draining before deletion"),
+        "{}",
+        d.reason
+    );
+    // ...and the fleet stays until the provisioner confirms: its GPUs are ordered off, but
+    // fake-cloud has not called back yet.
+    assert_eq!(
+        w.cloud.counts("chat").ready,
+        0,
+        "fake-cloud applied the terminate"
+    );
+    let waiting = w.service.tick_fleet(id).await.unwrap();
+    assert!(
+        matches!(waiting, TickOutcome::Planned { .. }),
+        "{waiting:?}"
+    );
+    assert!(prewarm_store::fleets::find_fleet(&pool, "chat")
+        .await
+        .unwrap()
+        .is_some());
+    // The callbacks arrive: the next tick deletes it, audited as the drain's end.
+    w.clock.advance(Duration::minutes(1));
+    w.cloud.process().await;
+    let up: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM instances WHERE fleet_id = $1 AND state IN ('ready', 'standby')",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(up, 0);
+    let outcome = w.service.tick_fleet(id).await.unwrap();
+    assert!(
+        matches!(outcome, TickOutcome::Drained { .. }),
+        "{outcome:?}"
+    );
+    assert!(prewarm_store::fleets::find_fleet(&pool, "chat")
+        .await
+        .unwrap()
+        .is_none());
+    let log = prewarm_store::audit::list(&pool, None, 10).await.unwrap();
+    assert_eq!(log[0].action, "fleet.delete");
+    assert!(log[0].actor.contains("draining"), "{}", log[0].actor);
+    assert_eq!(log[1].action, "fleet.drain");
+    // Every instance fake-cloud booted is terminated: nothing runs on.
+    let seen = w.cloud.seen();
+    assert!(seen.instances.iter().filter(|i| i.fleet == "chat").count() == 3);
+    assert_eq!(w.cloud.counts("chat"), Default::default());
+
+    // A fleet with nothing running is deleted at once, drain or not.
+    fleet(&pool, "idle", 0).await;
+    let r = c
+        .delete(format!("{base}/v1/fleets/idle?drain=true"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_provisioner_url_with_credentials_never_reaches_a_stored_or_returned_error(pool: PgPool) {
+    // Nothing listens on the provisioner's address, which carries a password and a query token.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://u:pw-SECRET-1@127.0.0.1:{port}/orders?token=SECRET-2");
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
+        c.provisioner.url = url.clone()
+    })
+    .await;
+    let id = fleet(&pool, "chat", 2).await;
+    w.service.lease_round().await.unwrap();
+    w.service.tick_fleet(id).await.unwrap();
+    let stored = ledger::orders(&pool, id).await.unwrap();
+    let error = stored[0].last_error.clone().expect("the delivery failed");
+    assert!(error.contains("cannot reach the provisioner"), "{error}");
+    let reader = token(&pool, Some("chat"), &[Scope::Read]).await;
+    let base = format!("http://{}", w.running.addr);
+    let c = reqwest::Client::new();
+    let mut shown = vec![error];
+    for path in ["/v1/fleets/chat/plan", "/v1/fleets/chat/dashboard?hours=6"] {
+        let r = c
+            .get(format!("{base}{path}"))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        shown.push(r.text().await.unwrap());
+    }
+    for text in &shown {
+        assert!(!text.contains("SECRET") && !text.contains("pw-"), "{text}");
+    }
+    // An error stored before this fix is scrubbed by the migration's rule too.
+    let old = format!("error sending request for url ({url})");
+    let scrubbed = prewarm_core::scrub_urls(&old);
+    assert!(!scrubbed.contains("SECRET"), "{scrubbed}");
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_nul_in_any_text_field_is_refused_by_name_never_answered_as_an_outage(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 1).await;
+    w.service.lease_round().await.unwrap();
+    w.service.tick_fleet(id).await.unwrap();
+    let order = ledger::orders(&pool, id).await.unwrap()[0]
+        .idempotency_key
+        .clone();
+    let admin = token(&pool, None, &[Scope::Admin, Scope::Operate, Scope::Read]).await;
+    let base = format!("http://{}", w.running.addr);
+    let c = reqwest::Client::new();
+    let nul = "a\u{0}b";
+    for (method, path, body, field) in [
+        (
+            reqwest::Method::POST,
+            "/v1/fleets/chat/events",
+            json!({"label": nul, "starts_local": "2026-12-01T09:00:00", "ends_local": "2026-12-01T10:00:00", "multiply": 2.0}),
+            "label",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/tokens",
+            json!({"fleet": "chat", "label": nul, "scopes": ["push"]}),
+            "label",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/tokens",
+            json!({"label": "x", "scopes": ["push", nul]}),
+            "scopes[1]",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/fleets",
+            json!({"name": "new", "gpu_type": nul}),
+            "gpu_type",
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/v1/fleets/chat",
+            json!({"gpu_type": nul}),
+            "gpu_type",
+        ),
+    ] {
+        let r = c
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {text}");
+        assert!(
+            text.contains(&format!("`{field}`")) && text.contains("NUL"),
+            "{text}"
+        );
+    }
+    // Callbacks: the instance in the path, and each text field of the body.
+    w.clock.advance(Duration::minutes(8));
+    let now = w.clock.now().to_rfc3339();
+    let cases = [
+        (
+            "/v1/instances/i%00x/ready",
+            json!({"instance_id": "i\u{0}x", "event": "ready", "order_id": order, "at": now}),
+            "instance id",
+        ),
+        (
+            "/v1/instances/i-1/ready",
+            json!({"instance_id": "i-1", "event": "ready", "order_id": nul, "at": now}),
+            "`order_id`",
+        ),
+        (
+            "/v1/instances/i-1/terminated",
+            json!({"instance_id": "i-1", "event": "terminated", "order_id": order, "at": now, "terminated_by": nul}),
+            "`terminated_by`",
+        ),
+        (
+            "/v1/instances/i-1/stopped",
+            json!({"instance_id": "i-1", "event": "stopped", "order_id": order, "at": now, "caused_by": nul}),
+            "`caused_by`",
+        ),
+    ];
+    for (n, (path, body, named)) in cases.into_iter().enumerate() {
+        let (status, answer) =
+            post_signed(&base, path, &signed(&w.secret, &format!("nul-{n}"), &body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(named),
+            "{answer}"
+        );
+    }
+    // A value the database refuses that no check caught is a 422 too, never a 503.
+    let refused = sqlx::query("SELECT $1::text")
+        .bind(nul)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(!prewarm_store::is_unavailable(&refused));
+    assert!(
+        prewarm_store::refused_value(&refused).is_some(),
+        "{refused}"
+    );
+    let r = crate::api::db_error(refused);
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_pin_past_max_gpus_is_a_recorded_breach(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let mut spec = FleetSpec::named("chat");
+    spec.max_gpus = 40;
+    spec.planner = Some(prewarm_planner::Settings {
+        exceed_max_share: Some(0.5),
+        ..Default::default()
+    });
+    let id = create_fleet(&pool, &spec).await.unwrap().id;
+    sqlx::query("UPDATE fleets SET pinned_gpus = 55 WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.service.lease_round().await.unwrap();
+    let (d, _, _) = planned(w.service.tick_fleet(id).await.unwrap());
+    assert_eq!(d.desired_gpus, 55);
+    let breach = d.breach.clone().expect("a pin past max_gpus is a breach");
+    assert_eq!((breach.wanted, breach.limit, breach.granted), (55, 40, 55));
+    assert!(d.reason.contains("LIMIT"), "{}", d.reason);
+    let stored: String = sqlx::query_scalar(
+        "SELECT reason FROM decisions WHERE fleet_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(stored.contains("LIMIT"), "{stored}");
+    // The dry run shows the breach it would send.
+    let reader = token(&pool, Some("chat"), &[Scope::Read]).await;
+    let dry: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/fleets/chat/plan?dry_run=true",
+            w.running.addr
+        ))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["decision"]["breach"]["wanted"], 55, "{dry}");
+    w.running.stop().await;
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_reused_webhook_id_with_another_body_is_a_conflict(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
+    let id = fleet(&pool, "chat", 1).await;
+    w.service.lease_round().await.unwrap();
+    w.service.tick_fleet(id).await.unwrap();
+    let order = ledger::orders(&pool, id).await.unwrap()[0]
+        .idempotency_key
+        .clone();
+    let base = format!("http://{}", w.running.addr);
+    w.clock.advance(Duration::minutes(8));
+    let at1 = (w.clock.now() - Duration::minutes(2)).to_rfc3339();
+    let at2 = (w.clock.now() - Duration::minutes(1)).to_rfc3339();
+    let first = json!({"instance_id": "i-1", "event": "ready", "order_id": order, "at": at1});
+    let (status, _) = post_signed(
+        &base,
+        "/v1/instances/i-1/ready",
+        &signed(&w.secret, "m-1", &first),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The same message again, fields in another order: a duplicate.
+    let again = json!({"at": at1, "order_id": order, "event": "ready", "instance_id": "i-1"});
+    let (status, body) = post_signed(
+        &base,
+        "/v1/instances/i-1/ready",
+        &signed(&w.secret, "m-1", &again),
+    )
+    .await;
+    assert_eq!(
+        (status, body["duplicate"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    // The same id, instance and event with another time: a conflict, and nothing changes.
+    let other = json!({"instance_id": "i-1", "event": "ready", "order_id": order, "at": at2});
+    let (status, body) = post_signed(
+        &base,
+        "/v1/instances/i-1/ready",
+        &signed(&w.secret, "m-1", &other),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let boot: Option<f64> =
+        sqlx::query_scalar("SELECT boot_secs FROM instances WHERE instance_id = 'i-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(boot, Some(360.0));
     w.running.stop().await;
 }

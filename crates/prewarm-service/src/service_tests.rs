@@ -126,6 +126,7 @@ pub(crate) fn planned(outcome: TickOutcome) -> (prewarm_planner::Decision, Fleet
         } => (decision, state, boot_lead_secs),
         TickOutcome::LeaseLost => panic!("the lease was lost"),
         TickOutcome::FleetGone => panic!("the fleet is gone"),
+        TickOutcome::Drained { .. } => panic!("the fleet was drained and deleted"),
     }
 }
 
@@ -134,9 +135,15 @@ async fn a_fleet_deleted_under_a_job_is_gone_not_a_lost_lease_and_is_counted_so(
     let w = world(&pool, at("2026-06-01T08:00:00Z"), |_| {}).await;
     let id = fleet(&pool, "chat", 2).await;
     w.service.lease_round().await.unwrap();
-    prewarm_store::delete_fleet(&pool, "chat", &prewarm_store::Actor::cli())
-        .await
-        .unwrap();
+    prewarm_store::delete_fleet(
+        &pool,
+        "chat",
+        &prewarm_store::Actor::cli(),
+        prewarm_store::fleets::Deletion::IfEmpty,
+        w.clock.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         w.service.tick_fleet(id).await.unwrap(),
         TickOutcome::FleetGone
@@ -491,12 +498,28 @@ async fn operator_api_explains_and_controls_a_fleet(pool: PgPool) {
         let text = r.text().await.unwrap();
         assert!(text.contains(says), "{body}: {text}");
     }
-    let r = put(
-        "/v1/fleets/chat/planner",
-        serde_json::json!({"target_utilization": 0.7, "miss_load": 0.8, "exceed_max_share": 0.2}),
+    // Going past max_gpus is an admin's decision: this operate token may not raise the share.
+    let body =
+        serde_json::json!({"target_utilization": 0.7, "miss_load": 0.8, "exceed_max_share": 0.2});
+    let r = put("/v1/fleets/chat/planner", body.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let admin = create_token(
+        &pool,
+        Some("chat"),
+        "admin",
+        &[prewarm_store::Scope::Admin],
+        &prewarm_store::Actor::cli(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .1;
+    let r = c
+        .put(format!("{base}/v1/fleets/chat/planner"))
+        .bearer_auth(&admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let plan: serde_json::Value = get("/v1/fleets/chat/plan", &token)
         .await

@@ -47,6 +47,10 @@ pub enum StoreError {
     /// A token cannot be made as asked.
     #[error("invalid token: {0}")]
     InvalidToken(String),
+    /// The change cannot be made in the state things are in (a fleet with GPUs running cannot be
+    /// deleted under them); the message says what to do instead.
+    #[error("{0}")]
+    Conflict(String),
     /// The database could not be reached or dropped the connection: try again.
     #[error("the database is unavailable ({0}); nothing was stored, retry later")]
     Unavailable(String),
@@ -70,6 +74,22 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "55000"),
         _ => false,
+    }
+}
+
+/// When the database refused a value a query carried (SQLSTATE class 22, a data exception such as
+/// a NUL character in text or a number out of range; or 23514, a check constraint), what it said,
+/// cut short: the request was wrong, and sending it again will not help.
+pub fn refused_value(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c == "23514") =>
+        {
+            Some(prewarm_core::shorten(db.message(), 200))
+        }
+        _ => None,
     }
 }
 

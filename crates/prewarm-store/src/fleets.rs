@@ -106,6 +106,11 @@ pub struct Fleet {
     pub refit_at: Option<DateTime<Utc>>,
     /// What the last refit did.
     pub refit_note: Option<String>,
+    /// Set when a deletion was asked for while the fleet had GPUs: the tick terminates them, and
+    /// deletes the fleet once they are gone.
+    pub draining_since: Option<DateTime<Utc>>,
+    /// Who asked for the deletion.
+    pub drain_requested_by: Option<String>,
 }
 
 impl Fleet {
@@ -272,7 +277,7 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Stor
     Ok(fleet)
 }
 
-const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note";
+const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note, draining_since, drain_requested_by";
 
 /// Every fleet, by name.
 pub async fn list_fleets(pool: &PgPool) -> Result<Vec<Fleet>, StoreError> {
@@ -381,13 +386,130 @@ pub async fn update_fleet(
     Ok((before, after))
 }
 
+/// How a fleet is to be deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// At once, and only if it holds no GPU ([`StoreError::Conflict`] otherwise, saying how to
+    /// drain it).
+    IfEmpty,
+    /// At once if it holds no GPU; otherwise mark it draining: the service's tick terminates its
+    /// GPUs, and deletes it once they are gone ([`finish_drain`]).
+    Drain,
+}
+
+/// What a deletion did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deleted {
+    /// The fleet is gone, with this many samples.
+    Deleted {
+        /// Samples removed.
+        samples_removed: u64,
+    },
+    /// The fleet is draining: these GPUs are being terminated first.
+    Draining {
+        /// What it still holds.
+        held: GpusHeld,
+        /// Since when it drains.
+        since: DateTime<Utc>,
+    },
+}
+
+/// The GPUs (and orders that may have reached the provisioner) a fleet still holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GpusHeld {
+    /// Serving.
+    pub ready: u32,
+    /// Booting.
+    pub booting: u32,
+    /// Resuming from standby.
+    pub resuming: u32,
+    /// Stopped in the standby tier.
+    pub standby: u32,
+    /// Orders sent (or maybe sent) and not yet acknowledged.
+    pub orders_in_flight: u32,
+    /// Instances the provisioner last reported ready or in standby (its word, before the
+    /// terminations are confirmed).
+    pub reported_up: u32,
+}
+
+impl GpusHeld {
+    /// Whether anything is still running, stopped, or on its way.
+    pub fn any(&self) -> bool {
+        self.ready + self.booting + self.resuming + self.standby + self.orders_in_flight > 0
+    }
+
+    /// In words: "3 GPUs running (2 ready, 1 booting), 2 in standby, 1 order in flight".
+    pub fn describe(&self) -> String {
+        let running = self.ready + self.booting + self.resuming;
+        let mut parts = vec![format!(
+            "{running} GPU{} running ({} ready, {} booting{})",
+            if running == 1 { "" } else { "s" },
+            self.ready,
+            self.booting,
+            if self.resuming > 0 {
+                format!(", {} resuming", self.resuming)
+            } else {
+                String::new()
+            }
+        )];
+        if self.standby > 0 {
+            parts.push(format!("{} in standby", self.standby));
+        }
+        if self.orders_in_flight > 0 {
+            parts.push(format!(
+                "{} order{} in flight",
+                self.orders_in_flight,
+                if self.orders_in_flight == 1 { "" } else { "s" }
+            ));
+        }
+        parts.join(", ")
+    }
+}
+
+/// How long a boot unit may go unreported before a deletion's check counts it lost: three times
+/// the longest boot lead the planner uses, so a slow boot is never taken for a lost one.
+pub const DELETE_STALE_AFTER_SECS: i64 = 3 * 3_600;
+
+/// What `fleet_id` holds at `now` (its GPUs as the planner counts them, boot units unreported for
+/// longer than `stale_after_secs` counted lost), read on `conn`.
+pub async fn gpus_held(
+    conn: &mut sqlx::PgConnection,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    stale_after_secs: i64,
+) -> Result<GpusHeld, sqlx::Error> {
+    let state = crate::state::fleet_state_on(conn, fleet_id, now, stale_after_secs).await?;
+    let (in_flight, reported_up): (i64, i64) = sqlx::query_as(
+        "SELECT
+           (SELECT count(*) FROM orders WHERE fleet_id = $1 AND state = 'pending' AND attempts > 0),
+           (SELECT count(*) FROM instances WHERE fleet_id = $1 AND state IN ('ready', 'standby'))",
+    )
+    .bind(fleet_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(GpusHeld {
+        ready: state.gpus_ready,
+        booting: state.booting.len() as u32,
+        resuming: state.resuming.len() as u32,
+        standby: state.standby,
+        orders_in_flight: in_flight.max(0) as u32,
+        reported_up: reported_up.max(0) as u32,
+    })
+}
+
 /// Deletes a fleet with everything it owns (its samples too, in the same transaction: samples
-/// carry no foreign key). Returns the samples removed.
+/// carry no foreign key), unless it holds GPUs: deleting it then would leave them running and
+/// billed with nobody to stop them. Such a fleet is refused ([`Deletion::IfEmpty`]) or set draining
+/// ([`Deletion::Drain`]). The fleet's row and its unsent orders are locked while its GPUs are
+/// counted, so no tick or dispatcher can send an order the count missed.
 pub async fn delete_fleet(
     pool: &PgPool,
     name: &str,
     actor: &crate::Actor,
-) -> Result<u64, StoreError> {
+    how: Deletion,
+    now: DateTime<Utc>,
+) -> Result<Deleted, StoreError> {
     let mut tx = pool.begin().await?;
     let fleet = sqlx::query_as::<_, Fleet>(&format!(
         "SELECT {FLEET_COLUMNS} FROM fleets WHERE name = $1 FOR UPDATE"
@@ -395,26 +517,134 @@ pub async fn delete_fleet(
     .bind(name)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| StoreError::UnknownFleet(name.to_string()))?;
+    .ok_or_else(|| StoreError::UnknownFleet(prewarm_core::shorten(name, 80)))?;
+    // A dispatcher claims orders with SKIP LOCKED: once these are locked, none is sent until this
+    // transaction ends (and a deletion removes them with the fleet).
+    sqlx::query("SELECT id FROM orders WHERE fleet_id = $1 AND state = 'pending' FOR UPDATE")
+        .bind(fleet.id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let held = gpus_held(&mut tx, fleet.id, now, DELETE_STALE_AFTER_SECS).await?;
+    if held.any() {
+        match how {
+            Deletion::IfEmpty => {
+                return Err(StoreError::Conflict(format!(
+                    "fleet `{}` still has {}: deleting it now would leave them running and billed. Drain it first: `prewarm fleet delete {} --drain --yes` (or `DELETE /v1/fleets/{}?drain=true`) terminates every GPU, waits for the provisioner to confirm, then deletes the fleet",
+                    fleet.name,
+                    held.describe(),
+                    fleet.name,
+                    fleet.name
+                )));
+            }
+            Deletion::Drain => {
+                let since = match fleet.draining_since {
+                    Some(since) => since,
+                    None => {
+                        sqlx::query(
+                            "UPDATE fleets SET draining_since = $2, drain_requested_by = $3 WHERE id = $1",
+                        )
+                        .bind(fleet.id)
+                        .bind(now)
+                        .bind(prewarm_core::shorten(&actor.name, 200))
+                        .execute(&mut *tx)
+                        .await?;
+                        crate::audit::record(
+                            &mut tx,
+                            actor,
+                            Some((fleet.id, &fleet.name)),
+                            "fleet.drain",
+                            Some(serde_json::to_value(&fleet).unwrap_or_default()),
+                            Some(serde_json::json!({ "draining_since": now, "held": held })),
+                        )
+                        .await?;
+                        now
+                    }
+                };
+                tx.commit().await?;
+                return Ok(Deleted::Draining { held, since });
+            }
+        }
+    }
+    let samples = remove(&mut tx, &fleet, actor, None).await?;
+    tx.commit().await?;
+    Ok(Deleted::Deleted {
+        samples_removed: samples,
+    })
+}
+
+/// Deletes a draining fleet once its GPUs are gone: nothing running, stopped or in flight as the
+/// planner counts it (boot units unreported for `stale_after_secs` lost), and every instance
+/// the provisioner reported up confirmed terminated, or `stale_after_secs` passed since the drain
+/// began (callbacks lost). Returns the samples removed, or `None` while it must wait (or when
+/// the fleet is not draining, or gone).
+pub async fn finish_drain(
+    pool: &PgPool,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    stale_after_secs: i64,
+) -> Result<Option<u64>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let Some(fleet) = sqlx::query_as::<_, Fleet>(&format!(
+        "SELECT {FLEET_COLUMNS} FROM fleets WHERE id = $1 AND draining_since IS NOT NULL FOR UPDATE"
+    ))
+    .bind(fleet_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    sqlx::query("SELECT id FROM orders WHERE fleet_id = $1 AND state = 'pending' FOR UPDATE")
+        .bind(fleet.id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let held = gpus_held(&mut tx, fleet.id, now, stale_after_secs).await?;
+    let since = fleet.draining_since.unwrap_or(now);
+    let confirmed =
+        held.reported_up == 0 || now - since >= chrono::Duration::seconds(stale_after_secs);
+    if held.any() || !confirmed {
+        return Ok(None);
+    }
+    let actor = crate::Actor {
+        token_id: None,
+        name: format!(
+            "the service, draining as {} asked",
+            fleet.drain_requested_by.as_deref().unwrap_or("an admin")
+        ),
+    };
+    let samples = remove(&mut tx, &fleet, &actor, Some(held)).await?;
+    tx.commit().await?;
+    Ok(Some(samples))
+}
+
+/// Deletes `fleet` and its samples in `tx`, audited.
+async fn remove(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    fleet: &Fleet,
+    actor: &crate::Actor,
+    drained: Option<GpusHeld>,
+) -> Result<u64, StoreError> {
     let samples = sqlx::query("DELETE FROM samples WHERE fleet_id = $1")
         .bind(fleet.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
     sqlx::query("DELETE FROM fleets WHERE id = $1")
         .bind(fleet.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     crate::audit::record(
-        &mut tx,
+        tx,
         actor,
         Some((fleet.id, &fleet.name)),
         "fleet.delete",
-        Some(serde_json::to_value(&fleet).unwrap_or_default()),
-        Some(serde_json::json!({ "samples_removed": samples })),
+        Some(serde_json::to_value(fleet).unwrap_or_default()),
+        Some(serde_json::json!({
+            "samples_removed": samples,
+            "drained": drained.is_some(),
+            "instances_unconfirmed": drained.map(|h| h.reported_up),
+        })),
     )
     .await?;
-    tx.commit().await?;
     Ok(samples)
 }
 

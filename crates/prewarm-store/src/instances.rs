@@ -81,31 +81,43 @@ pub enum Recorded {
 }
 
 /// Records the receipt of message `message_id` in `tx`: `None` when it is new (go on and apply
-/// it), else what it was (the same message again, or the id reused for another).
+/// it), else what it was: the same message again, or the id reused for another (another
+/// instance, event, order, time or cause: the whole callback is compared, by a hash of its
+/// canonical form, so a repeat re-serialised by the provisioner still matches).
 async fn receipt(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     message_id: &str,
     callback: &Callback,
 ) -> Result<Option<Recorded>, sqlx::Error> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(serde_json::to_vec(callback).unwrap_or_default()).to_vec();
     let new: Option<(String,)> = sqlx::query_as(
-        "INSERT INTO callback_receipts (message_id, instance_id, event) VALUES ($1, $2, $3)
+        "INSERT INTO callback_receipts (message_id, instance_id, event, body_sha256)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (message_id) DO NOTHING RETURNING instance_id",
     )
     .bind(message_id)
     .bind(&callback.instance_id)
     .bind(callback.event.as_str())
+    .bind(&digest)
     .fetch_optional(&mut **tx)
     .await?;
     if new.is_some() {
         return Ok(None);
     }
-    let seen: Option<(String, String)> =
-        sqlx::query_as("SELECT instance_id, event FROM callback_receipts WHERE message_id = $1")
-            .bind(message_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let seen: Option<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT instance_id, event, body_sha256 FROM callback_receipts WHERE message_id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(Some(match seen {
-        Some((i, e)) if i == callback.instance_id && e == callback.event.as_str() => {
+        // Receipts made before bodies were hashed compare by instance and event.
+        Some((i, e, body))
+            if i == callback.instance_id
+                && e == callback.event.as_str()
+                && body.as_ref().is_none_or(|b| *b == digest) =>
+        {
             Recorded::Duplicate
         }
         _ => Recorded::MessageIdReused,

@@ -116,6 +116,8 @@ text_enum! {
         Paused => "paused",
         /// Pinned to a count by an operator.
         Pinned => "pinned",
+        /// Being deleted: every GPU terminated first.
+        Draining => "draining",
     }
 }
 
@@ -153,6 +155,7 @@ impl From<&prewarm_planner::Mode> for DecisionMode {
             prewarm_planner::Mode::ForecastOnly => DecisionMode::ForecastOnly,
             prewarm_planner::Mode::Paused => DecisionMode::Paused,
             prewarm_planner::Mode::Pinned { .. } => DecisionMode::Pinned,
+            prewarm_planner::Mode::Draining { .. } => DecisionMode::Draining,
         }
     }
 }

@@ -360,7 +360,9 @@ pub async fn mark_delivered(
     Ok(())
 }
 
-/// Records a failed delivery and when to try again.
+/// Records a failed delivery and when to try again. The error is stored with any URL in it
+/// redacted and cut to 500 characters: it is returned by the API to every token that may read the
+/// fleet.
 pub async fn mark_failed(
     pool: &PgPool,
     order_id: i64,
@@ -373,7 +375,12 @@ pub async fn mark_failed(
     )
     .bind(order_id)
     .bind(retry_at)
-    .bind(error)
+    .bind(
+        prewarm_core::scrub_urls(error)
+            .chars()
+            .take(500)
+            .collect::<String>(),
+    )
     .execute(pool)
     .await?;
     Ok(())

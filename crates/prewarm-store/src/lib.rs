@@ -39,7 +39,7 @@ pub mod state;
 pub mod tokens;
 
 pub use audit::Actor;
-pub use error::{is_unavailable, ItemError, StoreError};
+pub use error::{is_unavailable, refused_value, ItemError, StoreError};
 pub use fleets::{
     create_fleet, delete_fleet, fleet_by_name, list_fleets, update_fleet, valid_name, Fleet,
     FleetEvent, FleetSpec, FleetUpdate, TimeZone, MAX_GPUS_LIMIT,

@@ -89,14 +89,18 @@ fn check_sample(
     for (field, value) in values {
         let Some(v) = value else { continue };
         if !v.is_finite() || v < 0.0 {
-            problems.push((field, format!("{v} is not a finite number of zero or more")));
+            problems.push((
+                field,
+                format!("{} is not a finite number of zero or more", quoted(v)),
+            ));
         } else if field == "requests" && (1..=86_400).contains(&bucket_secs) {
             let rps = v / bucket_secs as f64;
             if rps > max_rps {
                 problems.push((
                     field,
                     format!(
-                        "{v} requests in {bucket_secs} s is {rps:.3e} requests/s, over {PLAUSIBLE_FACTOR} times what this fleet's max_gpus serve ({max_rps:.3e} requests/s at most); check the units (requests per bucket, not per second or per day)"
+                        "{} requests in {bucket_secs} s is {rps:.3e} requests/s, over {PLAUSIBLE_FACTOR} times what this fleet's max_gpus serve ({max_rps:.3e} requests/s at most); check the units (requests per bucket, not per second or per day)",
+                        quoted(v)
                     ),
                 ));
             }
@@ -148,6 +152,19 @@ pub fn validate(
     }
 }
 
+/// The most time between two rows of an imported trace.
+pub const MAX_ROW_GAP_SECS: i64 = 86_400;
+
+/// A value quoted in an error: plain when short, in scientific notation when it would print with
+/// more than 15 digits.
+fn quoted(v: f64) -> String {
+    if v.is_finite() && v.abs() < 1e15 {
+        v.to_string()
+    } else {
+        format!("{v:e}")
+    }
+}
+
 /// Checks a trace about to be imported with the push API's rules ([`validate`]); items name
 /// the file's line (`Trace::locate`).
 pub fn validate_trace(
@@ -168,6 +185,32 @@ pub fn validate_trace(
             ),
         });
         return Err(errors);
+    }
+    // Rows more than a day apart leave a hole no forecast can bridge (a file joined from two
+    // periods, say): refuse them, as the push API would never have sent them.
+    let mut previous: Option<usize> = None;
+    for i in (0..trace.len()).filter(|&i| !trace.requests[i].is_nan()) {
+        if let Some(p) = previous {
+            let apart = (i - p) as i64 * trace.step_secs;
+            if apart > MAX_ROW_GAP_SECS {
+                errors.push(ItemError {
+                    fleet: None,
+                    index: i,
+                    field: "timestamp",
+                    message: format!(
+                        "{} comes {} after the row before it ({}); rows more than {} apart are refused: import each period on its own, or fill the gap",
+                        trace.locate(i),
+                        prewarm_core::format_duration(apart),
+                        trace.locate(p),
+                        prewarm_core::format_duration(MAX_ROW_GAP_SECS)
+                    ),
+                });
+                if errors.len() >= 100 {
+                    return Err(errors);
+                }
+            }
+        }
+        previous = Some(i);
     }
     let tokens_in = trace.column("tokens_in");
     let tokens_out = trace.column("tokens_out");

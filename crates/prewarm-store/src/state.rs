@@ -20,12 +20,23 @@
 
 use chrono::{DateTime, Duration, Utc};
 use prewarm_planner::FleetState;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// The fleet's state at `now`; boot units unreported for longer than `stale_after_secs` count as
 /// lost.
 pub async fn fleet_state(
     pool: &PgPool,
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    stale_after_secs: i64,
+) -> Result<FleetState, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    fleet_state_on(&mut conn, fleet_id, now, stale_after_secs).await
+}
+
+/// [`fleet_state`] read on one connection (inside a transaction that holds the fleet's row, say).
+pub async fn fleet_state_on(
+    conn: &mut PgConnection,
     fleet_id: i64,
     now: DateTime<Utc>,
     stale_after_secs: i64,
@@ -38,7 +49,7 @@ pub async fn fleet_state(
                 OR EXISTS (SELECT 1 FROM instances i WHERE i.order_key = o.idempotency_key))",
     )
     .bind(fleet_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let (terminated, terminated_standby, ready, failed, lost, lost_standby): (
         i64,
@@ -64,7 +75,7 @@ pub async fn fleet_state(
                AND in_standby)",
     )
     .bind(fleet_id)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let stale_before = now - Duration::seconds(stale_after_secs);
     // Stop and resume units: reported ones, and unreported ones still within the stale window.
@@ -77,7 +88,7 @@ pub async fn fleet_state(
                            WHERE t.order_key = o.idempotency_key))",
     )
     .bind(fleet_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let (mut stopped, mut resumed, mut stopping): (i64, i64, i64) = (0, 0, 0);
     let mut resuming: Vec<DateTime<Utc>> = Vec::new();
