@@ -177,6 +177,68 @@ fn import_converts_each_public_format() {
         "timestamp,requests\n2025-01-06T00:00:00Z,300\n2025-01-06T00:10:00Z,750\n"
     );
 
+    // ServeGen with token distributions: a client's tokens are its requests times the mean
+    // lengths of its 6-hour window; a client without a distributions file is left out, and said.
+    write(
+        &sg,
+        "chunk-0-dataset.json",
+        r#"{"0": {"input_tokens": "{100: 0.5, 300: 0.5}", "output_tokens": "{20: 1.0}"}, "21600": {"input_tokens": "{}", "output_tokens": "{}"}}"#,
+    );
+    let out = dir.path().join("sg-tokens.csv");
+    let (ok, _, stderr) = prewarm(&[
+        "trace",
+        "import",
+        "--format",
+        "servegen",
+        sg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("chunk-1-trace.csv") && stderr.contains("left out"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "timestamp,requests,tokens_in,tokens_out\n2025-01-06T00:00:00Z,300,60000,6000\n2025-01-06T00:10:00Z,600,120000,12000\n"
+    );
+    // --no-tokens: every client's requests, as before.
+    let (ok, _, stderr) = prewarm(&[
+        "trace",
+        "import",
+        "--format",
+        "servegen",
+        "--no-tokens",
+        sg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .starts_with("timestamp,requests\n2025-01-06T00:00:00Z,300\n"));
+    // A distributions file that is not one: the file and the window named.
+    write(
+        &sg,
+        "chunk-1-dataset.json",
+        r#"{"0": {"input_tokens": "{ten: 1}", "output_tokens": "{1: 1}"}}"#,
+    );
+    let (ok, _, stderr) = prewarm(&[
+        "trace",
+        "import",
+        "--format",
+        "servegen",
+        sg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("chunk-1-dataset.json") && stderr.contains("window 0"),
+        "{stderr}"
+    );
+
     // Azure: requests counted and tokens summed per 10 s; an empty bucket is a real zero.
     let az = write(
         dir.path(),
@@ -315,7 +377,7 @@ fn simulate_compares_every_policy_and_writes_decisions() {
     let mut lines = decisions.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "timestamp,gpus_ready,gpus_booting,gpus_billed,boot_orders,terminate_orders,gpus_standby,gpus_resuming,stop_orders,resume_orders,demand_requests,served_requests,timed_out_requests,forecast_p50_rps,forecast_upper_rps,reason"
+        "timestamp,gpus_ready,gpus_booting,gpus_billed,boot_orders,terminate_orders,gpus_standby,gpus_resuming,stop_orders,resume_orders,demand_requests,demand_work,served_requests,timed_out_requests,forecast_p50_rps,forecast_upper_rps,reason"
     );
     let tiered = std::fs::read_to_string(out.join("predictive+standby/decisions.csv")).unwrap();
     assert!(tiered.contains("standby tier: resume"), "a resume says so");
@@ -355,6 +417,135 @@ fn simulate_compares_every_policy_and_writes_decisions() {
         &["savings.ipynb"],
         &[("PREWARM_SIMULATE_DIR", out.to_str().unwrap())],
     );
+}
+
+#[test]
+fn a_token_trace_is_planned_in_tokens_and_profiles_are_compared_and_derived() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Five days of the ServeGen token fixture.
+    let full =
+        std::fs::read_to_string(root.join("fixtures/servegen-m-small-tokens-10m.csv")).unwrap();
+    let five_days: String = full
+        .lines()
+        .take(1 + 5 * 144)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let trace = write(dir.path(), "tokens.csv", &five_days);
+    let profiles = write(
+        dir.path(),
+        "profiles.toml",
+        "[[profile]]\nname = \"small\"\nprefill_tps = 9000\ndecode_tps = 700\nprice_usd_per_gpu_hour = 0.7\n\n[[profile]]\nname = \"large\"\nprefill_tps = 40000\ndecode_tps = 5000\nprice_usd_per_gpu_hour = 4.0\n",
+    );
+    let (ok, stdout, stderr) = prewarm(&[
+        "simulate",
+        &trace,
+        "--gpu-profile",
+        &profiles,
+        "--policies",
+        "predictive,clairvoyant",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("tokens: ") && stdout.contains("per request"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("profile `small`"), "{stdout}");
+    // The same planner counting requests is replayed beside it, judged on the work.
+    assert!(stdout.contains("\nrequests-sized "), "{stdout}");
+    assert!(stdout.contains("GPU profiles, each planned"), "{stdout}");
+    for name in ["small ", "large "] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(name)),
+            "{name}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("cheapest within the SLO"), "{stdout}");
+
+    // A profile from two vLLM benchmark runs of different mixes gives back their rates.
+    let out = dir.path().join("derived.toml");
+    let (ok, stdout, stderr) = prewarm(&[
+        "profile",
+        "from-vllm",
+        root.join("fixtures/vllm-bench-long.json").to_str().unwrap(),
+        root.join("fixtures/vllm-bench-short.json")
+            .to_str()
+            .unwrap(),
+        "--name",
+        "example-8b",
+        "--price",
+        "2.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("prefill_tps = 9000.0") && stdout.contains("decode_tps = 1800.0"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = prewarm(&["profile", "list", "--file", out.to_str().unwrap()]);
+    assert!(ok && stdout.contains("example-8b"), "{stdout}{stderr}");
+
+    // Bad input: each says what is wrong.
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "simulate".into(),
+                trace.clone(),
+                "--prefill-tps".into(),
+                "0".into(),
+                "--decode-tps".into(),
+                "5".into(),
+            ],
+            "prefill-tps must be",
+        ),
+        (
+            vec!["simulate".into(), "--gpu-profile".into(), profiles.clone()],
+            "no tokens_in and tokens_out columns",
+        ),
+        (
+            vec![
+                "profile".into(),
+                "from-vllm".into(),
+                write(
+                    dir.path(),
+                    "half.json",
+                    r#"{"duration": 12.0, "completed": 10}"#,
+                ),
+                "--name".into(),
+                "x".into(),
+            ],
+            "`total_input_tokens`, `total_output_tokens`, `mean_ttft_ms`, `mean_tpot_ms`",
+        ),
+        (
+            vec![
+                "simulate".into(),
+                trace.clone(),
+                "--gpu-profile".into(),
+                write(
+                    dir.path(),
+                    "bad.toml",
+                    "[[profile]]\nname = \"neg\"\nprefill_tps = 1000\ndecode_tps = -1\n",
+                ),
+            ],
+            "profile `neg`: decode_tps must be",
+        ),
+        (
+            vec![
+                "simulate".into(),
+                trace.clone(),
+                "--gpu-profile".into(),
+                "no-such-profile".into(),
+            ],
+            "neither a profiles file nor a bundled profile",
+        ),
+    ];
+    for (args, says) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, stderr) = prewarm(&args);
+        assert!(!ok, "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 /// Headless Chromium, which `.ci/run` installs; outside CI a machine without it skips the browser

@@ -16,6 +16,9 @@ pub(crate) enum PolicyName {
     Clairvoyant,
     /// The cheapest hourly counts within the SLO, chosen knowing the whole trace.
     Hindsight,
+    /// On a token trace: this planner sized on request counts (a GPU serving the trace's mean
+    /// work per request), as a request-counting autoscaler plans an LLM fleet.
+    RequestsSized,
 }
 
 #[cfg(test)]

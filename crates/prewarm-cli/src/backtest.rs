@@ -66,9 +66,35 @@ pub(crate) struct BacktestArgs {
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
     resample: Option<Span>,
-    /// Folder for forecasts.csv, summary.json and plot.svg.
+    /// Folder for forecasts.csv, summary.json, plot.svg and report.html.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// What to forecast: `requests`, or `work` (the GPU-seconds of a token trace's prompt and
+    /// output tokens, what a token fleet plans on; with it, the alternative of forecasting
+    /// requests and scaling them by the last week's work per request is scored too). Default:
+    /// work on a trace with tokens_in and tokens_out, requests otherwise.
+    #[arg(long, value_enum)]
+    series: Option<Series>,
+    /// Prompt tokens one GPU prefills per second (with --decode-tps), for --series work.
+    #[arg(long, requires = "decode_tps", conflicts_with = "gpu_profile")]
+    prefill_tps: Option<f64>,
+    /// Output tokens one GPU decodes per second (with --prefill-tps), for --series work.
+    #[arg(long, requires = "prefill_tps", conflicts_with = "gpu_profile")]
+    decode_tps: Option<f64>,
+    /// A GPU profile (a bundled name, a profiles file or FILE:NAME; the first is used) whose
+    /// rates weigh the tokens, for --series work. Default: the bundled profile's.
+    #[arg(long)]
+    gpu_profile: Option<String>,
+}
+
+/// The series a backtest forecasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Series {
+    /// Requests per bucket.
+    Requests,
+    /// GPU-seconds of work per bucket (prompt tokens over the prefill rate plus output tokens
+    /// over the decode rate).
+    Work,
 }
 
 /// One model's row of the summary table.
@@ -112,11 +138,71 @@ fn duration_in_steps(span: Span, what: &str, step_secs: i64) -> anyhow::Result<u
     Ok((secs / step_secs) as usize)
 }
 
-pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
-    let (mut trace, name) = crate::output::load_trace(args.trace.as_deref())?;
-    if let Some(Span(secs)) = args.resample {
-        trace = resample_sum(&trace, secs)?;
+/// The token rates `--series work` weighs tokens with.
+fn work_rates(args: &BacktestArgs) -> anyhow::Result<prewarm_planner::TokenRates> {
+    if let (Some(p), Some(d)) = (args.prefill_tps, args.decode_tps) {
+        let rates = prewarm_planner::TokenRates {
+            prefill_tps: p,
+            decode_tps: d,
+        };
+        rates
+            .check()
+            .map_err(|e| anyhow::anyhow!("--{}", e.replace('_', "-")))?;
+        return Ok(rates);
     }
+    let profile = match &args.gpu_profile {
+        Some(spec) => crate::profile::resolve(spec)?.remove(0),
+        None => crate::profile::bundled_default(),
+    };
+    Ok(profile.rates())
+}
+
+/// `trace` with its requests replaced by each bucket's work under `rates` (NaN where a token
+/// count is missing).
+fn work_trace(trace: &Trace, rates: &prewarm_planner::TokenRates) -> anyhow::Result<Trace> {
+    let (Some(tin), Some(tout)) = (trace.column("tokens_in"), trace.column("tokens_out")) else {
+        anyhow::bail!(
+            "--series work needs a trace with tokens_in and tokens_out columns; this one has requests only"
+        );
+    };
+    let mut work = trace.clone();
+    work.requests = tin
+        .iter()
+        .zip(tout)
+        .map(|(i, o)| rates.gpu_secs(*i, *o))
+        .collect();
+    work.extra.clear();
+    Ok(work)
+}
+
+pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
+    let (trace, name) = crate::output::load_trace(args.trace.as_deref())?;
+    let has_tokens = trace.column("tokens_in").is_some() && trace.column("tokens_out").is_some();
+    let series = args.series.unwrap_or(if has_tokens {
+        Series::Work
+    } else {
+        Series::Requests
+    });
+    // With work: the request trace is kept for the alternative (requests x the trailing mix).
+    let (trace, requests_trace) = match series {
+        Series::Requests => (trace, None),
+        Series::Work => {
+            let rates = work_rates(args)?;
+            println!(
+                "forecasting work: GPU-seconds of prompt tokens at {:.0}/s and output tokens at {:.0}/s per bucket",
+                rates.prefill_tps, rates.decode_tps
+            );
+            (work_trace(&trace, &rates)?, Some(trace))
+        }
+    };
+    // Resampling sums each series (the work, and the requests the alternative forecasts).
+    let (trace, requests_trace) = match args.resample {
+        Some(Span(secs)) => (
+            resample_sum(&trace, secs)?,
+            requests_trace.map(|r| resample_sum(&r, secs)).transpose()?,
+        ),
+        None => (trace, requests_trace),
+    };
     let tz: Option<Tz> = args
         .tz
         .as_deref()
@@ -163,7 +249,10 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         },
     };
 
-    println!("{}", crate::output::describe(&trace, &name));
+    println!(
+        "{}",
+        crate::output::describe(requests_trace.as_ref().unwrap_or(&trace), &name)
+    );
     let bar = ProgressBar::new(backtest::planned_fits(&cfg) as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} fits, {elapsed} ({eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -194,6 +283,21 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             .unwrap_or_default(),
     );
     print!("{}", table(&summaries, cfg.quantile));
+    if let Some(requests) = &requests_trace {
+        let alternative = requests_times_mix(requests, &trace, &cfg, &mut || {})?;
+        if !alternative.forecasts.is_empty() {
+            let one = BacktestConfig {
+                models: vec![cfg.models[0]],
+                ..cfg.clone()
+            };
+            let rows = summarise(&alternative, &one)?;
+            println!(
+                "the alternative: {} forecasting requests, scaled by the last week's work per request, scored against the work:",
+                cfg.models[0].name()
+            );
+            print!("{}", table(&rows, cfg.quantile));
+        }
+    }
     let calibration = calibration_report(&trace, &result, cfg.models[0], tz);
     match &calibration {
         Some(c) => print!("{}", c.table()),
@@ -291,6 +395,49 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
 }
 
 /// Sums buckets into coarser ones of `secs`; a coarse bucket with a missing part is missing.
+/// The alternative to forecasting work: the first model forecasts requests, and each origin's
+/// forecast (median and band) is scaled by the work per request of the week before the origin,
+/// then scored against the work that came.
+fn requests_times_mix(
+    requests: &Trace,
+    work: &Trace,
+    cfg: &BacktestConfig,
+    progress: &mut dyn FnMut(),
+) -> anyhow::Result<BacktestResult> {
+    let one = BacktestConfig {
+        models: vec![cfg.models[0]],
+        ..cfg.clone()
+    };
+    let mut result = backtest::run(requests, &one, progress)?;
+    let week = (7 * 86_400 / requests.step_secs).max(1) as usize;
+    let day = (86_400 / work.step_secs).max(1) as usize;
+    for f in &mut result.forecasts {
+        let from = f.origin.saturating_sub(week);
+        let (w, r) = (from..f.origin).fold((0.0, 0.0), |(w, r), i| {
+            match (work.requests[i], requests.requests[i]) {
+                (a, b) if a.is_finite() && b.is_finite() => (w + a, r + b),
+                _ => (w, r),
+            }
+        });
+        let mix = if r > 0.0 { w / r } else { f64::NAN };
+        for v in f.point.iter_mut().chain(f.upper.iter_mut()) {
+            *v *= mix;
+        }
+        f.actual = (f.origin..f.origin + f.point.len())
+            .map(|i| work.requests.get(i).copied().unwrap_or(f64::NAN))
+            .collect();
+        let train_from = f.origin.saturating_sub(cfg.train);
+        let scale = prewarm_forecast::metrics::seasonal_naive_scale(
+            &work.requests[train_from..f.origin],
+            day,
+        )
+        .unwrap_or(f64::NAN);
+        f.scores =
+            prewarm_forecast::metrics::score(&f.point, &f.upper, &f.actual, cfg.quantile, scale);
+    }
+    Ok(result)
+}
+
 fn resample_sum(trace: &Trace, secs: i64) -> anyhow::Result<Trace> {
     ensure!(
         secs % trace.step_secs == 0,

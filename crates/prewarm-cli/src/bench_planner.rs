@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use clap::Args;
-use prewarm_sim::{policies::Timings, simulate};
+use prewarm_sim::policies::Timings;
 
 use crate::replay::{Knobs, PlannerArgs, Replay, ReplayArgs};
 
@@ -48,6 +48,7 @@ pub(crate) fn run(args: &BenchPlannerArgs) -> anyhow::Result<()> {
     let mut replay = Replay::load(&replay_args)?;
     let keep = (args.days as i64 * 86_400 / replay.step_secs) as usize;
     replay.requests.truncate(keep);
+    replay.work.truncate(keep);
     let knobs = Knobs::from_args(&args.planner)?;
     let mut policy = replay.predictive(&knobs, None);
     policy.timings = Some(Timings::default());
@@ -61,10 +62,10 @@ pub(crate) fn run(args: &BenchPlannerArgs) -> anyhow::Result<()> {
         replay.refit_secs,
     );
     let started = Instant::now();
-    let (_, summary) = simulate(
+    let (_, summary) = prewarm_sim::simulate_traffic(
         replay.trace.start,
         replay.step_secs,
-        &replay.requests,
+        replay.traffic(),
         &mut policy,
         &replay.sim,
     );

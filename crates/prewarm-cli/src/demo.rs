@@ -59,8 +59,20 @@ pub(crate) struct DemoArgs {
     /// A request that waited longer than this is lost.
     #[arg(long, default_value = "2m")]
     pub timeout: Span,
-    #[arg(long, default_value_t = 3.0)]
-    pub price: f64,
+    /// Price of one GPU-hour in US dollars (default: the profile's, or 3.0).
+    #[arg(long)]
+    pub price: Option<f64>,
+    /// Prompt tokens one GPU prefills per second (with --decode-tps): a token trace's fleet
+    /// plans in tokens with these rates.
+    #[arg(long, requires = "decode_tps", conflicts_with = "gpu_profile")]
+    pub prefill_tps: Option<f64>,
+    /// Output tokens one GPU decodes per second (with --prefill-tps).
+    #[arg(long, requires = "prefill_tps", conflicts_with = "gpu_profile")]
+    pub decode_tps: Option<f64>,
+    /// A GPU profile (a profiles file, FILE:NAME, or a bundled profile's name) for a token
+    /// trace's fleet.
+    #[arg(long)]
+    pub gpu_profile: Option<String>,
     /// The fleet's IANA time zone.
     #[arg(long, default_value = "UTC")]
     pub tz: String,
@@ -102,6 +114,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let replay = Replay::load(&ReplayArgs {
         trace: args.trace.clone(),
         gpu_rps: None,
+        prefill_tps: args.prefill_tps,
+        decode_tps: args.decode_tps,
+        gpu_profile: args.gpu_profile.clone(),
         peak_gpus: args.peak_gpus,
         boot: args.boot_min,
         boot_max: Some(args.boot_max),
@@ -186,8 +201,32 @@ async fn drive(
 
     let mut spec = prewarm_store::FleetSpec::named("demo");
     spec.time_zone = args.tz.clone();
-    spec.gpu_rps = replay.gpu_rps;
-    spec.price_usd_per_gpu_hour = args.price;
+    match replay.capacity {
+        prewarm_planner::Capacity::Requests { gpu_rps } => spec.gpu_rps = gpu_rps,
+        prewarm_planner::Capacity::Tokens(rates) => {
+            // A token fleet plans with a stored profile: the replay's rates, under its name.
+            let profile = prewarm_planner::GpuProfile {
+                name: replay
+                    .profile
+                    .as_ref()
+                    .map_or("demo".into(), |p| p.name.clone()),
+                prefill_tps: rates.prefill_tps,
+                decode_tps: rates.decode_tps,
+                price_usd_per_gpu_hour: Some(replay.sim.price_usd_per_gpu_hour),
+                gpu_type: String::new(),
+                model: String::new(),
+                source: replay.capacity_note.chars().take(400).collect(),
+            };
+            prewarm_store::profiles::upsert(
+                &pool,
+                std::slice::from_ref(&profile),
+                &prewarm_store::Actor::cli(),
+            )
+            .await?;
+            spec.gpu_profile = Some(profile.name);
+        }
+    }
+    spec.price_usd_per_gpu_hour = replay.sim.price_usd_per_gpu_hour;
     spec.max_gpus = prewarm_planner::settings::limits::MAX_GPUS as i32;
     let fleet = prewarm_store::create_fleet(&pool, &spec).await?;
     let (_, token) = prewarm_store::create_token(
@@ -204,15 +243,21 @@ async fn drive(
     let mut history = trace.clone();
     history.requests.truncate(buckets_before);
     history.lines.truncate(buckets_before);
-    history.extra.clear();
+    // Token columns go with the history (a token fleet forecasts its work from them).
+    history
+        .extra
+        .retain(|(name, _)| name == "tokens_in" || name == "tokens_out");
+    for (_, column) in &mut history.extra {
+        column.truncate(buckets_before);
+    }
     prewarm_store::import_trace(&pool, &fleet, &history, chrono::Utc::now()).await?;
     let days = |secs: i64| format!("{:.1} days", secs as f64 / 86_400.0);
     println!(
-        "imported {} of history; replaying {} from {} through the service (GPU serves {:.3} rps, boots {} to {})",
+        "imported {} of history; replaying {} from {} through the service (a GPU does {}, boots {} to {})",
         days(buckets_before as i64 * trace.step_secs),
         days(replay.requests.len() as i64 * step - (t0 - replay.trace.start).num_seconds()),
         t0,
-        replay.gpu_rps,
+        replay.capacity.describe(),
         format_duration(boot.0),
         format_duration(boot.1),
     );
@@ -251,11 +296,16 @@ async fn drive(
         while next_step < i {
             let v = replay.requests[next_step];
             if v.is_finite() {
-                let body = serde_json::json!({ "samples": [{
+                let mut sample = serde_json::json!({
                     "timestamp": replay.trace.start + Duration::seconds(step * next_step as i64),
                     "requests": v,
                     "bucket_secs": step,
-                }]});
+                });
+                if let Some((tin, tout)) = &replay.tokens {
+                    sample["tokens_in"] = serde_json::json!(tin[next_step]);
+                    sample["tokens_out"] = serde_json::json!(tout[next_step]);
+                }
+                let body = serde_json::json!({ "samples": [sample] });
                 let r = client
                     .post(&push_url)
                     .bearer_auth(&token)
@@ -279,6 +329,7 @@ async fn drive(
         applied_before = applied.len();
         accounting.step(
             i,
+            replay.work[i],
             replay.requests[i],
             counts.ready,
             counts.ready + counts.booting,
@@ -310,9 +361,9 @@ async fn drive(
                 initial: 1,
             }),
             _ => Box::new(prewarm_sim::policies::Clairvoyant {
-                future: replay.requests.clone(),
+                future: replay.work.clone(),
                 step_secs: step,
-                gpu_rps: replay.gpu_rps,
+                capacity: replay.capacity,
                 boot_secs: replay.sim.boot.max_secs(),
             }),
         };
@@ -321,16 +372,17 @@ async fn drive(
             from,
             replay.trace.start,
             step,
-            &replay.requests,
+            replay.traffic(),
             policy.as_mut(),
             &replay.sim,
         );
         rows.push(s);
     }
-    let rows = crate::simulate::with_ratio(rows, replay.scored_days());
+    let slo = service_knobs().slo;
+    let rows = crate::simulate::with_ratio(rows, replay.scored_days(), slo);
     print!(
         "{}",
-        crate::simulate::table(&rows, replay.lower_bound_gpu_hours())
+        crate::simulate::table(&rows, replay.lower_bound_gpu_hours(), slo)
     );
     let row = |name: &str| rows.iter().find(|r| r.sim.policy == name).map(|r| &r.sim);
     if let (Some(service), Some(simulator)) = (row("service"), row("predictive")) {

@@ -30,6 +30,10 @@ pub(crate) struct FleetSettingsArgs {
     /// Spending limit in US dollars per hour.
     #[arg(long)]
     budget: Option<f64>,
+    /// A stored GPU profile (`prewarm profile import`): the fleet then plans in tokens, its
+    /// work its prompt and output tokens at the profile's rates.
+    #[arg(long)]
+    gpu_profile: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +69,9 @@ pub(crate) enum FleetCommand {
         /// Remove the spending limit.
         #[arg(long, conflicts_with = "budget")]
         no_budget: bool,
+        /// Plan in requests again (at --gpu-rps), not with a GPU profile.
+        #[arg(long, conflicts_with = "gpu_profile")]
+        no_gpu_profile: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -109,6 +116,7 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                     min_gpus: settings.min_gpus.unwrap_or(d.min_gpus),
                     max_gpus: settings.max_gpus.unwrap_or(d.max_gpus),
                     budget_usd_per_hour: settings.budget,
+                    gpu_profile: settings.gpu_profile.clone(),
                     planner: (standby_max.is_some() || standby_price.is_some() || resume.is_some())
                         .then(|| prewarm_planner::Settings {
                             standby_max_gpus: *standby_max,
@@ -134,8 +142,8 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                 let pool = connect(db).await?;
                 let fleets = prewarm_store::list_fleets(&pool).await?;
                 println!(
-                    "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}  state",
-                    "fleet", "time zone", "gpu_rps", "$/GPU-h", "min", "max", "budget $/h"
+                    "{:<24} {:<20} {:<24} {:>8} {:>6} {:>6} {:>10}  state",
+                    "fleet", "time zone", "capacity", "$/GPU-h", "min", "max", "budget $/h"
                 );
                 for f in fleets {
                     let state = match (f.draining_since, f.paused, f.pinned_gpus) {
@@ -147,10 +155,13 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                         _ => "-".to_string(),
                     };
                     println!(
-                        "{:<24} {:<20} {:>8} {:>8} {:>6} {:>6} {:>10}  {state}",
+                        "{:<24} {:<20} {:<24} {:>8} {:>6} {:>6} {:>10}  {state}",
                         f.name,
                         f.time_zone.to_string(),
-                        f.gpu_rps,
+                        match &f.gpu_profile {
+                            Some(p) => format!("profile {p}"),
+                            None => format!("{} requests/s/GPU", f.gpu_rps),
+                        },
                         f.price_usd_per_gpu_hour,
                         f.min_gpus,
                         f.max_gpus,
@@ -163,6 +174,7 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                 name,
                 settings,
                 no_budget,
+                no_gpu_profile,
                 db,
             } => {
                 let pool = connect(db).await?;
@@ -177,6 +189,11 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                         Some(None)
                     } else {
                         settings.budget.map(Some)
+                    },
+                    gpu_profile: if *no_gpu_profile {
+                        Some(None)
+                    } else {
+                        settings.gpu_profile.clone().map(Some)
                     },
                 };
                 let (before, after) =

@@ -22,6 +22,7 @@ mod logging;
 mod migrate;
 mod output;
 mod plot;
+mod profile;
 mod provisioner_check;
 mod pull;
 mod refit;
@@ -72,6 +73,12 @@ enum Command {
     Fleet {
         #[command(subcommand)]
         command: fleet::FleetCommand,
+    },
+    /// GPU profiles (what one GPU does in tokens/s, and its price): derive one from vLLM
+    /// benchmark results, list, store for the service, delete.
+    Profile {
+        #[command(subcommand)]
+        command: profile::ProfileCommand,
     },
     /// Manage API tokens: create (with scopes), list, revoke.
     Token {
@@ -125,6 +132,7 @@ fn main() {
         Command::Migrate(args) => migrate::run(&args),
         Command::Fleet { command } => fleet::run(&command),
         Command::Token { command } => token::run(&command),
+        Command::Profile { command } => profile::run(&command),
         Command::Refit(args) => refit::run(&args),
         Command::ProvisionerCheck(args) => provisioner_check::run(&args),
         Command::Import(args) => import::run(&args),

@@ -123,14 +123,15 @@ pub(crate) fn capacity_svg(
     replay: &crate::replay::Replay,
     results: &[(Vec<StepRecord>, SimSummary)],
 ) -> anyhow::Result<()> {
-    let n = replay.requests.len();
+    let n = replay.work.len();
     // At most ~2,000 points a line: each point is the maximum over its stride.
     let stride = n.div_ceil(2_000).max(1);
     let hours = |i: usize| i as f64 * replay.step_secs as f64 / 3600.0;
+    // Fractional GPUs of work (the line under the ready counts).
     let needed: Vec<f64> = replay
-        .requests
+        .work
         .iter()
-        .map(|r| r / replay.step_secs as f64 / replay.gpu_rps)
+        .map(|w| w / replay.step_secs as f64 / replay.capacity.per_gpu())
         .collect();
     let top = results
         .iter()

@@ -21,8 +21,26 @@ pub(crate) struct PullArgs {
     )]
     prometheus: String,
     /// PromQL expression giving the fleet's requests per second.
+    #[arg(long, required_unless_present = "vllm", conflicts_with = "vllm")]
+    query: Option<String>,
+    /// PromQL expression giving prompt tokens per second (with --tokens-out-query): the fleet's
+    /// samples then carry tokens, for a fleet that plans in tokens.
+    #[arg(long, requires = "tokens_out_query", conflicts_with = "vllm")]
+    tokens_in_query: Option<String>,
+    /// PromQL expression giving output tokens per second (with --tokens-in-query).
+    #[arg(long, requires = "tokens_in_query", conflicts_with = "vllm")]
+    tokens_out_query: Option<String>,
+    /// The vLLM recipe: requests, prompt and output tokens per second from vLLM's own counters
+    /// (`vllm:request_success_total`, `vllm:prompt_tokens_total`,
+    /// `vllm:generation_tokens_total`), summed over the series --vllm-selector picks.
     #[arg(long)]
-    query: String,
+    vllm: bool,
+    /// Label selector for --vllm, e.g. '{model_name="meta-llama/Llama-3.1-8B-Instruct"}'.
+    #[arg(long, default_value = "", requires = "vllm")]
+    vllm_selector: String,
+    /// Rate window for --vllm (at least two scrape intervals).
+    #[arg(long, default_value = "1m", requires = "vllm")]
+    vllm_window: String,
     /// How far back to read when the fleet has no samples of this step yet (backfill); with
     /// samples, the pull starts from the latest stored one.
     #[arg(long, default_value = "28d")]
@@ -42,10 +60,23 @@ pub(crate) fn run(args: &PullArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let pool = connect(&args.db).await?;
         let fleet = fleet_by_name(&pool, &args.fleet).await?;
+        let (query, tokens_in_query, tokens_out_query) = if args.vllm {
+            let (r, i, o) =
+                prewarm_ingest::prometheus::vllm_queries(&args.vllm_window, &args.vllm_selector);
+            (r, Some(i), Some(o))
+        } else {
+            (
+                args.query.clone().unwrap_or_default(),
+                args.tokens_in_query.clone(),
+                args.tokens_out_query.clone(),
+            )
+        };
         let source = prewarm_ingest::prometheus::PromSource {
             base_url: args.prometheus.clone(),
-            query: args.query.clone(),
+            query,
             step_secs: step,
+            tokens_in_query,
+            tokens_out_query,
         };
         let client = reqwest::Client::new();
         let every = args.every.map(|e| e.0);

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::args::{PolicyName, Span, SpanOrZero};
 use prewarm_core::{format_duration, Trace};
 use prewarm_forecast::interpolate;
-use prewarm_planner::PlannerConfig;
+use prewarm_planner::{Capacity, GpuProfile, PlannerConfig};
 use prewarm_sim::{
     policies::{
         Clairvoyant, ForecastCache, ForecastSettings, Hindsight, Predictive, Reactive, Static,
@@ -23,11 +23,24 @@ use prewarm_sim::{
 pub(crate) struct ReplayArgs {
     /// Trace in the project's format; without it, the bundled NAB ELB fixture.
     pub trace: Option<PathBuf>,
-    /// Requests per second one GPU serves at full load; by default sized so the trace's peak
-    /// needs --peak-gpus GPUs.
-    #[arg(long)]
+    /// Requests per second one GPU serves at full load: plan in requests. By default a trace
+    /// without token columns gets a GPU sized so that its peak needs --peak-gpus GPUs.
+    #[arg(long, conflicts_with_all = ["prefill_tps", "decode_tps", "gpu_profile"])]
     pub gpu_rps: Option<f64>,
-    /// GPUs the trace's peak minute needs at full load, when --gpu-rps is not given.
+    /// Prompt tokens one GPU prefills per second at full load (with --decode-tps): plan in
+    /// tokens, on a trace with tokens_in and tokens_out columns.
+    #[arg(long, requires = "decode_tps", conflicts_with = "gpu_profile")]
+    pub prefill_tps: Option<f64>,
+    /// Output tokens one GPU decodes per second at full load (with --prefill-tps).
+    #[arg(long, requires = "prefill_tps", conflicts_with = "gpu_profile")]
+    pub decode_tps: Option<f64>,
+    /// GPU profiles to plan in tokens with: a profiles file (every profile in it is replayed and
+    /// the cheapest at the SLO named; FILE:NAME picks one), or the name of a bundled profile
+    /// (`prewarm profile list --bundled`).
+    #[arg(long)]
+    pub gpu_profile: Option<String>,
+    /// GPUs the trace's peak minute needs at full load, when no capacity is given (a token trace
+    /// keeps the bundled profile's prefill:decode ratio).
     #[arg(long, default_value_t = 20)]
     pub peak_gpus: u32,
     /// Boot time: from order to serving.
@@ -42,9 +55,9 @@ pub(crate) struct ReplayArgs {
     /// A request that waited longer than this is lost.
     #[arg(long, default_value = "2m")]
     pub timeout: Span,
-    /// Price of one GPU-hour in US dollars.
-    #[arg(long, default_value_t = 3.0)]
-    pub price: f64,
+    /// Price of one GPU-hour in US dollars (default: the profile's, or 3.0).
+    #[arg(long)]
+    pub price: Option<f64>,
     /// IANA time zone of the fleet (seasons and overrides follow its wall clock).
     #[arg(long)]
     pub tz: Option<String>,
@@ -205,13 +218,26 @@ impl Knobs {
     }
 }
 
-/// A trace ready to replay: requests per step, steps of a minute or shorter.
+/// A trace ready to replay: work and requests per step, steps of a minute or shorter.
+#[derive(Clone)]
 pub(crate) struct Replay {
     pub name: String,
     pub trace: Trace,
+    /// Requests per step.
     pub requests: Vec<f64>,
+    /// Work per step in the capacity's unit (the requests again for a request-counted fleet).
+    pub work: Vec<f64>,
+    /// Prompt and output tokens per step, when the trace has them.
+    pub tokens: Option<(Vec<f64>, Vec<f64>)>,
     pub step_secs: i64,
-    pub gpu_rps: f64,
+    /// What one GPU does.
+    pub capacity: Capacity,
+    /// The profile the capacity comes from, when one was chosen.
+    pub profile: Option<GpuProfile>,
+    /// Every profile to compare (`--gpu-profile FILE` with several).
+    pub profiles: Vec<GpuProfile>,
+    /// How the capacity was chosen, in words.
+    pub capacity_note: String,
     pub sim: SimConfig,
     pub tz: Option<Tz>,
     pub refit_secs: i64,
@@ -230,27 +256,31 @@ impl Replay {
             format_duration(trace.step_secs)
         );
         let step_secs = trace.step_secs / split as i64;
-        let filled =
-            interpolate(&trace.requests).context("the trace has no observed values to replay")?;
-        let requests: Vec<f64> = filled
-            .iter()
-            .flat_map(|v| std::iter::repeat_n(v / split as f64, split))
-            .collect();
-        let peak_rps = requests.iter().copied().fold(0.0, f64::max) / step_secs as f64;
-        ensure!(peak_rps > 0.0, "the trace has no requests to replay");
-        let gpu_rps = match args.gpu_rps {
-            Some(r) => {
-                ensure!(
-                    r.is_finite() && r > 0.0,
-                    "--gpu-rps must be a positive number"
-                );
-                r
-            }
-            None => {
-                ensure!(args.peak_gpus > 0, "--peak-gpus must be at least 1");
-                peak_rps / args.peak_gpus as f64
-            }
+        let spread = |values: &[f64]| -> anyhow::Result<Vec<f64>> {
+            let filled =
+                interpolate(values).context("the trace has no observed values to replay")?;
+            Ok(filled
+                .iter()
+                .flat_map(|v| std::iter::repeat_n(v / split as f64, split))
+                .collect())
         };
+        let requests = spread(&trace.requests)?;
+        let tokens = match (trace.column("tokens_in"), trace.column("tokens_out")) {
+            (Some(i), Some(o)) if i.iter().chain(o).any(|v| !v.is_nan()) => {
+                Some((spread(i)?, spread(o)?))
+            }
+            _ => None,
+        };
+        let peak_of =
+            |series: &[f64]| series.iter().copied().fold(0.0, f64::max) / step_secs as f64;
+        ensure!(
+            peak_of(&requests) > 0.0,
+            "the trace has no requests to replay"
+        );
+        let (capacity, profile, profiles, capacity_note) =
+            choose_capacity(args, tokens.as_ref(), &requests, step_secs)?;
+        let work = work_of(&capacity, &requests, tokens.as_ref());
+        ensure!(peak_of(&work) > 0.0, "the trace has no work to replay");
         let boot_secs = args.boot.0;
         let boot = match args.boot_max {
             Some(Span(max_secs)) => {
@@ -279,7 +309,7 @@ impl Replay {
                 e.rule
             );
         }
-        let span_secs = requests.len() as i64 * step_secs;
+        let span_secs = work.len() as i64 * step_secs;
         let warmup_secs = match args.warmup {
             Some(SpanOrZero(w)) => w,
             None if span_secs >= 4 * 86_400 => 2 * 86_400,
@@ -290,7 +320,7 @@ impl Replay {
             "--warmup is as long as the trace: nothing would be scored"
         );
         ensure!(
-            args.price.is_finite() && args.price >= 0.0,
+            args.price.is_none_or(|p| p.is_finite() && p >= 0.0),
             "--price must be zero or more"
         );
         let tz = args
@@ -302,17 +332,31 @@ impl Replay {
                 })
             })
             .transpose()?;
+        let price = match &profile {
+            Some(GpuProfile {
+                price_usd_per_gpu_hour: Some(p),
+                ..
+            }) if args.price.is_none() => *p,
+            _ => args
+                .price
+                .unwrap_or(prewarm_planner::defaults::PRICE_USD_PER_GPU_HOUR),
+        };
         Ok(Self {
             name,
             trace,
             requests,
+            work,
+            tokens,
             step_secs,
-            gpu_rps,
+            capacity,
+            profile,
+            profiles,
+            capacity_note,
             sim: SimConfig {
-                gpu_rps,
+                capacity,
                 timeout_secs,
                 boot,
-                price_usd_per_gpu_hour: args.price,
+                price_usd_per_gpu_hour: price,
                 score_from_step: (warmup_secs / step_secs) as usize,
                 standby: None,
             },
@@ -327,8 +371,28 @@ impl Replay {
         self.sim.score_from_step
     }
 
+    /// What the policies replay: the work, carried by the requests.
+    pub(crate) fn traffic(&self) -> prewarm_sim::Traffic<'_> {
+        prewarm_sim::Traffic::work(&self.work, &self.requests)
+    }
+
+    /// The same trace with another profile's capacity (and its price, unless --price was
+    /// given).
+    pub(crate) fn with_profile(&self, profile: &GpuProfile, price_given: bool) -> Self {
+        let mut r = self.clone();
+        r.capacity = profile.capacity();
+        r.work = work_of(&r.capacity, &r.requests, r.tokens.as_ref());
+        r.sim.capacity = r.capacity;
+        if let (Some(p), false) = (profile.price_usd_per_gpu_hour, price_given) {
+            r.sim.price_usd_per_gpu_hour = p;
+        }
+        r.profile = Some(profile.clone());
+        r.capacity_note = format!("profile `{}`: {}", profile.name, r.capacity.describe());
+        r
+    }
+
     pub(crate) fn planner(&self, knobs: &Knobs) -> PlannerConfig {
-        let mut cfg = PlannerConfig::new(self.gpu_rps);
+        let mut cfg = PlannerConfig::with_capacity(self.capacity);
         cfg.slo = prewarm_planner::Slo {
             max_timeout_share: knobs.slo,
             timeout_secs: self.sim.timeout_secs,
@@ -351,8 +415,8 @@ impl Replay {
     }
 
     fn initial_gpus(&self) -> u32 {
-        let first = self.requests.first().copied().unwrap_or(0.0) / self.step_secs as f64;
-        ((first / (self.gpu_rps * 0.6)).ceil() as u32).max(1)
+        let first = self.work.first().copied().unwrap_or(0.0) / self.step_secs as f64;
+        self.capacity.gpus_for(first, 0.6).max(1)
     }
 
     pub(crate) fn predictive(&self, knobs: &Knobs, cache: Option<ForecastCache>) -> Predictive {
@@ -374,7 +438,28 @@ impl Replay {
             self.initial_gpus(),
         );
         p.cache = cache;
+        if self.tokens.is_some() && self.capacity.is_tokens() {
+            p.requests = Some(self.requests.clone().into());
+        }
         p
+    }
+
+    /// The same planner sized on request counts, a GPU serving the trace's mean work per
+    /// request: what a request-counting autoscaler does on an LLM fleet (its orders are still
+    /// judged by the work they serve). `None` when the fleet counts requests already.
+    pub(crate) fn requests_sized(&self, knobs: &Knobs) -> Option<RequestsSized> {
+        if !self.capacity.is_tokens() {
+            return None;
+        }
+        let (work, requests): (f64, f64) = (self.work.iter().sum(), self.requests.iter().sum());
+        let gpu_rps = (requests / work) * self.capacity.per_gpu();
+        let mut sized = self.clone();
+        sized.capacity = Capacity::requests(gpu_rps);
+        sized.work = sized.requests.clone();
+        sized.tokens = None;
+        let mut inner = sized.predictive(knobs, None);
+        inner.cfg.slo = self.planner(knobs).slo;
+        Some(RequestsSized { inner, gpu_rps })
     }
 
     pub(crate) fn policy(&self, name: PolicyName, knobs: &Knobs) -> Box<dyn Policy + Send> {
@@ -386,46 +471,187 @@ impl Replay {
                 initial: self.initial_gpus(),
             }),
             PolicyName::Static => {
-                let peak =
-                    self.requests.iter().copied().fold(0.0, f64::max) / self.step_secs as f64;
+                let peak = self.work.iter().copied().fold(0.0, f64::max) / self.step_secs as f64;
                 Box::new(Static {
-                    gpus: (peak / (self.gpu_rps * knobs.utilization)).ceil() as u32,
+                    gpus: self.capacity.gpus_for(peak, knobs.utilization),
                 })
             }
             PolicyName::Clairvoyant => Box::new(Clairvoyant {
-                future: self.requests.clone(),
+                future: self.work.clone(),
                 step_secs: self.step_secs,
-                gpu_rps: self.gpu_rps,
+                capacity: self.capacity,
                 boot_secs: self.sim.boot.max_secs(),
             }),
             PolicyName::Hindsight => Box::new(Hindsight::fit(
                 self.trace.start,
                 self.step_secs,
+                &self.work,
                 &self.requests,
                 self.tz.unwrap_or(Tz::UTC),
                 &self.sim,
                 knobs.slo,
             )),
+            PolicyName::RequestsSized => match self.requests_sized(knobs) {
+                Some(p) => Box::new(p),
+                None => Box::new(self.predictive(knobs, None)),
+            },
         }
     }
 
     /// Days of the replay that are scored (after the warm-up).
     pub(crate) fn scored_days(&self) -> f64 {
-        (self.requests.len().saturating_sub(self.warmup_steps()) as i64 * self.step_secs) as f64
+        (self.work.len().saturating_sub(self.warmup_steps()) as i64 * self.step_secs) as f64
             / 86_400.0
+    }
+
+    /// GPUs each step's work needs at full load.
+    pub(crate) fn needed(&self) -> Vec<f64> {
+        self.work
+            .iter()
+            .map(|w| self.capacity.gpus_for(w / self.step_secs as f64, 1.0) as f64)
+            .collect()
     }
 
     /// GPU-hours of capacity that exactly matches each scored step, boot time free.
     pub(crate) fn lower_bound_gpu_hours(&self) -> f64 {
-        self.requests[self.warmup_steps()..]
+        self.needed()[self.warmup_steps()..].iter().sum::<f64>() * self.step_secs as f64 / 3_600.0
+    }
+
+    /// The trace's token rates, in words: `prompt 35,120 tokens/s, output 4,080 tokens/s at the
+    /// mean`, when it has tokens.
+    pub(crate) fn token_note(&self) -> Option<String> {
+        let (tin, tout) = self.tokens.as_ref()?;
+        let secs = tin.len() as f64 * self.step_secs as f64;
+        let requests: f64 = self.requests.iter().sum();
+        let (i, o): (f64, f64) = (tin.iter().sum(), tout.iter().sum());
+        Some(format!(
+            "{:.0} prompt and {:.0} output tokens/s on average ({:.0} and {:.0} per request)",
+            i / secs,
+            o / secs,
+            i / requests.max(1e-9),
+            o / requests.max(1e-9)
+        ))
+    }
+}
+
+/// The predictive planner sized on request counts (see [`Replay::requests_sized`]).
+pub(crate) struct RequestsSized {
+    inner: Predictive,
+    /// Requests per second it takes a GPU to serve.
+    pub gpu_rps: f64,
+}
+
+impl Policy for RequestsSized {
+    fn name(&self) -> &str {
+        "requests-sized"
+    }
+    fn initial_gpus(&self) -> u32 {
+        self.inner.initial_gpus()
+    }
+    fn decide(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+        past: &[f64],
+        state: &prewarm_planner::FleetState,
+    ) -> prewarm_planner::Decision {
+        self.inner.decide(now, past, state)
+    }
+    fn plans_on_requests(&self) -> bool {
+        true
+    }
+}
+
+/// Work per step under `capacity`: the requests, or the tokens' GPU-seconds (a step whose tokens
+/// are missing takes the mean work per request of the trace).
+pub(crate) fn work_of(
+    capacity: &Capacity,
+    requests: &[f64],
+    tokens: Option<&(Vec<f64>, Vec<f64>)>,
+) -> Vec<f64> {
+    match (capacity.token_rates(), tokens) {
+        (Some(rates), Some((tin, tout))) => tin
             .iter()
-            .map(|r| {
-                (r / self.step_secs as f64 / self.gpu_rps - 1e-9)
-                    .ceil()
-                    .max(0.0)
-            })
-            .sum::<f64>()
-            * self.step_secs as f64
-            / 3_600.0
+            .zip(tout)
+            .map(|(i, o)| rates.gpu_secs(*i, *o).max(0.0))
+            .collect(),
+        _ => requests.to_vec(),
+    }
+}
+
+/// The replay's capacity from the flags: (capacity, the profile it came from, every profile to
+/// compare, how it was chosen).
+fn choose_capacity(
+    args: &ReplayArgs,
+    tokens: Option<&(Vec<f64>, Vec<f64>)>,
+    requests: &[f64],
+    step_secs: i64,
+) -> anyhow::Result<(Capacity, Option<GpuProfile>, Vec<GpuProfile>, String)> {
+    let wants_tokens = args.prefill_tps.is_some() || args.gpu_profile.is_some();
+    if wants_tokens && tokens.is_none() {
+        bail!(
+            "--prefill-tps, --decode-tps and --gpu-profile plan in tokens, and the trace has no tokens_in and tokens_out columns; give --gpu-rps (or --peak-gpus) to plan in requests"
+        );
+    }
+    if let (Some(p), Some(d)) = (args.prefill_tps, args.decode_tps) {
+        let c = Capacity::tokens(p, d).map_err(|e| anyhow::anyhow!("--{}", e.replace('_', "-")))?;
+        return Ok((c, None, Vec::new(), c.describe()));
+    }
+    if let Some(spec) = &args.gpu_profile {
+        let profiles = crate::profile::resolve(spec)?;
+        let first = profiles[0].clone();
+        return Ok((
+            first.capacity(),
+            Some(first.clone()),
+            profiles,
+            format!("profile `{}`: {}", first.name, first.capacity().describe()),
+        ));
+    }
+    let peak = |series: &[f64]| series.iter().copied().fold(0.0, f64::max) / step_secs as f64;
+    if let Some(r) = args.gpu_rps {
+        ensure!(
+            r.is_finite() && r > 0.0,
+            "--gpu-rps must be a positive number"
+        );
+        return Ok((
+            Capacity::requests(r),
+            None,
+            Vec::new(),
+            format!("{r:.3} requests/s per GPU"),
+        ));
+    }
+    ensure!(args.peak_gpus > 0, "--peak-gpus must be at least 1");
+    match tokens {
+        Some(tokens) => {
+            // The bundled profile's mix of prefill and decode, scaled so the peak needs
+            // --peak-gpus GPUs.
+            let bundled = crate::profile::bundled_default();
+            let unit = bundled.capacity();
+            let peak_work = peak(&work_of(&unit, requests, Some(tokens)));
+            ensure!(peak_work > 0.0, "the trace's tokens add up to no work");
+            let c = unit.scaled(peak_work / args.peak_gpus as f64);
+            Ok((
+                c,
+                None,
+                Vec::new(),
+                format!(
+                    "{} (the bundled profile `{}`'s prefill:decode ratio, sized so the peak needs {} GPUs; give --prefill-tps and --decode-tps, or --gpu-profile, for your GPU's)",
+                    c.describe(),
+                    bundled.name,
+                    args.peak_gpus
+                ),
+            ))
+        }
+        None => {
+            let r = peak(requests) / args.peak_gpus as f64;
+            Ok((
+                Capacity::requests(r),
+                None,
+                Vec::new(),
+                format!(
+                    "{r:.3} requests/s per GPU (sized so the peak needs {} GPUs)",
+                    args.peak_gpus
+                ),
+            ))
+        }
     }
 }

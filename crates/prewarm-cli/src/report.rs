@@ -111,17 +111,7 @@ pub(crate) fn simulate_report(
     let n = replay.requests.len();
     let tz = replay.tz.unwrap_or(Tz::UTC);
     let (stride, times) = axis(replay.trace.start, replay.step_secs, n, tz);
-    let needed: Vec<Option<f64>> = replay
-        .requests
-        .iter()
-        .map(|r| {
-            Some(
-                (r / replay.step_secs as f64 / replay.gpu_rps - 1e-9)
-                    .ceil()
-                    .max(0.0),
-            )
-        })
-        .collect();
+    let needed: Vec<Option<f64>> = replay.needed().into_iter().map(Some).collect();
     // Records cover the steps replayed: padded to the trace's.
     let column = |rows: &[StepRecord], f: &dyn Fn(&StepRecord) -> f64| -> Vec<Option<f64>> {
         std::iter::repeat_n(None, n.saturating_sub(rows.len()))
@@ -183,7 +173,8 @@ pub(crate) fn simulate_report(
     let settings = serde_json::json!({
         "trace": replay.name,
         "step": prewarm_core::format_duration(replay.step_secs),
-        "gpu_rps": replay.gpu_rps,
+        "capacity": replay.capacity_note,
+        "tokens": replay.token_note(),
         "boot": replay.sim.boot,
         "timeout": prewarm_core::format_duration(replay.sim.timeout_secs),
         "price_usd_per_gpu_hour": replay.sim.price_usd_per_gpu_hour,

@@ -43,6 +43,11 @@ pub(crate) struct ImportArgs {
     /// Start time of ServeGen traces, whose timestamps are seconds from an unstated start.
     #[arg(long, default_value = "2025-01-06T00:00:00Z")]
     start: String,
+    /// ServeGen: requests only, every client, ignoring the clients' token distributions
+    /// (`chunk-N-dataset.json`). Without it, a folder that has them gives tokens_in and
+    /// tokens_out columns, from the clients that have them.
+    #[arg(long)]
+    no_tokens: bool,
 }
 
 pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
@@ -53,7 +58,13 @@ pub(crate) fn run(args: &ImportArgs) -> anyhow::Result<()> {
                 .start
                 .parse()
                 .with_context(|| format!("--start `{}` is not an RFC 3339 time", args.start))?;
-            import_servegen(&expand_dirs(&args.inputs)?, start)?
+            let files = expand_dirs(&args.inputs)?;
+            let with_tokens = !args.no_tokens && files.iter().any(|f| dataset_of(f).is_file());
+            if with_tokens {
+                import_servegen_tokens(&files, start)?
+            } else {
+                import_servegen(&files, start)?
+            }
         }
         Format::Azure => {
             let bucket = parse_duration(&args.bucket).map_err(anyhow::Error::msg)?;
@@ -297,4 +308,243 @@ fn import_azure(path: &Path, bucket_secs: i64) -> anyhow::Result<Trace> {
         ("tokens_out".into(), tokens_out),
     ];
     Ok(trace)
+}
+
+/// The token distributions file beside a ServeGen client's trace (`chunk-N-trace.csv` ->
+/// `chunk-N-dataset.json`).
+fn dataset_of(trace: &Path) -> PathBuf {
+    let name = trace
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .replace("-trace.csv", "-dataset.json");
+    trace.with_file_name(name)
+}
+
+/// The mean of a ServeGen length distribution written as `"{length: probability, ...}"` (`None`
+/// for `"{}"`, a window the client sent nothing in). Errors name what is wrong.
+fn mean_length(text: &str) -> Result<Option<f64>, String> {
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a {{length: probability}} map",
+                prewarm_core::shorten(text, 60)
+            )
+        })?;
+    let (mut weighted, mut total) = (0.0, 0.0);
+    for pair in inner.split(',').filter(|p| !p.trim().is_empty()) {
+        let (len, prob) = pair.split_once(':').ok_or_else(|| {
+            format!(
+                "`{}` is not `length: probability`",
+                prewarm_core::shorten(pair.trim(), 60)
+            )
+        })?;
+        let len: f64 = len.trim().parse().map_err(|_| {
+            format!(
+                "length `{}` is not a number",
+                prewarm_core::shorten(len.trim(), 40)
+            )
+        })?;
+        let prob: f64 = prob.trim().parse().map_err(|_| {
+            format!(
+                "probability `{}` is not a number",
+                prewarm_core::shorten(prob.trim(), 40)
+            )
+        })?;
+        if !(len.is_finite() && len >= 0.0 && prob.is_finite() && prob >= 0.0) {
+            return Err(format!(
+                "length {len} with probability {prob} is not a length distribution"
+            ));
+        }
+        weighted += len * prob;
+        total += prob;
+    }
+    Ok((total > 0.0).then(|| weighted / total))
+}
+
+/// A client's mean prompt and output lengths per window start (seconds from the trace's start),
+/// and the window's width.
+type ClientLengths = (std::collections::BTreeMap<i64, (f64, f64)>, i64);
+
+fn read_lengths(path: &Path) -> anyhow::Result<ClientLengths> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let windows = json.as_object().with_context(|| {
+        format!(
+            "{}: expected an object of windows keyed by their start in seconds",
+            path.display()
+        )
+    })?;
+    let mut out = std::collections::BTreeMap::new();
+    for (key, value) in windows {
+        let start: i64 = key.parse().with_context(|| {
+            format!(
+                "{}: window key `{}` is not seconds from the start",
+                path.display(),
+                prewarm_core::shorten(key, 40)
+            )
+        })?;
+        let field = |name: &str| -> anyhow::Result<Option<f64>> {
+            let text = value.get(name).and_then(|v| v.as_str()).with_context(|| {
+                format!("{}: window {key} has no `{name}` string", path.display())
+            })?;
+            mean_length(text)
+                .map_err(|e| anyhow::anyhow!("{}: window {key}: `{name}`: {e}", path.display()))
+        };
+        if let (Some(i), Some(o)) = (field("input_tokens")?, field("output_tokens")?) {
+            out.insert(start, (i, o));
+        }
+    }
+    let keys: Vec<i64> = out.keys().copied().collect();
+    let width = keys
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0)
+        .min()
+        .unwrap_or(21_600);
+    Ok((out, width))
+}
+
+/// ServeGen with tokens: each client that has a token distributions file adds its requests
+/// (mean rate x window) and tokens (requests x the mean prompt and output lengths of the
+/// client's distribution window holding the bucket; a window it sent nothing in takes the
+/// client's nearest earlier window, else its first) per bucket. Clients without one are left
+/// out, and said so: their requests have no tokens to count.
+fn import_servegen_tokens(files: &[PathBuf], start: DateTime<Utc>) -> anyhow::Result<Trace> {
+    use std::collections::BTreeMap;
+    let mut sums: BTreeMap<i64, (f64, f64, f64)> = BTreeMap::new();
+    let (mut kept, mut left_out, mut left_requests, mut kept_requests) = (0, Vec::new(), 0.0, 0.0);
+    for path in files {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_path(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut rows: Vec<(i64, f64)> = Vec::new();
+        for (line, record) in reader.records().enumerate() {
+            let record =
+                record.with_context(|| format!("{}: line {}", path.display(), line + 1))?;
+            let ts: i64 = record
+                .get(0)
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| {
+                    format!(
+                        "{}: line {}: expected ServeGen columns ts_s,rate_rps,...",
+                        path.display(),
+                        line + 1
+                    )
+                })?;
+            let rate: f64 = record
+                .get(1)
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+                .with_context(|| {
+                    format!(
+                        "{}: line {}: rate_rps is not a rate of zero or more",
+                        path.display(),
+                        line + 1
+                    )
+                })?;
+            rows.push((ts, rate));
+        }
+        let step = rows
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .filter(|d| *d > 0)
+            .min()
+            .unwrap_or(600);
+        let total: f64 = rows.iter().map(|r| r.1 * step as f64).sum();
+        let dataset = dataset_of(path);
+        if !dataset.is_file() {
+            left_out.push(
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            left_requests += total;
+            continue;
+        }
+        let (lengths, width) = read_lengths(&dataset)?;
+        if lengths.is_empty() {
+            ensure!(
+                total == 0.0,
+                "{}: the client sent requests but every token distribution is empty",
+                dataset.display()
+            );
+            continue;
+        }
+        kept += 1;
+        kept_requests += total;
+        for (ts, rate) in rows {
+            let window = ts.div_euclid(width) * width;
+            let (i, o) = lengths
+                .range(..=window)
+                .next_back()
+                .or_else(|| lengths.iter().next())
+                .map(|(_, v)| *v)
+                .unwrap_or((0.0, 0.0));
+            let requests = rate * step as f64;
+            let e = sums.entry(ts).or_insert((0.0, 0.0, 0.0));
+            e.0 += requests;
+            e.1 += requests * i;
+            e.2 += requests * o;
+        }
+    }
+    ensure!(kept > 0, "no ServeGen client file has a token distributions file beside it (chunk-N-dataset.json); import with --no-tokens for requests only");
+    if !left_out.is_empty() {
+        eprintln!(
+            "{} client(s) without token distributions left out ({}: {:.1}% of the requests); --no-tokens keeps every client's requests, without tokens",
+            left_out.len(),
+            left_out.join(", "),
+            100.0 * left_requests / (left_requests + kept_requests).max(1e-9)
+        );
+    }
+    ensure!(
+        sums.len() >= 2,
+        "fewer than two time windows in the ServeGen files"
+    );
+    let ts: Vec<i64> = sums.keys().copied().collect();
+    let step = ts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(600);
+    ensure!(step > 0, "ServeGen windows must be increasing");
+    let times: Vec<DateTime<Utc>> = ts
+        .iter()
+        .map(|s| start + chrono::Duration::seconds(*s))
+        .collect();
+    let column = |k: usize| -> Vec<f64> { sums.values().map(|v| [v.0, v.1, v.2][k]).collect() };
+    let mut trace = to_grid(&times, &column(0), step)?;
+    let tokens_in = to_grid(&times, &column(1), step)?.requests;
+    let tokens_out = to_grid(&times, &column(2), step)?.requests;
+    trace.extra = vec![
+        ("tokens_in".into(), tokens_in),
+        ("tokens_out".into(), tokens_out),
+    ];
+    Ok(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_length_distribution_gives_its_mean_and_bad_ones_say_why() {
+        assert_eq!(mean_length("{}"), Ok(None));
+        let m = mean_length("{100: 0.5, 300: 0.5}").unwrap().unwrap();
+        assert!((m - 200.0).abs() < 1e-9);
+        // Probabilities that do not add up to one are normalised.
+        let m = mean_length("{10: 2, 20: 2}").unwrap().unwrap();
+        assert!((m - 15.0).abs() < 1e-9);
+        assert!(mean_length("[1, 2]").unwrap_err().contains("map"));
+        assert!(mean_length("{ten: 0.5}")
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(mean_length("{10: -1}")
+            .unwrap_err()
+            .contains("not a length distribution"));
+    }
 }

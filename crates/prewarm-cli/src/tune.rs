@@ -11,7 +11,7 @@ use clap::Args;
 use prewarm_core::{format_duration, parse_duration, parse_duration_or_zero};
 use prewarm_sim::{
     policies::{Clairvoyant, ForecastCache},
-    simulate, StepRecord,
+    simulate_traffic, StepRecord,
 };
 use serde::Serialize;
 
@@ -170,7 +170,7 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
         "the grid is empty: give at least one value to each of --quantiles, --holds, --utilizations, --miss-loads and --standby-maxes"
     );
     let first_scored = replay.warmup_steps();
-    let end = replay.requests.len();
+    let end = replay.work.len();
     let split = match &args.walk_forward {
         None => end,
         Some(text) => {
@@ -218,24 +218,24 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let run = |knobs: Option<&Knobs>| -> Vec<StepRecord> {
         let records = match knobs {
             Some(k) => {
-                simulate(
+                simulate_traffic(
                     replay.trace.start,
                     replay.step_secs,
-                    &replay.requests,
+                    replay.traffic(),
                     &mut replay.predictive(k, Some(cache.clone())),
                     &replay.sim,
                 )
                 .0
             }
             None => {
-                simulate(
+                simulate_traffic(
                     replay.trace.start,
                     replay.step_secs,
-                    &replay.requests,
+                    replay.traffic(),
                     &mut Clairvoyant {
-                        future: replay.requests.clone(),
+                        future: replay.work.clone(),
                         step_secs: replay.step_secs,
-                        gpu_rps: replay.gpu_rps,
+                        capacity: replay.capacity,
                         boot_secs: replay.sim.boot.max_secs(),
                     },
                     &replay.sim,
@@ -406,6 +406,22 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
             100.0 * args.slo,
             100.0 * points.iter().map(|p| p.timed_out_share).fold(f64::INFINITY, f64::min)
         ),
+    }
+    // With several GPU profiles: the setting chosen (or the defaults, when none met the SLO)
+    // replayed with each, the cheapest within the SLO named.
+    if replay.profiles.len() > 1 {
+        let chosen = points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.timed_out_share <= args.slo)
+            .min_by(|a, b| a.1.gpu_hours.total_cmp(&b.1.gpu_hours))
+            .map_or(0, |(i, _)| i);
+        let rows = crate::simulate::compare_profiles(
+            &replay,
+            &grid[chosen].1,
+            args.replay.price.is_some(),
+        );
+        print!("{}", crate::simulate::profile_table(&rows, args.slo));
     }
     if let Some(path) = &args.out {
         let mut out = csv::Writer::from_writer(Vec::new());

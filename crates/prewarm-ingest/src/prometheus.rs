@@ -2,7 +2,10 @@
 //!
 //! A fleet's request rate is often already in Prometheus (e.g. `sum(rate(vllm:request_success_total[1m]))`).
 //! [`pull`] reads it through the `query_range` HTTP API in chunks Prometheus accepts, sums the
-//! series of each step, and stores one sample per step (`requests` = rate x step). A chunk is
+//! series of each step, and stores one sample per step (`requests` = rate x step). An LLM fleet's
+//! token rates come the same way, from two more queries (vLLM's `vllm:prompt_tokens_total` and
+//! `vllm:generation_tokens_total`: `tokens_in` and `tokens_out` = rate x step), stored in the
+//! same samples. A chunk is
 //! stored before the next is read, so an interrupted backfill keeps what it got and a rerun
 //! replaces, never duplicates. Prometheus being down or overloaded is retried with backoff;
 //! a query Prometheus rejects fails at once with Prometheus' own message.
@@ -27,6 +30,21 @@ pub struct PromSource {
     pub query: String,
     /// Resolution, in seconds (the stored bucket width).
     pub step_secs: i64,
+    /// A PromQL expression giving prompt tokens per second (with `tokens_out_query`).
+    pub tokens_in_query: Option<String>,
+    /// A PromQL expression giving output tokens per second (with `tokens_in_query`).
+    pub tokens_out_query: Option<String>,
+}
+
+/// The recipe for a vLLM fleet: requests, prompt tokens and output tokens per second, from
+/// vLLM's own counters summed over its pods (`rate` over `window`, e.g. `1m`).
+pub fn vllm_queries(window: &str, selector: &str) -> (String, String, String) {
+    let q = |metric: &str| format!("sum(rate({metric}{selector}[{window}]))");
+    (
+        q("vllm:request_success_total"),
+        q("vllm:prompt_tokens_total"),
+        q("vllm:generation_tokens_total"),
+    )
 }
 
 /// How hard to try when Prometheus does not answer.
@@ -118,6 +136,7 @@ struct Series {
 async fn query_range(
     client: &reqwest::Client,
     src: &PromSource,
+    query: &str,
     start: i64,
     end: i64,
     retry: Retry,
@@ -131,7 +150,7 @@ async fn query_range(
         let response = client
             .get(&url)
             .query(&[
-                ("query", src.query.as_str()),
+                ("query", query),
                 ("start", &start.to_string()),
                 ("end", &end.to_string()),
                 ("step", &src.step_secs.to_string()),
@@ -209,6 +228,13 @@ pub async fn pull(
             message: format!("step {} s must be between 1 s and 1 day", src.step_secs),
         });
     }
+    if src.tokens_in_query.is_some() != src.tokens_out_query.is_some() {
+        return Err(PullError::Rejected {
+            kind: "bad_queries".into(),
+            message: "give both token queries (prompt and output tokens per second), or neither"
+                .into(),
+        });
+    }
     let step = src.step_secs;
     let mut report = PullReport::default();
     // Align to the step so that re-pulls land on the same buckets.
@@ -216,7 +242,26 @@ pub async fn pull(
     let end = to.timestamp();
     while start < end {
         let chunk_end = (start + (MAX_POINTS - 1) * step).min(end - 1);
-        let sums = query_range(client, src, start, chunk_end, retry, &mut report).await?;
+        let sums = query_range(
+            client,
+            src,
+            &src.query,
+            start,
+            chunk_end,
+            retry,
+            &mut report,
+        )
+        .await?;
+        let mut tokens = [BTreeMap::new(), BTreeMap::new()];
+        for (k, q) in [&src.tokens_in_query, &src.tokens_out_query]
+            .iter()
+            .enumerate()
+        {
+            if let Some(q) = q {
+                tokens[k] =
+                    query_range(client, src, q, start, chunk_end, retry, &mut report).await?;
+            }
+        }
         let expected = (chunk_end - start) / step + 1;
         report.missing_steps += (expected - sums.len() as i64).max(0) as u64;
         let samples: Vec<Sample> = sums
@@ -226,8 +271,8 @@ pub async fn pull(
                     timestamp: DateTime::from_timestamp(t, 0)?,
                     requests: rps * step as f64,
                     bucket_secs: step as i32,
-                    tokens_in: None,
-                    tokens_out: None,
+                    tokens_in: tokens[0].get(&t).map(|r| r * step as f64),
+                    tokens_out: tokens[1].get(&t).map(|r| r * step as f64),
                 })
             })
             .collect();

@@ -719,6 +719,8 @@ async fn weeks_of_history_are_pulled_from_a_real_prometheus(pool: PgPool) {
         base_url: prom.url.clone(),
         query: "sum(rate(http_requests_total[5m]))".into(),
         step_secs: 60,
+        tokens_in_query: None,
+        tokens_out_query: None,
     };
     let from = DateTime::from_timestamp(start, 0).unwrap();
     let to = DateTime::from_timestamp(end, 0).unwrap();
@@ -892,4 +894,215 @@ async fn a_database_outage_mid_push_gives_503_and_retries_store_each_sample_once
             (minute(i as i64), (i as i64 * 7 % 50) as f64)
         );
     }
+}
+
+/// Serves `fixtures/vllm-metrics.prom` as a vLLM server's `/metrics`: every counter, histogram
+/// bucket, count and sum multiplied by the seconds since the server started (the fixture's value
+/// is the series' increase per second); gauges as written. Returns its address.
+async fn serve_vllm_fixture() -> std::net::SocketAddr {
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/vllm-metrics.prom"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let page = move || {
+        let secs = started.elapsed().as_secs_f64();
+        fixture
+            .lines()
+            .map(|line| {
+                let grows = ["_total{", "_bucket{", "_count{", "_sum{"]
+                    .iter()
+                    .any(|s| line.contains(s));
+                match line.rsplit_once(' ') {
+                    Some((series, value)) if grows && !line.starts_with('#') => {
+                        format!("{series} {}", value.parse::<f64>().unwrap() * secs)
+                    }
+                    _ => line.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = page();
+            async move { ([("content-type", "text/plain; version=0.0.4")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A real Prometheus on loopback scraping `target` every second, with empty storage.
+async fn start_scraping_prometheus(target: std::net::SocketAddr) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: vllm\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prom = Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{}/-/ready", prom.url)).send().await {
+            if r.status().is_success() {
+                return prom;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("Prometheus did not become ready");
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_vllm_fleet_s_requests_and_tokens_are_pulled_from_prometheus_scraping_it(pool: PgPool) {
+    use crate::prometheus::{pull, vllm_queries, PromSource, PullError, Retry};
+    let target = serve_vllm_fixture().await;
+    let prom = start_scraping_prometheus(target).await;
+    // Scraping starts a few seconds after Prometheus is ready: wait for eight scrapes.
+    let client = reqwest::Client::new();
+    let mut scrapes = 0.0;
+    for _ in 0..60 {
+        let answer: Value = client
+            .get(format!("{}/api/v1/query", prom.url))
+            .query(&[(
+                "query",
+                "count_over_time(vllm:request_success_total{finished_reason=\"stop\"}[1m])",
+            )])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        scrapes = answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if scrapes >= 8.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        scrapes >= 8.0,
+        "Prometheus scraped the fixture {scrapes} times"
+    );
+    let mut profile = prewarm_planner::GpuProfile {
+        name: "llama-8b-h100".into(),
+        prefill_tps: 8_000.0,
+        decode_tps: 1_200.0,
+        price_usd_per_gpu_hour: Some(3.0),
+        gpu_type: "H100".into(),
+        model: String::new(),
+        source: String::new(),
+    };
+    prewarm_store::profiles::upsert(&pool, &[profile.clone()], &Actor::cli())
+        .await
+        .unwrap();
+    let mut spec = FleetSpec::named("llm");
+    spec.gpu_profile = Some(profile.name.clone());
+    let fleet = create_fleet(&pool, &spec).await.unwrap();
+    let (requests, tokens_in, tokens_out) = vllm_queries("4s", "");
+    let source = PromSource {
+        base_url: prom.url.clone(),
+        query: requests,
+        step_secs: 1,
+        tokens_in_query: Some(tokens_in),
+        tokens_out_query: Some(tokens_out),
+    };
+    // The last whole seconds the scrapes cover (rates over 4 s need two scrapes in the window).
+    let to = Utc::now() - Duration::seconds(2);
+    let from = to - Duration::seconds(4);
+    let report = pull(
+        &pool,
+        &client,
+        fleet.id,
+        &source,
+        from,
+        to,
+        Retry::default(),
+    )
+    .await
+    .unwrap();
+    assert!(report.samples_stored >= 3, "{report:?}");
+    let capacity = fleet_by_name(&pool, "llm").await.unwrap().capacity();
+    let buckets = prewarm_store::samples::raw_buckets(&pool, fleet.id, &capacity, from, to)
+        .await
+        .unwrap();
+    assert!(buckets.len() >= 3, "{buckets:?}");
+    for b in &buckets {
+        // 10 requests a second (8 stop + 2 length + 0 abort), 640 prompt and 96 output tokens
+        // each: the ratios hold exactly; the rate is Prometheus' (its extrapolation over a few
+        // scrapes puts it near, not at, 10).
+        assert!(b.requests > 3.0 && b.requests < 15.0, "{b:?}");
+        assert!((b.tokens_in / b.requests - 640.0).abs() < 1e-6, "{b:?}");
+        assert!((b.tokens_out / b.requests - 96.0).abs() < 1e-6, "{b:?}");
+        // The fleet plans on their work: 6,400 / 8,000 + 960 / 1,200 = 1.6 GPU-seconds a second.
+        let expected = b.tokens_in / 8_000.0 + b.tokens_out / 1_200.0;
+        assert!((b.work - expected).abs() < 1e-9, "{b:?}");
+        assert!((b.work / b.requests - 0.16).abs() < 1e-6, "{b:?}");
+    }
+    // A token query that names nothing stores the requests without tokens (counted, not zero).
+    let empty = PromSource {
+        tokens_in_query: Some("sum(rate(vllm:no_such_metric[4s]))".into()),
+        ..source.clone()
+    };
+    pull(&pool, &client, fleet.id, &empty, from, to, Retry::default())
+        .await
+        .unwrap();
+    let buckets = prewarm_store::samples::raw_buckets(&pool, fleet.id, &capacity, from, to)
+        .await
+        .unwrap();
+    assert!(
+        buckets
+            .iter()
+            .all(|b| b.tokens_in.is_nan() && b.work.is_nan()),
+        "{buckets:?}"
+    );
+    // Half the token queries is refused before anything is asked.
+    let half = PromSource {
+        tokens_out_query: None,
+        ..source
+    };
+    let e = pull(&pool, &client, fleet.id, &half, from, to, Retry::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PullError::Rejected { .. }) && e.to_string().contains("both"),
+        "{e}"
+    );
+    profile.decode_tps = 0.0;
+    assert!(
+        prewarm_store::profiles::upsert(&pool, &[profile], &Actor::cli())
+            .await
+            .is_err()
+    );
 }

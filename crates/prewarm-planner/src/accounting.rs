@@ -1,8 +1,10 @@
 //! The simulator's accounting: a fleet's GPUs against its requests, minute by minute.
 //!
-//! Each step (a minute, or the trace's own interval when shorter) the step's requests join a
-//! first-in first-out queue served at `gpu_rps` per ready GPU; requests that waited longer than
-//! the timeout are lost as timed out. Billing is per GPU-second from boot order to termination.
+//! Each step (a minute, or the trace's own interval when shorter) the step's work joins a
+//! first-in first-out queue served at the capacity's rate per ready GPU ([`crate::capacity`]:
+//! requests for a request-counted fleet, GPU-seconds of prompt and output tokens for an LLM
+//! fleet); work that waited longer than the timeout is lost, and with it the requests that carried
+//! it, counted as requests. Billing is per GPU-second from boot order to termination.
 //! The simulator (`prewarm-sim`), the SLO sizer's replay of the last week ([`crate::slo`]) and
 //! `prewarm demo` all count with this one [`Accounting`].
 
@@ -52,8 +54,8 @@ impl BootTime {
 /// Simulator settings.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SimConfig {
-    /// Requests per second one GPU serves.
-    pub gpu_rps: f64,
+    /// What one GPU does.
+    pub capacity: crate::Capacity,
     /// A request waiting longer than this is lost, seconds.
     pub timeout_secs: i64,
     /// How long a boot takes.
@@ -113,6 +115,9 @@ pub struct StepRecord {
     pub resume_orders: u32,
     /// Requests that arrived this step.
     pub demand_requests: f64,
+    /// Their work, in the capacity's unit (the requests again for a request-counted fleet;
+    /// GPU-seconds for an LLM fleet).
+    pub demand_work: f64,
     /// Requests served this step.
     pub served_requests: f64,
     /// Requests that waited past the timeout and were lost.
@@ -172,16 +177,16 @@ pub fn boot_secs(min_secs: i64, max_secs: i64, seed: u64, n: u64) -> i64 {
     min_secs + (draw(seed, n) * (max_secs - min_secs).max(0) as f64) as i64
 }
 
-/// Queue and bill accounting of a replay: requests join a first-in first-out queue served at
-/// `gpu_rps` per ready GPU, requests that waited past the timeout are lost, and GPUs are billed
-/// per step. [`simulate`] uses it, and so does `prewarm demo`, whose GPUs come from the
+/// Queue and bill accounting of a replay: work joins a first-in first-out queue served at the
+/// capacity's rate per ready GPU, work that waited past the timeout is lost with its requests,
+/// and GPUs are billed per step. [`simulate`] uses it, and so does `prewarm demo`, whose GPUs come from the
 /// provisioner instead of this module's boot model.
 #[derive(Debug, Clone)]
 pub struct Accounting {
     step_secs: i64,
     cfg: SimConfig,
-    /// Queue of (arrival step, requests still waiting), oldest first.
-    queue: std::collections::VecDeque<(usize, f64)>,
+    /// Queue of (arrival step, work still waiting, requests per unit of that work), oldest first.
+    queue: std::collections::VecDeque<(usize, f64, f64)>,
     max_wait_steps: usize,
     /// served_by_wait[k]: requests served after waiting k steps.
     served_by_wait: Vec<f64>,
@@ -216,20 +221,27 @@ impl Accounting {
         }
     }
 
-    /// Step `i`: `arrivals` join the queue, `ready` GPUs serve it, `billed` GPUs are paid for.
-    /// Returns (served, timed out) requests.
+    /// Step `i`: `work` (carried by `requests`) joins the queue, `ready` GPUs serve it, `billed`
+    /// GPUs are paid for. Returns (served, timed out) requests. A request-counted fleet's work is
+    /// its requests.
+    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         i: usize,
-        arrivals: f64,
+        work: f64,
+        requests: f64,
         ready: u32,
         billed: u32,
         booted: u32,
         breach: bool,
     ) -> (f64, f64) {
         let step_secs = self.step_secs;
-        self.queue.push_back((i, arrivals.max(0.0)));
-        let mut capacity = ready as f64 * self.cfg.gpu_rps * step_secs as f64;
+        let (work, requests) = (work.max(0.0), requests.max(0.0));
+        // Requests per unit of work: a step with work but no request count (or the reverse)
+        // carries its work at the mean the requests give, never a division by zero.
+        let per_work = if work > 0.0 { requests / work } else { 0.0 };
+        self.queue.push_back((i, work, per_work));
+        let mut capacity = self.cfg.capacity.served(ready, step_secs as f64);
         let mut served = 0.0;
         while capacity > 0.0 {
             let Some(front) = self.queue.front_mut() else {
@@ -238,19 +250,19 @@ impl Accounting {
             let take = front.1.min(capacity);
             front.1 -= take;
             capacity -= take;
-            served += take;
+            served += take * front.2;
             if front.0 >= self.cfg.score_from_step {
-                self.served_by_wait[(i - front.0).min(self.max_wait_steps)] += take;
+                self.served_by_wait[(i - front.0).min(self.max_wait_steps)] += take * front.2;
             }
             if front.1 <= 1e-9 {
                 self.queue.pop_front();
             }
         }
-        // Requests that would have waited past the timeout by the end of the next step are lost.
+        // Work that would have waited past the timeout by the end of the next step is lost.
         let mut timed_out = 0.0;
-        while let Some(&(arrived, waiting)) = self.queue.front() {
+        while let Some(&(arrived, waiting, per)) = self.queue.front() {
             if (i + 1 - arrived) * step_secs as usize > self.cfg.timeout_secs as usize {
-                timed_out += waiting;
+                timed_out += waiting * per;
                 self.queue.pop_front();
             } else {
                 break;
@@ -259,7 +271,7 @@ impl Accounting {
         if i >= self.cfg.score_from_step {
             self.timed_out_total += timed_out;
             self.gpu_secs += billed as f64 * step_secs as f64;
-            self.scored_requests += arrivals.max(0.0);
+            self.scored_requests += requests;
             if breach {
                 self.breaches += 1;
             }

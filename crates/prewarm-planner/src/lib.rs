@@ -14,7 +14,9 @@
 //! forecast, the seed's reactive headroom rules run alone.
 
 pub mod accounting;
+pub mod capacity;
 mod overrides;
+pub mod profile;
 pub mod settings;
 pub mod slo;
 pub mod standby;
@@ -22,8 +24,10 @@ pub mod standby;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
+pub use capacity::{Capacity, Load, TokenRates};
 pub use overrides::{CalendarOverride, OverrideAction};
 pub use prewarm_forecast::{DemandDistribution, LEVELS, NUM_LEVELS};
+pub use profile::GpuProfile;
 pub use settings::{Setting, SettingError, Settings};
 pub use slo::{LevelPlan, Slo};
 pub use standby::StandbyConfig;
@@ -65,8 +69,8 @@ impl Default for ReactiveConfig {
 /// A fleet's planning settings.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PlannerConfig {
-    /// Requests per second one GPU serves at full load.
-    pub gpu_rps: f64,
+    /// What one GPU does: the unit of every demand rate the plan reads ([`capacity`]).
+    pub capacity: Capacity,
     /// Share of a GPU's capacity that predictive sizing plans to use (1: full load, the queue
     /// absorbs what is short of a minute's burst; an expert override).
     pub target_utilization: f64,
@@ -108,8 +112,13 @@ pub struct PlannerConfig {
 impl PlannerConfig {
     /// Defaults for a GPU serving `gpu_rps` requests per second.
     pub fn new(gpu_rps: f64) -> Self {
+        Self::with_capacity(Capacity::requests(gpu_rps))
+    }
+
+    /// Defaults for a GPU of this capacity.
+    pub fn with_capacity(capacity: Capacity) -> Self {
         Self {
-            gpu_rps,
+            capacity,
             target_utilization: defaults::TARGET_UTILIZATION,
             slo: Slo::default(),
             quantile: None,
@@ -131,13 +140,9 @@ impl PlannerConfig {
         }
     }
 
-    /// GPUs needed to serve `rps` at `utilization` of each GPU.
-    pub fn gpus_for(&self, rps: f64, utilization: f64) -> u32 {
-        if rps <= 0.0 || !rps.is_finite() {
-            return 0;
-        }
-        let gpus = (rps / (self.gpu_rps * utilization) - 1e-9).ceil();
-        gpus.clamp(0.0, u32::MAX as f64) as u32
+    /// GPUs needed to do `rate` work per second at `utilization` of each GPU.
+    pub fn gpus_for(&self, rate: f64, utilization: f64) -> u32 {
+        self.capacity.gpus_for(rate, utilization)
     }
 
     /// The most GPUs the limits allow, before any permitted excess.
@@ -380,11 +385,12 @@ impl Nowcast {
         (q + self.offset_rps).max(0.0)
     }
 
-    fn note(&self) -> String {
+    fn note(&self, capacity: &Capacity) -> String {
         if self.offset_rps > 0.0 {
             format!(
-                "; demand over the last {} min ran {:.2} rps above the forecast's median, and the forecast is raised by that",
-                self.minutes, self.offset_rps
+                "; demand over the last {} min ran {} above the forecast's median, and the forecast is raised by that",
+                self.minutes,
+                capacity.rate(self.offset_rps)
             )
         } else {
             String::new()
@@ -470,7 +476,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
         input.strategy == Strategy::Predictive
             && d.covers(now, now + Duration::seconds(cfg.boot_lead_secs) + hold)
     });
-    let reactive_load = |gpus: u32| current / (gpus.max(1) as f64 * cfg.gpu_rps);
+    let reactive_load = |gpus: u32| current / (gpus.max(1) as f64 * cfg.capacity.per_gpu());
     let tz = Some(cfg.tz);
     let level_at = |t: DateTime<Utc>| -> usize {
         match (cfg.quantile, adjusted.and_then(|f| f.levels)) {
@@ -489,7 +495,8 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             // With a standby tier a burst is demand above the level planned on that the GPUs
             // serving cannot serve (resumes catch it in minutes); without, demand above the top
             // quantile.
-            let serving_rps = state.gpus_ready as f64 * cfg.gpu_rps * cfg.target_utilization;
+            let serving_rps =
+                state.gpus_ready as f64 * cfg.capacity.per_gpu() * cfg.target_utilization;
             let is_burst = |t: DateTime<Utc>, actual: f64, q: &[f64; NUM_LEVELS]| {
                 if cfg.standby.is_some() {
                     actual > q[level_at(t)] && actual > serving_rps
@@ -590,7 +597,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                 });
             }
             let level_ahead = LEVELS[level_at(at_ahead)];
-            let correction_note = correction.note();
+            let correction_note = correction.note(&cfg.capacity);
             // The expert override: answer a miss at once with the seed's headroom.
             let missed = current > top_now;
             // With a standby tier a burst above the planned level is caught by resumes, and
@@ -606,7 +613,9 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                 (
                     headroom,
                     format!(
-                        "reactive: demand {current:.2} rps is above the distribution's top quantile ({top_now:.2} rps, load {:.0}% of {provisioned} GPUs); {headroom} GPUs keep load under {:.0}%",
+                        "reactive: demand {} is above the distribution's top quantile ({}, load {:.0}% of {provisioned} GPUs); {headroom} GPUs keep load under {:.0}%",
+                        cfg.capacity.rate(current),
+                        cfg.capacity.rate(top_now),
                         100.0 * reactive_load(provisioned),
                         100.0 * cfg.reactive.miss_load.unwrap_or(1.0)
                     ),
@@ -615,9 +624,10 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                 (
                     pre_warm,
                     format!(
-                        "pre-warm: p{} of demand at {} ({q_ahead:.2} rps) needs {pre_warm} GPUs at {:.0}% load; {provisioned} provisioned (SLO {}% timed out within {}){correction_note}",
+                        "pre-warm: p{} of demand at {} ({}) needs {pre_warm} GPUs at {:.0}% load; {provisioned} provisioned (SLO {}% timed out within {}){correction_note}",
                         level_name(level_ahead),
                         local_hm(at_ahead, cfg.tz),
+                        cfg.capacity.rate(q_ahead),
                         100.0 * cfg.target_utilization,
                         100.0 * cfg.slo.max_timeout_share,
                         prewarm_core::format_duration(cfg.slo.timeout_secs),
@@ -627,9 +637,10 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                 (
                     keep,
                     format!(
-                        "scale down: p{} of demand until {} peaks at {q_keep:.2} rps ({}), which {keep} GPUs serve; none of the rest is wanted back before then{correction_note}",
+                        "scale down: p{} of demand until {} peaks at {} ({}), which {keep} GPUs serve; none of the rest is wanted back before then{correction_note}",
                         level_name(LEVELS[level_at(at_keep)]),
                         local_hm(keep_until, cfg.tz),
+                        cfg.capacity.rate(q_keep),
                         local_hm(at_keep, cfg.tz),
                     ),
                 )
@@ -872,7 +883,7 @@ fn quiet_for(demand: &Demand<'_>, gpus_ready: u32, cfg: &PlannerConfig) -> bool 
     if demand.rps.len() < needed || gpus_ready == 0 {
         return false;
     }
-    let capacity = gpus_ready as f64 * cfg.gpu_rps;
+    let capacity = gpus_ready as f64 * cfg.capacity.per_gpu();
     demand
         .window(cfg.reactive.scale_down_after_secs)
         .iter()

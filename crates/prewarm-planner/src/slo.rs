@@ -138,18 +138,28 @@ pub fn queue_need(d: &[f64], timeout_minutes: f64) -> Vec<f64> {
     need
 }
 
-/// GPUs that serve `rps` at full load.
-fn gpus_for(rps: f64, gpu_rps: f64) -> u32 {
-    if rps <= 0.0 || !rps.is_finite() {
-        return 0;
+/// GPUs that do `rate` work per second, each doing `per_gpu` at the load planned on.
+fn gpus_for(rate: f64, per_gpu: f64) -> u32 {
+    crate::Capacity::requests(per_gpu).gpus_for(rate, 1.0)
+}
+
+/// The replay's queue: in work units already, each GPU doing `per_gpu` per second.
+fn work_queue(per_gpu: f64, timeout_secs: i64) -> SimConfig {
+    SimConfig {
+        capacity: crate::Capacity::requests(per_gpu),
+        timeout_secs,
+        boot: BootTime::Fixed { secs: 0 },
+        price_usd_per_gpu_hour: 0.0,
+        score_from_step: 0,
+        standby: None,
     }
-    (rps / gpu_rps - 1e-9).ceil().clamp(0.0, u32::MAX as f64) as u32
 }
 
 /// What the sizer replays: the fleet's GPUs and limits, and how the planner moves them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplayPlanner {
-    /// Requests per second a GPU serves at the load planned on.
+    /// Work a GPU does per second at the load planned on (the capacity's unit: requests, or
+    /// GPU-seconds for an LLM fleet).
     pub gpu_rps: f64,
     /// Fewest GPUs the fleet keeps.
     pub min_gpus: u32,
@@ -179,7 +189,7 @@ impl ReplayPlanner {
     /// How a fleet with these settings plans.
     pub fn of(cfg: &crate::PlannerConfig) -> Self {
         Self {
-            gpu_rps: cfg.gpu_rps * cfg.target_utilization,
+            gpu_rps: cfg.capacity.per_gpu() * cfg.target_utilization,
             min_gpus: cfg.min_gpus,
             lead_secs: cfg.boot_lead_secs,
             hold_secs: cfg.hold_secs,
@@ -225,14 +235,7 @@ pub fn choose_levels(
         runs[hours[i]].push((i, j));
         i = j;
     }
-    let sim = SimConfig {
-        gpu_rps,
-        timeout_secs: slo.timeout_secs,
-        boot: BootTime::Fixed { secs: 0 },
-        price_usd_per_gpu_hour: 0.0,
-        score_from_step: 0,
-        standby: None,
-    };
+    let sim = work_queue(gpu_rps, slo.timeout_secs);
     // The planner's capacity at a level, as `plan` makes it: a minute's need is ordered a boot
     // lead before it and is ready from a hold before it, and nothing is terminated that a minute
     // within the keep window still needs. So at minute m the GPUs ready serve the largest need of
@@ -307,9 +310,11 @@ pub fn choose_levels(
                 let mut arrived = 0.0;
                 let mut served = 0.0;
                 for (n, i) in (a..b).enumerate() {
-                    let requests = minutes[i].actual_rps.max(0.0) * 60.0;
-                    arrived += requests;
-                    served += acc.step(n, requests, ready[i], ready[i], 0, false).0;
+                    // Counted in work: the sizer's losses are shares of work, which the
+                    // fleet's record (counted in requests) corrects through the budget.
+                    let work = minutes[i].actual_rps.max(0.0) * 60.0;
+                    arrived += work;
+                    served += acc.step(n, work, work, ready[i], ready[i], 0, false).0;
                     cost[h][k] += windowed(&needs, i, keep).max(billed[i]) as f64;
                 }
                 loss[h][k] += (arrived - served).max(0.0);
@@ -490,22 +495,25 @@ pub const REALISED_TARGET: f64 = 0.25;
 /// rare burst keeps the margin up for days rather than hours.
 pub const REALISED_WINDOW_SECS: i64 = 7 * 86_400;
 
-/// The share of requests a fleet timed out over `demand` (requests per minute) with `ready` GPUs
-/// each minute: the fleet's own record, replayed through the same queue.
-pub fn realised_timed_out_share(demand: &[f64], ready: &[u32], gpu_rps: f64, slo: &Slo) -> f64 {
+/// The share of requests a fleet timed out over `work` (per minute, carried by `requests` per
+/// minute) with `ready` GPUs each minute: the fleet's own record, replayed through the same
+/// queue. A request-counted fleet's work is its requests.
+pub fn realised_timed_out_share(
+    work: &[f64],
+    requests: &[f64],
+    ready: &[u32],
+    capacity: &crate::Capacity,
+    slo: &Slo,
+) -> f64 {
     let sim = SimConfig {
-        gpu_rps,
-        timeout_secs: slo.timeout_secs,
-        boot: BootTime::Fixed { secs: 0 },
-        price_usd_per_gpu_hour: 0.0,
-        score_from_step: 0,
-        standby: None,
+        capacity: *capacity,
+        ..work_queue(1.0, slo.timeout_secs)
     };
     let mut acc = Accounting::new(60, &sim);
     let (mut arrived, mut lost) = (0.0, 0.0);
-    for (i, (d, r)) in demand.iter().zip(ready).enumerate() {
-        arrived += d.max(0.0);
-        lost += acc.step(i, d.max(0.0), *r, *r, 0, false).1;
+    for (i, ((w, q), r)) in work.iter().zip(requests).zip(ready).enumerate() {
+        arrived += q.max(0.0);
+        lost += acc.step(i, w.max(0.0), q.max(0.0), *r, *r, 0, false).1;
     }
     if arrived > 0.0 {
         lost / arrived
@@ -654,20 +662,14 @@ mod tests {
         assert!(need_step[14] < 1.0 + 1e-9, "{need_step:?}");
         assert!((need_step[20] - 8.0).abs() < 1e-9, "{need_step:?}");
         // That capacity loses nothing through the simulator's queue; a GPU less does.
-        let sim = SimConfig {
-            gpu_rps: 1.0 / 60.0,
-            timeout_secs: 120,
-            boot: BootTime::Fixed { secs: 0 },
-            price_usd_per_gpu_hour: 0.0,
-            score_from_step: 0,
-            standby: None,
-        };
+        let sim = work_queue(1.0 / 60.0, 120);
         let lost = |scale: f64| {
             let mut acc = Accounting::new(60, &sim);
             (0..30)
                 .map(|i| {
                     let gpus = (need[i] * 60.0 * scale - 1e-9).ceil() as u32;
-                    acc.step(i, d[i] * 60.0, gpus, gpus, 0, false).1
+                    acc.step(i, d[i] * 60.0, d[i] * 60.0, gpus, gpus, 0, false)
+                        .1
                 })
                 .sum::<f64>()
         };
@@ -706,9 +708,12 @@ mod tests {
         // It realised nothing where the replay predicted some loss: plan on more.
         assert!(budget_share(Some(0.0), Some(0.001), &slo) > 0.00025);
         // 10 GPUs, 700 requests in one minute: 600 served at once, the rest within the timeout.
-        let share = realised_timed_out_share(&[700.0, 0.0, 0.0], &[10, 10, 10], 1.0, &slo);
+        let one = crate::Capacity::requests(1.0);
+        let d = [700.0, 0.0, 0.0];
+        let share = realised_timed_out_share(&d, &d, &[10, 10, 10], &one, &slo);
         assert_eq!(share, 0.0);
-        let share = realised_timed_out_share(&[2_000.0, 0.0, 0.0], &[10, 10, 10], 1.0, &slo);
+        let d = [2_000.0, 0.0, 0.0];
+        let share = realised_timed_out_share(&d, &d, &[10, 10, 10], &one, &slo);
         assert!((share - 200.0 / 2_000.0).abs() < 1e-9, "{share}");
         assert!(Slo {
             max_timeout_share: 0.6,

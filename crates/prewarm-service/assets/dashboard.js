@@ -328,7 +328,9 @@
     for (const p of demand) yMax = Math.max(yMax, p[1]);
     for (const p of band) yMax = Math.max(yMax, p[1] || 0, p[2] || 0);
     const host = $('chart-demand');
-    const f = frame(host, t0, t1, yMax, 260, tz, 'requests/s', [['demand', COLORS.demand], ['forecast median', COLORS.median], ['band (quantile planned on)', COLORS.band, 'band']]);
+    // A token fleet's demand is its work: GPU-seconds per second, the GPUs it keeps busy.
+    const unit = d.fleet.demand_unit === 'GPU-s/s' ? 'work (GPU-s/s)' : 'requests/s';
+    const f = frame(host, t0, t1, yMax, 260, tz, unit, [['demand', COLORS.demand], ['forecast median', COLORS.median], ['band (quantile planned on)', COLORS.band, 'band']]);
     for (const dd of bandPaths(band, f.x, f.y)) f.s.append(sv('path', { d: dd, fill: COLORS.band, 'fill-opacity': 0.18, stroke: 'none', class: 'band' }));
     f.s.append(sv('path', { d: path(median, f.x, f.y), fill: 'none', stroke: COLORS.median, 'stroke-width': 1.5, class: 'median' }));
     f.s.append(sv('path', { d: path(demand, f.x, f.y), fill: 'none', stroke: COLORS.demand, 'stroke-width': 1.5, class: 'demand' }));
@@ -337,8 +339,9 @@
   }
 
   function gpuChart(d, t0, t1, now, tz) {
-    const rps = d.fleet.gpu_rps;
-    const needed = d.demand.map(([t, v]) => [Date.parse(t), v / rps]);
+    // Work one GPU does per second: its requests/s, or one GPU-second for a token fleet.
+    const perGpu = d.fleet.demand_unit === 'GPU-s/s' ? 1 : d.fleet.gpu_rps;
+    const needed = d.demand.map(([t, v]) => [Date.parse(t), v / perGpu]);
     const at = (k) => d.decisions.map((x) => [Date.parse(x.decided_at), x[k]]);
     const ready = at('gpus_ready');
     const desired = at('desired_gpus');
@@ -347,7 +350,7 @@
     let yMax = 1;
     for (const s of [needed, desired, provisioned]) for (const p of s) yMax = Math.max(yMax, p[1]);
     const host = $('chart-gpus');
-    const legend = [['needed (demand / GPU rps)', COLORS.needed], ['ready', COLORS.ready], ['ready + booting', COLORS.booting], ['desired', COLORS.desired]];
+    const legend = [[d.fleet.demand_unit === 'GPU-s/s' ? 'needed (work / GPU)' : 'needed (demand / GPU rps)', COLORS.needed], ['ready', COLORS.ready], ['ready + booting', COLORS.booting], ['desired', COLORS.desired]];
     const anyStandby = standby.some((p) => p[1] > 0);
     if (anyStandby) legend.push(['standby', COLORS.standby]);
     const f = frame(host, t0, t1, yMax, 220, tz, 'GPUs', legend);
@@ -486,7 +489,15 @@
     const mode = $('fleet-mode');
     mode.textContent = d.fleet.mode === 'pinned' ? 'pinned to ' + d.fleet.pinned_gpus + (d.fleet.pinned_until ? ' until ' + when(d.fleet.pinned_until, tz) : '') : d.fleet.mode;
     mode.className = 'badge ' + d.fleet.mode;
-    $('fleet-facts').textContent = 'time zone ' + tz + ' · SLO: at most ' + pct(d.fleet.slo.max_timeout_share) + ' of requests wait past ' +
+    const cap = d.fleet.capacity || {};
+    const capacity = cap.unit === 'tokens'
+      ? 'profile ' + (d.fleet.gpu_profile || '') + ': ' + num(cap.prefill_tps, 0) + ' prompt and ' + num(cap.decode_tps, 0) + ' output tokens/s per GPU'
+      : num(d.fleet.gpu_rps, 3) + ' requests/s per GPU';
+    const last = d.demand.length ? d.demand[d.demand.length - 1] : null;
+    const tokens = last && last[3] !== null && last[3] !== undefined
+      ? ' · now ' + num(last[2], 2) + ' requests/s, ' + num(last[3], 0) + ' prompt and ' + num(last[4], 0) + ' output tokens/s'
+      : '';
+    $('fleet-facts').textContent = 'time zone ' + tz + ' · ' + capacity + tokens + ' · SLO: at most ' + pct(d.fleet.slo.max_timeout_share) + ' of requests wait past ' +
       d.fleet.slo.timeout_secs + ' s · lease ' + (d.fleet.lease_holder || 'none') + ' · last refit ' + ago(d.fleet.last_refit, d.now);
     document.querySelectorAll('.tzname').forEach((e) => { e.textContent = tz; });
     $('pause').disabled = d.fleet.paused;

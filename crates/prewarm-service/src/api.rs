@@ -148,6 +148,7 @@ pub fn router(service: Shared) -> Router {
             "/v1/fleets/{fleet}/planner",
             axum::routing::put(set_planner),
         )
+        .route("/v1/profiles", get(list_profiles))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/v1/audit", get(all_audit))
@@ -468,7 +469,29 @@ async fn forecast(State(s): State<Shared>, a: Authorized<Read>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "fleet": name, "forecast": row, "points": points, "calibrated": row.upper_rps.is_some() })).into_response()
+    let capacity = fleet.capacity();
+    Json(json!({
+        "fleet": name,
+        "forecast": row,
+        "points": points,
+        "calibrated": row.upper_rps.is_some(),
+        // The rates are work per second in this unit: requests/s, or GPU-s/s for a fleet that
+        // plans in tokens (the GPUs its work keeps busy).
+        "unit": capacity.unit(),
+        "capacity": capacity,
+    }))
+    .into_response()
+}
+
+/// `GET /v1/profiles`: the stored GPU profiles (scope `read`).
+async fn list_profiles(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = grant_for(&s, &headers, Scope::Read).await {
+        return r;
+    }
+    match prewarm_store::profiles::list(&s.pool).await {
+        Ok(profiles) => Json(json!({ "profiles": profiles })).into_response(),
+        Err(e) => ingest_error(e),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -515,6 +538,7 @@ async fn plan(
             "levels": live.as_ref().and_then(|f| f.levels),
             "events": events,
             "mode": s.config.service.mode,
+            "demand_unit": cfg.capacity.unit(),
             "last_refit": { "at": fleet.refit_at, "note": fleet.refit_note },
         }))
     }
@@ -790,7 +814,7 @@ async fn add_event(
         Err(r) => return r,
     };
     let cfg = s.planner_config(&a.fleet, &[]);
-    let most_rps = cfg.cap() as f64 * cfg.gpu_rps;
+    let most_rps = cfg.capacity.served(cfg.cap(), 1.0);
     let problem = if e.ends_local <= e.starts_local {
         Some("ends_local must be after starts_local".to_string())
     } else if e.multiply.is_some() == e.pin_rps.is_some() {
@@ -905,7 +929,7 @@ async fn create_fleet(
     }
     let spec = match parsed::<prewarm_store::FleetSpec>(
         body,
-        r#"{"name", "time_zone", "gpu_rps", "min_gpus", "max_gpus", ...}"#,
+        r#"{"name", "time_zone", "gpu_rps" or "gpu_profile", "min_gpus", "max_gpus", ...}"#,
     ) {
         Ok(p) => p,
         Err(r) => return r,
@@ -940,7 +964,7 @@ async fn update_fleet(
 ) -> Response {
     let update = match parsed::<prewarm_store::FleetUpdate>(
         body,
-        "any of time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour",
+        "any of time_zone, gpu_type, gpu_rps, gpu_profile, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour",
     ) {
         Ok(u) => u,
         Err(r) => return r,

@@ -286,6 +286,13 @@ pub struct PullConfig {
     pub prometheus: String,
     /// PromQL giving requests per second.
     pub query: String,
+    /// PromQL giving prompt tokens per second (with `tokens_out_query`), for a fleet that plans
+    /// in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_in_query: Option<String>,
+    /// PromQL giving output tokens per second (with `tokens_in_query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_out_query: Option<String>,
     /// Bucket width.
     #[serde(default = "default_pull_step")]
     pub step: Span,
@@ -533,6 +540,11 @@ impl Config {
             ));
         }
         for (i, pull) in self.pulls.iter().enumerate() {
+            if pull.tokens_in_query.is_some() != pull.tokens_out_query.is_some() {
+                return bad(format!(
+                    "`pulls[{i}]`: give both tokens_in_query and tokens_out_query, or neither"
+                ));
+            }
             if !pull.prometheus.starts_with("http") || pull.query.trim().is_empty() {
                 return bad(format!(
                     "`pulls[{i}]` needs a Prometheus http(s) URL and a query"

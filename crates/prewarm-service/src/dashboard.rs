@@ -190,8 +190,9 @@ pub(crate) async fn fleet(
     let since = now - Duration::hours(hours);
     let id = a.fleet.id;
     let pool = &s.pool;
+    let capacity = a.fleet.capacity();
     let gathered = tokio::try_join!(
-        prewarm_store::samples::raw_buckets(pool, id, since, now),
+        prewarm_store::samples::raw_buckets(pool, id, &capacity, since, now),
         dashboard::decisions_since(pool, id, since, now),
         dashboard::orders_since(pool, id, since, now),
         dashboard::boot_times(pool, id, now - Duration::days(7)),
@@ -222,7 +223,13 @@ pub(crate) async fn fleet(
                 .collect()
         })
         .unwrap_or_default();
-    let cover = coverage(&demand, &decisions);
+    // Work buckets (requests for a request-counted fleet): what the band is a band of.
+    let work: Vec<(DateTime<Utc>, i32, f64)> = demand
+        .iter()
+        .filter(|b| b.work.is_finite())
+        .map(|b| (b.start, b.secs, b.work))
+        .collect();
+    let cover = coverage(&work, &decisions);
     let fleet = &a.fleet;
     Json(json!({
         "now": now,
@@ -235,6 +242,9 @@ pub(crate) async fn fleet(
             "pinned_gpus": fleet.pinned_gpus,
             "pinned_until": fleet.pinned_until,
             "gpu_rps": fleet.gpu_rps,
+            "gpu_profile": fleet.gpu_profile,
+            "capacity": capacity,
+            "demand_unit": capacity.unit(),
             "min_gpus": fleet.min_gpus,
             "max_gpus": fleet.max_gpus,
             "price_usd_per_gpu_hour": fleet.price_usd_per_gpu_hour,
@@ -243,7 +253,12 @@ pub(crate) async fn fleet(
             "last_refit": fleet.refit_at,
             "refit_note": fleet.refit_note,
         },
-        "demand": demand.iter().map(|(t, secs, r)| json!([t, r / *secs as f64])).collect::<Vec<_>>(),
+        // [start, work per second, requests per second, prompt and output tokens per second
+        // (null without them)] per bucket.
+        "demand": demand.iter().filter(|b| b.work.is_finite()).map(|b| {
+            let per_sec = |v: f64| (v.is_finite()).then(|| v / b.secs as f64);
+            json!([b.start, b.work / b.secs as f64, b.requests / b.secs as f64, per_sec(b.tokens_in), per_sec(b.tokens_out)])
+        }).collect::<Vec<_>>(),
         "decisions": decisions,
         "forecast": { "model": live.as_ref().map(|r| &r.model), "made_at": live.as_ref().map(|r| r.made_at), "points": ahead },
         "orders": orders,

@@ -44,8 +44,11 @@ pub struct Gathered {
     pub state: FleetState,
     /// Width of the demand samples.
     pub step_secs: i64,
-    /// Recent demand, requests per second per sample, oldest first.
+    /// Recent demand, work per second per sample in the capacity's unit (requests per second
+    /// for a request-counted fleet), oldest first.
     pub rps: Vec<f64>,
+    /// The requests per second of the same samples.
+    pub requests_rps: Vec<f64>,
     /// The live forecast planned on, if any.
     pub live: Option<forecasts::LiveForecast>,
     /// What the operators had set when the decision was made.
@@ -236,7 +239,7 @@ impl Service {
 
     /// The planner's settings for a fleet (before the boot lead is learned).
     pub fn planner_config(&self, fleet: &Fleet, events: &[FleetEvent]) -> PlannerConfig {
-        let mut cfg = PlannerConfig::new(fleet.gpu_rps);
+        let mut cfg = PlannerConfig::with_capacity(fleet.capacity());
         fleet
             .planner_settings()
             .over(&self.config.planner.settings())
@@ -328,28 +331,36 @@ impl Service {
         }
     }
 
-    /// Recent demand in requests per second per sample bucket, the last one ending by `now`.
+    /// Recent demand per sample bucket, the last one ending by `now`: (bucket width, work per
+    /// second in the capacity's unit, requests per second).
     async fn demand(
         &self,
         fleet_id: i64,
+        capacity: &prewarm_planner::Capacity,
         now: DateTime<Utc>,
         window_secs: i64,
-    ) -> Result<(i64, Vec<f64>), sqlx::Error> {
+    ) -> Result<(i64, Vec<f64>, Vec<f64>), sqlx::Error> {
         let rows = prewarm_store::samples::raw_buckets(
             &self.pool,
             fleet_id,
+            capacity,
             now - Duration::seconds(window_secs),
             now,
         )
         .await?;
-        let step = rows.iter().map(|r| r.1 as i64).min().unwrap_or(60);
-        // Buckets still open at `now` are partial: leave them out.
-        let rps = rows
+        let step = rows.iter().map(|r| r.secs as i64).min().unwrap_or(60);
+        // Buckets still open at `now` are partial, and a bucket with no work (a token fleet's
+        // sample without token counts) is missing: leave them out.
+        let complete: Vec<_> = rows
             .iter()
-            .filter(|(start, secs, _)| *start + Duration::seconds(*secs as i64) <= now)
-            .map(|(_, secs, requests)| requests / *secs as f64)
+            .filter(|b| b.start + Duration::seconds(b.secs as i64) <= now && b.work.is_finite())
             .collect();
-        Ok((step, rps))
+        let work = complete.iter().map(|b| b.work / b.secs as f64).collect();
+        let requests = complete
+            .iter()
+            .map(|b| b.requests / b.secs as f64)
+            .collect();
+        Ok((step, work, requests))
     }
 
     /// Everything a decision reads, from the database: the fleet, its settings with the learned
@@ -371,7 +382,8 @@ impl Service {
         let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
         let state = state::fleet_state(&self.pool, fleet_id, now, stale_after).await?;
         let window = cfg.demand_window_secs() + 120;
-        let (step_secs, rps) = self.demand(fleet_id, now, window).await?;
+        let (step_secs, rps, requests_rps) =
+            self.demand(fleet_id, &cfg.capacity, now, window).await?;
         let live = forecasts::latest(&self.pool, fleet_id, now, 2 * 3_600).await?;
         let mode = self.mode_of(&fleet, now);
         Ok(Some(Gathered {
@@ -381,6 +393,7 @@ impl Service {
             state,
             step_secs,
             rps,
+            requests_rps,
             live,
             mode,
         }))
@@ -419,6 +432,7 @@ impl Service {
             cfg,
             state,
             rps,
+            requests_rps,
             live,
             mode,
             ..
@@ -443,8 +457,9 @@ impl Service {
                 .map_or(0.0, |sb| state.standby as f64 * sb.price_share);
         let load = prewarm_store::dashboard::TickLoad {
             demand_rps: rps.last().copied().unwrap_or(0.0),
+            requests_rps: requests_rps.last().copied().unwrap_or(0.0),
             gpus_ready: state.gpus_ready,
-            gpu_rps: cfg.gpu_rps,
+            capacity: cfg.capacity,
             timeout_secs: cfg.slo.timeout_secs,
             paid_gpus: paid,
             price_usd_per_gpu_hour: fleet.price_usd_per_gpu_hour,

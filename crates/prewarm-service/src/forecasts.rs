@@ -63,31 +63,52 @@ pub struct RefitReport {
     pub realised_timed_out_share: (Option<f64>, Option<f64>),
 }
 
-/// A fleet's requests per `step` in `[from, to)` (buckets start at `from`, NaN where nothing was
-/// received): samples narrower than an hour are spread over the buckets they overlap in
-/// proportion to the overlap, and a bucket partly covered is scaled up from its part. With a step
-/// of a minute, a 5-minute sample is spread evenly over its minutes, as the simulator spreads a
-/// trace's buckets.
+/// Which number of its samples a series adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// The work under the fleet's capacity (requests for a request-counted fleet, GPU-seconds of
+    /// tokens for an LLM fleet): what is forecast and planned on.
+    Work,
+    /// The requests: what the SLO counts.
+    Requests,
+}
+
+/// A fleet's work (or requests) per `step` in `[from, to)` (buckets start at `from`, NaN where
+/// nothing was received): samples narrower than an hour are spread over the buckets they overlap
+/// in proportion to the overlap, and a bucket partly covered is scaled up from its part. With a
+/// step of a minute, a 5-minute sample is spread evenly over its minutes, as the simulator
+/// spreads a trace's buckets.
+#[allow(clippy::too_many_arguments)]
 pub async fn series(
     pool: &PgPool,
     fleet_id: i64,
+    capacity: &prewarm_planner::Capacity,
+    measure: Measure,
     step: i64,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<f64>, sqlx::Error> {
-    let rows = prewarm_store::samples::raw_buckets_overlapping(pool, fleet_id, from, to).await?;
+    let rows =
+        prewarm_store::samples::raw_buckets_overlapping(pool, fleet_id, capacity, from, to).await?;
     let n = ((to - from).num_seconds() / step).max(0) as usize;
     let mut sums = vec![0.0; n];
     let mut covered = vec![0i64; n];
-    for (start, secs, requests) in rows {
-        let secs = secs as i64;
-        let first = (start - from).num_seconds();
+    for b in rows {
+        let value = match measure {
+            Measure::Work => b.work,
+            Measure::Requests => b.requests,
+        };
+        if !value.is_finite() {
+            continue;
+        }
+        let secs = b.secs as i64;
+        let first = (b.start - from).num_seconds();
         let mut t = first;
         while t < first + secs {
             let bucket = t.div_euclid(step);
             let end = ((bucket + 1) * step).min(first + secs);
             if (0..n as i64).contains(&bucket) {
-                sums[bucket as usize] += requests * (end - t) as f64 / secs as f64;
+                sums[bucket as usize] += value * (end - t) as f64 / secs as f64;
                 covered[bucket as usize] += end - t;
             }
             t = end;
@@ -106,14 +127,16 @@ pub async fn series(
         .collect())
 }
 
-/// A fleet's requests per minute in `[from, to)` ([`series`] with a step of a minute).
+/// A fleet's work (or requests) per minute in `[from, to)` ([`series`] with a step of a minute).
 pub async fn minute_series(
     pool: &PgPool,
     fleet_id: i64,
+    capacity: &prewarm_planner::Capacity,
+    measure: Measure,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<f64>, sqlx::Error> {
-    series(pool, fleet_id, 60, from, to).await
+    series(pool, fleet_id, capacity, measure, 60, from, to).await
 }
 
 /// A fitted median: per bucket in requests per second, its error floor, the model, fit seconds.
@@ -226,12 +249,12 @@ pub async fn refit(
     replica: &str,
 ) -> Result<RefitReport, sqlx::Error> {
     let slo = &cfg.slo;
-    let sizing_gpu_rps = cfg.gpu_rps * cfg.target_utilization;
+    let capacity = &cfg.capacity;
     let lead_secs = cfg.boot_lead_secs;
     let step = defaults.step.0;
     let origin = now.duration_trunc(Duration::seconds(step)).unwrap_or(now);
     let from = origin - Duration::seconds(defaults.history.0);
-    let history = series(pool, fleet_id, step, from, origin).await?;
+    let history = series(pool, fleet_id, capacity, Measure::Work, step, from, origin).await?;
     let mut report = RefitReport {
         forecast_id: None,
         calibrated: false,
@@ -272,7 +295,8 @@ pub async fn refit(
     };
 
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
-    let minutes = minute_series(pool, fleet_id, calib_from, origin).await?;
+    let minutes =
+        minute_series(pool, fleet_id, capacity, Measure::Work, calib_from, origin).await?;
     let mut stored: Vec<StoredRow> = load_stored(pool, fleet_id, calib_from, origin).await?;
     let mut records = score(&stored, &minutes, calib_from);
     let ready =
@@ -343,7 +367,7 @@ pub async fn refit(
         let replay = slo::replay_minutes(&records, &calibration, lead_secs);
         if replay.len() >= slo::MIN_REPLAY_MINUTES {
             let (realised_week, realised_day) =
-                realised(pool, fleet_id, now, sizing_gpu_rps, slo).await?;
+                realised(pool, fleet_id, now, capacity, slo).await?;
             report.realised_timed_out_share = (realised_day, realised_week);
             let predicted = stored_forecasts::last_predicted_share(pool, fleet_id).await?;
             let budget = slo::budget_from_record(realised_week, realised_day, predicted, slo);
@@ -431,14 +455,19 @@ async fn realised(
     pool: &PgPool,
     fleet_id: i64,
     now: DateTime<Utc>,
-    gpu_rps: f64,
+    capacity: &prewarm_planner::Capacity,
     slo: &Slo,
 ) -> Result<(Option<f64>, Option<f64>), sqlx::Error> {
     let from = (now - Duration::seconds(slo::REALISED_WINDOW_SECS))
         .duration_trunc(Duration::minutes(1))
         .unwrap_or(now);
     let ready = prewarm_store::ledger::ready_when_acting(pool, fleet_id, from, now).await?;
-    let minutes = minute_series(pool, fleet_id, from, now).await?;
+    let minutes = minute_series(pool, fleet_id, capacity, Measure::Work, from, now).await?;
+    let requests = if capacity.is_tokens() {
+        minute_series(pool, fleet_id, capacity, Measure::Requests, from, now).await?
+    } else {
+        minutes.clone()
+    };
     let mut by_minute = vec![None; minutes.len()];
     for (at, gpus) in ready {
         let i = (at - from).num_minutes();
@@ -448,13 +477,21 @@ async fn realised(
     }
     // The share over the minutes from `first` on, when a day of decisions is among them.
     let share = |first: usize| {
-        let (demand, gpus): (Vec<f64>, Vec<u32>) = minutes[first..]
+        let mut rows = (Vec::new(), Vec::new(), Vec::new());
+        for ((w, q), g) in minutes[first..]
             .iter()
+            .zip(&requests[first..])
             .zip(&by_minute[first..])
-            .filter_map(|(d, g)| g.filter(|_| d.is_finite()).map(|g| (*d, g)))
-            .unzip();
+        {
+            if let (Some(g), true) = (g, w.is_finite()) {
+                rows.0.push(*w);
+                rows.1.push(if q.is_finite() { *q } else { *w });
+                rows.2.push(*g);
+            }
+        }
         let decided = by_minute[first..].iter().filter(|g| g.is_some()).count();
-        (decided >= 23 * 60).then(|| slo::realised_timed_out_share(&demand, &gpus, gpu_rps, slo))
+        (decided >= 23 * 60)
+            .then(|| slo::realised_timed_out_share(&rows.0, &rows.1, &rows.2, capacity, slo))
     };
     Ok((share(0), share(minutes.len().saturating_sub(1_440))))
 }

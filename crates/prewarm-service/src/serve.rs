@@ -246,6 +246,8 @@ async fn run_pull(s: &Service, pull: &crate::config::PullConfig) -> Result<(), S
         base_url: pull.prometheus.clone(),
         query: pull.query.clone(),
         step_secs: pull.step.0,
+        tokens_in_query: pull.tokens_in_query.clone(),
+        tokens_out_query: pull.tokens_out_query.clone(),
     };
     let client = reqwest::Client::new();
     prewarm_ingest::prometheus::pull_new(

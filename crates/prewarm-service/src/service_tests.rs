@@ -1156,3 +1156,87 @@ async fn the_standby_tier_stops_resumes_and_boots_cold_when_a_resume_fails(pool:
     assert_eq!(stopped, 2);
     w.running.stop().await;
 }
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_token_fleet_plans_and_counts_its_gpu_work_not_its_request_count(pool: PgPool) {
+    let now = at("2026-06-01T08:00:00Z");
+    let w = world(&pool, now, |_| {}).await;
+    let profile = prewarm_planner::GpuProfile {
+        name: "h100-8b".into(),
+        prefill_tps: 10_000.0,
+        decode_tps: 1_000.0,
+        price_usd_per_gpu_hour: Some(3.0),
+        gpu_type: "H100".into(),
+        model: String::new(),
+        source: String::new(),
+    };
+    prewarm_store::profiles::upsert(&pool, &[profile], &prewarm_store::Actor::cli())
+        .await
+        .unwrap();
+    let mut spec = FleetSpec::named("llm");
+    spec.min_gpus = 0;
+    spec.gpu_profile = Some("h100-8b".into());
+    let fleet = create_fleet(&pool, &spec).await.unwrap();
+    // Six long requests a minute: 0.1 requests/s, but 50,000 prompt and 5,000 output tokens
+    // each (5 + 5 GPU-seconds): one GPU kept busy. Counted as requests at a GPU's default
+    // 1 request/s, one GPU would look a tenth loaded.
+    let samples: Vec<prewarm_store::Sample> = (1..=40)
+        .map(|k| prewarm_store::Sample {
+            timestamp: now - Duration::minutes(k),
+            requests: 6.0,
+            bucket_secs: 60,
+            tokens_in: Some(300_000.0),
+            tokens_out: Some(30_000.0),
+        })
+        .collect();
+    prewarm_store::samples::store_samples(&pool, &[(fleet.id, &samples)])
+        .await
+        .unwrap();
+    w.service.lease_round().await.unwrap();
+    let gathered = w.service.gather(fleet.id, now).await.unwrap().unwrap();
+    assert!(gathered.cfg.capacity.is_tokens());
+    assert!(
+        (gathered.rps.last().unwrap() - 1.0).abs() < 1e-9,
+        "{:?}",
+        gathered.rps
+    );
+    assert!((gathered.requests_rps.last().unwrap() - 0.1).abs() < 1e-9);
+    // With no forecast the reactive rules run, on the work: 100% of a GPU is over 60%, so
+    // 2 GPUs (a request count would have booted one).
+    let (d, _, _) = planned(w.service.tick_fleet(fleet.id).await.unwrap());
+    assert_eq!(d.desired_gpus, 2, "{d:?}");
+    // The tally counts requests (0.1 a second), while its queue serves work.
+    w.clock.advance(Duration::minutes(2));
+    w.service.tick_fleet(fleet.id).await.unwrap();
+    let requests: f64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(requests), 0) FROM fleet_hours WHERE fleet_id = $1",
+    )
+    .bind(fleet.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!((requests - 12.0).abs() < 1e-6, "{requests}");
+    // The API says which unit its rates are in.
+    let token = ops_token(&pool, Some("llm")).await;
+    let plan: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/v1/fleets/llm/plan", w.running.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["demand_unit"], "GPU-s/s", "{plan}");
+    assert_eq!(plan["planner"]["capacity"]["unit"], "tokens", "{plan}");
+    // A profile a fleet uses cannot be deleted; a fleet may not name one that is not stored.
+    let e = prewarm_store::profiles::delete(&pool, "h100-8b", &prewarm_store::Actor::cli())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("llm"), "{e}");
+    let mut other = FleetSpec::named("other");
+    other.gpu_profile = Some("nope".into());
+    let e = create_fleet(&pool, &other).await.unwrap_err();
+    assert!(e.to_string().contains("no GPU profile named `nope`"), "{e}");
+    w.running.stop().await;
+}

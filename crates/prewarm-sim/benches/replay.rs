@@ -33,7 +33,7 @@ fn replay(c: &mut Criterion) {
     let requests = trace(28 * 1440);
     let start: DateTime<Utc> = "2026-01-05T00:00:00Z".parse().expect("valid time");
     let sim = SimConfig {
-        gpu_rps: 2.5,
+        capacity: prewarm_planner::Capacity::requests(2.5),
         timeout_secs: 120,
         boot: BootTime::Fixed { secs: 600 },
         price_usd_per_gpu_hour: 3.0,

@@ -14,7 +14,7 @@ pub use prewarm_planner::accounting::{
     window_totals, Accounting, BootTime, SimConfig, SimSummary, StandbySim, StepRecord,
     WindowTotals,
 };
-pub use simulator::{simulate, simulate_from, Policy};
+pub use simulator::{simulate, simulate_from, simulate_traffic, Policy, Traffic};
 
 #[cfg(test)]
 mod tests;

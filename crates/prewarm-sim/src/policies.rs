@@ -125,20 +125,20 @@ fn held_until_boot(i: usize, boot_steps: usize, need: impl Fn(usize) -> u32) -> 
 /// Reads the future: orders exactly what each step needs, one boot time ahead, at full load.
 #[derive(Debug, Clone)]
 pub struct Clairvoyant {
-    /// Requests per step over the whole trace.
+    /// Work per step over the whole trace.
     pub future: Vec<f64>,
     /// Bucket width, seconds.
     pub step_secs: i64,
-    /// Requests per second one GPU serves at full load.
-    pub gpu_rps: f64,
+    /// What one GPU does.
+    pub capacity: prewarm_planner::Capacity,
     /// Boot time drawn uniformly in this range, seconds.
     pub boot_secs: i64,
 }
 
 impl Clairvoyant {
     fn need(&self, step: usize) -> u32 {
-        let rps = self.future.get(step).copied().unwrap_or(0.0) / self.step_secs as f64;
-        (rps / self.gpu_rps - 1e-9).ceil().max(0.0) as u32
+        let rate = self.future.get(step).copied().unwrap_or(0.0) / self.step_secs as f64;
+        self.capacity.gpus_for(rate, 1.0)
     }
 }
 
@@ -252,9 +252,12 @@ pub struct Predictive {
     pending: Vec<(usize, Vec<f64>, f64, usize)>,
     /// Scored minutes of the calibration window, oldest first.
     records: VecDeque<Scored>,
-    /// Requests and ready GPUs per step over [`slo::REALISED_WINDOW_SECS`]: the fleet's own
-    /// record.
-    record: VecDeque<(f64, u32)>,
+    /// The trace's requests per step when its work is not its requests (an LLM fleet), read
+    /// only before now: the fleet's record counts timed-out requests, as the service's does.
+    pub requests: Option<std::sync::Arc<[f64]>>,
+    /// Work, requests and ready GPUs per step over [`slo::REALISED_WINDOW_SECS`]: the fleet's
+    /// own record.
+    record: VecDeque<(f64, f64, u32)>,
     planning: Option<Planning>,
     /// Whether the forecast made when planning starts has been made.
     planned_once: bool,
@@ -300,6 +303,7 @@ impl Predictive {
             start,
             initial,
             cache: None,
+            requests: None,
             pending: Vec::new(),
             records: VecDeque::new(),
             record: VecDeque::new(),
@@ -454,13 +458,25 @@ impl Predictive {
         (self.record.len() >= per_day).then(|| {
             let keep = last_secs.map_or(self.record.len(), |s| (s / self.step_secs) as usize);
             let skip = self.record.len().saturating_sub(keep);
-            let (demand, ready): (Vec<f64>, Vec<u32>) =
-                self.record.iter().skip(skip).copied().unzip();
+            let rows: Vec<(f64, f64, u32)> = self.record.iter().skip(skip).copied().collect();
             // The record is per step; the queue is replayed per minute.
             let per = self.per_minute();
-            let demand: Vec<f64> = demand.chunks(per).map(|c| c.iter().sum()).collect();
-            let ready: Vec<u32> = ready.chunks(per).map(|c| c[0]).collect();
-            slo::realised_timed_out_share(&demand, &ready, self.cfg.gpu_rps, &self.cfg.slo)
+            let work: Vec<f64> = rows
+                .chunks(per)
+                .map(|c| c.iter().map(|r| r.0).sum())
+                .collect();
+            let requests: Vec<f64> = rows
+                .chunks(per)
+                .map(|c| c.iter().map(|r| r.1).sum())
+                .collect();
+            let ready: Vec<u32> = rows.chunks(per).map(|c| c[0].2).collect();
+            slo::realised_timed_out_share(
+                &work,
+                &requests,
+                &ready,
+                &self.cfg.capacity,
+                &self.cfg.slo,
+            )
         })
     }
 
@@ -601,7 +617,12 @@ impl Policy for Predictive {
         // forecasts: what the budget is checked against.
         if planned_on_forecast {
             if let Some(last) = past.last() {
-                self.record.push_back((*last, state.gpus_ready));
+                let requests = self
+                    .requests
+                    .as_ref()
+                    .and_then(|r| r.get(past.len() - 1).copied())
+                    .unwrap_or(*last);
+                self.record.push_back((*last, requests, state.gpus_ready));
                 let window = (slo::REALISED_WINDOW_SECS / self.step_secs) as usize;
                 while self.record.len() > window {
                     self.record.pop_front();
@@ -626,13 +647,15 @@ pub struct Hindsight {
 }
 
 impl Hindsight {
-    /// Chooses the counts. `requests` is the whole trace per step of `step_secs` from `start`;
-    /// only steps from `cfg.score_from_step` count. The search starts from counts that time out
+    /// Chooses the counts. `work` and `requests` are the whole trace per step of `step_secs` from
+    /// `start` (the same series for a request-counted fleet); only steps from
+    /// `cfg.score_from_step` count. The search starts from counts that time out
     /// nothing and takes away, one GPU at a time, the GPU whose removal times out fewest requests
     /// per GPU-hour saved, while the total stays within `max_timeout_share`.
     pub fn fit(
         start: DateTime<Utc>,
         step_secs: i64,
+        work: &[f64],
         requests: &[f64],
         tz: chrono_tz::Tz,
         cfg: &crate::SimConfig,
@@ -658,8 +681,7 @@ impl Hindsight {
             runs[slots[i]].push((i, j));
             i = j;
         }
-        let per_gpu = cfg.gpu_rps * step_secs as f64;
-        let need = |r: f64| (r / per_gpu - 1e-9).ceil().max(0.0) as u32;
+        let need = |w: f64| cfg.capacity.gpus_for(w / step_secs as f64, 1.0);
         let mut sim = *cfg;
         sim.score_from_step = 0;
         // Requests timed out in hour `h` with `g` GPUs ready throughout. Each run starts with an
@@ -670,10 +692,9 @@ impl Hindsight {
                 .iter()
                 .map(|&(a, b)| {
                     let mut acc = prewarm_planner::accounting::Accounting::new(step_secs, &sim);
-                    let served: f64 = requests[a..b]
-                        .iter()
+                    let served: f64 = (a..b)
                         .enumerate()
-                        .map(|(k, r)| acc.step(k, *r, g, g, 0, false).0)
+                        .map(|(k, i)| acc.step(k, work[i], requests[i], g, g, 0, false).0)
                         .sum();
                     let arrived: f64 = requests[a..b].iter().map(|r| r.max(0.0)).sum();
                     (arrived - served).max(0.0)
@@ -685,7 +706,7 @@ impl Hindsight {
         for h in 0..24 {
             counts[h] = runs[h]
                 .iter()
-                .flat_map(|&(a, b)| requests[a..b].iter().map(|r| need(*r)))
+                .flat_map(|&(a, b)| work[a..b].iter().map(|w| need(*w)))
                 .max()
                 .unwrap_or(0);
         }

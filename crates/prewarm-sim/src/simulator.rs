@@ -19,12 +19,50 @@ pub trait Policy {
     fn name(&self) -> &str;
     /// GPUs ready when the replay starts.
     fn initial_gpus(&self) -> u32;
-    /// Decides at `now`; `past` holds the requests of every step before `now` only.
+    /// Decides at `now`; `past` holds the work of every step before `now` only (in the
+    /// capacity's unit: requests for a request-counted fleet).
     fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision;
+    /// Whether the policy reads request counts instead of work (a request-counting autoscaler
+    /// on an LLM fleet); its orders are still judged by the work they serve.
+    fn plans_on_requests(&self) -> bool {
+        false
+    }
+}
+
+/// What a replay runs on, per step: the work the queue serves, the requests that carry it, and
+/// what the policy reads (the work, unless a policy is sized on request counts).
+#[derive(Debug, Clone, Copy)]
+pub struct Traffic<'a> {
+    /// What the policy reads of the steps before now.
+    pub planned_on: &'a [f64],
+    /// Work per step, in the capacity's unit.
+    pub work: &'a [f64],
+    /// Requests per step.
+    pub requests: &'a [f64],
+}
+
+impl<'a> Traffic<'a> {
+    /// A request-counted fleet's traffic: its work is its requests.
+    pub fn requests(requests: &'a [f64]) -> Self {
+        Self {
+            planned_on: requests,
+            work: requests,
+            requests,
+        }
+    }
+
+    /// An LLM fleet's traffic, planned on its work.
+    pub fn work(work: &'a [f64], requests: &'a [f64]) -> Self {
+        Self {
+            planned_on: work,
+            work,
+            requests,
+        }
+    }
 }
 
 /// Replays `requests` (per step of `step_secs`, the first step starting at `start`) through
-/// `policy`.
+/// `policy`: a request-counted fleet ([`simulate_traffic`] for any).
 pub fn simulate(
     start: DateTime<Utc>,
     step_secs: i64,
@@ -32,17 +70,35 @@ pub fn simulate(
     policy: &mut dyn Policy,
     cfg: &SimConfig,
 ) -> (Vec<StepRecord>, SimSummary) {
-    simulate_from(0, start, step_secs, requests, policy, cfg)
+    simulate_from(
+        0,
+        start,
+        step_secs,
+        Traffic::requests(requests),
+        policy,
+        cfg,
+    )
 }
 
-/// [`simulate`] from step `first` on: the steps before it are history the policy reads, but
-/// nothing is run in them (a fleet that starts then, as a service started on imported history).
-/// The records are those of the steps run.
+/// Replays `traffic` through `policy`.
+pub fn simulate_traffic(
+    start: DateTime<Utc>,
+    step_secs: i64,
+    traffic: Traffic<'_>,
+    policy: &mut dyn Policy,
+    cfg: &SimConfig,
+) -> (Vec<StepRecord>, SimSummary) {
+    simulate_from(0, start, step_secs, traffic, policy, cfg)
+}
+
+/// [`simulate_traffic`] from step `first` on: the steps before it are history the policy reads,
+/// but nothing is run in them (a fleet that starts then, as a service started on imported
+/// history). The records are those of the steps run.
 pub fn simulate_from(
     first: usize,
     start: DateTime<Utc>,
     step_secs: i64,
-    requests: &[f64],
+    traffic: Traffic<'_>,
     policy: &mut dyn Policy,
     cfg: &SimConfig,
 ) -> (Vec<StepRecord>, SimSummary) {
@@ -58,9 +114,15 @@ pub fn simulate_from(
     let mut resumed_at: Vec<(DateTime<Utc>, bool)> = Vec::new();
     let mut resume_draws = 0u64;
     let mut accounting = Accounting::new(step_secs, cfg);
-    let mut records = Vec::with_capacity(requests.len());
+    let mut records = Vec::with_capacity(traffic.work.len());
+    let planned_on = if policy.plans_on_requests() {
+        traffic.requests
+    } else {
+        traffic.planned_on
+    };
 
-    for (i, &arrivals) in requests.iter().enumerate().skip(first) {
+    for (i, &work) in traffic.work.iter().enumerate().skip(first) {
+        let arrivals = traffic.requests.get(i).copied().unwrap_or(work);
         let now = start + Duration::seconds(step_secs * i as i64);
         let mut k = 0;
         while k < ready_at.len() {
@@ -89,7 +151,7 @@ pub fn simulate_from(
             }
         }
 
-        let decision = policy.decide(now, &requests[..i], &state);
+        let decision = policy.decide(now, &planned_on[..i.min(planned_on.len())], &state);
         let (mut booted, mut terminated, mut stopped, mut resumed) = (0, 0, 0, 0);
         for order in &decision.orders {
             match *order {
@@ -155,6 +217,7 @@ pub fn simulate_from(
         let billed = state.provisioned();
         let (served, timed_out) = accounting.step(
             i,
+            work,
             arrivals,
             state.gpus_ready,
             billed,
@@ -173,6 +236,7 @@ pub fn simulate_from(
             stop_orders: stopped,
             resume_orders: resumed,
             demand_requests: arrivals,
+            demand_work: work,
             served_requests: served,
             timed_out_requests: timed_out,
             forecast_p50_rps: decision.forecast_p50_rps,

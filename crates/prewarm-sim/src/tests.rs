@@ -14,7 +14,7 @@ fn t(s: &str) -> DateTime<Utc> {
 
 fn sim_cfg(boot_secs: i64, timeout_secs: i64) -> SimConfig {
     SimConfig {
-        gpu_rps: 1.0,
+        capacity: prewarm_planner::Capacity::requests(1.0),
         timeout_secs,
         boot: BootTime::Fixed { secs: boot_secs },
         price_usd_per_gpu_hour: 3.0,
@@ -62,7 +62,7 @@ fn a_boot_is_billed_from_its_order_and_serves_after_the_boot_time() {
     let mut policy = Clairvoyant {
         future: demand.to_vec(),
         step_secs: 60,
-        gpu_rps: 1.0,
+        capacity: prewarm_planner::Capacity::requests(1.0),
         boot_secs: 120,
     };
     let (rows, s) = simulate(start, 60, &demand, &mut policy, &sim_cfg(120, 120));
@@ -155,7 +155,7 @@ fn replaying_a_cut_trace_leaves_every_earlier_decision_unchanged() {
     let trace = daily_trace(3);
     let cut = 2 * 1440 + 13 * 60;
     let cfg = SimConfig {
-        gpu_rps: 2.5,
+        capacity: prewarm_planner::Capacity::requests(2.5),
         ..sim_cfg(600, 120)
     };
     let (full, _) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
@@ -173,7 +173,7 @@ fn predictive_beats_reactive_on_a_daily_rush() {
     let start = t("2026-03-02T00:00:00Z");
     let trace = daily_trace(4);
     let cfg = SimConfig {
-        gpu_rps: 2.5,
+        capacity: prewarm_planner::Capacity::requests(2.5),
         ..sim_cfg(600, 120)
     };
     let (pred, _) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
@@ -208,7 +208,7 @@ fn the_band_is_calibrated_when_planning_starts() {
     let start = t("2026-03-02T00:00:00Z");
     let trace = daily_trace(3);
     let cfg = SimConfig {
-        gpu_rps: 2.5,
+        capacity: prewarm_planner::Capacity::requests(2.5),
         ..sim_cfg(600, 120)
     };
     let (rows, _) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
@@ -245,7 +245,7 @@ fn hindsight_picks_the_cheapest_hourly_counts_within_the_timeout_budget() {
     // minutes to be served: at 15:30, 1800 requests need 10 GPUs (3 x 600). At 09:30 the
     // other requests keep coming: 10 GPUs would leave a backlog of 1200 at the end of the
     // hour, 11 clear it.
-    let strict = Hindsight::fit(start, 60, &trace, tz, &cfg, 0.0);
+    let strict = Hindsight::fit(start, 60, &trace, &trace, tz, &cfg, 0.0);
     assert_eq!(strict.counts[8], 2);
     assert_eq!(strict.counts[9], 11);
     assert_eq!(strict.counts[15], 10);
@@ -253,7 +253,7 @@ fn hindsight_picks_the_cheapest_hourly_counts_within_the_timeout_budget() {
     assert_eq!(s.timed_out_requests, 0.0);
     // Allowing 1% (4,087 of 408,720 requests) lets the 15:00 hour drop GPUs kept only for
     // its burst.
-    let loose = Hindsight::fit(start, 60, &trace, tz, &cfg, 0.01);
+    let loose = Hindsight::fit(start, 60, &trace, &trace, tz, &cfg, 0.01);
     assert!(loose.counts[15] < strict.counts[15], "{:?}", loose.counts);
     let (_, l) = simulate(start, 60, &trace, &mut loose.clone(), &cfg);
     assert!(l.timed_out_share <= 0.01 + 1e-9, "{}", l.timed_out_share);
@@ -262,7 +262,7 @@ fn hindsight_picks_the_cheapest_hourly_counts_within_the_timeout_budget() {
     let mut c = Clairvoyant {
         future: trace.clone(),
         step_secs: 60,
-        gpu_rps: 1.0,
+        capacity: prewarm_planner::Capacity::requests(1.0),
         boot_secs: 600,
     };
     let (_, cs) = simulate(start, 60, &trace, &mut c, &cfg);
@@ -309,7 +309,7 @@ fn on_poisson_traffic_the_slo_planner_holds_the_least_fleet_that_meets_the_slo()
     let trace = poisson_trace(days * 1440, |_| 240.0);
     let scored_from = 3 * 1440;
     let cfg = SimConfig {
-        gpu_rps: 0.5,
+        capacity: prewarm_planner::Capacity::requests(0.5),
         score_from_step: scored_from,
         ..sim_cfg(600, 120)
     };
@@ -497,7 +497,7 @@ fn replaying_a_cut_trace_with_standby_leaves_every_earlier_decision_unchanged() 
     let trace = daily_trace(3);
     let cut = 2 * 1440 + 13 * 60;
     let cfg = SimConfig {
-        gpu_rps: 2.5,
+        capacity: prewarm_planner::Capacity::requests(2.5),
         ..standby_sim(0.05)
     };
     let tiered = || {
@@ -554,4 +554,135 @@ fn standby_catches_bursts_for_less_within_the_slo() {
         100.0 * cold.timed_out_share
     );
     assert!(warm.resumes > 0 && warm.standby_gpu_hours > 0.0);
+}
+
+#[test]
+fn an_llm_fleet_s_queue_serves_gpu_work_and_counts_lost_requests() {
+    // A GPU prefills 1,000 and decodes 100 tokens a second. Each request: 1,000 prompt and 100
+    // output tokens, two GPU-seconds. 60 requests a minute for two minutes, then none: 120
+    // GPU-seconds a minute against one GPU's 60.
+    let capacity = prewarm_planner::Capacity::tokens(1_000.0, 100.0).unwrap();
+    let work_of = |requests: f64| {
+        capacity.work(&prewarm_planner::Load {
+            requests,
+            tokens_in: requests * 1_000.0,
+            tokens_out: requests * 100.0,
+        })
+    };
+    let requests = [60.0, 60.0, 0.0, 0.0];
+    let work: Vec<f64> = requests.iter().map(|r| work_of(*r)).collect();
+    assert_eq!(work, vec![120.0, 120.0, 0.0, 0.0]);
+    let cfg = SimConfig {
+        capacity,
+        ..sim_cfg(60, 60)
+    };
+    let (rows, s) = crate::simulate_traffic(
+        t("2026-03-02T00:00:00Z"),
+        60,
+        crate::Traffic::work(&work, &requests),
+        &mut Static { gpus: 1 },
+        &cfg,
+    );
+    // Minute 0's work is served by the end of minute 1; minute 1's half waits past the
+    // 60-second timeout: 60 GPU-seconds, which 30 requests carried.
+    assert_eq!(rows[2].timed_out_requests, 30.0, "{rows:?}");
+    assert_eq!(s.requests, 120.0);
+    assert!((s.timed_out_share - 0.25).abs() < 1e-12, "{s:?}");
+    // Counted in requests at the same mean (a GPU serving 0.5 requests/s), the same queue.
+    let by_requests = SimConfig {
+        capacity: prewarm_planner::Capacity::requests(0.5),
+        ..cfg
+    };
+    let (_, r) = simulate(
+        t("2026-03-02T00:00:00Z"),
+        60,
+        &requests,
+        &mut Static { gpus: 1 },
+        &by_requests,
+    );
+    assert!((r.timed_out_share - s.timed_out_share).abs() < 1e-12);
+}
+
+/// Five days of 1-minute LLM traffic: a flat 600 requests a minute, whose prompts are four
+/// times longer from 13:00 to 17:00 (a batch client's long documents). Per minute: (requests,
+/// prompt tokens, output tokens).
+fn mix_shift_trace(days: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for m in 0..days * 1440 {
+        let hour = (m % 1440) / 60;
+        let x = (m as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        let noise = 1.0 + 0.1 * ((x % 1000) as f64 / 1000.0 - 0.5);
+        let requests = 600.0 * noise;
+        let prompt = if (13..17).contains(&hour) {
+            4_000.0
+        } else {
+            1_000.0
+        };
+        out.0.push(requests);
+        out.1.push(requests * prompt);
+        out.2.push(requests * 200.0);
+    }
+    out
+}
+
+#[test]
+fn planning_in_tokens_keeps_the_slo_where_request_counts_miss_the_work() {
+    let start = t("2026-03-02T00:00:00Z");
+    let (requests, tokens_in, tokens_out) = mix_shift_trace(5);
+    let capacity = prewarm_planner::Capacity::tokens(20_000.0, 2_000.0).unwrap();
+    let work: Vec<f64> = (0..requests.len())
+        .map(|i| {
+            capacity.work(&prewarm_planner::Load {
+                requests: requests[i],
+                tokens_in: tokens_in[i],
+                tokens_out: tokens_out[i],
+            })
+        })
+        .collect();
+    let sim = SimConfig {
+        capacity,
+        score_from_step: 3 * 1440,
+        ..sim_cfg(600, 120)
+    };
+    let settings = || ForecastSettings {
+        min_errors: 30,
+        ..ForecastSettings::default()
+    };
+    // In tokens: it forecasts the work, whose afternoon rise it learns.
+    let mut cfg = PlannerConfig::with_capacity(capacity);
+    cfg.boot_lead_secs = 600;
+    let mut tokens = Predictive::new(cfg, settings(), start, 60, 10);
+    tokens.requests = Some(requests.clone().into());
+    let (_, in_tokens) = crate::simulate_traffic(
+        start,
+        60,
+        crate::Traffic::work(&work, &requests),
+        &mut tokens,
+        &sim,
+    );
+    // Counting requests with a GPU matched to the mean work per request: the flat request rate
+    // hides the afternoon's four-times-longer prompts.
+    let per_request = work.iter().sum::<f64>() / requests.iter().sum::<f64>();
+    let mut cfg = PlannerConfig::new(1.0 / per_request);
+    cfg.boot_lead_secs = 600;
+    let mut counted = Predictive::new(cfg, settings(), start, 60, 10);
+    let (_, in_requests) = crate::simulate_traffic(
+        start,
+        60,
+        crate::Traffic {
+            planned_on: &requests,
+            work: &work,
+            requests: &requests,
+        },
+        &mut counted,
+        &sim,
+    );
+    assert!(
+        in_tokens.timed_out_share <= 0.001,
+        "in tokens: {in_tokens:?}"
+    );
+    assert!(
+        in_requests.timed_out_share > 10.0 * in_tokens.timed_out_share.max(1e-4),
+        "in requests: {in_requests:?} against {in_tokens:?}"
+    );
 }

@@ -12,12 +12,16 @@ use crate::{kinds::DecisionMode, OrderKind, OrderState};
 /// One tick's view of a fleet, as the tally counts it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TickLoad {
-    /// Demand in the last complete sample bucket, requests per second.
+    /// Demand in the last complete sample bucket: work per second in the capacity's unit
+    /// (requests per second for a request-counted fleet).
     pub demand_rps: f64,
+    /// Requests per second carrying that work (the same as `demand_rps` for a request-counted
+    /// fleet).
+    pub requests_rps: f64,
     /// GPUs serving.
     pub gpus_ready: u32,
-    /// Requests per second one GPU serves.
-    pub gpu_rps: f64,
+    /// What one GPU does.
+    pub capacity: prewarm_planner::Capacity,
     /// How long a request may wait before it is lost, seconds.
     pub timeout_secs: i64,
     /// GPUs paid in full (ready, booting, resuming) plus standby GPUs at their price share.
@@ -30,16 +34,24 @@ pub struct TickLoad {
 /// lease moved) is counted as this long, not as hours of demand at the last rate.
 pub const MAX_TICK_GAP_SECS: f64 = 300.0;
 
-/// The fluid FIFO queue over one interval of `secs`: requests arrive at `demand_rps`, are served at
-/// `gpus_ready * gpu_rps`, and those that would wait past the timeout are lost. Returns the
-/// backlog left and the requests lost.
+/// The fluid FIFO queue over one interval of `secs`: work arrives at `demand_rps`, is served at
+/// what the ready GPUs do ([`prewarm_planner::Capacity::served`]), and what would wait past the
+/// timeout is lost. Returns the backlog of work left and the requests lost (the lost work at the
+/// interval's requests per unit of work). The simulator's [`prewarm_planner::accounting`] keeps
+/// each minute's arrivals apart; this per-tick estimate carries one backlog, which is what a
+/// tick of any length can carry in one stored number.
 pub fn queue_step(backlog: f64, secs: f64, load: &TickLoad) -> (f64, f64) {
-    let capacity = load.gpus_ready as f64 * load.gpu_rps;
+    let capacity = load.capacity.served(load.gpus_ready, 1.0);
     let queued = (backlog + load.demand_rps * secs - capacity * secs).max(0.0);
     // A queue longer than the timeout's worth of service: its tail waits past the timeout.
     let most = capacity * load.timeout_secs as f64;
     let lost = (queued - most).max(0.0);
-    (queued - lost, lost)
+    let per_work = if load.demand_rps > 0.0 {
+        load.requests_rps / load.demand_rps
+    } else {
+        1.0
+    };
+    (queued - lost, lost * per_work)
 }
 
 /// Where a fleet's queue estimate stood after a tick: when, and the requests still queued.
@@ -98,7 +110,7 @@ pub fn tally(previous: Option<QueueState>, now: DateTime<Utc>, load: &TickLoad) 
         backlog = left;
         hours.push((
             hour,
-            load.demand_rps * secs,
+            load.requests_rps * secs,
             lost,
             load.paid_gpus * secs,
             load.paid_gpus * secs / 3_600.0 * load.price_usd_per_gpu_hour,

@@ -37,6 +37,10 @@ pub struct FleetSpec {
     /// The fleet's own planner settings (the standby tier, the SLO...), as
     /// `PUT /v1/fleets/{fleet}/planner` sets them.
     pub planner: Option<prewarm_planner::Settings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The GPU profile the fleet plans with: it then plans in tokens (none: in requests, at
+    /// `gpu_rps`).
+    pub gpu_profile: Option<String>,
 }
 
 fn default_tz() -> String {
@@ -68,6 +72,7 @@ impl FleetSpec {
             max_gpus: default_max(),
             budget_usd_per_hour: None,
             planner: None,
+            gpu_profile: None,
         }
     }
 }
@@ -111,12 +116,30 @@ pub struct Fleet {
     pub draining_since: Option<DateTime<Utc>>,
     /// Who asked for the deletion.
     pub drain_requested_by: Option<String>,
+    /// The GPU profile the fleet plans with (none: it plans in requests).
+    pub gpu_profile: Option<String>,
+    /// The profile's prefill rate, prompt tokens per second per GPU.
+    pub prefill_tps: Option<f64>,
+    /// The profile's decode rate, output tokens per second per GPU.
+    pub decode_tps: Option<f64>,
 }
 
 impl Fleet {
     /// The fleet's time zone.
     pub fn tz(&self) -> Tz {
         self.time_zone.0
+    }
+
+    /// What one of the fleet's GPUs does: its profile's token rates, or `gpu_rps` requests per
+    /// second.
+    pub fn capacity(&self) -> prewarm_planner::Capacity {
+        match (self.prefill_tps, self.decode_tps) {
+            (Some(p), Some(d)) => prewarm_planner::Capacity::Tokens(prewarm_planner::TokenRates {
+                prefill_tps: p,
+                decode_tps: d,
+            }),
+            _ => prewarm_planner::Capacity::requests(self.gpu_rps),
+        }
     }
 
     /// The fleet's own planner settings; unset ones come from the service's `[planner]`. Stored
@@ -245,16 +268,29 @@ impl FleetSpec {
                 return bad(format!("planner: {e}"));
             }
         }
+        if let Some(p) = &self.gpu_profile {
+            if !prewarm_planner::profile::valid_name(p) {
+                return Err(unknown_profile(Some(p)));
+            }
+        }
         Ok(())
     }
+}
+
+/// A fleet named a profile that is not stored.
+fn unknown_profile(name: Option<&str>) -> StoreError {
+    StoreError::InvalidFleet(format!(
+        "no GPU profile named `{}`; store it first (`prewarm profile import FILE`)",
+        prewarm_core::shorten(name.unwrap_or_default(), 80)
+    ))
 }
 
 /// Creates a fleet and returns it.
 pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, StoreError> {
     spec.check()?;
     let fleet = sqlx::query_as::<_, Fleet>(&format!(
-        "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb))
+        "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, gpu_profile)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb), $10)
          RETURNING {FLEET_COLUMNS}"
     ))
     .bind(&spec.name)
@@ -266,18 +302,24 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Stor
     .bind(spec.max_gpus)
     .bind(spec.budget_usd_per_hour)
     .bind(spec.planner.as_ref().map(|p| serde_json::json!(p)))
+    .bind(&spec.gpu_profile)
     .fetch_one(pool)
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
             StoreError::InvalidFleet(format!("a fleet named `{}` exists already", spec.name))
         }
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+            unknown_profile(spec.gpu_profile.as_deref())
+        }
         _ => e.into(),
     })?;
     Ok(fleet)
 }
 
-const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note, draining_since, drain_requested_by";
+const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note, draining_since, drain_requested_by, gpu_profile,
+    (SELECT p.prefill_tps FROM gpu_profiles p WHERE p.name = fleets.gpu_profile) AS prefill_tps,
+    (SELECT p.decode_tps FROM gpu_profiles p WHERE p.name = fleets.gpu_profile) AS decode_tps";
 
 /// Every fleet, by name.
 pub async fn list_fleets(pool: &PgPool) -> Result<Vec<Fleet>, StoreError> {
@@ -317,11 +359,21 @@ pub struct FleetUpdate {
         deserialize_with = "present"
     )]
     pub budget_usd_per_hour: Option<Option<f64>>,
+    /// `Some(None)` plans in requests again (at `gpu_rps`); `Some(Some(name))` plans with that
+    /// profile.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub gpu_profile: Option<Option<String>>,
 }
 
 /// A field that is present, perhaps as `null`: `Some(None)` for `null`, `None` when absent.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
-    <Option<f64> as serde::Deserialize>::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// Changes a fleet's settings, checked as a new fleet's are, and records the change in the audit
@@ -357,11 +409,16 @@ pub async fn update_fleet(
             .budget_usd_per_hour
             .unwrap_or(before.budget_usd_per_hour),
         planner: None,
+        gpu_profile: update
+            .gpu_profile
+            .clone()
+            .unwrap_or(before.gpu_profile.clone()),
     };
     spec.check()?;
     let after = sqlx::query_as::<_, Fleet>(&format!(
         "UPDATE fleets SET time_zone = $2, gpu_type = $3, gpu_rps = $4, price_usd_per_gpu_hour = $5,
-         min_gpus = $6, max_gpus = $7, budget_usd_per_hour = $8 WHERE id = $1 RETURNING {FLEET_COLUMNS}"
+         min_gpus = $6, max_gpus = $7, budget_usd_per_hour = $8, gpu_profile = $9 WHERE id = $1
+         RETURNING {FLEET_COLUMNS}"
     ))
     .bind(before.id)
     .bind(&spec.time_zone)
@@ -371,8 +428,15 @@ pub async fn update_fleet(
     .bind(spec.min_gpus)
     .bind(spec.max_gpus)
     .bind(spec.budget_usd_per_hour)
+    .bind(&spec.gpu_profile)
     .fetch_one(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+            unknown_profile(spec.gpu_profile.as_deref())
+        }
+        _ => e.into(),
+    })?;
     crate::audit::record(
         &mut tx,
         actor,

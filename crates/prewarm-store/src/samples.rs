@@ -467,16 +467,58 @@ pub async fn downsample_fleet(
     Ok((written, removed))
 }
 
-/// A fleet's raw buckets (shorter than an hour) starting in `[from, to)`, oldest first: (start,
-/// width in seconds, requests). The planning tick's recent demand.
+/// One raw sample bucket as the planner reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawBucket {
+    /// When the bucket starts.
+    pub start: DateTime<Utc>,
+    /// Its width, seconds.
+    pub secs: i32,
+    /// Requests in it.
+    pub requests: f64,
+    /// Their prompt tokens (NaN when not sent).
+    pub tokens_in: f64,
+    /// Their output tokens (NaN when not sent).
+    pub tokens_out: f64,
+    /// Their work under the fleet's capacity ([`prewarm_planner::Capacity::work`]): the requests
+    /// for a request-counted fleet, GPU-seconds for a token fleet (NaN when the bucket has no
+    /// token counts: the bucket is then missing).
+    pub work: f64,
+}
+
+type RawRow = (DateTime<Utc>, i32, f64, Option<f64>, Option<f64>);
+
+fn buckets(rows: Vec<RawRow>, capacity: &prewarm_planner::Capacity) -> Vec<RawBucket> {
+    rows.into_iter()
+        .map(|(start, secs, requests, tokens_in, tokens_out)| {
+            let load = prewarm_planner::Load {
+                requests,
+                tokens_in: tokens_in.unwrap_or(f64::NAN),
+                tokens_out: tokens_out.unwrap_or(f64::NAN),
+            };
+            RawBucket {
+                start,
+                secs,
+                requests,
+                tokens_in: load.tokens_in,
+                tokens_out: load.tokens_out,
+                work: capacity.work(&load),
+            }
+        })
+        .collect()
+}
+
+/// A fleet's raw buckets (shorter than an hour) starting in `[from, to)`, oldest first, with
+/// their work under `capacity`.
 pub async fn raw_buckets(
     pool: &PgPool,
     fleet_id: i64,
+    capacity: &prewarm_planner::Capacity,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<(DateTime<Utc>, i32, f64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT bucket_start, bucket_secs, requests FROM samples
+) -> Result<Vec<RawBucket>, sqlx::Error> {
+    let rows: Vec<RawRow> = sqlx::query_as(
+        "SELECT bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM samples
          WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs < 3600
          ORDER BY bucket_start",
     )
@@ -484,19 +526,21 @@ pub async fn raw_buckets(
     .bind(from)
     .bind(to)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(buckets(rows, capacity))
 }
 
-/// A fleet's raw buckets (shorter than an hour) that overlap `[from, to)`, oldest first: (start,
-/// width in seconds, requests).
+/// A fleet's raw buckets (shorter than an hour) that overlap `[from, to)`, oldest first, with
+/// their work under `capacity`.
 pub async fn raw_buckets_overlapping(
     pool: &PgPool,
     fleet_id: i64,
+    capacity: &prewarm_planner::Capacity,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<(DateTime<Utc>, i32, f64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT bucket_start, bucket_secs, requests FROM samples
+) -> Result<Vec<RawBucket>, sqlx::Error> {
+    let rows: Vec<RawRow> = sqlx::query_as(
+        "SELECT bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM samples
          WHERE fleet_id = $1 AND bucket_start > $2 - make_interval(secs => bucket_secs)
            AND bucket_start < $3 AND bucket_secs < 3600
          ORDER BY bucket_start",
@@ -505,7 +549,8 @@ pub async fn raw_buckets_overlapping(
     .bind(from)
     .bind(to)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(buckets(rows, capacity))
 }
 
 /// Start of a fleet's newest bucket, if it has any.

@@ -221,8 +221,9 @@ fn the_queue_estimate_carries_a_backlog_and_loses_what_would_wait_past_the_timeo
     use crate::dashboard::{queue_step, TickLoad};
     let load = |demand_rps: f64| TickLoad {
         demand_rps,
+        requests_rps: demand_rps,
         gpus_ready: 2,
-        gpu_rps: 1.0,
+        capacity: prewarm_planner::Capacity::requests(1.0),
         timeout_secs: 30,
         paid_gpus: 2.0,
         price_usd_per_gpu_hour: 3.0,
@@ -246,8 +247,9 @@ async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool:
     let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();
     let load = TickLoad {
         demand_rps: 3.0,
+        requests_rps: 3.0,
         gpus_ready: 2,
-        gpu_rps: 1.0,
+        capacity: prewarm_planner::Capacity::requests(1.0),
         timeout_secs: 30,
         paid_gpus: 4.0,
         price_usd_per_gpu_hour: 3.0,
