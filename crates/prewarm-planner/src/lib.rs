@@ -17,6 +17,7 @@ pub mod accounting;
 pub mod capacity;
 mod overrides;
 pub mod profile;
+pub mod refit;
 pub mod settings;
 pub mod slo;
 pub mod standby;

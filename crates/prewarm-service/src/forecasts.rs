@@ -299,8 +299,9 @@ pub async fn refit(
         minute_series(pool, fleet_id, capacity, Measure::Work, calib_from, origin).await?;
     let mut stored: Vec<StoredRow> = load_stored(pool, fleet_id, calib_from, origin).await?;
     let mut records = score(&stored, &minutes, calib_from);
-    let ready =
-        |records: &[Scored]| DemandCalibration::fit(records, Some(tz)).min_errors() >= MIN_ERRORS;
+    let ready = |records: &[Scored]| {
+        prewarm_planner::refit::calibrate(records, Some(tz)).is_calibrated(MIN_ERRORS)
+    };
     if !ready(&records) {
         // Bootstrap once: backtest fits at past origins on the data before each.
         let has_backtest = stored_forecasts::has_backtest(pool, fleet_id, calib_from).await?;
@@ -360,24 +361,18 @@ pub async fn refit(
         }
     };
     report.fit_secs = f.fit_secs;
-    let calibration = DemandCalibration::fit(&records, Some(tz));
-    report.errors_used = calibration.min_errors();
-    report.calibrated = report.errors_used >= MIN_ERRORS;
+    let calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
+    let calibration = &calibrated.calibration;
+    report.errors_used = calibrated.errors_used();
+    report.calibrated = calibrated.is_calibrated(MIN_ERRORS);
     let sizing = if report.calibrated {
-        let replay = slo::replay_minutes(&records, &calibration, lead_secs);
-        if replay.len() >= slo::MIN_REPLAY_MINUTES {
+        let replay = calibrated.replay(&records, lead_secs);
+        if replay.can_size() {
             let (realised_week, realised_day) =
                 realised(pool, fleet_id, now, capacity, slo).await?;
             report.realised_timed_out_share = (realised_day, realised_week);
             let predicted = stored_forecasts::last_predicted_share(pool, fleet_id).await?;
-            let budget = slo::budget_from_record(realised_week, realised_day, predicted, slo);
-            Some(slo::choose_levels(
-                &replay,
-                &slo::ReplayPlanner::of(cfg),
-                slo,
-                budget,
-                Some(tz),
-            ))
+            replay.size(cfg, realised_week, realised_day, predicted, Some(tz))
         } else {
             None
         }
@@ -417,7 +412,7 @@ pub async fn refit(
     });
     let calibration_json = report
         .calibrated
-        .then(|| serde_json::to_value(&calibration).ok())
+        .then(|| serde_json::to_value(calibration).ok())
         .flatten();
     let levels_json = sizing
         .as_ref()

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 use prewarm_forecast::{
-    forecast, DemandCalibration, DemandDistribution, ForecastRequest, ModelKind, ModelSettings,
-    OutlierSettings, Scored, Transform,
+    forecast, DemandDistribution, ForecastRequest, ModelKind, ModelSettings, OutlierSettings,
+    Scored, Transform,
 };
 
 use prewarm_planner::{
@@ -394,10 +394,11 @@ impl Predictive {
         self.pending.push((origin, median.clone(), floor, 0));
         let fitted = std::time::Instant::now();
         let records: Vec<Scored> = self.records.iter().copied().collect();
-        let calibration = DemandCalibration::fit(&records, self.forecast.tz);
-        if calibration.min_errors() < self.forecast.min_errors {
+        let calibrated = prewarm_planner::refit::calibrate(&records, self.forecast.tz);
+        if !calibrated.is_calibrated(self.forecast.min_errors) {
             return;
         }
+        let calibration = &calibrated.calibration;
         // The distribution is per minute: a trace finer than a minute is averaged into minutes.
         let per = self.per_minute();
         let minutes: Vec<f64> = median
@@ -416,33 +417,27 @@ impl Predictive {
         if let Some(previous) = &previous {
             distribution = distribution.after(previous, prewarm_planner::NOWCAST_HISTORY_MINUTES);
         }
-        let calibrated = std::time::Instant::now();
+        let calibrated_at = std::time::Instant::now();
+        // A fixed quantile needs no levels: the replay is skipped.
         let sizing = self.cfg.quantile.is_none().then(|| {
-            let replay = slo::replay_minutes(&records, &calibration, self.cfg.boot_lead_secs);
-            (replay.len() >= slo::MIN_REPLAY_MINUTES).then(|| {
-                let predicted = self.predicted;
-                let budget = slo::budget_from_record(
-                    self.realised(None),
-                    self.realised(Some(86_400)),
-                    predicted,
-                    &self.cfg.slo,
-                );
-                let sizing = slo::choose_levels(
-                    &replay,
-                    &slo::ReplayPlanner::of(&self.cfg),
-                    &self.cfg.slo,
-                    budget,
-                    self.forecast.tz,
-                );
-                self.predicted = Some(sizing.timed_out_share);
-                sizing
-            })
+            let replay = calibrated.replay(&records, self.cfg.boot_lead_secs);
+            let sizing = replay.size(
+                &self.cfg,
+                self.realised(None),
+                self.realised(Some(86_400)),
+                self.predicted,
+                self.forecast.tz,
+            );
+            if let Some(s) = &sizing {
+                self.predicted = Some(s.timed_out_share);
+            }
+            sizing
         });
         let sizing = sizing.flatten();
         if let Some(t) = self.timings.as_mut() {
             t.fit_ns += (fitted - clock).as_nanos() as u64;
-            t.calibrate_ns += (calibrated - fitted).as_nanos() as u64;
-            t.size_ns += calibrated.elapsed().as_nanos() as u64;
+            t.calibrate_ns += (calibrated_at - fitted).as_nanos() as u64;
+            t.size_ns += calibrated_at.elapsed().as_nanos() as u64;
         }
         self.planning = Some(Planning {
             distribution,

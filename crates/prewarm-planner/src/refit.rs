@@ -1,0 +1,92 @@
+//! A refit's pure steps after the fit, one pipeline for the service and the simulator: calibrate
+//! the demand distribution on the forecasts' scored minutes ([`calibrate`]), gather the recent
+//! minutes to replay through the queue ([`Calibrated::replay`]), and choose the level to plan on
+//! per local hour with the budget the fleet's own record allows ([`Replay::size`]). The hosts do
+//! the I/O around it: the service reads the scored minutes and the fleet's record from the
+//! database and stores the result; the simulator keeps them in memory.
+//!
+//! The steps are apart because the last needs the fleet's record (a database read in the
+//! service), which only matters once there is a day of minutes to replay, and a fleet planning on
+//! one fixed quantile needs no replay at all.
+
+use chrono_tz::Tz;
+use prewarm_forecast::{DemandCalibration, Scored};
+
+use crate::{
+    slo::{self, ReplayMinute, Sizing},
+    PlannerConfig,
+};
+
+/// The distribution calibrated on the scored minutes.
+#[derive(Debug, Clone)]
+pub struct Calibrated {
+    /// The calibration (by horizon, local hour and minute of the hour).
+    pub calibration: DemandCalibration,
+}
+
+/// Calibrates on `records` (the forecasts' scored minutes of the calibration window), with the
+/// seasons on `tz`'s wall clock.
+pub fn calibrate(records: &[Scored], tz: Option<Tz>) -> Calibrated {
+    Calibrated {
+        calibration: DemandCalibration::fit(records, tz),
+    }
+}
+
+impl Calibrated {
+    /// Scored minutes behind the thinnest horizon group.
+    pub fn errors_used(&self) -> usize {
+        self.calibration.min_errors()
+    }
+
+    /// Whether the distribution may be planned on: every horizon group has `min_errors`.
+    pub fn is_calibrated(&self, min_errors: usize) -> bool {
+        self.errors_used() >= min_errors
+    }
+
+    /// The minutes the sizer replays: each minute's actual demand against the quantiles of the
+    /// forecast made about `lead_secs` (the boot lead) before it.
+    pub fn replay(&self, records: &[Scored], lead_secs: i64) -> Replay {
+        Replay {
+            minutes: slo::replay_minutes(records, &self.calibration, lead_secs),
+        }
+    }
+}
+
+/// The recent minutes the SLO sizer replays.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The minutes, oldest first.
+    pub minutes: Vec<ReplayMinute>,
+}
+
+impl Replay {
+    /// Whether there is enough to size levels on ([`slo::MIN_REPLAY_MINUTES`], a day).
+    pub fn can_size(&self) -> bool {
+        self.minutes.len() >= slo::MIN_REPLAY_MINUTES
+    }
+
+    /// The levels to plan on per local hour: the budget from the fleet's record (the timed-out
+    /// share it realised over the last week and the last day, against what the last sizing
+    /// predicted, [`slo::budget_from_record`]) spent where it saves the most GPU-minutes
+    /// ([`slo::choose_levels`]). `None` without a day of minutes.
+    pub fn size(
+        &self,
+        cfg: &PlannerConfig,
+        realised_week: Option<f64>,
+        realised_day: Option<f64>,
+        predicted: Option<f64>,
+        tz: Option<Tz>,
+    ) -> Option<Sizing> {
+        if !self.can_size() {
+            return None;
+        }
+        let budget = slo::budget_from_record(realised_week, realised_day, predicted, &cfg.slo);
+        Some(slo::choose_levels(
+            &self.minutes,
+            &slo::ReplayPlanner::of(cfg),
+            &cfg.slo,
+            budget,
+            tz,
+        ))
+    }
+}
