@@ -23,8 +23,10 @@ pub(crate) enum TraceCommand {
 /// `prewarm trace synth`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SynthArgs {
-    /// `office` (a weekday 09:30 rush and 14:00 peak, quiet nights and weekends) or `bursts`
-    /// (a daily base plus clients firing at :00 and :30 past the hour every 1.5 to 2.5 hours).
+    /// `office` (a weekday 09:30 rush and 14:00 peak, quiet nights and weekends), `bursts` (a
+    /// daily base plus clients firing at :00 and :30 past the hour every 1.5 to 2.5 hours),
+    /// `sparse` (a low base with heavy-tailed bursts at random moments, shorter than a boot) or
+    /// `drift` (a daily rush that comes 4 minutes later each day).
     #[arg(long, default_value = "office")]
     shape: prewarm_core::synth::Shape,
     /// First bucket (RFC 3339).

@@ -7,6 +7,12 @@
 //! - [`Shape::Bursts`]: a daily base load plus clients that fire on a schedule: each starts at :00
 //!   or :30 past the hour, every 1.5 to 2.5 hours, and sends 3 to 4 times the base rate for 2 to 5
 //!   minutes (batch jobs, cron-driven agents).
+//! - [`Shape::Sparse`]: a sparse service (an image generator): a low base with a daily cycle, and
+//!   bursts at random moments (about 3 an hour in the day, fewer at night) whose size is
+//!   heavy-tailed (Pareto, 2 to 30 times the base) and shorter than a boot (1 to 6 minutes).
+//! - [`Shape::Drift`]: a daily rush that starts a few minutes later each day (4 minutes a day, over
+//!   a week 28 minutes), as a user base shifts: a forecast that keeps yesterday's exact minute is
+//!   always a little early.
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
@@ -20,6 +26,10 @@ pub enum Shape {
     Office,
     /// A daily base plus clients that fire at :00 and :30 past the hour every 1.5 to 2.5 hours.
     Bursts,
+    /// A low base with bursts at random moments, heavy-tailed in size, shorter than a boot.
+    Sparse,
+    /// A daily rush that comes 4 minutes later each day.
+    Drift,
 }
 
 impl std::str::FromStr for Shape {
@@ -29,8 +39,10 @@ impl std::str::FromStr for Shape {
         match s {
             "office" => Ok(Shape::Office),
             "bursts" => Ok(Shape::Bursts),
+            "sparse" => Ok(Shape::Sparse),
+            "drift" => Ok(Shape::Drift),
             other => Err(format!(
-                "unknown shape `{}`: choose office or bursts",
+                "unknown shape `{}`: choose office, bursts, sparse or drift",
                 crate::shorten(other, 40)
             )),
         }
@@ -138,6 +150,25 @@ pub fn synthesize(spec: &SynthSpec) -> Trace {
             ));
         }
     }
+    // Sparse bursts: (start step, minutes, multiple of the base), drawn up front.
+    let mut sparse: Vec<(usize, usize, f64)> = Vec::new();
+    if spec.shape == Shape::Sparse {
+        let per_minute = 60 / spec.step_secs.max(1);
+        let mut i = 0usize;
+        while i < steps {
+            let t = spec.start + Duration::seconds(spec.step_secs * i as i64);
+            let (hour, _) = local_hour(t);
+            // About 3 bursts an hour at the day's busiest, a third of that at night.
+            let per_hour = 1.0 + 2.0 * base_share(hour);
+            if rng.unit() < per_hour / 60.0 / per_minute.max(1) as f64 {
+                let minutes = 1 + (rng.unit() * 6.0) as usize;
+                // Pareto (shape 1.5) from 2 times the base, at most 30.
+                let size = (2.0 / (1.0 - rng.unit()).max(1e-9).powf(1.0 / 1.5)).min(30.0);
+                sparse.push((i, minutes * per_minute.max(1) as usize, size));
+            }
+            i += 1;
+        }
+    }
     let requests = (0..steps)
         .map(|i| {
             let t = spec.start + Duration::seconds(spec.step_secs * i as i64);
@@ -156,6 +187,22 @@ pub fn synthesize(spec: &SynthSpec) -> Trace {
                         }
                     }
                     base + extra
+                }
+                Shape::Sparse => {
+                    let base = spec.peak_per_minute / 30.0 * (0.3 + 0.7 * base_share(hour));
+                    let extra: f64 = sparse
+                        .iter()
+                        .filter(|(from, len, _)| i >= *from && i < from + len)
+                        .map(|(_, _, size)| base * (size - 1.0))
+                        .sum();
+                    base + extra
+                }
+                Shape::Drift => {
+                    let day = (t - spec.start).num_days() as f64;
+                    // The rush at 10:00 on the first day, 4 minutes later each day after.
+                    let centre = 10.0 + 4.0 * day / 60.0;
+                    let rush = (-(hour - centre).powi(2) / (2.0 * 0.75 * 0.75)).exp();
+                    spec.peak_per_minute * (0.15 + 0.85 * rush)
                 }
             };
             rng.poisson(rate * per_step)
@@ -217,5 +264,47 @@ mod tests {
             by_minute[0] > 1.3 * quiet && by_minute[30] > 1.3 * quiet,
             "{by_minute:?}"
         );
+    }
+
+    #[test]
+    fn sparse_bursts_are_short_heavy_tailed_and_random_and_the_drift_moves_the_rush() {
+        let trace = synthesize(&spec(Shape::Sparse));
+        let mut sorted = trace.requests.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let top = sorted[sorted.len() - 1];
+        // The biggest burst is many times the usual minute; most minutes are quiet.
+        assert!(top > 8.0 * median, "median {median}, top {top}");
+        let bursting = trace.requests.iter().filter(|v| **v > 3.0 * median).count();
+        assert!(bursting < trace.len() / 10, "{bursting}");
+        // Bursts land on any minute of the hour, not a schedule.
+        let minutes: std::collections::HashSet<u32> = trace
+            .requests
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 3.0 * median)
+            .map(|(i, _)| trace.timestamp(i).minute())
+            .collect();
+        assert!(minutes.len() > 40, "{}", minutes.len());
+
+        // On UTC, so that no daylight-saving change moves the rush as well.
+        let drift = synthesize(&SynthSpec {
+            tz: chrono_tz::UTC,
+            ..spec(Shape::Drift)
+        });
+        // The busiest minute of a day, in minutes after local midnight: 4 minutes later a day.
+        let busiest = |day: usize| {
+            let day = &drift.requests[day * 1_440..(day + 1) * 1_440];
+            let smoothed: Vec<f64> = (0..1_440 - 30)
+                .map(|m| day[m..m + 30].iter().sum::<f64>())
+                .collect();
+            smoothed
+                .iter()
+                .enumerate()
+                .fold((0, 0.0), |b, (i, v)| if *v > b.1 { (i, *v) } else { b })
+                .0 as f64
+        };
+        let shift = (busiest(12) - busiest(2)) / 10.0;
+        assert!((2.0..6.0).contains(&shift), "{shift} minutes a day");
     }
 }
