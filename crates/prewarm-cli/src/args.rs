@@ -19,6 +19,12 @@ pub(crate) enum PolicyName {
     /// On a token trace: this planner sized on request counts (a GPU serving the trace's mean
     /// work per request), as a request-counting autoscaler plans an LLM fleet.
     RequestsSized,
+    /// The Kubernetes HPA (and KEDA) with a utilisation target (--hpa-target) and a scale-in
+    /// window (--hpa-scale-in): what most fleets run today.
+    Hpa,
+    /// The cheapest HPA target and scale-in window that meets the SLO, chosen knowing the trace
+    /// (a reference, like hindsight).
+    TunedHpa,
 }
 
 #[cfg(test)]

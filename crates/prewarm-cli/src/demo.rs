@@ -126,6 +126,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         tz: Some(args.tz.clone()),
         warmup: Some(SpanOrZero(warmup)),
         refit: Span(900),
+        hpa_target: prewarm_sim::policies::Hpa::DEFAULT_TARGET,
+        hpa_scale_in: Span(prewarm_sim::policies::Hpa::DEFAULT_SCALE_IN_SECS),
     })?;
     let boot = (args.boot_min.0, args.boot_max.0);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -68,6 +68,13 @@ pub(crate) struct ReplayArgs {
     /// Time between forecast refits of the predictive policy.
     #[arg(long, default_value = "1h")]
     pub refit: Span,
+    /// The `hpa` policy's utilisation target (the HPA's or KEDA's target: scale so GPUs run at
+    /// this share of their capacity).
+    #[arg(long, default_value_t = prewarm_sim::policies::Hpa::DEFAULT_TARGET)]
+    pub hpa_target: f64,
+    /// The `hpa` policy's scale-in (downscale stabilisation) window.
+    #[arg(long, default_value = "5m")]
+    pub hpa_scale_in: Span,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -243,6 +250,8 @@ pub(crate) struct Replay {
     pub refit_secs: i64,
     /// The boot-time seed (resumes and their failures draw from it too).
     pub seed: u64,
+    /// The `hpa` policy's target and scale-in window, seconds.
+    pub hpa: (f64, i64),
 }
 
 impl Replay {
@@ -332,6 +341,11 @@ impl Replay {
                 })
             })
             .transpose()?;
+        ensure!(
+            args.hpa_target.is_finite() && args.hpa_target > 0.0 && args.hpa_target <= 1.0,
+            "--hpa-target is a utilisation above 0 and at most 1, got {}",
+            args.hpa_target
+        );
         let price = match &profile {
             Some(GpuProfile {
                 price_usd_per_gpu_hour: Some(p),
@@ -363,6 +377,7 @@ impl Replay {
             tz,
             refit_secs: args.refit.0,
             seed: args.seed,
+            hpa: (args.hpa_target, args.hpa_scale_in.0),
         })
     }
 
@@ -491,11 +506,35 @@ impl Replay {
                 &self.sim,
                 knobs.slo,
             )),
+            PolicyName::Hpa => Box::new(self.hpa()),
+            PolicyName::TunedHpa => {
+                let (hpa, _) = prewarm_sim::policies::tune_hpa(
+                    self.trace.start,
+                    self.traffic(),
+                    &self.sim,
+                    &self.hpa(),
+                    knobs.slo,
+                );
+                Box::new(hpa)
+            }
             PolicyName::RequestsSized => match self.requests_sized(knobs) {
                 Some(p) => Box::new(p),
                 None => Box::new(self.predictive(knobs, None)),
             },
         }
+    }
+
+    /// The `hpa` policy as the flags set it.
+    pub(crate) fn hpa(&self) -> prewarm_sim::policies::Hpa {
+        let first = self.work.first().copied().unwrap_or(0.0) / self.step_secs as f64;
+        prewarm_sim::policies::Hpa::new(
+            self.capacity,
+            self.step_secs,
+            self.hpa.0,
+            self.hpa.1,
+            prewarm_planner::defaults::MIN_GPUS,
+            self.capacity.gpus_for(first, self.hpa.0).max(1),
+        )
     }
 
     /// Days of the replay that are scored (after the warm-up).

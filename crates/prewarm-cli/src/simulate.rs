@@ -18,12 +18,14 @@ use crate::{
 pub(crate) struct SimulateArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
-    /// Policies to replay, comma-separated: predictive, reactive, static, clairvoyant, and
-    /// hindsight (the cheapest GPU count per local hour of day chosen on the trace itself: how
-    /// far a time-of-day schedule can get).
+    /// Policies to replay, comma-separated: predictive, reactive, hpa (the Kubernetes HPA or
+    /// KEDA with --hpa-target and --hpa-scale-in), tuned-hpa (the cheapest HPA target and window
+    /// within the SLO, chosen knowing the trace), static, clairvoyant, hindsight (the cheapest GPU
+    /// count per local hour of day chosen on the trace itself), and on a token trace
+    /// requests-sized (the predictive planner counting requests).
     #[arg(
         long,
-        default_value = "predictive,reactive,static,clairvoyant,hindsight",
+        default_value = "predictive,reactive,hpa,tuned-hpa,static,clairvoyant,hindsight",
         value_delimiter = ','
     )]
     pub policies: Vec<PolicyName>,
@@ -109,9 +111,30 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             .map_or(names.len(), |i| i + 1);
         names.insert(at, PolicyName::RequestsSized);
     }
-    let mut policies = Vec::new();
+    let mut policies: Vec<Box<dyn prewarm_sim::Policy + Send>> = Vec::new();
+    let mut tuned_note = None;
     for name in &names {
-        policies.push(replay.policy(*name, &knobs));
+        if *name == PolicyName::TunedHpa {
+            // Built here to say what was chosen.
+            let (hpa, met) = prewarm_sim::policies::tune_hpa(
+                replay.trace.start,
+                replay.traffic(),
+                &replay.sim,
+                &replay.hpa(),
+                knobs.slo,
+            );
+            tuned_note = Some(format!(
+                "tuned-hpa: target {:.0}%, scale-in {}: {} of {} targets x {} windows, chosen knowing the trace",
+                100.0 * hpa.target,
+                format_duration(hpa.scale_in_secs),
+                if met { "the cheapest within the SLO" } else { "none met the SLO; the one that timed out least" },
+                prewarm_sim::policies::TUNED_HPA_TARGETS.len(),
+                prewarm_sim::policies::TUNED_HPA_SCALE_INS.len(),
+            ));
+            policies.push(Box::new(hpa));
+        } else {
+            policies.push(replay.policy(*name, &knobs));
+        }
     }
     if replay.sim.standby.is_some() {
         let tiered = Knobs {
@@ -173,6 +196,16 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let lower = replay.lower_bound_gpu_hours();
     print!("{}", table(&summaries, lower, knobs.slo));
     if let Some(note) = requests_sized_note(&replay, &knobs) {
+        println!("{note}");
+    }
+    if names.contains(&PolicyName::Hpa) {
+        println!(
+            "hpa: the Kubernetes HPA / KEDA rule, target {:.0}%, scale-in window {} (--hpa-target, --hpa-scale-in)",
+            100.0 * replay.hpa.0,
+            format_duration(replay.hpa.1)
+        );
+    }
+    if let Some(note) = tuned_note {
         println!("{note}");
     }
     let profiles = if replay.profiles.len() > 1 {

@@ -777,3 +777,166 @@ impl std::fmt::Debug for Predictive {
             .finish_non_exhaustive()
     }
 }
+
+/// The Kubernetes Horizontal Pod Autoscaler (and KEDA, which drives it) with a utilisation
+/// target: desired = ceil(load / (target x per-GPU capacity)), within a 10% tolerance of the
+/// current size; up at once, down only to the highest recommendation of the last scale-in window
+/// (the HPA's downscale stabilisation, 5 minutes by default); terminations take booting GPUs
+/// first. What most users of open autoscalers run today.
+#[derive(Debug, Clone)]
+pub struct Hpa {
+    /// The name in reports (`hpa`, or `tuned-hpa`).
+    pub name: String,
+    /// What one GPU does.
+    pub capacity: prewarm_planner::Capacity,
+    /// Bucket width, seconds.
+    pub step_secs: i64,
+    /// The utilisation target (0.7: scale so GPUs run at 70%).
+    pub target: f64,
+    /// The downscale stabilisation window, seconds.
+    pub scale_in_secs: i64,
+    /// Fewest GPUs.
+    pub min_gpus: u32,
+    /// Most GPUs.
+    pub max_gpus: u32,
+    /// GPUs ready when the replay starts.
+    pub initial: u32,
+    /// Recent recommendations: (when, GPUs).
+    recommendations: VecDeque<(DateTime<Utc>, u32)>,
+}
+
+impl Hpa {
+    /// The HPA's tolerance: no change while the load is within 10% of the target.
+    pub const TOLERANCE: f64 = 0.1;
+    /// The utilisation target most users set (and the `hpa` row's default).
+    pub const DEFAULT_TARGET: f64 = 0.7;
+    /// The HPA's default downscale stabilisation window.
+    pub const DEFAULT_SCALE_IN_SECS: i64 = 300;
+
+    /// An HPA on `capacity` with a target and a scale-in window.
+    pub fn new(
+        capacity: prewarm_planner::Capacity,
+        step_secs: i64,
+        target: f64,
+        scale_in_secs: i64,
+        min_gpus: u32,
+        initial: u32,
+    ) -> Self {
+        Self {
+            name: "hpa".into(),
+            capacity,
+            step_secs,
+            target,
+            scale_in_secs,
+            min_gpus,
+            max_gpus: prewarm_planner::settings::limits::MAX_GPUS,
+            initial,
+            recommendations: VecDeque::new(),
+        }
+    }
+}
+
+impl Policy for Hpa {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn initial_gpus(&self) -> u32 {
+        self.initial
+    }
+    fn decide(&mut self, now: DateTime<Utc>, past: &[f64], state: &FleetState) -> Decision {
+        let rate = past.last().copied().unwrap_or(0.0) / self.step_secs as f64;
+        let provisioned = state.provisioned();
+        let per_gpu = self.capacity.per_gpu();
+        // The metric as the HPA reads it: utilisation of the current pods against the target.
+        let ratio = rate / (provisioned.max(1) as f64 * per_gpu * self.target);
+        let raw = if provisioned > 0 && (ratio - 1.0).abs() <= Self::TOLERANCE {
+            provisioned
+        } else {
+            self.capacity.gpus_for(rate, self.target)
+        }
+        .clamp(self.min_gpus, self.max_gpus);
+        self.recommendations.push_back((now, raw));
+        let window = Duration::seconds(self.scale_in_secs);
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(at, _)| *at <= now - window)
+        {
+            self.recommendations.pop_front();
+        }
+        let stabilised = self
+            .recommendations
+            .iter()
+            .map(|(_, g)| *g)
+            .max()
+            .unwrap_or(raw);
+        let desired = if raw >= provisioned { raw } else { stabilised };
+        Decision {
+            desired_gpus: desired,
+            orders: orders_to_reach(desired, provisioned),
+            reason: format!(
+                "{}: load {:.0}% of target on {provisioned} GPUs; {raw} recommended, {desired} after the {} scale-in window",
+                self.name,
+                100.0 * ratio,
+                prewarm_core::format_duration(self.scale_in_secs)
+            ),
+            breach: None,
+            forecast_p50_rps: None,
+            forecast_upper_rps: None,
+        }
+    }
+}
+
+/// The HPA's utilisation targets and scale-in windows the `tuned-hpa` reference tries.
+pub const TUNED_HPA_TARGETS: [f64; 9] = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+/// The scale-in windows the `tuned-hpa` reference tries, seconds.
+pub const TUNED_HPA_SCALE_INS: [i64; 4] = [300, 900, 1_800, 3_600];
+
+/// A reference from hindsight, like [`Hindsight`]: the cheapest HPA (target and scale-in window
+/// from [`TUNED_HPA_TARGETS`] x [`TUNED_HPA_SCALE_INS`]) that keeps the scored trace within
+/// `max_timeout_share`, chosen by replaying each on the trace itself. `None` when none does (the
+/// safest is then returned, so the row still shows what the rule can do).
+pub fn tune_hpa(
+    start: DateTime<Utc>,
+    traffic: crate::Traffic<'_>,
+    cfg: &crate::SimConfig,
+    base: &Hpa,
+    max_timeout_share: f64,
+) -> (Hpa, bool) {
+    let mut tried: Vec<(Hpa, f64, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = TUNED_HPA_TARGETS
+            .iter()
+            .flat_map(|t| TUNED_HPA_SCALE_INS.iter().map(move |w| (*t, *w)))
+            .map(|(target, window)| {
+                scope.spawn(move || {
+                    let mut hpa = Hpa {
+                        name: "tuned-hpa".into(),
+                        target,
+                        scale_in_secs: window,
+                        recommendations: VecDeque::new(),
+                        ..base.clone()
+                    };
+                    let (_, s) = crate::simulate_traffic(start, base.step_secs, traffic, &mut hpa.clone(), cfg);
+                    hpa.recommendations.clear();
+                    (hpa, s.cost_usd, s.timed_out_share)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an HPA replay panicked"))
+            .collect()
+    });
+    tried.sort_by(|a, b| a.1.total_cmp(&b.1));
+    match tried.iter().position(|t| t.2 <= max_timeout_share) {
+        Some(i) => (tried.swap_remove(i).0, true),
+        None => {
+            let safest = tried
+                .into_iter()
+                .min_by(|a, b| a.2.total_cmp(&b.2).then(a.1.total_cmp(&b.1)))
+                .map(|t| t.0)
+                .unwrap_or_else(|| base.clone());
+            (safest, false)
+        }
+    }
+}

@@ -686,3 +686,58 @@ fn planning_in_tokens_keeps_the_slo_where_request_counts_miss_the_work() {
         "in requests: {in_requests:?} against {in_tokens:?}"
     );
 }
+
+#[test]
+fn the_hpa_scales_up_at_once_and_down_only_after_its_window_within_its_tolerance() {
+    use crate::{policies::Hpa, Policy};
+    use prewarm_planner::{FleetState, Order};
+    let start = t("2026-03-02T00:00:00Z");
+    let capacity = prewarm_planner::Capacity::requests(1.0);
+    let mut hpa = Hpa::new(capacity, 60, 0.5, 300, 1, 2);
+    let state = |gpus: u32| FleetState {
+        gpus_ready: gpus,
+        ..FleetState::default()
+    };
+    let at = |m: i64| start + chrono::Duration::minutes(m);
+    // 3 rps on 2 GPUs at a 50% target: 6 GPUs, at once.
+    let d = hpa.decide(at(0), &[180.0], &state(2));
+    assert_eq!((d.desired_gpus, d.orders.clone()), (6, vec![Order::Boot(4)]));
+    // Within 10% of the target: no change.
+    let d = hpa.decide(at(1), &[190.0], &state(6));
+    assert_eq!(d.desired_gpus, 6, "{d:?}");
+    // Demand falls to 1 rps: 2 GPUs recommended, but the window still holds 6.
+    for m in 2..6 {
+        let d = hpa.decide(at(m), &[60.0], &state(6));
+        assert_eq!(d.desired_gpus, 6, "minute {m}: {d:?}");
+    }
+    // Five minutes after the last recommendation of 6, down to 2.
+    let d = hpa.decide(at(6), &[60.0], &state(6));
+    assert_eq!((d.desired_gpus, d.orders.clone()), (2, vec![Order::Terminate(4)]));
+}
+
+#[test]
+fn the_tuned_hpa_is_the_cheapest_rule_within_the_slo_on_the_trace_itself() {
+    use crate::policies::{tune_hpa, Hpa};
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(3);
+    let cfg = SimConfig {
+        capacity: prewarm_planner::Capacity::requests(2.5),
+        ..sim_cfg(600, 120)
+    };
+    let base = Hpa::new(cfg.capacity, 60, 0.7, 300, 1, 10);
+    let (tuned, met) = tune_hpa(start, crate::Traffic::requests(&trace), &cfg, &base, 0.001);
+    assert!(met);
+    let (_, s) = simulate(start, 60, &trace, &mut tuned.clone(), &cfg);
+    assert!(s.timed_out_share <= 0.001, "{s:?}");
+    // Every cheaper setting of the grid misses the SLO.
+    for target in crate::policies::TUNED_HPA_TARGETS {
+        for window in crate::policies::TUNED_HPA_SCALE_INS {
+            let mut other = Hpa::new(cfg.capacity, 60, target, window, 1, 10);
+            let (_, o) = simulate(start, 60, &trace, &mut other, &cfg);
+            assert!(
+                o.cost_usd >= s.cost_usd - 1e-9 || o.timed_out_share > 0.001,
+                "target {target}, window {window}: {o:?} against {s:?}"
+            );
+        }
+    }
+}
