@@ -198,6 +198,9 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if let Some(note) = requests_sized_note(&replay, &knobs) {
         println!("{note}");
     }
+    for note in out_of_reach_notes(&results, replay.warmup_steps()) {
+        println!("{note}");
+    }
     if names.contains(&PolicyName::Hpa) {
         println!(
             "hpa: the Kubernetes HPA / KEDA rule, target {:.0}%, scale-in window {} (--hpa-target, --hpa-scale-in)",
@@ -373,6 +376,40 @@ pub(crate) fn table(rows: &[PolicySummary], lower_bound: f64, slo: f64) -> Strin
     }
     out.push('\n');
     out
+}
+
+/// For each policy whose decisions said the SLO was out of reach (the planner's sizer found even
+/// its top level times out more than the SLO on the week before): in how many scored decisions,
+/// and the worst share it expected.
+fn out_of_reach_notes(results: &[(Vec<StepRecord>, SimSummary)], from: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (records, summary) in results {
+        let scored = &records[from.min(records.len())..];
+        let flagged: Vec<&StepRecord> = scored
+            .iter()
+            .filter(|r| r.reason.contains("SLO OUT OF REACH"))
+            .collect();
+        if flagged.is_empty() {
+            continue;
+        }
+        let worst = flagged
+            .iter()
+            .filter_map(|r| {
+                let tail = r.reason.split("still times out ").nth(1)?;
+                tail.split('%').next()?.parse::<f64>().ok()
+            })
+            .fold(0.0, f64::max);
+        let limited = flagged
+            .iter()
+            .any(|r| r.reason.contains("held back by the fleet's limit"));
+        notes.push(format!(
+            "{}: said the SLO was out of reach in {:.1}% of its decisions (its replay of the week before expected up to {worst:.3}% at the top level{})",
+            summary.policy,
+            100.0 * flagged.len() as f64 / scored.len().max(1) as f64,
+            if limited { "; the limit held it back" } else { "" }
+        ));
+    }
+    notes
 }
 
 /// On a token trace: what the request-sized planner's GPU was, in words.

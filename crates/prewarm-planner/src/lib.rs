@@ -688,7 +688,16 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             }
         }
     };
-    let decision = limited(wanted, provisioned, reason, cfg, p50_now, planned_now);
+    let mut decision = limited(wanted, provisioned, reason, cfg, p50_now, planned_now);
+    // Said in every decision while it lasts: what the SLO sizer found it cannot do.
+    if let Some(note) = usable
+        .and(input.forecast)
+        .and_then(|f| f.levels)
+        .filter(|_| cfg.quantile.is_none())
+        .and_then(|l| l.out_of_reach_note(&cfg.slo))
+    {
+        decision.reason.push_str(&format!("; {note}"));
+    }
     match cfg.standby {
         Some(sb) => standby::tiered(decision, state, &sb, pool, cfg),
         None => decision,

@@ -66,10 +66,25 @@ pub struct ReplayMinute {
 }
 
 /// The level of [`prewarm_forecast::LEVELS`] to plan on, per hour of the fleet's local day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LevelPlan {
     /// Index into the levels, per local hour of day.
     pub by_hour: [usize; 24],
+    /// When the SLO is out of reach: the timed-out share the replay expects even at the top
+    /// level everywhere (the traffic is less predictable than the SLO allows, or the limits are
+    /// too low for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_reach: Option<OutOfReach>,
+}
+
+/// Why the SLO cannot be met, as the sizer's replay of the recent past found.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OutOfReach {
+    /// The share of requests the replay times out at the top level everywhere.
+    pub expected_timed_out_share: f64,
+    /// Whether the fleet's limit (`max_gpus`, the budget) kept the top level from being held:
+    /// raising it would help.
+    pub limited: bool,
 }
 
 impl LevelPlan {
@@ -77,7 +92,23 @@ impl LevelPlan {
     pub fn uniform(level: usize) -> Self {
         Self {
             by_hour: [level.min(NUM_LEVELS - 1); 24],
+            out_of_reach: None,
         }
+    }
+
+    /// Why the SLO is out of reach, in words, for a decision's reason; `None` when it is not.
+    pub fn out_of_reach_note(&self, slo: &Slo) -> Option<String> {
+        let o = self.out_of_reach?;
+        Some(format!(
+            "SLO OUT OF REACH: the last week replayed at the top level still times out {:.3}% (SLO {:.3}%){}",
+            100.0 * o.expected_timed_out_share,
+            100.0 * slo.max_timeout_share,
+            if o.limited {
+                ", held back by the fleet's limit: raise max_gpus or the budget"
+            } else {
+                ": bursts no forecast or boot catches; a standby tier or a looser SLO would"
+            }
+        ))
     }
 
     /// The level for the minute starting at `t`.
@@ -169,6 +200,8 @@ pub struct ReplayPlanner {
     pub hold_secs: i64,
     /// How far ahead a GPU is kept ([`crate::PlannerConfig::keep_secs`]).
     pub keep_secs: i64,
+    /// The most GPUs the fleet may have ([`crate::PlannerConfig::cap`]).
+    pub max_gpus: u32,
     /// With a standby tier: how a burst above the level is caught by resumes.
     pub catch_up: Option<CatchUp>,
 }
@@ -194,6 +227,7 @@ impl ReplayPlanner {
             lead_secs: cfg.boot_lead_secs,
             hold_secs: cfg.hold_secs,
             keep_secs: cfg.running_keep_secs(),
+            max_gpus: cfg.cap(),
             catch_up: cfg.standby.map(|sb| CatchUp {
                 lag_minutes: 1 + (sb.resume_secs.max(0) as usize).div_ceil(60),
                 keep_minutes: (cfg.running_keep_secs() / 60).max(1) as usize,
@@ -217,8 +251,10 @@ pub fn choose_levels(
         min_gpus,
         hold_secs,
         keep_secs,
+        max_gpus,
         ..
     } = *planner;
+    let mut limited = false;
     let hours: Vec<usize> = minutes.iter().map(|m| phase_of(m.at, tz).hour).collect();
     // Runs of consecutive minutes in the same hour: each is replayed on its own (empty queue at
     // the start, what is still queued at the end counted as lost), so hours are independent.
@@ -270,11 +306,11 @@ pub fn choose_levels(
         while i < minutes.len() {
             let j = run_end[i];
             let d: Vec<f64> = minutes[i..j].iter().map(|m| m.quantiles[k]).collect();
-            needs.extend(
-                queue_need(&d, timeout_minutes)
-                    .into_iter()
-                    .map(|r| gpus_for(r, gpu_rps).max(min_gpus)),
-            );
+            needs.extend(queue_need(&d, timeout_minutes).into_iter().map(|r| {
+                let g = gpus_for(r, gpu_rps).max(min_gpus);
+                limited |= k == NUM_LEVELS - 1 && g > max_gpus;
+                g.min(max_gpus.max(min_gpus))
+            }));
             i = j;
         }
         // The GPUs ready each minute: the level's, and with a standby tier those resumed for
@@ -395,8 +431,18 @@ pub fn choose_levels(
             level[h] = seen_max;
         }
     }
+    // Out of reach: even the top level everywhere loses more than the SLO allows.
+    let top: f64 = (0..24).map(|h| loss[h][NUM_LEVELS - 1]).sum();
+    let out_of_reach =
+        (total > 0.0 && top > slo.max_timeout_share * total + 1e-9).then(|| OutOfReach {
+            expected_timed_out_share: top / total,
+            limited,
+        });
     Sizing {
-        levels: LevelPlan { by_hour: level },
+        levels: LevelPlan {
+            by_hour: level,
+            out_of_reach,
+        },
         minutes: minutes.len(),
         timed_out_share: if total > 0.0 { spent / total } else { 0.0 },
         budget_share,
@@ -539,6 +585,7 @@ mod tests {
             lead_secs: 0,
             hold_secs: 60,
             keep_secs: 60,
+            max_gpus: u32::MAX,
             catch_up: None,
         }
     }
@@ -591,6 +638,52 @@ mod tests {
             assert_eq!(gpus_for(minutes[0].quantiles[k], 1.0), 16, "hour {h}");
         }
         assert_eq!(sizing.timed_out_share, 0.0);
+    }
+
+    #[test]
+    fn an_slo_out_of_reach_is_said_with_the_share_expected_and_whether_the_limit_caused_it() {
+        let slo = Slo::default();
+        // A steady 10 rps the distribution knows: reachable with 10 GPUs...
+        let minutes: Vec<ReplayMinute> = (0..2 * 1_440)
+            .map(|i| ReplayMinute {
+                at: minute(i),
+                actual_rps: 10.0,
+                quantiles: two_point(10.0, 0.0, 0.0),
+            })
+            .collect();
+        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None);
+        assert_eq!(sizing.levels.out_of_reach, None);
+        // ...not under a limit of 8: a fifth of the work waits past the timeout, and the limit
+        // is named.
+        let capped = ReplayPlanner {
+            max_gpus: 8,
+            ..replayed()
+        };
+        let sizing = choose_levels(&minutes, &capped, &slo, 0.001, None);
+        let out = sizing.levels.out_of_reach.expect("out of reach");
+        assert!(out.limited);
+        assert!((out.expected_timed_out_share - 0.2).abs() < 0.01, "{out:?}");
+        let note = sizing.levels.out_of_reach_note(&slo).unwrap();
+        assert!(note.contains("raise max_gpus"), "{note}");
+        // Bursts far above anything the distribution allows: out of reach without a limit.
+        let bursty: Vec<ReplayMinute> = (0..2 * 1_440)
+            .map(|i| ReplayMinute {
+                at: minute(i),
+                actual_rps: if i % 60 == 7 { 200.0 } else { 10.0 },
+                quantiles: two_point(10.0, 0.0, 0.0),
+            })
+            .collect();
+        let sizing = choose_levels(&bursty, &replayed(), &slo, 0.001, None);
+        let out = sizing.levels.out_of_reach.expect("out of reach");
+        assert!(
+            !out.limited && out.expected_timed_out_share > 0.001,
+            "{out:?}"
+        );
+        assert!(sizing
+            .levels
+            .out_of_reach_note(&slo)
+            .unwrap()
+            .contains("standby tier"));
     }
 
     #[test]

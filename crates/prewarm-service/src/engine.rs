@@ -694,6 +694,20 @@ impl Service {
                         .get_or_create(&label)
                         .set(week);
                 }
+                if let Some(sizing) = &r.sizing {
+                    let out = sizing.levels.out_of_reach;
+                    self.metrics
+                        .expected_timed_out_share
+                        .get_or_create(&label)
+                        .set(out.map_or(sizing.timed_out_share, |o| o.expected_timed_out_share));
+                    self.metrics
+                        .slo_out_of_reach
+                        .get_or_create(&label)
+                        .set(if out.is_some() { 1.0 } else { 0.0 });
+                    if let Some(note) = sizing.levels.out_of_reach_note(&cfg.slo) {
+                        tracing::warn!(fleet = fleet.name, "{note}");
+                    }
+                }
                 if let Some(e) = r.recent_error {
                     self.metrics
                         .forecast_error_ratio

@@ -87,6 +87,12 @@ pub struct Metrics {
     pub realised_timed_out_share_day: FleetGauge,
     /// The same over its last week.
     pub realised_timed_out_share_week: FleetGauge,
+    /// The share of requests the SLO sizer's replay expects the chosen levels to time out (set
+    /// at each refit that sizes).
+    pub expected_timed_out_share: FleetGauge,
+    /// 1 when the SLO is out of reach (the replay times out more than the SLO even at the top
+    /// level), 0 otherwise.
+    pub slo_out_of_reach: FleetGauge,
     /// Fleets in the database, as the last lease round counted them.
     pub fleets: Gauge,
     /// Fleets this replica holds.
@@ -130,6 +136,8 @@ impl Metrics {
             job_errors: Family::default(),
             slo_timed_out_share: Family::default(),
             realised_timed_out_share_day: Family::default(),
+            expected_timed_out_share: Family::default(),
+            slo_out_of_reach: Family::default(),
             realised_timed_out_share_week: Family::default(),
             fleets: Gauge::default(),
             refits: Counter::default(),
@@ -245,6 +253,16 @@ impl Metrics {
             "realised_timed_out_share_day",
             "Share of requests the fleet timed out over its last day (its decisions' ready GPUs against its demand, through the SLO's queue)",
             m.realised_timed_out_share_day.clone(),
+        );
+        registry.register(
+            "expected_timed_out_share",
+            "Share of requests the SLO sizer's replay of the last week expects the chosen levels to time out (or, when the SLO is out of reach, the top level)",
+            m.expected_timed_out_share.clone(),
+        );
+        registry.register(
+            "slo_out_of_reach",
+            "1 when the fleet's SLO is out of reach: the replay of the last week times out more than the SLO even at the top level (limits too low, or bursts no forecast catches)",
+            m.slo_out_of_reach.clone(),
         );
         registry.register(
             "realised_timed_out_share_week",

@@ -916,7 +916,13 @@ pub fn tune_hpa(
                         recommendations: VecDeque::new(),
                         ..base.clone()
                     };
-                    let (_, s) = crate::simulate_traffic(start, base.step_secs, traffic, &mut hpa.clone(), cfg);
+                    let (_, s) = crate::simulate_traffic(
+                        start,
+                        base.step_secs,
+                        traffic,
+                        &mut hpa.clone(),
+                        cfg,
+                    );
                     hpa.recommendations.clear();
                     (hpa, s.cost_usd, s.timed_out_share)
                 })

@@ -701,7 +701,10 @@ fn the_hpa_scales_up_at_once_and_down_only_after_its_window_within_its_tolerance
     let at = |m: i64| start + chrono::Duration::minutes(m);
     // 3 rps on 2 GPUs at a 50% target: 6 GPUs, at once.
     let d = hpa.decide(at(0), &[180.0], &state(2));
-    assert_eq!((d.desired_gpus, d.orders.clone()), (6, vec![Order::Boot(4)]));
+    assert_eq!(
+        (d.desired_gpus, d.orders.clone()),
+        (6, vec![Order::Boot(4)])
+    );
     // Within 10% of the target: no change.
     let d = hpa.decide(at(1), &[190.0], &state(6));
     assert_eq!(d.desired_gpus, 6, "{d:?}");
@@ -712,7 +715,10 @@ fn the_hpa_scales_up_at_once_and_down_only_after_its_window_within_its_tolerance
     }
     // Five minutes after the last recommendation of 6, down to 2.
     let d = hpa.decide(at(6), &[60.0], &state(6));
-    assert_eq!((d.desired_gpus, d.orders.clone()), (2, vec![Order::Terminate(4)]));
+    assert_eq!(
+        (d.desired_gpus, d.orders.clone()),
+        (2, vec![Order::Terminate(4)])
+    );
 }
 
 #[test]
