@@ -3,7 +3,8 @@
 //! and naive).
 //!
 //! MSTL falls back by history length: daily and weekly seasons need two weeks of history,
-//! daily-only needs two days, and below that non-seasonal ETS is used. The trend's ETS is fitted
+//! daily-only needs two days; with one to two days the one day there is is the season (yesterday,
+//! smoothed, at today's level), and below that non-seasonal ETS is used. The trend's ETS is fitted
 //! on at most [`ModelSettings::trend_max_points`] block means of the deseasonalised series:
 //! the ETS fit is where almost all of augurs' fit time goes, and it grows with its input, while
 //! the trend of an MSTL decomposition is smooth at the scale of a few buckets anyway.
@@ -102,6 +103,9 @@ pub enum Fitted {
     MstlDailyWeekly,
     /// MSTL with a daily season (too little history for the week).
     MstlDaily,
+    /// One day of history as the daily season: yesterday, smoothed, scaled to today's level (too
+    /// little history for MSTL's daily season).
+    OneDay,
     /// Exponential smoothing alone.
     Ets,
     /// The same time last week.
@@ -118,6 +122,7 @@ impl Fitted {
         match self {
             Fitted::MstlDailyWeekly => "mstl(day+week)",
             Fitted::MstlDaily => "mstl(day)",
+            Fitted::OneDay => "one-day season",
             Fitted::Ets => "ets",
             Fitted::SnaiveWeek => "snaive-week",
             Fitted::SnaiveDay => "snaive-day",
@@ -187,6 +192,11 @@ pub fn fit_predict(
                     .map(|f| (f, Fitted::MstlDailyWeekly))
             } else if n >= 2 * periods.day {
                 fit_mstl(history, vec![periods.day], block, horizon).map(|f| (f, Fitted::MstlDaily))
+            } else if n >= periods.day && periods.day >= 2 {
+                Ok((
+                    one_day_season(history, periods.day, horizon),
+                    Fitted::OneDay,
+                ))
             } else if n >= MIN_ETS_POINTS {
                 fit_ets(history, horizon).map(|f| (f, Fitted::Ets))
             } else {
@@ -206,6 +216,35 @@ fn seasonal_naive(history: &[f64], period: usize, horizon: usize) -> Option<Vec<
             .map(|h| history[n - period + h % period])
             .collect()
     })
+}
+
+/// The daily season from the one day of history there is: the same time yesterday, averaged over
+/// about twenty minutes around each bucket (two buckets either side, at least), and scaled by how
+/// the last two hours compare with the same two hours yesterday (between a half and twice).
+fn one_day_season(history: &[f64], period: usize, horizon: usize) -> Vec<f64> {
+    let n = history.len();
+    let mean = |s: &[f64]| {
+        let known: Vec<f64> = s.iter().copied().filter(|v| v.is_finite()).collect();
+        (!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64)
+    };
+    let window = (period / 12).max(1);
+    let recent = mean(&history[n - window..]);
+    let before = (n >= period + window)
+        .then(|| mean(&history[n - period - window..n - period]))
+        .flatten();
+    let level = match (recent, before) {
+        (Some(r), Some(b)) if b > 0.0 => (r / b).clamp(0.5, 2.0),
+        _ => 1.0,
+    };
+    let half = (period / 288 * 2).max(2);
+    (0..horizon)
+        .map(|h| {
+            let at = n - period + h % period;
+            let from = at.saturating_sub(half).max(n - period);
+            let to = (at + half + 1).min(n);
+            mean(&history[from..to]).unwrap_or(0.0).max(0.0) * level
+        })
+        .collect()
 }
 
 fn fit_error(model: &str, e: impl fmt::Display) -> ForecastError {
@@ -442,6 +481,22 @@ mod tests {
             / per_day as f64;
         // The cycle's amplitude is 50; a model that learnt it is off by a few units at most.
         assert!(mae < 5.0, "mae {mae}");
+
+        // One day and a half: yesterday is the season, at today's level.
+        let (f, fitted) = fit_predict(
+            ModelKind::Mstl,
+            &history[..per_day * 3 / 2],
+            p,
+            1_800,
+            per_day,
+            ModelSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(fitted, Fitted::OneDay);
+        let truth = &history[per_day * 3 / 2..per_day * 5 / 2];
+        let mae: f64 =
+            f.iter().zip(truth).map(|(a, b)| (a - b).abs()).sum::<f64>() / per_day as f64;
+        assert!(mae < 10.0, "mae {mae}");
 
         let (_, fitted) = fit_predict(
             ModelKind::Mstl,

@@ -185,6 +185,41 @@ fn no_termination_of_what_the_forecast_needs_back_within_a_boot_time() {
     // that: 8.8 + 8 = 16.8 rps needs 3 GPUs at 80%.
     assert_eq!(d.orders, vec![Order::Terminate(8)], "{}", d.reason);
     assert!(d.reason.contains("8.00 rps above"), "{}", d.reason);
+    // The same scale-down with boots still in flight holds: a boot is not cancelled before it
+    // has served (the provisioner would terminate the booting GPUs first).
+    let booting = FleetState {
+        gpus_ready: 9,
+        booting: vec![t("2026-03-02T08:25:00Z"); 2],
+        ..FleetState::default()
+    };
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[8.0; 20],
+        Some(&low),
+        &booting,
+        &cfg,
+    );
+    assert!(d.orders.is_empty(), "{}", d.reason);
+    assert!(
+        d.reason.contains("still booting are not cancelled"),
+        "{}",
+        d.reason
+    );
+    // Above the fleet's limit, it does terminate.
+    let mut capped = cfg10();
+    capped.max_gpus = 5;
+    let d = decide(
+        "2026-03-02T08:30:00Z",
+        &[8.0; 20],
+        Some(&low),
+        &booting,
+        &capped,
+    );
+    assert!(
+        matches!(d.orders.as_slice(), [Order::Terminate(_)]),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
@@ -492,12 +527,12 @@ fn on_a_quiet_night_standby_is_terminated() {
 
 #[test]
 fn a_lull_before_the_rush_comes_back_stops_gpus_instead_of_terminating_them() {
-    // 80 rps (11 GPUs) until 12:00, 40 (6) for 20 minutes, then 80 again. At 12:09, with standby
-    // the 5 GPUs the lull does not need are stopped (the rush at 12:20 wants them back, within
-    // standby's break-even); without it they are held through the lull (wanted within 3 boot
-    // leads).
+    // 80 rps (11 GPUs) until 12:00, 40 (6) for an hour, then 80 again. At 12:09 the 5 GPUs the
+    // lull does not need are not wanted within the keep window (3 boot leads): without standby
+    // they are terminated; with it they are stopped (the rush at 13:00 wants them back, within
+    // standby's break-even). A shorter lull keeps them running either way.
     let mut p50 = vec![80.0; 60];
-    p50.extend(vec![40.0; 20]);
+    p50.extend(vec![40.0; 60]);
     p50.extend(vec![80.0; 160]);
     let dist = shaped("2026-03-02T11:00:00Z", p50);
     let mut recent = vec![80.0; 21];
@@ -518,6 +553,18 @@ fn a_lull_before_the_rush_comes_back_stops_gpus_instead_of_terminating_them() {
         &ready(11),
         &cfg10(),
     );
+    assert_eq!(d.orders, vec![Order::Terminate(5)], "{}", d.reason);
+    let mut short = vec![80.0; 60];
+    short.extend(vec![40.0; 20]);
+    short.extend(vec![80.0; 160]);
+    let short = shaped("2026-03-02T11:00:00Z", short);
+    let d = decide(
+        "2026-03-02T12:09:00Z",
+        &recent,
+        Some(&short),
+        &with_standby(11, 0),
+        &tiered(),
+    );
     assert_eq!(d.orders, vec![], "{}", d.reason);
     // A GPU still booting is not stopped (only ready ones are): it is kept while standby has
     // room for it, and stopped once ready.
@@ -537,11 +584,12 @@ fn a_lull_before_the_rush_comes_back_stops_gpus_instead_of_terminating_them() {
 }
 
 #[test]
-fn standby_beyond_its_limit_is_never_planned_and_the_rest_stays_running() {
-    // As the lull above, with standby limited to 2 GPUs: 2 are stopped, and the 3 standby cannot
-    // hold stay running (the rush wants them within 3 boot leads).
+fn standby_beyond_its_limit_is_never_planned_and_the_rest_is_let_go_as_without_a_tier() {
+    // As the hour-long lull above, with standby limited to 2 GPUs: 2 are stopped, and the 3
+    // standby cannot hold are terminated, as they would be without a tier (the rush at 13:00 is
+    // beyond the keep window: boots will be back for it).
     let mut p50 = vec![80.0; 60];
-    p50.extend(vec![40.0; 20]);
+    p50.extend(vec![40.0; 60]);
     p50.extend(vec![80.0; 160]);
     let dist = shaped("2026-03-02T11:00:00Z", p50);
     let mut cfg = tiered();
@@ -555,8 +603,13 @@ fn standby_beyond_its_limit_is_never_planned_and_the_rest_stays_running() {
         &with_standby(11, 0),
         &cfg,
     );
-    assert_eq!(d.orders, vec![Order::Stop(2)], "{}", d.reason);
-    assert_eq!(d.desired_gpus, 9, "{}", d.reason);
+    assert_eq!(
+        d.orders,
+        vec![Order::Stop(2), Order::Terminate(3)],
+        "{}",
+        d.reason
+    );
+    assert_eq!(d.desired_gpus, 6, "{}", d.reason);
 }
 
 #[test]

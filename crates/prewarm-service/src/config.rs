@@ -245,7 +245,7 @@ impl Default for PlannerDefaults {
             boot_lead: Span(prewarm_planner::defaults::BOOT_LEAD_SECS),
             min_boots_for_lead: 5,
             history: Span(21 * 86_400),
-            min_history: Span(2 * 86_400),
+            min_history: Span(prewarm_planner::defaults::MIN_PLAN_HISTORY_SECS),
             step: Span(300),
             standby_max_gpus: 0,
             standby_price_share: prewarm_planner::standby::defaults::PRICE_SHARE,

@@ -13,6 +13,7 @@ use prewarm_forecast::{
 use prewarm_planner::{
     defaults::{
         BOOTSTRAP_EVERY_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
+        MIN_PLAN_HISTORY_SECS,
     },
     orders_to_reach,
     slo::{self, Sizing},
@@ -213,7 +214,7 @@ impl Default for ForecastSettings {
             step_secs: 300,
             refit_secs: 3_600,
             train_secs: 21 * 86_400,
-            min_history_secs: 2 * 86_400,
+            min_history_secs: MIN_PLAN_HISTORY_SECS,
             calibrate_from_secs: MIN_FIT_HISTORY_SECS,
             calibration_window_secs: CALIBRATION_WINDOW_SECS,
             min_errors: 60,
@@ -582,7 +583,10 @@ impl Policy for Predictive {
             state,
             Strategy::Predictive,
         );
-        let planned_on_forecast = forecast.is_some();
+        // The record counts decisions on sized levels only, as the service's does
+        // (`ledger::ready_when_acting`): a young forecast's first hours would hold the budget
+        // down for the week the record spans.
+        let planned_on_forecast = forecast.is_some_and(|f| f.levels.is_some());
         if let (Some(t), Some(started)) = (self.timings.as_mut(), started) {
             t.decide_ns.push(started.elapsed().as_nanos() as u64);
         }
@@ -609,7 +613,7 @@ impl Policy for Predictive {
             }
         }
         // The fleet's own record (demand of the last step, GPUs ready in it) once it plans on
-        // forecasts: what the budget is checked against.
+        // sized levels: what the budget is checked against.
         if planned_on_forecast {
             if let Some(last) = past.last() {
                 let requests = self

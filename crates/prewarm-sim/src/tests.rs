@@ -203,8 +203,9 @@ fn predictive_beats_reactive_on_a_daily_rush() {
 }
 
 #[test]
-fn the_band_is_calibrated_when_planning_starts() {
-    // Fits start after one day and are only scored; from two days on the band plans at once.
+fn the_band_plans_within_hours_of_the_first_day_and_then_always() {
+    // Fits start after one day (yesterday is their season); the band plans as soon as their
+    // errors have calibrated it, within a few hours, and from then on every step.
     let start = t("2026-03-02T00:00:00Z");
     let trace = daily_trace(3);
     let cfg = SimConfig {
@@ -212,14 +213,20 @@ fn the_band_is_calibrated_when_planning_starts() {
         ..sim_cfg(600, 120)
     };
     let (rows, _) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
-    assert!(rows[..2 * 1440]
+    assert!(rows[..1440]
         .iter()
         .all(|r| r.reason.starts_with("no forecast yet") && r.forecast_p50_rps.is_none()));
+    let first = rows
+        .iter()
+        .position(|r| r.forecast_upper_rps.is_some())
+        .expect("a band");
     assert!(
-        rows[2 * 1440..]
-            .iter()
-            .all(|r| r.forecast_upper_rps.is_some()),
-        "a step after two days planned without a band"
+        (1440..1440 + 6 * 60).contains(&first),
+        "first band at minute {first}"
+    );
+    assert!(
+        rows[first..].iter().all(|r| r.forecast_upper_rps.is_some()),
+        "a step after the first band planned without one"
     );
 }
 
@@ -746,4 +753,34 @@ fn the_tuned_hpa_is_the_cheapest_rule_within_the_slo_on_the_trace_itself() {
             );
         }
     }
+}
+
+#[test]
+fn a_fleet_with_a_day_and_a_half_of_history_plans_on_its_one_day_season_and_beats_the_reactive_rules(
+) {
+    // 36 hours of a daily rush, replayed from its start and scored whole: the first day has no
+    // forecast (the reactive rules run), from then on yesterday is the season.
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(2)[..36 * 60].to_vec();
+    let cfg = SimConfig {
+        capacity: prewarm_planner::Capacity::requests(2.5),
+        ..sim_cfg(600, 120)
+    };
+    let (pred_rows, pred) = simulate(start, 60, &trace, &mut predictive(start), &cfg);
+    let mut reactive = Reactive {
+        cfg: PlannerConfig::new(2.5),
+        step_secs: 60,
+        initial: 4,
+    };
+    let (_, react) = simulate(start, 60, &trace, &mut reactive, &cfg);
+    assert!(
+        pred_rows[25 * 60..]
+            .iter()
+            .any(|r| r.reason.starts_with("pre-warm") || r.reason.starts_with("scale down")),
+        "the second day plans on a forecast"
+    );
+    assert!(
+        pred.gpu_hours <= 0.9 * react.gpu_hours && pred.timed_out_share <= react.timed_out_share,
+        "predictive {pred:?} against reactive {react:?}"
+    );
 }

@@ -405,7 +405,10 @@ pub async fn prune_decisions(
 }
 
 /// The GPUs ready at each decision made in `[from, to)` while the fleet was acting (not paused,
-/// pinned or forecast-only), oldest first: the fleet's own record of what served its demand.
+/// pinned or forecast-only) on a forecast whose levels the SLO sizer had chosen, oldest first:
+/// the fleet's own record of what served its demand. Decisions of a young fleet (reactive rules,
+/// or a forecast on its start level) are left out: they say little of what the sized levels do,
+/// and a bad first day would hold the budget down for the week the record spans.
 pub async fn ready_when_acting(
     pool: &PgPool,
     fleet_id: i64,
@@ -413,9 +416,10 @@ pub async fn ready_when_acting(
     to: DateTime<Utc>,
 ) -> Result<Vec<(DateTime<Utc>, i32)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT decided_at, gpus_ready FROM decisions
-         WHERE fleet_id = $1 AND decided_at >= $2 AND decided_at < $3 AND mode = 'act'
-         ORDER BY decided_at",
+        "SELECT d.decided_at, d.gpus_ready FROM decisions d
+         JOIN forecasts f ON f.id = d.forecast_id AND f.levels IS NOT NULL
+         WHERE d.fleet_id = $1 AND d.decided_at >= $2 AND d.decided_at < $3 AND d.mode = 'act'
+         ORDER BY d.decided_at",
     )
     .bind(fleet_id)
     .bind(from)
