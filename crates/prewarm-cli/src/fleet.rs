@@ -34,6 +34,10 @@ pub(crate) struct FleetSettingsArgs {
     /// work its prompt and output tokens at the profile's rates.
     #[arg(long)]
     gpu_profile: Option<String>,
+    /// GPUs one replica holds (a vLLM pod with tensor parallelism 4 holds 4; default 1): a
+    /// fleet scaled by KEDA is planned in GPUs and scaled in replicas.
+    #[arg(long)]
+    gpus_per_replica: Option<i32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +121,7 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                     max_gpus: settings.max_gpus.unwrap_or(d.max_gpus),
                     budget_usd_per_hour: settings.budget,
                     gpu_profile: settings.gpu_profile.clone(),
+                    gpus_per_replica: settings.gpus_per_replica.unwrap_or(d.gpus_per_replica),
                     planner: (standby_max.is_some() || standby_price.is_some() || resume.is_some())
                         .then(|| prewarm_planner::Settings {
                             standby_max_gpus: *standby_max,
@@ -195,6 +200,7 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                     } else {
                         settings.gpu_profile.clone().map(Some)
                     },
+                    gpus_per_replica: settings.gpus_per_replica,
                 };
                 let (before, after) =
                     prewarm_store::update_fleet(&pool, name, &update, &Actor::cli()).await?;

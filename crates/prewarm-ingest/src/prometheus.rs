@@ -302,3 +302,148 @@ pub async fn pull_new(
     let from = latest.unwrap_or(now - backfill);
     pull(pool, client, fleet_id, src, from, now, retry).await
 }
+
+#[derive(Deserialize)]
+struct InstantAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<Vector>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+/// The value of an instant query at `at`, summed over its series (a scalar answer is its value).
+/// A query that returns no series is an error that says so (the fleet is not observed, rather
+/// than observed at zero); a value that is not a number is returned as NaN for the caller to
+/// refuse.
+pub async fn query_instant(
+    client: &reqwest::Client,
+    base_url: &str,
+    query: &str,
+    at: DateTime<Utc>,
+    retry: Retry,
+) -> Result<f64, PullError> {
+    let url = format!("{}/api/v1/query", base_url.trim_end_matches('/'));
+    let mut delay = retry.first_delay;
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        let response = client
+            .get(&url)
+            .query(&[
+                ("query", query),
+                (
+                    "time",
+                    &format!("{:.3}", at.timestamp_millis() as f64 / 1e3),
+                ),
+            ])
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() || r.status().is_client_error() => {
+                let status = r.status();
+                let answer: InstantAnswer = r
+                    .json()
+                    .await
+                    .map_err(|e| PullError::Malformed(format!("{status}: {}", e.without_url())))?;
+                if answer.status != "success" {
+                    return Err(PullError::Rejected {
+                        kind: answer.error_type.unwrap_or_else(|| status.to_string()),
+                        message: answer.error.unwrap_or_default(),
+                    });
+                }
+                let data = answer
+                    .data
+                    .ok_or_else(|| PullError::Malformed("no data".into()))?;
+                let value = |v: &serde_json::Value| -> Result<f64, PullError> {
+                    let text = v.get(1).and_then(|x| x.as_str()).ok_or_else(|| {
+                        PullError::Malformed(format!("a sample is not [time, \"value\"]: {v}"))
+                    })?;
+                    // Prometheus spells NaN and the infinities its own way; all are refused later.
+                    Ok(text.parse::<f64>().unwrap_or(f64::NAN))
+                };
+                return match data.result_type.as_str() {
+                    "scalar" => value(&data.result),
+                    "vector" => {
+                        let series = data.result.as_array().cloned().unwrap_or_default();
+                        if series.is_empty() {
+                            return Err(PullError::Rejected {
+                                kind: "no_data".into(),
+                                message: format!(
+                                    "`{}` returned no series (is the workload's name right, and is it scraped?)",
+                                    prewarm_core::shorten(query, 200)
+                                ),
+                            });
+                        }
+                        let mut sum = 0.0;
+                        for s in &series {
+                            sum += value(s.get("value").unwrap_or(&serde_json::Value::Null))?;
+                        }
+                        Ok(sum)
+                    }
+                    other => Err(PullError::Malformed(format!(
+                        "result type `{other}`, expected an instant vector or a scalar"
+                    ))),
+                };
+            }
+            Ok(r) => last = format!("HTTP {}", r.status()),
+            Err(e) => last = prewarm_core::scrub_urls(&e.without_url().to_string()),
+        }
+        if attempt < retry.attempts {
+            let jitter = 0.5 + rand::random::<f64>();
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            delay *= 2;
+        }
+    }
+    Err(PullError::Unreachable {
+        url: prewarm_core::redact_url(base_url),
+        attempts: retry.attempts,
+        last,
+    })
+}
+
+/// Where a fleet's real replicas are read: a Prometheus and two instant queries.
+#[derive(Debug, Clone)]
+pub struct ReplicaQueries {
+    /// Prometheus base URL.
+    pub base_url: String,
+    /// PromQL giving the replicas ready (e.g. kube-state-metrics'
+    /// `kube_deployment_status_replicas_ready{deployment="vllm"}`).
+    pub ready_query: String,
+    /// PromQL giving the replicas desired (`kube_deployment_spec_replicas{deployment="vllm"}`).
+    pub desired_query: String,
+}
+
+/// Observes a fleet's real replicas at `now` (two instant queries: ready and desired) and
+/// records the observation with the boot times it teaches. A query that returns nothing or a
+/// value that is not a whole number of zero or more is refused, saying which, and nothing is
+/// stored.
+pub async fn observe(
+    pool: &PgPool,
+    client: &reqwest::Client,
+    fleet_id: i64,
+    queries: &ReplicaQueries,
+    now: DateTime<Utc>,
+    retry: Retry,
+) -> Result<prewarm_store::observed::Observation, PullError> {
+    let base = &queries.base_url;
+    let ready = query_instant(client, base, &queries.ready_query, now, retry).await?;
+    let desired = query_instant(client, base, &queries.desired_query, now, retry).await?;
+    let o = prewarm_store::observed::Observation::from_values(now, ready, desired).map_err(
+        |message| PullError::Rejected {
+            kind: "bad_value".into(),
+            message,
+        },
+    )?;
+    prewarm_store::observed::record(pool, fleet_id, &o).await?;
+    Ok(o)
+}

@@ -557,12 +557,29 @@ async fn fleets_are_listed_updated_and_deleted_with_their_samples(pool: PgPool) 
     let update = prewarm_store::FleetUpdate {
         max_gpus: Some(40),
         budget_usd_per_hour: Some(Some(90.0)),
+        gpus_per_replica: Some(4),
         ..Default::default()
     };
     let (before, after) = prewarm_store::update_fleet(&pool, "chat", &update, &Actor::cli())
         .await
         .unwrap();
     assert_eq!((before.max_gpus, after.max_gpus), (100, 40));
+    assert_eq!((before.gpus_per_replica, after.gpus_per_replica), (1, 4));
+    let e = prewarm_store::update_fleet(
+        &pool,
+        "chat",
+        &prewarm_store::FleetUpdate {
+            gpus_per_replica: Some(0),
+            ..Default::default()
+        },
+        &Actor::cli(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("gpus_per_replica must be 1 to 64"),
+        "{e}"
+    );
     assert_eq!(after.budget_usd_per_hour, Some(90.0));
     // A change that breaks the rules is refused whole.
     let bad = prewarm_store::FleetUpdate {
@@ -1105,4 +1122,179 @@ async fn a_vllm_fleet_s_requests_and_tokens_are_pulled_from_prometheus_scraping_
             .await
             .is_err()
     );
+}
+
+/// Serves `fixtures/kube-state-metrics.prom`, with the `vllm-llama-70b` Deployment's desired and
+/// ready replicas taken from `counts` at each scrape (as text, so a test can serve `NaN` or a
+/// negative count). Returns its address.
+async fn serve_kube_state_metrics(
+    counts: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+) -> std::net::SocketAddr {
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/kube-state-metrics.prom"),
+    )
+    .unwrap();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (desired, ready) = counts.lock().unwrap().clone();
+            let body = fixture
+                .lines()
+                .map(|line| match line.rsplit_once(' ') {
+                    Some((series, _)) if series.contains("deployment=\"vllm-llama-70b\"") => {
+                        if series.starts_with("kube_deployment_spec_replicas") {
+                            format!("{series} {desired}")
+                        } else {
+                            format!("{series} {ready}")
+                        }
+                    }
+                    _ => line.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n";
+            async move { ([("content-type", "text/plain; version=0.0.4")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Waits until Prometheus answers `query` with `want`.
+async fn until_prometheus_says(url: &str, query: &str, want: &str) {
+    let client = reqwest::Client::new();
+    let mut last = Value::Null;
+    for _ in 0..80 {
+        last = client
+            .get(format!("{url}/api/v1/query"))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if last["data"]["result"][0]["value"][1].as_str() == Some(want) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("Prometheus never said {want} for {query}: {last}");
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_fleet_s_real_replicas_are_observed_through_prometheus_and_teach_its_boot_time(
+    pool: PgPool,
+) {
+    use crate::prometheus::{observe, ReplicaQueries, Retry};
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(("3".to_string(), "2".to_string())));
+    let target = serve_kube_state_metrics(counts.clone()).await;
+    let prom = start_scraping_prometheus(target).await;
+    let mut spec = FleetSpec::named("llama-70b");
+    spec.gpus_per_replica = 4;
+    let fleet = create_fleet(&pool, &spec).await.unwrap();
+    let sel = r#"{namespace="llm",deployment="vllm-llama-70b"}"#;
+    let queries = ReplicaQueries {
+        base_url: prom.url.clone(),
+        ready_query: format!("sum(kube_deployment_status_replicas_ready{sel})"),
+        desired_query: format!("sum(kube_deployment_spec_replicas{sel})"),
+    };
+    let ready_now = format!("kube_deployment_status_replicas_ready{sel}");
+    let client = reqwest::Client::new();
+    let retry = Retry {
+        attempts: 2,
+        first_delay: std::time::Duration::from_millis(50),
+    };
+    until_prometheus_says(&prom.url, &ready_now, "2").await;
+    let t0 = Utc::now();
+    let o = observe(&pool, &client, fleet.id, &queries, t0, retry)
+        .await
+        .unwrap();
+    assert_eq!((o.ready_replicas, o.desired_replicas), (2, 3));
+    // The third replica becomes ready: its boot is timed from the first observation that wanted it.
+    *counts.lock().unwrap() = ("3".into(), "3".into());
+    until_prometheus_says(&prom.url, &ready_now, "3").await;
+    let t1 = Utc::now().max(t0 + Duration::seconds(1));
+    let o = observe(&pool, &client, fleet.id, &queries, t1, retry)
+        .await
+        .unwrap();
+    assert_eq!((o.ready_replicas, o.desired_replicas), (3, 3));
+    let history = prewarm_store::observed::history(&pool, fleet.id, t0, t1)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    // The first observation is where the history starts: the third replica's start is not known,
+    // so nothing is learned yet; the state is 12 GPUs ready.
+    let state = prewarm_store::observed::state_from(&history, 4);
+    assert_eq!((state.gpus_ready, state.booting.len()), (12, 0));
+    // Scaled to 5: two replicas boot, 8 GPUs, since this observation.
+    *counts.lock().unwrap() = ("5".into(), "3".into());
+    until_prometheus_says(
+        &prom.url,
+        &format!("kube_deployment_spec_replicas{sel}"),
+        "5",
+    )
+    .await;
+    let t2 = Utc::now().max(t1 + Duration::seconds(1));
+    observe(&pool, &client, fleet.id, &queries, t2, retry)
+        .await
+        .unwrap();
+    *counts.lock().unwrap() = ("5".into(), "4".into());
+    until_prometheus_says(&prom.url, &ready_now, "4").await;
+    let t3 = Utc::now().max(t2 + Duration::seconds(1));
+    observe(&pool, &client, fleet.id, &queries, t3, retry)
+        .await
+        .unwrap();
+    let history = prewarm_store::observed::history(&pool, fleet.id, t0, t3)
+        .await
+        .unwrap();
+    let state = prewarm_store::observed::state_from(&history, 4);
+    assert_eq!(state.gpus_ready, 16);
+    assert_eq!(state.booting.len(), 4);
+    let stats = prewarm_store::instances::boot_stats(&pool, fleet.id, t0 - Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(stats.count, 1, "{stats:?}");
+    let learned = stats.p50_secs.unwrap();
+    let expected = (t3 - t2).num_milliseconds() as f64 / 1e3;
+    assert!((learned - expected).abs() < 1e-3, "{learned} vs {expected}");
+
+    // What cannot be an observation is refused, saying what, and nothing is stored.
+    let stored = |pool: PgPool| async move {
+        prewarm_store::observed::history(&pool, fleet.id, t0, Utc::now() + Duration::hours(1))
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = stored(pool.clone()).await;
+    let nothing = ReplicaQueries {
+        ready_query: r#"sum(kube_deployment_status_replicas_ready{deployment="no-such"})"#.into(),
+        ..queries.clone()
+    };
+    let e = observe(&pool, &client, fleet.id, &nothing, Utc::now(), retry)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("returned no series"), "{e}");
+    for (served, says) in [("NaN", "not a number"), ("-1", "negative")] {
+        *counts.lock().unwrap() = ("5".into(), served.into());
+        until_prometheus_says(&prom.url, &ready_now, served).await;
+        let e = observe(&pool, &client, fleet.id, &queries, Utc::now(), retry)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{served}: {e}");
+    }
+    // An observation older than the latest stored one is refused too.
+    *counts.lock().unwrap() = ("5".into(), "4".into());
+    until_prometheus_says(&prom.url, &ready_now, "4").await;
+    let e = observe(&pool, &client, fleet.id, &queries, t1, retry)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not after the latest one stored"), "{e}");
+    assert_eq!(stored(pool.clone()).await, before);
 }

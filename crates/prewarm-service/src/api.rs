@@ -90,6 +90,7 @@ fn service_error(e: crate::error::ServiceError, fleet: &str) -> Response {
             tracing::warn!(error = %text, "database error in the operator API");
             unavailable()
         }
+        ServiceError::Unobserved(text) => error(StatusCode::CONFLICT, text),
     }
 }
 

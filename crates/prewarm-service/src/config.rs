@@ -98,8 +98,13 @@ impl Default for HttpConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-/// `[provisioner]`: where orders go and how they are signed.
+/// `[provisioner]`: how decisions act on the fleet, where orders go and how they are signed.
 pub struct ProvisionerConfig {
+    /// How decisions act: `webhook` (signed orders to the provisioner's web hook, the fleet's
+    /// state from its callbacks) or `keda` (no orders: KEDA's external scaler reads the replicas
+    /// each fleet's latest decision wants from `[keda] listen`, and the fleet's state is observed
+    /// through the pulls' `ready_query` and `desired_query`).
+    pub kind: ProvisionerKind,
     /// The provisioner's web hook that receives boot and terminate orders.
     pub url: String,
     /// Shared signing secret, `whsec_` + base64 (also verifies the provisioner's callbacks).
@@ -111,9 +116,58 @@ pub struct ProvisionerConfig {
 impl Default for ProvisionerConfig {
     fn default() -> Self {
         Self {
+            kind: ProvisionerKind::Webhook,
             url: String::new(),
             secret: Redacted(String::new()),
             timeout: Span(10),
+        }
+    }
+}
+
+/// How decisions act on the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProvisionerKind {
+    /// Orders (boot, terminate, stop, resume) to a signed web hook, exactly once; the fleet's
+    /// state from the provisioner's callbacks.
+    #[default]
+    Webhook,
+    /// Level-triggered: the desired replicas served to KEDA's external scaler; the fleet's state
+    /// observed (ready and desired replicas from Prometheus).
+    Keda,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+/// `[keda]`: KEDA's external scaler (with `provisioner.kind = "keda"`).
+pub struct KedaConfig {
+    /// Address of the gRPC scaler.
+    pub listen: String,
+    /// PEM certificate chain for TLS (empty: plain gRPC).
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
+    /// PEM CA whose client certificates are required (mutual TLS; empty: none required).
+    pub client_ca: String,
+    /// A decision older than this is not served (KEDA keeps the replicas it has): the service
+    /// is down, or the fleet is not observed.
+    pub stale_after: Span,
+    /// How often `StreamIsActive` answers again.
+    pub stream_every: Span,
+    /// A fleet not observed for this long is not planned (its tick fails, saying so).
+    pub observed_within: Span,
+}
+
+impl Default for KedaConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9095".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            client_ca: String::new(),
+            stale_after: Span(300),
+            stream_every: Span(15),
+            observed_within: Span(300),
         }
     }
 }
@@ -293,6 +347,15 @@ pub struct PullConfig {
     /// PromQL giving output tokens per second (with `tokens_in_query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_out_query: Option<String>,
+    /// PromQL giving the real fleet's ready replicas now (with `desired_query`), e.g.
+    /// `kube_deployment_status_replicas_ready{namespace="llm",deployment="vllm"}`: the fleet is
+    /// then observed, and planned on what it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_query: Option<String>,
+    /// PromQL giving the real fleet's desired replicas now (with `ready_query`), e.g.
+    /// `kube_deployment_spec_replicas{namespace="llm",deployment="vllm"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_query: Option<String>,
     /// Bucket width.
     #[serde(default = "default_pull_step")]
     pub step: Span,
@@ -328,6 +391,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Prometheus queries pulled on a schedule.
     pub pulls: Vec<PullConfig>,
+    /// KEDA's external scaler.
+    pub keda: KedaConfig,
 }
 
 /// Whether a setting's value may hold a secret (and is never quoted back or printed).
@@ -476,13 +541,15 @@ impl Config {
                 self.http.listen
             ));
         }
-        if (self.service.mode == Mode::Act || !self.provisioner.url.is_empty())
+        let webhook = self.provisioner.kind == ProvisionerKind::Webhook;
+        if webhook
+            && (self.service.mode == Mode::Act || !self.provisioner.url.is_empty())
             && !(self.provisioner.url.starts_with("http://")
                 || self.provisioner.url.starts_with("https://"))
         {
             return bad("`provisioner.url` must be the provisioner's http(s) web hook (or set `service.mode = \"forecast-only\"`)".into());
         }
-        if self.service.mode == Mode::Act || !self.provisioner.secret.0.is_empty() {
+        if (webhook && self.service.mode == Mode::Act) || !self.provisioner.secret.0.is_empty() {
             if let Err(e) = crate::webhook::Secret::parse(&self.provisioner.secret.0) {
                 return bad(format!("`provisioner.secret`: {e}"));
             }
@@ -552,6 +619,47 @@ impl Config {
             }
             if let Err(e) = crate::jobs::Pattern::parse(&pull.schedule) {
                 return bad(format!("`pulls[{i}].schedule`: {e}"));
+            }
+            if pull.ready_query.is_some() != pull.desired_query.is_some() {
+                return bad(format!(
+                    "`pulls[{i}]`: give both ready_query and desired_query (the real fleet's ready and desired replicas), or neither"
+                ));
+            }
+            if [&pull.ready_query, &pull.desired_query]
+                .iter()
+                .any(|q| q.as_deref().is_some_and(|q| q.trim().is_empty()))
+            {
+                return bad(format!(
+                    "`pulls[{i}]`: ready_query and desired_query cannot be empty"
+                ));
+            }
+        }
+        let k = &self.keda;
+        if !webhook {
+            if k.listen.parse::<SocketAddr>().is_err() {
+                return bad(format!(
+                    "`keda.listen` = `{}` is not an address such as 0.0.0.0:9095",
+                    k.listen
+                ));
+            }
+            if k.tls_cert.is_empty() != k.tls_key.is_empty() {
+                return bad(
+                    "`keda.tls_cert` and `keda.tls_key` go together: give both, or neither".into(),
+                );
+            }
+            if !k.client_ca.is_empty() && k.tls_cert.is_empty() {
+                return bad(
+                    "`keda.client_ca` (mutual TLS) needs `keda.tls_cert` and `keda.tls_key`".into(),
+                );
+            }
+            for (name, span) in [
+                ("stale_after", k.stale_after),
+                ("stream_every", k.stream_every),
+                ("observed_within", k.observed_within),
+            ] {
+                if span.0 < 1 || span.0 > 86_400 {
+                    return bad(format!("`keda.{name}` must be between 1s and 1d"));
+                }
             }
         }
         Ok(())

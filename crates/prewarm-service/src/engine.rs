@@ -147,7 +147,9 @@ impl Service {
     /// The service on a pool, with its configuration (checked) and clock; the error says which
     /// setting is wrong.
     pub fn new(pool: PgPool, config: Config, clock: SharedClock) -> Result<Arc<Self>, String> {
-        let dispatcher = if config.service.mode == Mode::Act {
+        let dispatcher = if config.service.mode == Mode::Act
+            && config.provisioner.kind == crate::config::ProvisionerKind::Webhook
+        {
             Some(Dispatcher {
                 client: reqwest::Client::builder()
                     .build()
@@ -363,6 +365,51 @@ impl Service {
         Ok((step, work, requests))
     }
 
+    /// Whether fleets' states are observed (a level-triggered provisioner kind such as KEDA)
+    /// rather than rebuilt from orders and callbacks.
+    pub fn observes_fleets(&self) -> bool {
+        self.config.provisioner.kind != crate::config::ProvisionerKind::Webhook
+    }
+
+    /// An observed fleet's state: its latest observation (which must be younger than
+    /// `keda.observed_within`), with the replicas desired but not ready booting since the
+    /// desired count covered them.
+    async fn observed_state(
+        &self,
+        fleet: &prewarm_store::fleets::Fleet,
+        now: DateTime<Utc>,
+        window_secs: i64,
+    ) -> Result<prewarm_planner::FleetState, ServiceError> {
+        let history = prewarm_store::observed::history(
+            &self.pool,
+            fleet.id,
+            now - Duration::seconds(window_secs),
+            now,
+        )
+        .await?;
+        let within = self.config.keda.observed_within.0;
+        match history.last() {
+            Some(last) if (now - last.observed_at).num_seconds() <= within => Ok(
+                prewarm_store::observed::state_from(&history, fleet.gpus_per_replica.max(1) as u32),
+            ),
+            last => Err(ServiceError::Unobserved(format!(
+                "fleet `{}` is not planned: {} (a pull with ready_query and desired_query observes it)",
+                fleet.name,
+                match last {
+                    Some(o) => format!(
+                        "its real replicas were last observed {} ago, more than keda.observed_within ({})",
+                        prewarm_core::format_duration((now - o.observed_at).num_seconds()),
+                        prewarm_core::format_duration(within)
+                    ),
+                    None => format!(
+                        "its real replicas have not been observed in the last {}",
+                        prewarm_core::format_duration(window_secs)
+                    ),
+                }
+            ))),
+        }
+    }
+
     /// Everything a decision reads, from the database: the fleet, its settings with the learned
     /// boot lead, its GPUs, recent demand and the live forecast. `None` when the fleet is gone.
     pub async fn gather(
@@ -380,7 +427,11 @@ impl Service {
             sb.resume_secs = self.resume_lead(fleet_id, sb.resume_secs, now).await?;
         }
         let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
-        let state = state::fleet_state(&self.pool, fleet_id, now, stale_after).await?;
+        let state = if self.observes_fleets() {
+            self.observed_state(&fleet, now, stale_after).await?
+        } else {
+            state::fleet_state(&self.pool, fleet_id, now, stale_after).await?
+        };
         let window = cfg.demand_window_secs() + 120;
         let (step_secs, rps, requests_rps) =
             self.demand(fleet_id, &cfg.capacity, now, window).await?;
@@ -444,7 +495,8 @@ impl Service {
             resume_lead_secs: cfg.standby.map(|s| s.resume_secs),
             forecast_id: live.as_ref().map(|f| f.id),
             fence: Some(self.holder.token),
-            write_orders: mode.orders(),
+            // A level-triggered kind sends no orders: the decision's count is what it publishes.
+            write_orders: mode.orders() && !self.observes_fleets(),
         };
         let Some(decision_id) =
             ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await?

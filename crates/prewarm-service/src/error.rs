@@ -28,6 +28,10 @@ pub enum ServiceError {
     /// Storage refused the change (a value out of range, an unknown fleet).
     #[error("{0}")]
     Store(StoreError),
+    /// An observed fleet's real replicas are not known (no recent observation): it is not
+    /// planned until they are.
+    #[error("{0}")]
+    Unobserved(String),
 }
 
 impl ServiceError {
@@ -38,6 +42,7 @@ impl ServiceError {
             ServiceError::Database(_) => "database",
             ServiceError::FleetGone(_) => "fleet_gone",
             ServiceError::Store(_) => "store",
+            ServiceError::Unobserved(_) => "unobserved",
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`engine`]: refit, plan, record and dispatch for one fleet (the leases, the ledger and the
 //!   fleet state it reads and writes are in `prewarm_store`).
 //! - [`dispatcher`], [`webhook`]: the order outbox's signed delivery.
+//! - [`keda`]: KEDA's external scaler (gRPC), for `provisioner.kind = "keda"`.
 //! - [`callbacks`]: what the provisioner reports.
 //! - `fake_cloud` (feature `fake-cloud`, on in tests): the reference provisioner, for the demo,
 //!   `prewarm fake-cloud` and the tests.
@@ -26,12 +27,15 @@ pub mod error;
 pub mod fake_cloud;
 pub mod forecasts;
 pub mod jobs;
+pub mod keda;
 pub mod metrics;
 pub mod serve;
 pub mod webhook;
 
 #[cfg(test)]
 mod browser_tests;
+#[cfg(test)]
+mod keda_tests;
 #[cfg(test)]
 mod safety_tests;
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub struct Running {
     pub service: Arc<Service>,
     /// The address served on.
     pub addr: SocketAddr,
+    /// The KEDA scaler's address (`provisioner.kind = "keda"`).
+    pub keda_addr: Option<SocketAddr>,
     scheduler: Option<JobScheduler>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -109,6 +111,32 @@ pub async fn start_with_pool(
         Some(Secret::parse(&config.provisioner.secret.0).map_err(StartError::Setup)?)
     };
     let service = Service::new(pool.clone(), config.clone(), clock).map_err(StartError::Setup)?;
+    // KEDA's external scaler, on its own address, stopped with the HTTP server.
+    let (keda_stop_tx, keda_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let keda_addr = if config.provisioner.kind == crate::config::ProvisionerKind::Keda {
+        let listener = tokio::net::TcpListener::bind(&config.keda.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.keda.listen.clone(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Setup(e.to_string()))?;
+        let tls = crate::keda::read_tls(&config.keda).map_err(StartError::Setup)?;
+        let scaler = crate::keda::for_service(&service);
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = keda_stop_rx.await;
+            };
+            if let Err(e) = crate::keda::serve(scaler, listener, tls, stop).await {
+                tracing::error!(error = %e, "the KEDA scaler stopped");
+            }
+        });
+        Some(addr)
+    } else {
+        None
+    };
     let mut app =
         prewarm_ingest::api::router(pool.clone()).merge(crate::api::router(service.clone()));
     if let Some(secret) = secret {
@@ -125,6 +153,7 @@ pub async fn start_with_pool(
                 let _ = stop_rx.await;
             })
             .await;
+        let _ = keda_stop_tx.send(());
     });
     let mut wait = Duration::from_secs(1);
     loop {
@@ -153,9 +182,13 @@ pub async fn start_with_pool(
     };
     service.scheduler_running.store(true, Ordering::Relaxed);
     tracing::info!(%addr, replica = service.replica(), mode = ?config.service.mode, "prewarm serving");
+    if let Some(keda) = keda_addr {
+        tracing::info!(%keda, "KEDA external scaler serving");
+    }
     Ok(Running {
         service,
         addr,
+        keda_addr,
         scheduler,
         stop: Some(stop_tx),
         server,
@@ -250,6 +283,26 @@ async fn run_pull(s: &Service, pull: &crate::config::PullConfig) -> Result<(), S
         tokens_out_query: pull.tokens_out_query.clone(),
     };
     let client = reqwest::Client::new();
+    // The real fleet's replicas first: a fleet whose observation fails is not planned on stale
+    // state, and its demand is still pulled.
+    let observed = match (&pull.ready_query, &pull.desired_query) {
+        (Some(ready), Some(desired)) => prewarm_ingest::prometheus::observe(
+            &s.pool,
+            &client,
+            fleet.id,
+            &prewarm_ingest::prometheus::ReplicaQueries {
+                base_url: pull.prometheus.clone(),
+                ready_query: ready.clone(),
+                desired_query: desired.clone(),
+            },
+            s.clock.now(),
+            prewarm_ingest::prometheus::Retry::default(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("observing the real fleet: {e}")),
+        _ => Ok(()),
+    };
     prewarm_ingest::prometheus::pull_new(
         &s.pool,
         &client,
@@ -261,7 +314,8 @@ async fn run_pull(s: &Service, pull: &crate::config::PullConfig) -> Result<(), S
     )
     .await
     .map(|_| ())
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    observed
 }
 
 async fn schedule(service: &Arc<Service>) -> Result<JobScheduler, String> {

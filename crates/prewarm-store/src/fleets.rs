@@ -41,6 +41,14 @@ pub struct FleetSpec {
     /// The GPU profile the fleet plans with: it then plans in tokens (none: in requests, at
     /// `gpu_rps`).
     pub gpu_profile: Option<String>,
+    #[serde(default = "default_gpus_per_replica")]
+    /// GPUs one replica holds (a vLLM pod with tensor parallelism 4 holds 4): a fleet scaled in
+    /// replicas (KEDA, an observed Deployment) is planned in GPUs and scaled in replicas.
+    pub gpus_per_replica: i32,
+}
+
+fn default_gpus_per_replica() -> i32 {
+    1
 }
 
 fn default_tz() -> String {
@@ -73,6 +81,7 @@ impl FleetSpec {
             budget_usd_per_hour: None,
             planner: None,
             gpu_profile: None,
+            gpus_per_replica: 1,
         }
     }
 }
@@ -122,6 +131,8 @@ pub struct Fleet {
     pub prefill_tps: Option<f64>,
     /// The profile's decode rate, output tokens per second per GPU.
     pub decode_tps: Option<f64>,
+    /// GPUs one replica holds.
+    pub gpus_per_replica: i32,
 }
 
 impl Fleet {
@@ -260,6 +271,12 @@ impl FleetSpec {
         {
             return bad("budget_usd_per_hour must be a finite number of zero or more".into());
         }
+        if !(1..=64).contains(&self.gpus_per_replica) {
+            return bad(format!(
+                "gpus_per_replica must be 1 to 64 (got {})",
+                self.gpus_per_replica
+            ));
+        }
         if let Some(p) = &self.planner {
             if let Err(e) = p
                 .check()
@@ -289,8 +306,8 @@ fn unknown_profile(name: Option<&str>) -> StoreError {
 pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, StoreError> {
     spec.check()?;
     let fleet = sqlx::query_as::<_, Fleet>(&format!(
-        "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, gpu_profile)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb), $10)
+        "INSERT INTO fleets (name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, gpu_profile, gpus_per_replica)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb), $10, $11)
          RETURNING {FLEET_COLUMNS}"
     ))
     .bind(&spec.name)
@@ -303,6 +320,7 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Stor
     .bind(spec.budget_usd_per_hour)
     .bind(spec.planner.as_ref().map(|p| serde_json::json!(p)))
     .bind(&spec.gpu_profile)
+    .bind(spec.gpus_per_replica)
     .fetch_one(pool)
     .await
     .map_err(|e| match &e {
@@ -317,7 +335,7 @@ pub async fn create_fleet(pool: &PgPool, spec: &FleetSpec) -> Result<Fleet, Stor
     Ok(fleet)
 }
 
-const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note, draining_since, drain_requested_by, gpu_profile,
+const FLEET_COLUMNS: &str = "id, name, time_zone, gpu_type, gpu_rps, price_usd_per_gpu_hour, min_gpus, max_gpus, budget_usd_per_hour, planner, paused, pinned_gpus, pinned_until, refit_at, refit_note, draining_since, drain_requested_by, gpu_profile, gpus_per_replica,
     (SELECT p.prefill_tps FROM gpu_profiles p WHERE p.name = fleets.gpu_profile) AS prefill_tps,
     (SELECT p.decode_tps FROM gpu_profiles p WHERE p.name = fleets.gpu_profile) AS decode_tps";
 
@@ -367,6 +385,9 @@ pub struct FleetUpdate {
         deserialize_with = "present"
     )]
     pub gpu_profile: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// GPUs one replica holds.
+    pub gpus_per_replica: Option<i32>,
 }
 
 /// A field that is present, perhaps as `null`: `Some(None)` for `null`, `None` when absent.
@@ -413,11 +434,13 @@ pub async fn update_fleet(
             .gpu_profile
             .clone()
             .unwrap_or(before.gpu_profile.clone()),
+        gpus_per_replica: update.gpus_per_replica.unwrap_or(before.gpus_per_replica),
     };
     spec.check()?;
     let after = sqlx::query_as::<_, Fleet>(&format!(
         "UPDATE fleets SET time_zone = $2, gpu_type = $3, gpu_rps = $4, price_usd_per_gpu_hour = $5,
-         min_gpus = $6, max_gpus = $7, budget_usd_per_hour = $8, gpu_profile = $9 WHERE id = $1
+         min_gpus = $6, max_gpus = $7, budget_usd_per_hour = $8, gpu_profile = $9, gpus_per_replica = $10
+         WHERE id = $1
          RETURNING {FLEET_COLUMNS}"
     ))
     .bind(before.id)
@@ -429,6 +452,7 @@ pub async fn update_fleet(
     .bind(spec.max_gpus)
     .bind(spec.budget_usd_per_hour)
     .bind(&spec.gpu_profile)
+    .bind(spec.gpus_per_replica)
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| match &e {

@@ -351,15 +351,26 @@ async fn durations(
     since: DateTime<Utc>,
     timed: Timed,
 ) -> Result<BootStats, sqlx::Error> {
-    let (column, at) = match timed {
-        Timed::Boot => ("boot_secs", "ready_at"),
-        Timed::Resume => ("resume_secs", "resumed_at"),
+    // An observed fleet's boots (`observed_boots`, one row per replica) count with the
+    // provisioner's.
+    let source = match timed {
+        Timed::Boot => {
+            "SELECT boot_secs AS secs FROM instances
+              WHERE fleet_id = $1 AND boot_secs IS NOT NULL AND ready_at >= $2
+             UNION ALL
+             SELECT boot_secs FROM observed_boots WHERE fleet_id = $1 AND ready_at >= $2"
+        }
+        Timed::Resume => {
+            "SELECT resume_secs AS secs FROM instances
+              WHERE fleet_id = $1 AND resume_secs IS NOT NULL AND resumed_at >= $2"
+        }
     };
+    let column = "secs";
     let (count, p50, p95, max): (i64, Option<f64>, Option<f64>, Option<f64>) =
         sqlx::query_as(&format!(
             "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY {column}),
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY {column}), max({column})
-             FROM instances WHERE fleet_id = $1 AND {column} IS NOT NULL AND {at} >= $2"
+             FROM ({source}) t"
         ))
         .bind(fleet_id)
         .bind(since)

@@ -33,6 +33,7 @@ pub mod jobs;
 pub mod kinds;
 pub mod leases;
 pub mod ledger;
+pub mod observed;
 pub mod profiles;
 pub mod samples;
 pub mod seed;
