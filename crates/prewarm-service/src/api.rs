@@ -132,6 +132,7 @@ pub fn router(service: Shared) -> Router {
         .route("/v1/fleets/{fleet}/plan", get(plan))
         .route("/v1/fleets/{fleet}/decisions", get(decisions))
         .route("/v1/fleets/{fleet}/boot-stats", get(boot_stats))
+        .route("/v1/fleets/{fleet}/shadow", get(shadow))
         .route("/v1/fleets/{fleet}/audit", get(fleet_audit))
         .route("/v1/fleets/{fleet}/pause", post(pause))
         .route("/v1/fleets/{fleet}/resume", post(resume))
@@ -974,6 +975,95 @@ async fn update_fleet(
         Ok((before, after)) => Json(json!({ "before": before, "fleet": after })).into_response(),
         Err(e) => ingest_error(e),
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowQuery {
+    /// Hours back from now (default 24, at most 31 days).
+    #[serde(default = "default_shadow_hours")]
+    hours: i64,
+}
+
+fn default_shadow_hours() -> i64 {
+    24
+}
+
+/// Shadow mode's answer: what prewarm's decisions would have paid and timed out over the last
+/// `hours`, next to what the observed real fleet did, replayed on the fleet's recorded demand
+/// ([`crate::shadow`]).
+async fn shadow(
+    State(s): State<Shared>,
+    a: Authorized<Read>,
+    q: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let hours = match q {
+        Ok(Query(q)) if (1..=31 * 24).contains(&q.hours) => q.hours,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the only query parameter is hours, a whole number from 1 to 744",
+            )
+        }
+    };
+    let now = s.clock.now();
+    let to = now - Duration::seconds(now.timestamp().rem_euclid(60));
+    let from = to - Duration::hours(hours);
+    let fleet = &a.fleet;
+    let cfg = s.planner_config(fleet, &[]);
+    let lead = match s.boot_lead(fleet.id, cfg.boot_lead_secs, now).await {
+        Ok(l) => l,
+        Err(e) => return service_error(e.into(), &a.name),
+    };
+    let reads = async {
+        let look_back = from - Duration::hours(1);
+        let observations =
+            prewarm_store::observed::history(&s.pool, fleet.id, look_back, to).await?;
+        let decisions: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
+            "SELECT decided_at, desired_gpus FROM decisions
+             WHERE fleet_id = $1 AND decided_at >= $2 AND decided_at < $3 ORDER BY decided_at, id",
+        )
+        .bind(fleet.id)
+        .bind(look_back)
+        .bind(to)
+        .fetch_all(&s.pool)
+        .await?;
+        let buckets =
+            prewarm_store::samples::raw_buckets(&s.pool, fleet.id, &cfg.capacity, from, to).await?;
+        Ok::<_, sqlx::Error>((observations, decisions, buckets))
+    };
+    let (observations, decisions, buckets) = match reads.await {
+        Ok(r) => r,
+        Err(e) => return db_error(e),
+    };
+    if observations.is_empty() {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "fleet `{}` has no observation of its real replicas in the window: give its pull a ready_query and a desired_query",
+                a.name
+            ),
+        );
+    }
+    let decisions: Vec<(DateTime<Utc>, u32)> = decisions
+        .into_iter()
+        .map(|(t, d)| (t, d.max(0) as u32))
+        .collect();
+    let demand = crate::shadow::per_minute(&buckets, from, to);
+    let comparison = crate::shadow::compare(
+        from,
+        &crate::shadow::Inputs {
+            demand: &demand,
+            observations: &observations,
+            decisions: &decisions,
+            gpus_per_replica: fleet.gpus_per_replica.max(1) as u32,
+            capacity: cfg.capacity,
+            timeout_secs: cfg.slo.timeout_secs,
+            price_usd_per_gpu_hour: fleet.price_usd_per_gpu_hour,
+            boot_lead_secs: lead,
+        },
+    );
+    Json(json!({ "fleet": a.name, "shadow": comparison })).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -427,7 +427,12 @@ impl Service {
             sb.resume_secs = self.resume_lead(fleet_id, sb.resume_secs, now).await?;
         }
         let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
-        let state = if self.observes_fleets() {
+        // Observed: every fleet of a level-triggered kind, and in forecast-only mode (shadow
+        // mode) a fleet whose real replicas are observed.
+        let observed = self.observes_fleets()
+            || (self.config.service.mode == Mode::ForecastOnly
+                && prewarm_store::observed::is_observed(&self.pool, fleet_id).await?);
+        let state = if observed {
             self.observed_state(&fleet, now, stale_after).await?
         } else {
             state::fleet_state(&self.pool, fleet_id, now, stale_after).await?

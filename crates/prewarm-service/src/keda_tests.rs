@@ -252,3 +252,112 @@ async fn the_scaler_serves_tls_as_keda_s_ca_cert_setting_expects(pool: PgPool) {
     );
     running.stop().await;
 }
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn shadow_mode_plans_on_the_observed_fleet_and_reports_what_it_would_have_saved(
+    pool: PgPool,
+) {
+    use crate::config::Mode;
+    let mut c = Config::default();
+    c.database.url = Redacted("postgres://127.0.0.1/unused".into());
+    c.http.listen = "127.0.0.1:0".into();
+    c.service.mode = Mode::ForecastOnly;
+    c.service.replica_id = "shadow-a".into();
+    c.validate().unwrap();
+    let start = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::hours(3);
+    let clock = ManualClock::new(start);
+    let shared: SharedClock = Arc::new(clock.clone());
+    let running = serve::start_with_pool(c, shared, pool.clone(), false)
+        .await
+        .unwrap();
+    let service = running.service.clone();
+    let mut spec = FleetSpec::named("chat");
+    spec.min_gpus = 1;
+    spec.max_gpus = 64;
+    let fleet = create_fleet(&pool, &spec).await.unwrap();
+    service.lease_round().await.unwrap();
+    // The real fleet, scaled by someone else, sits at 12 GPUs while 2 requests a second arrive
+    // (a GPU serves 1): each minute its replicas are observed, its demand stored, and prewarm
+    // plans in shadow.
+    for m in 0..150 {
+        let now = start + Duration::minutes(m);
+        clock.set(now);
+        let sample = Sample {
+            timestamp: now - Duration::minutes(1),
+            requests: 120.0,
+            bucket_secs: 60,
+            tokens_in: None,
+            tokens_out: None,
+        };
+        prewarm_store::samples::store_samples(&pool, &[(fleet.id, &[sample])])
+            .await
+            .unwrap();
+        prewarm_store::observed::record(
+            &pool,
+            fleet.id,
+            &Observation::from_values(now - Duration::seconds(10), 12.0, 12.0).unwrap(),
+        )
+        .await
+        .unwrap();
+        if m % 5 == 0 {
+            service.lease_round().await.unwrap();
+        }
+        let TickOutcome::Planned { state, .. } = service.tick_fleet(fleet.id).await.unwrap() else {
+            panic!("not planned")
+        };
+        // The state is the real fleet's, not the (empty) ledger's.
+        assert_eq!(state.gpus_ready, 12);
+    }
+    let (orders,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0, "shadow mode orders nothing");
+    let (_, token) = prewarm_store::create_token(
+        &pool,
+        Some("chat"),
+        "reader",
+        &[prewarm_store::Scope::Read],
+        &prewarm_store::Actor::cli(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/v1/fleets/chat/shadow", running.addr);
+    let client = reqwest::Client::new();
+    let answer: Value = client
+        .get(format!("{url}?hours=2"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shadow = &answer["shadow"];
+    assert_eq!(shadow["minutes"], 120, "{answer}");
+    let real = shadow["real"]["gpu_hours"].as_f64().unwrap();
+    assert!((real - 24.0).abs() < 1e-9, "{answer}");
+    // The reactive rules (no forecast yet) let idle GPUs go after half an hour under 20% load:
+    // prewarm would have paid less, and timed out nothing more.
+    let (saved, ours) = (
+        shadow["saved_gpu_hours"].as_f64().unwrap(),
+        shadow["prewarm"]["gpu_hours"].as_f64().unwrap(),
+    );
+    assert!(
+        saved >= 1.0 && (real - ours - saved).abs() < 1e-9,
+        "{answer}"
+    );
+    assert!((shadow["saved_usd"].as_f64().unwrap() - 3.0 * saved).abs() < 1e-9);
+    assert_eq!(shadow["prewarm"]["timed_out_requests"], 0.0, "{answer}");
+    assert_eq!(shadow["extra_timed_out_requests"], 0.0, "{answer}");
+    // A bad window is refused, saying what is accepted.
+    let bad = client
+        .get(format!("{url}?hours=0"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("from 1 to 744"));
+    running.stop().await;
+}

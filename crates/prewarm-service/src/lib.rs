@@ -30,6 +30,7 @@ pub mod jobs;
 pub mod keda;
 pub mod metrics;
 pub mod serve;
+pub mod shadow;
 pub mod webhook;
 
 #[cfg(test)]
