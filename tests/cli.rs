@@ -1123,7 +1123,7 @@ async fn demo_replays_the_fixture_through_the_service(
     let (server, _) = url.rsplit_once('/').unwrap();
     run_notebooks(
         &["decisions.ipynb"],
-        &[("PREWARM_DATABASE_URL", &format!("{server}/{kept}"))],
+        &[("PREWARM_DATABASE__URL", &format!("{server}/{kept}"))],
     );
     // SIGTERM ends it cleanly, and its scratch database goes with it.
     let term = Command::new("kill")
@@ -1200,6 +1200,77 @@ async fn fleets_and_tokens_are_administered_from_the_command_line(
     );
     let (ok, _, stderr) = run(&["fleet", "update", "chat", "--min-gpus", "99"]);
     assert!(!ok && stderr.contains("max_gpus"), "{stderr}");
+    // Every `fleet create` flag on `fleet update`, the SLO on both; a bad one changes nothing.
+    let (ok, _, stderr) = run(&[
+        "fleet",
+        "update",
+        "chat",
+        "--slo",
+        "0.002",
+        "--queue-timeout",
+        "90s",
+        "--standby-max",
+        "5",
+        "--gpus-per-replica",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    let (planner, per_replica): (serde_json::Value, i32) =
+        sqlx::query_as("SELECT planner, gpus_per_replica FROM fleets WHERE name = 'chat'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(planner["max_timeout_share"], 0.002, "{planner}");
+    assert_eq!(planner["queue_timeout_secs"], 90);
+    assert_eq!(planner["standby_max_gpus"], 5);
+    assert_eq!(per_replica, 4);
+    let (ok, _, stderr) = run(&[
+        "fleet",
+        "update",
+        "chat",
+        "--slo",
+        "0.9",
+        "--max-gpus",
+        "50",
+    ]);
+    assert!(
+        !ok && stderr.contains("--slo must be above 0 and below 0.5"),
+        "{stderr}"
+    );
+    let max: i32 = sqlx::query_scalar("SELECT max_gpus FROM fleets WHERE name = 'chat'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(max, 60);
+    // `fleet list`'s columns line up whatever the widths of the names.
+    let (ok, _, stderr) = run(&[
+        "fleet",
+        "create",
+        "llama-3.3-70b-instruct-us-east",
+        "--tz",
+        "America/Argentina/Buenos_Aires",
+        "--slo",
+        "0.0005",
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = run(&["fleet", "list"]);
+    assert!(ok, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let end_of = |line: &str, word: &str| line.find(word).map(|i| i + word.len());
+    let max_end = end_of(lines[0], "max").unwrap();
+    for line in &lines[1..] {
+        // The `max` column is right-aligned under its header.
+        assert_eq!(
+            line.char_indices()
+                .nth(max_end - 1)
+                .map(|(_, c)| c.is_ascii_digit()),
+            Some(true),
+            "{stdout}"
+        );
+    }
+    let (ok, _, stderr) = run(&["fleet", "delete", "llama-3.3-70b-instruct-us-east", "--yes"]);
+    assert!(ok, "{stderr}");
 
     // Tokens: scopes, listing without secrets, revocation.
     let (ok, token, stderr) = run(&[
@@ -1251,6 +1322,10 @@ async fn fleets_and_tokens_are_administered_from_the_command_line(
         vec![
             "fleet.create",
             "fleet.update",
+            "fleet.update",
+            "fleet.planner",
+            "fleet.create",
+            "fleet.delete",
             "token.create",
             "token.revoke",
             "fleet.delete"
@@ -1637,4 +1712,104 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
         "{plan:#}"
     );
     assert!(decision["desired_gpus"].as_i64().unwrap() >= 1, "{plan:#}");
+}
+
+/// Subcommands listed in a `--help` page's "Commands:" section.
+fn subcommands(help: &str) -> Vec<String> {
+    help.split("Commands:")
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .skip(1)
+                .take_while(|l| l.starts_with("  "))
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|c| *c != "help")
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_environment_variable_is_named_alike_in_every_command_and_every_argument_described() {
+    // Walk every command and subcommand's --help.
+    let mut pending: Vec<Vec<String>> = vec![vec![]];
+    let mut env_of_flag: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    let mut pages = 0;
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let (ok, help, stderr) = prewarm(&args);
+        assert!(ok, "{args:?}: {stderr}");
+        pages += 1;
+        for sub in subcommands(&help) {
+            let mut next = path.clone();
+            next.push(sub);
+            pending.push(next);
+        }
+        let command = path.join(" ");
+        // Options and arguments: a line starting with `-` or `<` under Options/Arguments, with
+        // its description on the same line or the next.
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            let is_item = line.starts_with("  ") && (t.starts_with('-') || t.starts_with('<'));
+            if !is_item {
+                continue;
+            }
+            let item = t.split("  ").next().unwrap_or(t).trim();
+            let described = t.len() > item.len()
+                || lines
+                    .get(i + 1)
+                    .is_some_and(|n| n.starts_with("          ") && !n.trim().is_empty());
+            assert!(
+                described,
+                "`prewarm {command}`: `{item}` has no description"
+            );
+            if let Some(env) = t.split("[env: ").nth(1) {
+                let name = env.split(['=', ']']).next().unwrap().to_string();
+                assert!(
+                    name.starts_with("PREWARM_"),
+                    "`prewarm {command}` reads {name}: every variable is PREWARM_..."
+                );
+                let flag = item
+                    .split([' ', '='])
+                    .find(|w| w.starts_with("--"))
+                    .unwrap_or(item);
+                if let Some((other, seen_in)) = env_of_flag.get(flag) {
+                    assert_eq!(
+                        &name, other,
+                        "{flag} reads {name} in `prewarm {command}` but {other} in `prewarm {seen_in}`"
+                    );
+                } else {
+                    env_of_flag.insert(flag.to_string(), (name, command.clone()));
+                }
+            }
+        }
+    }
+    assert!(pages > 30, "{pages} help pages");
+    // The database URL and the provisioner's secret read as `serve` reads them.
+    assert_eq!(env_of_flag["--database-url"].0, "PREWARM_DATABASE__URL");
+    assert_eq!(env_of_flag["--secret"].0, "PREWARM_PROVISIONER__SECRET");
+    assert_eq!(env_of_flag["--tz"].0, "PREWARM_TZ");
+}
+
+#[test]
+fn an_old_environment_name_is_still_read_with_a_warning() {
+    let out = Command::new(env!("CARGO_BIN_EXE_prewarm"))
+        .args(["provisioner-check", "http://127.0.0.1:9/orders"])
+        .env_remove("PREWARM_PROVISIONER__SECRET")
+        .env("PREWARM_WEBHOOK_SECRET", "not-a-secret")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PREWARM_WEBHOOK_SECRET is deprecated: set PREWARM_PROVISIONER__SECRET"),
+        "{stderr}"
+    );
+    // And it was read: the secret it gave is the one refused.
+    assert!(
+        !out.status.success() && stderr.contains("whsec_"),
+        "{stderr}"
+    );
 }

@@ -29,7 +29,7 @@ pub(crate) struct BenchIngestArgs {
     #[arg(long, default_value_t = 20)]
     push_secs: u64,
     /// Server to create the scratch database on (it is dropped afterwards).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "PREWARM_DATABASE__URL")]
     database_url: String,
 }
 

@@ -36,7 +36,7 @@ pub(crate) struct BenchServiceArgs {
     /// Plans run at once per replica.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "PREWARM_DATABASE__URL")]
     database_url: String,
 }
 

@@ -11,7 +11,7 @@ use sqlx::{postgres::PgPoolOptions, PgPool};
 #[derive(Debug, Args, Clone)]
 pub(crate) struct DbArgs {
     /// PostgreSQL connection URL, e.g. postgres://user@127.0.0.1:5432/prewarm.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "PREWARM_DATABASE__URL")]
     pub database_url: String,
 }
 
@@ -29,7 +29,7 @@ pub(crate) async fn connect(args: &DbArgs) -> anyhow::Result<PgPool> {
         .await
         .with_context(|| {
             format!(
-                "cannot connect to the database at {}; is PostgreSQL running, and is DATABASE_URL right?",
+                "cannot connect to the database at {}; is PostgreSQL running, and is PREWARM_DATABASE__URL (or DATABASE_URL) right?",
                 redacted(&args.database_url)
             )
         })?;
@@ -61,7 +61,7 @@ where
 {
     let admin = connect_plain(url)
         .await
-        .context("is PostgreSQL running, and is DATABASE_URL right?")?;
+        .context("is PostgreSQL running, and is PREWARM_DATABASE__URL (or DATABASE_URL) right?")?;
     let name = format!("{prefix}_{}", std::process::id());
     prewarm_store::admin::create_database(&admin, &name)
         .await

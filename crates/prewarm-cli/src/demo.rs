@@ -74,10 +74,10 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     pub gpu_profile: Option<String>,
     /// The fleet's IANA time zone.
-    #[arg(long, default_value = "UTC")]
+    #[arg(long, default_value = "UTC", env = "PREWARM_TZ")]
     pub tz: String,
     /// Server holding the scratch database (a database `prewarm_demo_...` is made and dropped).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "PREWARM_DATABASE__URL")]
     pub database_url: String,
     /// Keep the scratch database afterwards (its name is printed).
     #[arg(long)]

@@ -14,7 +14,7 @@ pub(crate) struct FakeCloudArgs {
     #[arg(long, default_value = "127.0.0.1:9900")]
     listen: String,
     /// Shared web-hook secret (`whsec_...`); without it, a new one is made and printed.
-    #[arg(long, env = "PREWARM_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, env = "PREWARM_PROVISIONER__SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// prewarm's base URL for the ready/failed/terminated/stopped/resumed callbacks (e.g. http://127.0.0.1:8080).
     #[arg(long)]

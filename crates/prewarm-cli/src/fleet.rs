@@ -40,6 +40,51 @@ pub(crate) struct FleetSettingsArgs {
     gpus_per_replica: Option<i32>,
 }
 
+/// The fleet's own planner settings `fleet create` and `fleet update` take (the rest of them:
+/// `PUT /v1/fleets/{fleet}/planner`).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct PlannerFlags {
+    /// The SLO: the most requests that may time out, as a share (0.001 is 0.1%; default: the
+    /// service's `planner.max_timeout_share`).
+    #[arg(long)]
+    slo: Option<f64>,
+    /// A request waiting longer than this times out (the SLO's other half; default 2m).
+    #[arg(long)]
+    queue_timeout: Option<crate::args::Span>,
+    /// Keep up to this many GPUs in a standby tier (stopped, resumed in --resume); 0: none.
+    #[arg(long)]
+    standby_max: Option<u32>,
+    /// A standby GPU's price as a share of the running price (default 0.01).
+    #[arg(long)]
+    standby_price: Option<f64>,
+    /// Resume lead until real resumes teach one (default 2m).
+    #[arg(long)]
+    resume: Option<crate::args::Span>,
+}
+
+impl PlannerFlags {
+    /// Whether any is given.
+    fn any(&self) -> bool {
+        self.slo.is_some()
+            || self.queue_timeout.is_some()
+            || self.standby_max.is_some()
+            || self.standby_price.is_some()
+            || self.resume.is_some()
+    }
+
+    /// `base` with the given ones set.
+    fn over(&self, base: prewarm_planner::Settings) -> prewarm_planner::Settings {
+        prewarm_planner::Settings {
+            max_timeout_share: self.slo.or(base.max_timeout_share),
+            queue_timeout_secs: self.queue_timeout.map(|t| t.0).or(base.queue_timeout_secs),
+            standby_max_gpus: self.standby_max.or(base.standby_max_gpus),
+            standby_price_share: self.standby_price.or(base.standby_price_share),
+            resume_secs: self.resume.map(|r| r.0).or(base.resume_secs),
+            ..base
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum FleetCommand {
     /// Create a fleet (defaults: UTC, 1 request/s per GPU, $3 per GPU-hour, 1 to 100 GPUs).
@@ -48,15 +93,8 @@ pub(crate) enum FleetCommand {
         name: String,
         #[command(flatten)]
         settings: FleetSettingsArgs,
-        /// Keep up to this many GPUs in a standby tier (stopped, resumed in --resume); 0: none.
-        #[arg(long)]
-        standby_max: Option<u32>,
-        /// A standby GPU's price as a share of the running price (default 0.01).
-        #[arg(long)]
-        standby_price: Option<f64>,
-        /// Resume lead until real resumes teach one (default 2m).
-        #[arg(long)]
-        resume: Option<crate::args::Span>,
+        #[command(flatten)]
+        planner: PlannerFlags,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -67,9 +105,12 @@ pub(crate) enum FleetCommand {
     },
     /// Change a fleet's settings (those given; the change is checked and audited).
     Update {
+        /// The fleet's name.
         name: String,
         #[command(flatten)]
         settings: FleetSettingsArgs,
+        #[command(flatten)]
+        planner: PlannerFlags,
         /// Remove the spending limit.
         #[arg(long, conflicts_with = "budget")]
         no_budget: bool,
@@ -104,9 +145,7 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
             FleetCommand::Create {
                 name,
                 settings,
-                standby_max,
-                standby_price,
-                resume,
+                planner,
                 db,
             } => {
                 let pool = connect(db).await?;
@@ -122,13 +161,7 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                     budget_usd_per_hour: settings.budget,
                     gpu_profile: settings.gpu_profile.clone(),
                     gpus_per_replica: settings.gpus_per_replica.unwrap_or(d.gpus_per_replica),
-                    planner: (standby_max.is_some() || standby_price.is_some() || resume.is_some())
-                        .then(|| prewarm_planner::Settings {
-                            standby_max_gpus: *standby_max,
-                            standby_price_share: *standby_price,
-                            resume_secs: resume.map(|r| r.0),
-                            ..Default::default()
-                        }),
+                    planner: planner.any().then(|| planner.over(Default::default())),
                 };
                 let fleet = create_fleet(&pool, &spec).await?;
                 let mut conn = pool.acquire().await?;
@@ -146,38 +179,81 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
             FleetCommand::List { db } => {
                 let pool = connect(db).await?;
                 let fleets = prewarm_store::list_fleets(&pool).await?;
-                println!(
-                    "{:<24} {:<20} {:<24} {:>8} {:>6} {:>6} {:>10}  state",
-                    "fleet", "time zone", "capacity", "$/GPU-h", "min", "max", "budget $/h"
-                );
-                for f in fleets {
-                    let state = match (f.draining_since, f.paused, f.pinned_gpus) {
-                        (Some(since), _, _) => {
-                            format!("draining since {}", since.format("%Y-%m-%d %H:%M UTC"))
-                        }
-                        (None, true, _) => "paused".to_string(),
-                        (None, false, Some(pin)) => format!("pinned to {pin}"),
-                        _ => "-".to_string(),
-                    };
-                    println!(
-                        "{:<24} {:<20} {:<24} {:>8} {:>6} {:>6} {:>10}  {state}",
-                        f.name,
-                        f.time_zone.to_string(),
-                        match &f.gpu_profile {
-                            Some(p) => format!("profile {p}"),
-                            None => format!("{} requests/s/GPU", f.gpu_rps),
-                        },
-                        f.price_usd_per_gpu_hour,
-                        f.min_gpus,
-                        f.max_gpus,
-                        f.budget_usd_per_hour
-                            .map_or("-".to_string(), |b| b.to_string())
-                    );
+                let header = [
+                    "fleet",
+                    "time zone",
+                    "capacity",
+                    "GPUs/replica",
+                    "$/GPU-h",
+                    "min",
+                    "max",
+                    "budget $/h",
+                    "state",
+                ];
+                let rows: Vec<[String; 9]> = fleets
+                    .iter()
+                    .map(|f| {
+                        let state = match (f.draining_since, f.paused, f.pinned_gpus) {
+                            (Some(since), _, _) => {
+                                format!("draining since {}", since.format("%Y-%m-%d %H:%M UTC"))
+                            }
+                            (None, true, _) => "paused".to_string(),
+                            (None, false, Some(pin)) => format!("pinned to {pin}"),
+                            _ => "-".to_string(),
+                        };
+                        [
+                            f.name.clone(),
+                            f.time_zone.to_string(),
+                            match &f.gpu_profile {
+                                Some(p) => format!("profile {p}"),
+                                None => format!("{} requests/s/GPU", f.gpu_rps),
+                            },
+                            f.gpus_per_replica.to_string(),
+                            f.price_usd_per_gpu_hour.to_string(),
+                            f.min_gpus.to_string(),
+                            f.max_gpus.to_string(),
+                            f.budget_usd_per_hour
+                                .map_or("-".to_string(), |b| b.to_string()),
+                            state,
+                        ]
+                    })
+                    .collect();
+                // Each column as wide as its widest cell: text left-aligned, numbers right.
+                let widths: Vec<usize> = (0..header.len())
+                    .map(|c| {
+                        rows.iter()
+                            .map(|r| r[c].chars().count())
+                            .chain([header[c].len()])
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                let line = |cells: &[&str]| {
+                    cells
+                        .iter()
+                        .enumerate()
+                        .map(|(c, v)| {
+                            if (3..8).contains(&c) {
+                                format!("{v:>w$}", w = widths[c])
+                            } else if c == cells.len() - 1 {
+                                v.to_string()
+                            } else {
+                                format!("{v:<w$}", w = widths[c])
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                };
+                println!("{}", line(&header));
+                for r in &rows {
+                    let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+                    println!("{}", line(&cells));
                 }
             }
             FleetCommand::Update {
                 name,
                 settings,
+                planner,
                 no_budget,
                 no_gpu_profile,
                 db,
@@ -202,8 +278,38 @@ pub(crate) fn run(command: &FleetCommand) -> anyhow::Result<()> {
                     },
                     gpus_per_replica: settings.gpus_per_replica,
                 };
+                // The planner's settings are checked before anything changes, then set with the
+                // fleet's (each change audited).
+                let planner_settings = if planner.any() {
+                    let current = prewarm_store::fleet_by_name(&pool, name).await?;
+                    let merged = planner.over(current.planner_settings());
+                    merged.check().map_err(|e| {
+                        use prewarm_planner::Setting;
+                        let flag = match e.setting {
+                            Setting::MaxTimeoutShare => "--slo",
+                            Setting::QueueTimeout => "--queue-timeout",
+                            Setting::StandbyMax => "--standby-max",
+                            Setting::StandbyPrice => "--standby-price",
+                            Setting::Resume => "--resume",
+                            other => other.api_name(),
+                        };
+                        anyhow::anyhow!("{}", e.named(flag))
+                    })?;
+                    Some(merged)
+                } else {
+                    None
+                };
                 let (before, after) =
                     prewarm_store::update_fleet(&pool, name, &update, &Actor::cli()).await?;
+                if let Some(settings) = planner_settings {
+                    prewarm_store::fleets::change(
+                        &pool,
+                        &after,
+                        &Actor::cli(),
+                        &prewarm_store::fleets::OperatorChange::Planner(settings),
+                    )
+                    .await?;
+                }
                 println!(
                     "updated fleet `{}`:\n  before: {}\n  after:  {}",
                     after.name,

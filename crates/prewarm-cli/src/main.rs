@@ -120,9 +120,43 @@ enum BenchCommand {
     Planner(bench_planner::BenchPlannerArgs),
 }
 
+/// Other names of a setting's environment variable, still read: (the other name, the project's
+/// name, whether the other name is deprecated). One name per setting across commands is the
+/// project's (`PREWARM_<SECTION>__<KEY>`, as `serve` reads its configuration).
+const ENV_ALIASES: &[(&str, &str, bool)] = &[
+    // The conventional name of a PostgreSQL URL: read, not deprecated.
+    ("DATABASE_URL", "PREWARM_DATABASE__URL", false),
+    (
+        "PREWARM_WEBHOOK_SECRET",
+        "PREWARM_PROVISIONER__SECRET",
+        true,
+    ),
+];
+
+/// Sets each project name from its other name when only the other is set; the deprecated ones
+/// are returned to be warned about once logging is up.
+fn read_env_aliases() -> Vec<(&'static str, &'static str)> {
+    let mut deprecated = Vec::new();
+    for &(other, ours, old) in ENV_ALIASES {
+        if std::env::var_os(ours).is_none() {
+            if let Some(value) = std::env::var_os(other) {
+                std::env::set_var(ours, value);
+                if old {
+                    deprecated.push((other, ours));
+                }
+            }
+        }
+    }
+    deprecated
+}
+
 fn main() {
+    let deprecated = read_env_aliases();
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet);
+    for (old, new) in deprecated {
+        eprintln!("warning: {old} is deprecated: set {new} instead (read this time)");
+    }
     let result = match cli.command {
         Command::Trace { command } => trace::run(&command),
         #[cfg(feature = "analysis")]

@@ -115,7 +115,7 @@ pub(crate) enum ProfileCommand {
         #[arg(long)]
         bundled: bool,
         /// PostgreSQL connection URL, for the database's profiles.
-        #[arg(long, env = "DATABASE_URL")]
+        #[arg(long, env = "PREWARM_DATABASE__URL")]
         database_url: Option<String>,
     },
     /// Store a profiles file's profiles in the database (replacing those of the same names;

@@ -34,7 +34,7 @@ pub(crate) struct CheckArgs {
     /// The provisioner's web hook, e.g. http://127.0.0.1:9900/orders.
     url: String,
     /// The shared secret (`whsec_...`), as given to the provisioner.
-    #[arg(long, env = "PREWARM_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, env = "PREWARM_PROVISIONER__SECRET", hide_env_values = true)]
     secret: String,
     /// Fleet name the test orders are for.
     #[arg(long, default_value = "prewarm-conformance")]

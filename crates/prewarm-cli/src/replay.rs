@@ -59,7 +59,7 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     pub price: Option<f64>,
     /// IANA time zone of the fleet (seasons and overrides follow its wall clock).
-    #[arg(long)]
+    #[arg(long, env = "PREWARM_TZ")]
     pub tz: Option<String>,
     /// Steps replayed before scoring starts (forecasts need history); default 2d when the trace
     /// has at least 4 days, else 0.
