@@ -136,8 +136,17 @@ const ENV_ALIASES: &[(&str, &str, bool)] = &[
 /// Sets each project name from its other name when only the other is set; the deprecated ones
 /// are returned to be warned about once logging is up.
 fn read_env_aliases() -> Vec<(&'static str, &'static str)> {
+    // `serve` reads its configuration file first and `PREWARM_*` over it, with `DATABASE_URL`
+    // only when neither sets the URL: promoting `DATABASE_URL` would override its file.
+    let serving = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|c| c == "serve");
     let mut deprecated = Vec::new();
     for &(other, ours, old) in ENV_ALIASES {
+        if serving && other == "DATABASE_URL" {
+            continue;
+        }
         if std::env::var_os(ours).is_none() {
             if let Some(value) = std::env::var_os(other) {
                 std::env::set_var(ours, value);

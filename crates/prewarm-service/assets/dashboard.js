@@ -73,7 +73,9 @@
   function pct(v) {
     if (v === null || v === undefined) return dash;
     const p = v * 100;
-    return (p === 0 ? '0' : p < 0.001 ? '<0.001' : p.toPrecision(2)) + '%';
+    // Plain decimals only: 100%, 12%, 1.5%, 0.041%, <0.001% (never 1.0e+2%).
+    const text = p === 0 ? '0' : p < 0.001 ? '<0.001' : p >= 10 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : Number(p.toPrecision(2)).toString();
+    return text + '%';
   }
   function ago(t, now) {
     if (!t) return 'never';
@@ -190,7 +192,9 @@
         el('td', { 'data-col': 'mode' }, el('span', { class: 'badge ' + f.mode }, mode)),
         el('td', { class: 'num', 'data-col': 'gpus' }, int(f.desired_gpus) + ' / ' + int(f.gpus_ready) + ' / ' + int(f.gpus_booting) + (f.gpus_standby ? ' (' + f.gpus_standby + ' standby)' : '')),
         el('td', { 'data-col': 'demand' }, bandBar(f), ' ', num(f.demand_rps, 2) +
-          (f.forecast_upper_rps === null ? ' ' : ' · ' + num(f.forecast_p50_rps, 2) + '–' + num(f.forecast_upper_rps, 2) + ' '),
+          // The median and the level planned on, each named: the level may be below the
+          // median when the SLO allows it (a band written low–high would then read backwards).
+          (f.forecast_upper_rps === null ? ' ' : ' · median ' + num(f.forecast_p50_rps, 2) + ' · planned ' + num(f.forecast_upper_rps, 2) + ' '),
           el('mark', { class: 'band ' + f.band.replace(/ /g, '-') }, f.band)),
         shareCell(f.timed_out_share_24h),
         shareCell(f.timed_out_share_7d),
