@@ -3,7 +3,7 @@
     python3 notebooks/run.py OUT_DIR NOTEBOOK.ipynb [NOTEBOOK.ipynb ...]
 
 Inputs come from the environment each notebook names (PREWARM_SIMULATE_DIR, PREWARM_BACKTEST_DIR,
-PREWARM_DATABASE_URL, ...). The executed copies, with their outputs, are written to OUT_DIR; the
+PREWARM_DATABASE__URL, ...). The executed copies, with their outputs, are written to OUT_DIR; the
 notebooks in the repository stay without outputs.
 """
 

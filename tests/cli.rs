@@ -1813,3 +1813,58 @@ fn an_old_environment_name_is_still_read_with_a_warning() {
         "{stderr}"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_decisions_notebook_runs_on_an_empty_database_and_on_a_fleet_with_nothing_yet(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    opts: sqlx::postgres::PgConnectOptions,
+) {
+    let url = url_of(&opts);
+    let pool = pool_opts.connect_with(opts).await.unwrap();
+    prewarm_store::MIGRATOR.run(&pool).await.unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ready = Command::new("python3")
+        .args([
+            "-c",
+            "import nbclient, nbformat, ipykernel, polars, matplotlib, psycopg",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the notebooks' requirements"
+        );
+        return;
+    }
+    let run = |fleet: Option<&str>| {
+        let out_dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.arg(root.join("notebooks/run.py"))
+            .arg(out_dir.path())
+            .arg(root.join("notebooks/decisions.ipynb"))
+            .env("PREWARM_DATABASE__URL", &url)
+            .env_remove("PREWARM_FLEET");
+        if let Some(f) = fleet {
+            cmd.env("PREWARM_FLEET", f);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(out_dir.path().join("decisions.ipynb")).unwrap()
+    };
+    // No fleet at all: it says so.
+    let executed = run(None);
+    assert!(executed.contains("no fleet in this database"), "{executed}");
+    // A fleet with no decision, order, sample or tally yet.
+    prewarm_store::create_fleet(&pool, &prewarm_store::FleetSpec::named("quiet"))
+        .await
+        .unwrap();
+    let executed = run(Some("quiet"));
+    assert!(executed.contains("no decision yet"), "{executed}");
+    assert!(executed.contains("no hourly tally yet"), "{executed}");
+}

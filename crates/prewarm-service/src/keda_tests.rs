@@ -361,3 +361,101 @@ async fn shadow_mode_plans_on_the_observed_fleet_and_reports_what_it_would_have_
     assert!(bad.text().await.unwrap().contains("from 1 to 744"));
     running.stop().await;
 }
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_keda_fleet_pre_warms_on_its_wall_clock_after_a_dst_change_and_learns_from_its_real_boots(
+    pool: PgPool,
+) {
+    use crate::service_tests::{at, planned, rush_trace};
+    // New York moved to daylight time on 2026-03-08: the 09:00 rush is at 13:00 UTC from then
+    // on (14:00 before). At 12:50 UTC the fleet's plan must raise its replicas for it.
+    let start = at("2026-03-02T05:00:00Z");
+    let now = at("2026-03-09T12:50:00Z");
+    let clock = ManualClock::new(now);
+    let shared: SharedClock = Arc::new(clock.clone());
+    let running = serve::start_with_pool(keda_config(), shared, pool.clone(), false)
+        .await
+        .unwrap();
+    let service = running.service.clone();
+    let address = running.keda_addr.unwrap().to_string();
+    let mut spec = FleetSpec::named("office");
+    spec.time_zone = "America/New_York".into();
+    spec.gpu_rps = 1.0;
+    spec.gpus_per_replica = 2;
+    spec.min_gpus = 2;
+    spec.max_gpus = 64;
+    let created = create_fleet(&pool, &spec).await.unwrap();
+    let trace = rush_trace(start, 8);
+    let upto = ((now - start).num_minutes() / 5) as usize;
+    let history = prewarm_core::Trace::new(start, 300, trace.requests[..upto].to_vec());
+    prewarm_store::import_trace(&pool, &created, &history, Utc::now())
+        .await
+        .unwrap();
+    service.lease_round().await.unwrap();
+    let report = service.refit_fleet(created.id).await.unwrap();
+    assert!(report.calibrated, "{report:?}");
+    // The real Deployment: one replica (2 GPUs), ready, as kube-state-metrics says.
+    let observe = |t: DateTime<Utc>, ready: i64, desired: i64| {
+        let pool = pool.clone();
+        async move {
+            let o = Observation::from_values(t, ready as f64, desired as f64).unwrap();
+            prewarm_store::observed::record(&pool, created.id, &o)
+                .await
+                .unwrap()
+        }
+    };
+    observe(now - Duration::seconds(30), 1, 1).await;
+    let (d, state, _) = {
+        // The lease is real-time (a debug refit outlasts it): renewed before each tick.
+        service.lease_round().await.unwrap();
+        planned(service.tick_fleet(created.id).await.unwrap())
+    };
+    assert_eq!(state.gpus_ready, 2);
+    assert!(d.reason.starts_with("pre-warm"), "{}", d.reason);
+    assert!(d.desired_gpus >= 19, "{d:?}");
+    let replicas = d.desired_gpus.div_ceil(2) as i64;
+    let answer = python_client(&address, "office", None).await;
+    assert_eq!(answer["metrics"]["ok"]["value"], replicas, "{answer}");
+
+    // KEDA's HPA sets the Deployment to that count; its pods become ready six minutes later.
+    clock.set(now + Duration::minutes(1));
+    observe(now + Duration::seconds(50), 1, replicas).await;
+    let (d, state, _) = {
+        // The lease is real-time (a debug refit outlasts it): renewed before each tick.
+        service.lease_round().await.unwrap();
+        planned(service.tick_fleet(created.id).await.unwrap())
+    };
+    assert_eq!(state.booting.len() as i64, (replicas - 1) * 2);
+    // Booting GPUs are not ordered again.
+    assert!(d.desired_gpus.div_ceil(2) as i64 <= replicas + 1, "{d:?}");
+    clock.set(now + Duration::minutes(7));
+    let learned = observe(now + Duration::seconds(410), replicas, replicas).await;
+    assert_eq!(learned as i64, replicas - 1, "each replica's boot is timed");
+    let stats = prewarm_store::instances::boot_stats(&pool, created.id, now - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(stats.p50_secs, Some(360.0), "{stats:?}");
+    // The rush arrives on time (09:00 New York daylight time) and finds the replicas ready.
+    let rush: Vec<Sample> = (0..10)
+        .map(|m| Sample {
+            timestamp: at("2026-03-09T13:00:00Z") + Duration::minutes(m),
+            requests: 20.0 * 60.0,
+            bucket_secs: 60,
+            tokens_in: None,
+            tokens_out: None,
+        })
+        .collect();
+    prewarm_store::samples::store_samples(&pool, &[(created.id, &rush)])
+        .await
+        .unwrap();
+    clock.set(at("2026-03-09T13:10:00Z"));
+    observe(at("2026-03-09T13:09:30Z"), replicas, replicas).await;
+    let (d, state, _) = {
+        // The lease is real-time (a debug refit outlasts it): renewed before each tick.
+        service.lease_round().await.unwrap();
+        planned(service.tick_fleet(created.id).await.unwrap())
+    };
+    assert!(state.gpus_ready >= 19, "{state:?}");
+    assert!(d.desired_gpus >= 19, "{d:?}");
+    running.stop().await;
+}

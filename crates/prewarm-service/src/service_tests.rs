@@ -729,7 +729,9 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     assert_eq!(dry["decision"]["desired_gpus"], d.desired_gpus);
     assert_eq!(counts().await.0, 1);
     match d.orders[..] {
-        [Order::Boot(n)] => assert!(n >= 20, "{n} GPUs for a rush of 20 rps"),
+        // A rush of 20.5 requests a second on average: the SLO sizer, with a new fleet's budget
+        // at the SLO itself, may leave the last GPU to the next decisions.
+        [Order::Boot(n)] => assert!(n >= 19, "{n} GPUs for a rush of 20 rps"),
         _ => panic!("{:?}", d.orders),
     }
     // A second refit uses the stored forecasts' errors and does not bootstrap again.
