@@ -503,6 +503,13 @@
       : '';
     $('fleet-facts').textContent = 'time zone ' + tz + ' · ' + capacity + tokens + ' · SLO: at most ' + pct(d.fleet.slo.max_timeout_share) + ' of requests wait past ' +
       d.fleet.slo.timeout_secs + ' s · lease ' + (d.fleet.lease_holder || 'none') + ' · last refit ' + ago(d.fleet.last_refit, d.now);
+    // Shadow mode: prewarm's decisions against the observed real fleet over the window.
+    const sh = d.shadow;
+    $('fleet-shadow').textContent = !sh ? '' : 'Shadow over ' + Math.round(sh.minutes / 60) + ' h: the real fleet paid ' +
+      num(sh.real.gpu_hours, 1) + ' GPU-hours (' + pct(sh.real.timed_out_share) + ' timed out), prewarm would have paid ' +
+      num(sh.prewarm.gpu_hours, 1) + ' (' + pct(sh.prewarm.timed_out_share) + ' timed out): ' +
+      (sh.saved_usd >= 0 ? 'saved $' + num(sh.saved_usd, 2) : 'spent $' + num(-sh.saved_usd, 2) + ' more') +
+      ', ' + num(Math.abs(sh.extra_timed_out_requests), 0) + (sh.extra_timed_out_requests > 0 ? ' more' : ' fewer') + ' requests timed out';
     document.querySelectorAll('.tzname').forEach((e) => { e.textContent = tz; });
     $('pause').disabled = d.fleet.paused;
     $('resume').disabled = !d.fleet.paused;

@@ -1006,64 +1006,17 @@ async fn shadow(
             )
         }
     };
-    let now = s.clock.now();
-    let to = now - Duration::seconds(now.timestamp().rem_euclid(60));
-    let from = to - Duration::hours(hours);
-    let fleet = &a.fleet;
-    let cfg = s.planner_config(fleet, &[]);
-    let lead = match s.boot_lead(fleet.id, cfg.boot_lead_secs, now).await {
-        Ok(l) => l,
-        Err(e) => return service_error(e.into(), &a.name),
-    };
-    let reads = async {
-        let look_back = from - Duration::hours(1);
-        let observations =
-            prewarm_store::observed::history(&s.pool, fleet.id, look_back, to).await?;
-        let decisions: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
-            "SELECT decided_at, desired_gpus FROM decisions
-             WHERE fleet_id = $1 AND decided_at >= $2 AND decided_at < $3 ORDER BY decided_at, id",
-        )
-        .bind(fleet.id)
-        .bind(look_back)
-        .bind(to)
-        .fetch_all(&s.pool)
-        .await?;
-        let buckets =
-            prewarm_store::samples::raw_buckets(&s.pool, fleet.id, &cfg.capacity, from, to).await?;
-        Ok::<_, sqlx::Error>((observations, decisions, buckets))
-    };
-    let (observations, decisions, buckets) = match reads.await {
-        Ok(r) => r,
-        Err(e) => return db_error(e),
-    };
-    if observations.is_empty() {
-        return error(
+    match crate::shadow::over(&s, &a.fleet, hours).await {
+        Ok(Some(comparison)) => Json(json!({ "fleet": a.name, "shadow": comparison })).into_response(),
+        Ok(None) => error(
             StatusCode::CONFLICT,
             format!(
                 "fleet `{}` has no observation of its real replicas in the window: give its pull a ready_query and a desired_query",
                 a.name
             ),
-        );
+        ),
+        Err(e) => service_error(e, &a.name),
     }
-    let decisions: Vec<(DateTime<Utc>, u32)> = decisions
-        .into_iter()
-        .map(|(t, d)| (t, d.max(0) as u32))
-        .collect();
-    let demand = crate::shadow::per_minute(&buckets, from, to);
-    let comparison = crate::shadow::compare(
-        from,
-        &crate::shadow::Inputs {
-            demand: &demand,
-            observations: &observations,
-            decisions: &decisions,
-            gpus_per_replica: fleet.gpus_per_replica.max(1) as u32,
-            capacity: cfg.capacity,
-            timeout_secs: cfg.slo.timeout_secs,
-            price_usd_per_gpu_hour: fleet.price_usd_per_gpu_hour,
-            boot_lead_secs: lead,
-        },
-    );
-    Json(json!({ "fleet": a.name, "shadow": comparison })).into_response()
 }
 
 #[derive(serde::Deserialize)]

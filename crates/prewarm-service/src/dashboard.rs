@@ -231,6 +231,14 @@ pub(crate) async fn fleet(
         .collect();
     let cover = coverage(&work, &decisions);
     let fleet = &a.fleet;
+    // Shadow mode's comparison over the window, for a fleet whose real replicas are observed.
+    let shadow = match crate::shadow::over(&s, fleet, hours).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(fleet = fleet.name, error = %e, "the shadow comparison failed");
+            None
+        }
+    };
     Json(json!({
         "now": now,
         "since": since,
@@ -271,6 +279,7 @@ pub(crate) async fn fleet(
         "coverage": cover.iter().map(|(h, n, c)| json!({ "hour": h, "buckets": n, "covered": c })).collect::<Vec<_>>(),
         "hours": tally.iter().map(|(h, r, t, c)| json!({ "hour": h, "requests": r, "timed_out": t, "cost_usd": c })).collect::<Vec<_>>(),
         "events": events,
+        "shadow": shadow,
     }))
     .into_response()
 }

@@ -350,6 +350,20 @@ async fn shadow_mode_plans_on_the_observed_fleet_and_reports_what_it_would_have_
     assert!((shadow["saved_usd"].as_f64().unwrap() - 3.0 * saved).abs() < 1e-9);
     assert_eq!(shadow["prewarm"]["timed_out_requests"], 0.0, "{answer}");
     assert_eq!(shadow["extra_timed_out_requests"], 0.0, "{answer}");
+    // The dashboard's fleet view carries the same comparison.
+    let page: Value = client
+        .get(format!(
+            "http://{}/v1/fleets/chat/dashboard?hours=2",
+            running.addr
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["shadow"], answer["shadow"], "{page}");
     // A bad window is refused, saying what is accepted.
     let bad = client
         .get(format!("{url}?hours=0"))

@@ -152,6 +152,54 @@ pub fn compare(from: DateTime<Utc>, inputs: &Inputs<'_>) -> Comparison {
     }
 }
 
+/// The comparison over the last `hours` for a fleet, read from the database; `None` when the
+/// fleet's real replicas were not observed in the window.
+pub async fn over(
+    s: &crate::engine::Service,
+    fleet: &prewarm_store::Fleet,
+    hours: i64,
+) -> Result<Option<Comparison>, crate::error::ServiceError> {
+    let now = s.clock.now();
+    let to = now - Duration::seconds(now.timestamp().rem_euclid(60));
+    let from = to - Duration::hours(hours);
+    let cfg = s.planner_config(fleet, &[]);
+    let lead = s.boot_lead(fleet.id, cfg.boot_lead_secs, now).await?;
+    let look_back = from - Duration::hours(1);
+    let observations = prewarm_store::observed::history(&s.pool, fleet.id, look_back, to).await?;
+    if observations.is_empty() {
+        return Ok(None);
+    }
+    let decisions: Vec<(DateTime<Utc>, i32)> = sqlx::query_as(
+        "SELECT decided_at, desired_gpus FROM decisions
+         WHERE fleet_id = $1 AND decided_at >= $2 AND decided_at < $3 ORDER BY decided_at, id",
+    )
+    .bind(fleet.id)
+    .bind(look_back)
+    .bind(to)
+    .fetch_all(&s.pool)
+    .await?;
+    let buckets =
+        prewarm_store::samples::raw_buckets(&s.pool, fleet.id, &cfg.capacity, from, to).await?;
+    let decisions: Vec<(DateTime<Utc>, u32)> = decisions
+        .into_iter()
+        .map(|(t, d)| (t, d.max(0) as u32))
+        .collect();
+    let demand = per_minute(&buckets, from, to);
+    Ok(Some(compare(
+        from,
+        &Inputs {
+            demand: &demand,
+            observations: &observations,
+            decisions: &decisions,
+            gpus_per_replica: fleet.gpus_per_replica.max(1) as u32,
+            capacity: cfg.capacity,
+            timeout_secs: cfg.slo.timeout_secs,
+            price_usd_per_gpu_hour: fleet.price_usd_per_gpu_hour,
+            boot_lead_secs: lead,
+        },
+    )))
+}
+
 /// Demand per minute over `[from, to)` from stored buckets (a wider bucket spread evenly over
 /// its minutes; a missing minute is no demand).
 pub fn per_minute(
