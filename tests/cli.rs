@@ -596,16 +596,20 @@ fn browser_dom(path: &Path) -> Option<String> {
 /// Runs notebooks from `notebooks/` top to bottom with `env` (their inputs), as CI does: a cell
 /// that fails fails the test. The executed copies go to `target/notebooks/`. Where the notebooks'
 /// Python requirements are not installed they are not run (never in CI: `.ci/run` installs them).
-fn run_notebooks(names: &[&str], env: &[(&str, &str)]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let ready = Command::new("python3")
+/// Whether the notebooks' Python requirements are installed.
+fn notebooks_ready() -> bool {
+    Command::new("python3")
         .args([
             "-c",
             "import nbclient, nbformat, ipykernel, polars, matplotlib, psycopg",
         ])
         .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run_notebooks(names: &[&str], env: &[(&str, &str)]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !notebooks_ready() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have the notebooks' requirements (.ci/run installs notebooks/requirements.txt)"
@@ -1823,14 +1827,7 @@ async fn the_decisions_notebook_runs_on_an_empty_database_and_on_a_fleet_with_no
     let pool = pool_opts.connect_with(opts).await.unwrap();
     prewarm_store::MIGRATOR.run(&pool).await.unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let ready = Command::new("python3")
-        .args([
-            "-c",
-            "import nbclient, nbformat, ipykernel, polars, matplotlib, psycopg",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
+    if !notebooks_ready() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have the notebooks' requirements"

@@ -107,17 +107,81 @@ pub struct PullReport {
     pub warnings: Vec<String>,
 }
 
+/// An answer of Prometheus' HTTP API, its `data` of the kind the endpoint returns.
 #[derive(Deserialize)]
-struct Answer {
+struct Answer<D> {
     status: String,
-    #[serde(default)]
-    data: Option<Matrix>,
+    #[serde(default = "none")]
+    data: Option<D>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
     warnings: Vec<String>,
+}
+
+fn none<D>() -> Option<D> {
+    None
+}
+
+/// GETs `path` of Prometheus' API with `params` and returns its data and warnings. Prometheus
+/// being down, unreachable or answering 5xx is retried with backoff (each request counted in
+/// `sent`); a query it rejects (its error in a 4xx answer) fails at once with its own message.
+async fn api_get<D: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    base_url: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    retry: Retry,
+    sent: &mut u32,
+) -> Result<(D, Vec<String>), PullError> {
+    let url = format!("{}/api/v1/{path}", base_url.trim_end_matches('/'));
+    let mut delay = retry.first_delay;
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        *sent += 1;
+        let response = client
+            .get(&url)
+            .query(params)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() || r.status().is_client_error() => {
+                let status = r.status();
+                let answer: Answer<D> = r
+                    .json()
+                    .await
+                    .map_err(|e| PullError::Malformed(format!("{status}: {}", e.without_url())))?;
+                if answer.status != "success" {
+                    return Err(PullError::Rejected {
+                        kind: answer.error_type.unwrap_or_else(|| status.to_string()),
+                        message: answer.error.unwrap_or_default(),
+                    });
+                }
+                let data = answer
+                    .data
+                    .ok_or_else(|| PullError::Malformed("no data".into()))?;
+                return Ok((data, answer.warnings));
+            }
+            Ok(r) => last = format!("HTTP {}", r.status()),
+            // The client's error names the URL with the query sent; the base URL may carry
+            // credentials: neither reaches a log or a message.
+            Err(e) => last = prewarm_core::scrub_urls(&e.without_url().to_string()),
+        }
+        if attempt < retry.attempts {
+            // Exponential backoff with jitter, so many pullers do not retry in step.
+            let jitter = 0.5 + rand::random::<f64>();
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            delay *= 2;
+        }
+    }
+    Err(PullError::Unreachable {
+        url: prewarm_core::redact_url(base_url),
+        attempts: retry.attempts,
+        last,
+    })
 }
 
 #[derive(Deserialize)]
@@ -142,74 +206,44 @@ async fn query_range(
     retry: Retry,
     report: &mut PullReport,
 ) -> Result<BTreeMap<i64, f64>, PullError> {
-    let url = format!("{}/api/v1/query_range", src.base_url.trim_end_matches('/'));
-    let mut delay = retry.first_delay;
-    let mut last = String::new();
-    for attempt in 1..=retry.attempts.max(1) {
-        report.requests_sent += 1;
-        let response = client
-            .get(&url)
-            .query(&[
-                ("query", query),
-                ("start", &start.to_string()),
-                ("end", &end.to_string()),
-                ("step", &src.step_secs.to_string()),
-            ])
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status().is_success() || r.status().is_client_error() => {
-                let status = r.status();
-                let answer: Answer = r
-                    .json()
-                    .await
-                    .map_err(|e| PullError::Malformed(format!("{status}: {}", e.without_url())))?;
-                if answer.status != "success" {
-                    return Err(PullError::Rejected {
-                        kind: answer.error_type.unwrap_or_else(|| status.to_string()),
-                        message: answer.error.unwrap_or_default(),
-                    });
+    let (start, end, step) = (
+        start.to_string(),
+        end.to_string(),
+        src.step_secs.to_string(),
+    );
+    let params = [
+        ("query", query),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("step", step.as_str()),
+    ];
+    let (matrix, warnings): (Matrix, _) = api_get(
+        client,
+        &src.base_url,
+        "query_range",
+        &params,
+        retry,
+        &mut report.requests_sent,
+    )
+    .await?;
+    report.warnings.extend(warnings);
+    if matrix.result_type != "matrix" {
+        return Err(PullError::Malformed(format!(
+            "result type `{}`, expected a range vector (matrix)",
+            matrix.result_type
+        )));
+    }
+    let mut sums: BTreeMap<i64, f64> = BTreeMap::new();
+    for series in matrix.result {
+        for (t, v) in series.values {
+            if let Ok(v) = v.parse::<f64>() {
+                if v.is_finite() {
+                    *sums.entry(t.round() as i64).or_default() += v.max(0.0);
                 }
-                report.warnings.extend(answer.warnings);
-                let matrix = answer
-                    .data
-                    .ok_or_else(|| PullError::Malformed("no data".into()))?;
-                if matrix.result_type != "matrix" {
-                    return Err(PullError::Malformed(format!(
-                        "result type `{}`, expected a range vector (matrix)",
-                        matrix.result_type
-                    )));
-                }
-                let mut sums: BTreeMap<i64, f64> = BTreeMap::new();
-                for series in matrix.result {
-                    for (t, v) in series.values {
-                        if let Ok(v) = v.parse::<f64>() {
-                            if v.is_finite() {
-                                *sums.entry(t.round() as i64).or_default() += v.max(0.0);
-                            }
-                        }
-                    }
-                }
-                return Ok(sums);
             }
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            // The client's error names the URL with the query sent; the base URL may carry
-            // credentials: neither reaches a log or a message.
-            Err(e) => last = prewarm_core::scrub_urls(&e.without_url().to_string()),
-        }
-        if attempt < retry.attempts {
-            // Exponential backoff with jitter, so many pullers do not retry in step.
-            let jitter = 0.5 + rand::random::<f64>();
-            tokio::time::sleep(delay.mul_f64(jitter)).await;
-            delay *= 2;
         }
     }
-    Err(PullError::Unreachable {
-        url: prewarm_core::redact_url(&src.base_url),
-        attempts: retry.attempts,
-        last,
-    })
+    Ok(sums)
 }
 
 /// Pulls `[from, to)` into a fleet's history, chunk by chunk.
@@ -304,17 +338,6 @@ pub async fn pull_new(
 }
 
 #[derive(Deserialize)]
-struct InstantAnswer {
-    status: String,
-    #[serde(default)]
-    data: Option<Vector>,
-    #[serde(default, rename = "errorType")]
-    error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Vector {
     #[serde(rename = "resultType")]
     result_type: String,
@@ -332,83 +355,41 @@ pub async fn query_instant(
     at: DateTime<Utc>,
     retry: Retry,
 ) -> Result<f64, PullError> {
-    let url = format!("{}/api/v1/query", base_url.trim_end_matches('/'));
-    let mut delay = retry.first_delay;
-    let mut last = String::new();
-    for attempt in 1..=retry.attempts.max(1) {
-        let response = client
-            .get(&url)
-            .query(&[
-                ("query", query),
-                (
-                    "time",
-                    &format!("{:.3}", at.timestamp_millis() as f64 / 1e3),
-                ),
-            ])
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status().is_success() || r.status().is_client_error() => {
-                let status = r.status();
-                let answer: InstantAnswer = r
-                    .json()
-                    .await
-                    .map_err(|e| PullError::Malformed(format!("{status}: {}", e.without_url())))?;
-                if answer.status != "success" {
-                    return Err(PullError::Rejected {
-                        kind: answer.error_type.unwrap_or_else(|| status.to_string()),
-                        message: answer.error.unwrap_or_default(),
-                    });
-                }
-                let data = answer
-                    .data
-                    .ok_or_else(|| PullError::Malformed("no data".into()))?;
-                let value = |v: &serde_json::Value| -> Result<f64, PullError> {
-                    let text = v.get(1).and_then(|x| x.as_str()).ok_or_else(|| {
-                        PullError::Malformed(format!("a sample is not [time, \"value\"]: {v}"))
-                    })?;
-                    // Prometheus spells NaN and the infinities its own way; all are refused later.
-                    Ok(text.parse::<f64>().unwrap_or(f64::NAN))
-                };
-                return match data.result_type.as_str() {
-                    "scalar" => value(&data.result),
-                    "vector" => {
-                        let series = data.result.as_array().cloned().unwrap_or_default();
-                        if series.is_empty() {
-                            return Err(PullError::Rejected {
-                                kind: "no_data".into(),
-                                message: format!(
-                                    "`{}` returned no series (is the workload's name right, and is it scraped?)",
-                                    prewarm_core::shorten(query, 200)
-                                ),
-                            });
-                        }
-                        let mut sum = 0.0;
-                        for s in &series {
-                            sum += value(s.get("value").unwrap_or(&serde_json::Value::Null))?;
-                        }
-                        Ok(sum)
-                    }
-                    other => Err(PullError::Malformed(format!(
-                        "result type `{other}`, expected an instant vector or a scalar"
-                    ))),
-                };
+    let time = format!("{:.3}", at.timestamp_millis() as f64 / 1e3);
+    let params = [("query", query), ("time", time.as_str())];
+    let mut sent = 0;
+    let (data, _): (Vector, _) =
+        api_get(client, base_url, "query", &params, retry, &mut sent).await?;
+    let value = |v: &serde_json::Value| -> Result<f64, PullError> {
+        let text = v.get(1).and_then(|x| x.as_str()).ok_or_else(|| {
+            PullError::Malformed(format!("a sample is not [time, \"value\"]: {v}"))
+        })?;
+        // Prometheus spells NaN and the infinities its own way; all are refused later.
+        Ok(text.parse::<f64>().unwrap_or(f64::NAN))
+    };
+    match data.result_type.as_str() {
+        "scalar" => value(&data.result),
+        "vector" => {
+            let series = data.result.as_array().cloned().unwrap_or_default();
+            if series.is_empty() {
+                return Err(PullError::Rejected {
+                    kind: "no_data".into(),
+                    message: format!(
+                        "`{}` returned no series (is the workload's name right, and is it scraped?)",
+                        prewarm_core::shorten(query, 200)
+                    ),
+                });
             }
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = prewarm_core::scrub_urls(&e.without_url().to_string()),
+            let mut sum = 0.0;
+            for s in &series {
+                sum += value(s.get("value").unwrap_or(&serde_json::Value::Null))?;
+            }
+            Ok(sum)
         }
-        if attempt < retry.attempts {
-            let jitter = 0.5 + rand::random::<f64>();
-            tokio::time::sleep(delay.mul_f64(jitter)).await;
-            delay *= 2;
-        }
+        other => Err(PullError::Malformed(format!(
+            "result type `{other}`, expected an instant vector or a scalar"
+        ))),
     }
-    Err(PullError::Unreachable {
-        url: prewarm_core::redact_url(base_url),
-        attempts: retry.attempts,
-        last,
-    })
 }
 
 /// Where a fleet's real replicas are read: a Prometheus and two instant queries.

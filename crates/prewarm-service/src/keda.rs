@@ -145,9 +145,7 @@ impl Scaler {
             }
             _ => {}
         }
-        let per_replica = i64::from(per_replica.max(1));
-        let replicas = i64::from(desired.max(0)).div_euclid(per_replica)
-            + i64::from(i64::from(desired.max(0)) % per_replica != 0);
+        let replicas = i64::from((desired.max(0) as u32).div_ceil(per_replica.max(1) as u32));
         Ok(Wanted {
             replicas,
             active: replicas > 0 || min_gpus > 0,
