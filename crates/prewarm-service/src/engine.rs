@@ -837,12 +837,10 @@ impl Service {
     /// (those with orders stay: the fleet's state is counted from them) and the dashboard's
     /// tally hours older than 8 days.
     pub async fn retention(&self, fleet_id: i64, now: DateTime<Utc>) -> Result<(), ServiceError> {
-        prewarm_store::downsample_fleet(
-            &self.pool,
-            Some(fleet_id),
-            now - Duration::seconds(self.config.retention.keep_raw.0),
-        )
-        .await?;
+        let raw_before = now - Duration::seconds(self.config.retention.keep_raw.0);
+        prewarm_store::downsample_fleet(&self.pool, Some(fleet_id), raw_before).await?;
+        // An observed fleet's replicas and boot times are kept as long as its raw samples.
+        prewarm_store::observed::prune(&self.pool, fleet_id, raw_before).await?;
         let before = now - Duration::seconds(self.config.retention.keep_decisions.0);
         ledger::prune_decisions(&self.pool, fleet_id, before).await?;
         // The dashboard reads a week of the hourly tally.

@@ -904,6 +904,23 @@ async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
     prewarm_store::import_trace(&pool, &created, &old, Utc::now())
         .await
         .unwrap();
+    // Observations of its real replicas, as old and a day old: a replica asked for, then ready
+    // six minutes later (a boot learned) in each.
+    for (t, ready, desired) in [
+        ("2026-05-01T00:00:00Z", 1, 1),
+        ("2026-05-01T00:01:00Z", 1, 2),
+        ("2026-05-01T00:07:00Z", 2, 2),
+        ("2026-06-09T00:00:00Z", 2, 2),
+        ("2026-06-09T00:01:00Z", 2, 3),
+        ("2026-06-09T00:07:00Z", 3, 3),
+    ] {
+        let o =
+            prewarm_store::observed::Observation::from_values(at(t), ready as f64, desired as f64)
+                .unwrap();
+        prewarm_store::observed::record(&pool, created.id, &o)
+            .await
+            .unwrap();
+    }
     w.service.lease_round().await.unwrap();
     assert_eq!(
         w.service.daily_all().await.unwrap(),
@@ -927,6 +944,14 @@ async fn retention_runs_once_a_day_at_the_fleets_local_time(pool: PgPool) {
         vec![(3600, 120.0), (3600, 120.0)],
         "folded into hourly sums"
     );
+    // Observations and observed boots older than the raw samples' horizon are gone.
+    let kept: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM observations), (SELECT count(*) FROM observed_boots)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, (3, 1));
     w.running.stop().await;
 }
 

@@ -190,15 +190,27 @@ pub async fn is_observed(pool: &PgPool, fleet_id: i64) -> Result<bool, sqlx::Err
     Ok(found)
 }
 
-/// Forgets observations older than `older_than_secs` (their boot times are kept).
-pub async fn prune(pool: &PgPool, older_than_secs: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
-        "DELETE FROM observations WHERE observed_at < now() - make_interval(secs => $1)",
-    )
-    .bind(older_than_secs as f64)
-    .execute(pool)
-    .await?
-    .rows_affected())
+/// Forgets a fleet's observations and observed boot times from before `before` (the daily
+/// retention job, with the raw samples' horizon). Returns the rows removed.
+pub async fn prune(
+    pool: &PgPool,
+    fleet_id: i64,
+    before: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let observations =
+        sqlx::query("DELETE FROM observations WHERE fleet_id = $1 AND observed_at < $2")
+            .bind(fleet_id)
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    let boots = sqlx::query("DELETE FROM observed_boots WHERE fleet_id = $1 AND ready_at < $2")
+        .bind(fleet_id)
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(observations + boots)
 }
 
 #[cfg(test)]
