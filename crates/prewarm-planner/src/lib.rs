@@ -370,6 +370,42 @@ pub struct PlanInput<'a> {
     pub strategy: Strategy,
 }
 
+/// The level a plan reads at `t`: the expert override's quantile, else the SLO sizer's level for
+/// the local hour, else [`defaults::START_LEVEL`] until the sizer has chosen.
+pub fn planned_level(cfg: &PlannerConfig, levels: Option<&LevelPlan>, t: DateTime<Utc>) -> usize {
+    match (cfg.quantile, levels) {
+        (Some(q), _) => level_index(q),
+        (None, Some(levels)) => levels.level_at(t, Some(cfg.tz)),
+        (None, None) => level_index(defaults::START_LEVEL),
+    }
+}
+
+/// When the fleet must next be planned to catch a rise: a boot lead before the first minute of
+/// `forecast` within `horizon_secs` of `now` whose planned level needs more GPUs than `have`
+/// (clamped to `now`: a rise within the lead is due at once). `None` when no minute does, or
+/// when the forecast does not cover `now`. A service that cannot plan every fleet in a tick
+/// plans the soonest due first.
+pub fn rise_due(
+    forecast: &Forecast<'_>,
+    cfg: &PlannerConfig,
+    have: u32,
+    now: DateTime<Utc>,
+    horizon_secs: i64,
+) -> Option<DateTime<Utc>> {
+    let dist = forecast.distribution;
+    let first = dist.index(now)?;
+    let last = dist
+        .median_rps
+        .len()
+        .min(first + (horizon_secs.max(0) / 60) as usize + 1);
+    (first..last).find_map(|i| {
+        let t = dist.start + Duration::minutes(i as i64);
+        let q = dist.quantiles[i][planned_level(cfg, forecast.levels, t)];
+        (cfg.gpus_for(q, cfg.target_utilization) > have)
+            .then(|| (t - Duration::seconds(cfg.boot_lead_secs)).max(now))
+    })
+}
+
 /// Index of the lowest level at or above `q` (the top level when none is).
 pub fn level_index(q: f64) -> usize {
     LEVELS
@@ -489,14 +525,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
             && d.covers(now, now + Duration::seconds(cfg.boot_lead_secs) + hold)
     });
     let reactive_load = |gpus: u32| current / (gpus.max(1) as f64 * cfg.capacity.per_gpu());
-    let tz = Some(cfg.tz);
-    let level_at = |t: DateTime<Utc>| -> usize {
-        match (cfg.quantile, adjusted.and_then(|f| f.levels)) {
-            (Some(q), _) => level_index(q),
-            (None, Some(levels)) => levels.level_at(t, tz),
-            (None, None) => level_index(defaults::START_LEVEL),
-        }
-    };
+    let level_at = |t: DateTime<Utc>| planned_level(cfg, adjusted.and_then(|f| f.levels), t);
     let mut p50_now = None;
     let mut planned_now = None;
     // With a standby tier: what the cold tier must hold (running and standby together).

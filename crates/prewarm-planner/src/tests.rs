@@ -676,3 +676,43 @@ fn the_standby_settings_are_checked() {
     .apply(&mut cfg);
     assert_eq!(cfg.standby, None, "0 turns the tier off");
 }
+
+#[test]
+fn a_rise_is_due_a_boot_lead_before_the_minute_that_needs_more_gpus() {
+    // 30 rps until 09:00, 100 rps after; 10 rps per GPU at 80% on 1.1 x the median: 5 GPUs,
+    // then 14. The boot lead is 10 minutes.
+    let dist = band(
+        "2026-03-02T08:00:00Z",
+        180,
+        30.0,
+        100.0,
+        "2026-03-02T09:00:00Z",
+    );
+    let mut cfg = cfg10();
+    cfg.boot_lead_secs = 600;
+    let f = Forecast {
+        distribution: &dist,
+        levels: None,
+    };
+    let due = |now: &str, have: u32, horizon: i64| crate::rise_due(&f, &cfg, have, t(now), horizon);
+    // Five GPUs: the rush at 09:00 is due at 08:50.
+    assert_eq!(
+        due("2026-03-02T08:10:00Z", 5, 3_600),
+        Some(t("2026-03-02T08:50:00Z"))
+    );
+    // Beyond the horizon: nothing due.
+    assert_eq!(due("2026-03-02T08:10:00Z", 5, 1_800), None);
+    // Within the lead: due at once.
+    assert_eq!(
+        due("2026-03-02T08:55:00Z", 5, 3_600),
+        Some(t("2026-03-02T08:55:00Z"))
+    );
+    // Enough GPUs for the rush: nothing due; too few for now: due at once.
+    assert_eq!(due("2026-03-02T08:10:00Z", 14, 3_600), None);
+    assert_eq!(
+        due("2026-03-02T08:10:00Z", 4, 3_600),
+        Some(t("2026-03-02T08:10:00Z"))
+    );
+    // A forecast that does not cover now says nothing.
+    assert_eq!(due("2026-03-02T07:00:00Z", 0, 3_600), None);
+}

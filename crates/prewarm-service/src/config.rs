@@ -186,6 +186,11 @@ pub struct ServiceConfig {
     pub lease_ttl: Span,
     /// Most fleets planned at once by one replica.
     pub concurrency: usize,
+    /// No fleet's plan is started later than this after its tick began: the fleets left are
+    /// counted as not planned in time (`prewarm_fleets_not_planned_in_time_total`), come first
+    /// at the next tick, and the replica hands what it cannot plan in time to other replicas.
+    /// Below the tick's interval (a minute by default).
+    pub tick_deadline: Span,
 }
 
 impl Default for ServiceConfig {
@@ -195,6 +200,7 @@ impl Default for ServiceConfig {
             mode: Mode::Act,
             lease_ttl: Span(15),
             concurrency: 8,
+            tick_deadline: Span(45),
         }
     }
 }
@@ -559,6 +565,12 @@ impl Config {
         }
         if self.service.lease_ttl.0 < 3 || self.service.lease_ttl.0 > 25 {
             return bad("`service.lease_ttl` must be between 3s and 25s (a dead replica's fleets are taken over within 30 s)".into());
+        }
+        if !(1..=3_600).contains(&self.service.tick_deadline.0) {
+            return bad(
+                "`service.tick_deadline` must be between 1s and 1h (below the tick's interval)"
+                    .into(),
+            );
         }
         if self.service.concurrency == 0 {
             return bad("`service.concurrency` must be at least 1".into());

@@ -90,6 +90,20 @@ impl Gathered {
     }
 }
 
+/// Fleets a tick reads together ([`Service::gather_many`]).
+pub const GATHER_SLICE: usize = 256;
+
+/// What one tick of every held fleet did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TickRound {
+    /// Fleets planned (or drained).
+    pub planned: usize,
+    /// Fleets whose plan failed (the error policy logged each).
+    pub failed: usize,
+    /// Fleets not started before `service.tick_deadline`: not planned in time.
+    pub late: usize,
+}
+
 /// What one tick did for one fleet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TickOutcome {
@@ -141,6 +155,19 @@ pub struct Service {
     /// Other running replicas with this replica's id at the last lease round (warned about when
     /// it changes).
     same_id_seen: std::sync::atomic::AtomicI64,
+    /// The lease rounds' own connection: a tick that holds every pooled connection never makes a
+    /// renewal wait behind it.
+    lease_pool: PgPool,
+    /// When each fleet must next be planned to catch its next rise ([`prewarm_planner::rise_due`]),
+    /// as its last plan found: a tick plans the soonest due first. A fleet not planned yet is
+    /// due at once.
+    due: Mutex<HashMap<i64, DateTime<Utc>>>,
+    /// How many fleets this replica can plan within `service.tick_deadline`, once a tick has
+    /// shown a limit (0: none seen); announced at each lease round.
+    capacity: std::sync::atomic::AtomicI64,
+    /// Each held fleet's live forecast as last rebuilt, under the ids of the stored forecasts it
+    /// was rebuilt from (a refit's new forecast changes them).
+    live: Mutex<HashMap<i64, (Vec<i64>, forecasts::LiveForecast)>>,
 }
 
 impl Service {
@@ -163,6 +190,12 @@ impl Service {
             None
         };
         let holder = leases::Holder::new(&config.service.replica_id);
+        let lease_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(
+                config.service.lease_ttl.0.max(1) as u64,
+            ))
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
         Ok(Arc::new(Self {
             pool,
             config,
@@ -175,6 +208,10 @@ impl Service {
             scheduler_running: Default::default(),
             queues: Mutex::new(HashMap::new()),
             same_id_seen: Default::default(),
+            lease_pool,
+            due: Mutex::new(HashMap::new()),
+            capacity: Default::default(),
+            live: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -183,7 +220,7 @@ impl Service {
         &self.config.service.replica_id
     }
 
-    fn lock_for(&self, fleet_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, fleet_id: i64) -> Arc<tokio::sync::Mutex<()>> {
         self.fleet_locks
             .lock()
             .expect("fleet locks")
@@ -197,9 +234,21 @@ impl Service {
         self.held.lock().expect("held").clone()
     }
 
-    /// Renews, balances and claims leases.
+    /// How many fleets this replica can plan within `service.tick_deadline`, once a tick has
+    /// shown a limit.
+    pub fn capacity(&self) -> Option<i64> {
+        Some(self.capacity.load(std::sync::atomic::Ordering::Relaxed)).filter(|c| *c > 0)
+    }
+
+    /// Renews, balances and claims leases, on the lease rounds' own connection.
     pub async fn lease_round(&self) -> Result<leases::LeaseRound, sqlx::Error> {
-        let round = leases::round(&self.pool, &self.holder, self.config.service.lease_ttl.0).await;
+        let round = leases::round(
+            &self.lease_pool,
+            &self.holder,
+            self.config.service.lease_ttl.0,
+            self.capacity(),
+        )
+        .await;
         match &round {
             Ok(r) => {
                 // Said once when it starts (or the count changes), not at every round.
@@ -292,14 +341,19 @@ impl Service {
         let stats =
             prewarm_store::instances::resume_stats(&self.pool, fleet_id, now - Duration::days(7))
                 .await?;
-        Ok(stats
+        Ok(self.resume_lead_from(&stats).unwrap_or(configured))
+    }
+
+    /// The resume lead that a week's resume statistics give: their p95 rounded up to 10 s, once
+    /// there are as many as boots needed for the boot lead.
+    pub fn resume_lead_from(&self, stats: &callbacks::BootStats) -> Option<i64> {
+        stats
             .p95_secs
             .filter(|p95| p95.is_finite() && stats.count >= self.config.planner.min_boots_for_lead)
             .map(|p95| {
                 let (lo, hi) = prewarm_planner::settings::limits::RESUME_SECS;
                 (((p95 / 10.0).ceil() * 10.0) as i64).clamp(lo, hi)
             })
-            .unwrap_or(configured))
     }
 
     /// The lead that a week's boot statistics give: their p95 rounded up to a minute, once at
@@ -335,21 +389,10 @@ impl Service {
 
     /// Recent demand per sample bucket, the last one ending by `now`: (bucket width, work per
     /// second in the capacity's unit, requests per second).
-    async fn demand(
-        &self,
-        fleet_id: i64,
-        capacity: &prewarm_planner::Capacity,
+    fn demand_of(
+        rows: &[prewarm_store::samples::RawBucket],
         now: DateTime<Utc>,
-        window_secs: i64,
-    ) -> Result<(i64, Vec<f64>, Vec<f64>), sqlx::Error> {
-        let rows = prewarm_store::samples::raw_buckets(
-            &self.pool,
-            fleet_id,
-            capacity,
-            now - Duration::seconds(window_secs),
-            now,
-        )
-        .await?;
+    ) -> (i64, Vec<f64>, Vec<f64>) {
         let step = rows.iter().map(|r| r.secs as i64).min().unwrap_or(60);
         // Buckets still open at `now` are partial, and a bucket with no work (a token fleet's
         // sample without token counts) is missing: leave them out.
@@ -362,7 +405,7 @@ impl Service {
             .iter()
             .map(|b| b.requests / b.secs as f64)
             .collect();
-        Ok((step, work, requests))
+        (step, work, requests)
     }
 
     /// Whether fleets' states are observed (a level-triggered provisioner kind such as KEDA)
@@ -417,42 +460,176 @@ impl Service {
         fleet_id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Gathered>, ServiceError> {
-        let Some(fleet) = self.fleet(fleet_id).await? else {
-            return Ok(None);
-        };
-        let events = self.events(fleet_id).await?;
-        let mut cfg = self.planner_config(&fleet, &events);
-        cfg.boot_lead_secs = self.boot_lead(fleet_id, cfg.boot_lead_secs, now).await?;
-        if let Some(sb) = cfg.standby.as_mut() {
-            sb.resume_secs = self.resume_lead(fleet_id, sb.resume_secs, now).await?;
+        self.gather_many(&[fleet_id], now)
+            .await?
+            .remove(&fleet_id)
+            .transpose()
+    }
+
+    /// [`Service::gather`] for many fleets at once, in a few set-based queries for all of them
+    /// (the fleets, their calendars, boot and resume times, ledgers, samples and live
+    /// forecasts) instead of a round of queries per fleet. A fleet that is gone is absent; one
+    /// that cannot be planned (an observed fleet not observed lately) has its error.
+    pub async fn gather_many(
+        &self,
+        fleet_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<i64, Result<Gathered, ServiceError>>, ServiceError> {
+        let pool = &self.pool;
+        let fleets = fleets::fleets_by_ids(pool, fleet_ids).await?;
+        let ids: Vec<i64> = fleets.iter().map(|f| f.id).collect();
+        let week_ago = now - Duration::days(7);
+        let mut events = fleets::events_of(pool, &ids).await?;
+        let boots = prewarm_store::instances::boot_stats_of(pool, &ids, week_ago).await?;
+        let mut cfgs: HashMap<i64, PlannerConfig> = HashMap::with_capacity(fleets.len());
+        for fleet in &fleets {
+            let mut cfg = self.planner_config(fleet, events.get(&fleet.id).map_or(&[], |e| e));
+            if let Some(lead) = boots.get(&fleet.id).and_then(|b| self.lead_from(b)) {
+                cfg.boot_lead_secs = lead;
+            }
+            cfgs.insert(fleet.id, cfg);
         }
-        let stale_after = (3 * cfg.boot_lead_secs).max(1_800);
+        let with_standby: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| cfgs[id].standby.is_some())
+            .collect();
+        if !with_standby.is_empty() {
+            let resumes =
+                prewarm_store::instances::resume_stats_of(pool, &with_standby, week_ago).await?;
+            for (id, stats) in &resumes {
+                if let (Some(lead), Some(sb)) = (
+                    self.resume_lead_from(stats),
+                    cfgs.get_mut(id).and_then(|c| c.standby.as_mut()),
+                ) {
+                    sb.resume_secs = lead;
+                }
+            }
+        }
+        let stale_after = |cfg: &PlannerConfig| (3 * cfg.boot_lead_secs).max(1_800);
         // Observed: every fleet of a level-triggered kind, and in forecast-only mode (shadow
         // mode) a fleet whose real replicas are observed.
-        let observed = self.observes_fleets()
-            || (self.config.service.mode == Mode::ForecastOnly
-                && prewarm_store::observed::is_observed(&self.pool, fleet_id).await?);
-        let state = if observed {
-            self.observed_state(&fleet, now, stale_after).await?
+        let mut observed: std::collections::HashSet<i64> = Default::default();
+        for &id in &ids {
+            if self.observes_fleets()
+                || (self.config.service.mode == Mode::ForecastOnly
+                    && prewarm_store::observed::is_observed(pool, id).await?)
+            {
+                observed.insert(id);
+            }
+        }
+        let from_ledger: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !observed.contains(id))
+            .collect();
+        let mut rows = if from_ledger.is_empty() {
+            HashMap::new()
         } else {
-            state::fleet_state(&self.pool, fleet_id, now, stale_after).await?
+            state::state_rows(pool, &from_ledger).await?
         };
-        let window = cfg.demand_window_secs() + 120;
-        let (step_secs, rps, requests_rps) =
-            self.demand(fleet_id, &cfg.capacity, now, window).await?;
-        let live = forecasts::latest(&self.pool, fleet_id, now, 2 * 3_600).await?;
-        let mode = self.mode_of(&fleet, now);
-        Ok(Some(Gathered {
+        let window = |cfg: &PlannerConfig| cfg.demand_window_secs() + 120;
+        let widest = cfgs.values().map(window).max().unwrap_or(0);
+        let capacities: Vec<(i64, prewarm_planner::Capacity)> =
+            ids.iter().map(|id| (*id, cfgs[id].capacity)).collect();
+        let mut samples = prewarm_store::samples::raw_buckets_of(
+            pool,
+            &capacities,
+            now - Duration::seconds(widest),
             now,
-            fleet,
-            cfg,
-            state,
-            step_secs,
-            rps,
-            requests_rps,
-            live,
-            mode,
-        }))
+        )
+        .await?;
+        let mut live = self.live_forecasts(&ids, now).await?;
+        let mut out = HashMap::with_capacity(fleets.len());
+        for fleet in fleets {
+            let id = fleet.id;
+            let cfg = cfgs.remove(&id).expect("a config per fleet");
+            events.remove(&id);
+            let state = if observed.contains(&id) {
+                match self.observed_state(&fleet, now, stale_after(&cfg)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        out.insert(id, Err(e));
+                        continue;
+                    }
+                }
+            } else {
+                rows.remove(&id)
+                    .unwrap_or_default()
+                    .state(now, stale_after(&cfg))
+            };
+            let since = now - Duration::seconds(window(&cfg));
+            let buckets: Vec<_> = samples
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| b.start >= since)
+                .collect();
+            let (step_secs, rps, requests_rps) = Self::demand_of(&buckets, now);
+            let mode = self.mode_of(&fleet, now);
+            out.insert(
+                id,
+                Ok(Gathered {
+                    now,
+                    live: live.remove(&id).flatten(),
+                    fleet,
+                    cfg,
+                    state,
+                    step_secs,
+                    rps,
+                    requests_rps,
+                    mode,
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The live forecast each fleet plans on (the latest calibrated one younger than two hours,
+    /// rebuilt into its demand distribution), in one query for all of them; a forecast already
+    /// rebuilt by an earlier tick is reused until a refit replaces it.
+    async fn live_forecasts(
+        &self,
+        fleet_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<i64, Option<forecasts::LiveForecast>>, sqlx::Error> {
+        const MAX_AGE_SECS: i64 = 2 * 3_600;
+        let latest = prewarm_store::forecasts::latest_live_ids(
+            &self.pool,
+            fleet_ids,
+            now,
+            now - Duration::seconds(MAX_AGE_SECS),
+        )
+        .await?;
+        let mut out = HashMap::with_capacity(fleet_ids.len());
+        for &id in fleet_ids {
+            let Some(ids) = latest.get(&id) else {
+                out.insert(id, None);
+                continue;
+            };
+            let cached = self
+                .live
+                .lock()
+                .expect("live forecasts")
+                .get(&id)
+                .filter(|(k, _)| k == ids)
+                .map(|(_, f)| f.clone());
+            let forecast = match cached {
+                Some(f) => Some(f),
+                None => {
+                    let f = forecasts::latest(&self.pool, id, now, MAX_AGE_SECS).await?;
+                    if let Some(f) = &f {
+                        self.live
+                            .lock()
+                            .expect("live forecasts")
+                            .insert(id, (ids.clone(), f.clone()));
+                    }
+                    f
+                }
+            };
+            out.insert(id, forecast);
+        }
+        Ok(out)
     }
 
     /// Plans one fleet at the clock's now, records the decision (fenced by the lease) and delivers
@@ -463,9 +640,22 @@ impl Service {
         let _guard = lock.lock().await;
         let started = Instant::now();
         let now = self.clock.now();
-        let Some(gathered) = self.gather(fleet_id, now).await? else {
+        let gathered = self.gather(fleet_id, now).await?;
+        self.plan_gathered(fleet_id, gathered, started).await
+    }
+
+    /// Plans one fleet from what was gathered for it while its lock was held (`None`: the fleet
+    /// is gone), records the decision (fenced by the lease) and delivers its orders.
+    async fn plan_gathered(
+        &self,
+        fleet_id: i64,
+        gathered: Option<Gathered>,
+        started: Instant,
+    ) -> Result<TickOutcome, ServiceError> {
+        let Some(gathered) = gathered else {
             return Ok(TickOutcome::FleetGone);
         };
+        let now = gathered.now;
         if let PlanMode::Draining { .. } = gathered.mode {
             // A draining fleet whose GPUs are gone (and confirmed) is deleted here; until then
             // its decisions terminate what it holds.
@@ -589,6 +779,24 @@ impl Service {
         }
         m.ticks.inc();
         m.tick_seconds.observe(started.elapsed().as_secs_f64());
+        // When it must be planned next: a boot lead before its next rise (within the next
+        // hour past the lead), else at the next tick behind every fleet with a rise due.
+        let due = live
+            .as_ref()
+            .and_then(|f| {
+                prewarm_planner::rise_due(
+                    &prewarm_planner::Forecast {
+                        distribution: &f.distribution,
+                        levels: f.levels.as_ref(),
+                    },
+                    &cfg,
+                    decision.desired_gpus,
+                    now,
+                    cfg.boot_lead_secs + 3_600,
+                )
+            })
+            .unwrap_or(now + Duration::seconds(cfg.boot_lead_secs + 3_600));
+        self.due.lock().expect("due").insert(fleet_id, due);
         if !decision.orders.is_empty() && meta.write_orders {
             self.dispatch_locked(Some(fleet_id)).await?;
         }
@@ -662,28 +870,124 @@ impl Service {
         Ok(total)
     }
 
-    /// Plans every held fleet, `service.concurrency` at a time. Returns (planned, failed).
-    pub async fn tick_all(self: &Arc<Self>) -> (usize, usize) {
-        let fleets = self.held();
+    /// Plans every held fleet, `service.concurrency` at a time, the soonest due first (a rise
+    /// coming before a fleet with nothing to do; a fleet not planned yet, or passed over by the
+    /// last tick, first of all). No fleet is started after `service.tick_deadline`: those left
+    /// are counted as not planned in time (a metric, a log line, the alert rules) and come first
+    /// at the next tick, and the replica announces the fleets it can plan in time so that its
+    /// lease rounds hand the rest to other replicas. Returns (planned, failed, not planned in
+    /// time).
+    pub async fn tick_all(self: &Arc<Self>) -> TickRound {
+        let started = Instant::now();
+        let deadline = std::time::Duration::from_secs(self.config.service.tick_deadline.0 as u64);
+        let fleets = {
+            let mut due = self.due.lock().expect("due");
+            let held = self.held();
+            let keep: std::collections::HashSet<i64> = held.iter().copied().collect();
+            // Fleets no longer held are forgotten (another replica plans them now).
+            due.retain(|f, _| keep.contains(f));
+            let mut fleets: Vec<(Option<DateTime<Utc>>, i64)> = held
+                .into_iter()
+                .map(|f| (due.get(&f).copied(), f))
+                .collect();
+            // None (never planned) sorts first.
+            fleets.sort_unstable();
+            fleets
+        };
         let limit = Arc::new(tokio::sync::Semaphore::new(self.config.service.concurrency));
         let mut set = tokio::task::JoinSet::new();
-        for fleet_id in fleets {
-            let permit = limit.clone().acquire_owned().await;
-            let me = self.clone();
-            set.spawn(async move {
-                let _permit = permit;
-                let r = me.tick_fleet(fleet_id).await;
-                if let Err(e) = &r {
-                    me.metrics.tick_errors.inc();
-                    me.report(Job::Tick, Some(fleet_id), e);
+        let (mut late, mut failed_to_gather) = (0, 0);
+        // Slice by slice: the slice's fleets are locked (so that no dispatch or API plan changes
+        // them between the read and the record), read in a few set-based queries, then planned
+        // `service.concurrency` at a time while the next slice is read.
+        let mut reached = 0;
+        'slices: for slice in fleets.chunks(GATHER_SLICE) {
+            if started.elapsed() >= deadline {
+                break;
+            }
+            let mut guards = Vec::with_capacity(slice.len());
+            for &(_, fleet_id) in slice {
+                guards.push((fleet_id, self.lock_for(fleet_id).lock_owned().await));
+            }
+            let ids: Vec<i64> = slice.iter().map(|(_, f)| *f).collect();
+            let now = self.clock.now();
+            let mut gathered = match self.gather_many(&ids, now).await {
+                Ok(g) => g,
+                Err(e) => {
+                    for &fleet_id in &ids {
+                        self.metrics.tick_errors.inc();
+                        self.report(Job::Tick, Some(fleet_id), &e);
+                    }
+                    failed_to_gather += ids.len();
+                    reached += ids.len();
+                    continue;
                 }
-                matches!(
-                    r,
-                    Ok(TickOutcome::Planned { .. } | TickOutcome::Drained { .. })
-                )
-            });
+            };
+            for (fleet_id, guard) in guards {
+                let permit = limit.clone().acquire_owned().await;
+                if started.elapsed() >= deadline {
+                    break 'slices;
+                }
+                reached += 1;
+                let me = self.clone();
+                let g = gathered.remove(&fleet_id);
+                set.spawn(async move {
+                    let _permit = permit;
+                    let _guard = guard;
+                    let r = match g {
+                        None => Ok(TickOutcome::FleetGone),
+                        Some(Err(e)) => Err(e),
+                        Some(Ok(g)) => me.plan_gathered(fleet_id, Some(g), Instant::now()).await,
+                    };
+                    if let Err(e) = &r {
+                        me.metrics.tick_errors.inc();
+                        me.report(Job::Tick, Some(fleet_id), e);
+                    }
+                    matches!(
+                        r,
+                        Ok(TickOutcome::Planned { .. } | TickOutcome::Drained { .. })
+                    )
+                });
+            }
         }
-        tally(set).await
+        late += fleets.len() - reached;
+        let (planned, failed) = tally(set).await;
+        let failed = failed + failed_to_gather;
+        let elapsed = started.elapsed().as_secs_f64();
+        let deadline_secs = deadline.as_secs_f64();
+        // What this replica can plan in time: its rate over the round, with a fifth spare, once a
+        // round has taken more than half the deadline; no limit when rounds are quick again.
+        let limited = late > 0 || elapsed > deadline_secs / 2.0;
+        let capacity = if limited {
+            ((planned + failed) as f64 / elapsed.max(1e-3) * deadline_secs * 0.8)
+                .floor()
+                .max(1.0) as i64
+        } else {
+            0
+        };
+        self.capacity
+            .store(capacity, std::sync::atomic::Ordering::Relaxed);
+        let m = &self.metrics;
+        m.tick_round_seconds.set(elapsed);
+        m.fleets_late.set(late as i64);
+        m.fleets_not_planned_in_time.inc_by(late as u64);
+        m.replica_capacity.set(capacity);
+        if late > 0 {
+            tracing::warn!(
+                replica = self.replica(),
+                not_planned = late,
+                planned,
+                held = fleets.len(),
+                deadline_secs,
+                capacity,
+                "fleets were not planned in time: the tick reached its deadline; they come first at the next tick, and this replica now hands the fleets past its capacity to other replicas (add replicas, or raise service.concurrency if the database has room)"
+            );
+        }
+        TickRound {
+            planned,
+            failed,
+            late,
+        }
     }
 
     /// Refits one fleet's forecast.

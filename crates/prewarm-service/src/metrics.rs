@@ -99,6 +99,15 @@ pub struct Metrics {
     pub fleets_leased: Gauge,
     /// Fleets claimed from the free pool or a dead replica.
     pub lease_takeovers: Counter,
+    /// Fleets a tick did not reach before `service.tick_deadline`.
+    pub fleets_not_planned_in_time: Counter,
+    /// Fleets the last tick did not reach before its deadline.
+    pub fleets_late: Gauge,
+    /// How long the last tick of every held fleet took, seconds.
+    pub tick_round_seconds: Gauge<f64, AtomicU64>,
+    /// Fleets this replica can plan within the tick's deadline, as its last slow tick measured
+    /// (0: no limit seen); the lease rounds share fleets out by it.
+    pub replica_capacity: Gauge,
 }
 
 impl Default for Metrics {
@@ -144,6 +153,10 @@ impl Metrics {
             refit_errors: Counter::default(),
             fleets_leased: Gauge::default(),
             lease_takeovers: Counter::default(),
+            fleets_not_planned_in_time: Counter::default(),
+            fleets_late: Gauge::default(),
+            tick_round_seconds: Gauge::default(),
+            replica_capacity: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -283,6 +296,26 @@ impl Metrics {
             "lease_takeovers",
             "Fleets claimed from the free pool or a dead replica",
             m.lease_takeovers.clone(),
+        );
+        registry.register(
+            "fleets_not_planned_in_time",
+            "Fleets a tick did not reach before service.tick_deadline",
+            m.fleets_not_planned_in_time.clone(),
+        );
+        registry.register(
+            "fleets_late",
+            "Fleets the last tick did not reach before its deadline",
+            m.fleets_late.clone(),
+        );
+        registry.register(
+            "tick_round_seconds",
+            "How long the last tick of every held fleet took",
+            m.tick_round_seconds.clone(),
+        );
+        registry.register(
+            "replica_capacity",
+            "Fleets this replica can plan within the tick's deadline (0: no limit seen)",
+            m.replica_capacity.clone(),
         );
         Self { registry, ..m }
     }

@@ -1145,3 +1145,80 @@ async fn a_reused_webhook_id_with_another_body_is_a_conflict(pool: PgPool) {
     assert_eq!(boot, Some(360.0));
     w.running.stop().await;
 }
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_tick_past_its_deadline_says_so_plans_the_passed_over_first_and_gives_fleets_up(
+    pool: PgPool,
+) {
+    // One plan at a time, and a deadline of a second: a fleet whose plan is held up (here by the
+    // provisioner hanging on its boot order for the delivery's 2 s timeout) makes the tick miss
+    // its deadline.
+    let w = world(&pool, at("2026-06-01T08:00:00Z"), |c| {
+        c.service.concurrency = 1;
+        c.service.tick_deadline = Span(1);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(fleet(&pool, &format!("f{n}"), 1).await);
+    }
+    let a = w.service.clone();
+    a.lease_round().await.unwrap();
+    assert_eq!(a.held().len(), 5);
+    let hold_up = || {
+        w.cloud.inject(crate::fake_cloud::Control {
+            hang_next: 1,
+            hang_secs: Some(3),
+            ..Default::default()
+        })
+    };
+    // First tick: none planned yet, so in id order; the first is held up past the deadline, and
+    // the other four are not planned in time.
+    hold_up();
+    let r = a.tick_all().await;
+    assert_eq!((r.planned, r.failed, r.late), (1, 0, 4), "{r:?}");
+    let metrics = reqwest::get(format!("http://{}/metrics", w.running.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("prewarm_fleets_not_planned_in_time_total 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("prewarm_fleets_late 4"), "{metrics}");
+    let capacity = a.capacity().expect("a limit was seen");
+    assert!(capacity >= 1, "{capacity}");
+
+    // Second tick: the four passed over come first (by id among them), so holding up the first
+    // plan (the second fleet's) leaves the first fleet, planned last time, late this time.
+    w.clock.advance(Duration::minutes(1));
+    hold_up();
+    let r = a.tick_all().await;
+    assert_eq!((r.planned, r.late), (1, 4), "{r:?}");
+    assert_eq!(decisions_of(&pool, ids[0]).await, 1);
+    assert_eq!(decisions_of(&pool, ids[1]).await, 1);
+
+    // Another replica with no limit seen: the lease rounds hand it what this one cannot plan
+    // in time, and every fleet is still held by one of them.
+    let cb = config(&w.secret, &w.cloud_url, "replica-b");
+    let b = crate::engine::Service::new(pool.clone(), cb, w.service.clock.clone()).unwrap();
+    for _ in 0..3 {
+        a.lease_round().await.unwrap();
+        b.lease_round().await.unwrap();
+    }
+    let (held_a, held_b) = (a.held(), b.held());
+    assert_eq!(
+        held_a.len() as i64,
+        capacity.min(3),
+        "{held_a:?} {held_b:?}"
+    );
+    assert_eq!(held_a.len() + held_b.len(), 5, "{held_a:?} {held_b:?}");
+    // Quick ticks again: the limit is lifted.
+    w.clock.advance(Duration::minutes(1));
+    let r = a.tick_all().await;
+    assert_eq!(r.late, 0, "{r:?}");
+    assert_eq!(a.capacity(), None);
+    w.running.stop().await;
+}

@@ -214,8 +214,13 @@ pub fn jobs(config: &Config) -> Vec<(String, String, JobFn)> {
             config.schedule.tick.clone(),
             Arc::new(|s: Arc<Service>| {
                 Box::pin(async move {
-                    let (ok, failed) = s.tick_all().await;
-                    tracing::debug!(ok, failed, "planning tick");
+                    let r = s.tick_all().await;
+                    tracing::debug!(
+                        planned = r.planned,
+                        failed = r.failed,
+                        late = r.late,
+                        "planning tick"
+                    );
                 })
             }),
         ),

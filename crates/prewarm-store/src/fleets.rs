@@ -747,10 +747,17 @@ pub async fn fleet_by_name(pool: &PgPool, name: &str) -> Result<Fleet, StoreErro
 
 /// The fleet with this id (`None`: deleted).
 pub async fn fleet_by_id(pool: &PgPool, id: i64) -> Result<Option<Fleet>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {FLEET_COLUMNS} FROM fleets WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    Ok(fleets_by_ids(pool, &[id]).await?.pop())
+}
+
+/// The fleets with these ids (those that still exist), in one query.
+pub async fn fleets_by_ids(pool: &PgPool, ids: &[i64]) -> Result<Vec<Fleet>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {FLEET_COLUMNS} FROM fleets WHERE id = ANY($1) ORDER BY id"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
 }
 
 /// The fleet of that name, if there is one.
@@ -769,13 +776,36 @@ pub async fn find_fleet(pool: &PgPool, name: &str) -> Result<Option<Fleet>, sqlx
 
 /// A fleet's calendar events, in time order.
 pub async fn events(pool: &PgPool, fleet_id: i64) -> Result<Vec<FleetEvent>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, label, starts_local, ends_local, multiply, pin_rps FROM fleet_events
-         WHERE fleet_id = $1 ORDER BY starts_local, id",
+    Ok(events_of(pool, &[fleet_id])
+        .await?
+        .remove(&fleet_id)
+        .unwrap_or_default())
+}
+
+/// The calendar events of every fleet in `fleet_ids` (each in time order), in one query; a fleet
+/// without events is absent.
+pub async fn events_of(
+    pool: &PgPool,
+    fleet_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<FleetEvent>>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        fleet_id: i64,
+        #[sqlx(flatten)]
+        event: FleetEvent,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT fleet_id, id, label, starts_local, ends_local, multiply, pin_rps FROM fleet_events
+         WHERE fleet_id = ANY($1) ORDER BY fleet_id, starts_local, id",
     )
-    .bind(fleet_id)
+    .bind(fleet_ids)
     .fetch_all(pool)
-    .await
+    .await?;
+    let mut out: std::collections::HashMap<i64, Vec<FleetEvent>> = Default::default();
+    for r in rows {
+        out.entry(r.fleet_id).or_default().push(r.event);
+    }
+    Ok(out)
 }
 
 /// Records what a fleet's last refit did.

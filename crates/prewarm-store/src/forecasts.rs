@@ -224,6 +224,36 @@ pub async fn latest_live(
     .await
 }
 
+/// For every fleet of `fleet_ids` that has any, the ids of its two latest calibrated live
+/// forecasts made in `(made_after, made_by]`, newest first: one query for many fleets, so that a
+/// tick reads a forecast's rows only when a refit has replaced it.
+pub async fn latest_live_ids(
+    pool: &PgPool,
+    fleet_ids: &[i64],
+    made_by: DateTime<Utc>,
+    made_after: DateTime<Utc>,
+) -> Result<std::collections::HashMap<i64, Vec<i64>>, sqlx::Error> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT f.id, l.id FROM unnest($1::bigint[]) AS f (id)
+         CROSS JOIN LATERAL (
+           SELECT id, made_at FROM forecasts
+           WHERE fleet_id = f.id AND kind = 'live' AND calibration IS NOT NULL
+             AND made_at <= $2 AND made_at > $3
+           ORDER BY made_at DESC, id DESC LIMIT 2) l
+         ORDER BY f.id, l.made_at DESC, l.id DESC",
+    )
+    .bind(fleet_ids)
+    .bind(made_by)
+    .bind(made_after)
+    .fetch_all(pool)
+    .await?;
+    let mut out: std::collections::HashMap<i64, Vec<i64>> = Default::default();
+    for (fleet, id) in rows {
+        out.entry(fleet).or_default().push(id);
+    }
+    Ok(out)
+}
+
 /// The fleet's latest live forecast as stored.
 pub async fn latest_live_row(
     pool: &PgPool,

@@ -351,35 +351,80 @@ async fn durations(
     since: DateTime<Utc>,
     timed: Timed,
 ) -> Result<BootStats, sqlx::Error> {
+    let mut all = durations_of(pool, &[fleet_id], since, timed).await?;
+    Ok(all.remove(&fleet_id).unwrap_or(BootStats {
+        count: 0,
+        p50_secs: None,
+        p95_secs: None,
+        max_secs: None,
+    }))
+}
+
+/// Boot times of every fleet in `fleet_ids` since `since`, in one query (a tick reads many
+/// fleets' at once).
+pub async fn boot_stats_of(
+    pool: &PgPool,
+    fleet_ids: &[i64],
+    since: DateTime<Utc>,
+) -> Result<std::collections::HashMap<i64, BootStats>, sqlx::Error> {
+    durations_of(pool, fleet_ids, since, Timed::Boot).await
+}
+
+/// Resume times of every fleet in `fleet_ids` since `since`, in one query.
+pub async fn resume_stats_of(
+    pool: &PgPool,
+    fleet_ids: &[i64],
+    since: DateTime<Utc>,
+) -> Result<std::collections::HashMap<i64, BootStats>, sqlx::Error> {
+    durations_of(pool, fleet_ids, since, Timed::Resume).await
+}
+
+/// Count, p50, p95 and longest of boot or resume times since `since`, per fleet of `fleet_ids`
+/// (each one present, with a count of 0 when it has none).
+async fn durations_of(
+    pool: &PgPool,
+    fleet_ids: &[i64],
+    since: DateTime<Utc>,
+    timed: Timed,
+) -> Result<std::collections::HashMap<i64, BootStats>, sqlx::Error> {
     // An observed fleet's boots (`observed_boots`, one row per replica) count with the
     // provisioner's.
     let source = match timed {
         Timed::Boot => {
             "SELECT boot_secs AS secs FROM instances
-              WHERE fleet_id = $1 AND boot_secs IS NOT NULL AND ready_at >= $2
+              WHERE fleet_id = f.id AND boot_secs IS NOT NULL AND ready_at >= $2
              UNION ALL
-             SELECT boot_secs FROM observed_boots WHERE fleet_id = $1 AND ready_at >= $2"
+             SELECT boot_secs FROM observed_boots WHERE fleet_id = f.id AND ready_at >= $2"
         }
         Timed::Resume => {
             "SELECT resume_secs AS secs FROM instances
-              WHERE fleet_id = $1 AND resume_secs IS NOT NULL AND resumed_at >= $2"
+              WHERE fleet_id = f.id AND resume_secs IS NOT NULL AND resumed_at >= $2"
         }
     };
-    let column = "secs";
-    let (count, p50, p95, max): (i64, Option<f64>, Option<f64>, Option<f64>) =
-        sqlx::query_as(&format!(
-            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY {column}),
-                    percentile_cont(0.95) WITHIN GROUP (ORDER BY {column}), max({column})
-             FROM ({source}) t"
-        ))
-        .bind(fleet_id)
-        .bind(since)
-        .fetch_one(pool)
-        .await?;
-    Ok(BootStats {
-        count,
-        p50_secs: p50,
-        p95_secs: p95,
-        max_secs: max,
-    })
+    // Per fleet: count, p50, p95, longest.
+    type Row = (i64, i64, Option<f64>, Option<f64>, Option<f64>);
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT f.id, count(t.secs), percentile_cont(0.5) WITHIN GROUP (ORDER BY t.secs),
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY t.secs), max(t.secs)
+         FROM unnest($1::bigint[]) AS f (id) LEFT JOIN LATERAL ({source}) t ON true
+         GROUP BY f.id"
+    ))
+    .bind(fleet_ids)
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, count, p50, p95, max)| {
+            (
+                id,
+                BootStats {
+                    count,
+                    p50_secs: p50,
+                    p95_secs: p95,
+                    max_secs: max,
+                },
+            )
+        })
+        .collect())
 }

@@ -4,7 +4,10 @@
 //! A lease lasts `service.lease_ttl` (15 s by default): a replica that dies stops renewing, its
 //! leases lapse, it drops out of the live count after the same time, and the next round of any
 //! other replica takes its fleets: within `ttl + 5 s`, under the 30 s promised. Each replica
-//! holds about its fair share (fleets / live replicas), so adding replicas spreads the fleets.
+//! holds about its fair share (fleets / live replicas), so adding replicas spreads the fleets; a
+//! replica whose ticks cannot plan its share in time announces the fleets it can plan (its
+//! capacity), and the shares follow the capacities ([`fair_share`]), so it gives fleets up to the
+//! others.
 //! Writes are fenced: a decision is recorded only inside a transaction that sees the lease still
 //! held by the writer (see [`crate::ledger::record`]).
 //!
@@ -52,29 +55,37 @@ pub struct LeaseRound {
     pub same_id_elsewhere: i64,
 }
 
-/// Renews, balances and claims this replica's leases.
-pub async fn round(pool: &PgPool, me: &Holder, ttl_secs: i64) -> Result<LeaseRound, sqlx::Error> {
+/// Renews, balances and claims this replica's leases. `capacity` is how many fleets this
+/// replica can plan within a tick, when a tick has shown a limit (`None`: no limit seen).
+pub async fn round(
+    pool: &PgPool,
+    me: &Holder,
+    ttl_secs: i64,
+    capacity: Option<i64>,
+) -> Result<LeaseRound, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO replicas (token, replica_id) VALUES ($1, $2)
-         ON CONFLICT (token) DO UPDATE SET seen_at = now()",
+        "INSERT INTO replicas (token, replica_id, capacity) VALUES ($1, $2, $3)
+         ON CONFLICT (token) DO UPDATE SET seen_at = now(), capacity = EXCLUDED.capacity",
     )
     .bind(me.token)
     .bind(&me.replica_id)
+    .bind(capacity.map(|c| c.max(1)))
     .execute(pool)
     .await?;
-    let (live, fleets, same_id): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM replicas WHERE seen_at > now() - make_interval(secs => $1)),
-                (SELECT count(*) FROM fleets),
+    let (fleets, same_id, others): (i64, i64, Vec<Option<i64>>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM fleets),
                 (SELECT count(*) FROM replicas WHERE seen_at > now() - make_interval(secs => $1)
-                   AND replica_id = $2 AND token <> $3)",
+                   AND replica_id = $2 AND token <> $3),
+                (SELECT coalesce(array_agg(capacity), '{}') FROM replicas
+                  WHERE seen_at > now() - make_interval(secs => $1) AND token <> $3)",
     )
     .bind(ttl_secs as f64)
     .bind(&me.replica_id)
     .bind(me.token)
     .fetch_one(pool)
     .await?;
-    let live = live.max(1);
-    let fair = (fleets + live - 1) / live;
+    let live = 1 + others.len() as i64;
+    let fair = fair_share(fleets, capacity, &others);
 
     let mut held: Vec<i64> = sqlx::query_scalar(
         "UPDATE fleet_leases SET expires_at = now() + make_interval(secs => $2)
@@ -133,6 +144,41 @@ pub async fn round(pool: &PgPool, me: &Holder, ttl_secs: i64) -> Result<LeaseRou
         fleets,
         same_id_elsewhere: same_id,
     })
+}
+
+/// This replica's share of `fleets`, given its capacity and the other live replicas' (`None`:
+/// no limit seen). The shares fill the replicas' capacities evenly (each replica takes the same
+/// level, or its capacity when that is lower), so that together they hold every fleet when
+/// their capacities allow it; when they do not, each holds in proportion to its capacity, and
+/// every fleet is still held by someone (planned late rather than not at all). With no limits
+/// seen, the even share: `ceil(fleets / live replicas)`.
+pub fn fair_share(fleets: i64, mine: Option<i64>, others: &[Option<i64>]) -> i64 {
+    let fleets = fleets.max(0);
+    let caps: Vec<Option<i64>> = std::iter::once(mine)
+        .chain(others.iter().copied())
+        .map(|c| c.map(|c| c.max(1)))
+        .collect();
+    let held_at =
+        |level: i64| -> i64 { caps.iter().map(|c| c.map_or(level, |c| c.min(level))).sum() };
+    if caps.iter().all(Option::is_some) {
+        let total: i64 = caps.iter().flatten().sum();
+        if total < fleets {
+            // Overloaded together: shares in proportion to the capacities, rounded up.
+            let c = mine.unwrap_or(1).max(1);
+            return (fleets * c + total - 1) / total;
+        }
+    }
+    // The lowest level at which the replicas together hold every fleet.
+    let (mut lo, mut hi) = (0, fleets);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if held_at(mid) >= fleets {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    mine.map_or(lo, |c| c.max(1).min(lo))
 }
 
 /// Gives up every lease of this replica (on shutdown), so others take over at once.

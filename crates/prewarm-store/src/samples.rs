@@ -517,17 +517,51 @@ pub async fn raw_buckets(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<RawBucket>, sqlx::Error> {
-    let rows: Vec<RawRow> = sqlx::query_as(
-        "SELECT bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM samples
-         WHERE fleet_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND bucket_secs < 3600
-         ORDER BY bucket_start",
+    Ok(raw_buckets_of(pool, &[(fleet_id, *capacity)], from, to)
+        .await?
+        .remove(&fleet_id)
+        .unwrap_or_default())
+}
+
+/// The raw buckets (shorter than an hour) of every fleet in `fleets` starting in `[from, to)`,
+/// oldest first, each with its work under the fleet's capacity: one query for many fleets (a
+/// tick reads them at once).
+pub async fn raw_buckets_of(
+    pool: &PgPool,
+    fleets: &[(i64, prewarm_planner::Capacity)],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<std::collections::HashMap<i64, Vec<RawBucket>>, sqlx::Error> {
+    let ids: Vec<i64> = fleets.iter().map(|(id, _)| *id).collect();
+    // The fleet, then a raw row's columns.
+    type Row = (i64, DateTime<Utc>, i32, f64, Option<f64>, Option<f64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT fleet_id, bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM samples
+         WHERE fleet_id = ANY($1) AND bucket_start >= $2 AND bucket_start < $3
+           AND bucket_secs < 3600
+         ORDER BY fleet_id, bucket_start",
     )
-    .bind(fleet_id)
+    .bind(&ids)
     .bind(from)
     .bind(to)
     .fetch_all(pool)
     .await?;
-    Ok(buckets(rows, capacity))
+    let mut by_fleet: std::collections::HashMap<i64, Vec<RawRow>> = Default::default();
+    for (id, start, secs, requests, tokens_in, tokens_out) in rows {
+        by_fleet
+            .entry(id)
+            .or_default()
+            .push((start, secs, requests, tokens_in, tokens_out));
+    }
+    Ok(fleets
+        .iter()
+        .map(|(id, capacity)| {
+            (
+                *id,
+                buckets(by_fleet.remove(id).unwrap_or_default(), capacity),
+            )
+        })
+        .collect())
 }
 
 /// A fleet's raw buckets (shorter than an hour) that overlap `[from, to)`, oldest first, with

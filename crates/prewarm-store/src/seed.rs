@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Executor, PgPool};
 
 /// Replaces every fleet with `n` fleets (`fleet-1` ...), each with 35 minutes of 1-minute
-/// samples before `now`, a calibrated live forecast made this hour, a decision an hour ago whose
-/// boot of 10 was delivered, and the 10 instances it started (ready, with boot times).
+/// samples before `now`, a live forecast made this hour (without a calibration, so planned on by
+/// the reactive rules until [`copy_live_forecasts`] gives it a refitted fleet's), a decision an
+/// hour ago whose boot of 10 was delivered, and the 10 instances it started (ready, with boot
+/// times).
 pub async fn fleets_in_steady_state(
     pool: &PgPool,
     n: usize,
@@ -72,21 +74,49 @@ pub async fn fleets_in_steady_state(
     Ok(())
 }
 
-/// Gives every fleet a week of 5-minute history before its 35 recent minutes (a daily cycle,
-/// levels differing between fleets) and removes forecasts and leases: every fleet's next refit is
-/// its first.
-pub async fn week_of_history(pool: &PgPool, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+/// Gives every fleet (or only `only`) a week of 5-minute history before its 35 recent minutes (a
+/// daily cycle, levels differing between fleets) and removes forecasts and leases: every fleet's
+/// next refit is its first.
+pub async fn week_of_history(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    only: Option<i64>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests)
          SELECT f.id, $1 - make_interval(mins => 5 * k), 300,
                 300 * (10 + 8 * sin(2 * pi() * k / 288.0) + (f.id % 7) + (k * 7919 % 13) / 6.0)
          FROM fleets f, generate_series(36 / 5 + 1, 7 * 288) k
+         WHERE $2::bigint IS NULL OR f.id = $2
          ON CONFLICT DO NOTHING",
     )
     .bind(now)
+    .bind(only)
     .execute(pool)
     .await?;
     pool.execute("TRUNCATE forecasts, fleet_leases, replicas")
         .await?;
     Ok(())
+}
+
+/// Gives every other fleet a copy of `template`'s live forecasts (a refit's calibrated
+/// distribution and SLO levels), so that a benchmark's ticks read and rebuild what a refitted
+/// fleet's do without refitting every fleet.
+pub async fn copy_live_forecasts(pool: &PgPool, template: i64) -> Result<u64, sqlx::Error> {
+    let n = sqlx::query(
+        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
+                                quantile, error_floor_rps, errors_used, recent_error, replica,
+                                calibration, levels, predicted_timed_out_share)
+         SELECT f.id, t.made_at, t.origin, t.step_secs, t.kind, t.model, t.p50_rps, t.upper_rps,
+                t.quantile, t.error_floor_rps, t.errors_used, t.recent_error, t.replica,
+                t.calibration, t.levels, t.predicted_timed_out_share
+         FROM fleets f, forecasts t
+         WHERE f.id <> $1 AND t.fleet_id = $1 AND t.kind = 'live'",
+    )
+    .bind(template)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    pool.execute("ANALYZE forecasts").await?;
+    Ok(n)
 }

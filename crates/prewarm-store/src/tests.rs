@@ -41,7 +41,7 @@ async fn the_hot_path_reads_and_writes_the_schema_as_it_is(pool: PgPool) {
 
     // Leases: one holder takes the only fleet, and the decision is written under its fence.
     let me = Holder::new("replica-a");
-    let round = leases::round(&pool, &me, 10).await.unwrap();
+    let round = leases::round(&pool, &me, 10, None).await.unwrap();
     assert_eq!(round.held, vec![fleet.id]);
     assert_eq!(
         leases::holder(&pool, fleet.id).await.unwrap().as_deref(),
@@ -312,4 +312,27 @@ async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool:
             .unwrap(),
         1
     );
+}
+
+#[test]
+fn fleets_are_shared_by_the_replicas_capacities() {
+    use leases::fair_share;
+    // No limits seen: the even share, rounded up.
+    assert_eq!(fair_share(10_000, None, &[None]), 5_000);
+    assert_eq!(fair_share(7, None, &[None, None]), 3);
+    assert_eq!(fair_share(0, None, &[]), 0);
+    // A replica that can plan 3,000 in time holds 3,000; the other takes the rest.
+    assert_eq!(fair_share(10_000, Some(3_000), &[None]), 3_000);
+    assert_eq!(fair_share(10_000, None, &[Some(3_000)]), 7_000);
+    // Capacities above the even share leave it even.
+    assert_eq!(fair_share(10_000, Some(8_000), &[Some(9_000)]), 5_000);
+    // Both limited, and together short: in proportion, and every fleet still held.
+    let a = fair_share(10_000, Some(2_000), &[Some(6_000)]);
+    let b = fair_share(10_000, Some(6_000), &[Some(2_000)]);
+    assert_eq!((a, b), (2_500, 7_500));
+    // A lone replica holds every fleet whatever its capacity: planned late, not orphaned.
+    assert_eq!(fair_share(10_000, Some(4_000), &[]), 10_000);
+    // Water-filling: 3 replicas, one limited to 100; the others split the rest.
+    assert_eq!(fair_share(1_000, None, &[Some(100), None]), 450);
+    assert_eq!(fair_share(1_000, Some(100), &[None, None]), 100);
 }
