@@ -898,34 +898,56 @@ impl Service {
         let mut set = tokio::task::JoinSet::new();
         let (mut late, mut failed_to_gather) = (0, 0);
         // Slice by slice: the slice's fleets are locked (so that no dispatch or API plan changes
-        // them between the read and the record), read in a few set-based queries, then planned
-        // `service.concurrency` at a time while the next slice is read.
+        // them between the read and the record) and read in a few set-based queries, one slice
+        // ahead of the plans, which run `service.concurrency` at a time.
         let mut reached = 0;
-        'slices: for slice in fleets.chunks(GATHER_SLICE) {
+        let slices: Vec<Vec<i64>> = fleets
+            .chunks(GATHER_SLICE)
+            .map(|c| c.iter().map(|(_, f)| *f).collect())
+            .collect();
+        let read = |ids: Vec<i64>| {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut guards = Vec::with_capacity(ids.len());
+                for &fleet_id in &ids {
+                    guards.push((fleet_id, me.lock_for(fleet_id).lock_owned().await));
+                }
+                let gathered = me.gather_many(&ids, me.clock.now()).await;
+                (guards, gathered)
+            })
+        };
+        let mut ahead = slices.first().cloned().map(read);
+        'slices: for k in 0..slices.len() {
+            let Some(reading) = ahead.take() else { break };
+            let (guards, gathered) = match reading.await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a slice of fleets panicked");
+                    break;
+                }
+            };
             if started.elapsed() >= deadline {
                 break;
             }
-            let mut guards = Vec::with_capacity(slice.len());
-            for &(_, fleet_id) in slice {
-                guards.push((fleet_id, self.lock_for(fleet_id).lock_owned().await));
-            }
-            let ids: Vec<i64> = slice.iter().map(|(_, f)| *f).collect();
-            let now = self.clock.now();
-            let mut gathered = match self.gather_many(&ids, now).await {
+            ahead = slices.get(k + 1).cloned().map(read);
+            let mut gathered = match gathered {
                 Ok(g) => g,
                 Err(e) => {
-                    for &fleet_id in &ids {
+                    for &fleet_id in &slices[k] {
                         self.metrics.tick_errors.inc();
                         self.report(Job::Tick, Some(fleet_id), &e);
                     }
-                    failed_to_gather += ids.len();
-                    reached += ids.len();
+                    failed_to_gather += slices[k].len();
+                    reached += slices[k].len();
                     continue;
                 }
             };
             for (fleet_id, guard) in guards {
                 let permit = limit.clone().acquire_owned().await;
                 if started.elapsed() >= deadline {
+                    if let Some(reading) = ahead.take() {
+                        reading.abort();
+                    }
                     break 'slices;
                 }
                 reached += 1;

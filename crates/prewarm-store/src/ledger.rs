@@ -73,33 +73,46 @@ pub async fn record(
     decision: &Decision,
     meta: &Meta<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    if let Some(token) = meta.fence {
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT fleet_id FROM fleet_leases
-             WHERE fleet_id = $1 AND holder_token = $2 AND expires_at > now() FOR SHARE",
-        )
-        .bind(fleet_id)
-        .bind(token)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held.is_none() {
-            return Ok(None);
-        }
-    }
-    sqlx::query(
-        "UPDATE orders SET state = 'cancelled', last_error = 'superseded by a newer plan'
-         WHERE fleet_id = $1 AND state = 'pending' AND attempts = 0",
-    )
-    .bind(fleet_id)
-    .execute(&mut *tx)
-    .await?;
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting,
-         forecast_p50_rps, forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id,
-         gpus_standby, gpus_resuming, resume_lead_secs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-    )
+    let orders: &[Order] = if meta.write_orders {
+        &decision.orders
+    } else {
+        &[]
+    };
+    let keys: Vec<String> = orders.iter().map(|_| new_order_key()).collect();
+    let kinds: Vec<&str> = orders
+        .iter()
+        .map(|o| OrderKind::of(*o).0.as_str())
+        .collect();
+    let counts: Vec<i32> = orders.iter().map(|o| OrderKind::of(*o).1 as i32).collect();
+    // One statement, so one atomic write and one round trip: the lease check (its row shared
+    // until the write commits, so no other replica takes the lease meanwhile), the pending
+    // orders it supersedes, the decision and its orders, each only while the lease is held.
+    let held = if meta.fence.is_some() {
+        "SELECT fleet_id FROM fleet_leases
+         WHERE fleet_id = $1 AND holder_token = $16 AND expires_at > now() FOR SHARE"
+    } else {
+        "SELECT $1::bigint AS fleet_id WHERE $16::uuid IS NULL"
+    };
+    let id: Option<i64> = sqlx::query_scalar(&format!(
+        "WITH held AS ({held}),
+         cancelled AS (
+           UPDATE orders SET state = 'cancelled', last_error = 'superseded by a newer plan'
+           WHERE fleet_id = $1 AND state = 'pending' AND attempts = 0
+             AND EXISTS (SELECT 1 FROM held)),
+         d AS (
+           INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting,
+             forecast_p50_rps, forecast_upper_rps, reason, replica, mode, boot_lead_secs,
+             forecast_id, gpus_standby, gpus_resuming, resume_lead_secs)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+           WHERE EXISTS (SELECT 1 FROM held)
+           RETURNING id),
+         o AS (
+           INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, next_attempt_at,
+             expires_at, created_at)
+           SELECT u.key, $1, d.id, u.kind, u.count, $2, $20, $2
+           FROM d, unnest($17::text[], $18::text[], $19::int[]) AS u (key, kind, count))
+         SELECT id FROM d"
+    ))
     .bind(fleet_id)
     .bind(now)
     .bind(decision.desired_gpus as i32)
@@ -115,31 +128,14 @@ pub async fn record(
     .bind(state.standby as i32)
     .bind(state.resuming.len() as i32)
     .bind(meta.resume_lead_secs)
-    .fetch_one(&mut *tx)
+    .bind(meta.fence)
+    .bind(&keys)
+    .bind(&kinds)
+    .bind(&counts)
+    .bind(now + Duration::seconds(ORDER_TTL_SECS))
+    .fetch_optional(pool)
     .await?;
-    let orders: &[Order] = if meta.write_orders {
-        &decision.orders
-    } else {
-        &[]
-    };
-    for order in orders {
-        let (kind, count) = OrderKind::of(*order);
-        sqlx::query(
-            "INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, next_attempt_at,
-             expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
-        )
-        .bind(new_order_key())
-        .bind(fleet_id)
-        .bind(id)
-        .bind(kind)
-        .bind(count as i32)
-        .bind(now)
-        .bind(now + Duration::seconds(ORDER_TTL_SECS))
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(Some(id))
+    Ok(id)
 }
 
 /// A new idempotency key: `ord_` and a random (version 4) UUID.
