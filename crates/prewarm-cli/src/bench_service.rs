@@ -132,7 +132,7 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
             for k in 0..r {
                 let pool = PgPoolOptions::new()
                     .max_connections(args.concurrency as u32 + 2)
-                    .connect(url)
+                    .connect_with(prewarm_service::serve::connect_options(url)?)
                     .await?;
                 replicas.push(service(
                     url,

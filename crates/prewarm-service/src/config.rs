@@ -191,6 +191,9 @@ pub struct ServiceConfig {
     /// at the next tick, and the replica hands what it cannot plan in time to other replicas.
     /// Below the tick's interval (a minute by default).
     pub tick_deadline: Span,
+    /// How often each fleet is refitted: a refit run (`schedule.refit`) refits the fleets whose
+    /// last refit is this old, the longest waiting first.
+    pub refit_every: Span,
 }
 
 impl Default for ServiceConfig {
@@ -201,6 +204,7 @@ impl Default for ServiceConfig {
             lease_ttl: Span(15),
             concurrency: 8,
             tick_deadline: Span(45),
+            refit_every: Span(900),
         }
     }
 }
@@ -227,7 +231,7 @@ impl Default for ScheduleConfig {
     fn default() -> Self {
         Self {
             tick: "0 * * * * *".into(),
-            refit: "30 */15 * * * *".into(),
+            refit: "30 */5 * * * *".into(),
             dispatch: "*/5 * * * * *".into(),
             leases: "*/5 * * * * *".into(),
             daily: "15 * * * * *".into(),
@@ -571,6 +575,9 @@ impl Config {
                 "`service.tick_deadline` must be between 1s and 1h (below the tick's interval)"
                     .into(),
             );
+        }
+        if !(300..=86_400).contains(&self.service.refit_every.0) {
+            return bad("`service.refit_every` must be between 5m and 1d".into());
         }
         if self.service.concurrency == 0 {
             return bad("`service.concurrency` must be at least 1".into());

@@ -90,6 +90,10 @@ impl Gathered {
     }
 }
 
+/// A refit run starts no refit after this many seconds (the default schedule starts a run every
+/// 5 minutes; a run still going when the next is due makes it skip).
+pub const REFIT_RUN_SECS: u64 = 240;
+
 /// Fleets a tick reads together ([`Service::gather_many`]).
 pub const GATHER_SLICE: usize = 256;
 
@@ -1105,15 +1109,42 @@ impl Service {
         Ok(report?)
     }
 
-    /// Refits every held fleet (fits are CPU work: they run on the blocking pool's threads via
-    /// the runtime, one fleet per concurrency slot).
+    /// Refits the held fleets that are due: never refitted, or last refitted `service.refit_every`
+    /// ago (within a minute), the longest waiting first, as many cores at a time. Refits are
+    /// spread: each fleet comes due `refit_every` after its own last refit, not all at one
+    /// moment, and a run starts no refit after [`REFIT_RUN_SECS`], so that a burst (thousands of
+    /// new fleets' first refits) is worked off over several runs in due order while ticks keep
+    /// their share of the machine. Returns (refitted, failed); the fleets still due are in
+    /// `prewarm_refits_due`.
     pub async fn refit_all(self: &Arc<Self>) -> (usize, usize) {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let every = Duration::seconds(self.config.service.refit_every.0);
+        let held = self.held();
+        let refitted_at = match fleets::refit_times(&self.pool, &held).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.report(Job::Refit, None, &e.into());
+                return (0, 0);
+            }
+        };
+        let mut due: Vec<(Option<DateTime<Utc>>, i64)> = refitted_at
+            .into_iter()
+            .filter(|(_, at)| at.is_none_or(|at| now - at >= every - Duration::minutes(1)))
+            .map(|(id, at)| (at, id))
+            .collect();
+        due.sort_unstable();
         let mut set = tokio::task::JoinSet::new();
         let limit = Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ));
-        for fleet_id in self.held() {
+        let mut started_refits = 0;
+        for &(_, fleet_id) in &due {
             let permit = limit.clone().acquire_owned().await;
+            if started.elapsed().as_secs() >= REFIT_RUN_SECS {
+                break;
+            }
+            started_refits += 1;
             let me = self.clone();
             set.spawn(async move {
                 let _permit = permit;
@@ -1124,6 +1155,9 @@ impl Service {
                 r.is_ok()
             });
         }
+        self.metrics
+            .refits_due
+            .set((due.len() - started_refits) as i64);
         tally(set).await
     }
 

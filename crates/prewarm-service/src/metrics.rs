@@ -108,6 +108,8 @@ pub struct Metrics {
     /// Fleets this replica can plan within the tick's deadline, as its last slow tick measured
     /// (0: no limit seen); the lease rounds share fleets out by it.
     pub replica_capacity: Gauge,
+    /// Fleets due a refit that the last refit run did not start (it reached its time).
+    pub refits_due: Gauge,
 }
 
 impl Default for Metrics {
@@ -157,6 +159,7 @@ impl Metrics {
             fleets_late: Gauge::default(),
             tick_round_seconds: Gauge::default(),
             replica_capacity: Gauge::default(),
+            refits_due: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -316,6 +319,11 @@ impl Metrics {
             "replica_capacity",
             "Fleets this replica can plan within the tick's deadline (0: no limit seen)",
             m.replica_capacity.clone(),
+        );
+        registry.register(
+            "refits_due",
+            "Fleets due a refit that the last refit run did not start",
+            m.refits_due.clone(),
         );
         Self { registry, ..m }
     }

@@ -1267,3 +1267,47 @@ async fn a_token_fleet_plans_and_counts_its_gpu_work_not_its_request_count(pool:
     assert!(e.to_string().contains("no GPU profile named `nope`"), "{e}");
     w.running.stop().await;
 }
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn refits_come_due_per_fleet_and_the_longest_waiting_go_first(pool: PgPool) {
+    let w = world(&pool, at("2026-06-01T08:00:30Z"), |_| {}).await;
+    let ids = [
+        fleet(&pool, "a", 1).await,
+        fleet(&pool, "b", 1).await,
+        fleet(&pool, "c", 1).await,
+    ];
+    let s = w.service.clone();
+    s.lease_round().await.unwrap();
+    let refitted = || async {
+        prewarm_store::fleets::refit_times(&pool, &ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, at)| at.map(|t| t.format("%H:%M").to_string()))
+            .collect::<Vec<_>>()
+    };
+    // Never refitted: all due (a fleet without history is refitted too; its note says why).
+    assert_eq!(s.refit_all().await, (3, 0));
+    assert_eq!(refitted().await, vec![Some("08:00".to_string()); 3]);
+    // Five minutes on, none is due; one is refitted by hand (an operator's refit).
+    w.clock.set(at("2026-06-01T08:05:30Z"));
+    assert_eq!(s.refit_all().await, (0, 0));
+    s.refit_fleet(ids[0]).await.unwrap();
+    // Fifteen minutes after their refit the other two are due; the first comes due 5 minutes
+    // later: refits are spread by each fleet's own last refit.
+    w.clock.set(at("2026-06-01T08:15:30Z"));
+    assert_eq!(s.refit_all().await, (2, 0));
+    assert_eq!(
+        refitted().await,
+        vec![
+            Some("08:05".to_string()),
+            Some("08:15".to_string()),
+            Some("08:15".to_string())
+        ]
+    );
+    w.clock.set(at("2026-06-01T08:20:30Z"));
+    assert_eq!(s.refit_all().await, (1, 0));
+    let metrics = s.metrics.render();
+    assert!(metrics.contains("prewarm_refits_due 0"), "{metrics}");
+    w.running.stop().await;
+}

@@ -239,14 +239,34 @@ pub struct FleetRow {
 }
 
 /// Every fleet (or the one `only` names) as the all-fleets view shows it, in the order of their
-/// names.
+/// names. The tally's hours are summed in one grouped pass for all fleets (a lateral sum per fleet
+/// took 160 ms for 1,000 fleets), and the two cases are two statements, so that neither is planned
+/// for the other's filter.
 pub async fn fleets(
     pool: &PgPool,
     only: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Vec<FleetRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT f.id AS fleet_id,
+    let filter = if only.is_some() {
+        "WHERE id = $2"
+    } else {
+        "WHERE $2::bigint IS NULL"
+    };
+    sqlx::query_as(&format!(
+        "WITH z AS (
+             SELECT id, date_trunc('hour', date_trunc('day', $1 AT TIME ZONE time_zone)
+                                          AT TIME ZONE time_zone) AS midnight
+             FROM fleets {filter}),
+         h AS (
+             SELECT fh.fleet_id,
+                    sum(fh.requests) FILTER (WHERE fh.hour_start >= $1 - interval '24 hours') AS requests_24h,
+                    sum(fh.timed_out) FILTER (WHERE fh.hour_start >= $1 - interval '24 hours') AS timed_out_24h,
+                    sum(fh.requests) AS requests_7d, sum(fh.timed_out) AS timed_out_7d,
+                    sum(fh.cost_usd) FILTER (WHERE fh.hour_start >= z.midnight) AS cost_today_usd
+             FROM fleet_hours fh JOIN z ON z.id = fh.fleet_id
+             WHERE fh.hour_start >= $1 - interval '7 days'
+             GROUP BY fh.fleet_id)
+         SELECT f.id AS fleet_id,
                 d.decided_at AS last_tick, d.desired_gpus, d.gpus_ready, d.gpus_booting,
                 d.gpus_standby, d.forecast_p50_rps, d.forecast_upper_rps,
                 s.demand_rps, s.bucket_start AS demand_at,
@@ -257,27 +277,21 @@ pub async fn fleets(
                 coalesce(h.timed_out_7d, 0) AS timed_out_7d,
                 coalesce(h.cost_today_usd, 0) AS cost_today_usd
          FROM fleets f
+         JOIN z ON z.id = f.id
          LEFT JOIN LATERAL (
              SELECT decided_at, desired_gpus, gpus_ready, gpus_booting, gpus_standby,
                     forecast_p50_rps, forecast_upper_rps
              FROM decisions WHERE fleet_id = f.id ORDER BY decided_at DESC, id DESC LIMIT 1) d ON true
          LEFT JOIN LATERAL (
              SELECT requests / bucket_secs AS demand_rps, bucket_start
-             FROM samples WHERE fleet_id = f.id AND bucket_start <= $2
+             FROM samples WHERE fleet_id = f.id AND bucket_start <= $1
              ORDER BY bucket_start DESC LIMIT 1) s ON true
-         LEFT JOIN fleet_leases l ON l.fleet_id = f.id AND l.expires_at > $2
-         LEFT JOIN LATERAL (
-             SELECT sum(requests) FILTER (WHERE hour_start >= $2 - interval '24 hours') AS requests_24h,
-                    sum(timed_out) FILTER (WHERE hour_start >= $2 - interval '24 hours') AS timed_out_24h,
-                    sum(requests) AS requests_7d, sum(timed_out) AS timed_out_7d,
-                    sum(cost_usd) FILTER (WHERE hour_start >= date_trunc('hour',
-                        date_trunc('day', $2 AT TIME ZONE f.time_zone) AT TIME ZONE f.time_zone)) AS cost_today_usd
-             FROM fleet_hours WHERE fleet_id = f.id AND hour_start >= $2 - interval '7 days') h ON true
-         WHERE $1::bigint IS NULL OR f.id = $1
-         ORDER BY f.name",
-    )
-    .bind(only)
+         LEFT JOIN fleet_leases l ON l.fleet_id = f.id AND l.expires_at > $1
+         LEFT JOIN h ON h.fleet_id = f.id
+         ORDER BY f.name"
+    ))
     .bind(now)
+    .bind(only)
     .fetch_all(pool)
     .await
 }

@@ -808,6 +808,17 @@ pub async fn events_of(
     Ok(out)
 }
 
+/// When each of these fleets was last refitted (`None`: never), in one query.
+pub async fn refit_times(
+    pool: &PgPool,
+    ids: &[i64],
+) -> Result<Vec<(i64, Option<DateTime<Utc>>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, refit_at FROM fleets WHERE id = ANY($1) ORDER BY id")
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+}
+
 /// Records what a fleet's last refit did.
 pub async fn set_refit_note(
     pool: &PgPool,
