@@ -237,7 +237,11 @@ pub fn jobs(config: &Config) -> Vec<(String, String, JobFn)> {
             Arc::new(|s: Arc<Service>| {
                 Box::pin(async move {
                     let (ok, failed) = s.refit_all().await;
-                    tracing::info!(ok, failed, "refit");
+                    if ok + failed > 0 {
+                        tracing::info!(ok, failed, "refit");
+                    } else {
+                        tracing::debug!("refit: no fleet was due");
+                    }
                 })
             }),
         ),
