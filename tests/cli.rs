@@ -1652,26 +1652,45 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
         .spawn()
         .map(Running)
         .unwrap();
+    // A daily rush 12 minutes after the history's end: one boot lead (10 minutes) and the first
+    // tick's minute ahead.
+    let dir = tempfile::tempdir().unwrap();
+    let rush = dir.path().join("rush.csv");
+    let (ok, _, stderr) = run(&[
+        "trace",
+        "synth",
+        "--shape",
+        "daily",
+        "--days",
+        "14",
+        "--tz",
+        "UTC",
+        "--end",
+        "now",
+        "--rush-in",
+        "12m",
+        "--peak-per-minute",
+        "300",
+        "--out",
+        rush.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
     let (ok, _, stderr) = run(&[
         "fleet",
         "create",
         "chat",
         "--tz",
-        "Europe/Berlin",
+        "UTC",
         "--gpu-rps",
-        "2.5",
+        "1",
         "--min-gpus",
         "1",
         "--max-gpus",
         "40",
     ]);
     assert!(ok, "{stderr}");
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nab-elb-5m.csv");
-    let (ok, stdout, stderr) = run(&["import", "--fleet", "chat", "--shift-to-now", fixture]);
-    assert!(
-        ok && stderr.contains("shifted the trace"),
-        "{stdout} {stderr}"
-    );
+    let (ok, stdout, stderr) = run(&["import", "--fleet", "chat", rush.to_str().unwrap()]);
+    assert!(ok, "{stdout} {stderr}");
     let (ok, stdout, stderr) = run(&["refit", "--fleet", "chat"]);
     assert!(
         ok && stdout.contains("band calibrated"),
@@ -1704,10 +1723,21 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
         !plan["latest_decision"].is_null()
     })
     .await;
+    // What fake-cloud received: the decision's boot order.
+    let received: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{cloud_port}/orders"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     serve.kill().unwrap();
     serve.wait().unwrap();
     cloud.kill().unwrap();
     cloud.wait().unwrap();
+    // The first decision pre-warms the rush's GPUs (5.9 requests a second at its peak minute,
+    // a GPU serving 1: 6) a boot lead before it, from a fleet that needs 1 the rest of the day.
     let decision = &plan["latest_decision"];
     let reason = decision["reason"].as_str().unwrap();
     assert!(reason.starts_with("pre-warm"), "{plan:#}");
@@ -1715,7 +1745,16 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
         decision["forecast_upper_rps"].as_f64().is_some(),
         "{plan:#}"
     );
-    assert!(decision["desired_gpus"].as_i64().unwrap() >= 1, "{plan:#}");
+    let desired = decision["desired_gpus"].as_i64().unwrap();
+    assert!((5..=8).contains(&desired), "{plan:#}");
+    let booted: i64 = received
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "boot")
+        .map(|o| o["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(booted, desired, "{received:#} {plan:#}");
 }
 
 /// Subcommands listed in a `--help` page's "Commands:" section.
@@ -1864,4 +1903,22 @@ async fn the_decisions_notebook_runs_on_an_empty_database_and_on_a_fleet_with_no
     let executed = run(Some("quiet"));
     assert!(executed.contains("no decision yet"), "{executed}");
     assert!(executed.contains("no hourly tally yet"), "{executed}");
+}
+
+#[test]
+fn simulate_says_why_predictive_is_the_reactive_row_on_an_hour_of_history() {
+    // An hour of Azure LLM requests: never the day a forecast needs, so the predictive row is
+    // the reactive one, and the table says why instead of leaving it to the reader.
+    let trace = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/azure-conv-1m.csv"
+    );
+    let (ok, stdout, stderr) = prewarm(&["simulate", trace, "--policies", "predictive,reactive"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "predictive: planned every scored step on the reactive rules: a forecast needs 1d of history"
+        ),
+        "{stdout}"
+    );
 }

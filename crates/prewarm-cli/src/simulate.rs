@@ -201,6 +201,11 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     for note in out_of_reach_notes(&results, replay.warmup_steps()) {
         println!("{note}");
     }
+    let min_history =
+        prewarm_core::format_duration(prewarm_planner::defaults::MIN_PLAN_HISTORY_SECS);
+    for note in no_forecast_notes(&results, replay.warmup_steps(), min_history) {
+        println!("{note}");
+    }
     if names.contains(&PolicyName::Hpa) {
         println!(
             "hpa: the Kubernetes HPA / KEDA rule, target {:.0}%, scale-in window {} (--hpa-target, --hpa-scale-in)",
@@ -408,6 +413,40 @@ fn out_of_reach_notes(results: &[(Vec<StepRecord>, SimSummary)], from: usize) ->
             100.0 * flagged.len() as f64 / scored.len().max(1) as f64,
             if limited { "; the limit held it back" } else { "" }
         ));
+    }
+    notes
+}
+
+/// For each predictive policy that planned some scored steps on the reactive rules because it had
+/// no forecast yet (too little history before them): how many, so that a row equal to the
+/// reactive one says why.
+fn no_forecast_notes(
+    results: &[(Vec<StepRecord>, SimSummary)],
+    from: usize,
+    min_history: String,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (records, summary) in results {
+        let scored = &records[from.min(records.len())..];
+        let reactive = scored
+            .iter()
+            .filter(|r| r.reason.contains("no forecast yet, reactive"))
+            .count();
+        if reactive == 0 {
+            continue;
+        }
+        notes.push(if reactive == scored.len() {
+            format!(
+                "{}: planned every scored step on the reactive rules: a forecast needs {min_history} of history before the step, and the trace never gave it that (a trace longer than that lets it forecast)",
+                summary.policy
+            )
+        } else {
+            format!(
+                "{}: planned {:.1}% of the scored steps on the reactive rules, while its history was shorter than the {min_history} a forecast needs",
+                summary.policy,
+                100.0 * reactive as f64 / scored.len().max(1) as f64
+            )
+        });
     }
     notes
 }

@@ -25,13 +25,25 @@ pub(crate) enum TraceCommand {
 pub(crate) struct SynthArgs {
     /// `office` (a weekday 09:30 rush and 14:00 peak, quiet nights and weekends), `bursts` (a
     /// daily base plus clients firing at :00 and :30 past the hour every 1.5 to 2.5 hours),
-    /// `sparse` (a low base with heavy-tailed bursts at random moments, shorter than a boot) or
-    /// `drift` (a daily rush that comes 4 minutes later each day).
+    /// `sparse` (a low base with heavy-tailed bursts at random moments, shorter than a boot),
+    /// `drift` (a daily rush that comes 4 minutes later each day) or `daily` (an hour at the
+    /// peak from `--rush-at` every day, a sixth of it otherwise).
     #[arg(long, default_value = "office")]
     shape: prewarm_core::synth::Shape,
     /// First bucket (RFC 3339).
-    #[arg(long, default_value = "2026-02-15T05:00:00Z")]
+    #[arg(long, default_value = "2026-02-15T05:00:00Z", conflicts_with = "end")]
     start: chrono::DateTime<chrono::Utc>,
+    /// Instead of --start: when the last bucket ends (RFC 3339, or `now`, rounded down to the
+    /// bucket width).
+    #[arg(long)]
+    end: Option<String>,
+    /// `daily`: when the rush starts on the local clock (HH:MM).
+    #[arg(long, default_value = "09:00", conflicts_with = "rush_in")]
+    rush_at: String,
+    /// `daily`: the rush starts this long after the trace's end (the next rise a fleet
+    /// importing the trace now must pre-warm for).
+    #[arg(long)]
+    rush_in: Option<prewarm_core::Span>,
     /// Days to generate.
     #[arg(long, default_value_t = 42)]
     days: u32,
@@ -80,9 +92,34 @@ fn synth(args: &SynthArgs) -> anyhow::Result<()> {
             args.tz
         )
     })?;
+    let start = match args.end.as_deref() {
+        None => args.start,
+        Some(end) => {
+            let end = if end == "now" {
+                chrono::Utc::now()
+            } else {
+                end.parse::<chrono::DateTime<chrono::Utc>>().map_err(|e| {
+                    anyhow::anyhow!("--end `{end}` is not `now` or an RFC 3339 time: {e}")
+                })?
+            };
+            let end = chrono::DateTime::from_timestamp(end.timestamp().div_euclid(step) * step, 0)
+                .unwrap_or(end);
+            end - chrono::Duration::days(args.days as i64)
+        }
+    };
+    let end = start + chrono::Duration::days(args.days as i64);
+    let rush_at = match args.rush_in {
+        Some(after) => (end + chrono::Duration::seconds(after.0))
+            .with_timezone(&tz)
+            .time(),
+        None => chrono::NaiveTime::parse_from_str(&args.rush_at, "%H:%M").map_err(|_| {
+            anyhow::anyhow!("--rush-at `{}` is not a time such as 09:00", args.rush_at)
+        })?,
+    };
     let trace = prewarm_core::synth::synthesize(&prewarm_core::synth::SynthSpec {
         shape: args.shape,
-        start: args.start,
+        start,
+        rush_at,
         days: args.days,
         step_secs: step,
         tz,

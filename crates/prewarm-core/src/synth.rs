@@ -13,6 +13,8 @@
 //! - [`Shape::Drift`]: a daily rush that starts a few minutes later each day (4 minutes a day, over
 //!   a week 28 minutes), as a user base shifts: a forecast that keeps yesterday's exact minute is
 //!   always a little early.
+//! - [`Shape::Daily`]: a base load with a rush every day at one local time (`rush_at`): the rate
+//!   steps up to the peak for an hour, the plainest case of a rise a boot lead must anticipate.
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
@@ -30,6 +32,8 @@ pub enum Shape {
     Sparse,
     /// A daily rush that comes 4 minutes later each day.
     Drift,
+    /// A base load with an hour-long rush at the same local time every day.
+    Daily,
 }
 
 impl std::str::FromStr for Shape {
@@ -41,8 +45,9 @@ impl std::str::FromStr for Shape {
             "bursts" => Ok(Shape::Bursts),
             "sparse" => Ok(Shape::Sparse),
             "drift" => Ok(Shape::Drift),
+            "daily" => Ok(Shape::Daily),
             other => Err(format!(
-                "unknown shape `{}`: choose office, bursts, sparse or drift",
+                "unknown shape `{}`: choose office, bursts, sparse, drift or daily",
                 crate::shorten(other, 40)
             )),
         }
@@ -66,6 +71,8 @@ pub struct SynthSpec {
     pub peak_per_minute: f64,
     /// Seed of the random draws (the same seed, the same result).
     pub seed: u64,
+    /// When the daily shape's rush starts, on the local clock.
+    pub rush_at: chrono::NaiveTime,
 }
 
 /// SplitMix64: the same seed gives the same trace on every platform.
@@ -197,6 +204,12 @@ pub fn synthesize(spec: &SynthSpec) -> Trace {
                         .sum();
                     base + extra
                 }
+                Shape::Daily => {
+                    // An hour at the peak from `rush_at`, a sixth of it otherwise.
+                    let start = spec.rush_at.num_seconds_from_midnight() as f64 / 3_600.0;
+                    let into = (hour - start).rem_euclid(24.0);
+                    spec.peak_per_minute * if into < 1.0 { 1.0 } else { 1.0 / 6.0 }
+                }
                 Shape::Drift => {
                     let day = (t - spec.start).num_days() as f64;
                     // The rush at 10:00 on the first day, 4 minutes later each day after.
@@ -223,6 +236,7 @@ mod tests {
             step_secs: 60,
             tz: chrono_tz::America::New_York,
             peak_per_minute: 600.0,
+            rush_at: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
             seed: 1,
         }
     }
@@ -306,5 +320,30 @@ mod tests {
         };
         let shift = (busiest(12) - busiest(2)) / 10.0;
         assert!((2.0..6.0).contains(&shift), "{shift} minutes a day");
+    }
+
+    #[test]
+    fn the_daily_rush_starts_at_its_local_time_every_day() {
+        let daily = synthesize(&SynthSpec {
+            rush_at: chrono::NaiveTime::from_hms_opt(8, 50, 0).unwrap(),
+            days: 3,
+            ..spec(Shape::Daily)
+        });
+        // New York is 4 hours behind UTC in March after the change (the 8th), 5 before.
+        for (i, v) in daily.requests.iter().enumerate() {
+            let local = daily
+                .timestamp(i)
+                .with_timezone(&chrono_tz::America::New_York);
+            let into = (local.hour() * 60 + local.minute()) as i64 - (8 * 60 + 50);
+            let mean = if (0..60).contains(&into) {
+                600.0
+            } else {
+                100.0
+            };
+            assert!(
+                (*v - mean).abs() < 6.0 * mean.sqrt(),
+                "{local}: {v} requests, mean {mean}"
+            );
+        }
     }
 }

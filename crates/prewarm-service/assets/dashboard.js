@@ -334,7 +334,13 @@
     const host = $('chart-demand');
     // A token fleet's demand is its work: GPU-seconds per second, the GPUs it keeps busy.
     const unit = d.fleet.demand_unit === 'GPU-s/s' ? 'work (GPU-s/s)' : 'requests/s';
-    const f = frame(host, t0, t1, yMax, 260, tz, unit, [['demand', COLORS.demand], ['forecast median', COLORS.median], ['band (quantile planned on)', COLORS.band, 'band']]);
+    // The band is the level the SLO sizer planned on: named by its quantiles ahead, and the SLO.
+    const qs = d.forecast.points.map((p) => p[3]).filter((q) => q !== null && q !== undefined);
+    const qname = (q) => 'p' + +(100 * q).toFixed(2);
+    const lo = Math.min(...qs), hi = Math.max(...qs);
+    const bandLabel = 'band: ' + (qs.length ? (lo === hi ? qname(lo) : qname(lo) + ' to ' + qname(hi)) + ' planned on' : 'quantile planned on') +
+      ', for the SLO of ' + pct(d.fleet.slo.max_timeout_share) + ' timed out';
+    const f = frame(host, t0, t1, yMax, 260, tz, unit, [['demand', COLORS.demand], ['forecast median', COLORS.median], [bandLabel, COLORS.band, 'band']]);
     for (const dd of bandPaths(band, f.x, f.y)) f.s.append(sv('path', { d: dd, fill: COLORS.band, 'fill-opacity': 0.18, stroke: 'none', class: 'band' }));
     f.s.append(sv('path', { d: path(median, f.x, f.y), fill: 'none', stroke: COLORS.median, 'stroke-width': 1.5, class: 'median' }));
     f.s.append(sv('path', { d: path(demand, f.x, f.y), fill: 'none', stroke: COLORS.demand, 'stroke-width': 1.5, class: 'demand' }));

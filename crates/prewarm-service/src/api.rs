@@ -454,27 +454,51 @@ async fn forecast(State(s): State<Shared>, a: Authorized<Read>) -> Response {
                 prewarm_core::format_duration(s.config.planner.min_history.0)
             )
         });
+        // A refit's note may already say who plans meanwhile.
+        let meanwhile = if why.contains("reactive rules plan meanwhile") {
+            ""
+        } else {
+            "; the reactive rules plan meanwhile"
+        };
         return error(
             StatusCode::NOT_FOUND,
-            format!("no forecast for `{name}` yet: {why}; the reactive rules plan meanwhile"),
+            format!("no forecast for `{name}` yet: {why}{meanwhile}"),
         );
     };
+    // The level each bucket's upper value is: the quantile of the demand distribution the SLO
+    // sizer chose for its local hour (the start level before the sizer has chosen).
+    let levels: Option<prewarm_planner::LevelPlan> = row
+        .levels
+        .clone()
+        .and_then(|l| serde_json::from_value(l).ok());
+    let cfg = s.planner_config(fleet, &[]);
     let points: Vec<serde_json::Value> = row
         .p50_rps
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let start = row.origin + Duration::seconds(row.step_secs as i64 * i as i64);
+            let level = prewarm_planner::planned_level(&cfg, levels.as_ref(), start);
             json!({
-                "start": row.origin + Duration::seconds(row.step_secs as i64 * i as i64),
+                "start": start,
                 "p50_rps": p,
                 "upper_rps": row.upper_rps.as_ref().and_then(|u| u.get(i)),
+                "upper_quantile": row.upper_rps.as_ref().map(|_| prewarm_planner::LEVELS[level]),
             })
         })
         .collect();
     let capacity = fleet.capacity();
+    // The stored row's `quantile` column holds the SLO the forecast was sized for (a share of
+    // requests that may time out), not a quantile: it is answered under its own name.
+    let mut forecast = serde_json::to_value(&row).unwrap_or_default();
+    if let Some(o) = forecast.as_object_mut() {
+        if let Some(share) = o.remove("quantile") {
+            o.insert("slo_max_timeout_share".into(), share);
+        }
+    }
     Json(json!({
         "fleet": name,
-        "forecast": row,
+        "forecast": forecast,
         "points": points,
         "calibrated": row.upper_rps.is_some(),
         // The rates are work per second in this unit: requests/s, or GPU-s/s for a fleet that

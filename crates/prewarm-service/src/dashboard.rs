@@ -209,16 +209,31 @@ pub(crate) async fn fleet(
     let events_cfg = s.planner_config(&a.fleet, &events);
     // The lead the tick uses, from the same statistics as `/boot-stats`.
     let lead = s.lead_from(&stats).unwrap_or(events_cfg.boot_lead_secs);
+    // Each point: start, median, the level planned on, and which quantile that level is (the SLO
+    // sizer's for the local hour), so the band is labelled with what it really is.
     let ahead: Vec<serde_json::Value> = live
         .as_ref()
         .map(|row| {
+            let levels: Option<prewarm_planner::LevelPlan> = row
+                .levels
+                .clone()
+                .and_then(|l| serde_json::from_value(l).ok());
             row.p50_rps
                 .iter()
                 .enumerate()
                 .filter_map(|(i, p)| {
                     let start = row.origin + Duration::seconds(row.step_secs as i64 * i as i64);
-                    (start >= since && start <= now + Duration::hours(hours.min(12)))
-                        .then(|| json!([start, p, row.upper_rps.as_ref().and_then(|u| u.get(i))]))
+                    let level = prewarm_planner::planned_level(&events_cfg, levels.as_ref(), start);
+                    (start >= since && start <= now + Duration::hours(hours.min(12))).then(|| {
+                        json!([
+                            start,
+                            p,
+                            row.upper_rps.as_ref().and_then(|u| u.get(i)),
+                            row.upper_rps
+                                .as_ref()
+                                .map(|_| prewarm_planner::LEVELS[level])
+                        ])
+                    })
                 })
                 .collect()
         })

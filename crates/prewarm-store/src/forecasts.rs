@@ -45,6 +45,9 @@ pub struct ForecastRow {
     pub recent_error: Option<f64>,
     /// The replica that made it.
     pub replica: String,
+    /// The levels the SLO sizer chose (a `LevelPlan`), when it had chosen.
+    #[serde(skip)]
+    pub levels: Option<serde_json::Value>,
 }
 
 /// A live forecast to store.
@@ -261,7 +264,7 @@ pub async fn latest_live_row(
 ) -> Result<Option<ForecastRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, made_at, origin, step_secs, model, p50_rps, upper_rps, quantile, errors_used,
-                recent_error, replica
+                recent_error, replica, levels
          FROM forecasts WHERE fleet_id = $1 AND kind = 'live' ORDER BY made_at DESC, id DESC LIMIT 1",
     )
     .bind(fleet_id)
