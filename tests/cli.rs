@@ -65,6 +65,16 @@ fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
             dom.contains(r#"class="warmup""#),
             "history before the first forecast"
         );
+        // The median and the band start where the first forecast does, not as a zero line
+        // over the history before it (the actual demand starts at the left edge, x = 55).
+        let starts: Vec<f64> = dom
+            .split(r#"d="M"#)
+            .skip(1)
+            .map(|p| p.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(starts.len(), 3, "{dom}");
+        assert!(starts[0] > 60.0 && starts[1] > 60.0, "{starts:?}");
+        assert!((starts[2] - 55.0).abs() < 1.0, "{starts:?}");
     }
     // 4 origins are too few days to check the demand distribution's calibration, and it says so.
     assert!(stdout.contains("too few scored days"), "{stdout}");
@@ -684,6 +694,22 @@ fn the_simulate_report_opens_offline_in_a_browser_draws_its_charts_and_shows_nam
     assert_eq!(dom.matches(r#"class="series""#).count(), 5, "{dom}");
     assert_eq!(dom.matches(r#"class="warmup""#).count(), 2);
     assert!(dom.contains("<td>clairvoyant</td>"), "the table is filled");
+    // The question the page answers: the SLO, met or not, and the saving against the reactive
+    // rules; the settings as text, not raw JSON.
+    assert!(
+        dom.contains("<th>SLO</th>") && dom.contains("<th>saved against reactive</th>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<td>met</td>") || dom.contains("<td>MISSED</td>"));
+    let settings = dom
+        .split(r#"id="settings""#)
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap();
+    assert!(
+        settings.contains("requests wait longer than") && !settings.contains("{\""),
+        "{settings}"
+    );
     // Dates on the fleet's wall clock: the trace starts at midnight UTC, 19:00 in New York.
     assert!(dom.contains("2026-03-01 19:00"), "local dates on the axis");
     // Markup in a name is text: no <b> element was made of it.
@@ -833,7 +859,8 @@ fn simulate_rejects_bad_settings_with_a_clear_error() {
 fn prewarm_db(url: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_prewarm"))
         .args(args)
-        .env("DATABASE_URL", url)
+        // The test's own database, whatever the caller's environment names.
+        .env("PREWARM_DATABASE__URL", url)
         .output()
         .expect("the prewarm binary runs");
     (
@@ -1493,7 +1520,7 @@ fn serve_process(
 ) -> Running {
     let mut c = Command::new(env!("CARGO_BIN_EXE_prewarm"));
     c.arg("serve")
-        .env("DATABASE_URL", url)
+        .env("PREWARM_DATABASE__URL", url)
         .env("PREWARM_HTTP__LISTEN", listen)
         .env("PREWARM_PROVISIONER__URL", cloud)
         .env("PREWARM_PROVISIONER__SECRET", secret)
@@ -1652,7 +1679,7 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
         .spawn()
         .map(Running)
         .unwrap();
-    // A daily rush 12 minutes after the history's end: one boot lead (10 minutes) and the first
+    // A daily rush 11 minutes after the history's end: one boot lead (10 minutes) and the first
     // tick's minute ahead.
     let dir = tempfile::tempdir().unwrap();
     let rush = dir.path().join("rush.csv");
@@ -1668,7 +1695,7 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
         "--end",
         "now",
         "--rush-in",
-        "12m",
+        "11m",
         "--peak-per-minute",
         "300",
         "--out",
@@ -1715,12 +1742,16 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
     let client = reqwest::Client::new();
     let plan_url = format!("http://127.0.0.1:{http_port}/v1/fleets/chat/plan");
     let mut plan = serde_json::Value::Null;
-    eventually(60, "a decision", async || {
+    // The first tick's decision, or (should the first tick come early enough to see only the
+    // rush's first minutes) the next one's.
+    eventually(150, "a decision pre-warming the rush", async || {
         let Ok(r) = client.get(&plan_url).bearer_auth(token.trim()).send().await else {
             return false;
         };
         plan = r.json().await.unwrap_or_default();
-        !plan["latest_decision"].is_null()
+        plan["latest_decision"]["desired_gpus"]
+            .as_i64()
+            .is_some_and(|d| d >= 5)
     })
     .await;
     // What fake-cloud received: the decision's boot order.

@@ -57,3 +57,37 @@ pub(crate) fn describe(trace: &Trace, name: &str) -> String {
     }
     text
 }
+
+/// A share as a percentage in plain decimals, without the sign: `0.1`, `0.035`, `12`, `100`
+/// (never `1.0e2`).
+pub(crate) fn percent(share: f64) -> String {
+    let p = 100.0 * share;
+    if !p.is_finite() {
+        "-".into()
+    } else if p == 0.0 {
+        "0".into()
+    } else if p >= 10.0 {
+        format!("{p:.0}")
+    } else if p >= 1.0 {
+        format!("{p:.1}")
+    } else {
+        // Two significant digits, trailing zeros dropped.
+        let digits = (2 - p.log10().floor() as i32 - 1).clamp(0, 12) as usize;
+        let text = format!("{p:.digits$}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentages_read_as_plain_decimals() {
+        use super::percent;
+        assert_eq!(percent(0.001), "0.1");
+        assert_eq!(percent(0.00035), "0.035");
+        assert_eq!(percent(0.12), "12");
+        assert_eq!(percent(1.0), "100");
+        assert_eq!(percent(0.015), "1.5");
+        assert_eq!(percent(0.0), "0");
+    }
+}

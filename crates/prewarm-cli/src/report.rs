@@ -19,7 +19,8 @@ const MAX_POINTS: usize = 4_000;
 #[derive(Serialize)]
 struct Line {
     label: String,
-    values: Vec<f64>,
+    /// One value per point; none where the series has nothing (a gap, not a zero).
+    values: Vec<Option<f64>>,
     /// Drawn fainter and thinner (a secondary series).
     faint: bool,
     /// Its colour in the page's palette: the same policy has the same colour in every chart.
@@ -79,10 +80,10 @@ fn axis(
 }
 
 /// The largest of each stride (`None`, a missing value, counts as nothing).
-fn max_per(values: &[Option<f64>], stride: usize) -> Vec<f64> {
+fn max_per(values: &[Option<f64>], stride: usize) -> Vec<Option<f64>> {
     values
         .chunks(stride)
-        .map(|c| c.iter().flatten().copied().fold(0.0, f64::max))
+        .map(|c| c.iter().flatten().copied().reduce(f64::max))
         .collect()
 }
 
@@ -107,6 +108,7 @@ pub(crate) fn simulate_report(
     results: &[(Vec<StepRecord>, SimSummary)],
     summaries: &[PolicySummary],
     lower_bound_gpu_hours: f64,
+    slo: f64,
 ) -> anyhow::Result<()> {
     let n = replay.requests.len();
     let tz = replay.tz.unwrap_or(Tz::UTC);
@@ -144,21 +146,38 @@ pub(crate) fn simulate_report(
             label: summary.policy.clone(),
             values: column(rows, &|r| r.timed_out_requests)
                 .chunks(stride)
-                .map(|c| c.iter().flatten().sum())
+                .map(|c| c.iter().flatten().copied().reduce(|a, b| a + b))
                 .collect(),
             faint: false,
             colour: k + 1,
         });
     }
+    let reactive_hours = summaries
+        .iter()
+        .find(|s| s.sim.policy == "reactive")
+        .map(|s| s.sim.gpu_hours);
     let mut rows: Vec<Vec<String>> = summaries
         .iter()
         .map(|s| {
+            // Saved against the reactive rules: GPU-hours, their share and dollars.
+            let saved = match (s.saved_vs_reactive_gpu_hours, s.saved_vs_reactive_usd) {
+                (Some(h), Some(usd)) if s.sim.policy != "reactive" => format!(
+                    "{}{:.1} GPU-h ({:.1}%, ${:.2})",
+                    if h >= 0.0 { "" } else { "-" },
+                    h.abs(),
+                    100.0 * h / reactive_hours.unwrap_or(f64::NAN).max(1e-9),
+                    usd
+                ),
+                _ => "-".into(),
+            };
             vec![
                 s.sim.policy.clone(),
                 fixed(Some(s.sim.gpu_hours), 1),
                 fixed(Some(s.sim.standby_gpu_hours), 1),
                 fixed(Some(s.sim.cost_usd), 2),
                 format!("{:.3}%", 100.0 * s.sim.timed_out_share),
+                if s.slo_met { "met" } else { "MISSED" }.into(),
+                saved,
                 format!("{:.0} s", s.sim.p99_wait_secs),
                 fixed(Some(s.boots_per_day), 1),
                 fixed(s.cost_vs_clairvoyant, 2),
@@ -170,24 +189,38 @@ pub(crate) fn simulate_report(
         "lower bound (capacity matching every step, boot time free)".into(),
         fixed(Some(lower_bound_gpu_hours), 1),
     ]);
+    // Settings as people read them: no raw JSON.
     let settings = serde_json::json!({
         "trace": replay.name,
         "step": prewarm_core::format_duration(replay.step_secs),
+        "SLO": format!(
+            "at most {}% of requests wait longer than {}",
+            crate::output::percent(slo),
+            prewarm_core::format_duration(replay.sim.timeout_secs)
+        ),
         "capacity": replay.capacity_note,
-        "tokens": replay.token_note(),
-        "boot": replay.sim.boot,
-        "timeout": prewarm_core::format_duration(replay.sim.timeout_secs),
-        "price_usd_per_gpu_hour": replay.sim.price_usd_per_gpu_hour,
-        "standby": replay.sim.standby,
-        "time_zone": tz.name(),
-        "warm_up": prewarm_core::format_duration(replay.warmup_steps() as i64 * replay.step_secs),
+        "tokens": replay.token_note().unwrap_or_else(|| "-".into()),
+        "boot": crate::simulate::span(replay.sim.boot),
+        "price": format!("${:.2} per GPU-hour", replay.sim.price_usd_per_gpu_hour),
+        "standby": replay.sim.standby.map_or_else(
+            || "off".to_string(),
+            |sb| format!(
+                "resume {}, at {}% of the running price, {}% of resumes fail",
+                crate::simulate::span(sb.resume),
+                crate::output::percent(sb.price_share),
+                crate::output::percent(sb.fail_share)
+            )
+        ),
+        "time zone": tz.name(),
+        "warm-up (replayed, not scored)": prewarm_core::format_duration(replay.warmup_steps() as i64 * replay.step_secs),
     });
     write_page(
         path,
         &Page {
             title: format!("prewarm simulate: {}", replay.name),
             intro: format!(
-                "Times on the fleet's wall clock ({}); each point is the largest value over {} min. The shaded start is the warm-up, replayed but not scored.",
+                "SLO: at most {}% of requests timed out; each policy met it or missed it, and saved (or spent, when negative) against the reactive rules. Times on the fleet's wall clock ({}); each point is the largest value over {} min. The shaded start is the warm-up, replayed but not scored.",
+                crate::output::percent(slo),
                 tz.name(),
                 (stride as i64 * replay.step_secs) as f64 / 60.0
             ),
@@ -201,6 +234,8 @@ pub(crate) fn simulate_report(
                     "standby GPU-hours",
                     "cost $",
                     "timed out",
+                    "SLO",
+                    "saved against reactive",
                     "p99 wait",
                     "boots/day",
                     "x clairvoyant",
@@ -406,7 +441,7 @@ function chart(svg, c) {
   const L = 55, R = 70, T = 22, B = 40;
   const [a, b] = view;
   let top = 1;
-  for (const l of c.lines) for (let i = a; i < b; i++) top = Math.max(top, l.values[i] || 0);
+  for (const l of c.lines) for (let i = a; i < b; i++) top = Math.max(top, l.values[i] ?? 0);
   top *= 1.05;
   const x = i => L + (i - a) / Math.max(1, b - 1 - a) * (W - L - R);
   const y = v => H - B - v / top * (H - T - B);
@@ -429,8 +464,14 @@ function chart(svg, c) {
   // The first line (demand) is drawn last, on top.
   for (let k = c.lines.length - 1; k >= 0; k--) {
     const l = c.lines[k];
-    let d = "";
-    for (let i = a; i < b; i++) d += (i === a ? "M" : "L") + x(i).toFixed(1) + "," + y(l.values[i] || 0).toFixed(1);
+    // A point without a value (no forecast yet, a policy not replayed there) is a gap.
+    let d = "", pen = false;
+    for (let i = a; i < b; i++) {
+      const v = l.values[i];
+      if (v === null || v === undefined) { pen = false; continue; }
+      d += (pen ? "L" : "M") + x(i).toFixed(1) + "," + y(v).toFixed(1);
+      pen = true;
+    }
     el("path", { d, fill: "none", stroke: colourOf(k, l), "stroke-width": l.faint ? 1 : 1.5, class: "series" }, svg);
   }
   // Drag across the chart to zoom to that span.

@@ -9,7 +9,7 @@ use crate::database::runtime;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// TOML configuration file; `PREWARM_SECTION__KEY` variables override it (README: Running the
+    /// TOML configuration file; `PREWARM_SECTION__KEY` variables override it (docs/service.md: Running the
     /// service).
     #[arg(long, short, env = "PREWARM_CONFIG")]
     config: Option<PathBuf>,

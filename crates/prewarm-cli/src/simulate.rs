@@ -261,6 +261,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             &results,
             &summaries,
             lower,
+            knobs.slo,
         )?;
         println!(
             "wrote decisions.csv per policy, summary.json, plot.svg and report.html to {}",
@@ -271,7 +272,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
 }
 
 /// A boot or resume time as people read it: `10m`, or `6m to 10m (seed 1)`.
-fn span(time: BootTime) -> String {
+pub(crate) fn span(time: BootTime) -> String {
     match time {
         BootTime::Fixed { secs } => format_duration(secs),
         BootTime::Uniform {

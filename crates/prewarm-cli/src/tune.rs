@@ -248,6 +248,15 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
     };
     let first = run(Some(&grid[0].1));
     let clairvoyant = run(None);
+    // The seed's reactive rules on the same trace: what each setting saves against.
+    let reactive = simulate_traffic(
+        replay.trace.start,
+        replay.step_secs,
+        replay.traffic(),
+        &mut *replay.policy(crate::args::PolicyName::Reactive, &grid[0].1),
+        &replay.sim,
+    )
+    .0;
     let next = std::sync::atomic::AtomicUsize::new(1);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rest: Vec<(usize, Vec<StepRecord>)> = std::thread::scope(|scope| {
@@ -281,6 +290,7 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
     };
     let (choose, later) = (first_scored..split, split..end);
     let clair_choose = window(&clairvoyant, choose.clone());
+    let reactive_choose = window(&reactive, choose.clone());
     let clair_later = window(&clairvoyant, later.clone());
     let per_day = |boots: u64, days: f64| if days > 0.0 { boots as f64 / days } else { 0.0 };
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
@@ -388,6 +398,18 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 best.gpu_hours,
                 100.0 * best.timed_out_share,
                 best.vs_clairvoyant
+            );
+            let saved = reactive_choose.gpu_hours - best.gpu_hours;
+            let price = replay.sim.price_usd_per_gpu_hour;
+            println!(
+                "against the reactive rules ({:.1} GPU-hours, {:.3}% timed out, SLO {}): {} {:.1} GPU-hours ({:.1}%, ${:.2}){days}",
+                reactive_choose.gpu_hours,
+                100.0 * reactive_choose.timed_out_share,
+                if reactive_choose.timed_out_share <= args.slo { "met" } else { "missed" },
+                if saved >= 0.0 { "saves" } else { "costs" },
+                saved.abs(),
+                100.0 * saved.abs() / reactive_choose.gpu_hours.max(1e-9),
+                saved.abs() * price
             );
             if let (Some(g), Some(t), Some(x)) = (
                 best.later_gpu_hours,

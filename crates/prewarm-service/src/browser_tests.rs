@@ -597,10 +597,11 @@ async fn seed_many(pool: &PgPool, n: i64, now: DateTime<Utc>) {
          SELECT f.id, date_trunc('hour', $1) - make_interval(hours => i), 18000,
                 ((i + substr(f.name, 7)::int) % 7) * 2 * (substr(f.name, 7)::int % 5), 21600, 18
          FROM fleets f, generate_series(0, 167) i",
+        // Leases run on the database's clock, as replicas take them.
         "INSERT INTO fleet_leases (fleet_id, holder, expires_at)
          SELECT id, CASE WHEN substr(name, 7)::int % 2 = 0 THEN 'replica-a' ELSE 'replica-b' END,
-                $1 + interval '1 minute'
-         FROM fleets WHERE substr(name, 7)::int % 31 <> 0",
+                now() + interval '10 minutes'
+         FROM fleets WHERE substr(name, 7)::int % 31 <> 0 AND $1::timestamptz IS NOT NULL",
         // Desired 3 + k % 9, ready up to 3 + 7k % 9, the rest booting; the band 5 to 7 + k % 4.
         "INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting,
                                 forecast_p50_rps, forecast_upper_rps, reason, replica)

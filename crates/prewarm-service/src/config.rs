@@ -427,7 +427,7 @@ impl Config {
         if let Some(p) = path {
             if !p.exists() {
                 return Err(ConfigError(format!(
-                    "{} does not exist; pass the path of a TOML file (README: Running the service)",
+                    "{} does not exist; pass the path of a TOML file (docs/service.md: Running the service)",
                     p.display()
                 )));
             }
