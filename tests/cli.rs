@@ -75,6 +75,16 @@ fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
         assert_eq!(starts.len(), 3, "{dom}");
         assert!(starts[0] > 60.0 && starts[1] > 60.0, "{starts:?}");
         assert!((starts[2] - 55.0).abs() < 1.0, "{starts:?}");
+        // The settings as text, not JSON.
+        let settings = dom
+            .split(r#"id="settings""#)
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap();
+        assert!(
+            settings.contains("<td>horizon</td>") && !settings.contains('{'),
+            "{settings}"
+        );
     }
     // 4 origins are too few days to check the demand distribution's calibration, and it says so.
     assert!(stdout.contains("too few scored days"), "{stdout}");

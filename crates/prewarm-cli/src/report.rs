@@ -297,6 +297,23 @@ pub(crate) fn backtest_report(
         .map(|r| r.is_finite().then_some(*r))
         .collect();
     let first = forecasts.iter().map(|f| f.origin).min().unwrap_or(0);
+    // The settings as text: the run's scalar settings (the models' scores are the table above;
+    // the calibration's are in summary.json), an unset one as "-".
+    let settings: serde_json::Map<String, serde_json::Value> = settings
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_object() && !v.is_array())
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::Null => "-".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.replace('_', " "), serde_json::Value::String(text))
+        })
+        .collect();
+    let settings = serde_json::Value::Object(settings);
     write_page(
         path,
         &Page {
@@ -342,7 +359,7 @@ pub(crate) fn backtest_report(
                     },
                 ],
             }],
-            settings,
+            settings: &settings,
         },
     )
 }
