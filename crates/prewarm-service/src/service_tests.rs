@@ -1311,3 +1311,96 @@ async fn refits_come_due_per_fleet_and_the_longest_waiting_go_first(pool: PgPool
     assert!(metrics.contains("prewarm_refits_due 0"), "{metrics}");
     w.running.stop().await;
 }
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn a_tick_reads_many_fleets_in_bulk_exactly_as_it_reads_each_alone(pool: PgPool) {
+    // Fleets of different makings: one with history, a refitted forecast, a calendar event,
+    // GPUs booted and ready; one with standby settings and history but no forecast; one with
+    // nothing; and an id that is no fleet.
+    let start = at("2026-06-01T04:00:00Z");
+    let now = at("2026-06-05T12:45:00Z");
+    let w = world(&pool, now, |_| {}).await;
+    let mut spec = FleetSpec::named("chat");
+    spec.time_zone = "America/New_York".into();
+    spec.gpu_rps = 1.0;
+    let chat = create_fleet(&pool, &spec).await.unwrap();
+    let trace = rush_trace(start, 5);
+    let upto = ((now - start).num_minutes() / 5) as usize;
+    let history = Trace::new(start, 300, trace.requests[..upto].to_vec());
+    prewarm_store::import_trace(&pool, &chat, &history, Utc::now())
+        .await
+        .unwrap();
+    let standby = create_fleet(&pool, &FleetSpec::named("standby"))
+        .await
+        .unwrap();
+    prewarm_store::import_trace(&pool, &standby, &history, Utc::now())
+        .await
+        .unwrap();
+    let empty = fleet(&pool, "empty", 2).await;
+    w.service.lease_round().await.unwrap();
+    let actor = prewarm_store::Actor::cli();
+    prewarm_store::fleets::change(
+        &pool,
+        &standby,
+        &actor,
+        &prewarm_store::fleets::OperatorChange::Planner(prewarm_planner::Settings {
+            standby_max_gpus: Some(4),
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+    prewarm_store::fleets::change(
+        &pool,
+        &chat,
+        &actor,
+        &prewarm_store::fleets::OperatorChange::AddEvent(prewarm_store::fleets::FleetEvent {
+            id: 0,
+            label: "launch".into(),
+            starts_local: "2026-06-05T09:00:00".parse().unwrap(),
+            ends_local: "2026-06-05T12:00:00".parse().unwrap(),
+            multiply: Some(2.0),
+            pin_rps: None,
+        }),
+    )
+    .await
+    .unwrap();
+    w.service.refit_fleet(chat.id).await.unwrap();
+    w.service.tick_fleet(chat.id).await.unwrap();
+    w.service.tick_fleet(standby.id).await.unwrap();
+    w.clock.advance(Duration::minutes(9));
+    w.cloud.process().await;
+    let ids = [chat.id, standby.id, empty, 1_000_000];
+    let now = w.clock.now();
+    let mut bulk = w.service.gather_many(&ids, now).await.unwrap();
+    assert!(!bulk.contains_key(&1_000_000), "no fleet, no entry");
+    for id in &ids[..3] {
+        let one = w.service.gather(*id, now).await.unwrap().unwrap();
+        let many = bulk.remove(id).unwrap().unwrap();
+        assert_eq!(many.decide(), one.decide(), "fleet {id}");
+        assert_eq!(many.state, one.state, "fleet {id}");
+        assert_eq!(
+            (many.step_secs, &many.rps, &many.requests_rps),
+            (one.step_secs, &one.rps, &one.requests_rps),
+            "fleet {id}"
+        );
+        assert_eq!(many.cfg.boot_lead_secs, one.cfg.boot_lead_secs);
+        assert_eq!(
+            many.cfg.standby.map(|s| s.resume_secs),
+            one.cfg.standby.map(|s| s.resume_secs)
+        );
+        assert_eq!(many.cfg.overrides.len(), one.cfg.overrides.len());
+        assert_eq!(
+            many.live.as_ref().map(|l| l.id),
+            one.live.as_ref().map(|l| l.id)
+        );
+        assert_eq!(many.mode, one.mode);
+    }
+    // What each holds, so the comparison compared something.
+    let chat_now = w.service.gather(chat.id, now).await.unwrap().unwrap();
+    assert!(chat_now.live.is_some() && chat_now.cfg.overrides.len() == 1);
+    assert!(chat_now.state.gpus_ready + chat_now.state.booting.len() as u32 > 0);
+    let standby_now = w.service.gather(standby.id, now).await.unwrap().unwrap();
+    assert!(standby_now.cfg.standby.is_some() && !standby_now.rps.is_empty());
+    w.running.stop().await;
+}
