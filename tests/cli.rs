@@ -76,11 +76,7 @@ fn backtest_runs_on_the_bundled_fixture_and_writes_its_outputs() {
         assert!(starts[0] > 60.0 && starts[1] > 60.0, "{starts:?}");
         assert!((starts[2] - 55.0).abs() < 1.0, "{starts:?}");
         // The settings as text, not JSON.
-        let settings = dom
-            .split(r#"id="settings""#)
-            .nth(1)
-            .and_then(|t| t.split("</table>").next())
-            .unwrap();
+        let settings = settings_table(&dom);
         assert!(
             settings.contains("<td>horizon</td>") && !settings.contains('{'),
             "{settings}"
@@ -711,13 +707,9 @@ fn the_simulate_report_opens_offline_in_a_browser_draws_its_charts_and_shows_nam
         "{dom}"
     );
     assert!(dom.contains("<td>met</td>") || dom.contains("<td>MISSED</td>"));
-    let settings = dom
-        .split(r#"id="settings""#)
-        .nth(1)
-        .and_then(|t| t.split("</table>").next())
-        .unwrap();
+    let settings = settings_table(&dom);
     assert!(
-        settings.contains("requests wait longer than") && !settings.contains("{\""),
+        settings.contains("requests wait longer than") && !settings.contains('{'),
         "{settings}"
     );
     // Dates on the fleet's wall clock: the trace starts at midnight UTC, 19:00 in New York.
@@ -1796,6 +1788,14 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
         .map(|o| o["count"].as_i64().unwrap())
         .sum();
     assert_eq!(booted, desired, "{received:#} {plan:#}");
+}
+
+/// A report page's settings table, as the browser rendered it.
+fn settings_table(dom: &str) -> &str {
+    dom.split(r#"id="settings""#)
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("the page has a settings table")
 }
 
 /// Subcommands listed in a `--help` page's "Commands:" section.

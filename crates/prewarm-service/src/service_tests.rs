@@ -672,26 +672,30 @@ pub(crate) fn rush_trace(start: DateTime<Utc>, days: i64) -> Trace {
     Trace::new(start, 300, requests)
 }
 
+/// A fleet in New York (a GPU serving 1 request a second) with [`rush_trace`]'s history from
+/// 2026-06-01 04:00 UTC until `now`.
+async fn rush_fleet(pool: &PgPool, name: &str, now: DateTime<Utc>) -> prewarm_store::Fleet {
+    let start = at("2026-06-01T04:00:00Z");
+    let mut spec = FleetSpec::named(name);
+    spec.time_zone = "America/New_York".into();
+    spec.gpu_rps = 1.0;
+    let created = create_fleet(pool, &spec).await.unwrap();
+    let trace = rush_trace(start, 5);
+    let upto = ((now - start).num_minutes() / 5) as usize;
+    let history = Trace::new(start, 300, trace.requests[..upto].to_vec());
+    prewarm_store::import_trace(pool, &created, &history, Utc::now())
+        .await
+        .unwrap();
+    created
+}
+
 #[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool: PgPool) {
     // 09:00 in New York is 13:00 UTC in June; the plan at 12:50 must order for the rush.
-    let start = at("2026-06-01T04:00:00Z");
     let now = at("2026-06-05T12:45:00Z");
     let w = world(&pool, now, |_| {}).await;
-    let mut spec = FleetSpec::named("chat");
-    spec.time_zone = "America/New_York".into();
-    spec.gpu_rps = 1.0;
-    let created = create_fleet(&pool, &spec).await.unwrap();
+    let created = rush_fleet(&pool, "chat", now).await;
     let id = created.id;
-    let trace = rush_trace(start, 5);
-    let history = Trace::new(
-        start,
-        300,
-        trace.requests[..((now - start).num_minutes() / 5) as usize].to_vec(),
-    );
-    prewarm_store::import_trace(&pool, &created, &history, Utc::now())
-        .await
-        .unwrap();
     w.service.lease_round().await.unwrap();
     let report = w.service.refit_fleet(id).await.unwrap();
     assert!(report.calibrated, "{report:?}");
@@ -1317,25 +1321,10 @@ async fn a_tick_reads_many_fleets_in_bulk_exactly_as_it_reads_each_alone(pool: P
     // Fleets of different makings: one with history, a refitted forecast, a calendar event,
     // GPUs booted and ready; one with standby settings and history but no forecast; one with
     // nothing; and an id that is no fleet.
-    let start = at("2026-06-01T04:00:00Z");
     let now = at("2026-06-05T12:45:00Z");
     let w = world(&pool, now, |_| {}).await;
-    let mut spec = FleetSpec::named("chat");
-    spec.time_zone = "America/New_York".into();
-    spec.gpu_rps = 1.0;
-    let chat = create_fleet(&pool, &spec).await.unwrap();
-    let trace = rush_trace(start, 5);
-    let upto = ((now - start).num_minutes() / 5) as usize;
-    let history = Trace::new(start, 300, trace.requests[..upto].to_vec());
-    prewarm_store::import_trace(&pool, &chat, &history, Utc::now())
-        .await
-        .unwrap();
-    let standby = create_fleet(&pool, &FleetSpec::named("standby"))
-        .await
-        .unwrap();
-    prewarm_store::import_trace(&pool, &standby, &history, Utc::now())
-        .await
-        .unwrap();
+    let chat = rush_fleet(&pool, "chat", now).await;
+    let standby = rush_fleet(&pool, "standby", now).await;
     let empty = fleet(&pool, "empty", 2).await;
     w.service.lease_round().await.unwrap();
     let actor = prewarm_store::Actor::cli();
