@@ -87,7 +87,11 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
     println!(
         "service benchmark: {cores} cores, PostgreSQL on this machine, fake-cloud on loopback"
     );
-    let setup = PgPoolOptions::new().max_connections(4).connect(url).await?;
+    let setup = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(prewarm_service::serve::connect_options(url)?)
+        .await?;
+    let mut view_ms: Vec<(usize, f64)> = Vec::new();
     prewarm_store::MIGRATOR.run(&setup).await?;
     let secret = Secret::generate();
     let cloud = FakeCloud::new(secret.clone());
@@ -203,6 +207,24 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
                 s.pool.close().await;
             }
         }
+        // The dashboard's all-fleets view over a week of tally, as the service answers it (after
+        // the ticks: the tally's rows would have autovacuum run under them).
+        prewarm_store::seed::week_of_tally(&setup, now).await?;
+        let mut views = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let rows = prewarm_store::dashboard::fleets(&setup, None, now).await?;
+            views.push(started.elapsed().as_secs_f64());
+            anyhow::ensure!(rows.len() == n, "the view has {} of {n} fleets", rows.len());
+        }
+        views.sort_by(f64::total_cmp);
+        view_ms.push((n, 1e3 * views[2]));
+    }
+
+    for (n, ms) in &view_ms {
+        println!(
+            "the dashboard's all-fleets view of {n} fleets (a week of hourly tally each): {ms:.1} ms (median of 5)"
+        );
     }
 
     // Refits: a week of 5-minute history per fleet; the first refit bootstraps its band with a

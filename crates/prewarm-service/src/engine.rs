@@ -890,6 +890,10 @@ impl Service {
             let keep: std::collections::HashSet<i64> = held.iter().copied().collect();
             // Fleets no longer held are forgotten (another replica plans them now).
             due.retain(|f, _| keep.contains(f));
+            self.live
+                .lock()
+                .expect("live forecasts")
+                .retain(|f, _| keep.contains(f));
             let mut fleets: Vec<(Option<DateTime<Utc>>, i64)> = held
                 .into_iter()
                 .map(|f| (due.get(&f).copied(), f))
