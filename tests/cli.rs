@@ -1744,50 +1744,64 @@ async fn the_walkthrough_ends_with_a_pre_warm_decision(
     let client = reqwest::Client::new();
     let plan_url = format!("http://127.0.0.1:{http_port}/v1/fleets/chat/plan");
     let mut plan = serde_json::Value::Null;
-    // The first tick's decision, or (should the first tick come early enough to see only the
-    // rush's first minutes) the next one's.
-    eventually(150, "a decision pre-warming the rush", async || {
-        let Ok(r) = client.get(&plan_url).bearer_auth(token.trim()).send().await else {
-            return false;
-        };
-        plan = r.json().await.unwrap_or_default();
-        plan["latest_decision"]["desired_gpus"]
-            .as_i64()
-            .is_some_and(|d| d >= 5)
-    })
-    .await;
-    // What fake-cloud received: the decision's boot order.
-    let received: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{cloud_port}/orders"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The first decision that pre-warms (the first tick's, unless a slow start left it later).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    loop {
+        if let Ok(r) = client.get(&plan_url).bearer_auth(token.trim()).send().await {
+            plan = r.json().await.unwrap_or_default();
+            if plan["latest_decision"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("pre-warm"))
+            {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no pre-warm decision within 150 s; the plan: {plan:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // What fake-cloud received: the decision's boot order (delivered just after it is recorded).
+    let booted_at_cloud = async || -> (i64, serde_json::Value) {
+        let received: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{cloud_port}/orders"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let booted = received
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == "boot")
+            .map(|o| o["count"].as_i64().unwrap())
+            .sum();
+        (booted, received)
+    };
+    let desired = plan["latest_decision"]["desired_gpus"].as_i64().unwrap();
+    let mut received = booted_at_cloud().await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while received.0 < desired && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        received = booted_at_cloud().await;
+    }
     serve.kill().unwrap();
     serve.wait().unwrap();
     cloud.kill().unwrap();
     cloud.wait().unwrap();
-    // The first decision pre-warms the rush's GPUs (5.9 requests a second at its peak minute,
-    // a GPU serving 1: 6) a boot lead before it, from a fleet that needs 1 the rest of the day.
+    // The decision pre-warms several of the rush's GPUs (5.9 requests a second at its peak
+    // minute, a GPU serving 1: 6; the first minutes of the rush may need fewer) a boot lead
+    // before it, for a fleet that needs 1 the rest of the day.
     let decision = &plan["latest_decision"];
-    let reason = decision["reason"].as_str().unwrap();
-    assert!(reason.starts_with("pre-warm"), "{plan:#}");
     assert!(
         decision["forecast_upper_rps"].as_f64().is_some(),
         "{plan:#}"
     );
-    let desired = decision["desired_gpus"].as_i64().unwrap();
-    assert!((5..=8).contains(&desired), "{plan:#}");
-    let booted: i64 = received
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["kind"] == "boot")
-        .map(|o| o["count"].as_i64().unwrap())
-        .sum();
-    assert_eq!(booted, desired, "{received:#} {plan:#}");
+    assert!((3..=8).contains(&desired), "{plan:#}");
+    assert_eq!(received.0, desired, "{:#} {plan:#}", received.1);
 }
 
 /// A report page's settings table, as the browser rendered it.
