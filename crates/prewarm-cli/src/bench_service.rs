@@ -49,25 +49,162 @@ async fn populate(pool: &PgPool, n: usize, now: chrono::DateTime<Utc>) -> anyhow
     Ok(())
 }
 
-fn service(
-    url: &str,
-    cloud_url: &str,
-    secret: &Secret,
-    replica: &str,
-    clock: SharedClock,
-    pool: PgPool,
-    args: &BenchServiceArgs,
-) -> anyhow::Result<Arc<Service>> {
-    let mut c = Config::default();
-    c.database.url = Redacted(url.to_string());
-    c.provisioner.url = cloud_url.to_string();
-    c.provisioner.secret = Redacted(secret.encoded());
-    c.service.replica_id = replica.to_string();
-    c.service.lease_ttl = Span(25);
-    c.service.concurrency = args.concurrency;
-    c.service.tick_deadline = args.tick_deadline;
-    c.validate().map_err(anyhow::Error::msg)?;
-    Service::new(pool, c, clock).map_err(anyhow::Error::msg)
+/// What every measurement shares: the scratch database, fake-cloud, the manual clock.
+struct Bench<'a> {
+    args: &'a BenchServiceArgs,
+    url: &'a str,
+    cloud_url: String,
+    secret: Secret,
+    clock: ManualClock,
+    now: chrono::DateTime<Utc>,
+}
+
+impl Bench<'_> {
+    /// A replica of the service on its own pool of `connections`, as `replica`.
+    async fn service(&self, replica: &str, connections: u32) -> anyhow::Result<Arc<Service>> {
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .connect_with(prewarm_service::serve::connect_options(self.url)?)
+            .await?;
+        let mut c = Config::default();
+        c.database.url = Redacted(self.url.to_string());
+        c.provisioner.url = self.cloud_url.clone();
+        c.provisioner.secret = Redacted(self.secret.encoded());
+        c.service.replica_id = replica.to_string();
+        c.service.lease_ttl = Span(25);
+        c.service.concurrency = self.args.concurrency;
+        c.service.tick_deadline = self.args.tick_deadline;
+        c.validate().map_err(anyhow::Error::msg)?;
+        let clock: SharedClock = Arc::new(self.clock.clone());
+        Service::new(pool, c, clock).map_err(anyhow::Error::msg)
+    }
+
+    /// Every fleet plans on a refitted forecast, as in production: the first fleet gets a week
+    /// of history and a real refit, and the others a copy of its forecasts.
+    async fn refitted_forecasts(&self, setup: &PgPool) -> anyhow::Result<()> {
+        prewarm_store::seed::week_of_history(setup, self.now, Some(1)).await?;
+        let template = self.service("bench-template", 2).await?;
+        template.lease_round().await?;
+        template
+            .refit_fleet(1)
+            .await
+            .map_err(|e| anyhow::anyhow!("refitting the template fleet: {e}"))?;
+        template.pool.close().await;
+        prewarm_store::seed::copy_live_forecasts(setup, 1).await?;
+        Ok(())
+    }
+
+    /// `args.rounds` ticks of `n` fleets shared by `r` replicas, printed as a table row.
+    async fn ticks(&self, setup: &PgPool, n: usize, r: usize) -> anyhow::Result<()> {
+        setup.execute("TRUNCATE fleet_leases, replicas").await?;
+        let mut replicas = Vec::new();
+        for k in 0..r {
+            let connections = self.args.concurrency as u32 + 2;
+            replicas.push(self.service(&format!("bench-{k}"), connections).await?);
+        }
+        // Lease rounds until the fleets are split (each replica sees the others first).
+        for _ in 0..3 {
+            for s in &replicas {
+                s.lease_round().await?;
+            }
+        }
+        let held: usize = replicas.iter().map(|s| s.held().len()).sum();
+        anyhow::ensure!(held == n, "replicas hold {held} of {n} fleets");
+        // Leases are renewed every 5 s while the ticks run, as the scheduler's lease job does in
+        // production.
+        let renew = {
+            let replicas = replicas.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    for s in &replicas {
+                        if let Err(e) = s.lease_round().await {
+                            eprintln!("lease round failed: {e}");
+                        }
+                    }
+                }
+            })
+        };
+        let mut times = Vec::new();
+        let (mut late, mut failed) = (0, 0);
+        for round in 0..self.args.rounds {
+            self.clock.set(self.now + Duration::minutes(round as i64));
+            let started = Instant::now();
+            let mut set = tokio::task::JoinSet::new();
+            for s in &replicas {
+                let s = s.clone();
+                set.spawn(async move { s.tick_all().await });
+            }
+            let mut round_late = 0;
+            while let Some(res) = set.join_next().await {
+                let r = res?;
+                round_late += r.late;
+                failed += r.failed;
+            }
+            late = late.max(round_late);
+            times.push(started.elapsed().as_secs_f64());
+        }
+        renew.abort();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        println!(
+            "{:>7} {:>9} {:>13.2}s {:>13.2}s {:>10.2}ms {:>12} {:>8}",
+            n,
+            r,
+            median,
+            times[times.len() - 1],
+            1e3 * median / n as f64,
+            late,
+            failed
+        );
+        for s in &replicas {
+            s.pool.close().await;
+        }
+        Ok(())
+    }
+
+    /// The dashboard's all-fleets view of `n` fleets over a week of tally, as the service
+    /// answers it: the median of 5, in milliseconds.
+    async fn all_fleets_view_ms(&self, setup: &PgPool, n: usize) -> anyhow::Result<f64> {
+        prewarm_store::seed::week_of_tally(setup, self.now).await?;
+        let mut views = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let rows = prewarm_store::dashboard::fleets(setup, None, self.now).await?;
+            views.push(started.elapsed().as_secs_f64());
+            anyhow::ensure!(rows.len() == n, "the view has {} of {n} fleets", rows.len());
+        }
+        views.sort_by(f64::total_cmp);
+        Ok(1e3 * views[2])
+    }
+
+    /// Refits of `args.refit_fleets` fleets, each with a week of 5-minute history: the first
+    /// bootstraps its band with a short backtest, later ones only score stored forecasts.
+    async fn refits(&self, setup: &PgPool, cores: usize) -> anyhow::Result<()> {
+        let m = self.args.refit_fleets;
+        populate(setup, m, self.now).await?;
+        prewarm_store::seed::week_of_history(setup, self.now, None).await?;
+        let s = self.service("bench-refit", 8).await?;
+        s.lease_round().await?;
+        for (label, at) in [
+            (
+                "first (bootstraps a week of hourly backtest fits)",
+                self.now,
+            ),
+            ("steady state", self.now + Duration::minutes(15)),
+        ] {
+            self.clock.set(at);
+            let started = Instant::now();
+            let (ok, failed) = s.refit_all().await;
+            let secs = started.elapsed().as_secs_f64();
+            anyhow::ensure!(failed == 0 && ok == m, "{failed} refits failed");
+            println!(
+                "refit of {m} fleets, {label}: {secs:.2}s ({:.1} ms per fleet on {cores} cores)",
+                1e3 * secs / m as f64
+            );
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
@@ -91,7 +228,6 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
         .max_connections(4)
         .connect_with(prewarm_service::serve::connect_options(url)?)
         .await?;
-    let mut view_ms: Vec<(usize, f64)> = Vec::new();
     prewarm_store::MIGRATOR.run(&setup).await?;
     let secret = Secret::generate();
     let cloud = FakeCloud::new(secret.clone());
@@ -102,161 +238,33 @@ async fn bench(args: &BenchServiceArgs, url: &str) -> anyhow::Result<()> {
         let _ = axum::serve(listener, router).await;
     });
     let now = Utc::now().duration_trunc(Duration::minutes(1))?;
-    let clock = ManualClock::new(now);
-    let shared: SharedClock = Arc::new(clock.clone());
+    let bench = Bench {
+        args,
+        url,
+        cloud_url,
+        secret,
+        clock: ManualClock::new(now),
+        now,
+    };
 
     println!(
         "{:>7} {:>9} {:>14} {:>14} {:>12} {:>12} {:>8}",
         "fleets", "replicas", "tick median", "tick max", "per fleet", "late (max)", "failed"
     );
+    let mut view_ms: Vec<(usize, f64)> = Vec::new();
     for &n in &args.fleets {
         populate(&setup, n, now).await?;
-        // Every fleet plans on a refitted forecast, as in production: the first fleet gets a
-        // week of history and a real refit, and the others a copy of its forecasts.
-        prewarm_store::seed::week_of_history(&setup, now, Some(1)).await?;
-        let template = service(
-            url,
-            &cloud_url,
-            &secret,
-            "bench-template",
-            shared.clone(),
-            PgPoolOptions::new().max_connections(2).connect(url).await?,
-            args,
-        )?;
-        template.lease_round().await?;
-        template
-            .refit_fleet(1)
-            .await
-            .map_err(|e| anyhow::anyhow!("refitting the template fleet: {e}"))?;
-        template.pool.close().await;
-        prewarm_store::seed::copy_live_forecasts(&setup, 1).await?;
+        bench.refitted_forecasts(&setup).await?;
         for &r in &args.replicas {
-            setup.execute("TRUNCATE fleet_leases, replicas").await?;
-            let mut replicas = Vec::new();
-            for k in 0..r {
-                let pool = PgPoolOptions::new()
-                    .max_connections(args.concurrency as u32 + 2)
-                    .connect_with(prewarm_service::serve::connect_options(url)?)
-                    .await?;
-                replicas.push(service(
-                    url,
-                    &cloud_url,
-                    &secret,
-                    &format!("bench-{k}"),
-                    shared.clone(),
-                    pool,
-                    args,
-                )?);
-            }
-            // Lease rounds until the fleets are split (each replica sees the others first).
-            for _ in 0..3 {
-                for s in &replicas {
-                    s.lease_round().await?;
-                }
-            }
-            let held: usize = replicas.iter().map(|s| s.held().len()).sum();
-            anyhow::ensure!(held == n, "replicas hold {held} of {n} fleets");
-            // Leases are renewed every 5 s while the ticks run, as the scheduler's lease job
-            // does in production.
-            let renew = {
-                let replicas = replicas.clone();
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                        for s in &replicas {
-                            if let Err(e) = s.lease_round().await {
-                                eprintln!("lease round failed: {e}");
-                            }
-                        }
-                    }
-                })
-            };
-            let mut times = Vec::new();
-            let (mut late, mut failed) = (0, 0);
-            for round in 0..args.rounds {
-                clock.set(now + Duration::minutes(round as i64));
-                let started = Instant::now();
-                let mut set = tokio::task::JoinSet::new();
-                for s in &replicas {
-                    let s = s.clone();
-                    set.spawn(async move { s.tick_all().await });
-                }
-                let mut round_late = 0;
-                while let Some(res) = set.join_next().await {
-                    let r = res?;
-                    round_late += r.late;
-                    failed += r.failed;
-                }
-                late = late.max(round_late);
-                times.push(started.elapsed().as_secs_f64());
-            }
-            renew.abort();
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
-            println!(
-                "{:>7} {:>9} {:>13.2}s {:>13.2}s {:>10.2}ms {:>12} {:>8}",
-                n,
-                r,
-                median,
-                times[times.len() - 1],
-                1e3 * median / n as f64,
-                late,
-                failed
-            );
-            for s in &replicas {
-                s.pool.close().await;
-            }
+            bench.ticks(&setup, n, r).await?;
         }
-        // The dashboard's all-fleets view over a week of tally, as the service answers it (after
-        // the ticks: the tally's rows would have autovacuum run under them).
-        prewarm_store::seed::week_of_tally(&setup, now).await?;
-        let mut views = Vec::new();
-        for _ in 0..5 {
-            let started = Instant::now();
-            let rows = prewarm_store::dashboard::fleets(&setup, None, now).await?;
-            views.push(started.elapsed().as_secs_f64());
-            anyhow::ensure!(rows.len() == n, "the view has {} of {n} fleets", rows.len());
-        }
-        views.sort_by(f64::total_cmp);
-        view_ms.push((n, 1e3 * views[2]));
+        // After the ticks: the tally's rows would have autovacuum run under them.
+        view_ms.push((n, bench.all_fleets_view_ms(&setup, n).await?));
     }
-
     for (n, ms) in &view_ms {
         println!(
             "the dashboard's all-fleets view of {n} fleets (a week of hourly tally each): {ms:.1} ms (median of 5)"
         );
     }
-
-    // Refits: a week of 5-minute history per fleet; the first refit bootstraps its band with a
-    // short backtest, later ones only score stored forecasts.
-    let m = args.refit_fleets;
-    populate(&setup, m, now).await?;
-    prewarm_store::seed::week_of_history(&setup, now, None).await?;
-
-    let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
-    let s = service(
-        url,
-        &cloud_url,
-        &secret,
-        "bench-refit",
-        shared.clone(),
-        pool,
-        args,
-    )?;
-    s.lease_round().await?;
-    for (label, at) in [
-        ("first (bootstraps a week of hourly backtest fits)", now),
-        ("steady state", now + Duration::minutes(15)),
-    ] {
-        clock.set(at);
-        let started = Instant::now();
-        let (ok, failed) = s.refit_all().await;
-        let secs = started.elapsed().as_secs_f64();
-        anyhow::ensure!(failed == 0 && ok == m, "{failed} refits failed");
-        println!(
-            "refit of {m} fleets, {label}: {secs:.2}s ({:.1} ms per fleet on {cores} cores)",
-            1e3 * secs / m as f64
-        );
-    }
-    Ok(())
+    bench.refits(&setup, cores).await
 }

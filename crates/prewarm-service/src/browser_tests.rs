@@ -16,7 +16,7 @@ use prewarm_store::{create_fleet, FleetSpec};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::service_tests::{at, ops_token, rush_trace, world};
+use crate::service_tests::{at, get, ops_token, rush_trace, world};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -200,18 +200,6 @@ fn out_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-async fn get(addr: &std::net::SocketAddr, path: &str, token: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The text JavaScript's `toFixed(2)` gives, as the page shows money.

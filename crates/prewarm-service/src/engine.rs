@@ -482,46 +482,17 @@ impl Service {
         let pool = &self.pool;
         let fleets = fleets::fleets_by_ids(pool, fleet_ids).await?;
         let ids: Vec<i64> = fleets.iter().map(|f| f.id).collect();
-        let week_ago = now - Duration::days(7);
-        let mut events = fleets::events_of(pool, &ids).await?;
-        let boots = prewarm_store::instances::boot_stats_of(pool, &ids, week_ago).await?;
-        let mut cfgs: HashMap<i64, PlannerConfig> = HashMap::with_capacity(fleets.len());
-        for fleet in &fleets {
-            let mut cfg = self.planner_config(fleet, events.get(&fleet.id).map_or(&[], |e| e));
-            if let Some(lead) = boots.get(&fleet.id).and_then(|b| self.lead_from(b)) {
-                cfg.boot_lead_secs = lead;
-            }
-            cfgs.insert(fleet.id, cfg);
-        }
-        let with_standby: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| cfgs[id].standby.is_some())
-            .collect();
-        if !with_standby.is_empty() {
-            let resumes =
-                prewarm_store::instances::resume_stats_of(pool, &with_standby, week_ago).await?;
-            for (id, stats) in &resumes {
-                if let (Some(lead), Some(sb)) = (
-                    self.resume_lead_from(stats),
-                    cfgs.get_mut(id).and_then(|c| c.standby.as_mut()),
-                ) {
-                    sb.resume_secs = lead;
-                }
-            }
-        }
+        let mut cfgs = self.planner_configs(&fleets, now).await?;
         let stale_after = |cfg: &PlannerConfig| (3 * cfg.boot_lead_secs).max(1_800);
         // Observed: every fleet of a level-triggered kind, and in forecast-only mode (shadow
         // mode) a fleet whose real replicas are observed.
-        let mut observed: std::collections::HashSet<i64> = Default::default();
-        for &id in &ids {
-            if self.observes_fleets()
-                || (self.config.service.mode == Mode::ForecastOnly
-                    && prewarm_store::observed::is_observed(pool, id).await?)
-            {
-                observed.insert(id);
-            }
-        }
+        let observed = if self.observes_fleets() {
+            ids.iter().copied().collect()
+        } else if self.config.service.mode == Mode::ForecastOnly {
+            prewarm_store::observed::observed_among(pool, &ids).await?
+        } else {
+            Default::default()
+        };
         let from_ledger: Vec<i64> = ids
             .iter()
             .copied()
@@ -548,7 +519,6 @@ impl Service {
         for fleet in fleets {
             let id = fleet.id;
             let cfg = cfgs.remove(&id).expect("a config per fleet");
-            events.remove(&id);
             let state = if observed.contains(&id) {
                 match self.observed_state(&fleet, now, stale_after(&cfg)).await {
                     Ok(s) => s,
@@ -587,6 +557,47 @@ impl Service {
             );
         }
         Ok(out)
+    }
+
+    /// Each fleet's planner settings with the boot (and resume) leads its last week of boots
+    /// (and resumes) teach, read for all of them at once: their calendars, boot times and, for
+    /// fleets with a standby tier, resume times, a query each.
+    async fn planner_configs(
+        &self,
+        fleets: &[Fleet],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<i64, PlannerConfig>, sqlx::Error> {
+        let pool = &self.pool;
+        let ids: Vec<i64> = fleets.iter().map(|f| f.id).collect();
+        let week_ago = now - Duration::days(7);
+        let events = fleets::events_of(pool, &ids).await?;
+        let boots = prewarm_store::instances::boot_stats_of(pool, &ids, week_ago).await?;
+        let mut cfgs: HashMap<i64, PlannerConfig> = HashMap::with_capacity(fleets.len());
+        for fleet in fleets {
+            let mut cfg = self.planner_config(fleet, events.get(&fleet.id).map_or(&[], |e| e));
+            if let Some(lead) = boots.get(&fleet.id).and_then(|b| self.lead_from(b)) {
+                cfg.boot_lead_secs = lead;
+            }
+            cfgs.insert(fleet.id, cfg);
+        }
+        let with_standby: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| cfgs[id].standby.is_some())
+            .collect();
+        if !with_standby.is_empty() {
+            let resumes =
+                prewarm_store::instances::resume_stats_of(pool, &with_standby, week_ago).await?;
+            for (id, stats) in &resumes {
+                if let (Some(lead), Some(sb)) = (
+                    self.resume_lead_from(stats),
+                    cfgs.get_mut(id).and_then(|c| c.standby.as_mut()),
+                ) {
+                    sb.resume_secs = lead;
+                }
+            }
+        }
+        Ok(cfgs)
     }
 
     /// The live forecast each fleet plans on (the latest calibrated one younger than two hours,
@@ -783,23 +794,7 @@ impl Service {
         }
         m.ticks.inc();
         m.tick_seconds.observe(started.elapsed().as_secs_f64());
-        // When it must be planned next: a boot lead before its next rise (within the next
-        // hour past the lead), else at the next tick behind every fleet with a rise due.
-        let due = live
-            .as_ref()
-            .and_then(|f| {
-                prewarm_planner::rise_due(
-                    &prewarm_planner::Forecast {
-                        distribution: &f.distribution,
-                        levels: f.levels.as_ref(),
-                    },
-                    &cfg,
-                    decision.desired_gpus,
-                    now,
-                    cfg.boot_lead_secs + 3_600,
-                )
-            })
-            .unwrap_or(now + Duration::seconds(cfg.boot_lead_secs + 3_600));
+        let due = next_due(live.as_ref(), &cfg, decision.desired_gpus, now);
         self.due.lock().expect("due").insert(fleet_id, due);
         if !decision.orders.is_empty() && meta.write_orders {
             self.dispatch_locked(Some(fleet_id)).await?;
@@ -884,35 +879,15 @@ impl Service {
     pub async fn tick_all(self: &Arc<Self>) -> TickRound {
         let started = Instant::now();
         let deadline = std::time::Duration::from_secs(self.config.service.tick_deadline.0 as u64);
-        let fleets = {
-            let mut due = self.due.lock().expect("due");
-            let held = self.held();
-            let keep: std::collections::HashSet<i64> = held.iter().copied().collect();
-            // Fleets no longer held are forgotten (another replica plans them now).
-            due.retain(|f, _| keep.contains(f));
-            self.live
-                .lock()
-                .expect("live forecasts")
-                .retain(|f, _| keep.contains(f));
-            let mut fleets: Vec<(Option<DateTime<Utc>>, i64)> = held
-                .into_iter()
-                .map(|f| (due.get(&f).copied(), f))
-                .collect();
-            // None (never planned) sorts first.
-            fleets.sort_unstable();
-            fleets
-        };
+        let fleets = self.tick_order();
         let limit = Arc::new(tokio::sync::Semaphore::new(self.config.service.concurrency));
         let mut set = tokio::task::JoinSet::new();
-        let (mut late, mut failed_to_gather) = (0, 0);
+        let mut failed_to_gather = 0;
         // Slice by slice: the slice's fleets are locked (so that no dispatch or API plan changes
         // them between the read and the record) and read in a few set-based queries, one slice
         // ahead of the plans, which run `service.concurrency` at a time.
         let mut reached = 0;
-        let slices: Vec<Vec<i64>> = fleets
-            .chunks(GATHER_SLICE)
-            .map(|c| c.iter().map(|(_, f)| *f).collect())
-            .collect();
+        let slices: Vec<Vec<i64>> = fleets.chunks(GATHER_SLICE).map(<[i64]>::to_vec).collect();
         let read = |ids: Vec<i64>| {
             let me = self.clone();
             tokio::spawn(async move {
@@ -964,32 +939,80 @@ impl Service {
                 set.spawn(async move {
                     let _permit = permit;
                     let _guard = guard;
-                    let r = match g {
-                        None => Ok(TickOutcome::FleetGone),
-                        Some(Err(e)) => Err(e),
-                        Some(Ok(g)) => me.plan_gathered(fleet_id, Some(g), Instant::now()).await,
-                    };
-                    if let Err(e) = &r {
-                        me.metrics.tick_errors.inc();
-                        me.report(Job::Tick, Some(fleet_id), e);
-                    }
-                    matches!(
-                        r,
-                        Ok(TickOutcome::Planned { .. } | TickOutcome::Drained { .. })
-                    )
+                    me.plan_and_report(fleet_id, g).await
                 });
             }
         }
-        late += fleets.len() - reached;
+        let late = fleets.len() - reached;
         let (planned, failed) = tally(set).await;
-        let failed = failed + failed_to_gather;
-        let elapsed = started.elapsed().as_secs_f64();
+        let round = TickRound {
+            planned,
+            failed: failed + failed_to_gather,
+            late,
+        };
+        self.close_round(&round, fleets.len(), started.elapsed(), deadline);
+        round
+    }
+
+    /// The held fleets in the order a tick plans them: the soonest due first, a fleet not
+    /// planned yet (or passed over) before all. Fleets no longer held are forgotten here
+    /// (another replica plans them now).
+    fn tick_order(&self) -> Vec<i64> {
+        let mut due = self.due.lock().expect("due");
+        let held = self.held();
+        let keep: std::collections::HashSet<i64> = held.iter().copied().collect();
+        due.retain(|f, _| keep.contains(f));
+        self.live
+            .lock()
+            .expect("live forecasts")
+            .retain(|f, _| keep.contains(f));
+        let mut fleets: Vec<(Option<DateTime<Utc>>, i64)> = held
+            .into_iter()
+            .map(|f| (due.get(&f).copied(), f))
+            .collect();
+        // None (never planned) sorts first.
+        fleets.sort_unstable();
+        fleets.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// Plans one fleet from what its slice's read gave it and reports a failure by the error
+    /// policy; whether it was planned (or drained).
+    async fn plan_and_report(
+        &self,
+        fleet_id: i64,
+        gathered: Option<Result<Gathered, ServiceError>>,
+    ) -> bool {
+        let r = match gathered {
+            None => Ok(TickOutcome::FleetGone),
+            Some(Err(e)) => Err(e),
+            Some(Ok(g)) => self.plan_gathered(fleet_id, Some(g), Instant::now()).await,
+        };
+        if let Err(e) = &r {
+            self.metrics.tick_errors.inc();
+            self.report(Job::Tick, Some(fleet_id), e);
+        }
+        matches!(
+            r,
+            Ok(TickOutcome::Planned { .. } | TickOutcome::Drained { .. })
+        )
+    }
+
+    /// After a tick of `held` fleets that took `elapsed`: the capacity this replica announces,
+    /// the round's metrics, and a warning when fleets were not planned in time.
+    fn close_round(
+        &self,
+        round: &TickRound,
+        held: usize,
+        elapsed: std::time::Duration,
+        deadline: std::time::Duration,
+    ) {
+        let elapsed = elapsed.as_secs_f64();
         let deadline_secs = deadline.as_secs_f64();
         // What this replica can plan in time: its rate over the round, with a fifth spare, once a
         // round has taken more than half the deadline; no limit when rounds are quick again.
-        let limited = late > 0 || elapsed > deadline_secs / 2.0;
+        let limited = round.late > 0 || elapsed > deadline_secs / 2.0;
         let capacity = if limited {
-            ((planned + failed) as f64 / elapsed.max(1e-3) * deadline_secs * 0.8)
+            ((round.planned + round.failed) as f64 / elapsed.max(1e-3) * deadline_secs * 0.8)
                 .floor()
                 .max(1.0) as i64
         } else {
@@ -999,24 +1022,19 @@ impl Service {
             .store(capacity, std::sync::atomic::Ordering::Relaxed);
         let m = &self.metrics;
         m.tick_round_seconds.set(elapsed);
-        m.fleets_late.set(late as i64);
-        m.fleets_not_planned_in_time.inc_by(late as u64);
+        m.fleets_late.set(round.late as i64);
+        m.fleets_not_planned_in_time.inc_by(round.late as u64);
         m.replica_capacity.set(capacity);
-        if late > 0 {
+        if round.late > 0 {
             tracing::warn!(
                 replica = self.replica(),
-                not_planned = late,
-                planned,
-                held = fleets.len(),
+                not_planned = round.late,
+                planned = round.planned,
+                held,
                 deadline_secs,
                 capacity,
                 "fleets were not planned in time: the tick reached its deadline; they come first at the next tick, and this replica now hands the fleets past its capacity to other replicas (add replicas, or raise service.concurrency if the database has room)"
             );
-        }
-        TickRound {
-            planned,
-            failed,
-            late,
         }
     }
 
@@ -1212,6 +1230,31 @@ impl Service {
             .await?;
         Ok(())
     }
+}
+
+/// When a fleet that will have `have` GPUs must next be planned: a boot lead before its next
+/// rise (within the next hour past the lead), else an hour and a lead on, behind every fleet
+/// with a rise due.
+fn next_due(
+    live: Option<&forecasts::LiveForecast>,
+    cfg: &PlannerConfig,
+    have: u32,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let horizon = cfg.boot_lead_secs + 3_600;
+    live.and_then(|f| {
+        prewarm_planner::rise_due(
+            &Forecast {
+                distribution: &f.distribution,
+                levels: f.levels.as_ref(),
+            },
+            cfg,
+            have,
+            now,
+            horizon,
+        )
+    })
+    .unwrap_or(now + Duration::seconds(horizon))
 }
 
 /// Shortest and longest boot lead the planner uses, whatever callbacks say: a lead outside them

@@ -324,15 +324,8 @@ async fn shadow_mode_plans_on_the_observed_fleet_and_reports_what_it_would_have_
     .unwrap();
     let url = format!("http://{}/v1/fleets/chat/shadow", running.addr);
     let client = reqwest::Client::new();
-    let answer: Value = client
-        .get(format!("{url}?hours=2"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer =
+        crate::service_tests::get(&running.addr, "/v1/fleets/chat/shadow?hours=2", &token).await;
     let shadow = &answer["shadow"];
     assert_eq!(shadow["minutes"], 120, "{answer}");
     let real = shadow["real"]["gpu_hours"].as_f64().unwrap();
@@ -351,18 +344,8 @@ async fn shadow_mode_plans_on_the_observed_fleet_and_reports_what_it_would_have_
     assert_eq!(shadow["prewarm"]["timed_out_requests"], 0.0, "{answer}");
     assert_eq!(shadow["extra_timed_out_requests"], 0.0, "{answer}");
     // The dashboard's fleet view carries the same comparison.
-    let page: Value = client
-        .get(format!(
-            "http://{}/v1/fleets/chat/dashboard?hours=2",
-            running.addr
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page =
+        crate::service_tests::get(&running.addr, "/v1/fleets/chat/dashboard?hours=2", &token).await;
     assert_eq!(page["shadow"], answer["shadow"], "{page}");
     // A bad window is refused, saying what is accepted.
     let bad = client

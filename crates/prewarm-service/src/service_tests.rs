@@ -116,6 +116,19 @@ pub(crate) async fn ops_token(pool: &PgPool, fleet: Option<&str>) -> String {
     .1
 }
 
+/// The JSON a GET of `path` on the service at `addr` answers with `token`.
+pub(crate) async fn get(addr: &std::net::SocketAddr, path: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn planned(outcome: TickOutcome) -> (prewarm_planner::Decision, FleetState, i64) {
     match outcome {
         TickOutcome::Planned {
@@ -703,18 +716,7 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     w.clock.set(at("2026-06-05T12:50:00Z"));
     // A dry run answers what the tick will decide, and records and sends nothing.
     let token = ops_token(&pool, Some("chat")).await;
-    let dry: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "http://{}/v1/fleets/chat/plan?dry_run=true",
-            w.running.addr
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dry = get(&w.running.addr, "/v1/fleets/chat/plan?dry_run=true", &token).await;
     assert_eq!(dry["dry_run"], true, "{dry:#}");
     assert_eq!(dry["recorded"], false, "{dry:#}");
     assert_eq!(dry["would_send_orders"], true, "{dry:#}");

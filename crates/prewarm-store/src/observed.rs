@@ -180,14 +180,20 @@ pub async fn record(pool: &PgPool, fleet_id: i64, o: &Observation) -> Result<usi
     Ok(boots.len())
 }
 
-/// Whether the fleet has ever been observed (it is then planned on its observations).
-pub async fn is_observed(pool: &PgPool, fleet_id: i64) -> Result<bool, sqlx::Error> {
-    let (found,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM observations WHERE fleet_id = $1)")
-            .bind(fleet_id)
-            .fetch_one(pool)
-            .await?;
-    Ok(found)
+/// Which of these fleets have ever been observed (they are then planned on their observations),
+/// in one query.
+pub async fn observed_among(
+    pool: &PgPool,
+    fleet_ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, sqlx::Error> {
+    let found: Vec<i64> = sqlx::query_scalar(
+        "SELECT f.id FROM unnest($1::bigint[]) AS f (id)
+         WHERE EXISTS (SELECT 1 FROM observations o WHERE o.fleet_id = f.id)",
+    )
+    .bind(fleet_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// Forgets a fleet's observations and observed boot times from before `before` (the daily
