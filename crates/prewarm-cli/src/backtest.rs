@@ -60,9 +60,15 @@ pub(crate) struct BacktestArgs {
     /// Keep outliers instead of replacing them before fitting.
     #[arg(long)]
     keep_outliers: bool,
-    /// Most points the MSTL trend's ETS is fitted on (longer histories are block-averaged; 0 = never).
-    #[arg(long, default_value_t = 1_000)]
+    /// Most points the MSTL trend's ETS is fitted on (a longer window is block-averaged; 0 = never).
+    #[arg(long, default_value_t = ModelSettings::default().trend_max_points)]
     trend_points: usize,
+    /// Days at the end of the history the MSTL trend is fitted on (0 = all of it).
+    #[arg(long, default_value_t = ModelSettings::default().trend_days)]
+    trend_days: usize,
+    /// Only additive errors for the MSTL trend's ETS (as the fits that bootstrap a new fleet).
+    #[arg(long)]
+    trend_additive: bool,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
     resample: Option<Span>,
@@ -246,6 +252,8 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
         outliers: (!args.keep_outliers).then(OutlierSettings::default),
         settings: ModelSettings {
             trend_max_points: args.trend_points,
+            trend_days: args.trend_days,
+            trend_additive_errors: args.trend_additive,
         },
     };
 

@@ -42,7 +42,10 @@ fn request(history: &[f64], trend_max_points: usize) -> ForecastRequest<'_> {
         model: ModelKind::Mstl,
         transform: Transform::None,
         outliers: Some(OutlierSettings::default()),
-        settings: ModelSettings { trend_max_points },
+        settings: ModelSettings {
+            trend_max_points,
+            ..ModelSettings::default()
+        },
     }
 }
 

@@ -9,8 +9,8 @@
 //! ([`prewarm_planner::slo`]). The calibration and the levels are stored with the forecast, so a
 //! tick, or a replica started later, rebuilds exactly this distribution. A fleet with history but
 //! no stored forecasts (just imported, say) is bootstrapped with a short backtest: fits at past
-//! origins on the data before each, stored as `backtest` rows, so its first distribution is
-//! calibrated too. Until it is, the planner runs its reactive rules.
+//! origins on the data before each (with the cheaper trend of [`ModelSettings::BOOTSTRAP`]),
+//! stored as `backtest` rows, so its first distribution is calibrated too. Until it is, the planner runs its reactive rules.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
@@ -156,8 +156,9 @@ async fn fit_blocking(
     step: i64,
     tz: Tz,
     horizon: usize,
+    settings: ModelSettings,
 ) -> Result<Fit, String> {
-    tokio::task::spawn_blocking(move || fit(&history, start, step, tz, horizon))
+    tokio::task::spawn_blocking(move || fit(&history, start, step, tz, horizon, settings))
         .await
         .map_err(|e| format!("the fit did not finish: {e}"))?
 }
@@ -170,6 +171,7 @@ fn fit(
     step: i64,
     tz: Tz,
     horizon: usize,
+    settings: ModelSettings,
 ) -> Result<Fit, String> {
     let first = history
         .iter()
@@ -184,7 +186,7 @@ fn fit(
         model: ModelKind::Mstl,
         transform: Transform::None,
         outliers: Some(OutlierSettings::default()),
-        settings: ModelSettings::default(),
+        settings,
     })
     .map_err(|e| e.to_string())?;
     let per_sec = step as f64;
@@ -295,14 +297,13 @@ pub async fn refit(
     };
 
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
-    let minutes =
-        minute_series(pool, fleet_id, capacity, Measure::Work, calib_from, origin).await?;
+    // The calibration window's minutes and, to now, the realised record's: read once.
+    let to_now = minute_series(pool, fleet_id, capacity, Measure::Work, calib_from, now).await?;
+    let minutes = &to_now[..(to_now.len()).min(((origin - calib_from).num_minutes()) as usize)];
     let mut stored: Vec<StoredRow> = load_stored(pool, fleet_id, calib_from, origin).await?;
-    let mut records = score(&stored, &minutes, calib_from);
-    let ready = |records: &[Scored]| {
-        prewarm_planner::refit::calibrate(records, Some(tz)).is_calibrated(MIN_ERRORS)
-    };
-    if !ready(&records) {
+    let mut records = score(&stored, minutes, calib_from);
+    let mut calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
+    if !calibrated.is_calibrated(MIN_ERRORS) {
         // Bootstrap once: backtest fits at past origins on the data before each.
         let has_backtest = stored_forecasts::has_backtest(pool, fleet_id, calib_from).await?;
         if !has_backtest {
@@ -321,7 +322,16 @@ pub async fn refit(
                 if known < prewarm_planner::defaults::MIN_FIT_HISTORY_SECS {
                     continue;
                 }
-                match fit_blocking(history[..end].to_vec(), from, step, tz, horizon).await {
+                let fitted = fit_blocking(
+                    history[..end].to_vec(),
+                    from,
+                    step,
+                    tz,
+                    horizon,
+                    ModelSettings::BOOTSTRAP,
+                )
+                .await;
+                match fitted {
                     Ok(f) => rows.push((o, f)),
                     Err(e) => tracing::debug!(fleet_id, error = %e, "a bootstrap fit failed"),
                 }
@@ -346,12 +356,22 @@ pub async fn refit(
                 rows.into_iter()
                     .map(|(o, f)| (o, step as i32, f.p50_rps, f.floor_rps)),
             );
-            records = score(&stored, &minutes, calib_from);
+            records = score(&stored, minutes, calib_from);
+            calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
         }
     }
     report.recent_error = recent_error(&stored, &history, index, step, defaults, origin);
 
-    let f = match fit_blocking(history.clone(), from, step, tz, horizon).await {
+    let fitted = fit_blocking(
+        history.clone(),
+        from,
+        step,
+        tz,
+        horizon,
+        ModelSettings::default(),
+    )
+    .await;
+    let f = match fitted {
         Ok(f) => f,
         Err(e) => {
             report.skipped = Some(format!(
@@ -361,7 +381,6 @@ pub async fn refit(
         }
     };
     report.fit_secs = f.fit_secs;
-    let calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
     let calibration = &calibrated.calibration;
     report.errors_used = calibrated.errors_used();
     report.calibrated = calibrated.is_calibrated(MIN_ERRORS);
@@ -369,7 +388,7 @@ pub async fn refit(
         let replay = calibrated.replay(&records, lead_secs);
         if replay.can_size() {
             let (realised_week, realised_day) =
-                realised(pool, fleet_id, now, capacity, slo).await?;
+                realised(pool, fleet_id, now, capacity, slo, (calib_from, &to_now)).await?;
             report.realised_timed_out_share = (realised_day, realised_week);
             let predicted = stored_forecasts::last_predicted_share(pool, fleet_id).await?;
             replay.size(cfg, realised_week, realised_day, predicted, Some(tz))
@@ -452,12 +471,24 @@ async fn realised(
     now: DateTime<Utc>,
     capacity: &prewarm_planner::Capacity,
     slo: &Slo,
+    (read_from, read): (DateTime<Utc>, &[f64]),
 ) -> Result<(Option<f64>, Option<f64>), sqlx::Error> {
     let from = (now - Duration::seconds(slo::REALISED_WINDOW_SECS))
         .duration_trunc(Duration::minutes(1))
         .unwrap_or(now);
     let ready = prewarm_store::ledger::ready_when_acting(pool, fleet_id, from, now).await?;
-    let minutes = minute_series(pool, fleet_id, capacity, Measure::Work, from, now).await?;
+    // The work per minute from `from` to now: taken from what the refit read, when it covers it.
+    let skip = (from - read_from).num_minutes();
+    let want = (now - from).num_seconds() / 60;
+    let minutes = match usize::try_from(skip) {
+        Ok(skip)
+            if read_from + Duration::minutes(skip as i64) == from
+                && skip as i64 + want == read.len() as i64 =>
+        {
+            read[skip..].to_vec()
+        }
+        _ => minute_series(pool, fleet_id, capacity, Measure::Work, from, now).await?,
+    };
     let requests = if capacity.is_tokens() {
         minute_series(pool, fleet_id, capacity, Measure::Requests, from, now).await?
     } else {

@@ -378,7 +378,7 @@ impl Predictive {
         let median = match cached {
             Some(m) => m,
             None => {
-                let m = self.fit_median(past);
+                let m = self.fit_median(past, ModelSettings::default());
                 if let Some(c) = &self.cache {
                     if let Ok(mut map) = c.lock() {
                         map.insert(past.len(), m.clone());
@@ -479,7 +479,8 @@ impl Predictive {
     /// A policy that starts planning without earlier forecasts of its own (a replay started on
     /// history, as a service started on an imported one) makes them first, as the service's
     /// bootstrap does: a fit on the wall clock's hours over the calibration window, each on the
-    /// history before it (of at least a day), scored against what came.
+    /// history before it (of at least a day) with the bootstrap's cheaper trend
+    /// ([`ModelSettings::BOOTSTRAP`]), scored against what came.
     fn bootstrap(&mut self, past: &[f64]) {
         let now = self.start + Duration::seconds(self.step_secs * past.len() as i64);
         let last = now.timestamp().div_euclid(BOOTSTRAP_EVERY_SECS) * BOOTSTRAP_EVERY_SECS;
@@ -490,7 +491,8 @@ impl Predictive {
             if at >= now.timestamp() || steps * self.step_secs < self.forecast.calibrate_from_secs {
                 continue;
             }
-            if let Some((origin, median, floor)) = self.fit_median(&past[..steps as usize]) {
+            let fitted = self.fit_median(&past[..steps as usize], ModelSettings::BOOTSTRAP);
+            if let Some((origin, median, floor)) = fitted {
                 self.pending.push((origin, median, floor, 0));
             }
         }
@@ -500,7 +502,7 @@ impl Predictive {
     /// step on the wall clock (as the service's history is: a bucket starts at a multiple of the
     /// step since the Unix epoch), up to the last whole bucket. The median is per step of the
     /// trace from that bucket's end (the origin), in requests per second.
-    fn fit_median(&self, past: &[f64]) -> Option<Median> {
+    fn fit_median(&self, past: &[f64], settings: ModelSettings) -> Option<Median> {
         let ratio = (self.forecast.step_secs / self.step_secs).max(1) as usize;
         let fc_step = self.step_secs * ratio as i64;
         // Steps before the first wall-clock bucket boundary of the trace.
@@ -531,7 +533,7 @@ impl Predictive {
             model: self.forecast.model,
             transform: Transform::None,
             outliers: Some(OutlierSettings::default()),
-            settings: ModelSettings::default(),
+            settings,
         });
         let f = fitted.ok()?;
         let median: Vec<f64> = (0..horizon_buckets * ratio)
