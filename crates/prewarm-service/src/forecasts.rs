@@ -10,7 +10,8 @@
 //! tick, or a replica started later, rebuilds exactly this distribution. A fleet with history but
 //! no stored forecasts (just imported, say) is bootstrapped with a short backtest: fits at past
 //! origins on the data before each (with the cheaper trend of [`ModelSettings::BOOTSTRAP`]),
-//! stored as `backtest` rows, so its first distribution is calibrated too. Until it is, the planner runs its reactive rules.
+//! stored as `backtest` rows, so its first distribution is calibrated too. Until it is, the
+//! planner runs its reactive rules.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
@@ -299,7 +300,8 @@ pub async fn refit(
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
     // The calibration window's minutes and, to now, the realised record's: read once.
     let to_now = minute_series(pool, fleet_id, capacity, Measure::Work, calib_from, now).await?;
-    let minutes = &to_now[..(to_now.len()).min(((origin - calib_from).num_minutes()) as usize)];
+    let calibration_minutes = (origin - calib_from).num_minutes() as usize;
+    let minutes = &to_now[..to_now.len().min(calibration_minutes)];
     let mut stored: Vec<StoredRow> = load_stored(pool, fleet_id, calib_from, origin).await?;
     let mut records = score(&stored, minutes, calib_from);
     let mut calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
