@@ -69,6 +69,10 @@ pub(crate) struct BacktestArgs {
     /// Only additive errors for the MSTL trend's ETS (as the fits that bootstrap a new fleet).
     #[arg(long)]
     trend_additive: bool,
+    /// Only a damped additive trend for the MSTL trend's ETS, one candidate instead of a search
+    /// (as the fits that bootstrap a new fleet).
+    #[arg(long)]
+    trend_damped: bool,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
     resample: Option<Span>,
@@ -254,6 +258,7 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             trend_max_points: args.trend_points,
             trend_days: args.trend_days,
             trend_additive_errors: args.trend_additive,
+            trend_damped_only: args.trend_damped,
         },
     };
 

@@ -239,9 +239,13 @@ pub mod defaults {
     /// service's and the simulator's, reaches as far).
     pub const FORECAST_HORIZON_SECS: i64 = 7_200;
 
-    /// Before planning starts, forecasts are made this often (on the wall clock's hours) only to be
-    /// scored: the service bootstraps a new fleet's calibration with backtest fits at the same times.
-    pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
+    /// Before planning starts, forecasts are made this often (on the wall clock's even hours) only
+    /// to be scored: the service bootstraps a new fleet's calibration with backtest fits at the same
+    /// times. Every forecast reaches [`FORECAST_HORIZON_SECS`], so fits this far apart score each
+    /// minute once, at every horizon: half the fits of an hourly bootstrap, and the calibration's
+    /// quantile coverage within 0.02 of it on the bundled traces (`prewarm backtest --horizon 2h
+    /// --every 2h` against `--every 1h`).
+    pub const BOOTSTRAP_EVERY_SECS: i64 = 7_200;
 
     /// History a fit needs at least: a day (one day fits the daily season from that day alone,
     /// two days fit MSTL's daily and weekly seasons).

@@ -36,7 +36,7 @@ pub const HORIZON_SECS: i64 = 7_200;
 pub const MIN_ERRORS: usize = 60;
 /// Forecasts whose errors calibrate the next one: the simulator's window.
 pub const CALIBRATION_SECS: i64 = CALIBRATION_WINDOW_SECS;
-/// Bootstrap backtest origins: on the wall clock's hours over the calibration window, as the
+/// Bootstrap backtest origins: on the wall clock's even hours over the calibration window, as the
 /// simulator fits before planning starts.
 const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SECS;
 
@@ -338,21 +338,25 @@ pub async fn refit(
                     Err(e) => tracing::debug!(fleet_id, error = %e, "a bootstrap fit failed"),
                 }
             }
-            for (o, f) in &rows {
-                stored_forecasts::insert_backtest(
-                    pool,
-                    fleet_id,
-                    now,
-                    *o,
-                    step as i32,
-                    &f.model,
-                    &f.p50_rps,
-                    slo.max_timeout_share,
-                    f.floor_rps,
-                    replica,
-                )
-                .await?;
-            }
+            let fits: Vec<stored_forecasts::NewBacktest> = rows
+                .iter()
+                .map(|(o, f)| stored_forecasts::NewBacktest {
+                    origin: *o,
+                    model: &f.model,
+                    p50_rps: &f.p50_rps,
+                    error_floor_rps: f.floor_rps,
+                })
+                .collect();
+            stored_forecasts::insert_backtests(
+                pool,
+                fleet_id,
+                now,
+                step as i32,
+                slo.max_timeout_share,
+                replica,
+                &fits,
+            )
+            .await?;
             report.bootstrapped = rows.len();
             stored.extend(
                 rows.into_iter()

@@ -194,7 +194,7 @@ pub struct ForecastSettings {
     /// No forecast is planned on before this much history (the reactive rules run meanwhile).
     pub min_history_secs: i64,
     /// History before fits start: forecasts made between this and `min_history_secs` (every
-    /// [`BOOTSTRAP_EVERY_SECS`], on the wall clock's hours) are not planned on, only scored, so the
+    /// [`BOOTSTRAP_EVERY_SECS`], on the wall clock's even hours) are not planned on, only scored, so the
     /// distribution is calibrated once planning starts (the service bootstraps a new fleet's
     /// calibration with backtest fits at the same times).
     pub calibrate_from_secs: i64,
@@ -478,7 +478,7 @@ impl Predictive {
 
     /// A policy that starts planning without earlier forecasts of its own (a replay started on
     /// history, as a service started on an imported one) makes them first, as the service's
-    /// bootstrap does: a fit on the wall clock's hours over the calibration window, each on the
+    /// bootstrap does: a fit every [`BOOTSTRAP_EVERY_SECS`] over the calibration window, each on the
     /// history before it (of at least a day) with the bootstrap's cheaper trend
     /// ([`ModelSettings::BOOTSTRAP`]), scored against what came.
     fn bootstrap(&mut self, past: &[f64]) {

@@ -111,35 +111,52 @@ pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Er
     .await
 }
 
-/// Stores a backtest fit made at `origin` on the history before it (to be scored only).
-#[allow(clippy::too_many_arguments)] // one row's columns
-pub async fn insert_backtest(
+/// One backtest fit: made at `origin` on the history before it (to be scored only).
+#[derive(Debug, Clone, Copy)]
+pub struct NewBacktest<'a> {
+    /// When the fit's forecast starts.
+    pub origin: DateTime<Utc>,
+    /// The model as fitted.
+    pub model: &'a str,
+    /// Median per bucket, requests per second.
+    pub p50_rps: &'a [f64],
+    /// Error floor, requests per second.
+    pub error_floor_rps: f64,
+}
+
+/// Stores a fleet's backtest fits, all `step_secs` wide, made at `made_at` for an SLO of
+/// `quantile`, in one statement: all of them or, on an error, none (a fleet whose bootstrap was
+/// cut short is bootstrapped again, not calibrated on part of a week).
+#[allow(clippy::too_many_arguments)] // the rows' shared columns
+pub async fn insert_backtests(
     pool: &PgPool,
     fleet_id: i64,
     made_at: DateTime<Utc>,
-    origin: DateTime<Utc>,
     step_secs: i32,
-    model: &str,
-    p50_rps: &[f64],
     quantile: f64,
-    error_floor_rps: f64,
     replica: &str,
+    fits: &[NewBacktest<'_>],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    if fits.is_empty() {
+        return Ok(());
+    }
+    let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps,
-         quantile, error_floor_rps, replica) VALUES ($1, $2, $3, $4, 'backtest', $5, $6, $7, $8, $9)",
-    )
-    .bind(fleet_id)
-    .bind(made_at)
-    .bind(origin)
-    .bind(step_secs)
-    .bind(model)
-    .bind(p50_rps)
-    .bind(quantile)
-    .bind(error_floor_rps)
-    .bind(replica)
-    .execute(pool)
-    .await?;
+         quantile, error_floor_rps, replica) ",
+    );
+    q.push_values(fits, |mut row, f| {
+        row.push_bind(fleet_id)
+            .push_bind(made_at)
+            .push_bind(f.origin)
+            .push_bind(step_secs)
+            .push("'backtest'")
+            .push_bind(f.model)
+            .push_bind(f.p50_rps)
+            .push_bind(quantile)
+            .push_bind(f.error_floor_rps)
+            .push_bind(replica);
+    });
+    q.build().execute(pool).await?;
     Ok(())
 }
 
