@@ -660,7 +660,15 @@ mod tests {
         // The window: a day of fine points, in at most 200 blocks; the whole history by default.
         let t = BlockEtsTrend::new(n, p, ModelSettings::BOOTSTRAP);
         assert_eq!((t.window, t.block), (per_day, 1));
-        assert!(t.additive_errors);
+        assert!(t.additive_errors && t.damped_only);
+        // Its trend is one ETS candidate, a damped additive trend with additive errors; the
+        // default searches error and trend types.
+        let means = &history[n - per_day..];
+        let one = trend_ets(true, true).fit(means).unwrap();
+        let spec = one.model().model_type();
+        assert_eq!(spec.error, augurs::ets::model::ErrorComponent::Additive);
+        assert_eq!(spec.trend, augurs::ets::model::TrendComponent::Additive);
+        assert!(one.model().damped(), "the trend is damped");
         let five_min = Periods {
             day: 288,
             week: 2016,
