@@ -239,13 +239,17 @@ pub mod defaults {
     /// service's and the simulator's, reaches as far).
     pub const FORECAST_HORIZON_SECS: i64 = 7_200;
 
-    /// Before planning starts, forecasts are made this often (on the wall clock's even hours) only
-    /// to be scored: the service bootstraps a new fleet's calibration with backtest fits at the same
-    /// times. Every forecast reaches [`FORECAST_HORIZON_SECS`], so fits this far apart score each
-    /// minute once, at every horizon: half the fits of an hourly bootstrap, and the calibration's
-    /// quantile coverage within 0.02 of it on the bundled traces (`prewarm backtest --horizon 2h
-    /// --every 2h` against `--every 1h`).
-    pub const BOOTSTRAP_EVERY_SECS: i64 = 7_200;
+    /// Whether a forecast is made at `unix_secs` before planning starts, only to be scored (the
+    /// service bootstraps a new fleet's calibration with backtest fits at the same times): on the
+    /// hour, every other hour, the even hours since the Unix epoch on one day and the odd ones on
+    /// the next. Every forecast reaches [`FORECAST_HORIZON_SECS`], so each minute is scored once
+    /// with half the fits of an hourly bootstrap, and over a week every hour of the day is scored
+    /// at short and at long horizons (fits on the even hours alone never scored an odd hour within
+    /// an hour of its forecast, and a rush starting on an odd hour went under-forecast).
+    pub fn is_bootstrap_origin(unix_secs: i64) -> bool {
+        let hour = unix_secs.div_euclid(3_600);
+        unix_secs.rem_euclid(3_600) == 0 && (hour + hour.div_euclid(24)).rem_euclid(2) == 0
+    }
 
     /// History a fit needs at least: a day (one day fits the daily season from that day alone,
     /// two days fit MSTL's daily and weekly seasons).
