@@ -188,7 +188,7 @@ impl Bench<'_> {
         s.lease_round().await?;
         for (label, at) in [
             (
-                "first (bootstraps a week of backtest fits, two hours apart)",
+                "first (bootstraps a week of hourly backtest fits)",
                 self.now,
             ),
             ("steady state", self.now + Duration::minutes(15)),

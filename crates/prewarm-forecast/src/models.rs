@@ -163,11 +163,11 @@ impl Default for ModelSettings {
 
 impl ModelSettings {
     /// The settings of the backtest fits that bootstrap a new fleet's calibration: the trend's
-    /// ETS on the last day's block means with additive errors only, a fifth of a default fit's
-    /// time. A week of such fits, two hours apart, is what a fleet's first refit costs; their errors
-    /// calibrate the distribution as the default fit's do (`prewarm backtest --trend-days 1
-    /// --trend-points 200 --trend-additive`: quantile coverage within 0.021 of the default on
-    /// the bundled traces).
+    /// ETS on the last day's block means, one candidate (a damped additive trend with additive
+    /// errors), a fraction of a default fit's time. A week of hourly such fits is what a fleet's
+    /// first refit costs; their errors calibrate the distribution as the default fit's do
+    /// (`prewarm backtest --trend-days 1 --trend-points 200 --trend-additive --trend-damped`:
+    /// quantile coverage close to the default's on the bundled traces, docs/measurements.md).
     pub const BOOTSTRAP: Self = Self {
         trend_max_points: 200,
         trend_days: 1,
