@@ -239,16 +239,14 @@ pub mod defaults {
     /// service's and the simulator's, reaches as far).
     pub const FORECAST_HORIZON_SECS: i64 = 7_200;
 
-    /// Whether a forecast is made at `unix_secs` before planning starts, only to be scored (the
-    /// service bootstraps a new fleet's calibration with backtest fits at the same times): on the
-    /// hour, as the live refits. Fits two hours apart (each reaches [`FORECAST_HORIZON_SECS`], so
-    /// every minute is still scored once) halve a first refit's cost and keep the calibration's
-    /// overall coverage within 0.02, but score each minute at fewer horizons: a fleet whose rush
-    /// starts at 09:00 had its first decision boot 18 GPUs for a rush of 20.5 requests a second,
-    /// against 19 or more with hourly fits, even with the hours alternating by day.
-    pub fn is_bootstrap_origin(unix_secs: i64) -> bool {
-        unix_secs.rem_euclid(3_600) == 0
-    }
+    /// Before planning starts, forecasts are made this often (on the wall clock's hours) only to be
+    /// scored: the service bootstraps a new fleet's calibration with backtest fits at the same times.
+    /// Fits two hours apart (each reaches [`FORECAST_HORIZON_SECS`], so every minute is still
+    /// scored once) halve a first refit's cost and keep the calibration's overall coverage within
+    /// 0.02, but score each minute at fewer horizons: a fleet whose rush starts at 09:00 had its
+    /// first decision boot 18 GPUs for a rush of 20.5 requests a second, against 19 or more with
+    /// hourly fits, even with the hours alternating by day.
+    pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
 
     /// History a fit needs at least: a day (one day fits the daily season from that day alone,
     /// two days fit MSTL's daily and weekly seasons).

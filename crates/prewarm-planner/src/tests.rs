@@ -716,15 +716,3 @@ fn a_rise_is_due_a_boot_lead_before_the_minute_that_needs_more_gpus() {
     // A forecast that does not cover now says nothing.
     assert_eq!(due("2026-03-02T07:00:00Z", 0, 3_600), None);
 }
-
-#[test]
-fn bootstrap_origins_are_the_wall_clock_s_hours() {
-    use crate::defaults::is_bootstrap_origin;
-    let day0 = "2026-03-02T00:00:00Z"
-        .parse::<DateTime<Utc>>()
-        .unwrap()
-        .timestamp();
-    assert!((0..48).all(|h| is_bootstrap_origin(day0 + 3_600 * h)));
-    assert!(!is_bootstrap_origin(day0 + 60));
-    assert!(!is_bootstrap_origin(day0 + 3_600 + 300));
-}

@@ -36,6 +36,9 @@ pub const HORIZON_SECS: i64 = 7_200;
 pub const MIN_ERRORS: usize = 60;
 /// Forecasts whose errors calibrate the next one: the simulator's window.
 pub const CALIBRATION_SECS: i64 = CALIBRATION_WINDOW_SECS;
+/// Bootstrap backtest origins: on the wall clock's hours over the calibration window, as the
+/// simulator fits before planning starts.
+const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SECS;
 
 /// What a refit did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -307,12 +310,13 @@ pub async fn refit(
         let has_backtest = stored_forecasts::has_backtest(pool, fleet_id, calib_from).await?;
         if !has_backtest {
             let mut rows = Vec::new();
-            // Bootstrap origins over the calibration window, as the simulator fits before
-            // planning starts.
-            let last = origin.duration_trunc(Duration::hours(1)).unwrap_or(origin);
-            for k in (0..CALIBRATION_SECS / 3_600).rev() {
-                let o = last - Duration::hours(k);
-                if o >= origin || !prewarm_planner::defaults::is_bootstrap_origin(o.timestamp()) {
+            let last = origin
+                .duration_trunc(Duration::seconds(BOOTSTRAP_EVERY_SECS))
+                .unwrap_or(origin);
+            let count = CALIBRATION_SECS / BOOTSTRAP_EVERY_SECS;
+            for k in (0..count).rev() {
+                let o = last - Duration::seconds(BOOTSTRAP_EVERY_SECS * k);
+                if o >= origin {
                     continue;
                 }
                 let Some(end) = index(o) else { continue };

@@ -12,7 +12,7 @@ use prewarm_forecast::{
 
 use prewarm_planner::{
     defaults::{
-        is_bootstrap_origin, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
+        BOOTSTRAP_EVERY_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
         MIN_PLAN_HISTORY_SECS,
     },
     orders_to_reach,
@@ -194,7 +194,7 @@ pub struct ForecastSettings {
     /// No forecast is planned on before this much history (the reactive rules run meanwhile).
     pub min_history_secs: i64,
     /// History before fits start: forecasts made between this and `min_history_secs` (every
-    /// [`is_bootstrap_origin`]) are not planned on, only scored, so the
+    /// [`BOOTSTRAP_EVERY_SECS`], on the wall clock's hours) are not planned on, only scored, so the
     /// distribution is calibrated once planning starts (the service bootstraps a new fleet's
     /// calibration with backtest fits at the same times).
     pub calibrate_from_secs: i64,
@@ -478,19 +478,17 @@ impl Predictive {
 
     /// A policy that starts planning without earlier forecasts of its own (a replay started on
     /// history, as a service started on an imported one) makes them first, as the service's
-    /// bootstrap does: a fit at each [`is_bootstrap_origin`] over the calibration window, each on the
+    /// bootstrap does: a fit on the wall clock's hours over the calibration window, each on the
     /// history before it (of at least a day) with the bootstrap's cheaper trend
     /// ([`ModelSettings::BOOTSTRAP`]), scored against what came.
     fn bootstrap(&mut self, past: &[f64]) {
         let now = self.start + Duration::seconds(self.step_secs * past.len() as i64);
-        let last = now.timestamp().div_euclid(3_600) * 3_600;
-        for k in (0..self.forecast.calibration_window_secs / 3_600).rev() {
-            let at = last - 3_600 * k;
+        let last = now.timestamp().div_euclid(BOOTSTRAP_EVERY_SECS) * BOOTSTRAP_EVERY_SECS;
+        let count = self.forecast.calibration_window_secs / BOOTSTRAP_EVERY_SECS;
+        for k in (0..count).rev() {
+            let at = last - BOOTSTRAP_EVERY_SECS * k;
             let steps = (at - self.start.timestamp()).div_euclid(self.step_secs);
-            if at >= now.timestamp()
-                || !is_bootstrap_origin(at)
-                || steps * self.step_secs < self.forecast.calibrate_from_secs
-            {
+            if at >= now.timestamp() || steps * self.step_secs < self.forecast.calibrate_from_secs {
                 continue;
             }
             let fitted = self.fit_median(&past[..steps as usize], ModelSettings::BOOTSTRAP);
@@ -594,16 +592,15 @@ impl Policy for Predictive {
         if let (Some(t), Some(started)) = (self.timings.as_mut(), started) {
             t.decide_ns.push(started.elapsed().as_nanos() as u64);
         }
-        // Refits on the wall clock's boundaries (the service's cron: every `refit_secs`, or at the
-        // bootstrap's origins before planning starts), after this step's decision: the service's
-        // refit runs half a minute after its tick, so the new forecast is planned on from the
-        // next minute.
-        let boundary = if planning {
-            now.timestamp().rem_euclid(self.forecast.refit_secs.max(1)) < self.step_secs
+        // Refits on the wall clock's boundaries (the service's cron: every `refit_secs`, or every
+        // hour before planning starts), after this step's decision: the service's refit runs
+        // half a minute after its tick, so the new forecast is planned on from the next minute.
+        let every = if planning {
+            self.forecast.refit_secs
         } else {
-            let into_hour = now.timestamp().rem_euclid(3_600);
-            into_hour < self.step_secs && is_bootstrap_origin(now.timestamp() - into_hour)
+            BOOTSTRAP_EVERY_SECS
         };
+        let boundary = now.timestamp().rem_euclid(every.max(1)) < self.step_secs;
         let fitting = history
             >= self
                 .forecast
