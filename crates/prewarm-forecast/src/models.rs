@@ -462,6 +462,14 @@ impl FittedTrendModel for FittedBlockEts {
 mod tests {
     use super::*;
 
+    /// The daily and weekly periods of a grid with `per_day` points a day.
+    fn periods(per_day: usize) -> Periods {
+        Periods {
+            day: per_day,
+            week: 7 * per_day,
+        }
+    }
+
     fn daily_pattern(days: usize, per_day: usize) -> Vec<f64> {
         (0..days * per_day)
             .map(|i| {
@@ -523,10 +531,7 @@ mod tests {
     #[test]
     fn mstl_learns_a_daily_cycle_and_falls_back_on_short_history() {
         let per_day = 48;
-        let p = Periods {
-            day: per_day,
-            week: 7 * per_day,
-        };
+        let p = periods(per_day);
         let history = daily_pattern(5, per_day);
         let truth = daily_pattern(6, per_day)[5 * per_day..].to_vec();
         let (f, fitted) = fit_predict(
@@ -599,10 +604,7 @@ mod tests {
     #[test]
     fn block_trend_follows_a_linear_trend() {
         let per_day = 24;
-        let p = Periods {
-            day: per_day,
-            week: 7 * per_day,
-        };
+        let p = periods(per_day);
         let history: Vec<f64> = daily_pattern(4, per_day)
             .iter()
             .enumerate()
@@ -634,10 +636,7 @@ mod tests {
     #[test]
     fn the_bootstrap_trend_forecasts_as_the_default_and_its_window_is_bounded() {
         let per_day = 24;
-        let p = Periods {
-            day: per_day,
-            week: 7 * per_day,
-        };
+        let p = periods(per_day);
         // Five days at one level, then two days of a level 40 higher.
         let history: Vec<f64> = daily_pattern(7, per_day)
             .iter()
@@ -669,10 +668,7 @@ mod tests {
         assert_eq!(spec.error, augurs::ets::model::ErrorComponent::Additive);
         assert_eq!(spec.trend, augurs::ets::model::TrendComponent::Additive);
         assert!(one.model().damped(), "the trend is damped");
-        let five_min = Periods {
-            day: 288,
-            week: 2016,
-        };
+        let five_min = periods(288);
         let t = BlockEtsTrend::new(6_048, five_min, ModelSettings::BOOTSTRAP);
         assert_eq!((t.window, t.block), (288, 2));
         let t = BlockEtsTrend::new(6_048, five_min, ModelSettings::default());
