@@ -52,6 +52,10 @@ impl Calibrated {
     }
 }
 
+/// Minutes a replay must hold for the sizer to spend the whole start budget
+/// ([`slo::START_BUDGET`]): the record's week ([`slo::REALISED_WINDOW_SECS`]).
+const START_BUDGET_WEEK_MINUTES: f64 = (slo::REALISED_WINDOW_SECS / 60) as f64;
+
 /// The recent minutes the SLO sizer replays.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -80,7 +84,15 @@ impl Replay {
         if !self.can_size() {
             return None;
         }
-        let budget = slo::budget_from_record(realised_week, realised_day, predicted, &cfg.slo);
+        let mut budget = slo::budget_from_record(realised_week, realised_day, predicted, &cfg.slo);
+        // Before the fleet has a record, the replay is all the sizer knows, and a replay shorter
+        // than the record's week has seen fewer of the rare bursts that a week holds: the start
+        // budget shrinks with it (a day replayed, a seventh of the SLO). A loss in the first days
+        // costs more than its requests: the record's last day tightens the budget at once, and
+        // its week keeps it tight for a week.
+        if realised_week.is_none() {
+            budget *= (self.minutes.len() as f64 / START_BUDGET_WEEK_MINUTES).min(1.0);
+        }
         Some(slo::choose_levels(
             &self.minutes,
             &slo::ReplayPlanner::of(cfg),
@@ -88,5 +100,56 @@ impl Replay {
             budget,
             tz,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+    use prewarm_forecast::NUM_LEVELS;
+
+    /// `days` of minutes replayed: a steady 10 requests a second, forecast exactly.
+    fn replay(days: i64) -> Replay {
+        let start = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        Replay {
+            minutes: (0..days * 1_440)
+                .map(|i| ReplayMinute {
+                    at: start + Duration::minutes(i),
+                    actual_rps: 10.0,
+                    quantiles: [10.0; NUM_LEVELS],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn before_a_record_the_budget_grows_with_the_days_replayed_up_to_a_week() {
+        let cfg = PlannerConfig::new(1.0);
+        let slo = cfg.slo.max_timeout_share;
+        let budget = |days: i64| {
+            replay(days)
+                .size(&cfg, None, None, None, None)
+                .map(|s| s.budget_share)
+        };
+        let start = slo::START_BUDGET * slo;
+        assert!((budget(1).unwrap() - start / 7.0).abs() < 1e-12);
+        assert!((budget(3).unwrap() - 3.0 * start / 7.0).abs() < 1e-12);
+        assert_eq!(budget(7), Some(start));
+        assert_eq!(budget(8), Some(start));
+        // Less than a day is not sized at all.
+        assert_eq!(replay(0).size(&cfg, None, None, None, None), None);
+        // With a record the record sets the budget, however short the replay.
+        let record = Some(slo / 2.0);
+        let sized = replay(1).size(&cfg, record, record, Some(slo / 2.0), None);
+        assert_eq!(
+            sized.map(|s| s.budget_share),
+            Some(slo::budget_from_record(
+                record,
+                record,
+                Some(slo / 2.0),
+                &cfg.slo
+            ))
+        );
     }
 }

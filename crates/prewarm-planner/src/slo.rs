@@ -493,7 +493,8 @@ pub fn budget_from_record(
 /// the SLO itself. With no record the replay's prediction is the best estimate there is; a
 /// tighter start (a tenth, as before) made a new fleet's first day cost a third more than the
 /// reactive rules on the bundled trace (382 against 285 GPU-hours in `prewarm demo`), and the
-/// record tightens the budget within a day if the replay was too hopeful.
+/// record tightens the budget within a day if the replay was too hopeful. A replay shorter than a
+/// week spends it in proportion ([`crate::refit::Replay::size`]).
 pub const START_BUDGET: f64 = 1.0;
 
 /// The prior of the comparison of realised and predicted losses, as a share of the SLO.
