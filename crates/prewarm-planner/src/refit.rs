@@ -71,7 +71,8 @@ impl Replay {
 
     /// The levels to plan on per local hour: the budget from the fleet's record (the timed-out
     /// share it realised over the last week and the last day, against what the last sizing
-    /// predicted, [`slo::budget_from_record`]) spent where it saves the most GPU-minutes
+    /// predicted, [`slo::budget_from_record`]; before a record, the start budget in proportion to
+    /// the days replayed, up to a week) spent where it saves the most GPU-minutes
     /// ([`slo::choose_levels`]). `None` without a day of minutes.
     pub fn size(
         &self,
