@@ -277,11 +277,13 @@ pub fn choose_levels(
             .max()
             .unwrap_or(0)
     };
-    // loss[h][k], cost[h][k]: requests timed out and GPU-minutes in hour h at level k.
-    let mut loss = vec![[0.0f64; NUM_LEVELS]; 24];
-    let mut cost = vec![[0.0f64; NUM_LEVELS]; 24];
     let timeout_minutes = slo.timeout_secs as f64 / 60.0;
-    for k in 0..NUM_LEVELS {
+    // Requests timed out and GPU-minutes per local hour at level k, and whether the fleet's limit
+    // cut the level's need.
+    let replay_level = |k: usize| -> ([f64; 24], [f64; 24], bool) {
+        let mut loss = [0.0f64; 24];
+        let mut cost = [0.0f64; 24];
+        let mut limited = false;
         // Per run of consecutive minutes, the queue-credited need at this level.
         let mut needs: Vec<u32> = Vec::with_capacity(minutes.len());
         let mut i = 0;
@@ -290,7 +292,7 @@ pub fn choose_levels(
             let d: Vec<f64> = minutes[i..j].iter().map(|m| m.quantiles[k]).collect();
             needs.extend(queue_need(&d, timeout_minutes).into_iter().map(|r| {
                 let g = gpus_for(r, gpu_rps).max(min_gpus);
-                limited |= k == NUM_LEVELS - 1 && g > max_gpus;
+                limited |= g > max_gpus;
                 g.min(max_gpus.max(min_gpus))
             }));
             i = j;
@@ -313,16 +315,14 @@ pub fn choose_levels(
                     let work = minutes[i].actual_rps.max(0.0) * 60.0;
                     arrived += work;
                     served += acc.step(n, work, work, ready[i], ready[i], 0, false).0;
-                    cost[h][k] += windowed(&needs, i, keep) as f64;
+                    cost[h] += windowed(&needs, i, keep) as f64;
                 }
-                loss[h][k] += (arrived - served).max(0.0);
+                loss[h] += (arrived - served).max(0.0);
             }
         }
-    }
+        (loss, cost, limited)
+    };
     let total: f64 = minutes.iter().map(|m| m.actual_rps.max(0.0) * 60.0).sum();
-    // Each hour is seen on a few days only, and a rare burst may have missed it: its losses
-    // are pooled half with what the same level lost in the other hours (per request arriving),
-    // so that a level is not judged safe in one hour only because that hour was lucky.
     let arrived: Vec<f64> = (0..24)
         .map(|h| {
             runs[h]
@@ -332,25 +332,58 @@ pub fn choose_levels(
                 .sum()
         })
         .collect();
-    if total > 0.0 {
-        let mut pooled = loss.clone();
-        for k in 0..NUM_LEVELS {
-            let rate = (0..24).map(|h| loss[h][k]).sum::<f64>() / total;
+    // Levels are replayed only when the choice reads them: a higher level's capacity is never
+    // less in any minute, so its losses are never more, and the uniform level below is found
+    // by bisection; the greedy step reads the levels within SPREAD of it, the reach test the top.
+    // Each hour's loss at a level is pooled half with what the same level lost in the other
+    // hours (per request arriving): each hour is seen on a few days only, and a rare burst may
+    // have missed it, so a level is not judged safe in one hour only because that hour was
+    // lucky. Pooling keeps the level's total.
+    let mut replayed: Vec<Option<([f64; 24], [f64; 24])>> = vec![None; NUM_LEVELS];
+    let mut level_data = |k: usize| -> ([f64; 24], [f64; 24]) {
+        if let Some(d) = replayed[k] {
+            return d;
+        }
+        let (mut loss, cost, cut) = replay_level(k);
+        limited |= k == NUM_LEVELS - 1 && cut;
+        if total > 0.0 {
+            let rate = loss.iter().sum::<f64>() / total;
             for h in 0..24 {
-                pooled[h][k] = (1.0 - POOLING) * loss[h][k] + POOLING * rate * arrived[h];
+                loss[h] = (1.0 - POOLING) * loss[h] + POOLING * rate * arrived[h];
             }
         }
-        loss = pooled;
-    }
+        replayed[k] = Some((loss, cost));
+        (loss, cost)
+    };
     let budget = budget_share.max(0.0) * total;
     // First the lowest level that keeps every hour together within the budget: one level for the
     // day, which the days to come hold to better than levels fitted hour by hour to a few days.
-    let uniform = (0..NUM_LEVELS)
-        .find(|&k| (0..24).map(|h| loss[h][k]).sum::<f64>() <= budget + 1e-9)
-        .unwrap_or(NUM_LEVELS - 1);
+    let within = |loss: &[f64; 24]| loss.iter().sum::<f64>() <= budget + 1e-9;
+    let (mut low, mut high) = (0, NUM_LEVELS - 1);
+    while low < high {
+        let mid = (low + high) / 2;
+        if within(&level_data(mid).0) {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    let uniform = low;
+    let top_loss: f64 = level_data(NUM_LEVELS - 1).0.iter().sum();
+    let lowest = uniform.saturating_sub(SPREAD);
+    let (mut loss, mut cost) = (
+        vec![[0.0f64; NUM_LEVELS]; 24],
+        vec![[0.0f64; NUM_LEVELS]; 24],
+    );
+    for k in lowest..=(uniform + SPREAD).min(NUM_LEVELS - 1) {
+        let (l, c) = level_data(k);
+        for h in 0..24 {
+            loss[h][k] = l[h];
+            cost[h][k] = c[h];
+        }
+    }
     // Then the budget is spent where it buys the most GPU-minutes, each hour within SPREAD levels
     // of that one.
-    let lowest = uniform.saturating_sub(SPREAD);
     let mut level = [(uniform + SPREAD).min(NUM_LEVELS - 1); 24];
     let mut spent: f64 = (0..24).map(|h| loss[h][level[h]]).sum();
     loop {
@@ -394,7 +427,7 @@ pub fn choose_levels(
         }
     }
     // Out of reach: even the top level everywhere loses more than the SLO allows.
-    let top: f64 = (0..24).map(|h| loss[h][NUM_LEVELS - 1]).sum();
+    let top = top_loss;
     let out_of_reach =
         (total > 0.0 && top > slo.max_timeout_share * total + 1e-9).then(|| OutOfReach {
             expected_timed_out_share: top / total,
