@@ -369,7 +369,7 @@ pub fn choose_levels(
         }
     }
     let uniform = low;
-    let top_loss: f64 = level_data(NUM_LEVELS - 1).0.iter().sum();
+    let top: f64 = level_data(NUM_LEVELS - 1).0.iter().sum();
     let lowest = uniform.saturating_sub(SPREAD);
     let (mut loss, mut cost) = (
         vec![[0.0f64; NUM_LEVELS]; 24],
@@ -427,7 +427,6 @@ pub fn choose_levels(
         }
     }
     // Out of reach: even the top level everywhere loses more than the SLO allows.
-    let top = top_loss;
     let out_of_reach =
         (total > 0.0 && top > slo.max_timeout_share * total + 1e-9).then(|| OutOfReach {
             expected_timed_out_share: top / total,
