@@ -52,10 +52,6 @@ impl Calibrated {
     }
 }
 
-/// Minutes a replay must hold for the sizer to spend the whole start budget
-/// ([`slo::START_BUDGET`]): the record's week ([`slo::REALISED_WINDOW_SECS`]).
-const START_BUDGET_WEEK_MINUTES: f64 = (slo::REALISED_WINDOW_SECS / 60) as f64;
-
 /// The recent minutes the SLO sizer replays.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -85,15 +81,13 @@ impl Replay {
         if !self.can_size() {
             return None;
         }
-        let mut budget = slo::budget_from_record(realised_week, realised_day, predicted, &cfg.slo);
-        // Before the fleet has a record, the replay is all the sizer knows, and a replay shorter
-        // than the record's week has seen fewer of the rare bursts that a week holds: the start
-        // budget shrinks with it (a day replayed, a seventh of the SLO). A loss in the first days
-        // costs more than its requests: the record's last day tightens the budget at once, and
-        // its week keeps it tight for a week.
-        if realised_week.is_none() {
-            budget *= (self.minutes.len() as f64 / START_BUDGET_WEEK_MINUTES).min(1.0);
-        }
+        let budget = slo::budget_from_record(
+            realised_week,
+            realised_day,
+            predicted,
+            self.minutes.len(),
+            &cfg.slo,
+        );
         Some(slo::choose_levels(
             &self.minutes,
             &slo::ReplayPlanner::of(cfg),
@@ -149,6 +143,7 @@ mod tests {
                 record,
                 record,
                 Some(slo / 2.0),
+                1_440,
                 &cfg.slo
             ))
         );

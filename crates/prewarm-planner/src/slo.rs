@@ -371,21 +371,11 @@ pub fn choose_levels(
     let uniform = low;
     let top: f64 = level_data(NUM_LEVELS - 1).0.iter().sum();
     let lowest = uniform.saturating_sub(SPREAD);
-    let (mut loss, mut cost) = (
-        vec![[0.0f64; NUM_LEVELS]; 24],
-        vec![[0.0f64; NUM_LEVELS]; 24],
-    );
-    for k in lowest..=(uniform + SPREAD).min(NUM_LEVELS - 1) {
-        let (l, c) = level_data(k);
-        for h in 0..24 {
-            loss[h][k] = l[h];
-            cost[h][k] = c[h];
-        }
-    }
     // Then the budget is spent where it buys the most GPU-minutes, each hour within SPREAD levels
     // of that one.
-    let mut level = [(uniform + SPREAD).min(NUM_LEVELS - 1); 24];
-    let mut spent: f64 = (0..24).map(|h| loss[h][level[h]]).sum();
+    let start = (uniform + SPREAD).min(NUM_LEVELS - 1);
+    let mut level = [start; 24];
+    let mut spent: f64 = level_data(start).0.iter().sum();
     loop {
         // The hour whose next step down loses the fewest requests per GPU-minute saved.
         let mut best: Option<(usize, f64, f64)> = None;
@@ -394,8 +384,9 @@ pub fn choose_levels(
             if k <= lowest || runs[h].is_empty() {
                 continue;
             }
-            let extra = (loss[h][k - 1] - loss[h][k]).max(0.0);
-            let saved = cost[h][k] - cost[h][k - 1];
+            let ((loss, cost), (loss_below, cost_below)) = (level_data(k), level_data(k - 1));
+            let extra = (loss_below[h] - loss[h]).max(0.0);
+            let saved = cost[h] - cost_below[h];
             if spent + extra > budget + 1e-9 {
                 continue;
             }
@@ -512,21 +503,36 @@ pub fn budget_share(realised: Option<f64>, predicted: Option<f64>, slo: &Slo) ->
 /// The budget from the fleet's record over the last week and over its last day: the tighter of
 /// the two. A bad day (a regime change: clients stopping, a new kind of burst) tightens the budget
 /// at once, while a good day loosens it only as far as the week allows.
+///
+/// Before the fleet has a record, the replay of `replayed_minutes` is all the sizer knows, and a
+/// replay shorter than the record's week has seen fewer of the rare bursts that a week holds: the
+/// start budget shrinks with it (a day replayed, a seventh of the SLO). A loss in the first days
+/// costs more than its requests: the record's last day tightens the budget at once, and its week
+/// keeps it tight for a week.
 pub fn budget_from_record(
     week: Option<f64>,
     last_day: Option<f64>,
     predicted: Option<f64>,
+    replayed_minutes: usize,
     slo: &Slo,
 ) -> f64 {
-    budget_share(week, predicted, slo).min(budget_share(last_day, predicted, slo))
+    let budget = budget_share(week, predicted, slo).min(budget_share(last_day, predicted, slo));
+    match week {
+        Some(_) => budget,
+        None => budget * (replayed_minutes as f64 / START_BUDGET_WEEK_MINUTES).min(1.0),
+    }
 }
+
+/// Minutes a replay must hold for a fleet without a record to spend the whole start budget
+/// ([`START_BUDGET`]): the record's week ([`REALISED_WINDOW_SECS`]).
+const START_BUDGET_WEEK_MINUTES: f64 = (REALISED_WINDOW_SECS / 60) as f64;
 
 /// The budget, as a share of the SLO, before the fleet has a record to compare with the replay:
 /// the SLO itself. With no record the replay's prediction is the best estimate there is; a
 /// tighter start (a tenth, as before) made a new fleet's first day cost a third more than the
 /// reactive rules on the bundled trace (382 against 285 GPU-hours in `prewarm demo`), and the
 /// record tightens the budget within a day if the replay was too hopeful. A replay shorter than a
-/// week spends it in proportion ([`crate::refit::Replay::size`]).
+/// week spends it in proportion ([`budget_from_record`]).
 pub const START_BUDGET: f64 = 1.0;
 
 /// The prior of the comparison of realised and predicted losses, as a share of the SLO.
@@ -770,19 +776,21 @@ mod tests {
 
     #[test]
     fn a_bad_last_day_tightens_the_budget_at_once_and_a_good_one_loosens_it_only_with_the_week() {
+        // A week of minutes replayed.
+        const WEEK: usize = 7 * 1_440;
         let slo = Slo::default();
         let predicted = Some(0.0005);
         let week = budget_share(Some(0.0005), predicted, &slo);
         // The last day lost five times what the replay predicted: its tighter budget wins.
-        let bad_day = budget_from_record(Some(0.0005), Some(0.0025), predicted, &slo);
+        let bad_day = budget_from_record(Some(0.0005), Some(0.0025), predicted, WEEK, &slo);
         assert!(bad_day < week, "{bad_day} against {week}");
         assert_eq!(bad_day, budget_share(Some(0.0025), predicted, &slo));
         // A last day that lost nothing does not loosen past what the week allows.
-        let good_day = budget_from_record(Some(0.0005), Some(0.0), predicted, &slo);
+        let good_day = budget_from_record(Some(0.0005), Some(0.0), predicted, WEEK, &slo);
         assert_eq!(good_day, week);
         // Before a day of record, the start budget.
         assert_eq!(
-            budget_from_record(None, None, predicted, &slo),
+            budget_from_record(None, None, predicted, WEEK, &slo),
             START_BUDGET * slo.max_timeout_share
         );
     }
