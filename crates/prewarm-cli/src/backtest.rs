@@ -259,6 +259,7 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             trend_days: args.trend_days,
             trend_additive_errors: args.trend_additive,
             trend_damped_only: args.trend_damped,
+            trend_spec: None,
         },
     };
 

@@ -24,7 +24,10 @@ pub use conformal::Calibrator;
 pub use distribution::{DemandCalibration, DemandDistribution, Scored, LEVELS, NUM_LEVELS};
 pub use error::ForecastError;
 pub use local::{local_time, to_local};
-pub use models::{fit_predict, Fitted, ModelKind, ModelSettings, Periods, MIN_ETS_POINTS};
+pub use models::{
+    fit_predict, fit_predict_with_spec, Fitted, ModelKind, ModelSettings, Periods, TrendKind,
+    TrendSpec, MIN_ETS_POINTS,
+};
 pub use prepare::{interpolate, replace_outliers, OutlierRun, OutlierSettings, Transform};
 
 /// What to forecast, from which history.
@@ -63,6 +66,9 @@ pub struct PointForecast {
     pub error_floor: f64,
     /// Wall time of preparation and fit, in seconds.
     pub fit_secs: f64,
+    /// The ETS candidate the MSTL trend chose, to fit alone next time
+    /// ([`ModelSettings::trend_spec`]).
+    pub trend_spec: Option<TrendSpec>,
 }
 
 /// Fits the requested model to the history and forecasts the next `horizon` buckets.
@@ -97,7 +103,7 @@ pub fn forecast(req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastErro
         .max(1);
 
     let transformed: Vec<f64> = values.iter().map(|v| req.transform.forward(*v)).collect();
-    let (ahead, fitted) = fit_predict(
+    let (ahead, fitted, trend_spec) = fit_predict_with_spec(
         req.model,
         &transformed,
         periods,
@@ -122,6 +128,7 @@ pub fn forecast(req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastErro
         outliers,
         error_floor,
         fit_secs: started.elapsed().as_secs_f64(),
+        trend_spec,
     })
 }
 

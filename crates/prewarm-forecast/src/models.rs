@@ -9,7 +9,12 @@
 //! the ETS fit is where almost all of augurs' fit time goes, and it grows with its input, while
 //! the trend of an MSTL decomposition is smooth at the scale of a few buckets anyway.
 
-use std::{borrow::Cow, fmt, str::FromStr};
+use std::{
+    borrow::Cow,
+    fmt,
+    str::FromStr,
+    sync::{Arc, Mutex},
+};
 
 use augurs::{
     ets::AutoETS,
@@ -148,6 +153,66 @@ pub struct ModelSettings {
     /// Only a damped additive trend for the trend's ETS (one candidate; by default ETS also tries
     /// no trend and an undamped one, and keeps the best by AICc).
     pub trend_damped_only: bool,
+    /// The trend's ETS fits only this candidate instead of searching (the one an earlier fit on
+    /// the same series chose, [`PointForecast::trend_spec`](crate::PointForecast)): a search
+    /// fits up to six candidates, and the choice rarely changes from one hour to the next.
+    pub trend_spec: Option<TrendSpec>,
+}
+
+/// The ETS candidate an MSTL trend's search chose: its error type and its trend. A fit handed it
+/// back in [`ModelSettings::trend_spec`] fits that one only (with no trend, that one and an
+/// undamped trend: augurs 0.10 cannot fit a spec without a trend on its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrendSpec {
+    /// Multiplicative errors (else additive).
+    pub multiplicative_errors: bool,
+    /// The trend.
+    pub trend: TrendKind,
+}
+
+/// An ETS trend: none, additive, or additive and damped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrendKind {
+    /// No trend: the level alone.
+    None,
+    /// An additive trend.
+    Additive,
+    /// An additive trend, damped.
+    Damped,
+}
+
+impl TrendSpec {
+    /// The candidate of a fitted ETS model (`None` for a multiplicative trend, which the trend's
+    /// search never tries).
+    fn of(model: &augurs::ets::model::Model) -> Option<Self> {
+        use augurs::ets::model::{ErrorComponent, TrendComponent};
+        let kind = model.model_type();
+        let trend = match (kind.trend, model.damped()) {
+            (TrendComponent::None, _) => TrendKind::None,
+            (TrendComponent::Additive, false) => TrendKind::Additive,
+            (TrendComponent::Additive, true) => TrendKind::Damped,
+            (TrendComponent::Multiplicative, _) => return None,
+        };
+        Some(Self {
+            multiplicative_errors: kind.error == ErrorComponent::Multiplicative,
+            trend,
+        })
+    }
+
+    /// The ETS search that fits this candidate (and, for no trend, an undamped trend beside it).
+    fn ets(self) -> AutoETS {
+        let spec = match (self.multiplicative_errors, self.trend) {
+            (false, TrendKind::None) => "AZN",
+            (true, TrendKind::None) => "MZN",
+            (false, _) => "AAN",
+            (true, _) => "MAN",
+        };
+        AutoETS::new(1, spec)
+            .expect("AZN, MZN, AAN and MAN are valid ETS specs")
+            .damped(self.trend == TrendKind::Damped)
+            .expect("an additive trend may be damped or not")
+    }
 }
 
 impl Default for ModelSettings {
@@ -157,6 +222,7 @@ impl Default for ModelSettings {
             trend_days: 0,
             trend_additive_errors: false,
             trend_damped_only: false,
+            trend_spec: None,
         }
     }
 }
@@ -173,6 +239,7 @@ impl ModelSettings {
         trend_days: 1,
         trend_additive_errors: true,
         trend_damped_only: true,
+        trend_spec: None,
     };
 }
 
@@ -186,6 +253,20 @@ pub fn fit_predict(
     horizon: usize,
     settings: ModelSettings,
 ) -> Result<(Vec<f64>, Fitted), ForecastError> {
+    fit_predict_with_spec(kind, history, periods, step_secs, horizon, settings)
+        .map(|(f, fitted, _)| (f, fitted))
+}
+
+/// [`fit_predict`], with the ETS candidate an MSTL fit's trend chose (when it is one
+/// [`ModelSettings::trend_spec`] can fit again).
+pub fn fit_predict_with_spec(
+    kind: ModelKind,
+    history: &[f64],
+    periods: Periods,
+    step_secs: i64,
+    horizon: usize,
+    settings: ModelSettings,
+) -> Result<(Vec<f64>, Fitted, Option<TrendSpec>), ForecastError> {
     let n = history.len();
     if n == 0 {
         return Err(ForecastError::NoData);
@@ -196,7 +277,8 @@ pub fn fit_predict(
         needed_human: prewarm_core::format_duration(needed as i64 * step_secs),
         have: n,
     };
-    match kind {
+    let chosen = Arc::new(Mutex::new(None));
+    let fitted = match kind {
         ModelKind::Naive => Ok((vec![history[n - 1]; horizon], Fitted::Naive)),
         ModelKind::SnaiveDay => seasonal_naive(history, periods.day, horizon)
             .map(|f| (f, Fitted::SnaiveDay))
@@ -211,7 +293,7 @@ pub fn fit_predict(
             fit_ets(history, horizon).map(|f| (f, Fitted::Ets))
         }
         ModelKind::Mstl => {
-            let trend = BlockEtsTrend::new(n, periods, settings);
+            let trend = BlockEtsTrend::new(n, periods, settings, chosen.clone());
             if n >= 2 * periods.week {
                 fit_mstl(history, vec![periods.day, periods.week], trend, horizon)
                     .map(|f| (f, Fitted::MstlDailyWeekly))
@@ -228,7 +310,9 @@ pub fn fit_predict(
                 Err(too_short(MIN_ETS_POINTS))
             }
         }
-    }
+    }?;
+    let spec = *chosen.lock().unwrap_or_else(|e| e.into_inner());
+    Ok((fitted.0, fitted.1, spec))
 }
 
 /// Fewest points a non-seasonal ETS fit is attempted on.
@@ -279,7 +363,10 @@ fn fit_error(model: &str, e: impl fmt::Display) -> ForecastError {
     }
 }
 
-fn trend_ets(additive_errors: bool, damped_only: bool) -> AutoETS {
+fn trend_ets(additive_errors: bool, damped_only: bool, spec: Option<TrendSpec>) -> AutoETS {
+    if let Some(spec) = spec {
+        return spec.ets();
+    }
     // A trend spec of "N" never fits in augurs 0.10; "ZZN" selects the error and trend types.
     let spec = match (additive_errors, damped_only) {
         (true, false) => "AZN",
@@ -297,7 +384,7 @@ fn trend_ets(additive_errors: bool, damped_only: bool) -> AutoETS {
 }
 
 fn fit_ets(history: &[f64], horizon: usize) -> Result<Vec<f64>, ForecastError> {
-    let fitted = trend_ets(false, false)
+    let fitted = trend_ets(false, false, None)
         .fit(history)
         .map_err(|e| fit_error("ets", e))?;
     let forecast = fitted
@@ -332,10 +419,19 @@ struct BlockEtsTrend {
     additive_errors: bool,
     /// Only a damped additive trend.
     damped_only: bool,
+    /// Only this candidate.
+    spec: Option<TrendSpec>,
+    /// Where the fit leaves the candidate it chose.
+    chosen: Arc<Mutex<Option<TrendSpec>>>,
 }
 
 impl BlockEtsTrend {
-    fn new(n: usize, periods: Periods, settings: ModelSettings) -> Self {
+    fn new(
+        n: usize,
+        periods: Periods,
+        settings: ModelSettings,
+        chosen: Arc<Mutex<Option<TrendSpec>>>,
+    ) -> Self {
         let window = match settings.trend_days {
             0 => n,
             days => (days * periods.day).clamp(1, n),
@@ -349,6 +445,8 @@ impl BlockEtsTrend {
             window,
             additive_errors: settings.trend_additive_errors,
             damped_only: settings.trend_damped_only,
+            spec: settings.trend_spec,
+            chosen,
         }
     }
 }
@@ -372,7 +470,8 @@ impl TrendModel for BlockEtsTrend {
             .chunks_exact(block)
             .map(|c| c.iter().sum::<f64>() / block as f64)
             .collect();
-        let fitted = trend_ets(self.additive_errors, self.damped_only).fit(&means)?;
+        let fitted = trend_ets(self.additive_errors, self.damped_only, self.spec).fit(&means)?;
+        *self.chosen.lock().unwrap_or_else(|e| e.into_inner()) = TrendSpec::of(fitted.model());
         let in_sample = fitted.predict_in_sample(None)?.point;
         Ok(Box::new(FittedBlockEts {
             block,
@@ -657,21 +756,31 @@ mod tests {
             assert!((a - d).abs() < 2.0, "bootstrap {a} default {d}");
         }
         // The window: a day of fine points, in at most 200 blocks; the whole history by default.
-        let t = BlockEtsTrend::new(n, p, ModelSettings::BOOTSTRAP);
+        let t = BlockEtsTrend::new(n, p, ModelSettings::BOOTSTRAP, Default::default());
         assert_eq!((t.window, t.block), (per_day, 1));
         assert!(t.additive_errors && t.damped_only);
         // Its trend is one ETS candidate, a damped additive trend with additive errors; the
         // default searches error and trend types.
         let means = &history[n - per_day..];
-        let one = trend_ets(true, true).fit(means).unwrap();
+        let one = trend_ets(true, true, None).fit(means).unwrap();
         let spec = one.model().model_type();
         assert_eq!(spec.error, augurs::ets::model::ErrorComponent::Additive);
         assert_eq!(spec.trend, augurs::ets::model::TrendComponent::Additive);
         assert!(one.model().damped(), "the trend is damped");
         let five_min = periods(288);
-        let t = BlockEtsTrend::new(6_048, five_min, ModelSettings::BOOTSTRAP);
+        let t = BlockEtsTrend::new(
+            6_048,
+            five_min,
+            ModelSettings::BOOTSTRAP,
+            Default::default(),
+        );
         assert_eq!((t.window, t.block), (288, 2));
-        let t = BlockEtsTrend::new(6_048, five_min, ModelSettings::default());
+        let t = BlockEtsTrend::new(
+            6_048,
+            five_min,
+            ModelSettings::default(),
+            Default::default(),
+        );
         assert_eq!((t.window, t.block), (6_048, 7));
         assert!(!t.additive_errors);
     }

@@ -234,3 +234,34 @@ fn a_forecast_never_sees_data_after_its_origin() {
         assert_eq!(x.upper, y.upper);
     }
 }
+
+#[test]
+fn a_fit_on_the_candidate_its_search_chose_forecasts_the_same() {
+    // Three weeks of a daily cycle at 5-minute buckets, rising slowly, and the same with a flat
+    // level: the trend's search chooses a candidate, and fitting that candidate alone (as refits
+    // do for six hours) gives the same forecast.
+    let start: DateTime<Utc> = "2026-03-02T00:00:00Z".parse().unwrap();
+    for rise in [0.0, 0.02] {
+        let history: Vec<f64> = (0..21 * 288)
+            .map(|i| {
+                let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                100.0 + rise * i as f64 + 40.0 * (phase - 1.5).sin() + 4.0 * noise(i)
+            })
+            .collect();
+        let searched = forecast(&request(start, 300, &history, None, 24)).unwrap();
+        let spec = searched
+            .trend_spec
+            .expect("an MSTL fit says which candidate its trend chose");
+        let mut again = request(start, 300, &history, None, 24);
+        again.settings.trend_spec = Some(spec);
+        let reused = forecast(&again).unwrap();
+        assert_eq!(reused.trend_spec, Some(spec), "rise {rise}");
+        for (a, b) in searched.point.iter().zip(&reused.point) {
+            assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "{a} against {b}");
+        }
+    }
+    // Baselines fit no trend and say so.
+    let mut naive = request(start, 300, &[1.0; 400], None, 4);
+    naive.model = ModelKind::Naive;
+    assert_eq!(forecast(&naive).unwrap().trend_spec, None);
+}

@@ -247,6 +247,12 @@ pub mod defaults {
     /// first decision boot 18 GPUs for a rush of 20.5 requests a second, against 19 or more with
     /// hourly fits, even with the hours alternating by day.
     pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
+    /// How long a fleet's live fits reuse the ETS candidate its MSTL trend's search chose
+    /// ([`prewarm_forecast::ModelSettings::trend_spec`]) before searching again: a search fits up
+    /// to six candidates, and the choice is a slow property of the series. Six hours kept every
+    /// bundled and synthetic replay within 0.7% of its GPU-hours and its timed-out share, or
+    /// better; a day moved one bursty replay from 0.069% to 0.218% (docs/measurements.md).
+    pub const TREND_SPEC_SECS: i64 = 21_600;
 
     /// History a fit needs at least: a day (one day fits the daily season from that day alone,
     /// two days fit MSTL's daily and weekly seasons).

@@ -17,10 +17,10 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
 use prewarm_forecast::{
     forecast, DemandCalibration, DemandDistribution, ForecastRequest, ModelKind, ModelSettings,
-    OutlierSettings, Scored, Transform,
+    OutlierSettings, Scored, Transform, TrendSpec,
 };
 use prewarm_planner::{
-    defaults::CALIBRATION_WINDOW_SECS,
+    defaults::{CALIBRATION_WINDOW_SECS, TREND_SPEC_SECS},
     slo::{self, LevelPlan, Sizing, Slo},
     PlannerConfig,
 };
@@ -147,6 +147,7 @@ struct Fit {
     floor_rps: f64,
     model: String,
     fit_secs: f64,
+    trend_spec: Option<TrendSpec>,
 }
 
 /// [`fit`] on the blocking pool: a fit is tens of milliseconds of CPU that must not hold up the
@@ -196,6 +197,7 @@ fn fit(
         floor_rps: f.error_floor / per_sec,
         model: format!("{:?}", f.fitted),
         fit_secs: f.fit_secs,
+        trend_spec: f.trend_spec,
     })
 }
 
@@ -368,15 +370,17 @@ pub async fn refit(
     }
     report.recent_error = recent_error(&stored, &history, index, step, defaults, origin);
 
-    let fitted = fit_blocking(
-        history.clone(),
-        from,
-        step,
-        tz,
-        horizon,
-        ModelSettings::default(),
-    )
-    .await;
+    // The live fit's trend reuses the ETS candidate a search chose within the last day.
+    let last = stored_forecasts::last_live(pool, fleet_id).await?;
+    let reuse = last
+        .trend_spec
+        .filter(|(_, at)| now - *at < Duration::seconds(TREND_SPEC_SECS))
+        .and_then(|(spec, at)| Some((serde_json::from_value::<TrendSpec>(spec).ok()?, at)));
+    let settings = ModelSettings {
+        trend_spec: reuse.map(|(spec, _)| spec),
+        ..ModelSettings::default()
+    };
+    let fitted = fit_blocking(history.clone(), from, step, tz, horizon, settings).await;
     let f = match fitted {
         Ok(f) => f,
         Err(e) => {
@@ -396,7 +400,7 @@ pub async fn refit(
             let (realised_week, realised_day) =
                 realised(pool, fleet_id, now, capacity, slo, (calib_from, &to_now)).await?;
             report.realised_timed_out_share = (realised_day, realised_week);
-            let predicted = stored_forecasts::last_predicted_share(pool, fleet_id).await?;
+            let predicted = last.predicted_timed_out_share;
             replay.size(cfg, realised_week, realised_day, predicted, Some(tz))
         } else {
             None
@@ -460,6 +464,11 @@ pub async fn refit(
             calibration: calibration_json,
             levels: levels_json,
             predicted_timed_out_share: sizing.as_ref().map(|s| s.timed_out_share),
+            trend_spec: match reuse {
+                Some((spec, at)) => Some((spec, at)),
+                None => f.trend_spec.map(|spec| (spec, now)),
+            }
+            .and_then(|(spec, at)| Some((serde_json::to_value(spec).ok()?, at))),
         },
     )
     .await?;

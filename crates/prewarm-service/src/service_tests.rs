@@ -768,6 +768,31 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     let again = w.service.refit_fleet(id).await.unwrap();
     assert_eq!(again.bootstrapped, 0);
     assert!(again.calibrated);
+    // Its trend fits the ETS candidate the first refit's search chose; once that choice is six
+    // hours old, a refit searches again.
+    let trend = || async {
+        sqlx::query_as::<_, (Option<serde_json::Value>, Option<DateTime<Utc>>)>(
+            "SELECT trend_spec, trend_chosen_at FROM forecasts WHERE kind = 'live'
+             ORDER BY made_at DESC, id DESC LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let (spec, chosen_at) = trend().await;
+    let spec = spec.expect("the live fit records its trend's candidate");
+    assert!(spec["trend"].is_string(), "{spec}");
+    assert_eq!(chosen_at, Some(now), "the first refit's search chose it");
+    w.clock.set(at("2026-06-05T18:44:00Z"));
+    w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(trend().await.1, Some(now), "reused within six hours");
+    w.clock.set(at("2026-06-05T18:46:00Z"));
+    w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(
+        trend().await.1,
+        Some(at("2026-06-05T18:46:00Z")),
+        "searched again"
+    );
     w.running.stop().await;
 }
 

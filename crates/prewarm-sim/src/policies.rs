@@ -7,13 +7,13 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Duration, Utc};
 use prewarm_forecast::{
     forecast, DemandDistribution, ForecastRequest, ModelKind, ModelSettings, OutlierSettings,
-    Scored, Transform,
+    Scored, Transform, TrendSpec,
 };
 
 use prewarm_planner::{
     defaults::{
         BOOTSTRAP_EVERY_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
-        MIN_PLAN_HISTORY_SECS,
+        MIN_PLAN_HISTORY_SECS, TREND_SPEC_SECS,
     },
     orders_to_reach,
     slo::{self, Sizing},
@@ -265,6 +265,9 @@ pub struct Predictive {
     /// What the last sizing predicted the fleet would time out ([`slo::budget_share`]).
     predicted: Option<f64>,
     last_fit: Option<usize>,
+    /// The ETS candidate the last searching fit chose, and the step it was chosen at: live fits
+    /// reuse it for [`TREND_SPEC_SECS`], as the service's refits do.
+    trend_spec: Option<(TrendSpec, usize)>,
     /// Fits that failed (history too short etc.), for the report.
     pub failed_fits: usize,
     /// When set, how long each decision and each refit took (a benchmark reads them).
@@ -312,6 +315,7 @@ impl Predictive {
             planned_once: false,
             predicted: None,
             last_fit: None,
+            trend_spec: None,
             failed_fits: 0,
             timings: None,
         }
@@ -378,7 +382,17 @@ impl Predictive {
         let median = match cached {
             Some(m) => m,
             None => {
-                let m = self.fit_median(past, ModelSettings::default());
+                let reuse = self
+                    .trend_spec
+                    .filter(|(_, at)| (past.len() - at) as i64 * self.step_secs < TREND_SPEC_SECS);
+                let settings = ModelSettings {
+                    trend_spec: reuse.map(|(spec, _)| spec),
+                    ..ModelSettings::default()
+                };
+                let (m, chosen) = self.fit_median(past, settings).unzip();
+                if reuse.is_none() {
+                    self.trend_spec = chosen.flatten().map(|spec| (spec, past.len()));
+                }
                 if let Some(c) = &self.cache {
                     if let Ok(mut map) = c.lock() {
                         map.insert(past.len(), m.clone());
@@ -491,7 +505,9 @@ impl Predictive {
             if at >= now.timestamp() || steps * self.step_secs < self.forecast.calibrate_from_secs {
                 continue;
             }
-            let fitted = self.fit_median(&past[..steps as usize], ModelSettings::BOOTSTRAP);
+            let fitted = self
+                .fit_median(&past[..steps as usize], ModelSettings::BOOTSTRAP)
+                .map(|(m, _)| m);
             if let Some((origin, median, floor)) = fitted {
                 self.pending.push((origin, median, floor, 0));
             }
@@ -502,7 +518,11 @@ impl Predictive {
     /// step on the wall clock (as the service's history is: a bucket starts at a multiple of the
     /// step since the Unix epoch), up to the last whole bucket. The median is per step of the
     /// trace from that bucket's end (the origin), in requests per second.
-    fn fit_median(&self, past: &[f64], settings: ModelSettings) -> Option<Median> {
+    fn fit_median(
+        &self,
+        past: &[f64],
+        settings: ModelSettings,
+    ) -> Option<(Median, Option<TrendSpec>)> {
         let ratio = (self.forecast.step_secs / self.step_secs).max(1) as usize;
         let fc_step = self.step_secs * ratio as i64;
         // Steps before the first wall-clock bucket boundary of the trace.
@@ -539,7 +559,10 @@ impl Predictive {
         let median: Vec<f64> = (0..horizon_buckets * ratio)
             .map(|s| f.point[s / ratio].max(0.0) / fc_step as f64)
             .collect();
-        Some((origin_step, median, f.error_floor / fc_step as f64))
+        Some((
+            (origin_step, median, f.error_floor / fc_step as f64),
+            f.trend_spec,
+        ))
     }
 }
 

@@ -83,14 +83,17 @@ pub struct NewLive<'a> {
     pub levels: Option<serde_json::Value>,
     /// The share of requests the sizer's replay predicts will time out.
     pub predicted_timed_out_share: Option<f64>,
+    /// The ETS candidate the fit's trend used, as JSON, and when a search chose it.
+    pub trend_spec: Option<(serde_json::Value, DateTime<Utc>)>,
 }
 
 /// Stores a live forecast; returns its id.
 pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
-         quantile, error_floor_rps, errors_used, recent_error, replica, calibration, levels, predicted_timed_out_share)
-         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+         quantile, error_floor_rps, errors_used, recent_error, replica, calibration, levels, predicted_timed_out_share,
+         trend_spec, trend_chosen_at)
+         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
     )
     .bind(f.fleet_id)
     .bind(f.made_at)
@@ -107,6 +110,8 @@ pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Er
     .bind(&f.calibration)
     .bind(&f.levels)
     .bind(f.predicted_timed_out_share)
+    .bind(f.trend_spec.as_ref().map(|(spec, _)| spec))
+    .bind(f.trend_spec.as_ref().map(|(_, at)| *at))
     .fetch_one(pool)
     .await
 }
@@ -175,19 +180,43 @@ pub async fn has_backtest(
     .await
 }
 
-/// The timed-out share the last live forecast's sizing predicted, if any.
-pub async fn last_predicted_share(
-    pool: &PgPool,
-    fleet_id: i64,
-) -> Result<Option<f64>, sqlx::Error> {
-    Ok(sqlx::query_scalar(
-        "SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
-           AND predicted_timed_out_share IS NOT NULL ORDER BY made_at DESC, id DESC LIMIT 1",
+/// What a refit carries over from the fleet's earlier live forecasts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LastLive {
+    /// The share of requests the last sizing predicted would time out.
+    pub predicted_timed_out_share: Option<f64>,
+    /// The ETS candidate the last live fit's trend used, as JSON, and when a search chose it.
+    pub trend_spec: Option<(serde_json::Value, DateTime<Utc>)>,
+}
+
+/// [`LastLive`] as read: the predicted share, the trend's candidate and when it was chosen.
+type LastLiveRow = (
+    Option<f64>,
+    Option<serde_json::Value>,
+    Option<DateTime<Utc>>,
+);
+
+/// [`LastLive`] of a fleet, in one query.
+pub async fn last_live(pool: &PgPool, fleet_id: i64) -> Result<LastLive, sqlx::Error> {
+    let row: Option<LastLiveRow> = sqlx::query_as(
+        "SELECT (SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1
+                       AND kind = 'live' AND predicted_timed_out_share IS NOT NULL
+                     ORDER BY made_at DESC, id DESC LIMIT 1),
+                    t.trend_spec, t.trend_chosen_at
+             FROM (SELECT 1) one
+             LEFT JOIN LATERAL (SELECT trend_spec, trend_chosen_at FROM forecasts
+                                WHERE fleet_id = $1 AND kind = 'live'
+                                ORDER BY made_at DESC, id DESC LIMIT 1) t ON true",
     )
     .bind(fleet_id)
     .fetch_optional(pool)
-    .await?
-    .flatten())
+    .await?;
+    Ok(
+        row.map_or_else(LastLive::default, |(predicted, spec, at)| LastLive {
+            predicted_timed_out_share: predicted,
+            trend_spec: spec.zip(at),
+        }),
+    )
 }
 
 /// The medians of the forecasts (live and backtest) whose origin is in `[from, to)`, oldest first.
