@@ -254,6 +254,12 @@ pub mod defaults {
     /// better; a day moved one bursty replay from 0.069% to 0.218% (docs/measurements.md).
     pub const TREND_SPEC_SECS: i64 = 21_600;
 
+    /// History a fleet needs before its live fits reuse the trend's candidate
+    /// ([`TREND_SPEC_SECS`]): in the first week each day changes what the series says (and
+    /// reused there, a candidate moved a replay of random bursts at half past the hour from within
+    /// the SLO to 0.32%), so every fit searches.
+    pub const TREND_REUSE_HISTORY_SECS: i64 = 7 * 86_400;
+
     /// History a fit needs at least: a day (one day fits the daily season from that day alone,
     /// two days fit MSTL's daily and weekly seasons).
     pub const MIN_FIT_HISTORY_SECS: i64 = 86_400;

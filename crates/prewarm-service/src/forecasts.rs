@@ -20,7 +20,7 @@ use prewarm_forecast::{
     OutlierSettings, Scored, Transform, TrendSpec,
 };
 use prewarm_planner::{
-    defaults::{CALIBRATION_WINDOW_SECS, TREND_SPEC_SECS},
+    defaults::{CALIBRATION_WINDOW_SECS, TREND_REUSE_HISTORY_SECS, TREND_SPEC_SECS},
     slo::{self, LevelPlan, Sizing, Slo},
     PlannerConfig,
 };
@@ -370,11 +370,14 @@ pub async fn refit(
     }
     report.recent_error = recent_error(&stored, &history, index, step, defaults, origin);
 
-    // The live fit's trend reuses the ETS candidate a search chose within the last day.
+    // The live fit's trend reuses the ETS candidate a search chose within the last six hours,
+    // once the fleet has a week of history.
     let last = stored_forecasts::last_live(pool, fleet_id).await?;
     let reuse = last
         .trend_spec
-        .filter(|(_, at)| now - *at < Duration::seconds(TREND_SPEC_SECS))
+        .filter(|(_, at)| {
+            now - *at < Duration::seconds(TREND_SPEC_SECS) && span >= TREND_REUSE_HISTORY_SECS
+        })
         .and_then(|(spec, at)| Some((serde_json::from_value::<TrendSpec>(spec).ok()?, at)));
     let settings = ModelSettings {
         trend_spec: reuse.map(|(spec, _)| spec),

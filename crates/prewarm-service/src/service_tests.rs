@@ -768,31 +768,52 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     let again = w.service.refit_fleet(id).await.unwrap();
     assert_eq!(again.bootstrapped, 0);
     assert!(again.calibrated);
-    // Its trend fits the ETS candidate the first refit's search chose; once that choice is six
-    // hours old, a refit searches again.
-    let trend = || async {
-        sqlx::query_as::<_, (Option<serde_json::Value>, Option<DateTime<Utc>>)>(
-            "SELECT trend_spec, trend_chosen_at FROM forecasts WHERE kind = 'live'
-             ORDER BY made_at DESC, id DESC LIMIT 1",
-        )
-        .fetch_one(&pool)
+    // In its first week of history every refit searches the trend's candidates.
+    let (spec, chosen_at) = live_trend(&pool).await;
+    assert!(spec.is_some(), "the live fit records its trend's candidate");
+    assert_eq!(chosen_at, Some(at("2026-06-05T13:00:00Z")));
+    w.running.stop().await;
+}
+
+/// The trend's candidate of the newest live forecast, and when a search chose it.
+async fn live_trend(pool: &PgPool) -> (Option<serde_json::Value>, Option<DateTime<Utc>>) {
+    sqlx::query_as(
+        "SELECT trend_spec, trend_chosen_at FROM forecasts WHERE kind = 'live'
+         ORDER BY made_at DESC, id DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn with_a_week_of_history_refits_reuse_the_trend_candidate_for_six_hours(pool: PgPool) {
+    let start = at("2026-06-01T04:00:00Z");
+    let now = at("2026-06-09T12:45:00Z");
+    let w = world(&pool, now, |_| {}).await;
+    let mut spec = FleetSpec::named("chat");
+    spec.time_zone = "America/New_York".into();
+    spec.gpu_rps = 1.0;
+    let created = create_fleet(&pool, &spec).await.unwrap();
+    let trace = rush_trace(start, 9);
+    let upto = ((now - start).num_minutes() / 5) as usize;
+    let history = Trace::new(start, 300, trace.requests[..upto].to_vec());
+    prewarm_store::import_trace(&pool, &created, &history, Utc::now())
         .await
-        .unwrap()
-    };
-    let (spec, chosen_at) = trend().await;
+        .unwrap();
+    w.service.lease_round().await.unwrap();
+    w.service.refit_fleet(created.id).await.unwrap();
+    let (spec, chosen_at) = live_trend(&pool).await;
     let spec = spec.expect("the live fit records its trend's candidate");
     assert!(spec["trend"].is_string(), "{spec}");
     assert_eq!(chosen_at, Some(now), "the first refit's search chose it");
-    w.clock.set(at("2026-06-05T18:44:00Z"));
-    w.service.refit_fleet(id).await.unwrap();
-    assert_eq!(trend().await.1, Some(now), "reused within six hours");
-    w.clock.set(at("2026-06-05T18:46:00Z"));
-    w.service.refit_fleet(id).await.unwrap();
-    assert_eq!(
-        trend().await.1,
-        Some(at("2026-06-05T18:46:00Z")),
-        "searched again"
-    );
+    // Within six hours the refits fit that candidate alone; then one searches again.
+    w.clock.set(at("2026-06-09T18:44:00Z"));
+    w.service.refit_fleet(created.id).await.unwrap();
+    assert_eq!(live_trend(&pool).await, (Some(spec), Some(now)));
+    w.clock.set(at("2026-06-09T18:46:00Z"));
+    w.service.refit_fleet(created.id).await.unwrap();
+    assert_eq!(live_trend(&pool).await.1, Some(at("2026-06-09T18:46:00Z")));
     w.running.stop().await;
 }
 

@@ -13,7 +13,7 @@ use prewarm_forecast::{
 use prewarm_planner::{
     defaults::{
         BOOTSTRAP_EVERY_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
-        MIN_PLAN_HISTORY_SECS, TREND_SPEC_SECS,
+        MIN_PLAN_HISTORY_SECS, TREND_REUSE_HISTORY_SECS, TREND_SPEC_SECS,
     },
     orders_to_reach,
     slo::{self, Sizing},
@@ -382,9 +382,10 @@ impl Predictive {
         let median = match cached {
             Some(m) => m,
             None => {
-                let reuse = self
-                    .trend_spec
-                    .filter(|(_, at)| (past.len() - at) as i64 * self.step_secs < TREND_SPEC_SECS);
+                let reuse = self.trend_spec.filter(|(_, at)| {
+                    (past.len() - at) as i64 * self.step_secs < TREND_SPEC_SECS
+                        && past.len() as i64 * self.step_secs >= TREND_REUSE_HISTORY_SECS
+                });
                 let settings = ModelSettings {
                     trend_spec: reuse.map(|(spec, _)| spec),
                     ..ModelSettings::default()
