@@ -25,8 +25,7 @@ pub use distribution::{DemandCalibration, DemandDistribution, Scored, LEVELS, NU
 pub use error::ForecastError;
 pub use local::{local_time, to_local};
 pub use models::{
-    fit_predict, fit_predict_with_spec, Fitted, ModelKind, ModelSettings, Periods, TrendKind,
-    TrendSpec, MIN_ETS_POINTS,
+    fit_predict, Fitted, ModelKind, ModelSettings, Periods, TrendKind, TrendSpec, MIN_ETS_POINTS,
 };
 pub use prepare::{interpolate, replace_outliers, OutlierRun, OutlierSettings, Transform};
 
@@ -103,7 +102,7 @@ pub fn forecast(req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastErro
         .max(1);
 
     let transformed: Vec<f64> = values.iter().map(|v| req.transform.forward(*v)).collect();
-    let (ahead, fitted, trend_spec) = fit_predict_with_spec(
+    let (ahead, fitted, trend_spec) = fit_predict(
         req.model,
         &transformed,
         periods,

@@ -244,22 +244,9 @@ impl ModelSettings {
 }
 
 /// Fits `kind` to a gap-free `history` and returns the point forecast for the next `horizon`
-/// points, with the variant that was fitted.
+/// points, with the variant that was fitted and the ETS candidate an MSTL fit's trend chose (to
+/// fit alone next time with [`ModelSettings::trend_spec`]).
 pub fn fit_predict(
-    kind: ModelKind,
-    history: &[f64],
-    periods: Periods,
-    step_secs: i64,
-    horizon: usize,
-    settings: ModelSettings,
-) -> Result<(Vec<f64>, Fitted), ForecastError> {
-    fit_predict_with_spec(kind, history, periods, step_secs, horizon, settings)
-        .map(|(f, fitted, _)| (f, fitted))
-}
-
-/// [`fit_predict`], with the ETS candidate an MSTL fit's trend chose (when it is one
-/// [`ModelSettings::trend_spec`] can fit again).
-pub fn fit_predict_with_spec(
     kind: ModelKind,
     history: &[f64],
     periods: Periods,
@@ -591,7 +578,7 @@ mod tests {
     fn seasonal_naive_repeats_the_last_season() {
         let p = Periods { day: 4, week: 28 };
         let history = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let (f, _) = fit_predict(
+        let (f, _, _) = fit_predict(
             ModelKind::SnaiveDay,
             &history,
             p,
@@ -601,7 +588,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f, vec![5.0, 6.0, 7.0, 8.0, 5.0, 6.0]);
-        let (f, _) = fit_predict(
+        let (f, _, _) = fit_predict(
             ModelKind::Naive,
             &history,
             p,
@@ -633,7 +620,7 @@ mod tests {
         let p = periods(per_day);
         let history = daily_pattern(5, per_day);
         let truth = daily_pattern(6, per_day)[5 * per_day..].to_vec();
-        let (f, fitted) = fit_predict(
+        let (f, fitted, _) = fit_predict(
             ModelKind::Mstl,
             &history,
             p,
@@ -653,7 +640,7 @@ mod tests {
         assert!(mae < 5.0, "mae {mae}");
 
         // One day and a half: yesterday is the season, at today's level.
-        let (f, fitted) = fit_predict(
+        let (f, fitted, _) = fit_predict(
             ModelKind::Mstl,
             &history[..per_day * 3 / 2],
             p,
@@ -668,7 +655,7 @@ mod tests {
             f.iter().zip(truth).map(|(a, b)| (a - b).abs()).sum::<f64>() / per_day as f64;
         assert!(mae < 10.0, "mae {mae}");
 
-        let (_, fitted) = fit_predict(
+        let (_, fitted, _) = fit_predict(
             ModelKind::Mstl,
             &history[..40],
             p,
@@ -710,7 +697,7 @@ mod tests {
             .map(|(i, v)| v + i as f64 * 0.5)
             .collect();
         let n = history.len();
-        let (f, _) = fit_predict(
+        let (f, _, _) = fit_predict(
             ModelKind::Mstl,
             &history,
             p,
@@ -744,8 +731,8 @@ mod tests {
             .collect();
         let n = history.len();
         let fit = |settings| fit_predict(ModelKind::Mstl, &history, p, 3_600, 6, settings);
-        let (cheap, _) = fit(ModelSettings::BOOTSTRAP).unwrap();
-        let (full, _) = fit(ModelSettings::default()).unwrap();
+        let (cheap, _, _) = fit(ModelSettings::BOOTSTRAP).unwrap();
+        let (full, _, _) = fit(ModelSettings::default()).unwrap();
         let truth = &daily_pattern(8, per_day)[n..n + 6];
         for ((a, d), b) in cheap.iter().zip(&full).zip(truth) {
             assert!(
