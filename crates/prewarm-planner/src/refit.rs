@@ -17,6 +17,16 @@ use crate::{
     PlannerConfig,
 };
 
+/// Whether a live fit reuses the trend's ETS candidate a search chose `age_secs` ago, for a fleet
+/// with `history_secs` of history: while the choice is younger than
+/// [`TREND_SPEC_SECS`](crate::defaults::TREND_SPEC_SECS) and the fleet has
+/// [`TREND_REUSE_HISTORY_SECS`](crate::defaults::TREND_REUSE_HISTORY_SECS) of history; otherwise
+/// the fit searches again.
+pub fn reuses_trend_spec(age_secs: i64, history_secs: i64) -> bool {
+    age_secs < crate::defaults::TREND_SPEC_SECS
+        && history_secs >= crate::defaults::TREND_REUSE_HISTORY_SECS
+}
+
 /// The distribution calibrated on the scored minutes.
 #[derive(Debug, Clone)]
 pub struct Calibrated {

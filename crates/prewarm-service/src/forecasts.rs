@@ -20,7 +20,7 @@ use prewarm_forecast::{
     OutlierSettings, Scored, Transform, TrendSpec,
 };
 use prewarm_planner::{
-    defaults::{CALIBRATION_WINDOW_SECS, TREND_REUSE_HISTORY_SECS, TREND_SPEC_SECS},
+    defaults::CALIBRATION_WINDOW_SECS,
     slo::{self, LevelPlan, Sizing, Slo},
     PlannerConfig,
 };
@@ -376,7 +376,7 @@ pub async fn refit(
     let reuse = last
         .trend_spec
         .filter(|(_, at)| {
-            now - *at < Duration::seconds(TREND_SPEC_SECS) && span >= TREND_REUSE_HISTORY_SECS
+            prewarm_planner::refit::reuses_trend_spec((now - *at).num_seconds(), span)
         })
         .and_then(|(spec, at)| Some((serde_json::from_value::<TrendSpec>(spec).ok()?, at)));
     let settings = ModelSettings {
@@ -467,11 +467,9 @@ pub async fn refit(
             calibration: calibration_json,
             levels: levels_json,
             predicted_timed_out_share: sizing.as_ref().map(|s| s.timed_out_share),
-            trend_spec: match reuse {
-                Some((spec, at)) => Some((spec, at)),
-                None => f.trend_spec.map(|spec| (spec, now)),
-            }
-            .and_then(|(spec, at)| Some((serde_json::to_value(spec).ok()?, at))),
+            trend_spec: reuse
+                .or_else(|| f.trend_spec.map(|spec| (spec, now)))
+                .and_then(|(spec, at)| Some((serde_json::to_value(spec).ok()?, at))),
         },
     )
     .await?;

@@ -693,7 +693,7 @@ async fn rush_fleet(pool: &PgPool, name: &str, now: DateTime<Utc>) -> prewarm_st
     spec.time_zone = "America/New_York".into();
     spec.gpu_rps = 1.0;
     let created = create_fleet(pool, &spec).await.unwrap();
-    let trace = rush_trace(start, 5);
+    let trace = rush_trace(start, (now - start).num_days() + 1);
     let upto = ((now - start).num_minutes() / 5) as usize;
     let history = Trace::new(start, 300, trace.requests[..upto].to_vec());
     prewarm_store::import_trace(pool, &created, &history, Utc::now())
@@ -788,19 +788,10 @@ async fn live_trend(pool: &PgPool) -> (Option<serde_json::Value>, Option<DateTim
 
 #[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
 async fn with_a_week_of_history_refits_reuse_the_trend_candidate_for_six_hours(pool: PgPool) {
-    let start = at("2026-06-01T04:00:00Z");
+    // Eight days of history from 2026-06-01.
     let now = at("2026-06-09T12:45:00Z");
     let w = world(&pool, now, |_| {}).await;
-    let mut spec = FleetSpec::named("chat");
-    spec.time_zone = "America/New_York".into();
-    spec.gpu_rps = 1.0;
-    let created = create_fleet(&pool, &spec).await.unwrap();
-    let trace = rush_trace(start, 9);
-    let upto = ((now - start).num_minutes() / 5) as usize;
-    let history = Trace::new(start, 300, trace.requests[..upto].to_vec());
-    prewarm_store::import_trace(&pool, &created, &history, Utc::now())
-        .await
-        .unwrap();
+    let created = rush_fleet(&pool, "chat", now).await;
     w.service.lease_round().await.unwrap();
     w.service.refit_fleet(created.id).await.unwrap();
     let (spec, chosen_at) = live_trend(&pool).await;

@@ -13,7 +13,7 @@ use prewarm_forecast::{
 use prewarm_planner::{
     defaults::{
         BOOTSTRAP_EVERY_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
-        MIN_PLAN_HISTORY_SECS, TREND_REUSE_HISTORY_SECS, TREND_SPEC_SECS,
+        MIN_PLAN_HISTORY_SECS,
     },
     orders_to_reach,
     slo::{self, Sizing},
@@ -266,7 +266,7 @@ pub struct Predictive {
     predicted: Option<f64>,
     last_fit: Option<usize>,
     /// The ETS candidate the last searching fit chose, and the step it was chosen at: live fits
-    /// reuse it for [`TREND_SPEC_SECS`], as the service's refits do.
+    /// reuse it while [`prewarm_planner::refit::reuses_trend_spec`] says so, as the service's refits do.
     trend_spec: Option<(TrendSpec, usize)>,
     /// Fits that failed (history too short etc.), for the report.
     pub failed_fits: usize,
@@ -383,8 +383,10 @@ impl Predictive {
             Some(m) => m,
             None => {
                 let reuse = self.trend_spec.filter(|(_, at)| {
-                    (past.len() - at) as i64 * self.step_secs < TREND_SPEC_SECS
-                        && past.len() as i64 * self.step_secs >= TREND_REUSE_HISTORY_SECS
+                    prewarm_planner::refit::reuses_trend_spec(
+                        (past.len() - at) as i64 * self.step_secs,
+                        past.len() as i64 * self.step_secs,
+                    )
                 });
                 let settings = ModelSettings {
                     trend_spec: reuse.map(|(spec, _)| spec),
