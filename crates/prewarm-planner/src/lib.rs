@@ -314,6 +314,18 @@ impl FleetState {
     pub fn provisioned(&self) -> u32 {
         self.gpus_ready + self.booting.len() as u32 + self.resuming.len() as u32
     }
+
+    /// GPUs booting that land (a boot lead after their order) later than the running tier's
+    /// lead from `now`: with a standby tier, the boots a resume cannot replace in time. None
+    /// without a tier (the running lead is the boot lead).
+    pub fn late_boots(&self, now: DateTime<Utc>, cfg: &PlannerConfig) -> u32 {
+        let ready_by = now + Duration::seconds(cfg.running_lead_secs());
+        let boot_lead = Duration::seconds(cfg.boot_lead_secs);
+        self.booting
+            .iter()
+            .filter(|ordered| **ordered + boot_lead > ready_by)
+            .count() as u32
+    }
 }
 
 /// An order to the provisioner.
@@ -529,6 +541,11 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
     let provisioned = state.provisioned();
     let current = input.demand.last();
     let lead = Duration::seconds(cfg.running_lead_secs());
+    // With a standby tier the running tier plans a resume lead ahead, and a GPU booting cold
+    // (for standby, or for a rise a boot lead away) may land after that: it is not counted as
+    // serving then, and what it cannot serve is resumed from standby.
+    let late = state.late_boots(now, cfg);
+    let in_time = provisioned - late;
     let hold = Duration::seconds(cfg.hold_secs);
     let adjusted = input.forecast.map(|f| Forecast {
         distribution: f.distribution,
@@ -678,11 +695,16 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                         100.0 * cfg.reactive.miss_load.unwrap_or(1.0)
                     ),
                 )
-            } else if pre_warm > provisioned {
+            } else if pre_warm > provisioned || (pre_warm > in_time && state.standby > 0) {
+                let provisioned_note = if late > 0 {
+                    format!("{provisioned} provisioned, {late} of them booting until after then")
+                } else {
+                    format!("{provisioned} provisioned")
+                };
                 (
                     pre_warm,
                     format!(
-                        "pre-warm: p{} of demand at {} ({}) needs {pre_warm} GPUs at {:.0}% load; {provisioned} provisioned (SLO {}% timed out within {}){correction_note}",
+                        "pre-warm: p{} of demand at {} ({}) needs {pre_warm} GPUs at {:.0}% load; {provisioned_note} (SLO {}% timed out within {}){correction_note}",
                         level_name(level_ahead),
                         local_hm(at_ahead, cfg.tz),
                         cfg.capacity.rate(q_ahead),
@@ -775,7 +797,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
         decision.reason.push_str(&format!("; {note}"));
     }
     match cfg.standby {
-        Some(sb) => standby::tiered(decision, state, &sb, pool, cfg),
+        Some(sb) => standby::tiered(decision, state, &sb, pool, late, cfg),
         None => decision,
     }
 }
@@ -905,6 +927,7 @@ pub fn decide(input: &PlanInput<'_>, cfg: &PlannerConfig, mode: Mode) -> Decisio
                     input.state,
                     &sb,
                     input.state.standby + provisioned.saturating_sub(pin),
+                    0,
                 ),
                 None => orders_to_reach(pin, provisioned),
             };

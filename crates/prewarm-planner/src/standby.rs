@@ -75,26 +75,30 @@ pub struct PoolNeed {
 /// The orders that take the running tier from `state` to `desired` GPUs with standby able to hold
 /// `pool_target`: resumes before cold boots, stops (of ready GPUs beyond `desired`) before
 /// terminations, GPUs still booting or resuming kept when standby has room for them (they are
-/// stopped once ready), and standby beyond `pool_target` terminated.
+/// stopped once ready), and standby beyond `pool_target` terminated. `late` of the GPUs booting
+/// land after the running tier's lead ([`FleetState::late_boots`]): what they would serve is
+/// resumed from standby, and they join standby once ready.
 pub fn orders_for(
     desired: u32,
     state: &FleetState,
     sb: &StandbyConfig,
     pool_target: u32,
+    late: u32,
 ) -> Vec<Order> {
     let pool_target = pool_target.min(sb.max_gpus);
     let running = state.provisioned();
+    let in_time = running.saturating_sub(late);
     let mut standby = state.standby;
     let mut orders = Vec::new();
-    if desired > running {
-        let add = desired - running;
-        let resume = add.min(standby);
+    if desired > running || (desired > in_time && standby > 0) {
+        let resume = (desired - in_time).min(standby);
         standby -= resume;
         if resume > 0 {
             orders.push(Order::Resume(resume));
         }
-        if add > resume {
-            orders.push(Order::Boot(add - resume));
+        let boot = desired.saturating_sub(running + resume);
+        if boot > 0 {
+            orders.push(Order::Boot(boot));
         }
     } else if desired < running {
         let surplus = running - desired;
@@ -143,12 +147,14 @@ fn after(state: &FleetState, orders: &[Order]) -> (u32, u32) {
 
 /// `decision` (sized for the running tier) with the tier's orders and a reason that says which
 /// tier each order used and why. `pool` is what the plan wants of both tiers (`None` without a
-/// forecast: standby keeps what the reactive rules let go, up to its limit).
+/// forecast: standby keeps what the reactive rules let go, up to its limit); `late` GPUs booting
+/// land after the running tier's lead.
 pub fn tiered(
     mut decision: Decision,
     state: &FleetState,
     sb: &StandbyConfig,
     pool: Option<PoolNeed>,
+    late: u32,
     cfg: &PlannerConfig,
 ) -> Decision {
     let desired = decision.desired_gpus;
@@ -158,7 +164,7 @@ pub fn tiered(
         None => state.standby + running.saturating_sub(desired),
     }
     .min(sb.max_gpus);
-    let mut orders = orders_for(desired, state, sb, pool_target);
+    let mut orders = orders_for(desired, state, sb, pool_target, late);
     // Cold boots for the tiers together: what a boot lead ahead wants and neither tier will hold.
     let (run_after, standby_after) = after(state, &orders);
     let fill = pool.map_or(0, |p| {

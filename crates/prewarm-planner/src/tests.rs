@@ -466,6 +466,76 @@ fn a_rush_the_standby_pool_covers_is_resumed_a_resume_lead_ahead() {
 }
 
 #[test]
+fn gpus_booting_cold_that_land_after_the_resume_lead_are_covered_from_standby() {
+    // The rush of the case above, with 3 GPUs booting cold (for standby) since 11:57: they land at
+    // 12:07, two minutes after the rush. Counted as serving at 12:05 they would leave it 3 GPUs
+    // short while standby holds 5 (a burst at :30 timed out so in a replay); they are not, and 5
+    // are resumed. The boots are not cancelled: they join standby once ready.
+    let dist = band(
+        "2026-03-02T11:00:00Z",
+        240,
+        40.0,
+        80.0,
+        "2026-03-02T12:05:00Z",
+    );
+    let cfg = tiered();
+    let late = FleetState {
+        booting: vec![t("2026-03-02T11:57:00Z"); 3],
+        ..with_standby(6, 5)
+    };
+    assert_eq!(late.late_boots(t("2026-03-02T12:03:00Z"), &cfg), 3);
+    let d = decide(
+        "2026-03-02T12:03:00Z",
+        &[40.0; 30],
+        Some(&dist),
+        &late,
+        &cfg,
+    );
+    assert_eq!(d.desired_gpus, 11, "{}", d.reason);
+    assert_eq!(d.orders, vec![Order::Resume(5)], "{}", d.reason);
+    assert!(
+        d.reason
+            .contains("9 provisioned, 3 of them booting until after then"),
+        "{}",
+        d.reason
+    );
+    // The same rush at 12:05 with the 11 GPUs it needs already provisioned (5 booting that land
+    // at 12:07): the 2 standby GPUs are resumed for what the late boots cannot serve yet.
+    let d = decide(
+        "2026-03-02T12:03:00Z",
+        &[40.0; 30],
+        Some(&dist),
+        &FleetState {
+            booting: vec![t("2026-03-02T11:57:00Z"); 5],
+            ..with_standby(6, 2)
+        },
+        &cfg,
+    );
+    assert_eq!(d.orders, vec![Order::Resume(2)], "{}", d.reason);
+    // Boots that land within the resume lead are counted as serving: nothing is resumed.
+    let in_time = FleetState {
+        booting: vec![t("2026-03-02T11:55:00Z"); 5],
+        ..with_standby(6, 5)
+    };
+    assert_eq!(in_time.late_boots(t("2026-03-02T12:03:00Z"), &cfg), 0);
+    let d = decide(
+        "2026-03-02T12:03:00Z",
+        &[40.0; 30],
+        Some(&dist),
+        &in_time,
+        &cfg,
+    );
+    assert_eq!(d.desired_gpus, 11, "{}", d.reason);
+    assert!(
+        !d.orders.iter().any(|o| matches!(o, Order::Resume(_))),
+        "{}",
+        d.reason
+    );
+    // Without a tier the running lead is the boot lead: no boot is ever late.
+    assert_eq!(late.late_boots(t("2026-03-02T12:03:00Z"), &cfg10()), 0);
+}
+
+#[test]
 fn a_rush_beyond_the_standby_pool_resumes_what_it_has_and_boots_the_rest_cold() {
     let dist = band(
         "2026-03-02T11:00:00Z",

@@ -424,7 +424,7 @@ impl<F: Fn(usize) -> u32> crate::Policy for Tiered<F> {
         let sb = prewarm_planner::StandbyConfig::new(self.pool);
         prewarm_planner::Decision {
             desired_gpus: desired,
-            orders: prewarm_planner::standby::orders_for(desired, state, &sb, self.pool),
+            orders: prewarm_planner::standby::orders_for(desired, state, &sb, self.pool, 0),
             reason: String::new(),
             breach: None,
             forecast_p50_rps: None,
