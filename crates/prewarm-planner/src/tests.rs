@@ -468,9 +468,9 @@ fn a_rush_the_standby_pool_covers_is_resumed_a_resume_lead_ahead() {
 #[test]
 fn gpus_booting_cold_that_land_after_the_resume_lead_are_covered_from_standby() {
     // The rush of the case above, with 3 GPUs booting cold (for standby) since 11:57: they land at
-    // 12:07, two minutes after the rush. Counted as serving at 12:05 they would leave it 3 GPUs
-    // short while standby holds 5 (a burst at :30 timed out so in a replay); they are not, and 5
-    // are resumed. The boots are not cancelled: they join standby once ready.
+    // 12:07, two minutes after the rush starts. Counted as serving at 12:05 they would leave the
+    // rush 3 GPUs short while standby holds 5 (bursts seed 2's replay lost a burst so); they are
+    // not, and 5 are resumed. The boots are not cancelled: they join standby once ready.
     let dist = band(
         "2026-03-02T11:00:00Z",
         240,
@@ -479,58 +479,30 @@ fn gpus_booting_cold_that_land_after_the_resume_lead_are_covered_from_standby() 
         "2026-03-02T12:05:00Z",
     );
     let cfg = tiered();
-    let late = FleetState {
-        booting: vec![t("2026-03-02T11:57:00Z"); 3],
-        ..with_standby(6, 5)
+    let now = "2026-03-02T12:03:00Z";
+    let at_now = |state: &FleetState| decide(now, &[40.0; 30], Some(&dist), state, &cfg);
+    let booting = |ordered: &str, n: usize, ready: u32, standby: u32| FleetState {
+        booting: vec![t(ordered); n],
+        ..with_standby(ready, standby)
     };
-    assert_eq!(late.late_boots(t("2026-03-02T12:03:00Z"), &cfg), 3);
-    let d = decide(
-        "2026-03-02T12:03:00Z",
-        &[40.0; 30],
-        Some(&dist),
-        &late,
-        &cfg,
-    );
+    let late = booting("2026-03-02T11:57:00Z", 3, 6, 5);
+    assert_eq!(late.late_boots(t(now), &cfg), 3);
+    let d = at_now(&late);
     assert_eq!(d.desired_gpus, 11, "{}", d.reason);
     assert_eq!(d.orders, vec![Order::Resume(5)], "{}", d.reason);
-    assert!(
-        d.reason
-            .contains("9 provisioned, 3 of them booting until after then"),
-        "{}",
-        d.reason
-    );
-    // The same rush at 12:05 with the 11 GPUs it needs already provisioned (5 booting that land
-    // at 12:07): the 2 standby GPUs are resumed for what the late boots cannot serve yet.
-    let d = decide(
-        "2026-03-02T12:03:00Z",
-        &[40.0; 30],
-        Some(&dist),
-        &FleetState {
-            booting: vec![t("2026-03-02T11:57:00Z"); 5],
-            ..with_standby(6, 2)
-        },
-        &cfg,
-    );
+    let note = "9 provisioned, 3 of them booting until after then";
+    assert!(d.reason.contains(note), "{}", d.reason);
+    // The 11 GPUs the rush needs already provisioned, 5 of them booting until 12:07: the 2
+    // standby GPUs are resumed for what the late boots cannot serve yet.
+    let d = at_now(&booting("2026-03-02T11:57:00Z", 5, 6, 2));
     assert_eq!(d.orders, vec![Order::Resume(2)], "{}", d.reason);
     // Boots that land within the resume lead are counted as serving: nothing is resumed.
-    let in_time = FleetState {
-        booting: vec![t("2026-03-02T11:55:00Z"); 5],
-        ..with_standby(6, 5)
-    };
-    assert_eq!(in_time.late_boots(t("2026-03-02T12:03:00Z"), &cfg), 0);
-    let d = decide(
-        "2026-03-02T12:03:00Z",
-        &[40.0; 30],
-        Some(&dist),
-        &in_time,
-        &cfg,
-    );
+    let in_time = booting("2026-03-02T11:55:00Z", 5, 6, 5);
+    assert_eq!(in_time.late_boots(t(now), &cfg), 0);
+    let d = at_now(&in_time);
     assert_eq!(d.desired_gpus, 11, "{}", d.reason);
-    assert!(
-        !d.orders.iter().any(|o| matches!(o, Order::Resume(_))),
-        "{}",
-        d.reason
-    );
+    let resumes = d.orders.iter().any(|o| matches!(o, Order::Resume(_)));
+    assert!(!resumes, "{}", d.reason);
     // Without a tier the running lead is the boot lead: no boot is ever late.
     assert_eq!(late.late_boots(t("2026-03-02T12:03:00Z"), &cfg10()), 0);
 }
