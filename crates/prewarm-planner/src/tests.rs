@@ -431,17 +431,22 @@ fn with_standby(ready: u32, standby: u32) -> FleetState {
     }
 }
 
-#[test]
-fn a_rush_the_standby_pool_covers_is_resumed_a_resume_lead_ahead() {
-    // 40 rps until 12:05, 80 after: the 0.98 quantile (1.1 x) at 8 rps a GPU needs 6 GPUs, then
-    // 11. At 12:03 the rush is a resume lead (2 min) away: the 5 missing GPUs come from standby.
-    let dist = band(
+/// 40 rps from 11:00 for four hours, 80 from 12:05: the rush of the standby cases.
+fn rush_at_1205() -> DemandDistribution {
+    band(
         "2026-03-02T11:00:00Z",
         240,
         40.0,
         80.0,
         "2026-03-02T12:05:00Z",
-    );
+    )
+}
+
+#[test]
+fn a_rush_the_standby_pool_covers_is_resumed_a_resume_lead_ahead() {
+    // 40 rps until 12:05, 80 after: the 0.98 quantile (1.1 x) at 8 rps a GPU needs 6 GPUs, then
+    // 11. At 12:03 the rush is a resume lead (2 min) away: the 5 missing GPUs come from standby.
+    let dist = rush_at_1205();
     let cfg = tiered();
     let d = decide(
         "2026-03-02T12:03:00Z",
@@ -471,13 +476,7 @@ fn gpus_booting_cold_that_land_after_the_resume_lead_are_covered_from_standby() 
     // 12:07, two minutes after the rush starts. Counted as serving at 12:05 they would leave the
     // rush 3 GPUs short while standby holds 5 (bursts seed 2's replay lost a burst so); they are
     // not, and 5 are resumed. The boots are not cancelled: they join standby once ready.
-    let dist = band(
-        "2026-03-02T11:00:00Z",
-        240,
-        40.0,
-        80.0,
-        "2026-03-02T12:05:00Z",
-    );
+    let dist = rush_at_1205();
     let cfg = tiered();
     let now = "2026-03-02T12:03:00Z";
     let at_now = |state: &FleetState| decide(now, &[40.0; 30], Some(&dist), state, &cfg);
@@ -509,13 +508,7 @@ fn gpus_booting_cold_that_land_after_the_resume_lead_are_covered_from_standby() 
 
 #[test]
 fn a_rush_beyond_the_standby_pool_resumes_what_it_has_and_boots_the_rest_cold() {
-    let dist = band(
-        "2026-03-02T11:00:00Z",
-        240,
-        40.0,
-        80.0,
-        "2026-03-02T12:05:00Z",
-    );
+    let dist = rush_at_1205();
     let d = decide(
         "2026-03-02T12:03:00Z",
         &[40.0; 30],
