@@ -326,6 +326,14 @@ impl FleetState {
             .filter(|ordered| **ordered + boot_lead > ready_by)
             .count() as u32
     }
+
+    /// Whether the running tier needs orders to serve `desired` GPUs: more than it has, or, with
+    /// GPUs in standby to resume, more than serve in time when `late` of the boots land after
+    /// the running tier's lead ([`FleetState::late_boots`]).
+    pub fn short_of(&self, desired: u32, late: u32) -> bool {
+        let provisioned = self.provisioned();
+        desired > provisioned || (desired > provisioned.saturating_sub(late) && self.standby > 0)
+    }
 }
 
 /// An order to the provisioner.
@@ -545,7 +553,6 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
     // (for standby, or for a rise a boot lead away) may land after that: it is not counted as
     // serving then, and what it cannot serve is resumed from standby.
     let late = state.late_boots(now, cfg);
-    let in_time = provisioned - late;
     let hold = Duration::seconds(cfg.hold_secs);
     let adjusted = input.forecast.map(|f| Forecast {
         distribution: f.distribution,
@@ -695,7 +702,7 @@ pub fn plan(input: &PlanInput<'_>, cfg: &PlannerConfig) -> Decision {
                         100.0 * cfg.reactive.miss_load.unwrap_or(1.0)
                     ),
                 )
-            } else if pre_warm > provisioned || (pre_warm > in_time && state.standby > 0) {
+            } else if state.short_of(pre_warm, late) {
                 let provisioned_note = if late > 0 {
                     format!("{provisioned} provisioned, {late} of them booting until after then")
                 } else {

@@ -90,7 +90,7 @@ pub fn orders_for(
     let in_time = running.saturating_sub(late);
     let mut standby = state.standby;
     let mut orders = Vec::new();
-    if desired > running || (desired > in_time && standby > 0) {
+    if state.short_of(desired, late) {
         let resume = (desired - in_time).min(standby);
         standby -= resume;
         if resume > 0 {

@@ -266,7 +266,8 @@ pub struct Predictive {
     predicted: Option<f64>,
     last_fit: Option<usize>,
     /// The ETS candidate the last searching fit chose, and the step it was chosen at: live fits
-    /// reuse it while [`prewarm_planner::refit::reuses_trend_spec`] says so, as the service's refits do.
+    /// reuse it while [`prewarm_planner::refit::reuses_trend_spec`] says so, as the service's
+    /// refits do.
     trend_spec: Option<(TrendSpec, usize)>,
     /// Fits that failed (history too short etc.), for the report.
     pub failed_fits: usize,
