@@ -179,7 +179,9 @@ impl Bench<'_> {
     }
 
     /// Refits of `args.refit_fleets` fleets, each with a week of 5-minute history: the first
-    /// bootstraps its band with a short backtest, later ones only score stored forecasts.
+    /// bootstraps its band with a short backtest; within the hour after a calibration a refit
+    /// fits a new median and keeps it, an hour on it scores the stored forecasts and
+    /// recalibrates.
     async fn refits(&self, setup: &PgPool, cores: usize) -> anyhow::Result<()> {
         let m = self.args.refit_fleets;
         populate(setup, m, self.now).await?;
@@ -191,7 +193,14 @@ impl Bench<'_> {
                 "first (bootstraps a week of hourly backtest fits)",
                 self.now,
             ),
-            ("steady state", self.now + Duration::minutes(15)),
+            (
+                "steady, the calibration kept (15 minutes on)",
+                self.now + Duration::minutes(15),
+            ),
+            (
+                "steady, recalibrating (an hour on)",
+                self.now + Duration::minutes(75),
+            ),
         ] {
             self.clock.set(at);
             let started = Instant::now();

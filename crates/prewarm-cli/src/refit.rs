@@ -39,6 +39,7 @@ pub(crate) fn run(args: &RefitArgs) -> anyhow::Result<()> {
         let service =
             prewarm_service::engine::Service::new(pool, config, std::sync::Arc::new(SystemClock))
                 .map_err(anyhow::Error::msg)?;
+        let report_at = chrono::Utc::now();
         let report = service.refit_fleet(fleet.id).await?;
         match (&report.skipped, report.forecast_id) {
             (Some(why), _) => println!("fleet `{}`: no forecast: {why}", fleet.name),
@@ -46,10 +47,13 @@ pub(crate) fn run(args: &RefitArgs) -> anyhow::Result<()> {
                 "fleet `{}`: forecast {id} made in {:.0} ms; band {} ({} errors per horizon{})",
                 fleet.name,
                 report.fit_secs * 1000.0,
-                if report.calibrated {
-                    "calibrated"
-                } else {
-                    "not calibrated yet"
+                match report.calibrated_at {
+                    Some(at) if report.calibrated && at < report_at => format!(
+                        "calibrated at {} and kept (recalibrated hourly)",
+                        at.format("%H:%M UTC")
+                    ),
+                    _ if report.calibrated => "calibrated".to_string(),
+                    _ => "not calibrated yet".to_string(),
                 },
                 report.errors_used,
                 if report.bootstrapped > 0 {

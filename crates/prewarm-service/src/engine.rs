@@ -1063,6 +1063,13 @@ impl Service {
         let note = match &report {
             Ok(r) => Some(match (&r.skipped, r.forecast_id) {
                 (Some(why), _) => format!("no forecast: {why}"),
+                (None, Some(id)) if r.calibrated && r.calibrated_at.is_some_and(|t| t < now) => {
+                    format!(
+                        "forecast {id}, a new median on the calibration and levels of {} (recalibrated hourly; {} scored minutes per horizon)",
+                        r.calibrated_at.map_or_else(String::new, |t| t.format("%H:%M UTC").to_string()),
+                        r.errors_used
+                    )
+                }
                 (None, Some(id)) if r.calibrated => format!(
                     "forecast {id}, distribution calibrated on {} scored minutes per horizon, {}",
                     r.errors_used,

@@ -7,11 +7,13 @@
 //! ([`prewarm_forecast::DemandCalibration`]: by horizon, hour of the local day and minute of the
 //! hour), and replayed through the queue they choose the level to plan on in each hour
 //! ([`prewarm_planner::slo`]). The calibration and the levels are stored with the forecast, so a
-//! tick, or a replica started later, rebuilds exactly this distribution. A fleet with history but
-//! no stored forecasts (just imported, say) is bootstrapped with a short backtest: fits at past
-//! origins on the data before each (with the cheaper trend of [`ModelSettings::BOOTSTRAP`]),
-//! stored as `backtest` rows, so its first distribution is calibrated too. Until it is, the
-//! planner runs its reactive rules.
+//! tick, or a replica started later, rebuilds exactly this distribution. They are made again
+//! hourly, as the simulator makes them: a refit within [`RECALIBRATE_SECS`] of the last
+//! calibration, for the same sizing settings, fits a new median and keeps them. A fleet with
+//! history but no stored forecasts (just imported, say) is bootstrapped with a short backtest: fits
+//! at past origins on the data before each (with the cheaper trend of
+//! [`ModelSettings::BOOTSTRAP`]), stored as `backtest` rows, so its first distribution is
+//! calibrated too. Until it is, the planner runs its reactive rules.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
@@ -40,6 +42,23 @@ pub const CALIBRATION_SECS: i64 = CALIBRATION_WINDOW_SECS;
 /// simulator fits before planning starts.
 const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SECS;
 
+/// How long a live forecast's calibration and levels are kept by the refits after it: an hour,
+/// as the simulator recalibrates (its refits are hourly); the refits between fit a new median.
+pub const RECALIBRATE_SECS: i64 = 3_600;
+
+/// The settings a calibration and its levels were made for: what the SLO sizer reads (the SLO,
+/// a fixed quantile, the GPU's work, the boot lead, hold and keep, the limits) and the fleet's
+/// time zone. A change of any recalibrates at the next refit.
+fn sizing_key(cfg: &PlannerConfig, tz: Tz) -> String {
+    format!(
+        "{:?} {:?} {:?} {}",
+        slo::ReplayPlanner::of(cfg),
+        cfg.slo,
+        cfg.quantile,
+        tz.name()
+    )
+}
+
 /// What a refit did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RefitReport {
@@ -60,8 +79,12 @@ pub struct RefitReport {
     /// Why no forecast was made, if none was.
     pub skipped: Option<String>,
     /// The share of requests the fleet timed out over its last day and its last week, as its
-    /// decisions' ready GPUs served its demand (once a day of decisions is known).
+    /// decisions' ready GPUs served its demand (once a day of decisions is known; not read when
+    /// the calibration is kept).
     pub realised_timed_out_share: (Option<f64>, Option<f64>),
+    /// When the calibration and levels planned on were made: now, or within the last hour when
+    /// this refit kept them ([`RECALIBRATE_SECS`]).
+    pub calibrated_at: Option<DateTime<Utc>>,
 }
 
 /// Which number of its samples a series adds up.
@@ -270,6 +293,7 @@ pub async fn refit(
         sizing: None,
         skipped: None,
         realised_timed_out_share: (None, None),
+        calibrated_at: None,
     };
     let known_from = history.iter().position(|v| v.is_finite());
     let span = known_from.map_or(0, |i| (history.len() - i) as i64 * step);
@@ -299,14 +323,45 @@ pub async fn refit(
             .filter(|i| *i < history.len())
     };
 
+    // The calibration and levels of the newest live forecast are kept for the refits within the
+    // hour after they were made, for the same sizing settings: those refits fit a new median
+    // only (the simulator recalibrates hourly too). A week of errors moves little in 15 minutes,
+    // and the calibration, the sizer and their reads are most of a refit.
+    let sized_for = sizing_key(cfg, tz);
+    let kept = stored_forecasts::last_calibration(pool, fleet_id)
+        .await?
+        .filter(|k| {
+            (now - k.calibrated_at).num_seconds() < RECALIBRATE_SECS && k.sized_for == sized_for
+        })
+        .and_then(|mut k| {
+            let calibration =
+                serde_json::from_value::<DemandCalibration>(k.calibration.take()).ok()?;
+            let levels = match k.levels.take() {
+                Some(l) => Some(serde_json::from_value::<LevelPlan>(l).ok()?),
+                None => None,
+            };
+            Some((k.calibrated_at, calibration, levels, k))
+        });
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
-    // The calibration window's minutes and, to now, the realised record's: read once.
-    let to_now = minute_series(pool, fleet_id, capacity, Measure::Work, calib_from, now).await?;
+    // The calibration window's minutes and, to now, the realised record's: read once (not when
+    // the calibration is kept).
+    let to_now = match kept {
+        Some(_) => Vec::new(),
+        None => minute_series(pool, fleet_id, capacity, Measure::Work, calib_from, now).await?,
+    };
     let calibration_minutes = (origin - calib_from).num_minutes() as usize;
     let minutes = &to_now[..to_now.len().min(calibration_minutes)];
-    let mut stored: Vec<StoredRow> = load_stored(pool, fleet_id, calib_from, origin).await?;
+    let mut stored: Vec<StoredRow> = match kept {
+        Some(_) => Vec::new(),
+        None => load_stored(pool, fleet_id, calib_from, origin).await?,
+    };
     let mut records = score(&stored, minutes, calib_from);
-    let mut calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
+    let mut calibrated = match &kept {
+        Some((_, calibration, _, _)) => prewarm_planner::refit::Calibrated {
+            calibration: calibration.clone(),
+        },
+        None => prewarm_planner::refit::calibrate(&records, Some(tz)),
+    };
     if !calibrated.is_calibrated(MIN_ERRORS) {
         // Bootstrap once: backtest fits at past origins on the data before each.
         let has_backtest = stored_forecasts::has_backtest(pool, fleet_id, calib_from).await?;
@@ -368,7 +423,10 @@ pub async fn refit(
             calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
         }
     }
-    report.recent_error = recent_error(&stored, &history, index, step, defaults, origin);
+    report.recent_error = match &kept {
+        Some((_, _, _, k)) => k.recent_error,
+        None => recent_error(&stored, &history, index, step, defaults, origin),
+    };
 
     // The live fit's trend reuses the ETS candidate a search chose within the last six hours,
     // once the fleet has a week of history.
@@ -397,7 +455,7 @@ pub async fn refit(
     let calibration = &calibrated.calibration;
     report.errors_used = calibrated.errors_used();
     report.calibrated = calibrated.is_calibrated(MIN_ERRORS);
-    let sizing = if report.calibrated {
+    let sizing = if report.calibrated && kept.is_none() {
         let replay = calibrated.replay(&records, lead_secs);
         if replay.can_size() {
             let (realised_week, realised_day) =
@@ -412,6 +470,17 @@ pub async fn refit(
         None
     };
     report.sizing = sizing.clone();
+    // The levels planned on, and the timed-out share their replay predicted: the sizer's, or
+    // the kept ones.
+    let (level_plan, predicted_share, calibrated_at) = match &kept {
+        Some((at, _, levels, k)) => (*levels, k.predicted_timed_out_share, *at),
+        None => (
+            sizing.as_ref().map(|s| s.levels),
+            sizing.as_ref().map(|s| s.timed_out_share),
+            now,
+        ),
+    };
+    report.calibrated_at = report.calibrated.then_some(calibrated_at);
     // The quantile planned on, per bucket, for people and metrics (the tick rebuilds all levels).
     let per = (step / 60).max(1) as usize;
     let minute_medians: Vec<f64> = f
@@ -426,9 +495,9 @@ pub async fn refit(
             .enumerate()
             .map(|(b, m)| {
                 let at = origin + Duration::seconds(step * b as i64);
-                let level = sizing.as_ref().map_or(
+                let level = level_plan.as_ref().map_or(
                     prewarm_planner::level_index(prewarm_planner::defaults::START_LEVEL),
-                    |s| s.levels.level_at(at, Some(tz)),
+                    |l| l.level_at(at, Some(tz)),
                 );
                 calibration
                     .quantiles(
@@ -446,9 +515,7 @@ pub async fn refit(
         .calibrated
         .then(|| serde_json::to_value(calibration).ok())
         .flatten();
-    let levels_json = sizing
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s.levels).ok());
+    let levels_json = level_plan.and_then(|l| serde_json::to_value(l).ok());
     let id = stored_forecasts::insert_live(
         pool,
         &stored_forecasts::NewLive {
@@ -466,10 +533,13 @@ pub async fn refit(
             replica,
             calibration: calibration_json,
             levels: levels_json,
-            predicted_timed_out_share: sizing.as_ref().map(|s| s.timed_out_share),
+            predicted_timed_out_share: predicted_share,
             trend_spec: reuse
                 .or_else(|| f.trend_spec.map(|spec| (spec, now)))
                 .and_then(|(spec, at)| Some((serde_json::to_value(spec).ok()?, at))),
+            calibrated: report
+                .calibrated
+                .then_some((calibrated_at, sized_for.as_str())),
         },
     )
     .await?;

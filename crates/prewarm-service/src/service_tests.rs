@@ -775,6 +775,84 @@ async fn a_refit_calibrates_its_band_and_the_plan_pre_warms_before_the_rush(pool
     w.running.stop().await;
 }
 
+#[sqlx::test(migrator = "prewarm_store::MIGRATOR")]
+async fn refits_within_the_hour_keep_the_calibration_and_a_change_of_settings_recalibrates(
+    pool: PgPool,
+) {
+    let now = at("2026-06-05T10:00:00Z");
+    let w = world(&pool, now, |_| {}).await;
+    let id = rush_fleet(&pool, "chat", now).await.id;
+    w.service.lease_round().await.unwrap();
+    let first = w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(first.calibrated_at, Some(now), "{first:?}");
+    assert!(first.sizing.is_some(), "{first:?}");
+    let stored = || async {
+        sqlx::query_as::<
+            _,
+            (
+                Vec<f64>,
+                serde_json::Value,
+                serde_json::Value,
+                Option<DateTime<Utc>>,
+            ),
+        >(
+            "SELECT p50_rps, calibration, levels, calibrated_at FROM forecasts WHERE kind = 'live'
+             ORDER BY made_at DESC, id DESC LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let (median, calibration, levels, _) = stored().await;
+    // 15 minutes on: a new median on the same calibration and levels, said in the refit note.
+    let later = now + Duration::minutes(15);
+    w.clock.set(later);
+    let kept = w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(kept.calibrated_at, Some(now), "{kept:?}");
+    assert!(kept.calibrated && kept.sizing.is_none(), "{kept:?}");
+    assert_eq!(kept.errors_used, first.errors_used);
+    let (median_kept, calibration_kept, levels_kept, at_kept) = stored().await;
+    assert_ne!(median_kept, median, "the median is fitted again");
+    assert_eq!(
+        (calibration_kept, levels_kept),
+        (calibration.clone(), levels.clone())
+    );
+    assert_eq!(at_kept, Some(now));
+    let note: Option<String> = sqlx::query_scalar("SELECT refit_note FROM fleets WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        note.as_deref()
+            .is_some_and(|n| n.contains("calibration and levels of 10:00 UTC")),
+        "{note:?}"
+    );
+    // A change the sizer reads (the fleet's limit) recalibrates at the next refit.
+    let update = prewarm_store::fleets::FleetUpdate {
+        max_gpus: Some(40),
+        ..Default::default()
+    };
+    let actor = prewarm_store::Actor {
+        token_id: None,
+        name: "cli".into(),
+    };
+    prewarm_store::fleets::update_fleet(&pool, "chat", &update, &actor)
+        .await
+        .unwrap();
+    let changed = later + Duration::minutes(15);
+    w.clock.set(changed);
+    let again = w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(again.calibrated_at, Some(changed), "{again:?}");
+    assert!(again.sizing.is_some(), "{again:?}");
+    // And an hour after a calibration, the next refit makes a new one.
+    let hour_on = changed + Duration::minutes(60);
+    w.clock.set(hour_on);
+    let hourly = w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(hourly.calibrated_at, Some(hour_on), "{hourly:?}");
+    w.running.stop().await;
+}
+
 /// The trend's candidate of the newest live forecast, and when a search chose it.
 async fn live_trend(pool: &PgPool) -> (Option<serde_json::Value>, Option<DateTime<Utc>>) {
     sqlx::query_as(

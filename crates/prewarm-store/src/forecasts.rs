@@ -85,6 +85,9 @@ pub struct NewLive<'a> {
     pub predicted_timed_out_share: Option<f64>,
     /// The ETS candidate the fit's trend used, as JSON, and when a search chose it.
     pub trend_spec: Option<(serde_json::Value, DateTime<Utc>)>,
+    /// When the calibration and the levels were made (a refit may keep an earlier one's), and
+    /// the sizing settings they were made for.
+    pub calibrated: Option<(DateTime<Utc>, &'a str)>,
 }
 
 /// Stores a live forecast; returns its id.
@@ -92,8 +95,9 @@ pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Er
     sqlx::query_scalar(
         "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
          quantile, error_floor_rps, errors_used, recent_error, replica, calibration, levels, predicted_timed_out_share,
-         trend_spec, trend_chosen_at)
-         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+         trend_spec, trend_chosen_at, calibrated_at, sized_for)
+         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 $18, $19) RETURNING id",
     )
     .bind(f.fleet_id)
     .bind(f.made_at)
@@ -112,6 +116,8 @@ pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Er
     .bind(f.predicted_timed_out_share)
     .bind(f.trend_spec.as_ref().map(|(spec, _)| spec))
     .bind(f.trend_spec.as_ref().map(|(_, at)| *at))
+    .bind(f.calibrated.map(|(at, _)| at))
+    .bind(f.calibrated.map(|(_, key)| key))
     .fetch_one(pool)
     .await
 }
@@ -217,6 +223,63 @@ pub async fn last_live(pool: &PgPool, fleet_id: i64) -> Result<LastLive, sqlx::E
             trend_spec: spec.zip(at),
         }),
     )
+}
+
+/// The calibration and levels of a fleet's newest live forecast, to keep for the refits within
+/// the hour after them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptCalibration {
+    /// When they were made.
+    pub calibrated_at: DateTime<Utc>,
+    /// The sizing settings they were made for.
+    pub sized_for: String,
+    /// The calibration, as JSON.
+    pub calibration: serde_json::Value,
+    /// The levels the SLO sizer chose, as JSON (none before it had a day to replay).
+    pub levels: Option<serde_json::Value>,
+    /// Recent forecast error relative to demand, as then.
+    pub recent_error: Option<f64>,
+    /// The share of requests the sizer's replay predicted would time out.
+    pub predicted_timed_out_share: Option<f64>,
+}
+
+/// [`KeptCalibration`] as read.
+type KeptRow = (
+    DateTime<Utc>,
+    String,
+    serde_json::Value,
+    Option<serde_json::Value>,
+    Option<f64>,
+    Option<f64>,
+);
+
+/// The calibration of a fleet's newest live forecast, when it has one.
+pub async fn last_calibration(
+    pool: &PgPool,
+    fleet_id: i64,
+) -> Result<Option<KeptCalibration>, sqlx::Error> {
+    let row: Option<KeptRow> = sqlx::query_as(
+        "SELECT calibrated_at, sized_for, calibration, levels, recent_error,
+                predicted_timed_out_share
+           FROM (SELECT * FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
+                  ORDER BY made_at DESC, id DESC LIMIT 1) newest
+          WHERE calibrated_at IS NOT NULL AND sized_for IS NOT NULL AND calibration IS NOT NULL",
+    )
+    .bind(fleet_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(calibrated_at, sized_for, calibration, levels, recent_error, predicted)| {
+            KeptCalibration {
+                calibrated_at,
+                sized_for,
+                calibration,
+                levels,
+                recent_error,
+                predicted_timed_out_share: predicted,
+            }
+        },
+    ))
 }
 
 /// The medians of the forecasts (live and backtest) whose origin is in `[from, to)`, oldest first.
