@@ -46,6 +46,20 @@ const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SEC
 /// as the simulator recalibrates (its refits are hourly); the refits between fit a new median.
 pub const RECALIBRATE_SECS: i64 = 3_600;
 
+/// A calibration and its levels kept from the last live forecast, as a refit within the hour
+/// plans on them.
+struct Kept {
+    /// When they were made.
+    at: DateTime<Utc>,
+    calibration: DemandCalibration,
+    /// None before the sizer had a day of minutes to replay.
+    levels: Option<LevelPlan>,
+    /// The recent forecast error, as then.
+    recent_error: Option<f64>,
+    /// The timed-out share their replay predicted.
+    predicted_timed_out_share: Option<f64>,
+}
+
 /// The settings a calibration and its levels were made for: what the SLO sizer reads (the SLO,
 /// a fixed quantile, the GPU's work, the boot lead, hold and keep, the limits) and the fleet's
 /// time zone. A change of any recalibrates at the next refit.
@@ -333,14 +347,17 @@ pub async fn refit(
         .filter(|k| {
             (now - k.calibrated_at).num_seconds() < RECALIBRATE_SECS && k.sized_for == sized_for
         })
-        .and_then(|mut k| {
-            let calibration =
-                serde_json::from_value::<DemandCalibration>(k.calibration.take()).ok()?;
-            let levels = match k.levels.take() {
-                Some(l) => Some(serde_json::from_value::<LevelPlan>(l).ok()?),
-                None => None,
-            };
-            Some((k.calibrated_at, calibration, levels, k))
+        .and_then(|k| {
+            Some(Kept {
+                at: k.calibrated_at,
+                calibration: serde_json::from_value(k.calibration).ok()?,
+                levels: match k.levels {
+                    Some(l) => Some(serde_json::from_value(l).ok()?),
+                    None => None,
+                },
+                recent_error: k.recent_error,
+                predicted_timed_out_share: k.predicted_timed_out_share,
+            })
         });
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
     // The calibration window's minutes and, to now, the realised record's: read once (not when
@@ -357,8 +374,8 @@ pub async fn refit(
     };
     let mut records = score(&stored, minutes, calib_from);
     let mut calibrated = match &kept {
-        Some((_, calibration, _, _)) => prewarm_planner::refit::Calibrated {
-            calibration: calibration.clone(),
+        Some(k) => prewarm_planner::refit::Calibrated {
+            calibration: k.calibration.clone(),
         },
         None => prewarm_planner::refit::calibrate(&records, Some(tz)),
     };
@@ -424,7 +441,7 @@ pub async fn refit(
         }
     }
     report.recent_error = match &kept {
-        Some((_, _, _, k)) => k.recent_error,
+        Some(k) => k.recent_error,
         None => recent_error(&stored, &history, index, step, defaults, origin),
     };
 
@@ -473,7 +490,7 @@ pub async fn refit(
     // The levels planned on, and the timed-out share their replay predicted: the sizer's, or
     // the kept ones.
     let (level_plan, predicted_share, calibrated_at) = match &kept {
-        Some((at, _, levels, k)) => (*levels, k.predicted_timed_out_share, *at),
+        Some(k) => (k.levels, k.predicted_timed_out_share, k.at),
         None => (
             sizing.as_ref().map(|s| s.levels),
             sizing.as_ref().map(|s| s.timed_out_share),
