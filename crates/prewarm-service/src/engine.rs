@@ -1061,16 +1061,14 @@ impl Service {
         )
         .await;
         let note = match &report {
-            Ok(r) => Some(match (&r.skipped, r.forecast_id) {
-                (Some(why), _) => format!("no forecast: {why}"),
-                (None, Some(id)) if r.calibrated && r.calibrated_at.is_some_and(|t| t < now) => {
-                    format!(
-                        "forecast {id}, a new median on the calibration and levels of {} (recalibrated hourly; {} scored minutes per horizon)",
-                        r.calibrated_at.map_or_else(String::new, |t| t.format("%H:%M UTC").to_string()),
-                        r.errors_used
-                    )
-                }
-                (None, Some(id)) if r.calibrated => format!(
+            Ok(r) => Some(match (&r.skipped, r.forecast_id, r.calibrated_at) {
+                (Some(why), _, _) => format!("no forecast: {why}"),
+                (None, Some(id), Some(kept)) if r.calibrated && kept < now => format!(
+                    "forecast {id}, a new median on the calibration and levels of {} (recalibrated hourly; {} scored minutes per horizon)",
+                    kept.format("%H:%M UTC"),
+                    r.errors_used
+                ),
+                (None, Some(id), _) if r.calibrated => format!(
                     "forecast {id}, distribution calibrated on {} scored minutes per horizon, {}",
                     r.errors_used,
                     match &r.sizing {
@@ -1082,12 +1080,12 @@ impl Service {
                         None => "levels not sized yet (a day of scored minutes needed)".into(),
                     }
                 ),
-                (None, Some(id)) => format!(
+                (None, Some(id), _) => format!(
                     "forecast {id}, distribution not calibrated yet ({} scored minutes per horizon, {} needed)",
                     r.errors_used,
                     forecasts::MIN_ERRORS
                 ),
-                (None, None) => "no forecast".to_string(),
+                (None, None, _) => "no forecast".to_string(),
             }),
             Err(e) => Some(format!("failed: {e}")),
         };

@@ -56,8 +56,6 @@ struct Kept {
     levels: Option<LevelPlan>,
     /// The recent forecast error, as then.
     recent_error: Option<f64>,
-    /// The timed-out share their replay predicted.
-    predicted_timed_out_share: Option<f64>,
 }
 
 /// The settings a calibration and its levels were made for: what the SLO sizer reads (the SLO,
@@ -342,8 +340,10 @@ pub async fn refit(
     // only (the simulator recalibrates hourly too). A week of errors moves little in 15 minutes,
     // and the calibration, the sizer and their reads are most of a refit.
     let sized_for = sizing_key(cfg, tz);
-    let kept = stored_forecasts::last_calibration(pool, fleet_id)
-        .await?
+    let mut last = stored_forecasts::last_live(pool, fleet_id).await?;
+    let kept = last
+        .calibration
+        .take()
         .filter(|k| {
             (now - k.calibrated_at).num_seconds() < RECALIBRATE_SECS && k.sized_for == sized_for
         })
@@ -356,7 +356,6 @@ pub async fn refit(
                     None => None,
                 },
                 recent_error: k.recent_error,
-                predicted_timed_out_share: k.predicted_timed_out_share,
             })
         });
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
@@ -384,12 +383,12 @@ pub async fn refit(
         let has_backtest = stored_forecasts::has_backtest(pool, fleet_id, calib_from).await?;
         if !has_backtest {
             let mut rows = Vec::new();
-            let last = origin
+            let newest = origin
                 .duration_trunc(Duration::seconds(BOOTSTRAP_EVERY_SECS))
                 .unwrap_or(origin);
             let count = CALIBRATION_SECS / BOOTSTRAP_EVERY_SECS;
             for k in (0..count).rev() {
-                let o = last - Duration::seconds(BOOTSTRAP_EVERY_SECS * k);
+                let o = newest - Duration::seconds(BOOTSTRAP_EVERY_SECS * k);
                 if o >= origin {
                     continue;
                 }
@@ -447,7 +446,6 @@ pub async fn refit(
 
     // The live fit's trend reuses the ETS candidate a search chose within the last six hours,
     // once the fleet has a week of history.
-    let last = stored_forecasts::last_live(pool, fleet_id).await?;
     let reuse = last
         .trend_spec
         .filter(|(_, at)| {
@@ -490,7 +488,7 @@ pub async fn refit(
     // The levels planned on, and the timed-out share their replay predicted: the sizer's, or
     // the kept ones.
     let (level_plan, predicted_share, calibrated_at) = match &kept {
-        Some(k) => (k.levels, k.predicted_timed_out_share, k.at),
+        Some(k) => (k.levels, last.predicted_timed_out_share, k.at),
         None => (
             sizing.as_ref().map(|s| s.levels),
             sizing.as_ref().map(|s| s.timed_out_share),

@@ -193,13 +193,22 @@ pub struct LastLive {
     pub predicted_timed_out_share: Option<f64>,
     /// The ETS candidate the last live fit's trend used, as JSON, and when a search chose it.
     pub trend_spec: Option<(serde_json::Value, DateTime<Utc>)>,
+    /// The last live forecast's calibration and levels, when it was calibrated.
+    pub calibration: Option<KeptCalibration>,
 }
 
-/// [`LastLive`] as read: the predicted share, the trend's candidate and when it was chosen.
+/// [`LastLive`] as read: the predicted share, the trend's candidate and when it was chosen, and
+/// the newest forecast's calibration, when it was made, for which settings, its levels and its
+/// recent error.
 type LastLiveRow = (
     Option<f64>,
     Option<serde_json::Value>,
     Option<DateTime<Utc>>,
+    Option<serde_json::Value>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<serde_json::Value>,
+    Option<f64>,
 );
 
 /// [`LastLive`] of a fleet, in one query.
@@ -208,25 +217,42 @@ pub async fn last_live(pool: &PgPool, fleet_id: i64) -> Result<LastLive, sqlx::E
         "SELECT (SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1
                        AND kind = 'live' AND predicted_timed_out_share IS NOT NULL
                      ORDER BY made_at DESC, id DESC LIMIT 1),
-                    t.trend_spec, t.trend_chosen_at
+                    t.trend_spec, t.trend_chosen_at, t.calibration, t.calibrated_at, t.sized_for,
+                    t.levels, t.recent_error
              FROM (SELECT 1) one
-             LEFT JOIN LATERAL (SELECT trend_spec, trend_chosen_at FROM forecasts
+             LEFT JOIN LATERAL (SELECT trend_spec, trend_chosen_at, calibration, calibrated_at,
+                                       sized_for, levels, recent_error FROM forecasts
                                 WHERE fleet_id = $1 AND kind = 'live'
                                 ORDER BY made_at DESC, id DESC LIMIT 1) t ON true",
     )
     .bind(fleet_id)
     .fetch_optional(pool)
     .await?;
-    Ok(
-        row.map_or_else(LastLive::default, |(predicted, spec, at)| LastLive {
-            predicted_timed_out_share: predicted,
-            trend_spec: spec.zip(at),
-        }),
-    )
+    Ok(row.map_or_else(
+        LastLive::default,
+        |(predicted, spec, at, calibration, calibrated_at, sized_for, levels, recent_error)| {
+            LastLive {
+                predicted_timed_out_share: predicted,
+                trend_spec: spec.zip(at),
+                calibration: match (calibration, calibrated_at, sized_for) {
+                    (Some(calibration), Some(calibrated_at), Some(sized_for)) => {
+                        Some(KeptCalibration {
+                            calibrated_at,
+                            sized_for,
+                            calibration,
+                            levels,
+                            recent_error,
+                        })
+                    }
+                    _ => None,
+                },
+            }
+        },
+    ))
 }
 
 /// The calibration and levels of a fleet's newest live forecast, to keep for the refits within
-/// the hour after them.
+/// the hour after them ([`LastLive::calibration`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptCalibration {
     /// When they were made.
@@ -239,47 +265,6 @@ pub struct KeptCalibration {
     pub levels: Option<serde_json::Value>,
     /// Recent forecast error relative to demand, as then.
     pub recent_error: Option<f64>,
-    /// The share of requests the sizer's replay predicted would time out.
-    pub predicted_timed_out_share: Option<f64>,
-}
-
-/// [`KeptCalibration`] as read.
-type KeptRow = (
-    DateTime<Utc>,
-    String,
-    serde_json::Value,
-    Option<serde_json::Value>,
-    Option<f64>,
-    Option<f64>,
-);
-
-/// The calibration of a fleet's newest live forecast, when it has one.
-pub async fn last_calibration(
-    pool: &PgPool,
-    fleet_id: i64,
-) -> Result<Option<KeptCalibration>, sqlx::Error> {
-    let row: Option<KeptRow> = sqlx::query_as(
-        "SELECT calibrated_at, sized_for, calibration, levels, recent_error,
-                predicted_timed_out_share
-           FROM (SELECT * FROM forecasts WHERE fleet_id = $1 AND kind = 'live'
-                  ORDER BY made_at DESC, id DESC LIMIT 1) newest
-          WHERE calibrated_at IS NOT NULL AND sized_for IS NOT NULL AND calibration IS NOT NULL",
-    )
-    .bind(fleet_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(
-        |(calibrated_at, sized_for, calibration, levels, recent_error, predicted)| {
-            KeptCalibration {
-                calibrated_at,
-                sized_for,
-                calibration,
-                levels,
-                recent_error,
-                predicted_timed_out_share: predicted,
-            }
-        },
-    ))
 }
 
 /// The medians of the forecasts (live and backtest) whose origin is in `[from, to)`, oldest first.
