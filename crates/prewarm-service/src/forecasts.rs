@@ -71,6 +71,67 @@ fn sizing_key(cfg: &PlannerConfig, tz: Tz) -> String {
     )
 }
 
+/// The calibration and levels of the newest live forecast, when a refit at `now` keeps them:
+/// made within [`RECALIBRATE_SECS`] for the same sizing settings (`sized_for`), and readable.
+fn kept_calibration(
+    stored: Option<stored_forecasts::KeptCalibration>,
+    sized_for: &str,
+    now: DateTime<Utc>,
+) -> Option<Kept> {
+    let k = stored.filter(|k| {
+        (now - k.calibrated_at).num_seconds() < RECALIBRATE_SECS && k.sized_for == sized_for
+    })?;
+    Some(Kept {
+        at: k.calibrated_at,
+        calibration: serde_json::from_value(k.calibration).ok()?,
+        levels: match k.levels {
+            Some(l) => Some(serde_json::from_value(l).ok()?),
+            None => None,
+        },
+        recent_error: k.recent_error,
+    })
+}
+
+/// The quantile planned on, per bucket of the fit's median, for people and metrics (the tick
+/// rebuilds all levels): the level of `levels` at each bucket's local hour, or the start level
+/// before the sizer has chosen.
+fn planned_quantile(
+    f: &Fit,
+    origin: DateTime<Utc>,
+    step: i64,
+    calibration: &DemandCalibration,
+    levels: Option<&LevelPlan>,
+    tz: Tz,
+) -> Vec<f64> {
+    let per = (step / 60).max(1) as usize;
+    let minute_medians: Vec<f64> = f
+        .p50_rps
+        .iter()
+        .flat_map(|m| std::iter::repeat_n(*m, per))
+        .collect();
+    let hour_levels = prewarm_forecast::distribution::levels_of(&minute_medians);
+    f.p50_rps
+        .iter()
+        .enumerate()
+        .map(|(b, m)| {
+            let at = origin + Duration::seconds(step * b as i64);
+            let level = levels.map_or(
+                prewarm_planner::level_index(prewarm_planner::defaults::START_LEVEL),
+                |l| l.level_at(at, Some(tz)),
+            );
+            calibration
+                .quantiles(
+                    at,
+                    (at - origin).num_seconds(),
+                    *m,
+                    hour_levels[b * per],
+                    f.floor_rps,
+                )
+                .map_or(*m, |q| q[level])
+        })
+        .collect()
+}
+
 /// What a refit did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RefitReport {
@@ -341,23 +402,7 @@ pub async fn refit(
     // and the calibration, the sizer and their reads are most of a refit.
     let sized_for = sizing_key(cfg, tz);
     let mut last = stored_forecasts::last_live(pool, fleet_id).await?;
-    let kept = last
-        .calibration
-        .take()
-        .filter(|k| {
-            (now - k.calibrated_at).num_seconds() < RECALIBRATE_SECS && k.sized_for == sized_for
-        })
-        .and_then(|k| {
-            Some(Kept {
-                at: k.calibrated_at,
-                calibration: serde_json::from_value(k.calibration).ok()?,
-                levels: match k.levels {
-                    Some(l) => Some(serde_json::from_value(l).ok()?),
-                    None => None,
-                },
-                recent_error: k.recent_error,
-            })
-        });
+    let kept = kept_calibration(last.calibration.take(), &sized_for, now);
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
     // The calibration window's minutes and, to now, the realised record's: read once (not when
     // the calibration is kept).
@@ -496,36 +541,9 @@ pub async fn refit(
         ),
     };
     report.calibrated_at = report.calibrated.then_some(calibrated_at);
-    // The quantile planned on, per bucket, for people and metrics (the tick rebuilds all levels).
-    let per = (step / 60).max(1) as usize;
-    let minute_medians: Vec<f64> = f
-        .p50_rps
-        .iter()
-        .flat_map(|m| std::iter::repeat_n(*m, per))
-        .collect();
-    let levels = prewarm_forecast::distribution::levels_of(&minute_medians);
-    let planned: Option<Vec<f64>> = report.calibrated.then(|| {
-        f.p50_rps
-            .iter()
-            .enumerate()
-            .map(|(b, m)| {
-                let at = origin + Duration::seconds(step * b as i64);
-                let level = level_plan.as_ref().map_or(
-                    prewarm_planner::level_index(prewarm_planner::defaults::START_LEVEL),
-                    |l| l.level_at(at, Some(tz)),
-                );
-                calibration
-                    .quantiles(
-                        at,
-                        (at - origin).num_seconds(),
-                        *m,
-                        levels[b * per],
-                        f.floor_rps,
-                    )
-                    .map_or(*m, |q| q[level])
-            })
-            .collect()
-    });
+    let planned = report
+        .calibrated
+        .then(|| planned_quantile(&f, origin, step, calibration, level_plan.as_ref(), tz));
     let calibration_json = report
         .calibrated
         .then(|| serde_json::to_value(calibration).ok())
