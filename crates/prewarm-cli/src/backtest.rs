@@ -73,6 +73,13 @@ pub(crate) struct BacktestArgs {
     /// (as the fits that bootstrap a new fleet).
     #[arg(long)]
     trend_damped: bool,
+    /// The MSTL trend is a damped additive Holt smoother with its weights chosen on a grid, not
+    /// an ETS search (as the fits that bootstrap a new fleet; the two flags above are ignored).
+    #[arg(long)]
+    trend_grid: bool,
+    /// STL's inner loops per season (the fits that bootstrap a new fleet make one).
+    #[arg(long, default_value_t = ModelSettings::default().stl_inner_loops)]
+    stl_inner_loops: usize,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
     resample: Option<Span>,
@@ -260,6 +267,8 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             trend_additive_errors: args.trend_additive,
             trend_damped_only: args.trend_damped,
             trend_spec: None,
+            trend_grid: args.trend_grid,
+            stl_inner_loops: args.stl_inner_loops,
         },
     };
 

@@ -2,6 +2,9 @@
 //!
 //! `fit_mstl_4w_5m`: one fit of 4 weeks of 5-minute data (8,064 points, periods 288 and 2016),
 //! with the trend's ETS fitted on at most 1,000 block means (the default) and on the full grid.
+//! `bootstrap_fit_1w_5m`: one fit of a week of 5-minute data with the settings that bootstrap a
+//! new fleet's calibration (`ModelSettings::BOOTSTRAP`: the trend on the last day, fitted on a
+//! grid), and the same with the trend's ETS instead (one damped candidate, as they were before).
 //! `refit_1000_series`: 1,000 such series refitted on all cores, timed once per sample.
 
 #![allow(missing_docs)] // criterion_group! makes an undocumented public function
@@ -32,6 +35,16 @@ fn series(seed: u64, len: usize) -> Vec<f64> {
 }
 
 fn request(history: &[f64], trend_max_points: usize) -> ForecastRequest<'_> {
+    with_settings(
+        history,
+        ModelSettings {
+            trend_max_points,
+            ..ModelSettings::default()
+        },
+    )
+}
+
+fn with_settings(history: &[f64], settings: ModelSettings) -> ForecastRequest<'_> {
     let start: DateTime<Utc> = "2026-01-05T00:00:00Z".parse().expect("valid time");
     ForecastRequest {
         start,
@@ -42,10 +55,7 @@ fn request(history: &[f64], trend_max_points: usize) -> ForecastRequest<'_> {
         model: ModelKind::Mstl,
         transform: Transform::None,
         outliers: Some(OutlierSettings::default()),
-        settings: ModelSettings {
-            trend_max_points,
-            ..ModelSettings::default()
-        },
+        settings,
     }
 }
 
@@ -58,6 +68,23 @@ fn fit_one(c: &mut Criterion) {
     });
     group.bench_function("trend_on_full_grid", |b| {
         b.iter(|| forecast(&request(&history, 0)).expect("fit"))
+    });
+    group.finish();
+}
+
+fn bootstrap_fit(c: &mut Criterion) {
+    let history = series(2, 2_016);
+    let mut group = c.benchmark_group("bootstrap_fit_1w_5m");
+    group.sample_size(50);
+    group.bench_function("trend_on_a_grid", |b| {
+        b.iter(|| forecast(&with_settings(&history, ModelSettings::BOOTSTRAP)).expect("fit"))
+    });
+    let ets = ModelSettings {
+        trend_grid: false,
+        ..ModelSettings::BOOTSTRAP
+    };
+    group.bench_function("trend_by_ets", |b| {
+        b.iter(|| forecast(&with_settings(&history, ets)).expect("fit"))
     });
     group.finish();
 }
@@ -88,5 +115,5 @@ fn refit_fleet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fit_one, refit_fleet);
+criterion_group!(benches, fit_one, bootstrap_fit, refit_fleet);
 criterion_main!(benches);
