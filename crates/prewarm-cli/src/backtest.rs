@@ -77,8 +77,9 @@ pub(crate) struct BacktestArgs {
     /// an ETS search (as the fits that bootstrap a new fleet; the two flags above are ignored).
     #[arg(long)]
     trend_grid: bool,
-    /// STL's inner loops per season (the fits that bootstrap a new fleet make one).
-    #[arg(long, default_value_t = ModelSettings::default().stl_inner_loops)]
+    /// STL's inner loops per season, at least 1 (every fit makes 2, STL's default).
+    #[arg(long, default_value_t = ModelSettings::default().stl_inner_loops,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     stl_inner_loops: usize,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]

@@ -10,6 +10,7 @@ pub mod backtest;
 mod conformal;
 pub mod distribution;
 mod error;
+mod holt;
 mod local;
 pub mod metrics;
 mod models;
