@@ -181,7 +181,8 @@ impl Bench<'_> {
     /// Refits of `args.refit_fleets` fleets, each with a week of 5-minute history: the first
     /// bootstraps its band with a short backtest; within the hour after a calibration a refit
     /// fits a new median and keeps it, an hour on it scores the stored forecasts and
-    /// recalibrates.
+    /// recalibrates; the last recalibration scores a week of live forecasts made every 15
+    /// minutes, as a fleet a week old has.
     async fn refits(&self, setup: &PgPool, cores: usize) -> anyhow::Result<()> {
         let m = self.args.refit_fleets;
         populate(setup, m, self.now).await?;
@@ -201,7 +202,15 @@ impl Bench<'_> {
                 "steady, recalibrating (an hour on)",
                 self.now + Duration::minutes(75),
             ),
+            (
+                "steady, recalibrating on a week of live refits (every 15 minutes)",
+                self.now + Duration::minutes(135),
+            ),
         ] {
+            if label.contains("a week of live refits") {
+                let made = prewarm_store::seed::week_of_live_forecasts(setup, self.now).await?;
+                anyhow::ensure!(made > 0, "no live forecasts were seeded");
+            }
             self.clock.set(at);
             let started = Instant::now();
             let (ok, failed) = s.refit_all().await;

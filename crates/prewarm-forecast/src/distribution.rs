@@ -146,23 +146,64 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn scale(median: f64, floor: f64, gamma: f64) -> f64 {
-    (median.max(0.0) + floor.max(0.0)).max(1e-9).powf(gamma)
+    scale_base(median, floor).powf(gamma)
 }
 
-/// The finite-sample conformal quantile of `scores` at `level` (rank `ceil((n + 1) level)`,
-/// capped at the largest); `scores` is sorted in place.
+/// `base` to the power `gamma`: exact without a call to `powf` for the exponents 1 and 0, where
+/// it is exact too.
+fn power(base: f64, gamma: f64) -> f64 {
+    if gamma == 1.0 {
+        base
+    } else if gamma == 0.0 {
+        1.0
+    } else {
+        base.powf(gamma)
+    }
+}
+
+/// What the error scale is a power of: the level plus the floor.
+fn scale_base(median: f64, floor: f64) -> f64 {
+    (median.max(0.0) + floor.max(0.0)).max(1e-9)
+}
+
+/// The rank (1-based) of the finite-sample conformal quantile at `level` among `n` scores:
+/// `ceil((n + 1) level)`, capped at the largest.
+fn conformal_rank(n: usize, level: f64) -> usize {
+    ((((n + 1) as f64) * level).ceil() as usize).clamp(1, n)
+}
+
+/// The finite-sample conformal quantiles of `scores` at [`LEVELS`] (rank `ceil((n + 1)
+/// level)`, capped at the largest); `scores` is reordered in place. Each is found by selection
+/// in the part above the one before, not by sorting: the same order statistics, in linear time.
 fn conformal_quantiles(scores: &mut [f64]) -> [f64; NUM_LEVELS] {
-    scores.sort_by(f64::total_cmp);
     let n = scores.len();
     let mut out = [0.0; NUM_LEVELS];
     if n == 0 {
         return out;
     }
+    // Everything before `from` is at most the order statistic at `from - 1`, everything after
+    // it at least: the next (higher) rank is selected among the rest.
+    let mut from = 0;
     for (k, level) in LEVELS.iter().enumerate() {
-        let rank = (((n + 1) as f64) * level).ceil() as usize;
-        out[k] = scores[rank.clamp(1, n) - 1];
+        let index = conformal_rank(n, *level) - 1;
+        if index >= from {
+            let (_, nth, _) = scores[from..].select_nth_unstable_by(index - from, f64::total_cmp);
+            out[k] = *nth;
+            from = index + 1;
+        } else {
+            out[k] = scores[index];
+        }
     }
     out
+}
+
+/// The conformal quantile of `scores` at `level` alone (reorders `scores`).
+fn conformal_quantile(scores: &mut [f64], level: f64) -> f64 {
+    if scores.is_empty() {
+        return 0.0;
+    }
+    let index = conformal_rank(scores.len(), level) - 1;
+    *scores.select_nth_unstable_by(index, f64::total_cmp).1
 }
 
 /// The errors of one horizon group, fitted.
@@ -177,42 +218,69 @@ struct GroupFit {
     by_minute: Vec<[f64; NUM_LEVELS]>,
 }
 
+/// One horizon group's records, as its fit reads them: per record, its error (actual less
+/// median), the base of its error scale ([`scale_base`]), its phase, and whether its day (UTC) is
+/// odd.
+#[derive(Debug, Default)]
+struct GroupInput {
+    errors: Vec<f64>,
+    bases: Vec<f64>,
+    phases: Vec<Phase>,
+    odd_day: Vec<bool>,
+}
+
+impl GroupInput {
+    fn push(&mut self, r: &Scored, phase: Phase) {
+        self.errors.push(r.actual_rps - r.median_rps);
+        self.bases.push(scale_base(r.level_rps, r.floor_rps));
+        self.phases.push(phase);
+        self.odd_day
+            .push(r.at.timestamp().div_euclid(86_400).rem_euclid(2) == 1);
+    }
+}
+
 impl GroupFit {
-    fn fit(records: &[(Scored, Phase)]) -> Option<Self> {
-        if records.is_empty() {
+    fn fit(input: &GroupInput) -> Option<Self> {
+        let GroupInput {
+            errors,
+            bases,
+            phases,
+            odd_day,
+        } = input;
+        if errors.is_empty() {
             return None;
         }
         let mut best: Option<(f64, f64)> = None;
-        let mut scores = Vec::with_capacity(records.len());
+        let mut scales = Vec::with_capacity(errors.len());
+        let mut scores = Vec::with_capacity(errors.len());
         for gamma in GAMMAS {
+            scales.clear();
+            scales.extend(bases.iter().map(|b| power(*b, gamma)));
             scores.clear();
-            scores.extend(records.iter().map(|(r, _)| {
-                (r.actual_rps - r.median_rps) / scale(r.level_rps, r.floor_rps, gamma)
-            }));
-            let q = conformal_quantiles(&mut scores);
-            let upper = q[WIDTH_LEVEL];
-            let width: f64 = records
-                .iter()
-                .map(|(r, _)| (upper * scale(r.level_rps, r.floor_rps, gamma)).abs())
-                .sum::<f64>()
-                / records.len() as f64;
+            scores.extend(errors.iter().zip(&scales).map(|(e, s)| e / s));
+            let upper = conformal_quantile(&mut scores, LEVELS[WIDTH_LEVEL]);
+            let width: f64 =
+                scales.iter().map(|s| (upper * s).abs()).sum::<f64>() / errors.len() as f64;
             if best.is_none_or(|(w, _)| width < w) {
                 best = Some((width, gamma));
             }
         }
         let gamma = best.map_or(0.5, |(_, g)| g);
-        let score =
-            |r: &Scored| (r.actual_rps - r.median_rps) / scale(r.level_rps, r.floor_rps, gamma);
-        let mut all: Vec<f64> = records.iter().map(|(r, _)| score(r)).collect();
-        let pooled = conformal_quantiles(&mut all);
-        // A phase's shift from the pooled quantiles, from a set of records.
-        let shifts_of = |part: &mut dyn Iterator<Item = &(Scored, Phase)>,
+        // The chosen scale's scores, in the records' order.
+        let all: Vec<f64> = errors
+            .iter()
+            .zip(bases.iter())
+            .map(|(e, b)| e / power(*b, gamma))
+            .collect();
+        let pooled = conformal_quantiles(&mut all.clone());
+        // A phase's shift from the pooled quantiles, from a set of records (by index).
+        let shifts_of = |part: &mut dyn Iterator<Item = usize>,
                          bins: usize,
                          key: &dyn Fn(&Phase) -> usize|
          -> Vec<[f64; NUM_LEVELS]> {
             let mut grouped: Vec<Vec<f64>> = vec![Vec::new(); bins];
-            for (r, p) in part {
-                grouped[key(p)].push(score(r));
+            for i in part {
+                grouped[key(&phases[i])].push(all[i]);
             }
             grouped
                 .into_iter()
@@ -233,19 +301,11 @@ impl GroupFit {
         // and on the even days (their correlation over the phases, per level, none when
         // negative). A real pattern (bursts at :00, noisier nights) shows on both; noise, or a
         // rare burst that happened to fall in one phase, does not, and is left out.
-        let day = |r: &Scored| r.at.timestamp().div_euclid(86_400);
         let shifts = |bins: usize, key: &dyn Fn(&Phase) -> usize| -> Vec<[f64; NUM_LEVELS]> {
-            let all = shifts_of(&mut records.iter(), bins, key);
-            let odd = shifts_of(
-                &mut records.iter().filter(|(r, _)| day(r) % 2 == 1),
-                bins,
-                key,
-            );
-            let even = shifts_of(
-                &mut records.iter().filter(|(r, _)| day(r) % 2 == 0),
-                bins,
-                key,
-            );
+            let n = errors.len();
+            let all = shifts_of(&mut (0..n), bins, key);
+            let odd = shifts_of(&mut (0..n).filter(|i| odd_day[*i]), bins, key);
+            let even = shifts_of(&mut (0..n).filter(|i| !odd_day[*i]), bins, key);
             let mut out = all;
             for k in 0..NUM_LEVELS {
                 let a: Vec<f64> = odd.iter().map(|s| s[k]).collect();
@@ -261,7 +321,7 @@ impl GroupFit {
         let by_minute = shifts(60, &|p| p.minute);
         Some(Self {
             gamma,
-            errors: records.len(),
+            errors: errors.len(),
             pooled,
             by_hour,
             by_minute,
@@ -314,15 +374,25 @@ impl DemandCalibration {
     /// Fits the calibration on `records` (the errors of earlier forecasts, each scored once its
     /// minute had passed).
     pub fn fit(records: &[Scored], tz: Option<Tz>) -> Self {
-        let mut grouped: Vec<Vec<(Scored, Phase)>> = vec![Vec::new(); HORIZON_GROUPS_SECS.len()];
+        let mut grouped: Vec<GroupInput> = (0..HORIZON_GROUPS_SECS.len())
+            .map(|_| GroupInput::default())
+            .collect();
+        // Records come grouped by minute (each minute scored by several forecasts): its phase is
+        // found once.
+        let mut last: Option<(DateTime<Utc>, Phase)> = None;
         for r in records.iter().filter(|r| {
             r.actual_rps.is_finite() && r.median_rps.is_finite() && r.floor_rps.is_finite()
         }) {
-            grouped[horizon_group(r.horizon_secs)].push((*r, phase_of(r.at, tz)));
+            let phase = match last {
+                Some((at, phase)) if at == r.at => phase,
+                _ => phase_of(r.at, tz),
+            };
+            last = Some((r.at, phase));
+            grouped[horizon_group(r.horizon_secs)].push(r, phase);
         }
         Self {
             tz,
-            groups: grouped.iter().map(|g| GroupFit::fit(g)).collect(),
+            groups: grouped.iter().map(GroupFit::fit).collect(),
         }
     }
 
@@ -545,6 +615,33 @@ mod tests {
 
     fn start() -> DateTime<Utc> {
         "2026-03-02T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn quantiles_by_selection_are_the_sorted_order_statistics() {
+        // The conformal quantiles found by selection are exactly those of a sorted copy, with
+        // ties, negative zeros and every size from 1 up.
+        let mut rng = Lcg(11);
+        for n in 1..300 {
+            let scores: Vec<f64> = (0..n)
+                .map(|i| match i % 7 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => (rng.unit() * 4.0).floor(),
+                    _ => rng.unit() * 10.0 - 5.0,
+                })
+                .collect();
+            let mut sorted = scores.clone();
+            sorted.sort_by(f64::total_cmp);
+            let expected = LEVELS.map(|l| sorted[conformal_rank(n, l) - 1]);
+            let got = conformal_quantiles(&mut scores.clone());
+            assert_eq!(got.map(f64::to_bits), expected.map(f64::to_bits), "n = {n}");
+            assert_eq!(
+                conformal_quantile(&mut scores.clone(), LEVELS[WIDTH_LEVEL]).to_bits(),
+                expected[WIDTH_LEVEL].to_bits()
+            );
+        }
+        assert_eq!(conformal_quantiles(&mut []), [0.0; NUM_LEVELS]);
     }
 
     #[test]

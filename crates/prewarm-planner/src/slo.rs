@@ -453,25 +453,31 @@ pub fn replay_minutes(
     calibration: &DemandCalibration,
     lead_secs: i64,
 ) -> Vec<ReplayMinute> {
-    let mut best: std::collections::BTreeMap<DateTime<Utc>, &Scored> = Default::default();
-    for r in records {
-        let better = |old: &Scored| {
-            let (a, b) = (r.horizon_secs >= lead_secs, old.horizon_secs >= lead_secs);
-            match (a, b) {
-                (true, false) => true,
-                (false, true) => false,
-                (true, true) => r.horizon_secs < old.horizon_secs,
-                (false, false) => r.horizon_secs > old.horizon_secs,
+    let better = |r: &Scored, old: &Scored| {
+        let (a, b) = (r.horizon_secs >= lead_secs, old.horizon_secs >= lead_secs);
+        match (a, b) {
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => r.horizon_secs < old.horizon_secs,
+            (false, false) => r.horizon_secs > old.horizon_secs,
+        }
+    };
+    // The records by minute, each minute's in the order given (a stable sort: linear on records
+    // already in order, as the service's are).
+    let mut order: Vec<&Scored> = records.iter().collect();
+    order.sort_by_key(|r| r.at);
+    let mut best: Vec<&Scored> = Vec::new();
+    for r in order {
+        match best.last_mut() {
+            Some(old) if old.at == r.at => {
+                if better(r, old) {
+                    *old = r;
+                }
             }
-        };
-        match best.get(&r.at) {
-            Some(old) if !better(old) => {}
-            _ => {
-                best.insert(r.at, r);
-            }
+            _ => best.push(r),
         }
     }
-    best.values()
+    best.into_iter()
         .filter_map(|r| {
             calibration.quantiles_of(r).map(|quantiles| ReplayMinute {
                 at: r.at,
@@ -580,6 +586,48 @@ mod tests {
 
     fn minute(i: i64) -> DateTime<Utc> {
         "2026-03-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(i)
+    }
+
+    #[test]
+    fn each_minute_replays_the_forecast_made_nearest_the_lead_before_it() {
+        // Forecasts made every 15 minutes with a 2-hour horizon, given out of order: each minute
+        // replays the one made at least the 10-minute lead before it and nearest to it, or, with
+        // none that early, the one made furthest ahead.
+        let mut records = Vec::new();
+        for origin in (0..24).rev() {
+            for h in 0..120 {
+                let at = 15 * origin + h;
+                records.push(Scored {
+                    at: minute(at),
+                    horizon_secs: 60 * h,
+                    median_rps: (at + h) as f64,
+                    level_rps: 1.0,
+                    actual_rps: 1.0,
+                    floor_rps: 0.1,
+                });
+            }
+        }
+        // Two forecasts of the same minute at the same horizon: the first given counts.
+        let mut twin = records[0];
+        twin.median_rps = -1.0;
+        records.push(twin);
+        let calibration = DemandCalibration::fit(&records, None);
+        let replay = replay_minutes(&records, &calibration, 600);
+        assert_eq!(replay.len(), 15 * 23 + 120);
+        for (i, m) in replay.iter().enumerate() {
+            let i = i as i64;
+            assert_eq!(m.at, minute(i));
+            // The latest origin at least 10 minutes before the minute (the last is 345).
+            let h = if i >= 10 {
+                i - (15 * ((i - 10) / 15)).min(345)
+            } else {
+                i
+            };
+            let expected = calibration
+                .quantiles(minute(i), 60 * h, (i + h) as f64, 1.0, 0.1)
+                .unwrap();
+            assert_eq!(m.quantiles, expected, "minute {i}");
+        }
     }
 
     /// 1 GPU serves 1 rps; boots are instant, so the replay follows each minute's need.

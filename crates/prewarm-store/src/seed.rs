@@ -99,6 +99,28 @@ pub async fn week_of_history(
     Ok(())
 }
 
+/// Gives every fleet a week of live forecasts before `now`, one every 15 minutes as the
+/// service's refits make them (each a copy of the fleet's backtest fit at the hour before it,
+/// its origin moved to its own quarter hour), so that a benchmark's recalibration scores what a
+/// fleet a week old scores. The fleets must have been bootstrapped (their backtests stored).
+pub async fn week_of_live_forecasts(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let n = sqlx::query(
+        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps,
+                                quantile, error_floor_rps, errors_used, replica)
+         SELECT b.fleet_id, b.origin + make_interval(mins => 15 * q), b.origin + make_interval(mins => 15 * q),
+                b.step_secs, 'live', b.model, b.p50_rps, b.quantile, b.error_floor_rps, 0, 'bench'
+         FROM forecasts b, generate_series(0, 3) q
+         WHERE b.kind = 'backtest' AND b.origin + make_interval(mins => 15 * q) < $1
+           AND b.origin + make_interval(mins => 15 * q) >= $1 - interval '7 days'",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    pool.execute("ANALYZE forecasts").await?;
+    Ok(n)
+}
+
 /// Gives every other fleet a copy of `template`'s live forecasts (a refit's calibrated
 /// distribution and SLO levels), so that a benchmark's ticks read and rebuild what a refitted
 /// fleet's do without refitting every fleet.
