@@ -247,6 +247,12 @@ pub mod defaults {
     /// first decision boot 18 GPUs for a rush of 20.5 requests a second, against 19 or more with
     /// hourly fits, even with the hours alternating by day.
     pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
+    /// How long a calibration and the levels sized on it are kept by the refits after it: the
+    /// refits within this of the last calibration fit a new median only. A week of errors moves
+    /// little in 15 minutes, and the calibration and the sizer are most of a refit. The service
+    /// and the simulator keep them alike, so a replay with refits more often than hourly plans as
+    /// the service does.
+    pub const RECALIBRATE_SECS: i64 = 3_600;
     /// How long a fleet's live fits reuse the ETS candidate its MSTL trend's search chose
     /// ([`prewarm_forecast::ModelSettings::trend_spec`]) before searching again: a search fits up
     /// to six candidates, and the choice is a slow property of the series. Six hours kept every

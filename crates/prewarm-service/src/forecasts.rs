@@ -43,8 +43,8 @@ pub const CALIBRATION_SECS: i64 = CALIBRATION_WINDOW_SECS;
 const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SECS;
 
 /// How long a live forecast's calibration and levels are kept by the refits after it: an hour,
-/// as the simulator recalibrates (its refits are hourly); the refits between fit a new median.
-pub const RECALIBRATE_SECS: i64 = 3_600;
+/// as the simulator keeps them; the refits between fit a new median.
+pub const RECALIBRATE_SECS: i64 = prewarm_planner::defaults::RECALIBRATE_SECS;
 
 /// A calibration and its levels kept from the last live forecast, as a refit within the hour
 /// plans on them.

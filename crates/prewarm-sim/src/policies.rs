@@ -16,6 +16,7 @@ use prewarm_planner::{
         MIN_PLAN_HISTORY_SECS,
     },
     orders_to_reach,
+    refit::Calibrated,
     slo::{self, Sizing},
     Decision, Demand, FleetState, Forecast, PlanInput, PlannerConfig, Strategy,
 };
@@ -260,6 +261,10 @@ pub struct Predictive {
     /// own record.
     record: VecDeque<(f64, f64, u32)>,
     planning: Option<Planning>,
+    /// The last calibration, the step it was made at and the sizing made on it: kept by the
+    /// refits within [`prewarm_planner::defaults::RECALIBRATE_SECS`] of it, as the service's
+    /// refits keep theirs.
+    calibration: Option<(usize, Calibrated, Option<Sizing>)>,
     /// Whether the forecast made when planning starts has been made.
     planned_once: bool,
     /// What the last sizing predicted the fleet would time out ([`slo::budget_share`]).
@@ -290,6 +295,9 @@ pub struct Timings {
     pub calibrate_ns: u64,
     /// Time spent sizing to the SLO, nanoseconds.
     pub size_ns: u64,
+    /// Per refit that got as far as calibrating: whether it calibrated afresh (or kept the last
+    /// hour's calibration).
+    pub recalibrated: Vec<bool>,
 }
 
 impl Predictive {
@@ -313,6 +321,7 @@ impl Predictive {
             records: VecDeque::new(),
             record: VecDeque::new(),
             planning: None,
+            calibration: None,
             planned_once: false,
             predicted: None,
             last_fit: None,
@@ -412,8 +421,25 @@ impl Predictive {
         };
         self.pending.push((origin, median.clone(), floor, 0));
         let fitted = std::time::Instant::now();
-        let records: Vec<Scored> = self.records.iter().copied().collect();
-        let calibrated = prewarm_planner::refit::calibrate(&records, self.forecast.tz);
+        // The calibration and sizing of the last hour are kept, as the service keeps them.
+        let kept = self.calibration.take().filter(|(at, _, _)| {
+            (past.len() - at) as i64 * self.step_secs < prewarm_planner::defaults::RECALIBRATE_SECS
+        });
+        let records: Vec<Scored> = match kept {
+            Some(_) => Vec::new(),
+            None => self.records.iter().copied().collect(),
+        };
+        let (calibrated_at, calibrated, kept_sizing) = match kept {
+            Some((at, calibrated, sizing)) => (at, calibrated, Some(sizing)),
+            None => (
+                past.len(),
+                prewarm_planner::refit::calibrate(&records, self.forecast.tz),
+                None,
+            ),
+        };
+        if let Some(t) = self.timings.as_mut() {
+            t.recalibrated.push(kept_sizing.is_none());
+        }
         if !calibrated.is_calibrated(self.forecast.min_errors) {
             return;
         }
@@ -436,10 +462,30 @@ impl Predictive {
         if let Some(previous) = &previous {
             distribution = distribution.after(previous, prewarm_planner::NOWCAST_HISTORY_MINUTES);
         }
-        let calibrated_at = std::time::Instant::now();
-        // A fixed quantile needs no levels: the replay is skipped.
+        let calibrated_at_clock = std::time::Instant::now();
+        // A fixed quantile needs no levels: the replay is skipped; a kept calibration keeps its
+        // levels.
+        let sizing = match kept_sizing {
+            Some(sizing) => sizing,
+            None => self.size(&calibrated, &records),
+        };
+        self.calibration = Some((calibrated_at, calibrated, sizing.clone()));
+        if let Some(t) = self.timings.as_mut() {
+            t.fit_ns += (fitted - clock).as_nanos() as u64;
+            t.calibrate_ns += (calibrated_at_clock - fitted).as_nanos() as u64;
+            t.size_ns += calibrated_at_clock.elapsed().as_nanos() as u64;
+        }
+        self.planning = Some(Planning {
+            distribution,
+            sizing,
+        });
+    }
+
+    /// The levels sized on `calibrated`'s replay of `records` (none for a fixed quantile, or
+    /// before the replay has a day), and the timed-out share they predict kept for the next.
+    fn size(&mut self, calibrated: &Calibrated, records: &[Scored]) -> Option<Sizing> {
         let sizing = self.cfg.quantile.is_none().then(|| {
-            let replay = calibrated.replay(&records, self.cfg.boot_lead_secs);
+            let replay = calibrated.replay(records, self.cfg.boot_lead_secs);
             let sizing = replay.size(
                 &self.cfg,
                 self.realised(None),
@@ -452,16 +498,7 @@ impl Predictive {
             }
             sizing
         });
-        let sizing = sizing.flatten();
-        if let Some(t) = self.timings.as_mut() {
-            t.fit_ns += (fitted - clock).as_nanos() as u64;
-            t.calibrate_ns += (calibrated_at - fitted).as_nanos() as u64;
-            t.size_ns += calibrated_at.elapsed().as_nanos() as u64;
-        }
-        self.planning = Some(Planning {
-            distribution,
-            sizing,
-        });
+        sizing.flatten()
     }
 
     /// The timed-out share the fleet realised over its record ([`slo::REALISED_WINDOW_SECS`]

@@ -169,6 +169,38 @@ fn replaying_a_cut_trace_leaves_every_earlier_decision_unchanged() {
 }
 
 #[test]
+fn refits_within_the_hour_keep_the_calibration_as_the_service_does() {
+    // Refits every 15 minutes: once planning, each calibration is kept by the three refits
+    // after it and made afresh at the fourth, an hour on, as the service's refits do.
+    let start = t("2026-03-02T00:00:00Z");
+    let trace = daily_trace(4);
+    let cfg = SimConfig {
+        capacity: prewarm_planner::Capacity::requests(2.5),
+        ..sim_cfg(600, 120)
+    };
+    let mut policy = predictive(start);
+    policy.forecast.refit_secs = 900;
+    policy.timings = Some(crate::policies::Timings::default());
+    simulate(start, 60, &trace, &mut policy, &cfg);
+    let flags = policy.timings.unwrap().recalibrated;
+    // The last day's refits: 96 of them.
+    let last_day = &flags[flags.len() - 96..];
+    for (i, fresh) in last_day.iter().enumerate() {
+        assert_eq!(
+            *fresh,
+            i % 4 == last_day.iter().position(|f| *f).unwrap() % 4,
+            "refit {i}"
+        );
+    }
+    // An hourly replay recalibrates at every refit, as before.
+    let mut hourly = predictive(start);
+    hourly.timings = Some(crate::policies::Timings::default());
+    simulate(start, 60, &trace, &mut hourly, &cfg);
+    let flags = hourly.timings.unwrap().recalibrated;
+    assert!(flags.len() > 24 && flags.iter().all(|f| *f));
+}
+
+#[test]
 fn predictive_beats_reactive_on_a_daily_rush() {
     let start = t("2026-03-02T00:00:00Z");
     let trace = daily_trace(4);
