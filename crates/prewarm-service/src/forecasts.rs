@@ -311,6 +311,16 @@ fn fit(
 /// A stored forecast's median: (origin, step seconds, median per bucket in rps, floor in rps).
 type StoredRow = stored_forecasts::StoredMedian;
 
+/// The level of a stored median per minute ([`prewarm_forecast::distribution::levels_of`]), its
+/// buckets `per` minutes wide.
+fn minute_levels(p50: &[f64], per: usize) -> Vec<f64> {
+    let minute_medians: Vec<f64> = p50
+        .iter()
+        .flat_map(|m| std::iter::repeat_n(*m, per))
+        .collect();
+    prewarm_forecast::distribution::levels_of(&minute_medians)
+}
+
 /// The scored minutes of stored forecasts: each minute a forecast covers and whose actual is
 /// known (`minutes[i]` is the requests of the minute starting `from + i` minutes), ordered by
 /// minute and horizon (forecasts with the same origin in the order given).
@@ -325,11 +335,7 @@ fn score(rows: &[StoredRow], minutes: &[f64], from: DateTime<Utc>) -> Vec<Scored
     for (origin, step, p50, floor) in rows {
         let step = *step as i64;
         let per = (step / 60).max(1) as usize;
-        let minute_medians: Vec<f64> = p50
-            .iter()
-            .flat_map(|m| std::iter::repeat_n(*m, per))
-            .collect();
-        let levels = prewarm_forecast::distribution::levels_of(&minute_medians);
+        let levels = minute_levels(p50, per);
         let since_from = *origin - from;
         for (b, median) in p50.iter().enumerate() {
             for k in 0..(step / 60).max(1) {
@@ -804,11 +810,7 @@ mod tests {
         for (origin, step, p50, floor) in rows {
             let step = *step as i64;
             let per = (step / 60).max(1) as usize;
-            let minute_medians: Vec<f64> = p50
-                .iter()
-                .flat_map(|m| std::iter::repeat_n(*m, per))
-                .collect();
-            let levels = prewarm_forecast::distribution::levels_of(&minute_medians);
+            let levels = minute_levels(p50, per);
             for (b, median) in p50.iter().enumerate() {
                 for k in 0..per {
                     let at = *origin + Duration::seconds(step * b as i64 + 60 * k as i64);
