@@ -247,6 +247,12 @@ pub mod defaults {
     /// first decision boot 18 GPUs for a rush of 20.5 requests a second, against 19 or more with
     /// hourly fits, even with the hours alternating by day.
     pub const BOOTSTRAP_EVERY_SECS: i64 = 3_600;
+    /// History each bootstrap fit is trained on at most: two weeks, so a fleet that arrives with
+    /// three weeks of history bootstraps at the cost of two. On the office trace (its weekly season
+    /// fitted) two weeks keep the calibration's coverage within 0.006 of three weeks' and the MASE
+    /// at 0.285 against 0.264; one week loses the weekly season (p95 coverage 0.783 against
+    /// 0.960). NAB and ServeGen hold less than two weeks before their scored origins.
+    pub const BOOTSTRAP_TRAIN_SECS: i64 = 14 * 86_400;
     /// How long a calibration and the levels sized on it are kept by the refits after it: the
     /// refits within this of the last calibration fit a new median only. A week of errors moves
     /// little in 15 minutes, and the calibration and the sizer are most of a refit. The service

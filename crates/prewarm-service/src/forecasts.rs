@@ -499,13 +499,18 @@ pub async fn refit(
                     continue;
                 }
                 let Some(end) = index(o) else { continue };
-                let known = history[..end].iter().filter(|v| v.is_finite()).count() as i64 * step;
+                // At most the bootstrap's training window before the origin.
+                let first = end.saturating_sub(
+                    (prewarm_planner::defaults::BOOTSTRAP_TRAIN_SECS / step) as usize,
+                );
+                let train = &history[first..end];
+                let known = train.iter().filter(|v| v.is_finite()).count() as i64 * step;
                 if known < prewarm_planner::defaults::MIN_FIT_HISTORY_SECS {
                     continue;
                 }
                 let fitted = fit_blocking(
-                    history[..end].to_vec(),
-                    from,
+                    train.to_vec(),
+                    from + Duration::seconds(step * first as i64),
                     step,
                     tz,
                     horizon,

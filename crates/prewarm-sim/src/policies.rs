@@ -12,8 +12,8 @@ use prewarm_forecast::{
 
 use prewarm_planner::{
     defaults::{
-        BOOTSTRAP_EVERY_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
-        MIN_PLAN_HISTORY_SECS,
+        BOOTSTRAP_EVERY_SECS, BOOTSTRAP_TRAIN_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS,
+        MIN_FIT_HISTORY_SECS, MIN_PLAN_HISTORY_SECS,
     },
     orders_to_reach,
     refit::Calibrated,
@@ -402,7 +402,9 @@ impl Predictive {
                     trend_spec: reuse.map(|(spec, _)| spec),
                     ..ModelSettings::default()
                 };
-                let (m, chosen) = self.fit_median(past, settings).unzip();
+                let (m, chosen) = self
+                    .fit_median(past, settings, self.forecast.train_secs)
+                    .unzip();
                 if reuse.is_none() {
                     self.trend_spec = chosen.flatten().map(|spec| (spec, past.len()));
                 }
@@ -546,8 +548,13 @@ impl Predictive {
             if at >= now.timestamp() || steps * self.step_secs < self.forecast.calibrate_from_secs {
                 continue;
             }
+            let train_secs = self.forecast.train_secs.min(BOOTSTRAP_TRAIN_SECS);
             let fitted = self
-                .fit_median(&past[..steps as usize], ModelSettings::BOOTSTRAP)
+                .fit_median(
+                    &past[..steps as usize],
+                    ModelSettings::BOOTSTRAP,
+                    train_secs,
+                )
                 .map(|(m, _)| m);
             if let Some((origin, median, floor)) = fitted {
                 self.pending.push((origin, median, floor, 0));
@@ -555,14 +562,22 @@ impl Predictive {
         }
     }
 
+    /// The medians of the forecasts made so far whose minutes are not all scored (a test reads
+    /// the bootstrap's).
+    #[cfg(test)]
+    pub(crate) fn pending_medians(&self) -> Vec<Vec<f64>> {
+        self.pending.iter().map(|(_, m, _, _)| m.clone()).collect()
+    }
+
     /// Fits the model on the history before `past.len()` summed into buckets of the forecast's
     /// step on the wall clock (as the service's history is: a bucket starts at a multiple of the
-    /// step since the Unix epoch), up to the last whole bucket. The median is per step of the
+    /// step since the Unix epoch), up to the last whole bucket, at most `train_secs` of it. The median is per step of the
     /// trace from that bucket's end (the origin), in requests per second.
     fn fit_median(
         &self,
         past: &[f64],
         settings: ModelSettings,
+        train_secs: i64,
     ) -> Option<(Median, Option<TrendSpec>)> {
         let ratio = (self.forecast.step_secs / self.step_secs).max(1) as usize;
         let fc_step = self.step_secs * ratio as i64;
@@ -573,7 +588,7 @@ impl Predictive {
             return None;
         }
         let buckets = (past.len() - offset) / ratio;
-        let from = buckets.saturating_sub((self.forecast.train_secs / fc_step) as usize);
+        let from = buckets.saturating_sub((train_secs / fc_step) as usize);
         let history: Vec<f64> = (from..buckets)
             .map(|b| {
                 past[offset + b * ratio..offset + (b + 1) * ratio]

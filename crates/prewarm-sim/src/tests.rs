@@ -5,7 +5,7 @@ use prewarm_planner::PlannerConfig;
 
 use crate::{
     policies::{Clairvoyant, ForecastSettings, Hindsight, Predictive, Reactive, Static},
-    simulate, BootTime, SimConfig,
+    simulate, simulate_from, BootTime, SimConfig,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -198,6 +198,47 @@ fn refits_within_the_hour_keep_the_calibration_as_the_service_does() {
     simulate(start, 60, &trace, &mut hourly, &cfg);
     let flags = hourly.timings.unwrap().recalibrated;
     assert!(flags.len() > 24 && flags.iter().all(|f| *f));
+}
+
+#[test]
+fn a_fleet_s_bootstrap_fits_train_on_two_weeks_at_most() {
+    // Three weeks of history, planning from the last day on (as `prewarm demo` starts a fleet):
+    // the bootstrap's fits read at most the two weeks before each origin, so other traffic in the
+    // first five days changes none of the last hours' fits, while the live fit (three weeks)
+    // sees it.
+    let start = t("2026-03-02T00:00:00Z");
+    let quiet = daily_trace(21);
+    let mut loud = quiet.clone();
+    for v in &mut loud[..5 * 1440] {
+        *v *= 3.0;
+    }
+    let cfg = SimConfig {
+        capacity: prewarm_planner::Capacity::requests(2.5),
+        ..sim_cfg(600, 120)
+    };
+    let first = 20 * 1440;
+    let medians = |trace: &[f64]| {
+        let mut p = predictive(start);
+        p.forecast.min_history_secs = first as i64 * 60;
+        p.initial = 0;
+        simulate_from(
+            first,
+            start,
+            60,
+            crate::Traffic::requests(&trace[..first + 1]),
+            &mut p,
+            &cfg,
+        );
+        p.pending_medians()
+    };
+    let (a, b) = (medians(&quiet), medians(&loud));
+    // The bootstrap's fits whose minutes are not yet all scored (the last hour's), and the live
+    // fit.
+    assert!(a.len() >= 2, "{} forecasts pending", a.len());
+    let (a_live, a_boot) = a.split_last().unwrap();
+    let (b_live, b_boot) = b.split_last().unwrap();
+    assert_eq!(a_boot, b_boot);
+    assert_ne!(a_live, b_live);
 }
 
 #[test]
