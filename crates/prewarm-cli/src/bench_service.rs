@@ -182,7 +182,8 @@ impl Bench<'_> {
     /// bootstraps its band with a short backtest; within the hour after a calibration a refit
     /// fits a new median and keeps it, an hour on it scores the stored forecasts and
     /// recalibrates; the last recalibration scores a week of live forecasts made every 15
-    /// minutes, as a fleet a week old has.
+    /// minutes, as a fleet a week old has. Last, new fleets with three weeks of history refit
+    /// for the first time.
     async fn refits(&self, setup: &PgPool, cores: usize) -> anyhow::Result<()> {
         let m = self.args.refit_fleets;
         populate(setup, m, self.now).await?;
@@ -221,6 +222,22 @@ impl Bench<'_> {
                 1e3 * secs / m as f64
             );
         }
+        // Fleets that arrive with three weeks of history: their bootstrap fits the weekly season
+        // too (MSTL fits it from two weeks on).
+        let later = self.now + Duration::hours(3);
+        populate(setup, m, later).await?;
+        prewarm_store::seed::days_of_history(setup, later, 21, None).await?;
+        self.clock.set(later);
+        let s = self.service("bench-refit-3w", 8).await?;
+        s.lease_round().await?;
+        let started = Instant::now();
+        let (ok, failed) = s.refit_all().await;
+        let secs = started.elapsed().as_secs_f64();
+        anyhow::ensure!(failed == 0 && ok == m, "{failed} refits failed");
+        println!(
+            "refit of {m} fleets, first with three weeks of history (the weekly season too): {secs:.2}s ({:.1} ms per fleet on {cores} cores)",
+            1e3 * secs / m as f64
+        );
         Ok(())
     }
 }

@@ -82,16 +82,27 @@ pub async fn week_of_history(
     now: DateTime<Utc>,
     only: Option<i64>,
 ) -> Result<(), sqlx::Error> {
+    days_of_history(pool, now, 7, only).await
+}
+
+/// [`week_of_history`] with `days` of history instead of a week.
+pub async fn days_of_history(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    days: i64,
+    only: Option<i64>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO samples (fleet_id, bucket_start, bucket_secs, requests)
          SELECT f.id, $1 - make_interval(mins => 5 * k), 300,
                 300 * (10 + 8 * sin(2 * pi() * k / 288.0) + (f.id % 7) + (k * 7919 % 13) / 6.0)
-         FROM fleets f, generate_series(36 / 5 + 1, 7 * 288) k
+         FROM fleets f, generate_series(36 / 5 + 1, $3::int * 288) k
          WHERE $2::bigint IS NULL OR f.id = $2
          ON CONFLICT DO NOTHING",
     )
     .bind(now)
     .bind(only)
+    .bind(days as i32)
     .execute(pool)
     .await?;
     pool.execute("TRUNCATE forecasts, fleet_leases, replicas")
