@@ -213,14 +213,7 @@ impl Bench<'_> {
                 anyhow::ensure!(made > 0, "no live forecasts were seeded");
             }
             self.clock.set(at);
-            let started = Instant::now();
-            let (ok, failed) = s.refit_all().await;
-            let secs = started.elapsed().as_secs_f64();
-            anyhow::ensure!(failed == 0 && ok == m, "{failed} refits failed");
-            println!(
-                "refit of {m} fleets, {label}: {secs:.2}s ({:.1} ms per fleet on {cores} cores)",
-                1e3 * secs / m as f64
-            );
+            timed_refits(&s, m, label, cores).await?;
         }
         // Fleets that arrive with three weeks of history: their bootstrap fits the weekly season
         // too (MSTL fits it from two weeks on).
@@ -230,16 +223,27 @@ impl Bench<'_> {
         self.clock.set(later);
         let s = self.service("bench-refit-3w", 8).await?;
         s.lease_round().await?;
-        let started = Instant::now();
-        let (ok, failed) = s.refit_all().await;
-        let secs = started.elapsed().as_secs_f64();
-        anyhow::ensure!(failed == 0 && ok == m, "{failed} refits failed");
-        println!(
-            "refit of {m} fleets, first with three weeks of history (the weekly season too): {secs:.2}s ({:.1} ms per fleet on {cores} cores)",
-            1e3 * secs / m as f64
-        );
-        Ok(())
+        timed_refits(
+            &s,
+            m,
+            "first with three weeks of history (the weekly season too)",
+            cores,
+        )
+        .await
     }
+}
+
+/// Refits every fleet `s` holds (`m` of them, all expected to succeed) and prints how long it took.
+async fn timed_refits(s: &Arc<Service>, m: usize, label: &str, cores: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (ok, failed) = s.refit_all().await;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(failed == 0 && ok == m, "{failed} refits failed");
+    println!(
+        "refit of {m} fleets, {label}: {secs:.2}s ({:.1} ms per fleet on {cores} cores)",
+        1e3 * secs / m as f64
+    );
+    Ok(())
 }
 
 pub(crate) fn run(args: &BenchServiceArgs) -> anyhow::Result<()> {
