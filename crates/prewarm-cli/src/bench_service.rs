@@ -190,25 +190,30 @@ impl Bench<'_> {
         prewarm_store::seed::week_of_history(setup, self.now, None).await?;
         let s = self.service("bench-refit", 8).await?;
         s.lease_round().await?;
-        for (label, at) in [
+        // (label, when, whether a week of live refits is stored first)
+        for (label, at, week_of_live) in [
             (
                 "first (bootstraps a week of hourly backtest fits)",
                 self.now,
+                false,
             ),
             (
                 "steady, the calibration kept (15 minutes on)",
                 self.now + Duration::minutes(15),
+                false,
             ),
             (
                 "steady, recalibrating (an hour on)",
                 self.now + Duration::minutes(75),
+                false,
             ),
             (
                 "steady, recalibrating on a week of live refits (every 15 minutes)",
                 self.now + Duration::minutes(135),
+                true,
             ),
         ] {
-            if label.contains("a week of live refits") {
+            if week_of_live {
                 let made = prewarm_store::seed::week_of_live_forecasts(setup, self.now).await?;
                 anyhow::ensure!(made > 0, "no live forecasts were seeded");
             }

@@ -146,7 +146,7 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn scale(median: f64, floor: f64, gamma: f64) -> f64 {
-    scale_base(median, floor).powf(gamma)
+    power(scale_base(median, floor), gamma)
 }
 
 /// `base` to the power `gamma`: exact without a call to `powf` for the exponents 1 and 0, where

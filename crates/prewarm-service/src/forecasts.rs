@@ -338,8 +338,8 @@ fn score(rows: &[StoredRow], minutes: &[f64], from: DateTime<Utc>) -> Vec<Scored
         let levels = minute_levels(p50, per);
         let since_from = *origin - from;
         for (b, median) in p50.iter().enumerate() {
-            for k in 0..(step / 60).max(1) {
-                let ahead = Duration::seconds(step * b as i64 + 60 * k);
+            for k in 0..per {
+                let ahead = Duration::seconds(step * b as i64 + 60 * k as i64);
                 let i = (since_from + ahead).num_minutes();
                 let Some((i, actual)) = usize::try_from(i)
                     .ok()
@@ -353,7 +353,7 @@ fn score(rows: &[StoredRow], minutes: &[f64], from: DateTime<Utc>) -> Vec<Scored
                     at: *origin + ahead,
                     horizon_secs: ahead.num_seconds(),
                     median_rps: *median,
-                    level_rps: levels[b * per + k as usize],
+                    level_rps: levels[b * per + k],
                     actual_rps: actual / 60.0,
                     floor_rps: *floor,
                 });
@@ -403,7 +403,7 @@ pub async fn refit(
     let from = origin - Duration::seconds(defaults.history.0);
     // The calibration and levels of the newest live forecast are kept for the refits within the
     // hour after they were made, for the same sizing settings: those refits fit a new median
-    // only (the simulator recalibrates hourly too). A week of errors moves little in 15 minutes,
+    // only (the simulator keeps them alike, `defaults::RECALIBRATE_SECS`). A week of errors moves little in 15 minutes,
     // and the calibration, the sizer and their reads are most of a refit.
     let sized_for = sizing_key(cfg, tz);
     let mut last = stored_forecasts::last_live(pool, fleet_id).await?;

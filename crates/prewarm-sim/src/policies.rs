@@ -571,8 +571,9 @@ impl Predictive {
 
     /// Fits the model on the history before `past.len()` summed into buckets of the forecast's
     /// step on the wall clock (as the service's history is: a bucket starts at a multiple of the
-    /// step since the Unix epoch), up to the last whole bucket, at most `train_secs` of it. The median is per step of the
-    /// trace from that bucket's end (the origin), in requests per second.
+    /// step since the Unix epoch), up to the last whole bucket, at most `train_secs` of it. The
+    /// median is per step of the trace from that bucket's end (the origin), in requests per
+    /// second.
     fn fit_median(
         &self,
         past: &[f64],
