@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::{col, len, lit, Column, DataFrame, DataType, IntoLazy, SortMultipleOptions};
-use prewarm_core::{format_duration, Span, Trace};
+use prewarm_core::{format_duration, Span, SpanOrZero, Trace};
 use prewarm_forecast::{
     backtest::{self, BacktestConfig, BacktestResult},
     ModelKind, ModelSettings, OutlierSettings, Transform,
@@ -81,6 +81,11 @@ pub(crate) struct BacktestArgs {
     #[arg(long, default_value_t = ModelSettings::default().stl_inner_loops,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     stl_inner_loops: usize,
+    /// Fits reuse the seasons an earlier origin's fit decomposed for this long, fitting the trend
+    /// alone in between, as the fits that bootstrap a new fleet do (6h); 0: every fit decomposes
+    /// its own history.
+    #[arg(long, default_value = "0")]
+    reseason: SpanOrZero,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
     resample: Option<Span>,
@@ -271,6 +276,7 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             trend_grid: args.trend_grid,
             stl_inner_loops: args.stl_inner_loops,
         },
+        reseason_secs: args.reseason.0,
     };
 
     println!(

@@ -11,8 +11,8 @@ use prewarm_core::Trace;
 use crate::{
     forecast,
     metrics::{score, seasonal_naive_scale, Scores},
-    Calibrator, Fitted, ForecastError, ForecastRequest, ModelKind, ModelSettings, OutlierSettings,
-    Periods, Transform,
+    Calibrator, Fitted, ForecastError, ForecastRequest, Forecaster, ModelKind, ModelSettings,
+    OutlierSettings, Periods, Transform,
 };
 
 /// How to run a backtest. Counts are in buckets of the trace.
@@ -40,6 +40,10 @@ pub struct BacktestConfig {
     pub outliers: Option<OutlierSettings>,
     /// Model settings.
     pub settings: ModelSettings,
+    /// Fits reuse the seasons an earlier origin's fit decomposed for this long
+    /// ([`crate::Forecaster`], as the fits that bootstrap a new fleet do); 0: every fit
+    /// decomposes its own history.
+    pub reseason_secs: i64,
 }
 
 /// `count` origins `every` buckets apart, the last one leaving exactly `horizon` buckets to score.
@@ -139,9 +143,10 @@ pub fn run(
     let mut result = BacktestResult::default();
     for &model in &cfg.models {
         let mut calibrator = Calibrator::new(cfg.quantile, cfg.horizon, 4_000);
-        let fit_at = |origin: usize| {
+        let mut forecaster = Forecaster::new(cfg.reseason_secs);
+        let mut fit_at = |origin: usize| {
             let from = origin.saturating_sub(cfg.train);
-            forecast(&ForecastRequest {
+            let req = ForecastRequest {
                 start: trace.timestamp(from),
                 step_secs: trace.step_secs,
                 history: &trace.requests[from..origin],
@@ -151,7 +156,12 @@ pub fn run(
                 transform: cfg.transform,
                 outliers: cfg.outliers,
                 settings: cfg.settings,
-            })
+            };
+            if cfg.reseason_secs > 0 {
+                forecaster.forecast(&req)
+            } else {
+                forecast(&req)
+            }
         };
         let actual_at = |origin: usize| -> Vec<f64> {
             (origin..origin + cfg.horizon)

@@ -64,6 +64,27 @@ pub fn to_local(
             values: values.to_vec(),
         });
     }
+    if let Some(tz) = tz {
+        if one_offset(start, step_secs, values.len(), tz) {
+            // No change of the zone's offset within the series: local buckets are the UTC ones.
+            return Ok(LocalSeries {
+                start: local_start,
+                step_secs,
+                values: values.to_vec(),
+            });
+        }
+    }
+    regrid(start, step_secs, values, tz)
+}
+
+/// [`to_local`] bucket by bucket, whatever the zone's offsets.
+fn regrid(
+    start: DateTime<Utc>,
+    step_secs: i64,
+    values: &[f64],
+    tz: Option<Tz>,
+) -> Result<LocalSeries, ForecastError> {
+    let local_start = local_time(start, tz);
     let mut sums: Vec<(f64, u32)> = Vec::with_capacity(values.len() + 16);
     for (i, v) in values.iter().enumerate() {
         let t = start + chrono::Duration::seconds(step_secs * i as i64);
@@ -85,6 +106,24 @@ pub fn to_local(
             .map(|(sum, n)| if n == 0 { f64::NAN } else { sum / n as f64 })
             .collect(),
     })
+}
+
+/// Whether `tz` keeps one UTC offset over `len` buckets of `step_secs` from `start`: the same at
+/// the first bucket, the last, and every six hours between (a zone changes its offset at most a
+/// few times a year, never twice within six hours).
+fn one_offset(start: DateTime<Utc>, step_secs: i64, len: usize, tz: Tz) -> bool {
+    use chrono::{Offset, TimeZone};
+    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let first = offset(start);
+    let span = step_secs * len.saturating_sub(1) as i64;
+    let mut at = 0;
+    while at < span {
+        if offset(start + chrono::Duration::seconds(at)) != first {
+            return false;
+        }
+        at += 6 * 3_600;
+    }
+    offset(start + chrono::Duration::seconds(span)) == first
 }
 
 /// For each of `targets` (UTC bucket starts after the history), the local slot it falls in,
@@ -123,6 +162,41 @@ mod tests {
         assert_eq!(s.values, vec![1.0, 3.0, 5.0]);
         let next: DateTime<Utc> = "2026-11-01T08:00:00Z".parse().unwrap();
         assert_eq!(target_slots(&s, &[next], Some(tz)).unwrap(), vec![3]);
+    }
+
+    #[test]
+    fn a_series_with_one_offset_is_regridded_as_bucket_by_bucket() {
+        let values: Vec<f64> = (0..4_000)
+            .map(|i| {
+                if i % 97 == 0 {
+                    f64::NAN
+                } else {
+                    i as f64 * 0.5
+                }
+            })
+            .collect();
+        for (zone, start) in [
+            ("Europe/Berlin", "2026-01-05T00:00:00Z"),    // winter only
+            ("Europe/Berlin", "2026-03-20T00:05:00Z"),    // across the spring change
+            ("America/New_York", "2026-10-25T04:00:00Z"), // across the autumn change
+            ("Asia/Kolkata", "2026-06-01T00:00:00Z"),     // a half-hour offset, no changes
+        ] {
+            let tz: Tz = zone.parse().unwrap();
+            let start: DateTime<Utc> = start.parse().unwrap();
+            for step in [60, 300] {
+                let fast = to_local(start, step, &values, Some(tz)).unwrap();
+                let slow = regrid(start, step, &values, Some(tz)).unwrap();
+                assert_eq!(fast.start, slow.start);
+                assert_eq!(fast.values.len(), slow.values.len(), "{zone} {step}");
+                for (a, b) in fast.values.iter().zip(&slow.values) {
+                    assert!(a.to_bits() == b.to_bits(), "{zone} {step}: {a} against {b}");
+                }
+            }
+        }
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let across: DateTime<Utc> = "2026-03-20T00:00:00Z".parse().unwrap();
+        assert!(!one_offset(across, 300, 4_000, berlin));
+        assert!(one_offset(across, 300, 1_000, berlin));
     }
 
     #[test]

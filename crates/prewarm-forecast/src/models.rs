@@ -269,6 +269,67 @@ pub fn fit_predict(
     horizon: usize,
     settings: ModelSettings,
 ) -> Result<(Vec<f64>, Fitted, Option<TrendSpec>), ForecastError> {
+    fit_predict_reusing(kind, history, periods, step_secs, horizon, settings, None)
+}
+
+/// Seasons an MSTL decomposition found, kept so that fits at later origins of the same series
+/// can reuse them ([`crate::Forecaster`]): the decomposition is what costs in a fit, and a
+/// season learnt from days of history moves little in a few hours.
+#[derive(Debug, Clone)]
+pub(crate) struct Seasons {
+    /// Local wall-clock start of the decomposed series.
+    start: chrono::NaiveDateTime,
+    /// Bucket width in seconds.
+    step_secs: i64,
+    /// Points decomposed.
+    len: usize,
+    /// The seasons' periods, in points, as decomposed.
+    periods: Vec<usize>,
+    /// Each season's component over the decomposed series.
+    components: Vec<Vec<f32>>,
+}
+
+impl Seasons {
+    /// The decomposed series' local start in seconds, and its length: which decomposition this is.
+    pub(crate) fn start_secs(&self) -> i64 {
+        self.start.and_utc().timestamp()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Component `k` at point `i` of the decomposed series' grid: inside it the fitted value,
+    /// after it the last cycle repeated, as MSTL forecasts a season.
+    fn value(&self, k: usize, i: usize) -> f32 {
+        let (p, c) = (self.periods[k], &self.components[k]);
+        if i < self.len {
+            c[i]
+        } else {
+            c[self.len - p + (i - self.len) % p]
+        }
+    }
+}
+
+/// Seasons a fit may reuse, and for how long.
+pub(crate) struct Reuse<'a> {
+    /// The seasons decomposed at an earlier origin (replaced when this fit decomposes anew).
+    pub seasons: &'a mut Option<Seasons>,
+    /// Local wall-clock start of this fit's history.
+    pub start: chrono::NaiveDateTime,
+    /// Most points after the decomposed series' end at which its seasons are reused.
+    pub within: usize,
+}
+
+pub(crate) fn fit_predict_reusing(
+    kind: ModelKind,
+    history: &[f64],
+    periods: Periods,
+    step_secs: i64,
+    horizon: usize,
+    settings: ModelSettings,
+    reuse: Option<Reuse<'_>>,
+) -> Result<(Vec<f64>, Fitted, Option<TrendSpec>), ForecastError> {
     let n = history.len();
     if n == 0 {
         return Err(ForecastError::NoData);
@@ -303,11 +364,19 @@ pub fn fit_predict(
                     trend,
                     &settings,
                     horizon,
+                    (step_secs, reuse),
                 )
                 .map(|f| (f, Fitted::MstlDailyWeekly))
             } else if n >= 2 * periods.day {
-                fit_mstl(history, vec![periods.day], trend, &settings, horizon)
-                    .map(|f| (f, Fitted::MstlDaily))
+                fit_mstl(
+                    history,
+                    vec![periods.day],
+                    trend,
+                    &settings,
+                    horizon,
+                    (step_secs, reuse),
+                )
+                .map(|f| (f, Fitted::MstlDaily))
             } else if n >= periods.day && periods.day >= 2 {
                 Ok((
                     one_day_season(history, periods.day, horizon),
@@ -412,16 +481,82 @@ fn fit_mstl(
     trend: BlockEtsTrend,
     settings: &ModelSettings,
     horizon: usize,
+    (step_secs, reuse): (i64, Option<Reuse<'_>>),
 ) -> Result<Vec<f64>, ForecastError> {
+    if let Some(Reuse {
+        seasons: Some(s),
+        start,
+        within,
+    }) = &reuse
+    {
+        let offset = (*start - s.start).num_seconds();
+        let from = offset / step_secs.max(1);
+        let end = from + history.len() as i64;
+        let fresh = end - s.len as i64;
+        if s.periods == periods
+            && s.step_secs == step_secs
+            && offset.rem_euclid(step_secs.max(1)) == 0
+            && from >= 0
+            && (0..*within as i64).contains(&fresh)
+        {
+            return seasons_reused(history, s, from as usize, trend, horizon);
+        }
+    }
     let mut stl = augurs::mstl::stlrs::StlParams::new();
     stl.inner_loops(settings.stl_inner_loops.max(1));
     let mut params = augurs::mstl::stlrs::MstlParams::new();
     params.stl_params(stl);
-    let model = MSTLModel::new(periods, trend).mstl_params(params);
+    let model = MSTLModel::new(periods.clone(), trend).mstl_params(params);
     let fitted = model.fit(history).map_err(|e| fit_error("mstl", e))?;
     let forecast = fitted
         .predict(horizon, None)
         .map_err(|e| fit_error("mstl", e))?;
+    if let Some(reuse) = reuse {
+        *reuse.seasons = Some(Seasons {
+            start: reuse.start,
+            step_secs,
+            len: history.len(),
+            periods,
+            components: fitted.fit().seasonal().to_vec(),
+        });
+    }
+    Ok(forecast.point)
+}
+
+/// An MSTL forecast on seasons decomposed at an earlier origin of the same series: the history
+/// less those seasons (the last cycle repeated past the decomposed series' end) is the
+/// deseasonalised series the trend is fitted on, and the seasons are added back to its forecast.
+/// Only the trend sees the points since the decomposition.
+fn seasons_reused(
+    history: &[f64],
+    seasons: &Seasons,
+    from: usize,
+    trend: BlockEtsTrend,
+    horizon: usize,
+) -> Result<Vec<f64>, ForecastError> {
+    let k = seasons.periods.len();
+    // In single precision, as the decomposition's own deseasonalised series is.
+    let deseasonalised: Vec<f64> = history
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (0..k).fold(*v as f32, |d, c| d - seasons.value(c, from + i)) as f64)
+        .collect();
+    let fitted = trend
+        .fit(&deseasonalised)
+        .map_err(|e| fit_error("mstl", e))?;
+    let mut forecast = Forecast {
+        point: Vec::with_capacity(horizon),
+        intervals: None,
+    };
+    fitted
+        .predict_inplace(horizon, None, &mut forecast)
+        .map_err(|e| fit_error("mstl", e))?;
+    let end = from + history.len();
+    for (h, p) in forecast.point.iter_mut().enumerate() {
+        for c in 0..k {
+            *p += seasons.value(c, end + h) as f64;
+        }
+    }
     Ok(forecast.point)
 }
 

@@ -76,9 +76,9 @@ pub fn replace_outliers(
         return Vec::new();
     }
     let reference = reference_values(values, period);
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let typical = sorted[n / 2];
+    // Medians by selection: the same order statistic a sort gives, in linear time.
+    let mut copy = values.to_vec();
+    let typical = *copy.select_nth_unstable_by(n / 2, f64::total_cmp).1;
     // A floor keeps quiet hours (near zero) from producing huge relative residuals.
     let floor = 0.1 * typical + 1.0;
     let relative: Vec<f64> = values
@@ -87,8 +87,7 @@ pub fn replace_outliers(
         .map(|(v, r)| (v - r) / (r.abs() + floor))
         .collect();
     let mut abs_dev: Vec<f64> = relative.iter().map(|r| r.abs()).collect();
-    abs_dev.sort_by(f64::total_cmp);
-    let scale = (1.4826 * abs_dev[n / 2]).max(0.02);
+    let scale = (1.4826 * *abs_dev.select_nth_unstable_by(n / 2, f64::total_cmp).1).max(0.02);
     let limit = settings.threshold * scale;
     let max_run = ((period as f64 * settings.max_run_share_of_day) as usize).max(1);
     // With more than a week of history, a point that matches the same time a week away is not
@@ -167,7 +166,9 @@ fn reference_values(values: &[f64], period: usize) -> Vec<f64> {
                         .map(|(_, v)| *v),
                 );
             }
-            buf.sort_by(f64::total_cmp);
+            // Values equal in the total order are the same bits, so an unstable sort orders them
+            // as a stable one does.
+            buf.sort_unstable_by(f64::total_cmp);
             let m = buf.len();
             if m == 0 {
                 values[i]

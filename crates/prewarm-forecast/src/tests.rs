@@ -1,6 +1,6 @@
 //! Tests of the whole forecasting path on known series.
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use prewarm_core::Trace;
 
@@ -184,6 +184,7 @@ fn backtest_beats_the_baselines_and_the_band_holds_its_coverage() {
         transform: Transform::None,
         outliers: Some(OutlierSettings::default()),
         settings: ModelSettings::default(),
+        reseason_secs: 0,
     };
     let mut fits = 0;
     let result = backtest::run(&trace, &cfg, &mut || fits += 1).unwrap();
@@ -226,6 +227,7 @@ fn a_forecast_never_sees_data_after_its_origin() {
         transform: Transform::None,
         outliers: Some(OutlierSettings::default()),
         settings: ModelSettings::default(),
+        reseason_secs: 0,
     };
     let a = backtest::run(&trace, &cfg, &mut || {}).unwrap();
     let b = backtest::run(&spoiled, &cfg, &mut || {}).unwrap();
@@ -286,4 +288,135 @@ fn numbers_read_back_from_json_are_the_same_to_the_bit() {
             "{x:e} read back from {text} as {back:e}"
         );
     }
+}
+
+/// Forecasts at hourly origins of one series, each on the two weeks before it, through one
+/// [`Forecaster`](crate::Forecaster) reusing its seasons for `reseason_secs`, with the number of
+/// decompositions it made.
+fn hourly_origins(
+    series: &[f64],
+    start: DateTime<Utc>,
+    tz: Tz,
+    origins: std::ops::Range<usize>,
+    reseason_secs: i64,
+) -> (Vec<Vec<f64>>, usize) {
+    let step = 300;
+    let (hour, train) = (12, 14 * 288);
+    let mut forecaster = crate::Forecaster::new(reseason_secs);
+    let forecasts = origins
+        .map(|k| {
+            let end = k * hour;
+            let from = end - train;
+            let req = ForecastRequest {
+                settings: ModelSettings::BOOTSTRAP,
+                ..request(
+                    start + chrono::Duration::seconds(step * from as i64),
+                    step,
+                    &series[from..end],
+                    Some(tz),
+                    24,
+                )
+            };
+            forecaster.forecast(&req).unwrap().point
+        })
+        .collect();
+    (forecasts, forecaster.decompositions())
+}
+
+#[test]
+fn a_forecaster_reuses_its_seasons_for_a_while_and_sees_only_the_past() {
+    // Three weeks of 5-minute data with a daily rush, a quieter weekend and a slow rise, on New
+    // York's clock across the spring change (8 March 2026).
+    let tz: Tz = "America/New_York".parse().unwrap();
+    let start: DateTime<Utc> = "2026-02-20T05:00:00Z".parse().unwrap();
+    let n = 21 * 288;
+    let mut series = rush_at_nine(start, 300, n, tz);
+    for (i, v) in series.iter_mut().enumerate() {
+        let day = (start + chrono::Duration::seconds(300 * i as i64))
+            .with_timezone(&tz)
+            .weekday()
+            .num_days_from_monday();
+        *v *= if day >= 5 { 0.6 } else { 1.0 } * (1.0 + i as f64 / n as f64 * 0.2);
+    }
+    let origins = 14 * 24..21 * 24;
+    let (fresh, decomposed) = hourly_origins(&series, start, tz, origins.clone(), 0);
+    assert_eq!(decomposed, origins.len());
+    // With no reuse, every forecast is the one `forecast` makes.
+    let (k, end) = (origins.start + 30, (origins.start + 30) * 12);
+    let alone = forecast(&ForecastRequest {
+        settings: ModelSettings::BOOTSTRAP,
+        ..request(
+            start + chrono::Duration::seconds(300 * (end - 14 * 288) as i64),
+            300,
+            &series[end - 14 * 288..end],
+            Some(tz),
+            24,
+        )
+    })
+    .unwrap();
+    assert_eq!(fresh[k - origins.start], alone.point);
+
+    let (reused, decomposed) = hourly_origins(&series, start, tz, origins.clone(), 6 * 3_600);
+    // A decomposition every six hours of the local clock, which the spring change moves on an
+    // hour more once.
+    let every_six = origins.len().div_ceil(6);
+    assert!(
+        (every_six..=every_six + 1).contains(&decomposed),
+        "{decomposed} decompositions"
+    );
+    // An origin that decomposes its own history forecasts as alone; the others differ.
+    let same = reused.iter().zip(&fresh).filter(|(r, f)| r == f).count();
+    assert_eq!(same, decomposed);
+    // The others are close to their own decomposition's forecasts: within 3% of the level.
+    let (mut diff, mut level) = (0.0, 0.0);
+    for (r, f) in reused.iter().zip(&fresh) {
+        for (a, b) in r.iter().zip(f) {
+            diff += (a - b).abs();
+            level += b.abs();
+        }
+    }
+    assert!(
+        diff / level < 0.03,
+        "mean difference {:.4} of the level",
+        diff / level
+    );
+    assert!(diff > 0.0, "the reused fits fitted the trend alone");
+
+    // What came after an origin does not move its forecast: the same origins on a series that
+    // differs only after the last of them.
+    let last = (origins.end - 1) * 12;
+    let mut changed = series.clone();
+    changed[last..].iter_mut().for_each(|v| *v *= 3.0);
+    let (again, _) = hourly_origins(&changed, start, tz, origins, 6 * 3_600);
+    assert_eq!(again, reused);
+}
+
+#[test]
+fn a_forecaster_decomposes_anew_for_a_window_that_is_not_a_later_one() {
+    let tz: Tz = "Europe/Berlin".parse().unwrap();
+    let start: DateTime<Utc> = "2026-01-05T00:00:00Z".parse().unwrap();
+    let series = rush_at_nine(start, 300, 21 * 288, tz);
+    let mut forecaster = crate::Forecaster::new(6 * 3_600);
+    let at = |end: usize| ForecastRequest {
+        settings: ModelSettings::BOOTSTRAP,
+        ..request(
+            start + chrono::Duration::seconds(300 * (end - 7 * 288) as i64),
+            300,
+            &series[end - 7 * 288..end],
+            Some(tz),
+            24,
+        )
+    };
+    let later = 15 * 288;
+    forecaster.forecast(&at(later)).unwrap();
+    // An hour later: reused.
+    forecaster.forecast(&at(later + 12)).unwrap();
+    assert_eq!(forecaster.decompositions(), 1);
+    // An earlier window, then one further on than the reuse reaches: each decomposed anew, and
+    // each the forecast `forecast` makes.
+    for end in [later - 12, later + 7 * 12] {
+        let f = forecaster.forecast(&at(end)).unwrap();
+        assert_eq!(f.point, forecast(&at(end)).unwrap().point);
+    }
+    assert_eq!(forecaster.decompositions(), 3);
 }

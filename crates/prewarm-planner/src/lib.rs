@@ -253,6 +253,11 @@ pub mod defaults {
     /// at 0.285 against 0.264; one week loses the weekly season (p95 coverage 0.783 against
     /// 0.960). NAB and ServeGen hold less than two weeks before their scored origins.
     pub const BOOTSTRAP_TRAIN_SECS: i64 = 14 * 86_400;
+    /// How long the bootstrap's fits reuse the seasons an earlier one decomposed
+    /// (`prewarm_forecast::Forecaster`): the fits in between fit the trend alone, on the history
+    /// less those seasons. The decomposition is most of a fit's cost; the seasons, learnt from
+    /// days of history, move little in a few hours.
+    pub const BOOTSTRAP_RESEASON_SECS: i64 = 6 * 3_600;
     /// How long a calibration and the levels sized on it are kept by the refits after it: the
     /// refits within this of the last calibration fit a new median only. A week of errors moves
     /// little in 15 minutes, and the calibration and the sizer are most of a refit. The service

@@ -18,8 +18,8 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
 use prewarm_forecast::{
-    forecast, DemandCalibration, DemandDistribution, ForecastRequest, ModelKind, ModelSettings,
-    OutlierSettings, Scored, Transform, TrendSpec,
+    forecast, DemandCalibration, DemandDistribution, ForecastRequest, Forecaster, ModelKind,
+    ModelSettings, OutlierSettings, Scored, Transform, TrendSpec,
 };
 use prewarm_planner::{
     defaults::CALIBRATION_WINDOW_SECS,
@@ -259,6 +259,44 @@ struct Fit {
 
 /// [`fit`] on the blocking pool: a fit is tens of milliseconds of CPU that must not hold up the
 /// runtime's workers (HTTP API, ticks).
+/// The bootstrap's fits, at each of `origins` (its origin and its training window in
+/// `history`, which starts at `from`), in one blocking task: successive fits reuse the seasons of
+/// an earlier one for up to [`BOOTSTRAP_RESEASON_SECS`](prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS).
+async fn bootstrap_fits(
+    history: Vec<f64>,
+    from: DateTime<Utc>,
+    step: i64,
+    tz: Tz,
+    horizon: usize,
+    origins: Vec<(DateTime<Utc>, usize, usize)>,
+) -> Vec<(DateTime<Utc>, Result<Fit, String>)> {
+    let asked: Vec<DateTime<Utc>> = origins.iter().map(|(o, _, _)| *o).collect();
+    let fitted = tokio::task::spawn_blocking(move || {
+        let mut forecaster = Forecaster::new(prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS);
+        origins
+            .into_iter()
+            .map(|(o, first, end)| {
+                let fitted = fit_reusing(
+                    &history[first..end],
+                    from + Duration::seconds(step * first as i64),
+                    step,
+                    tz,
+                    horizon,
+                    ModelSettings::BOOTSTRAP,
+                    Some(&mut forecaster),
+                );
+                (o, fitted)
+            })
+            .collect()
+    })
+    .await;
+    // A fit that panics fails the origins' fits, as each would alone.
+    fitted.unwrap_or_else(|e| {
+        let e = format!("the bootstrap's fits did not finish: {e}");
+        asked.into_iter().map(|o| (o, Err(e.clone()))).collect()
+    })
+}
+
 async fn fit_blocking(
     history: Vec<f64>,
     start: DateTime<Utc>,
@@ -282,11 +320,25 @@ fn fit(
     horizon: usize,
     settings: ModelSettings,
 ) -> Result<Fit, String> {
+    fit_reusing(history, start, step, tz, horizon, settings, None)
+}
+
+/// [`fit`], through `forecaster` when given (the bootstrap's fits at successive origins reuse
+/// its seasons).
+fn fit_reusing(
+    history: &[f64],
+    start: DateTime<Utc>,
+    step: i64,
+    tz: Tz,
+    horizon: usize,
+    settings: ModelSettings,
+    forecaster: Option<&mut Forecaster>,
+) -> Result<Fit, String> {
     let first = history
         .iter()
         .position(|v| v.is_finite())
         .ok_or("the history holds no observed bucket")?;
-    let f = forecast(&ForecastRequest {
+    let req = ForecastRequest {
         start: start + Duration::seconds(step * first as i64),
         step_secs: step,
         history: &history[first..],
@@ -296,7 +348,11 @@ fn fit(
         transform: Transform::None,
         outliers: Some(OutlierSettings::default()),
         settings,
-    })
+    };
+    let f = match forecaster {
+        Some(forecaster) => forecaster.forecast(&req),
+        None => forecast(&req),
+    }
     .map_err(|e| e.to_string())?;
     let per_sec = step as f64;
     Ok(Fit {
@@ -488,11 +544,12 @@ pub async fn refit(
         // Bootstrap once: backtest fits at past origins on the data before each.
         let has_backtest = stored_forecasts::has_backtest(pool, fleet_id, calib_from).await?;
         if !has_backtest {
-            let mut rows = Vec::new();
             let newest = origin
                 .duration_trunc(Duration::seconds(BOOTSTRAP_EVERY_SECS))
                 .unwrap_or(origin);
             let count = CALIBRATION_SECS / BOOTSTRAP_EVERY_SECS;
+            // (origin, first and end of its training window in the history)
+            let mut origins = Vec::new();
             for k in (0..count).rev() {
                 let o = newest - Duration::seconds(BOOTSTRAP_EVERY_SECS * k);
                 if o >= origin {
@@ -503,20 +560,15 @@ pub async fn refit(
                 let first = end.saturating_sub(
                     (prewarm_planner::defaults::BOOTSTRAP_TRAIN_SECS / step) as usize,
                 );
-                let train = &history[first..end];
-                let known = train.iter().filter(|v| v.is_finite()).count() as i64 * step;
-                if known < prewarm_planner::defaults::MIN_FIT_HISTORY_SECS {
-                    continue;
+                let known =
+                    history[first..end].iter().filter(|v| v.is_finite()).count() as i64 * step;
+                if known >= prewarm_planner::defaults::MIN_FIT_HISTORY_SECS {
+                    origins.push((o, first, end));
                 }
-                let fitted = fit_blocking(
-                    train.to_vec(),
-                    from + Duration::seconds(step * first as i64),
-                    step,
-                    tz,
-                    horizon,
-                    ModelSettings::BOOTSTRAP,
-                )
-                .await;
+            }
+            let fitted = bootstrap_fits(history.clone(), from, step, tz, horizon, origins).await;
+            let mut rows = Vec::new();
+            for (o, fitted) in fitted {
                 match fitted {
                     Ok(f) => rows.push((o, f)),
                     Err(e) => tracing::debug!(fleet_id, error = %e, "a bootstrap fit failed"),

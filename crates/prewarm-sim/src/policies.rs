@@ -6,14 +6,15 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 use prewarm_forecast::{
-    forecast, DemandDistribution, ForecastRequest, ModelKind, ModelSettings, OutlierSettings,
-    Scored, Transform, TrendSpec,
+    forecast, DemandDistribution, ForecastRequest, Forecaster, ModelKind, ModelSettings,
+    OutlierSettings, Scored, Transform, TrendSpec,
 };
 
 use prewarm_planner::{
     defaults::{
-        BOOTSTRAP_EVERY_SECS, BOOTSTRAP_TRAIN_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS,
-        MIN_FIT_HISTORY_SECS, MIN_PLAN_HISTORY_SECS,
+        BOOTSTRAP_EVERY_SECS, BOOTSTRAP_RESEASON_SECS, BOOTSTRAP_TRAIN_SECS,
+        CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
+        MIN_PLAN_HISTORY_SECS,
     },
     orders_to_reach,
     refit::Calibrated,
@@ -403,7 +404,7 @@ impl Predictive {
                     ..ModelSettings::default()
                 };
                 let (m, chosen) = self
-                    .fit_median(past, settings, self.forecast.train_secs)
+                    .fit_median(past, settings, self.forecast.train_secs, None)
                     .unzip();
                 if reuse.is_none() {
                     self.trend_spec = chosen.flatten().map(|spec| (spec, past.len()));
@@ -542,6 +543,7 @@ impl Predictive {
         let now = self.start + Duration::seconds(self.step_secs * past.len() as i64);
         let last = now.timestamp().div_euclid(BOOTSTRAP_EVERY_SECS) * BOOTSTRAP_EVERY_SECS;
         let count = self.forecast.calibration_window_secs / BOOTSTRAP_EVERY_SECS;
+        let mut forecaster = Forecaster::new(BOOTSTRAP_RESEASON_SECS);
         for k in (0..count).rev() {
             let at = last - BOOTSTRAP_EVERY_SECS * k;
             let steps = (at - self.start.timestamp()).div_euclid(self.step_secs);
@@ -554,6 +556,7 @@ impl Predictive {
                     &past[..steps as usize],
                     ModelSettings::BOOTSTRAP,
                     train_secs,
+                    Some(&mut forecaster),
                 )
                 .map(|(m, _)| m);
             if let Some((origin, median, floor)) = fitted {
@@ -579,6 +582,7 @@ impl Predictive {
         past: &[f64],
         settings: ModelSettings,
         train_secs: i64,
+        forecaster: Option<&mut Forecaster>,
     ) -> Option<(Median, Option<TrendSpec>)> {
         let ratio = (self.forecast.step_secs / self.step_secs).max(1) as usize;
         let fc_step = self.step_secs * ratio as i64;
@@ -599,7 +603,7 @@ impl Predictive {
             .collect();
         let origin_step = offset + buckets * ratio;
         let horizon_buckets = self.horizon_steps().div_ceil(ratio);
-        let fitted = forecast(&ForecastRequest {
+        let req = ForecastRequest {
             start: self.start
                 + Duration::seconds(self.step_secs * offset as i64)
                 + Duration::seconds(fc_step * from as i64),
@@ -611,7 +615,11 @@ impl Predictive {
             transform: Transform::None,
             outliers: Some(OutlierSettings::default()),
             settings,
-        });
+        };
+        let fitted = match forecaster {
+            Some(forecaster) => forecaster.forecast(&req),
+            None => forecast(&req),
+        };
         let f = fitted.ok()?;
         let median: Vec<f64> = (0..horizon_buckets * ratio)
             .map(|s| f.point[s / ratio].max(0.0) / fc_step as f64)
