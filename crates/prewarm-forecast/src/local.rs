@@ -56,25 +56,17 @@ pub fn to_local(
     values: &[f64],
     tz: Option<Tz>,
 ) -> Result<LocalSeries, ForecastError> {
-    let local_start = local_time(start, tz);
-    if tz.is_none() {
-        return Ok(LocalSeries {
-            start: local_start,
-            step_secs,
-            values: values.to_vec(),
-        });
+    // Without a zone, or with no change of its offset within the series, local buckets are the
+    // UTC ones.
+    let one = tz.is_none_or(|tz| one_offset(start, step_secs, values.len(), tz));
+    if !one {
+        return regrid(start, step_secs, values, tz);
     }
-    if let Some(tz) = tz {
-        if one_offset(start, step_secs, values.len(), tz) {
-            // No change of the zone's offset within the series: local buckets are the UTC ones.
-            return Ok(LocalSeries {
-                start: local_start,
-                step_secs,
-                values: values.to_vec(),
-            });
-        }
-    }
-    regrid(start, step_secs, values, tz)
+    Ok(LocalSeries {
+        start: local_time(start, tz),
+        step_secs,
+        values: values.to_vec(),
+    })
 }
 
 /// [`to_local`] bucket by bucket, whatever the zone's offsets.

@@ -305,26 +305,16 @@ async fn fit_blocking(
     horizon: usize,
     settings: ModelSettings,
 ) -> Result<Fit, String> {
-    tokio::task::spawn_blocking(move || fit(&history, start, step, tz, horizon, settings))
-        .await
-        .map_err(|e| format!("the fit did not finish: {e}"))?
+    tokio::task::spawn_blocking(move || {
+        fit_reusing(&history, start, step, tz, horizon, settings, None)
+    })
+    .await
+    .map_err(|e| format!("the fit did not finish: {e}"))?
 }
 
-/// Fits the model on `history`; the error says why it could not be fitted (kept in the fleet's
-/// refit note and the decision's reason, and counted as a refit error).
-fn fit(
-    history: &[f64],
-    start: DateTime<Utc>,
-    step: i64,
-    tz: Tz,
-    horizon: usize,
-    settings: ModelSettings,
-) -> Result<Fit, String> {
-    fit_reusing(history, start, step, tz, horizon, settings, None)
-}
-
-/// [`fit`], through `forecaster` when given (the bootstrap's fits at successive origins reuse
-/// its seasons).
+/// Fits the model on `history`, through `forecaster` when given (the bootstrap's fits at
+/// successive origins reuse its seasons); the error says why it could not be fitted (kept in the
+/// fleet's refit note and the decision's reason, and counted as a refit error).
 fn fit_reusing(
     history: &[f64],
     start: DateTime<Utc>,
