@@ -9,7 +9,6 @@ use chrono_tz::Tz;
 use prewarm_core::Trace;
 
 use crate::{
-    forecast,
     metrics::{score, seasonal_naive_scale, Scores},
     Calibrator, Fitted, ForecastError, ForecastRequest, Forecaster, ModelKind, ModelSettings,
     OutlierSettings, Periods, Transform,
@@ -157,11 +156,7 @@ pub fn run(
                 outliers: cfg.outliers,
                 settings: cfg.settings,
             };
-            if cfg.reseason_secs > 0 {
-                forecaster.forecast(&req)
-            } else {
-                forecast(&req)
-            }
+            forecaster.forecast(&req)
         };
         let actual_at = |origin: usize| -> Vec<f64> {
             (origin..origin + cfg.horizon)

@@ -108,12 +108,7 @@ impl Forecaster {
 
     /// The forecast at the next origin (see [`Forecaster`]).
     pub fn forecast(&mut self, req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastError> {
-        let before = self.seasons.as_ref().map(|s| (s.start_secs(), s.len()));
-        let f = forecast_reusing(req, Some((&mut self.seasons, self.reseason_secs)));
-        if self.seasons.as_ref().map(|s| (s.start_secs(), s.len())) != before {
-            self.decompositions += 1;
-        }
-        f
+        forecast_reusing(req, Some(self))
     }
 
     /// MSTL decompositions made so far (the rest of the MSTL fits reused one).
@@ -124,7 +119,7 @@ impl Forecaster {
 
 fn forecast_reusing(
     req: &ForecastRequest<'_>,
-    seasons: Option<(&mut Option<models::Seasons>, i64)>,
+    forecaster: Option<&mut Forecaster>,
 ) -> Result<PointForecast, ForecastError> {
     let started = Instant::now();
     if req.horizon == 0 {
@@ -156,10 +151,12 @@ fn forecast_reusing(
         .max(1);
 
     let transformed: Vec<f64> = values.iter().map(|v| req.transform.forward(*v)).collect();
-    let reuse = seasons.map(|(seasons, secs)| models::Reuse {
-        seasons,
+    let reuse = forecaster.map(|f| models::Reuse {
+        seasons: &mut f.seasons,
+        decompositions: &mut f.decompositions,
         start: local.start,
-        within: (secs / req.step_secs) as usize,
+        step_secs: req.step_secs,
+        within: (f.reseason_secs / req.step_secs) as usize,
     });
     let (ahead, fitted, trend_spec) = models::fit_predict_reusing(
         req.model,

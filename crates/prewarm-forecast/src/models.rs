@@ -290,15 +290,6 @@ pub(crate) struct Seasons {
 }
 
 impl Seasons {
-    /// The decomposed series' local start in seconds, and its length: which decomposition this is.
-    pub(crate) fn start_secs(&self) -> i64 {
-        self.start.and_utc().timestamp()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Component `k` at point `i` of the decomposed series' grid: inside it the fitted value,
     /// after it the last cycle repeated, as MSTL forecasts a season.
     fn value(&self, k: usize, i: usize) -> f32 {
@@ -313,10 +304,15 @@ impl Seasons {
 
 /// Seasons a fit may reuse, and for how long.
 pub(crate) struct Reuse<'a> {
-    /// The seasons decomposed at an earlier origin (replaced when this fit decomposes anew).
+    /// The seasons decomposed at an earlier origin (replaced when this fit decomposes anew, and
+    /// not kept when `within` is 0).
     pub seasons: &'a mut Option<Seasons>,
+    /// Decompositions made so far, counted up by each fit that decomposes.
+    pub decompositions: &'a mut usize,
     /// Local wall-clock start of this fit's history.
     pub start: chrono::NaiveDateTime,
+    /// Bucket width in seconds.
+    pub step_secs: i64,
     /// Most points after the decomposed series' end at which its seasons are reused.
     pub within: usize,
 }
@@ -364,19 +360,12 @@ pub(crate) fn fit_predict_reusing(
                     trend,
                     &settings,
                     horizon,
-                    (step_secs, reuse),
+                    reuse,
                 )
                 .map(|f| (f, Fitted::MstlDailyWeekly))
             } else if n >= 2 * periods.day {
-                fit_mstl(
-                    history,
-                    vec![periods.day],
-                    trend,
-                    &settings,
-                    horizon,
-                    (step_secs, reuse),
-                )
-                .map(|f| (f, Fitted::MstlDaily))
+                fit_mstl(history, vec![periods.day], trend, &settings, horizon, reuse)
+                    .map(|f| (f, Fitted::MstlDaily))
             } else if n >= periods.day && periods.day >= 2 {
                 Ok((
                     one_day_season(history, periods.day, horizon),
@@ -481,14 +470,17 @@ fn fit_mstl(
     trend: BlockEtsTrend,
     settings: &ModelSettings,
     horizon: usize,
-    (step_secs, reuse): (i64, Option<Reuse<'_>>),
+    reuse: Option<Reuse<'_>>,
 ) -> Result<Vec<f64>, ForecastError> {
     if let Some(Reuse {
         seasons: Some(s),
         start,
+        step_secs,
         within,
+        ..
     }) = &reuse
     {
+        let step_secs = *step_secs;
         let offset = (*start - s.start).num_seconds();
         let from = offset / step_secs.max(1);
         let end = from + history.len() as i64;
@@ -512,13 +504,16 @@ fn fit_mstl(
         .predict(horizon, None)
         .map_err(|e| fit_error("mstl", e))?;
     if let Some(reuse) = reuse {
-        *reuse.seasons = Some(Seasons {
-            start: reuse.start,
-            step_secs,
-            len: history.len(),
-            periods,
-            components: fitted.fit().seasonal().to_vec(),
-        });
+        *reuse.decompositions += 1;
+        if reuse.within > 0 {
+            *reuse.seasons = Some(Seasons {
+                start: reuse.start,
+                step_secs: reuse.step_secs,
+                len: history.len(),
+                periods,
+                components: fitted.fit().seasonal().to_vec(),
+            });
+        }
     }
     Ok(forecast.point)
 }

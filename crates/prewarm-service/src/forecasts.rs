@@ -257,8 +257,6 @@ struct Fit {
     trend_spec: Option<TrendSpec>,
 }
 
-/// [`fit`] on the blocking pool: a fit is tens of milliseconds of CPU that must not hold up the
-/// runtime's workers (HTTP API, ticks).
 /// The bootstrap's fits, at each of `origins` (its origin and its training window in
 /// `history`, which starts at `from`), in one blocking task: successive fits reuse the seasons of
 /// an earlier one for up to [`BOOTSTRAP_RESEASON_SECS`](prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS).
@@ -297,6 +295,8 @@ async fn bootstrap_fits(
     })
 }
 
+/// [`fit_reusing`] on the blocking pool: a fit is tens of milliseconds of CPU that must not hold
+/// up the runtime's workers (HTTP API, ticks).
 async fn fit_blocking(
     history: Vec<f64>,
     start: DateTime<Utc>,
