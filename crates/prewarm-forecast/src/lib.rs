@@ -15,6 +15,7 @@ mod local;
 pub mod metrics;
 mod models;
 mod prepare;
+mod seasons;
 
 use std::time::Instant;
 
@@ -91,7 +92,7 @@ pub fn forecast(req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastErro
 #[derive(Debug, Clone)]
 pub struct Forecaster {
     reseason_secs: i64,
-    seasons: Option<models::Seasons>,
+    seasons: Option<seasons::Seasons>,
     decompositions: usize,
 }
 
@@ -151,7 +152,7 @@ fn forecast_reusing(
         .max(1);
 
     let transformed: Vec<f64> = values.iter().map(|v| req.transform.forward(*v)).collect();
-    let reuse = forecaster.map(|f| models::Reuse {
+    let reuse = forecaster.map(|f| seasons::Reuse {
         seasons: &mut f.seasons,
         decompositions: &mut f.decompositions,
         start: local.start,

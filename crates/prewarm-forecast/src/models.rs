@@ -24,7 +24,11 @@ use augurs::{
     Fit, Forecast, Predict,
 };
 
-use crate::{holt::DampedHolt, ForecastError};
+use crate::{
+    holt::DampedHolt,
+    seasons::{self, Reuse},
+    ForecastError,
+};
 
 /// A forecasting model a user can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -272,51 +276,6 @@ pub fn fit_predict(
     fit_predict_reusing(kind, history, periods, step_secs, horizon, settings, None)
 }
 
-/// Seasons an MSTL decomposition found, kept so that fits at later origins of the same series
-/// can reuse them ([`crate::Forecaster`]): the decomposition is what costs in a fit, and a
-/// season learnt from days of history moves little in a few hours.
-#[derive(Debug, Clone)]
-pub(crate) struct Seasons {
-    /// Local wall-clock start of the decomposed series.
-    start: chrono::NaiveDateTime,
-    /// Bucket width in seconds.
-    step_secs: i64,
-    /// Points decomposed.
-    len: usize,
-    /// The seasons' periods, in points, as decomposed.
-    periods: Vec<usize>,
-    /// Each season's component over the decomposed series.
-    components: Vec<Vec<f32>>,
-}
-
-impl Seasons {
-    /// Component `k` at point `i` of the decomposed series' grid: inside it the fitted value,
-    /// after it the last cycle repeated, as MSTL forecasts a season.
-    fn value(&self, k: usize, i: usize) -> f32 {
-        let (p, c) = (self.periods[k], &self.components[k]);
-        if i < self.len {
-            c[i]
-        } else {
-            c[self.len - p + (i - self.len) % p]
-        }
-    }
-}
-
-/// Seasons a fit may reuse, and for how long.
-pub(crate) struct Reuse<'a> {
-    /// The seasons decomposed at an earlier origin (replaced when this fit decomposes anew, and
-    /// not kept when `within` is 0).
-    pub seasons: &'a mut Option<Seasons>,
-    /// Decompositions made so far, counted up by each fit that decomposes.
-    pub decompositions: &'a mut usize,
-    /// Local wall-clock start of this fit's history.
-    pub start: chrono::NaiveDateTime,
-    /// Bucket width in seconds.
-    pub step_secs: i64,
-    /// Most points after the decomposed series' end at which its seasons are reused.
-    pub within: usize,
-}
-
 pub(crate) fn fit_predict_reusing(
     kind: ModelKind,
     history: &[f64],
@@ -423,7 +382,7 @@ fn one_day_season(history: &[f64], period: usize, horizon: usize) -> Vec<f64> {
         .collect()
 }
 
-fn fit_error(model: &str, e: impl fmt::Display) -> ForecastError {
+pub(crate) fn fit_error(model: &str, e: impl fmt::Display) -> ForecastError {
     ForecastError::Fit {
         model: model.to_string(),
         message: e.to_string(),
@@ -472,27 +431,11 @@ fn fit_mstl(
     horizon: usize,
     reuse: Option<Reuse<'_>>,
 ) -> Result<Vec<f64>, ForecastError> {
-    if let Some(Reuse {
-        seasons: Some(s),
-        start,
-        step_secs,
-        within,
-        ..
-    }) = &reuse
+    if let Some((seasons, from)) = reuse
+        .as_ref()
+        .and_then(|r| r.reusable(history.len(), &periods))
     {
-        let step_secs = *step_secs;
-        let offset = (*start - s.start).num_seconds();
-        let from = offset / step_secs.max(1);
-        let end = from + history.len() as i64;
-        let fresh = end - s.len as i64;
-        if s.periods == periods
-            && s.step_secs == step_secs
-            && offset.rem_euclid(step_secs.max(1)) == 0
-            && from >= 0
-            && (0..*within as i64).contains(&fresh)
-        {
-            return seasons_reused(history, s, from as usize, trend, horizon);
-        }
+        return seasons::forecast_on(history, seasons, from, &trend, horizon);
     }
     let mut stl = augurs::mstl::stlrs::StlParams::new();
     stl.inner_loops(settings.stl_inner_loops.max(1));
@@ -504,53 +447,7 @@ fn fit_mstl(
         .predict(horizon, None)
         .map_err(|e| fit_error("mstl", e))?;
     if let Some(reuse) = reuse {
-        *reuse.decompositions += 1;
-        if reuse.within > 0 {
-            *reuse.seasons = Some(Seasons {
-                start: reuse.start,
-                step_secs: reuse.step_secs,
-                len: history.len(),
-                periods,
-                components: fitted.fit().seasonal().to_vec(),
-            });
-        }
-    }
-    Ok(forecast.point)
-}
-
-/// An MSTL forecast on seasons decomposed at an earlier origin of the same series: the history
-/// less those seasons (the last cycle repeated past the decomposed series' end) is the
-/// deseasonalised series the trend is fitted on, and the seasons are added back to its forecast.
-/// Only the trend sees the points since the decomposition.
-fn seasons_reused(
-    history: &[f64],
-    seasons: &Seasons,
-    from: usize,
-    trend: BlockEtsTrend,
-    horizon: usize,
-) -> Result<Vec<f64>, ForecastError> {
-    let k = seasons.periods.len();
-    // In single precision, as the decomposition's own deseasonalised series is.
-    let deseasonalised: Vec<f64> = history
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (0..k).fold(*v as f32, |d, c| d - seasons.value(c, from + i)) as f64)
-        .collect();
-    let fitted = trend
-        .fit(&deseasonalised)
-        .map_err(|e| fit_error("mstl", e))?;
-    let mut forecast = Forecast {
-        point: Vec::with_capacity(horizon),
-        intervals: None,
-    };
-    fitted
-        .predict_inplace(horizon, None, &mut forecast)
-        .map_err(|e| fit_error("mstl", e))?;
-    let end = from + history.len();
-    for (h, p) in forecast.point.iter_mut().enumerate() {
-        for c in 0..k {
-            *p += seasons.value(c, end + h) as f64;
-        }
+        reuse.decomposed(history.len(), periods, fitted.fit().seasonal());
     }
     Ok(forecast.point)
 }
