@@ -86,6 +86,10 @@ pub(crate) struct BacktestArgs {
     /// its own history.
     #[arg(long, default_value = "0")]
     reseason: SpanOrZero,
+    /// The same for fits with the weekly season (the bootstrap's: 24h); by default as
+    /// `--reseason`.
+    #[arg(long)]
+    reseason_weekly: Option<SpanOrZero>,
     /// Sum the trace into coarser buckets first (e.g. 10m).
     #[arg(long)]
     resample: Option<Span>,
@@ -277,6 +281,7 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             stl_inner_loops: args.stl_inner_loops,
         },
         reseason_secs: args.reseason.0,
+        reseason_weekly_secs: args.reseason_weekly.unwrap_or(args.reseason).0,
     };
 
     println!(

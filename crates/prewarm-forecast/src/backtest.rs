@@ -43,6 +43,8 @@ pub struct BacktestConfig {
     /// ([`crate::Forecaster`], as the fits that bootstrap a new fleet do); 0: every fit
     /// decomposes its own history.
     pub reseason_secs: i64,
+    /// The same for fits with the weekly season ([`crate::Forecaster::weekly`]).
+    pub reseason_weekly_secs: i64,
 }
 
 /// `count` origins `every` buckets apart, the last one leaving exactly `horizon` buckets to score.
@@ -142,7 +144,7 @@ pub fn run(
     let mut result = BacktestResult::default();
     for &model in &cfg.models {
         let mut calibrator = Calibrator::new(cfg.quantile, cfg.horizon, 4_000);
-        let mut forecaster = Forecaster::new(cfg.reseason_secs);
+        let mut forecaster = Forecaster::new(cfg.reseason_secs).weekly(cfg.reseason_weekly_secs);
         let mut fit_at = |origin: usize| {
             let from = origin.saturating_sub(cfg.train);
             let req = ForecastRequest {

@@ -92,19 +92,30 @@ pub fn forecast(req: &ForecastRequest<'_>) -> Result<PointForecast, ForecastErro
 #[derive(Debug, Clone)]
 pub struct Forecaster {
     reseason_secs: i64,
+    reseason_weekly_secs: i64,
     seasons: Option<seasons::Seasons>,
     decompositions: usize,
 }
 
 impl Forecaster {
     /// Seasons are decomposed anew once the history runs `reseason_secs` past the origin they
-    /// were decomposed at (0: at every origin, exactly as [`forecast`]).
+    /// were decomposed at (0: at every origin, exactly as [`forecast`]), whichever seasons were
+    /// fitted; [`Forecaster::weekly`] sets another span for decompositions with the weekly season.
     pub fn new(reseason_secs: i64) -> Self {
+        let reseason_secs = reseason_secs.max(0);
         Self {
-            reseason_secs: reseason_secs.max(0),
+            reseason_secs,
+            reseason_weekly_secs: reseason_secs,
             seasons: None,
             decompositions: 0,
         }
+    }
+
+    /// Decompositions with the weekly season are reused for `reseason_secs` instead: a weekly
+    /// season moves less in an hour than a daily one, and costs several times more to decompose.
+    pub fn weekly(mut self, reseason_secs: i64) -> Self {
+        self.reseason_weekly_secs = reseason_secs.max(0);
+        self
     }
 
     /// The forecast at the next origin (see [`Forecaster`]).
@@ -158,6 +169,7 @@ fn forecast_reusing(
         start: local.start,
         step_secs: req.step_secs,
         within: (f.reseason_secs / req.step_secs) as usize,
+        within_weekly: (f.reseason_weekly_secs / req.step_secs) as usize,
     });
     let (ahead, fitted, trend_spec) = models::fit_predict_reusing(
         req.model,
@@ -192,13 +204,10 @@ fn forecast_reusing(
 /// A tenth of the median level plus one: errors of forecasts near zero are scaled as at this
 /// level so that quiet hours do not produce huge relative errors.
 fn error_floor(values: &[f64]) -> f64 {
-    let mut values = values.to_vec();
-    let n = values.len();
-    // The median by selection: the order statistic a sort gives, in linear time.
-    let median = if n == 0 {
+    let median = if values.is_empty() {
         0.0
     } else {
-        *values.select_nth_unstable_by(n / 2, f64::total_cmp).1
+        prepare::upper_median(values.iter().copied())
     };
     0.1 * median + 1.0
 }

@@ -42,7 +42,7 @@ impl Seasons {
 /// Seasons a fit may reuse, and for how long.
 pub(crate) struct Reuse<'a> {
     /// The seasons decomposed at an earlier origin (replaced when this fit decomposes anew, and
-    /// not kept when `within` is 0).
+    /// not kept when its reuse span is 0).
     pub seasons: &'a mut Option<Seasons>,
     /// Decompositions made so far, counted up by each fit that decomposes.
     pub decompositions: &'a mut usize,
@@ -50,17 +50,21 @@ pub(crate) struct Reuse<'a> {
     pub start: chrono::NaiveDateTime,
     /// Bucket width in seconds.
     pub step_secs: i64,
-    /// Most points after the decomposed series' end at which its seasons are reused.
+    /// Most points after the decomposed series' end at which its seasons are reused, for a
+    /// decomposition with one (daily) season.
     pub within: usize,
+    /// The same, for a decomposition with the weekly season too.
+    pub within_weekly: usize,
 }
 
 impl Reuse<'_> {
     /// The kept seasons and where this fit's history starts on their grid, when a history of
     /// `len` points to be decomposed with `periods` may reuse them: the same periods and step, a
     /// start on their grid at or after theirs, and an end at or after theirs by less than
-    /// `within`.
+    /// `within` (`within_weekly` with more than one season).
     pub(crate) fn reusable(&self, len: usize, periods: &[usize]) -> Option<(&Seasons, usize)> {
         let s = self.seasons.as_ref()?;
+        let within = self.within_for(periods);
         let step = self.step_secs.max(1);
         let offset = (self.start - s.start).num_seconds();
         let from = offset / step;
@@ -69,15 +73,24 @@ impl Reuse<'_> {
             && s.step_secs == self.step_secs
             && offset.rem_euclid(step) == 0
             && from >= 0
-            && (0..self.within as i64).contains(&fresh))
+            && (0..within as i64).contains(&fresh))
         .then_some((s, from as usize))
+    }
+
+    /// The reuse span for a decomposition with `periods`.
+    fn within_for(&self, periods: &[usize]) -> usize {
+        if periods.len() > 1 {
+            self.within_weekly
+        } else {
+            self.within
+        }
     }
 
     /// Counts a decomposition of `len` points with `periods`, and keeps its seasons for the
     /// fits after it (unless no reuse was asked for).
     pub(crate) fn decomposed(self, len: usize, periods: Vec<usize>, components: &[Vec<f32>]) {
         *self.decompositions += 1;
-        if self.within > 0 {
+        if self.within_for(&periods) > 0 {
             *self.seasons = Some(Seasons {
                 start: self.start,
                 step_secs: self.step_secs,

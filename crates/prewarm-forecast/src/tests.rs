@@ -185,6 +185,7 @@ fn backtest_beats_the_baselines_and_the_band_holds_its_coverage() {
         outliers: Some(OutlierSettings::default()),
         settings: ModelSettings::default(),
         reseason_secs: 0,
+        reseason_weekly_secs: 0,
     };
     let mut fits = 0;
     let result = backtest::run(&trace, &cfg, &mut || fits += 1).unwrap();
@@ -228,6 +229,7 @@ fn a_forecast_never_sees_data_after_its_origin() {
         outliers: Some(OutlierSettings::default()),
         settings: ModelSettings::default(),
         reseason_secs: 0,
+        reseason_weekly_secs: 0,
     };
     let a = backtest::run(&trace, &cfg, &mut || {}).unwrap();
     let b = backtest::run(&spoiled, &cfg, &mut || {}).unwrap();
@@ -300,9 +302,27 @@ fn hourly_origins(
     origins: std::ops::Range<usize>,
     reseason_secs: i64,
 ) -> (Vec<Vec<f64>>, usize) {
+    hourly_origins_with(
+        series,
+        start,
+        tz,
+        origins,
+        14,
+        crate::Forecaster::new(reseason_secs),
+    )
+}
+
+/// [`hourly_origins`] on `train_days` before each origin, through `forecaster`.
+fn hourly_origins_with(
+    series: &[f64],
+    start: DateTime<Utc>,
+    tz: Tz,
+    origins: std::ops::Range<usize>,
+    train_days: usize,
+    mut forecaster: crate::Forecaster,
+) -> (Vec<Vec<f64>>, usize) {
     let step = 300;
-    let (hour, train) = (12, 14 * 288);
-    let mut forecaster = crate::Forecaster::new(reseason_secs);
+    let (hour, train) = (12, train_days * 288);
     let forecasts = origins
         .map(|k| {
             let end = k * hour;
@@ -389,6 +409,62 @@ fn a_forecaster_reuses_its_seasons_for_a_while_and_sees_only_the_past() {
     changed[last..].iter_mut().for_each(|v| *v *= 3.0);
     let (again, _) = hourly_origins(&changed, start, tz, origins, 6 * 3_600);
     assert_eq!(again, reused);
+}
+
+#[test]
+fn a_weekly_decomposition_is_reused_for_its_own_span() {
+    // Three weeks with a daily rush and a quieter weekend, on New York's clock across the spring
+    // change.
+    let tz: Tz = "America/New_York".parse().unwrap();
+    let start: DateTime<Utc> = "2026-02-20T05:00:00Z".parse().unwrap();
+    let n = 21 * 288;
+    let mut series = rush_at_nine(start, 300, n, tz);
+    for (i, v) in series.iter_mut().enumerate() {
+        let day = (start + chrono::Duration::seconds(300 * i as i64))
+            .with_timezone(&tz)
+            .weekday()
+            .num_days_from_monday();
+        *v *= if day >= 5 { 0.6 } else { 1.0 };
+    }
+    let origins = 14 * 24..21 * 24;
+    let spans = || crate::Forecaster::new(6 * 3_600).weekly(24 * 3_600);
+    // Two weeks of history fit the weekly season: a decomposition a day (one more for the
+    // spring change's hour).
+    let (reused, decomposed) =
+        hourly_origins_with(&series, start, tz, origins.clone(), 14, spans());
+    let days = origins.len().div_ceil(24);
+    assert!(
+        (days..=days + 1).contains(&decomposed),
+        "{decomposed} decompositions with the weekly season"
+    );
+    let (fresh, every) = hourly_origins_with(
+        &series,
+        start,
+        tz,
+        origins.clone(),
+        14,
+        crate::Forecaster::new(0),
+    );
+    assert_eq!(every, origins.len());
+    let (mut diff, mut level) = (0.0, 0.0);
+    for (r, f) in reused.iter().zip(&fresh) {
+        for (a, b) in r.iter().zip(f) {
+            diff += (a - b).abs();
+            level += b.abs();
+        }
+    }
+    assert!(
+        diff / level < 0.03,
+        "mean difference {:.4} of the level",
+        diff / level
+    );
+    // A week of history fits the daily season alone: its span stays six hours.
+    let (_, decomposed) = hourly_origins_with(&series, start, tz, origins.clone(), 7, spans());
+    let quarters = origins.len().div_ceil(6);
+    assert!(
+        (quarters..=quarters + 1).contains(&decomposed),
+        "{decomposed} decompositions with the daily season alone"
+    );
 }
 
 #[test]

@@ -258,6 +258,12 @@ pub mod defaults {
     /// less those seasons. The decomposition is most of a fit's cost; the seasons, learnt from
     /// days of history, move little in a few hours.
     pub const BOOTSTRAP_RESEASON_SECS: i64 = 6 * 3_600;
+    /// The same for a decomposition with the weekly season too (a fleet that arrives with two
+    /// weeks of history or more): a day. The weekly decomposition costs several times the daily
+    /// one (four STL fits of twice the points, against one), and a weekly season moves less in a
+    /// day than a daily one in six hours. On the office trace a day keeps the calibration's
+    /// coverage within 0.004 of a decomposition at every origin from p50 to p99.9.
+    pub const BOOTSTRAP_RESEASON_WEEKLY_SECS: i64 = 24 * 3_600;
     /// How long a calibration and the levels sized on it are kept by the refits after it: the
     /// refits within this of the last calibration fit a new median only. A week of errors moves
     /// little in 15 minutes, and the calibration and the sizer are most of a refit. The service

@@ -259,7 +259,9 @@ struct Fit {
 
 /// The bootstrap's fits, at each of `origins` (its origin and its training window in
 /// `history`, which starts at `from`), in one blocking task: successive fits reuse the seasons of
-/// an earlier one for up to [`BOOTSTRAP_RESEASON_SECS`](prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS).
+/// an earlier one for up to [`BOOTSTRAP_RESEASON_SECS`](prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS)
+/// ([`BOOTSTRAP_RESEASON_WEEKLY_SECS`](prewarm_planner::defaults::BOOTSTRAP_RESEASON_WEEKLY_SECS)
+/// with the weekly season).
 async fn bootstrap_fits(
     history: Vec<f64>,
     from: DateTime<Utc>,
@@ -270,7 +272,8 @@ async fn bootstrap_fits(
 ) -> Vec<(DateTime<Utc>, Result<Fit, String>)> {
     let asked: Vec<DateTime<Utc>> = origins.iter().map(|(o, _, _)| *o).collect();
     let fitted = tokio::task::spawn_blocking(move || {
-        let mut forecaster = Forecaster::new(prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS);
+        let mut forecaster = Forecaster::new(prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS)
+            .weekly(prewarm_planner::defaults::BOOTSTRAP_RESEASON_WEEKLY_SECS);
         origins
             .into_iter()
             .map(|(o, first, end)| {
