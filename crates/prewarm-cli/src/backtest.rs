@@ -81,6 +81,11 @@ pub(crate) struct BacktestArgs {
     #[arg(long, default_value_t = ModelSettings::default().stl_inner_loops,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     stl_inner_loops: usize,
+    /// MSTL's passes over a daily and a weekly season, at least 1 (every fit makes 2, MSTL's
+    /// default).
+    #[arg(long, default_value_t = ModelSettings::default().mstl_iterations,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    mstl_iterations: usize,
     /// Fits reuse the seasons an earlier origin's fit decomposed for this long, fitting the trend
     /// alone in between, as the fits that bootstrap a new fleet do (6h); 0: every fit decomposes
     /// its own history.
@@ -279,6 +284,7 @@ pub(crate) fn run(args: &BacktestArgs) -> anyhow::Result<()> {
             trend_spec: None,
             trend_grid: args.trend_grid,
             stl_inner_loops: args.stl_inner_loops,
+            mstl_iterations: args.mstl_iterations,
         },
         reseason_secs: args.reseason.0,
         reseason_weekly_secs: args.reseason_weekly.unwrap_or(args.reseason).0,

@@ -172,6 +172,10 @@ pub struct ModelSettings {
     /// each loop smooths the seasons, then the trend, and most of a decomposition's time is
     /// these smoothings. At least 1 (0 is taken as 1).
     pub stl_inner_loops: usize,
+    /// MSTL's passes over the seasons when there are two (daily and weekly; MSTL's default is
+    /// 2): each pass decomposes every season on the series less the others. One season takes
+    /// one pass whatever this says. At least 1 (0 is taken as 1).
+    pub mstl_iterations: usize,
 }
 
 /// The ETS candidate an MSTL trend's search chose: its error type and its trend. A fit handed it
@@ -240,6 +244,7 @@ impl Default for ModelSettings {
             trend_spec: None,
             trend_grid: false,
             stl_inner_loops: 2,
+            mstl_iterations: 2,
         }
     }
 }
@@ -259,6 +264,7 @@ impl ModelSettings {
         trend_spec: None,
         trend_grid: true,
         stl_inner_loops: 2,
+        mstl_iterations: 2,
     };
 }
 
@@ -441,6 +447,7 @@ fn fit_mstl(
     stl.inner_loops(settings.stl_inner_loops.max(1));
     let mut params = augurs::mstl::stlrs::MstlParams::new();
     params.stl_params(stl);
+    params.iterations(settings.mstl_iterations.max(1));
     let model = MSTLModel::new(periods.clone(), trend).mstl_params(params);
     let fitted = model.fit(history).map_err(|e| fit_error("mstl", e))?;
     let forecast = fitted
