@@ -343,10 +343,9 @@ fn hourly_origins_with(
     (forecasts, forecaster.decompositions())
 }
 
-#[test]
-fn a_forecaster_reuses_its_seasons_for_a_while_and_sees_only_the_past() {
-    // Three weeks of 5-minute data with a daily rush, a quieter weekend and a slow rise, on New
-    // York's clock across the spring change (8 March 2026).
+/// Three weeks of 5-minute data with a daily rush, weekends at 0.6 of weekdays and a rise of
+/// `rise` over the three weeks, on New York's clock across the spring change (8 March 2026).
+fn three_weeks_in_new_york(rise: f64) -> (Tz, DateTime<Utc>, Vec<f64>) {
     let tz: Tz = "America/New_York".parse().unwrap();
     let start: DateTime<Utc> = "2026-02-20T05:00:00Z".parse().unwrap();
     let n = 21 * 288;
@@ -356,8 +355,27 @@ fn a_forecaster_reuses_its_seasons_for_a_while_and_sees_only_the_past() {
             .with_timezone(&tz)
             .weekday()
             .num_days_from_monday();
-        *v *= if day >= 5 { 0.6 } else { 1.0 } * (1.0 + i as f64 / n as f64 * 0.2);
+        *v *= if day >= 5 { 0.6 } else { 1.0 } * (1.0 + i as f64 / n as f64 * rise);
     }
+    (tz, start, series)
+}
+
+/// The summed absolute difference of two runs of forecasts, and the second's summed level.
+fn total_difference(runs: &[Vec<f64>], against: &[Vec<f64>]) -> (f64, f64) {
+    let (mut diff, mut level) = (0.0, 0.0);
+    for (r, f) in runs.iter().zip(against) {
+        for (a, b) in r.iter().zip(f) {
+            diff += (a - b).abs();
+            level += b.abs();
+        }
+    }
+    (diff, level)
+}
+
+#[test]
+fn a_forecaster_reuses_its_seasons_for_a_while_and_sees_only_the_past() {
+    // Three weeks with a slow rise of a fifth over them.
+    let (tz, start, series) = three_weeks_in_new_york(0.2);
     let origins = 14 * 24..21 * 24;
     let (fresh, decomposed) = hourly_origins(&series, start, tz, origins.clone(), 0);
     assert_eq!(decomposed, origins.len());
@@ -388,13 +406,7 @@ fn a_forecaster_reuses_its_seasons_for_a_while_and_sees_only_the_past() {
     let same = reused.iter().zip(&fresh).filter(|(r, f)| r == f).count();
     assert_eq!(same, decomposed);
     // The others are close to their own decomposition's forecasts: within 3% of the level.
-    let (mut diff, mut level) = (0.0, 0.0);
-    for (r, f) in reused.iter().zip(&fresh) {
-        for (a, b) in r.iter().zip(f) {
-            diff += (a - b).abs();
-            level += b.abs();
-        }
-    }
+    let (diff, level) = total_difference(&reused, &fresh);
     assert!(
         diff / level < 0.03,
         "mean difference {:.4} of the level",
@@ -413,19 +425,7 @@ fn a_forecaster_reuses_its_seasons_for_a_while_and_sees_only_the_past() {
 
 #[test]
 fn a_weekly_decomposition_is_reused_for_its_own_span() {
-    // Three weeks with a daily rush and a quieter weekend, on New York's clock across the spring
-    // change.
-    let tz: Tz = "America/New_York".parse().unwrap();
-    let start: DateTime<Utc> = "2026-02-20T05:00:00Z".parse().unwrap();
-    let n = 21 * 288;
-    let mut series = rush_at_nine(start, 300, n, tz);
-    for (i, v) in series.iter_mut().enumerate() {
-        let day = (start + chrono::Duration::seconds(300 * i as i64))
-            .with_timezone(&tz)
-            .weekday()
-            .num_days_from_monday();
-        *v *= if day >= 5 { 0.6 } else { 1.0 };
-    }
+    let (tz, start, series) = three_weeks_in_new_york(0.0);
     let origins = 14 * 24..21 * 24;
     let spans = || crate::Forecaster::new(6 * 3_600).weekly(24 * 3_600);
     // Two weeks of history fit the weekly season: a decomposition a day (one more for the
@@ -446,13 +446,7 @@ fn a_weekly_decomposition_is_reused_for_its_own_span() {
         crate::Forecaster::new(0),
     );
     assert_eq!(every, origins.len());
-    let (mut diff, mut level) = (0.0, 0.0);
-    for (r, f) in reused.iter().zip(&fresh) {
-        for (a, b) in r.iter().zip(f) {
-            diff += (a - b).abs();
-            level += b.abs();
-        }
-    }
+    let (diff, level) = total_difference(&reused, &fresh);
     assert!(
         diff / level < 0.03,
         "mean difference {:.4} of the level",
