@@ -188,7 +188,7 @@ fn reference_values(values: &[f64], period: usize) -> Vec<f64> {
 
 /// The element at rank `n / 2` of `n` values in `f64::total_cmp`'s order, by selection on
 /// integer keys: the same order statistic a sort gives, in linear time.
-pub(crate) fn upper_median(values: impl ExactSizeIterator<Item = f64>) -> f64 {
+pub(crate) fn upper_median(values: impl Iterator<Item = f64>) -> f64 {
     let mut keys: Vec<i64> = values.map(total_key).collect();
     let mid = keys.len() / 2;
     from_total_key(*keys.select_nth_unstable(mid).1)

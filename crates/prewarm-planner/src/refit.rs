@@ -10,7 +10,7 @@
 //! one fixed quantile needs no replay at all.
 
 use chrono_tz::Tz;
-use prewarm_forecast::{DemandCalibration, Scored};
+use prewarm_forecast::{DemandCalibration, Forecaster, Scored};
 
 use crate::{
     slo::{self, ReplayMinute, Sizing},
@@ -25,6 +25,15 @@ use crate::{
 pub fn reuses_trend_spec(age_secs: i64, history_secs: i64) -> bool {
     age_secs < crate::defaults::TREND_SPEC_SECS
         && history_secs >= crate::defaults::TREND_REUSE_HISTORY_SECS
+}
+
+/// The [`Forecaster`] a new fleet's bootstrap fits go through, in the service and the simulator
+/// alike: seasons reused for [`BOOTSTRAP_RESEASON_SECS`](crate::defaults::BOOTSTRAP_RESEASON_SECS),
+/// and for [`BOOTSTRAP_RESEASON_WEEKLY_SECS`](crate::defaults::BOOTSTRAP_RESEASON_WEEKLY_SECS)
+/// with the weekly season.
+pub fn bootstrap_forecaster() -> Forecaster {
+    Forecaster::new(crate::defaults::BOOTSTRAP_RESEASON_SECS)
+        .weekly(crate::defaults::BOOTSTRAP_RESEASON_WEEKLY_SECS)
 }
 
 /// The distribution calibrated on the scored minutes.

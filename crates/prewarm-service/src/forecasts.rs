@@ -259,9 +259,7 @@ struct Fit {
 
 /// The bootstrap's fits, at each of `origins` (its origin and its training window in
 /// `history`, which starts at `from`), in one blocking task: successive fits reuse the seasons of
-/// an earlier one for up to [`BOOTSTRAP_RESEASON_SECS`](prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS)
-/// ([`BOOTSTRAP_RESEASON_WEEKLY_SECS`](prewarm_planner::defaults::BOOTSTRAP_RESEASON_WEEKLY_SECS)
-/// with the weekly season).
+/// an earlier one ([`bootstrap_forecaster`](prewarm_planner::refit::bootstrap_forecaster)).
 async fn bootstrap_fits(
     history: Vec<f64>,
     from: DateTime<Utc>,
@@ -272,8 +270,7 @@ async fn bootstrap_fits(
 ) -> Vec<(DateTime<Utc>, Result<Fit, String>)> {
     let asked: Vec<DateTime<Utc>> = origins.iter().map(|(o, _, _)| *o).collect();
     let fitted = tokio::task::spawn_blocking(move || {
-        let mut forecaster = Forecaster::new(prewarm_planner::defaults::BOOTSTRAP_RESEASON_SECS)
-            .weekly(prewarm_planner::defaults::BOOTSTRAP_RESEASON_WEEKLY_SECS);
+        let mut forecaster = prewarm_planner::refit::bootstrap_forecaster();
         origins
             .into_iter()
             .map(|(o, first, end)| {

@@ -12,9 +12,8 @@ use prewarm_forecast::{
 
 use prewarm_planner::{
     defaults::{
-        BOOTSTRAP_EVERY_SECS, BOOTSTRAP_RESEASON_SECS, BOOTSTRAP_RESEASON_WEEKLY_SECS,
-        BOOTSTRAP_TRAIN_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS, MIN_FIT_HISTORY_SECS,
-        MIN_PLAN_HISTORY_SECS,
+        BOOTSTRAP_EVERY_SECS, BOOTSTRAP_TRAIN_SECS, CALIBRATION_WINDOW_SECS, FORECAST_HORIZON_SECS,
+        MIN_FIT_HISTORY_SECS, MIN_PLAN_HISTORY_SECS,
     },
     orders_to_reach,
     refit::Calibrated,
@@ -543,8 +542,7 @@ impl Predictive {
         let now = self.start + Duration::seconds(self.step_secs * past.len() as i64);
         let last = now.timestamp().div_euclid(BOOTSTRAP_EVERY_SECS) * BOOTSTRAP_EVERY_SECS;
         let count = self.forecast.calibration_window_secs / BOOTSTRAP_EVERY_SECS;
-        let mut forecaster =
-            Forecaster::new(BOOTSTRAP_RESEASON_SECS).weekly(BOOTSTRAP_RESEASON_WEEKLY_SECS);
+        let mut forecaster = prewarm_planner::refit::bootstrap_forecaster();
         for k in (0..count).rev() {
             let at = last - BOOTSTRAP_EVERY_SECS * k;
             let steps = (at - self.start.timestamp()).div_euclid(self.step_secs);
