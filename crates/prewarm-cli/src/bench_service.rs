@@ -220,6 +220,17 @@ impl Bench<'_> {
             self.clock.set(at);
             timed_refits(&s, m, label, cores).await?;
         }
+        // What the refits keep of calibrations: each stored once, when made.
+        let (count, bytes): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), avg(pg_column_size(calibration))::float8 FROM calibrations",
+        )
+        .fetch_one(setup)
+        .await?;
+        println!(
+            "calibrations stored after those refits: {:.1} per fleet, {:.1} kB each as stored",
+            count as f64 / m as f64,
+            bytes.unwrap_or(0.0) / 1e3
+        );
         // Fleets that arrive with three weeks of history: their bootstrap fits the weekly season
         // too (MSTL fits it from two weeks on).
         let later = self.now + Duration::hours(3);

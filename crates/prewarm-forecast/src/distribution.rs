@@ -18,6 +18,7 @@
 //! [`DemandCalibration`] is built once per refit from the recorded errors and applied to any
 //! median; [`DemandDistribution`] holds the result for the minutes a plan looks at.
 
+use crate::prepare::{from_total_key, total_key};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 
@@ -172,11 +173,12 @@ fn conformal_rank(n: usize, level: f64) -> usize {
     ((((n + 1) as f64) * level).ceil() as usize).clamp(1, n)
 }
 
-/// The finite-sample conformal quantiles of `scores` at [`LEVELS`] (rank `ceil((n + 1)
-/// level)`, capped at the largest); `scores` is reordered in place. Each is found by selection
-/// in the part above the one before, not by sorting: the same order statistics, in linear time.
-fn conformal_quantiles(scores: &mut [f64]) -> [f64; NUM_LEVELS] {
-    let n = scores.len();
+/// The finite-sample conformal quantiles at [`LEVELS`] (rank `ceil((n + 1) level)`, capped at
+/// the largest) of the scores whose [`total_key`]s are `keys`; `keys` is reordered in place. Each
+/// is found by selection in the part above the one before, not by sorting: the same order
+/// statistics, in linear time, compared as integers (in `f64::total_cmp`'s order).
+fn conformal_quantiles(keys: &mut [i64]) -> [f64; NUM_LEVELS] {
+    let n = keys.len();
     let mut out = [0.0; NUM_LEVELS];
     if n == 0 {
         return out;
@@ -187,23 +189,23 @@ fn conformal_quantiles(scores: &mut [f64]) -> [f64; NUM_LEVELS] {
     for (k, level) in LEVELS.iter().enumerate() {
         let index = conformal_rank(n, *level) - 1;
         if index >= from {
-            let (_, nth, _) = scores[from..].select_nth_unstable_by(index - from, f64::total_cmp);
-            out[k] = *nth;
+            let (_, nth, _) = keys[from..].select_nth_unstable(index - from);
+            out[k] = from_total_key(*nth);
             from = index + 1;
         } else {
-            out[k] = scores[index];
+            out[k] = from_total_key(keys[index]);
         }
     }
     out
 }
 
-/// The conformal quantile of `scores` at `level` alone (reorders `scores`).
-fn conformal_quantile(scores: &mut [f64], level: f64) -> f64 {
-    if scores.is_empty() {
+/// The conformal quantile at `level` alone of the scores whose keys are `keys` (reorders them).
+fn conformal_quantile(keys: &mut [i64], level: f64) -> f64 {
+    if keys.is_empty() {
         return 0.0;
     }
-    let index = conformal_rank(scores.len(), level) - 1;
-    *scores.select_nth_unstable_by(index, f64::total_cmp).1
+    let index = conformal_rank(keys.len(), level) - 1;
+    from_total_key(*keys.select_nth_unstable(index).1)
 }
 
 /// The errors of one horizon group, fitted.
@@ -250,35 +252,37 @@ impl GroupFit {
         if errors.is_empty() {
             return None;
         }
+        // Per exponent, the scores (as keys) and the width of the band they give; the narrowest
+        // band's scores are kept.
         let mut best: Option<(f64, f64)> = None;
+        let mut all: Vec<i64> = Vec::new();
         let mut scales = Vec::with_capacity(errors.len());
         let mut scores = Vec::with_capacity(errors.len());
+        let mut selected = Vec::with_capacity(errors.len());
         for gamma in GAMMAS {
             scales.clear();
             scales.extend(bases.iter().map(|b| power(*b, gamma)));
             scores.clear();
-            scores.extend(errors.iter().zip(&scales).map(|(e, s)| e / s));
-            let upper = conformal_quantile(&mut scores, LEVELS[WIDTH_LEVEL]);
+            scores.extend(errors.iter().zip(&scales).map(|(e, s)| total_key(e / s)));
+            selected.clear();
+            selected.extend_from_slice(&scores);
+            let upper = conformal_quantile(&mut selected, LEVELS[WIDTH_LEVEL]);
             let width: f64 =
                 scales.iter().map(|s| (upper * s).abs()).sum::<f64>() / errors.len() as f64;
             if best.is_none_or(|(w, _)| width < w) {
                 best = Some((width, gamma));
+                std::mem::swap(&mut all, &mut scores);
             }
         }
         let gamma = best.map_or(0.5, |(_, g)| g);
         // The chosen scale's scores, in the records' order.
-        let all: Vec<f64> = errors
-            .iter()
-            .zip(bases.iter())
-            .map(|(e, b)| e / power(*b, gamma))
-            .collect();
         let pooled = conformal_quantiles(&mut all.clone());
         // A phase's shift from the pooled quantiles, from a set of records (by index).
         let shifts_of = |part: &mut dyn Iterator<Item = usize>,
                          bins: usize,
                          key: &dyn Fn(&Phase) -> usize|
          -> Vec<[f64; NUM_LEVELS]> {
-            let mut grouped: Vec<Vec<f64>> = vec![Vec::new(); bins];
+            let mut grouped: Vec<Vec<i64>> = vec![Vec::new(); bins];
             for i in part {
                 grouped[key(&phases[i])].push(all[i]);
             }
@@ -634,10 +638,11 @@ mod tests {
             let mut sorted = scores.clone();
             sorted.sort_by(f64::total_cmp);
             let expected = LEVELS.map(|l| sorted[conformal_rank(n, l) - 1]);
-            let got = conformal_quantiles(&mut scores.clone());
+            let keys: Vec<i64> = scores.iter().map(|s| total_key(*s)).collect();
+            let got = conformal_quantiles(&mut keys.clone());
             assert_eq!(got.map(f64::to_bits), expected.map(f64::to_bits), "n = {n}");
             assert_eq!(
-                conformal_quantile(&mut scores.clone(), LEVELS[WIDTH_LEVEL]).to_bits(),
+                conformal_quantile(&mut keys.clone(), LEVELS[WIDTH_LEVEL]).to_bits(),
                 expected[WIDTH_LEVEL].to_bits()
             );
         }

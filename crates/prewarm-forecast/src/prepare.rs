@@ -195,13 +195,13 @@ pub(crate) fn upper_median(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// An integer that orders as `f64::total_cmp` orders `v`.
-fn total_key(v: f64) -> i64 {
+pub(crate) fn total_key(v: f64) -> i64 {
     let bits = v.to_bits() as i64;
     bits ^ (((bits >> 63) as u64) >> 1) as i64
 }
 
 /// The value of a [`total_key`] (the map is its own inverse).
-fn from_total_key(k: i64) -> f64 {
+pub(crate) fn from_total_key(k: i64) -> f64 {
     f64::from_bits((k ^ (((k >> 63) as u64) >> 1) as i64) as u64)
 }
 

@@ -146,27 +146,60 @@ pub fn queue_need(d: &[f64], timeout_minutes: f64) -> Vec<f64> {
     let n = d.len();
     let timeout = timeout_minutes.max(0.0);
     let reach = timeout.floor() as usize;
-    let mut need = vec![0.0f64; n];
+    // A stretch [a, b] serves its rate over [f, b + reach] (cut at the end): at most `span`
+    // minutes. For each first minute f and length, the largest rate of the stretches that serve
+    // from f for that long; a rate is a maximum, so gathering them per minute afterwards gives
+    // what writing each stretch's minutes would, to the bit.
+    let span = QUEUE_WINDOW_MINUTES + reach;
+    // What lasts: the least demand within the timeout around each minute.
+    let lasting: Vec<f64> = (0..n)
+        .map(|x| {
+            d[x.saturating_sub(reach)..(x + reach + 1).min(n)]
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .max(0.0)
+        })
+        .collect();
+    // Rates are never NaN nor -0 (sums of demand at least +0 over a positive count), so the
+    // largest is kept by comparison.
+    let mut longest = vec![f64::NEG_INFINITY; n * span];
     for a in 0..n {
         let mut sum = 0.0;
         for b in a..(a + QUEUE_WINDOW_MINUTES).min(n) {
             sum += d[b].max(0.0);
             let rate = sum / ((b - a + 1) as f64 + timeout);
-            if let Some(f) = (a..=b).find(|&f| d[f] >= rate) {
-                for slot in &mut need[f..=(b + reach).min(n - 1)] {
-                    *slot = slot.max(rate);
+            if let Some(f) = d[a..=b].iter().position(|v| *v >= rate).map(|i| a + i) {
+                let len = (b + reach).min(n - 1) - f + 1;
+                let slot = &mut longest[f * span + len - 1];
+                if rate > *slot {
+                    *slot = rate;
                 }
             }
         }
-        // What lasts: the least demand within the timeout around the minute.
-        let lasting = d[a.saturating_sub(reach)..(a + reach + 1).min(n)]
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
-            .max(0.0);
-        need[a] = need[a].max(lasting);
     }
-    need
+    // A stretch that serves from f for `len` minutes serves every shorter span from f too.
+    for row in longest.chunks_exact_mut(span) {
+        for j in (0..span - 1).rev() {
+            if row[j + 1] > row[j] {
+                row[j] = row[j + 1];
+            }
+        }
+    }
+    (0..n)
+        .map(|x| {
+            // The largest rate of the stretches serving minute x (those from x - j lasting more
+            // than j minutes), and what lasts.
+            let mut need = 0.0f64;
+            for j in 0..span.min(x + 1) {
+                let rate = longest[(x - j) * span + j];
+                if rate > need {
+                    need = rate;
+                }
+            }
+            need.max(lasting[x])
+        })
+        .collect()
 }
 
 /// GPUs that do `rate` work per second, each doing `per_gpu` at the load planned on.
@@ -216,6 +249,34 @@ impl ReplayPlanner {
             max_gpus: cfg.cap(),
         }
     }
+}
+
+/// For every i, the largest of `values[i..(i + width).min(run_end[i])]` (0 when empty), where
+/// `run_end[i]` is the end of the run holding i (the same for a run's members): a window sliding
+/// back through each run, in linear time.
+fn sliding_max(values: &[u32], width: usize, run_end: &[usize]) -> Vec<u32> {
+    let n = values.len();
+    let mut out = vec![0u32; n];
+    // Indices (from the back, the smallest) whose values decrease from the front; the front is the window's largest.
+    let mut window: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    let mut i = n;
+    while i > 0 {
+        i -= 1;
+        if i + 1 == run_end[i] {
+            // The last minute of a run: a new window.
+            window.clear();
+        }
+        while window.back().is_some_and(|&j| values[j] <= values[i]) {
+            window.pop_back();
+        }
+        window.push_back(i);
+        let end = (i + width).min(run_end[i]);
+        while window.front().is_some_and(|&j| j >= end) {
+            window.pop_front();
+        }
+        out[i] = window.front().map_or(0, |&j| values[j]);
+    }
+    out
 }
 
 /// Chooses the level per local hour that meets `budget_share` of timed-out requests on `minutes`
@@ -270,13 +331,9 @@ pub fn choose_levels(
             i + 1
         };
     }
-    let windowed = |needs: &[u32], i: usize, width: usize| -> u32 {
-        needs[i..(i + width).min(run_end[i])]
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0)
-    };
+    // The largest of `needs` over [i, i + width) within minute i's run, for every i.
+    let windowed =
+        |needs: &[u32], width: usize| -> Vec<u32> { sliding_max(needs, width, &run_end) };
     let timeout_minutes = slo.timeout_secs as f64 / 60.0;
     // Requests timed out and GPU-minutes per local hour at level k, and whether the fleet's limit
     // cut the level's need.
@@ -301,9 +358,8 @@ pub fn choose_levels(
         // the tier is the SLO's first defence against what the levels miss, on top of them
         // (crediting them let the running tier plan lower and time out more than without the
         // tier on four of seven traces).
-        let ready: Vec<u32> = (0..minutes.len())
-            .map(|j| windowed(&needs, j, hold))
-            .collect();
+        let ready = windowed(&needs, hold);
+        let billed = windowed(&needs, keep);
         for h in 0..24 {
             for &(a, b) in &runs[h] {
                 let mut acc = Accounting::new(60, &sim);
@@ -315,7 +371,7 @@ pub fn choose_levels(
                     let work = minutes[i].actual_rps.max(0.0) * 60.0;
                     arrived += work;
                     served += acc.step(n, work, work, ready[i], ready[i], 0, false).0;
-                    cost[h] += windowed(&needs, i, keep) as f64;
+                    cost[h] += billed[i] as f64;
                 }
                 loss[h] += (arrived - served).max(0.0);
             }
@@ -820,6 +876,103 @@ mod tests {
         };
         assert_eq!(lost(1.0), 0.0);
         assert!(lost(0.9) > 0.0);
+    }
+
+    /// [`queue_need`] as first written: every stretch's rate written over the minutes it serves.
+    fn queue_need_by_writing(d: &[f64], timeout_minutes: f64) -> Vec<f64> {
+        let n = d.len();
+        let timeout = timeout_minutes.max(0.0);
+        let reach = timeout.floor() as usize;
+        let mut need = vec![0.0f64; n];
+        for a in 0..n {
+            let mut sum = 0.0;
+            for b in a..(a + QUEUE_WINDOW_MINUTES).min(n) {
+                sum += d[b].max(0.0);
+                let rate = sum / ((b - a + 1) as f64 + timeout);
+                if let Some(f) = (a..=b).find(|&f| d[f] >= rate) {
+                    for slot in &mut need[f..=(b + reach).min(n - 1)] {
+                        *slot = slot.max(rate);
+                    }
+                }
+            }
+            let lasting = d[a.saturating_sub(reach)..(a + reach + 1).min(n)]
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .max(0.0);
+            need[a] = need[a].max(lasting);
+        }
+        need
+    }
+
+    /// A small deterministic generator for the tests' series.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 33
+        }
+    }
+
+    #[test]
+    fn the_queue_s_need_gathered_per_minute_is_what_writing_each_stretch_gives_to_the_bit() {
+        let mut rng = Lcg(5);
+        for case in 0..400 {
+            let n = (rng.next() % 90) as usize;
+            // Smooth demand (most stretches need no more than what lasts) and rough.
+            let smooth = case % 3 == 0;
+            let d: Vec<f64> = (0..n)
+                .map(|_| match rng.next() % 10 {
+                    _ if smooth => 100.0 + (rng.next() % 20) as f64 / 7.0,
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f64::NAN,
+                    3 => -1.5,
+                    9 if case % 5 == 0 => f64::INFINITY,
+                    4 => (rng.next() % 400) as f64,
+                    _ => (rng.next() % 10_000) as f64 / 97.0,
+                })
+                .collect();
+            let timeout = [0.0, 0.5, 1.0, 2.0, 3.7, 12.0, 60.0][case % 7];
+            let (got, want) = (queue_need(&d, timeout), queue_need_by_writing(&d, timeout));
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "case {case}: {d:?} at {timeout}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sliding_maximum_is_each_window_s_within_its_run() {
+        let mut rng = Lcg(9);
+        for case in 0..300 {
+            let n = (rng.next() % 120) as usize;
+            let values: Vec<u32> = (0..n).map(|_| (rng.next() % 7) as u32).collect();
+            // Runs of random lengths.
+            let mut run_end = vec![0; n];
+            let mut start = 0;
+            while start < n {
+                let end = (start + 1 + (rng.next() % 40) as usize).min(n);
+                run_end[start..end].fill(end);
+                start = end;
+            }
+            let width = 1 + (rng.next() % 35) as usize;
+            let want: Vec<u32> = (0..n)
+                .map(|i| {
+                    values[i..(i + width).min(run_end[i])]
+                        .iter()
+                        .copied()
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            assert_eq!(sliding_max(&values, width, &run_end), want, "case {case}");
+        }
     }
 
     #[test]

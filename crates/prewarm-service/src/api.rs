@@ -545,7 +545,7 @@ async fn plan(
             None => None,
         };
         let holder = leases::holder(&s.pool, fleet.id).await?;
-        let live = forecasts::latest(&s.pool, fleet.id, now, 7_200).await?;
+        let live = forecasts::latest(&s.pool, fleet.id, now, forecasts::LIVE_MAX_AGE_SECS).await?;
         let orders = ledger::orders(&s.pool, fleet.id).await?;
         let pending: Vec<_> = orders
             .into_iter()

@@ -608,7 +608,7 @@ impl Service {
         fleet_ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<HashMap<i64, Option<forecasts::LiveForecast>>, sqlx::Error> {
-        const MAX_AGE_SECS: i64 = 2 * 3_600;
+        const MAX_AGE_SECS: i64 = forecasts::LIVE_MAX_AGE_SECS;
         let latest = prewarm_store::forecasts::latest_live_ids(
             &self.pool,
             fleet_ids,

@@ -46,9 +46,15 @@ const BOOTSTRAP_EVERY_SECS: i64 = prewarm_planner::defaults::BOOTSTRAP_EVERY_SEC
 /// as the simulator keeps them; the refits between fit a new median.
 pub const RECALIBRATE_SECS: i64 = prewarm_planner::defaults::RECALIBRATE_SECS;
 
+/// How old a live forecast a plan reads may be: two hours (its horizon), after which the fleet
+/// plans on its reactive rules until a refit.
+pub const LIVE_MAX_AGE_SECS: i64 = 2 * 3_600;
+
 /// A calibration and its levels kept from the last live forecast, as a refit within the hour
 /// plans on them.
 struct Kept {
+    /// The stored calibration's id.
+    id: i64,
     /// When they were made.
     at: DateTime<Utc>,
     calibration: DemandCalibration,
@@ -82,6 +88,7 @@ fn kept_calibration(
         (now - k.calibrated_at).num_seconds() < RECALIBRATE_SECS && k.sized_for == sized_for
     })?;
     Some(Kept {
+        id: k.id,
         at: k.calibrated_at,
         calibration: serde_json::from_value(k.calibration).ok()?,
         levels: match k.levels {
@@ -378,11 +385,43 @@ fn score(rows: &[StoredRow], minutes: &[f64], from: DateTime<Utc>) -> Vec<Scored
         .sum();
     let mut scored: Vec<Scored> = Vec::with_capacity(total);
     let mut minute_of: Vec<u32> = Vec::with_capacity(total);
+    // The start of each minute, for forecasts made on whole minutes from `from` (as stored
+    // forecasts are): their records' times, without date arithmetic per record.
+    let mut minute_start: Vec<DateTime<Utc>> = Vec::new();
     for (origin, step, p50, floor) in rows {
         let step = *step as i64;
         let per = (step / 60).max(1) as usize;
         let levels = minute_levels(p50, per);
         let since_from = *origin - from;
+        if since_from.subsec_nanos() == 0 && since_from.num_seconds() % 60 == 0 && step % 60 == 0 {
+            if minute_start.is_empty() {
+                minute_start = (0..minutes.len() as i64)
+                    .map(|i| from + Duration::minutes(i))
+                    .collect();
+            }
+            let first = since_from.num_minutes();
+            for (b, median) in p50.iter().enumerate() {
+                for k in 0..per {
+                    let ahead = (b * per + k) as i64;
+                    let Some(i) = usize::try_from(first + ahead)
+                        .ok()
+                        .filter(|i| minutes.get(*i).is_some_and(|a| a.is_finite()))
+                    else {
+                        continue;
+                    };
+                    minute_of.push(i as u32);
+                    scored.push(Scored {
+                        at: minute_start[i],
+                        horizon_secs: 60 * ahead,
+                        median_rps: *median,
+                        level_rps: levels[b * per + k],
+                        actual_rps: minutes[i] / 60.0,
+                        floor_rps: *floor,
+                    });
+                }
+            }
+            continue;
+        }
         for (b, median) in p50.iter().enumerate() {
             for k in 0..per {
                 let ahead = Duration::seconds(step * b as i64 + 60 * k as i64);
@@ -652,10 +691,14 @@ pub async fn refit(
     let planned = report
         .calibrated
         .then(|| planned_quantile(&f, origin, step, calibration, level_plan.as_ref(), tz));
-    let calibration_json = report
-        .calibrated
-        .then(|| serde_json::to_value(calibration).ok())
-        .flatten();
+    // A calibration made now is stored once; the refits that keep it refer to it.
+    let calibration_stored = match &kept {
+        _ if !report.calibrated => None,
+        Some(k) => Some(stored_forecasts::NewCalibration::Kept(k.id)),
+        None => serde_json::to_value(calibration)
+            .ok()
+            .map(stored_forecasts::NewCalibration::Made),
+    };
     let levels_json = level_plan.and_then(|l| serde_json::to_value(l).ok());
     let id = stored_forecasts::insert_live(
         pool,
@@ -672,7 +715,7 @@ pub async fn refit(
             errors_used: report.errors_used as i32,
             recent_error: report.recent_error,
             replica,
-            calibration: calibration_json,
+            calibration: calibration_stored,
             levels: levels_json,
             predicted_timed_out_share: predicted_share,
             trend_spec: reuse
@@ -684,7 +727,15 @@ pub async fn refit(
         },
     )
     .await?;
-    stored_forecasts::prune(pool, fleet_id, calib_from - Duration::days(1)).await?;
+    // A calibration is read with the live forecasts of the last LIVE_MAX_AGE_SECS only, each
+    // made within RECALIBRATE_SECS of it.
+    stored_forecasts::prune(
+        pool,
+        fleet_id,
+        calib_from - Duration::days(1),
+        now - Duration::seconds(LIVE_MAX_AGE_SECS + RECALIBRATE_SECS),
+    )
+    .await?;
     report.forecast_id = Some(id);
     Ok(report)
 }
@@ -808,19 +859,22 @@ pub async fn latest(
     let rows =
         stored_forecasts::latest_live(pool, fleet_id, now, now - Duration::seconds(max_age_secs))
             .await?;
-    let rebuild = |row: &Row| -> Option<DemandDistribution> {
-        let (id, origin, step, p50, floor, calibration, _) = row;
-        let calibration = match serde_json::from_value::<DemandCalibration>(calibration.clone()) {
-            Ok(c) => c,
+    let read = |row: &Row| -> Option<DemandCalibration> {
+        let (id, _, _, _, _, _, calibration, _) = row;
+        match serde_json::from_value::<DemandCalibration>(calibration.clone()) {
+            Ok(c) => Some(c),
             Err(_) => {
                 tracing::warn!(
                     fleet_id,
                     forecast = id,
                     "a stored calibration does not read back; the next refit replaces it"
                 );
-                return None;
+                None
             }
-        };
+        }
+    };
+    let rebuild = |row: &Row, calibration: &DemandCalibration| -> Option<DemandDistribution> {
+        let (_, origin, step, p50, floor, _, _, _) = row;
         let per = (*step as usize / 60).max(1);
         let minutes: Vec<f64> = p50
             .iter()
@@ -831,17 +885,28 @@ pub async fn latest(
     let Some(newest) = rows.first() else {
         return Ok(None);
     };
-    let Some(mut distribution) = rebuild(newest) else {
+    let Some(calibration) = read(newest) else {
         return Ok(None);
     };
-    if let Some(previous) = rows.get(1).and_then(rebuild) {
+    let Some(mut distribution) = rebuild(newest, &calibration) else {
+        return Ok(None);
+    };
+    // The forecast before it, on its own calibration (read again only when it differs).
+    let previous = rows.get(1).and_then(|row| {
+        if row.5 == newest.5 {
+            rebuild(row, &calibration)
+        } else {
+            rebuild(row, &read(row)?)
+        }
+    });
+    if let Some(previous) = previous {
         distribution = distribution.after(&previous, prewarm_planner::NOWCAST_HISTORY_MINUTES);
     }
     Ok(Some(LiveForecast {
         id: newest.0,
         distribution,
         levels: newest
-            .6
+            .7
             .clone()
             .and_then(|l| serde_json::from_value(l).ok()),
     }))
@@ -907,7 +972,8 @@ mod tests {
         };
         let rows = vec![
             // Before the window (partly scored), on it, a minute step, two with the same origin,
-            // one off the minute, and one running past the window's end.
+            // one off the minute (scored on its own seconds), and one running past the window's
+            // end.
             row(-3_600, 300, 24, 1.0),
             row(0, 300, 24, 2.0),
             row(900, 60, 120, 3.0),
@@ -915,6 +981,8 @@ mod tests {
             row(3_600, 300, 24, 5.0),
             row(5_430, 300, 24, 6.0),
             row(86_400 - 1_800, 300, 24, 7.0),
+            // A step not of whole minutes.
+            row(7_200, 90, 40, 8.0),
         ];
         let got = score(&rows, &minutes, from);
         let expected = score_by_sorting(&rows, &minutes, from);

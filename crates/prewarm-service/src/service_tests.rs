@@ -791,19 +791,31 @@ async fn refits_within_the_hour_keep_the_calibration_and_a_change_of_settings_re
             _,
             (
                 Vec<f64>,
+                i64,
                 serde_json::Value,
                 serde_json::Value,
                 Option<DateTime<Utc>>,
             ),
         >(
-            "SELECT p50_rps, calibration, levels, calibrated_at FROM forecasts WHERE kind = 'live'
-             ORDER BY made_at DESC, id DESC LIMIT 1",
+            "SELECT f.p50_rps, c.id, c.calibration, f.levels, f.calibrated_at
+             FROM forecasts f JOIN calibrations c ON c.id = f.calibration_id
+             WHERE f.kind = 'live' ORDER BY f.made_at DESC, f.id DESC LIMIT 1",
         )
         .fetch_one(&pool)
         .await
         .unwrap()
     };
-    let (median, calibration, levels, _) = stored().await;
+    // Calibrations stored, and live forecasts referring to one.
+    let counts = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM calibrations),
+                    (SELECT count(*) FROM forecasts WHERE kind = 'live' AND calibration_id IS NOT NULL)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let (median, calibration_id, calibration, levels, _) = stored().await;
     // 15 minutes on: a new median on the same calibration and levels, said in the refit note.
     let later = now + Duration::minutes(15);
     w.clock.set(later);
@@ -811,13 +823,16 @@ async fn refits_within_the_hour_keep_the_calibration_and_a_change_of_settings_re
     assert_eq!(kept.calibrated_at, Some(now), "{kept:?}");
     assert!(kept.calibrated && kept.sizing.is_none(), "{kept:?}");
     assert_eq!(kept.errors_used, first.errors_used);
-    let (median_kept, calibration_kept, levels_kept, at_kept) = stored().await;
+    let (median_kept, id_kept, calibration_kept, levels_kept, at_kept) = stored().await;
     assert_ne!(median_kept, median, "the median is fitted again");
     assert_eq!(
         (calibration_kept, levels_kept),
         (calibration.clone(), levels.clone())
     );
     assert_eq!(at_kept, Some(now));
+    // The kept calibration is the stored one, referred to, not written again.
+    assert_eq!(id_kept, calibration_id);
+    assert_eq!(counts().await, (1, 2));
     let note: Option<String> = sqlx::query_scalar("SELECT refit_note FROM fleets WHERE id = $1")
         .bind(id)
         .fetch_one(&pool)
@@ -850,6 +865,20 @@ async fn refits_within_the_hour_keep_the_calibration_and_a_change_of_settings_re
     w.clock.set(hour_on);
     let hourly = w.service.refit_fleet(id).await.unwrap();
     assert_eq!(hourly.calibrated_at, Some(hour_on), "{hourly:?}");
+    assert_eq!(counts().await, (3, 4));
+    // Calibrations older than the forecasts a plan may read (two hours, each made within the
+    // hour of its calibration) are pruned; the fleet plans on the newest.
+    let hours_on = hour_on + Duration::hours(3);
+    w.clock.set(hours_on);
+    let latest = w.service.refit_fleet(id).await.unwrap();
+    assert_eq!(latest.calibrated_at, Some(hours_on), "{latest:?}");
+    // Those of 10:00 and 10:30 (11:30's is referred to by a forecast a plan may still read).
+    assert_eq!(counts().await, (2, 2));
+    let planned =
+        crate::forecasts::latest(&pool, id, hours_on, crate::forecasts::LIVE_MAX_AGE_SECS)
+            .await
+            .unwrap();
+    assert_eq!(planned.map(|f| f.id), latest.forecast_id);
     w.running.stop().await;
 }
 

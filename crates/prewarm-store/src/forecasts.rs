@@ -9,13 +9,14 @@ use sqlx::PgPool;
 pub type StoredMedian = (DateTime<Utc>, i32, Vec<f64>, f64);
 
 /// A live forecast as a plan reads it: (id, origin, step seconds, median per bucket in rps, error
-/// floor in rps, calibration, levels).
+/// floor in rps, the calibration's id, the calibration, levels).
 pub type LiveRow = (
     i64,
     DateTime<Utc>,
     i32,
     Vec<f64>,
     f64,
+    i64,
     serde_json::Value,
     Option<serde_json::Value>,
 );
@@ -77,8 +78,8 @@ pub struct NewLive<'a> {
     pub recent_error: Option<f64>,
     /// The replica that made it.
     pub replica: &'a str,
-    /// The calibration, as JSON.
-    pub calibration: Option<serde_json::Value>,
+    /// The calibration planned on: made by this refit, or kept from an earlier one.
+    pub calibration: Option<NewCalibration>,
     /// The levels the SLO sizer chose, as JSON.
     pub levels: Option<serde_json::Value>,
     /// The share of requests the sizer's replay predicts will time out.
@@ -90,14 +91,32 @@ pub struct NewLive<'a> {
     pub calibrated: Option<(DateTime<Utc>, &'a str)>,
 }
 
-/// Stores a live forecast; returns its id.
+/// The calibration a live forecast plans on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NewCalibration {
+    /// Made by this refit, as JSON: stored once, in `calibrations`.
+    Made(serde_json::Value),
+    /// Kept from an earlier forecast: the stored calibration's id.
+    Kept(i64),
+}
+
+/// Stores a live forecast; returns its id. A calibration made with it is stored in the same
+/// statement.
 pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Error> {
+    let (made, kept) = match &f.calibration {
+        Some(NewCalibration::Made(json)) => (Some(json), None),
+        Some(NewCalibration::Kept(id)) => (None, Some(*id)),
+        None => (None, None),
+    };
     sqlx::query_scalar(
-        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
-         quantile, error_floor_rps, errors_used, recent_error, replica, calibration, levels, predicted_timed_out_share,
-         trend_spec, trend_chosen_at, calibrated_at, sized_for)
-         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, $19) RETURNING id",
+        "WITH made AS (INSERT INTO calibrations (fleet_id, made_at, calibration)
+                       SELECT $1, COALESCE($18, $2), $13 WHERE $13::jsonb IS NOT NULL
+                       RETURNING id)
+         INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
+         quantile, error_floor_rps, errors_used, recent_error, replica, calibration_id, levels,
+         predicted_timed_out_share, trend_spec, trend_chosen_at, calibrated_at, sized_for)
+         VALUES ($1, $2, $3, $4, 'live', $5, $6, $7, $8, $9, $10, $11, $12,
+                 COALESCE((SELECT id FROM made), $20), $14, $15, $16, $17, $18, $19) RETURNING id",
     )
     .bind(f.fleet_id)
     .bind(f.made_at)
@@ -111,13 +130,14 @@ pub async fn insert_live(pool: &PgPool, f: &NewLive<'_>) -> Result<i64, sqlx::Er
     .bind(f.errors_used)
     .bind(f.recent_error)
     .bind(f.replica)
-    .bind(&f.calibration)
+    .bind(made)
     .bind(&f.levels)
     .bind(f.predicted_timed_out_share)
     .bind(f.trend_spec.as_ref().map(|(spec, _)| spec))
     .bind(f.trend_spec.as_ref().map(|(_, at)| *at))
     .bind(f.calibrated.map(|(at, _)| at))
     .bind(f.calibrated.map(|(_, key)| key))
+    .bind(kept)
     .fetch_one(pool)
     .await
 }
@@ -204,6 +224,7 @@ type LastLiveRow = (
     Option<f64>,
     Option<serde_json::Value>,
     Option<DateTime<Utc>>,
+    Option<i64>,
     Option<serde_json::Value>,
     Option<DateTime<Utc>>,
     Option<String>,
@@ -217,26 +238,28 @@ pub async fn last_live(pool: &PgPool, fleet_id: i64) -> Result<LastLive, sqlx::E
         "SELECT (SELECT predicted_timed_out_share FROM forecasts WHERE fleet_id = $1
                        AND kind = 'live' AND predicted_timed_out_share IS NOT NULL
                      ORDER BY made_at DESC, id DESC LIMIT 1),
-                    t.trend_spec, t.trend_chosen_at, t.calibration, t.calibrated_at, t.sized_for,
-                    t.levels, t.recent_error
+                    t.trend_spec, t.trend_chosen_at, c.id, c.calibration, t.calibrated_at,
+                    t.sized_for, t.levels, t.recent_error
              FROM (SELECT 1) one
-             LEFT JOIN LATERAL (SELECT trend_spec, trend_chosen_at, calibration, calibrated_at,
+             LEFT JOIN LATERAL (SELECT trend_spec, trend_chosen_at, calibration_id, calibrated_at,
                                        sized_for, levels, recent_error FROM forecasts
                                 WHERE fleet_id = $1 AND kind = 'live'
-                                ORDER BY made_at DESC, id DESC LIMIT 1) t ON true",
+                                ORDER BY made_at DESC, id DESC LIMIT 1) t ON true
+             LEFT JOIN calibrations c ON c.id = t.calibration_id",
     )
     .bind(fleet_id)
     .fetch_optional(pool)
     .await?;
     Ok(row.map_or_else(
         LastLive::default,
-        |(predicted, spec, at, calibration, calibrated_at, sized_for, levels, recent_error)| {
+        |(predicted, spec, at, id, calibration, calibrated_at, sized_for, levels, recent_error)| {
             LastLive {
                 predicted_timed_out_share: predicted,
                 trend_spec: spec.zip(at),
-                calibration: match (calibration, calibrated_at, sized_for) {
-                    (Some(calibration), Some(calibrated_at), Some(sized_for)) => {
+                calibration: match (id, calibration, calibrated_at, sized_for) {
+                    (Some(id), Some(calibration), Some(calibrated_at), Some(sized_for)) => {
                         Some(KeptCalibration {
+                            id,
                             calibrated_at,
                             sized_for,
                             calibration,
@@ -255,6 +278,8 @@ pub async fn last_live(pool: &PgPool, fleet_id: i64) -> Result<LastLive, sqlx::E
 /// the hour after them ([`LastLive::calibration`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptCalibration {
+    /// The stored calibration's id (a refit that keeps it refers to it).
+    pub id: i64,
     /// When they were made.
     pub calibrated_at: DateTime<Utc>,
     /// The sizing settings they were made for.
@@ -285,20 +310,27 @@ pub async fn medians(
     .await
 }
 
-/// Drops a fleet's forecasts whose origin is before `before`.
+/// Drops a fleet's forecasts whose origin is before `before`, and its calibrations made before
+/// `calibrations_before` (a forecast that referred to one keeps its median, no longer
+/// calibrated).
 pub async fn prune(
     pool: &PgPool,
     fleet_id: i64,
     before: DateTime<Utc>,
+    calibrations_before: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query("DELETE FROM forecasts WHERE fleet_id = $1 AND origin < $2")
-            .bind(fleet_id)
-            .bind(before)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-    )
+    let forecasts = sqlx::query("DELETE FROM forecasts WHERE fleet_id = $1 AND origin < $2")
+        .bind(fleet_id)
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM calibrations WHERE fleet_id = $1 AND made_at < $2")
+        .bind(fleet_id)
+        .bind(calibrations_before)
+        .execute(pool)
+        .await?;
+    Ok(forecasts)
 }
 
 /// The two latest calibrated live forecasts made in `(made_after, made_by]`, newest first.
@@ -309,10 +341,11 @@ pub async fn latest_live(
     made_after: DateTime<Utc>,
 ) -> Result<Vec<LiveRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, origin, step_secs, p50_rps, error_floor_rps, calibration, levels FROM forecasts
-         WHERE fleet_id = $1 AND kind = 'live' AND calibration IS NOT NULL
-           AND made_at <= $2 AND made_at > $3
-         ORDER BY made_at DESC, id DESC LIMIT 2",
+        "SELECT f.id, f.origin, f.step_secs, f.p50_rps, f.error_floor_rps, c.id, c.calibration,
+                f.levels
+         FROM forecasts f JOIN calibrations c ON c.id = f.calibration_id
+         WHERE f.fleet_id = $1 AND f.kind = 'live' AND f.made_at <= $2 AND f.made_at > $3
+         ORDER BY f.made_at DESC, f.id DESC LIMIT 2",
     )
     .bind(fleet_id)
     .bind(made_by)
@@ -334,7 +367,7 @@ pub async fn latest_live_ids(
         "SELECT f.id, l.id FROM unnest($1::bigint[]) AS f (id)
          CROSS JOIN LATERAL (
            SELECT id, made_at FROM forecasts
-           WHERE fleet_id = f.id AND kind = 'live' AND calibration IS NOT NULL
+           WHERE fleet_id = f.id AND kind = 'live' AND calibration_id IS NOT NULL
              AND made_at <= $2 AND made_at > $3
            ORDER BY made_at DESC, id DESC LIMIT 2) l
          ORDER BY f.id, l.made_at DESC, l.id DESC",

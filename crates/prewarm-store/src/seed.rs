@@ -105,7 +105,7 @@ pub async fn days_of_history(
     .bind(days as i32)
     .execute(pool)
     .await?;
-    pool.execute("TRUNCATE forecasts, fleet_leases, replicas")
+    pool.execute("TRUNCATE forecasts, calibrations, fleet_leases, replicas")
         .await?;
     Ok(())
 }
@@ -137,14 +137,23 @@ pub async fn week_of_live_forecasts(pool: &PgPool, now: DateTime<Utc>) -> Result
 /// fleet's do without refitting every fleet.
 pub async fn copy_live_forecasts(pool: &PgPool, template: i64) -> Result<u64, sqlx::Error> {
     let n = sqlx::query(
-        "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
+        "WITH copied AS (
+           INSERT INTO calibrations (fleet_id, made_at, calibration)
+           SELECT f.id, c.made_at, c.calibration FROM fleets f, calibrations c
+           WHERE f.id <> $1 AND c.fleet_id = $1
+           RETURNING id, fleet_id, made_at)
+         INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps, upper_rps,
                                 quantile, error_floor_rps, errors_used, recent_error, replica,
-                                calibration, levels, predicted_timed_out_share)
+                                calibration_id, levels, predicted_timed_out_share, calibrated_at,
+                                sized_for)
          SELECT f.id, t.made_at, t.origin, t.step_secs, t.kind, t.model, t.p50_rps, t.upper_rps,
                 t.quantile, t.error_floor_rps, t.errors_used, t.recent_error, t.replica,
-                t.calibration, t.levels, t.predicted_timed_out_share
-         FROM fleets f, forecasts t
-         WHERE f.id <> $1 AND t.fleet_id = $1 AND t.kind = 'live'",
+                copied.id, t.levels, t.predicted_timed_out_share, t.calibrated_at, t.sized_for
+         FROM fleets f
+         JOIN forecasts t ON t.fleet_id = $1 AND t.kind = 'live'
+         LEFT JOIN calibrations c ON c.id = t.calibration_id
+         LEFT JOIN copied ON copied.fleet_id = f.id AND copied.made_at = c.made_at
+         WHERE f.id <> $1",
     )
     .bind(template)
     .execute(pool)

@@ -336,3 +336,67 @@ fn fleets_are_shared_by_the_replicas_capacities() {
     assert_eq!(fair_share(1_000, None, &[Some(100), None]), 450);
     assert_eq!(fair_share(1_000, Some(100), &[None, None]), 100);
 }
+
+/// A database migrated before calibrations had a table of their own: each calibrated live
+/// forecast's calibration moves to a row of `calibrations` that the forecast refers to, and a
+/// refit reads it back as before.
+#[sqlx::test(migrations = false)]
+async fn calibrations_stored_in_forecasts_move_to_their_own_table(pool: PgPool) {
+    let all = &crate::MIGRATOR.migrations;
+    let at = all
+        .iter()
+        .position(|m| m.description == "calibrations")
+        .expect("the calibrations migration");
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(all[..at].to_vec()),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    before.run(&pool).await.unwrap();
+    let fleet = crate::create_fleet(&pool, &FleetSpec::named("chat"))
+        .await
+        .unwrap();
+    let calibrated_at = Utc::now() - Duration::minutes(20);
+    let calibration = serde_json::json!({"tz": "UTC", "groups": [null]});
+    for (kind, calibration) in [("backtest", None), ("live", Some(&calibration))] {
+        sqlx::query(
+            "INSERT INTO forecasts (fleet_id, made_at, origin, step_secs, kind, model, p50_rps,
+                                    quantile, error_floor_rps, calibration, calibrated_at, sized_for)
+             VALUES ($1, now(), now(), 300, $2, 'm', '{1.0}', 0.001, 0.1, $3, $4, 'key')",
+        )
+        .bind(fleet.id)
+        .bind(kind)
+        .bind(calibration)
+        .bind(calibration.map(|_| calibrated_at))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    crate::MIGRATOR.run(&pool).await.unwrap();
+    let moved: Vec<(i64, chrono::DateTime<Utc>, serde_json::Value)> =
+        sqlx::query_as("SELECT fleet_id, made_at, calibration FROM calibrations")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].0, fleet.id);
+    assert_eq!(
+        moved[0].1.timestamp_micros(),
+        calibrated_at.timestamp_micros()
+    );
+    assert_eq!(moved[0].2, calibration);
+    let kept = crate::forecasts::last_live(&pool, fleet.id)
+        .await
+        .unwrap()
+        .calibration
+        .expect("the live forecast's calibration");
+    assert_eq!(kept.calibration, calibration);
+    assert_eq!(kept.sized_for, "key");
+    let uncalibrated: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM forecasts WHERE calibration_id IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(uncalibrated, 1, "the backtest refers to none");
+}
