@@ -75,11 +75,14 @@ pub struct SynthSpec {
     pub rush_at: chrono::NaiveTime,
 }
 
-/// SplitMix64: the same seed gives the same trace on every platform.
-struct Rng(u64);
+/// SplitMix64: the same seed gives the same trace on every platform (and the same draws to the
+/// tests that use it).
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn unit(&mut self) -> f64 {
+    /// A draw uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -88,8 +91,13 @@ impl Rng {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// A whole number uniform in `[0, n)`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.unit() * n as f64) as u64).min(n.saturating_sub(1))
+    }
+
     /// A Poisson count of mean `mean` (exact below 30, normal approximation above).
-    fn poisson(&mut self, mean: f64) -> f64 {
+    pub fn poisson(&mut self, mean: f64) -> f64 {
         if mean <= 0.0 {
             return 0.0;
         }

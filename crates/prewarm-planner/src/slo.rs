@@ -905,36 +905,23 @@ mod tests {
         need
     }
 
-    /// A small deterministic generator for the tests' series.
-    struct Lcg(u64);
-
-    impl Lcg {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            self.0 >> 33
-        }
-    }
-
     #[test]
     fn the_queue_s_need_gathered_per_minute_is_what_writing_each_stretch_gives_to_the_bit() {
-        let mut rng = Lcg(5);
+        let mut rng = prewarm_core::synth::Rng(5);
         for case in 0..400 {
-            let n = (rng.next() % 90) as usize;
+            let n = rng.below(90) as usize;
             // Smooth demand (most stretches need no more than what lasts) and rough.
             let smooth = case % 3 == 0;
             let d: Vec<f64> = (0..n)
-                .map(|_| match rng.next() % 10 {
-                    _ if smooth => 100.0 + (rng.next() % 20) as f64 / 7.0,
+                .map(|_| match rng.below(10) {
+                    _ if smooth => 100.0 + rng.below(20) as f64 / 7.0,
                     0 => 0.0,
                     1 => -0.0,
                     2 => f64::NAN,
                     3 => -1.5,
                     9 if case % 5 == 0 => f64::INFINITY,
-                    4 => (rng.next() % 400) as f64,
-                    _ => (rng.next() % 10_000) as f64 / 97.0,
+                    4 => rng.below(400) as f64,
+                    _ => rng.below(10_000) as f64 / 97.0,
                 })
                 .collect();
             let timeout = [0.0, 0.5, 1.0, 2.0, 3.7, 12.0, 60.0][case % 7];
@@ -949,19 +936,19 @@ mod tests {
 
     #[test]
     fn the_sliding_maximum_is_each_window_s_within_its_run() {
-        let mut rng = Lcg(9);
+        let mut rng = prewarm_core::synth::Rng(9);
         for case in 0..300 {
-            let n = (rng.next() % 120) as usize;
-            let values: Vec<u32> = (0..n).map(|_| (rng.next() % 7) as u32).collect();
+            let n = rng.below(120) as usize;
+            let values: Vec<u32> = (0..n).map(|_| rng.below(7) as u32).collect();
             // Runs of random lengths.
             let mut run_end = vec![0; n];
             let mut start = 0;
             while start < n {
-                let end = (start + 1 + (rng.next() % 40) as usize).min(n);
+                let end = (start + 1 + rng.below(40) as usize).min(n);
                 run_end[start..end].fill(end);
                 start = end;
             }
-            let width = 1 + (rng.next() % 35) as usize;
+            let width = 1 + rng.below(35) as usize;
             let want: Vec<u32> = (0..n)
                 .map(|i| {
                     values[i..(i + width).min(run_end[i])]
