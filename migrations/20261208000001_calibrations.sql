@@ -1,9 +1,9 @@
 -- A live forecast's calibration (how demand strays from the median, by horizon and phase: some
 -- 50 kB of JSON) is stored once, when a refit makes it, and referenced by the forecasts planned
 -- on it: the refits within the hour after a calibration keep it and write their median only.
--- Copied into every forecast, it made a fleet refitted every 15 minutes write 200 kB an hour and
--- keep some 38 MB (eight days of forecasts); a calibration is read only with the forecasts of
--- the last two hours, so older ones are pruned.
+-- Copied into every forecast, it made a fleet refitted every 15 minutes write 200 kB of JSON an
+-- hour and keep 768 copies (eight days of forecasts, some 19 MB as stored); a calibration is read
+-- only with the forecasts of the last two hours, so older ones are pruned.
 CREATE TABLE calibrations (
     id          BIGSERIAL PRIMARY KEY,
     fleet_id    BIGINT NOT NULL REFERENCES fleets (id) ON DELETE CASCADE,
