@@ -257,7 +257,8 @@ impl ReplayPlanner {
 fn sliding_max(values: &[u32], width: usize, run_end: &[usize]) -> Vec<u32> {
     let n = values.len();
     let mut out = vec![0u32; n];
-    // Indices (from the back, the smallest) whose values decrease from the front; the front is the window's largest.
+    // The window's candidates, by index from the front (largest) to the back (smallest), their
+    // values decreasing: the front is the window's largest.
     let mut window: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
     let mut i = n;
     while i > 0 {
