@@ -332,9 +332,6 @@ pub fn choose_levels(
             i + 1
         };
     }
-    // The largest of `needs` over [i, i + width) within minute i's run, for every i.
-    let windowed =
-        |needs: &[u32], width: usize| -> Vec<u32> { sliding_max(needs, width, &run_end) };
     let timeout_minutes = slo.timeout_secs as f64 / 60.0;
     // Requests timed out and GPU-minutes per local hour at level k, and whether the fleet's limit
     // cut the level's need.
@@ -359,8 +356,8 @@ pub fn choose_levels(
         // the tier is the SLO's first defence against what the levels miss, on top of them
         // (crediting them let the running tier plan lower and time out more than without the
         // tier on four of seven traces).
-        let ready = windowed(&needs, hold);
-        let billed = windowed(&needs, keep);
+        let ready = sliding_max(&needs, hold, &run_end);
+        let billed = sliding_max(&needs, keep, &run_end);
         for h in 0..24 {
             for &(a, b) in &runs[h] {
                 let mut acc = Accounting::new(60, &sim);

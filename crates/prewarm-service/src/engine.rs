@@ -608,12 +608,11 @@ impl Service {
         fleet_ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<HashMap<i64, Option<forecasts::LiveForecast>>, sqlx::Error> {
-        const MAX_AGE_SECS: i64 = forecasts::LIVE_MAX_AGE_SECS;
         let latest = prewarm_store::forecasts::latest_live_ids(
             &self.pool,
             fleet_ids,
             now,
-            now - Duration::seconds(MAX_AGE_SECS),
+            now - Duration::seconds(forecasts::LIVE_MAX_AGE_SECS),
         )
         .await?;
         let mut out = HashMap::with_capacity(fleet_ids.len());
@@ -632,7 +631,8 @@ impl Service {
             let forecast = match cached {
                 Some(f) => Some(f),
                 None => {
-                    let f = forecasts::latest(&self.pool, id, now, MAX_AGE_SECS).await?;
+                    let f = forecasts::latest(&self.pool, id, now, forecasts::LIVE_MAX_AGE_SECS)
+                        .await?;
                     if let Some(f) = &f {
                         self.live
                             .lock()

@@ -385,47 +385,30 @@ fn score(rows: &[StoredRow], minutes: &[f64], from: DateTime<Utc>) -> Vec<Scored
         .sum();
     let mut scored: Vec<Scored> = Vec::with_capacity(total);
     let mut minute_of: Vec<u32> = Vec::with_capacity(total);
-    // The start of each minute, for forecasts made on whole minutes from `from` (as stored
-    // forecasts are): their records' times, without date arithmetic per record.
+    // The start of each minute from `from`, made once a forecast on whole minutes needs it.
     let mut minute_start: Vec<DateTime<Utc>> = Vec::new();
     for (origin, step, p50, floor) in rows {
         let step = *step as i64;
         let per = (step / 60).max(1) as usize;
         let levels = minute_levels(p50, per);
         let since_from = *origin - from;
-        if since_from.subsec_nanos() == 0 && since_from.num_seconds() % 60 == 0 && step % 60 == 0 {
-            if minute_start.is_empty() {
-                minute_start = (0..minutes.len() as i64)
-                    .map(|i| from + Duration::minutes(i))
-                    .collect();
-            }
-            let first = since_from.num_minutes();
-            for (b, median) in p50.iter().enumerate() {
-                for k in 0..per {
-                    let ahead = (b * per + k) as i64;
-                    let Some(i) = usize::try_from(first + ahead)
-                        .ok()
-                        .filter(|i| minutes.get(*i).is_some_and(|a| a.is_finite()))
-                    else {
-                        continue;
-                    };
-                    minute_of.push(i as u32);
-                    scored.push(Scored {
-                        at: minute_start[i],
-                        horizon_secs: 60 * ahead,
-                        median_rps: *median,
-                        level_rps: levels[b * per + k],
-                        actual_rps: minutes[i] / 60.0,
-                        floor_rps: *floor,
-                    });
-                }
-            }
-            continue;
+        // Made on a whole minute from `from`, in whole-minute steps (as stored forecasts are):
+        // each record's minute and time without date arithmetic.
+        let whole =
+            since_from.subsec_nanos() == 0 && since_from.num_seconds() % 60 == 0 && step % 60 == 0;
+        if whole && minute_start.is_empty() {
+            minute_start = (0..minutes.len() as i64)
+                .map(|i| from + Duration::minutes(i))
+                .collect();
         }
         for (b, median) in p50.iter().enumerate() {
             for k in 0..per {
-                let ahead = Duration::seconds(step * b as i64 + 60 * k as i64);
-                let i = (since_from + ahead).num_minutes();
+                let ahead = step * b as i64 + 60 * k as i64;
+                let i = if whole {
+                    since_from.num_minutes() + ahead / 60
+                } else {
+                    (since_from + Duration::seconds(ahead)).num_minutes()
+                };
                 let Some((i, actual)) = usize::try_from(i)
                     .ok()
                     .and_then(|i| Some((i, minutes.get(i)?)))
@@ -435,8 +418,12 @@ fn score(rows: &[StoredRow], minutes: &[f64], from: DateTime<Utc>) -> Vec<Scored
                 };
                 minute_of.push(i as u32);
                 scored.push(Scored {
-                    at: *origin + ahead,
-                    horizon_secs: ahead.num_seconds(),
+                    at: if whole {
+                        minute_start[i]
+                    } else {
+                        *origin + Duration::seconds(ahead)
+                    },
+                    horizon_secs: ahead,
                     median_rps: *median,
                     level_rps: levels[b * per + k],
                     actual_rps: actual / 60.0,
