@@ -25,6 +25,7 @@ use crate::{
     metrics::{ErrorLabel, Metrics, OrderLabel},
 };
 use prewarm_store::{
+    dashboard::TallyTick,
     fleets::{self, Fleet, FleetEvent},
     leases,
     ledger::{self, Meta},
@@ -94,8 +95,12 @@ impl Gathered {
 /// 5 minutes; a run still going when the next is due makes it skip).
 pub const REFIT_RUN_SECS: u64 = 240;
 
-/// Fleets a tick reads together ([`Service::gather_many`]).
+/// Fleets a tick reads together ([`Service::gather_many`]), and at most as many tallies it
+/// writes together.
 pub const GATHER_SLICE: usize = 256;
+
+/// Where a tick round's plans send their fleets' tallies, for one writer to write in batches.
+type TallySender = tokio::sync::mpsc::UnboundedSender<TallyTick>;
 
 /// What one tick of every held fleet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -656,7 +661,7 @@ impl Service {
         let started = Instant::now();
         let now = self.clock.now();
         let gathered = self.gather(fleet_id, now).await?;
-        self.plan_gathered(fleet_id, gathered, started).await
+        self.plan_gathered(fleet_id, gathered, started, None).await
     }
 
     /// Plans one fleet from what was gathered for it while its lock was held (`None`: the fleet
@@ -666,6 +671,7 @@ impl Service {
         fleet_id: i64,
         gathered: Option<Gathered>,
         started: Instant,
+        tallies: Option<&TallySender>,
     ) -> Result<TickOutcome, ServiceError> {
         let Some(gathered) = gathered else {
             return Ok(TickOutcome::FleetGone);
@@ -726,25 +732,20 @@ impl Service {
             paid_gpus: paid,
             price_usd_per_gpu_hour: fleet.price_usd_per_gpu_hour,
         };
-        // The dashboard's tally: a failure there must not hold back the decision's orders.
-        let known = self
-            .queues
-            .lock()
-            .expect("queue states")
-            .get(&fleet_id)
-            .copied();
-        match prewarm_store::dashboard::tally_tick(&self.pool, fleet_id, now, &load, known).await {
-            Ok(Some(after)) => {
-                self.queues
-                    .lock()
-                    .expect("queue states")
-                    .insert(fleet_id, after);
+        // The dashboard's tally: a failure there must not hold back the decision's orders. A
+        // tick round writes its fleets' tallies in batches; a fleet planned alone writes its own.
+        let tick = TallyTick {
+            fleet_id,
+            now,
+            load,
+            known: None,
+        };
+        match tallies {
+            Some(batch) => {
+                // The writer outlives the round's plans: a send fails only if it panicked.
+                let _ = batch.send(tick);
             }
-            Ok(None) => {}
-            Err(e) => {
-                self.queues.lock().expect("queue states").remove(&fleet_id);
-                tracing::warn!(fleet = fleet.name, error = %e, "the dashboard's hourly tally was not updated");
-            }
+            None => self.write_tallies(vec![tick]).await,
         }
         let label = Metrics::label(&fleet.name);
         let m = &self.metrics;
@@ -899,6 +900,17 @@ impl Service {
                 (guards, gathered)
             })
         };
+        // The plans' tallies, written in batches of up to a slice while the plans go on.
+        let (tallies, mut queued) = tokio::sync::mpsc::unbounded_channel::<TallyTick>();
+        let writer = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(GATHER_SLICE);
+                while queued.recv_many(&mut batch, GATHER_SLICE).await > 0 {
+                    me.write_tallies(std::mem::take(&mut batch)).await;
+                }
+            })
+        };
         let mut ahead = slices.first().cloned().map(read);
         'slices: for k in 0..slices.len() {
             let Some(reading) = ahead.take() else { break };
@@ -936,15 +948,21 @@ impl Service {
                 reached += 1;
                 let me = self.clone();
                 let g = gathered.remove(&fleet_id);
+                let tallies = tallies.clone();
                 set.spawn(async move {
                     let _permit = permit;
                     let _guard = guard;
-                    me.plan_and_report(fleet_id, g).await
+                    me.plan_and_report(fleet_id, g, &tallies).await
                 });
             }
         }
         let late = fleets.len() - reached;
         let (planned, failed) = tally(set).await;
+        // The plans are done: the writer writes what is left and ends.
+        drop(tallies);
+        if let Err(e) = writer.await {
+            tracing::error!(error = %e, "the tally's writer panicked");
+        }
         let round = TickRound {
             planned,
             failed: failed + failed_to_gather,
@@ -975,17 +993,52 @@ impl Service {
         fleets.into_iter().map(|(_, f)| f).collect()
     }
 
+    /// Adds ticks to the dashboard's hourly tally in one statement, each counted from the queue
+    /// state this process last wrote for its fleet ([`prewarm_store::dashboard::tally_ticks`]).
+    /// A failure is logged and the fleets' remembered states dropped (the next tick counts from
+    /// the stored ones): the tally must not hold back a plan.
+    async fn write_tallies(&self, mut ticks: Vec<TallyTick>) {
+        {
+            let queues = self.queues.lock().expect("queue states");
+            for t in &mut ticks {
+                t.known = queues.get(&t.fleet_id).copied();
+            }
+        }
+        match prewarm_store::dashboard::tally_ticks(&self.pool, &ticks).await {
+            Ok(states) => {
+                let mut queues = self.queues.lock().expect("queue states");
+                for (fleet_id, state) in states {
+                    match state {
+                        Some(after) => queues.insert(fleet_id, after),
+                        None => queues.remove(&fleet_id),
+                    };
+                }
+            }
+            Err(e) => {
+                let mut queues = self.queues.lock().expect("queue states");
+                for t in &ticks {
+                    queues.remove(&t.fleet_id);
+                }
+                tracing::warn!(fleets = ticks.len(), error = %e, "the dashboard's hourly tally was not updated");
+            }
+        }
+    }
+
     /// Plans one fleet from what its slice's read gave it and reports a failure by the error
     /// policy; whether it was planned (or drained).
     async fn plan_and_report(
         &self,
         fleet_id: i64,
         gathered: Option<Result<Gathered, ServiceError>>,
+        tallies: &TallySender,
     ) -> bool {
         let r = match gathered {
             None => Ok(TickOutcome::FleetGone),
             Some(Err(e)) => Err(e),
-            Some(Ok(g)) => self.plan_gathered(fleet_id, Some(g), Instant::now()).await,
+            Some(Ok(g)) => {
+                self.plan_gathered(fleet_id, Some(g), Instant::now(), Some(tallies))
+                    .await
+            }
         };
         if let Err(e) = &r {
             self.metrics.tick_errors.inc();

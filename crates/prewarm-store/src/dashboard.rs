@@ -4,6 +4,8 @@
 //! The tally keeps the dashboard's week of SLO attainment and today's cost at 168 rows per fleet
 //! whatever the sample and tick rates, so the all-fleets view reads one row per fleet.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::PgPool;
 
@@ -124,9 +126,8 @@ pub fn tally(previous: Option<QueueState>, now: DateTime<Utc>, load: &TickLoad) 
 }
 
 /// Adds a tick at `now` to the fleet's hourly tally, from `known` (what this process last wrote
-/// for the fleet) or, without it, from the database: one statement, which writes nothing when the
-/// stored queue state is no longer `known` (another replica ticked the fleet meanwhile), in which
-/// case the tick is counted again from the stored state. Returns the queue state to remember.
+/// for the fleet) or, without it, from the database: [`tally_ticks`] for one fleet. Returns the
+/// queue state to remember.
 pub async fn tally_tick(
     pool: &PgPool,
     fleet_id: i64,
@@ -134,54 +135,200 @@ pub async fn tally_tick(
     load: &TickLoad,
     known: Option<QueueState>,
 ) -> Result<Option<QueueState>, sqlx::Error> {
-    let mut previous = match known {
-        Some(k) => Some(k),
-        None => queue_state(pool, fleet_id).await?,
+    let tick = TallyTick {
+        fleet_id,
+        now,
+        load: *load,
+        known,
     };
+    Ok(tally_ticks(pool, &[tick])
+        .await?
+        .remove(&fleet_id)
+        .flatten())
+}
+
+/// One fleet's tick for [`tally_ticks`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TallyTick {
+    /// The fleet.
+    pub fleet_id: i64,
+    /// The tick's time.
+    pub now: DateTime<Utc>,
+    /// What the tick saw.
+    pub load: TickLoad,
+    /// The queue state this process last wrote for the fleet; `None` reads the stored one.
+    pub known: Option<QueueState>,
+}
+
+/// Adds many fleets' ticks to their hourly tallies, in one statement for all of them (a fleet
+/// ticked more than once is counted in order, one statement per repeat). Each fleet's tick
+/// counts from `known`, or without it from the stored state, and is written only while the
+/// stored queue state is still that one: a fleet another replica ticked meanwhile is counted
+/// again from the stored state (once more, in a second statement). Returns each fleet's queue
+/// state to remember.
+pub async fn tally_ticks(
+    pool: &PgPool,
+    ticks: &[TallyTick],
+) -> Result<HashMap<i64, Option<QueueState>>, sqlx::Error> {
+    // Rounds in which each fleet is once; a repeat counts from what the round before left.
+    let mut rounds: Vec<(std::collections::HashSet<i64>, Vec<TallyTick>)> = Vec::new();
+    for t in ticks {
+        match rounds
+            .iter_mut()
+            .find(|(ids, _)| !ids.contains(&t.fleet_id))
+        {
+            Some((ids, round)) => {
+                ids.insert(t.fleet_id);
+                round.push(*t);
+            }
+            None => rounds.push(([t.fleet_id].into(), vec![*t])),
+        }
+    }
+    let mut out: HashMap<i64, Option<QueueState>> = HashMap::with_capacity(ticks.len());
+    for (k, (_, mut round)) in rounds.into_iter().enumerate() {
+        if k > 0 {
+            for t in &mut round {
+                if let Some(state) = out.get(&t.fleet_id) {
+                    t.known = *state;
+                }
+            }
+        }
+        out.extend(tally_once_each(pool, &round).await?);
+    }
+    Ok(out)
+}
+
+/// [`tally_ticks`] for ticks of distinct fleets.
+async fn tally_once_each(
+    pool: &PgPool,
+    ticks: &[TallyTick],
+) -> Result<HashMap<i64, Option<QueueState>>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(ticks.len());
+    let mut previous: HashMap<i64, Option<QueueState>> = ticks
+        .iter()
+        .filter_map(|t| Some((t.fleet_id, Some(t.known?))))
+        .collect();
+    let mut pending: Vec<&TallyTick> = ticks.iter().collect();
     for _ in 0..2 {
-        let Some(t) = tally(previous, now, load) else {
-            return Ok(previous);
-        };
-        let column =
-            |i: usize| -> Vec<f64> { t.hours.iter().map(|h| [h.1, h.2, h.3, h.4][i]).collect() };
-        let (written,): (i64,) = sqlx::query_as(
-            "WITH q AS (
-                 INSERT INTO fleet_queue AS fq (fleet_id, at, backlog) VALUES ($1, $2, $3)
-                 ON CONFLICT (fleet_id) DO UPDATE SET at = EXCLUDED.at, backlog = EXCLUDED.backlog
-                 WHERE fq.at IS NOT DISTINCT FROM $4
-                 RETURNING 1),
+        let unknown: Vec<i64> = pending
+            .iter()
+            .map(|t| t.fleet_id)
+            .filter(|id| !previous.contains_key(id))
+            .collect();
+        if !unknown.is_empty() {
+            let mut stored = queue_states(pool, &unknown).await?;
+            for id in unknown {
+                previous.insert(id, stored.remove(&id));
+            }
+        }
+        // The fleets' queues, the hours each tick adds, and the state each expects stored.
+        let mut queue = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut hours = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut extra = Vec::new();
+        let mut written_if = HashMap::new();
+        for t in &pending {
+            let before = previous[&t.fleet_id];
+            let Some(tally) = tally(before, t.now, &t.load) else {
+                out.insert(t.fleet_id, before);
+                continue;
+            };
+            queue.0.push(t.fleet_id);
+            queue.1.push(tally.after.at);
+            queue.2.push(tally.after.backlog);
+            queue.3.push(before.map(|p| p.at));
+            for (hour, requests, timed_out, gpu_seconds, cost) in tally.hours {
+                hours.0.push(t.fleet_id);
+                hours.1.push(hour);
+                hours.2.push(requests);
+                hours.3.push(timed_out);
+                hours.4.push(gpu_seconds);
+                extra.push(cost);
+            }
+            written_if.insert(t.fleet_id, tally.after);
+        }
+        if written_if.is_empty() {
+            break;
+        }
+        let written: Vec<i64> = sqlx::query_scalar(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::timestamptz[])
+                     AS i(fleet_id, at, backlog, before)),
+             moved AS (
+                 UPDATE fleet_queue fq SET at = i.at, backlog = i.backlog
+                 FROM input i
+                 WHERE fq.fleet_id = i.fleet_id AND fq.at = i.before
+                 RETURNING fq.fleet_id),
+             started AS (
+                 INSERT INTO fleet_queue (fleet_id, at, backlog)
+                 SELECT fleet_id, at, backlog FROM input WHERE before IS NULL
+                 ON CONFLICT (fleet_id) DO NOTHING
+                 RETURNING fleet_id),
+             q AS (SELECT fleet_id FROM moved UNION ALL SELECT fleet_id FROM started),
              h AS (
                  INSERT INTO fleet_hours (fleet_id, hour_start, requests, timed_out, gpu_seconds, cost_usd)
-                 SELECT $1, u.h, u.r, u.t, u.g, u.c
-                 FROM unnest($5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[])
-                      AS u(h, r, t, g, c)
-                 WHERE EXISTS (SELECT 1 FROM q)
+                 SELECT u.f, u.h, u.r, u.t, u.g, u.c
+                 FROM unnest($5::bigint[], $6::timestamptz[], $7::float8[], $8::float8[], $9::float8[],
+                             $10::float8[]) AS u(f, h, r, t, g, c)
+                 WHERE u.f IN (SELECT fleet_id FROM q)
                  ON CONFLICT (fleet_id, hour_start) DO UPDATE SET
                      requests = fleet_hours.requests + EXCLUDED.requests,
                      timed_out = fleet_hours.timed_out + EXCLUDED.timed_out,
                      gpu_seconds = fleet_hours.gpu_seconds + EXCLUDED.gpu_seconds,
                      cost_usd = fleet_hours.cost_usd + EXCLUDED.cost_usd
                  RETURNING 1)
-             SELECT (SELECT count(*) FROM q)",
+             SELECT fleet_id FROM q",
         )
-        .bind(fleet_id)
-        .bind(t.after.at)
-        .bind(t.after.backlog)
-        .bind(previous.map(|p| p.at))
-        .bind(t.hours.iter().map(|h| h.0).collect::<Vec<_>>())
-        .bind(column(0))
-        .bind(column(1))
-        .bind(column(2))
-        .bind(column(3))
-        .fetch_one(pool)
+        .bind(&queue.0)
+        .bind(&queue.1)
+        .bind(&queue.2)
+        .bind(&queue.3)
+        .bind(&hours.0)
+        .bind(&hours.1)
+        .bind(&hours.2)
+        .bind(&hours.3)
+        .bind(&hours.4)
+        .bind(&extra)
+        .fetch_all(pool)
         .await?;
-        if written == 1 {
-            return Ok(Some(t.after));
+        for id in written {
+            if let Some(after) = written_if.remove(&id) {
+                out.insert(id, Some(after));
+            }
         }
         // The stored state moved on: count from it instead.
-        previous = queue_state(pool, fleet_id).await?;
+        pending.retain(|t| written_if.contains_key(&t.fleet_id));
+        for t in &pending {
+            previous.remove(&t.fleet_id);
+        }
+        if pending.is_empty() {
+            break;
+        }
     }
-    Ok(previous)
+    // Not written twice: the stored state (read last) is the one to remember.
+    for t in pending {
+        let stored = match previous.get(&t.fleet_id) {
+            Some(p) => *p,
+            None => queue_state(pool, t.fleet_id).await?,
+        };
+        out.insert(t.fleet_id, stored);
+    }
+    Ok(out)
+}
+
+/// The queue estimates the last ticks left, for many fleets in one query.
+async fn queue_states(
+    pool: &PgPool,
+    fleet_ids: &[i64],
+) -> Result<HashMap<i64, QueueState>, sqlx::Error> {
+    let rows: Vec<(i64, DateTime<Utc>, f64)> =
+        sqlx::query_as("SELECT fleet_id, at, backlog FROM fleet_queue WHERE fleet_id = ANY($1)")
+            .bind(fleet_ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at, backlog)| (id, QueueState { at, backlog }))
+        .collect())
 }
 
 /// Drops tally hours that started before `before`.

@@ -2,6 +2,8 @@
 //! changes) run against the real schema: a query the migrations no longer fit fails here, in the
 //! store's own tests, rather than in a running service.
 
+use std::collections::HashMap;
+
 use chrono::{Duration, Utc};
 use prewarm_planner::{Decision, FleetState, Order};
 use sqlx::PgPool;
@@ -312,6 +314,119 @@ async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool:
             .unwrap(),
         1
     );
+}
+
+/// Many fleets' ticks written in one statement add what each fleet's own statement would: a
+/// fleet counted from the state this process remembers, one whose stored state moved on (counted
+/// from the stored one), a fleet's first tick, and a fleet ticked twice in one batch.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_batch_of_ticks_tallies_as_each_fleet_s_own_would(pool: PgPool) {
+    use crate::dashboard::{self, TallyTick, TickLoad};
+    let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();
+    let load = |demand_rps: f64| TickLoad {
+        demand_rps,
+        requests_rps: demand_rps,
+        gpus_ready: 2,
+        capacity: prewarm_planner::Capacity::requests(1.0),
+        timeout_secs: 30,
+        paid_gpus: 4.0,
+        price_usd_per_gpu_hour: 3.0,
+    };
+    let mut ids = Vec::new();
+    for name in [
+        "alone-a", "alone-b", "alone-c", "batch-a", "batch-b", "batch-c",
+    ] {
+        ids.push(
+            crate::create_fleet(&pool, &FleetSpec::named(name))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let (alone, batch) = ids.split_at(3);
+    // Each fleet's ticks: a started count (remembered, then forgotten, then none at all), and
+    // the ticks to add.
+    let t0 = at("2026-03-02T10:58:00Z");
+    let t1 = at("2026-03-02T11:01:00Z");
+    let t2 = at("2026-03-02T11:03:00Z");
+    let mut remembered = Vec::new();
+    for fleets in [alone, batch] {
+        let mut known = Vec::new();
+        for (k, id) in fleets[..2].iter().enumerate() {
+            known.push(
+                dashboard::tally_tick(&pool, *id, t0, &load(1.0 + k as f64), None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        remembered.push(known);
+    }
+    // Alone: the first fleet from what is remembered, the second from a state the database has
+    // moved past (counted from the stored one), the third's first tick; then the first again.
+    let stale = Some(dashboard::QueueState {
+        at: at("2026-03-02T10:50:00Z"),
+        backlog: 7.0,
+    });
+    let ticks = |fleets: &[i64], known: &[Option<dashboard::QueueState>]| {
+        vec![
+            TallyTick {
+                fleet_id: fleets[0],
+                now: t1,
+                load: load(3.0),
+                known: known[0],
+            },
+            TallyTick {
+                fleet_id: fleets[1],
+                now: t1,
+                load: load(4.0),
+                known: stale,
+            },
+            TallyTick {
+                fleet_id: fleets[2],
+                now: t1,
+                load: load(5.0),
+                known: None,
+            },
+            TallyTick {
+                fleet_id: fleets[0],
+                now: t2,
+                load: load(2.5),
+                known: None,
+            },
+        ]
+    };
+    let mut one_by_one = HashMap::new();
+    for t in ticks(alone, &remembered[0]) {
+        let known = one_by_one.get(&t.fleet_id).copied().unwrap_or(t.known);
+        let after = dashboard::tally_tick(&pool, t.fleet_id, t.now, &t.load, known)
+            .await
+            .unwrap();
+        one_by_one.insert(t.fleet_id, after);
+    }
+    let together = dashboard::tally_ticks(&pool, &ticks(batch, &remembered[1]))
+        .await
+        .unwrap();
+    assert_eq!(together.len(), 3);
+    let from = at("2026-03-02T10:00:00Z");
+    let to = at("2026-03-02T12:00:00Z");
+    for (a, b) in alone.iter().zip(batch) {
+        assert_eq!(together[b], one_by_one[a], "fleet {b} against {a}");
+        let (ha, hb) = (
+            dashboard::hours_since(&pool, *a, from, to).await.unwrap(),
+            dashboard::hours_since(&pool, *b, from, to).await.unwrap(),
+        );
+        assert_eq!(ha, hb, "fleet {b} against {a}");
+    }
+    // Something was counted: the first fleet's two ticks, 10:58 to 11:03 at 3 then 2.5 rps.
+    let hours = dashboard::hours_since(&pool, batch[0], from, to)
+        .await
+        .unwrap();
+    assert_eq!(
+        hours.iter().map(|h| h.1).sum::<f64>(),
+        3.0 * 180.0 + 2.5 * 120.0
+    );
+    // An empty batch writes nothing.
+    assert!(dashboard::tally_ticks(&pool, &[]).await.unwrap().is_empty());
 }
 
 #[test]
