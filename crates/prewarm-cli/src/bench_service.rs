@@ -34,8 +34,8 @@ pub(crate) struct BenchServiceArgs {
     /// the refits out.
     #[arg(long, default_value_t = 40)]
     refit_fleets: usize,
-    /// Plans run at once per replica.
-    #[arg(long, default_value_t = 8)]
+    /// Plans run at once per replica (`service.concurrency`).
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// `service.tick_deadline`: no plan is started later than this into a tick (the rest are
     /// counted as not planned in time).
@@ -100,7 +100,9 @@ impl Bench<'_> {
         setup.execute("TRUNCATE fleet_leases, replicas").await?;
         let mut replicas = Vec::new();
         for k in 0..r {
-            let connections = self.args.concurrency as u32 + 2;
+            // The service's default pool: plans wait for their round's writers, not for a
+            // connection each.
+            let connections = Config::default().database.max_connections;
             replicas.push(self.service(&format!("bench-{k}"), connections).await?);
         }
         // Lease rounds until the fleets are split (each replica sees the others first).

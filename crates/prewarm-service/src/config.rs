@@ -184,7 +184,9 @@ pub struct ServiceConfig {
     pub mode: Mode,
     /// A replica that stops renewing loses its fleets after this long.
     pub lease_ttl: Span,
-    /// Most fleets planned at once by one replica.
+    /// Most fleets planned at once by one replica. A tick round's plans wait for their round's
+    /// writers, which write up to this many decisions (and tallies) in one statement, so it is
+    /// the batch size more than a load on the database's connections.
     pub concurrency: usize,
     /// No fleet's plan is started later than this after its tick began: the fleets left are
     /// counted as not planned in time (`prewarm_fleets_not_planned_in_time_total`), come first
@@ -202,7 +204,7 @@ impl Default for ServiceConfig {
             replica_id: String::new(),
             mode: Mode::Act,
             lease_ttl: Span(15),
-            concurrency: 8,
+            concurrency: 64,
             tick_deadline: Span(45),
             refit_every: Span(900),
         }

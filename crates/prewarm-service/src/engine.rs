@@ -99,8 +99,25 @@ pub const REFIT_RUN_SECS: u64 = 240;
 /// writes together.
 pub const GATHER_SLICE: usize = 256;
 
-/// Where a tick round's plans send their fleets' tallies, for one writer to write in batches.
-type TallySender = tokio::sync::mpsc::UnboundedSender<TallyTick>;
+/// Where a tick round's plans send their decisions and tallies, for a writer of each to write
+/// in batches while the plans go on.
+#[derive(Clone)]
+struct RoundWriters {
+    records: tokio::sync::mpsc::UnboundedSender<PendingRecord>,
+    tallies: tokio::sync::mpsc::UnboundedSender<TallyTick>,
+}
+
+/// A plan's decision waiting for its round's writer ([`Service::write_records`]), and where its
+/// id goes (`None`: the lease was not held).
+struct PendingRecord {
+    fleet_id: i64,
+    now: DateTime<Utc>,
+    state: FleetState,
+    decision: Decision,
+    /// Its meta but the replica, which the writer sets.
+    meta: Meta<'static>,
+    reply: tokio::sync::oneshot::Sender<Result<Option<i64>, ServiceError>>,
+}
 
 /// What one tick of every held fleet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -671,7 +688,7 @@ impl Service {
         fleet_id: i64,
         gathered: Option<Gathered>,
         started: Instant,
-        tallies: Option<&TallySender>,
+        writers: Option<&RoundWriters>,
     ) -> Result<TickOutcome, ServiceError> {
         let Some(gathered) = gathered else {
             return Ok(TickOutcome::FleetGone);
@@ -714,9 +731,33 @@ impl Service {
             // A level-triggered kind sends no orders: the decision's count is what it publishes.
             write_orders: mode.orders() && !self.observes_fleets(),
         };
-        let Some(decision_id) =
-            ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await?
-        else {
+        // A tick round writes its fleets' decisions in batches; a fleet planned alone, its own.
+        let recorded = match writers {
+            Some(w) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let pending = PendingRecord {
+                    fleet_id,
+                    now,
+                    state: state.clone(),
+                    decision: decision.clone(),
+                    meta: Meta {
+                        replica: "",
+                        ..meta
+                    },
+                    reply,
+                };
+                if w.records.send(pending).is_err() {
+                    return Err(ServiceError::Unavailable(
+                        "the round's decision writer has stopped".into(),
+                    ));
+                }
+                answer.await.map_err(|_| {
+                    ServiceError::Unavailable("the round's decision writer has stopped".into())
+                })??
+            }
+            None => ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await?,
+        };
+        let Some(decision_id) = recorded else {
             return Ok(TickOutcome::LeaseLost);
         };
         let paid = state.provisioned() as f64
@@ -740,10 +781,10 @@ impl Service {
             load,
             known: None,
         };
-        match tallies {
-            Some(batch) => {
+        match writers {
+            Some(w) => {
                 // The writer outlives the round's plans: a send fails only if it panicked.
-                let _ = batch.send(tick);
+                let _ = w.tallies.send(tick);
             }
             None => self.write_tallies(vec![tick]).await,
         }
@@ -900,13 +941,25 @@ impl Service {
                 (guards, gathered)
             })
         };
-        // The plans' tallies, written in batches of up to a slice while the plans go on.
-        let (tallies, mut queued) = tokio::sync::mpsc::unbounded_channel::<TallyTick>();
-        let writer = {
+        // The plans' decisions and tallies, each written in batches of up to a slice by a
+        // writer of its own while the plans go on.
+        let (records, mut pending) = tokio::sync::mpsc::unbounded_channel::<PendingRecord>();
+        let (tallies, mut ticked) = tokio::sync::mpsc::unbounded_channel::<TallyTick>();
+        let writers = RoundWriters { records, tallies };
+        let record_writer = {
             let me = self.clone();
             tokio::spawn(async move {
                 let mut batch = Vec::with_capacity(GATHER_SLICE);
-                while queued.recv_many(&mut batch, GATHER_SLICE).await > 0 {
+                while pending.recv_many(&mut batch, GATHER_SLICE).await > 0 {
+                    me.write_records(std::mem::take(&mut batch)).await;
+                }
+            })
+        };
+        let tally_writer = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(GATHER_SLICE);
+                while ticked.recv_many(&mut batch, GATHER_SLICE).await > 0 {
                     me.write_tallies(std::mem::take(&mut batch)).await;
                 }
             })
@@ -948,20 +1001,22 @@ impl Service {
                 reached += 1;
                 let me = self.clone();
                 let g = gathered.remove(&fleet_id);
-                let tallies = tallies.clone();
+                let writers = writers.clone();
                 set.spawn(async move {
                     let _permit = permit;
                     let _guard = guard;
-                    me.plan_and_report(fleet_id, g, &tallies).await
+                    me.plan_and_report(fleet_id, g, &writers).await
                 });
             }
         }
         let late = fleets.len() - reached;
         let (planned, failed) = tally(set).await;
-        // The plans are done: the writer writes what is left and ends.
-        drop(tallies);
-        if let Err(e) = writer.await {
-            tracing::error!(error = %e, "the tally's writer panicked");
+        // The plans are done: the writers write what is left and end.
+        drop(writers);
+        for (what, writer) in [("decision", record_writer), ("tally", tally_writer)] {
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "the round's {what} writer panicked");
+            }
         }
         let round = TickRound {
             planned,
@@ -991,6 +1046,53 @@ impl Service {
         // None (never planned) sorts first.
         fleets.sort_unstable();
         fleets.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// Writes plans' decisions in one statement ([`ledger::record_many`]: each fleet's lease
+    /// check, superseded orders, decision and orders as its own statement would) and answers each
+    /// plan. When the statement fails nothing of it was written: every plan gets the error (the
+    /// first the database's own, the others naming it), and none is retried here, since a
+    /// retry after a lost answer could order twice.
+    async fn write_records(&self, batch: Vec<PendingRecord>) {
+        let written = {
+            let records: Vec<ledger::ToRecord> = batch
+                .iter()
+                .map(|p| ledger::ToRecord {
+                    fleet_id: p.fleet_id,
+                    now: p.now,
+                    state: &p.state,
+                    decision: &p.decision,
+                    meta: Meta {
+                        replica: self.replica(),
+                        ..p.meta
+                    },
+                })
+                .collect();
+            ledger::record_many(&self.pool, &records).await
+        };
+        match written {
+            Ok(ids) => {
+                for (p, id) in batch.into_iter().zip(ids) {
+                    let _ = p.reply.send(Ok(id));
+                }
+            }
+            Err(e) => {
+                let (n, text) = (batch.len(), e.to_string());
+                let unavailable = prewarm_store::is_unavailable(&e);
+                let mut first = Some(e);
+                for p in batch {
+                    let error = match first.take() {
+                        Some(e) => ServiceError::from(e),
+                        None if unavailable => ServiceError::Unavailable(text.clone()),
+                        None => ServiceError::Database(sqlx::Error::Protocol(format!(
+                            "written with {} other decisions in one statement, which failed: {text}",
+                            n - 1
+                        ))),
+                    };
+                    let _ = p.reply.send(Err(error));
+                }
+            }
+        }
     }
 
     /// Adds ticks to the dashboard's hourly tally in one statement, each counted from the queue
@@ -1030,13 +1132,13 @@ impl Service {
         &self,
         fleet_id: i64,
         gathered: Option<Result<Gathered, ServiceError>>,
-        tallies: &TallySender,
+        writers: &RoundWriters,
     ) -> bool {
         let r = match gathered {
             None => Ok(TickOutcome::FleetGone),
             Some(Err(e)) => Err(e),
             Some(Ok(g)) => {
-                self.plan_gathered(fleet_id, Some(g), Instant::now(), Some(tallies))
+                self.plan_gathered(fleet_id, Some(g), Instant::now(), Some(writers))
                     .await
             }
         };

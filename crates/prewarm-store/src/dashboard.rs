@@ -171,21 +171,12 @@ pub async fn tally_ticks(
     ticks: &[TallyTick],
 ) -> Result<HashMap<i64, Option<QueueState>>, sqlx::Error> {
     // Rounds in which each fleet is once; a repeat counts from what the round before left.
-    let mut rounds: Vec<(std::collections::HashSet<i64>, Vec<TallyTick>)> = Vec::new();
-    for t in ticks {
-        match rounds
-            .iter_mut()
-            .find(|(ids, _)| !ids.contains(&t.fleet_id))
-        {
-            Some((ids, round)) => {
-                ids.insert(t.fleet_id);
-                round.push(*t);
-            }
-            None => rounds.push(([t.fleet_id].into(), vec![*t])),
-        }
-    }
     let mut out: HashMap<i64, Option<QueueState>> = HashMap::with_capacity(ticks.len());
-    for (k, (_, mut round)) in rounds.into_iter().enumerate() {
+    for (k, round) in crate::distinct_rounds(ticks.iter().map(|t| t.fleet_id))
+        .into_iter()
+        .enumerate()
+    {
+        let mut round: Vec<TallyTick> = round.into_iter().map(|i| ticks[i]).collect();
         if k > 0 {
             for t in &mut round {
                 if let Some(state) = out.get(&t.fleet_id) {

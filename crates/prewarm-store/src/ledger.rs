@@ -1,7 +1,7 @@
 //! The order ledger: decisions and their orders, written together.
 
 use chrono::{DateTime, Duration, Utc};
-use prewarm_planner::{Decision, FleetState, Order};
+use prewarm_planner::{Decision, FleetState};
 use sqlx::PgPool;
 
 use crate::kinds::{DecisionMode, OrderKind, OrderState};
@@ -73,69 +73,177 @@ pub async fn record(
     decision: &Decision,
     meta: &Meta<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let orders: &[Order] = if meta.write_orders {
-        &decision.orders
-    } else {
-        &[]
+    let one = ToRecord {
+        fleet_id,
+        now,
+        state,
+        decision,
+        meta: *meta,
     };
-    let keys: Vec<String> = orders.iter().map(|_| new_order_key()).collect();
-    let kinds: Vec<&str> = orders
-        .iter()
-        .map(|o| OrderKind::of(*o).0.as_str())
-        .collect();
-    let counts: Vec<i32> = orders.iter().map(|o| OrderKind::of(*o).1 as i32).collect();
-    // One statement, so one atomic write and one round trip: the lease check (its row shared
-    // until the write commits, so no other replica takes the lease meanwhile), the pending
-    // orders it supersedes, the decision and its orders, each only while the lease is held.
-    let held = if meta.fence.is_some() {
-        "SELECT fleet_id FROM fleet_leases
-         WHERE fleet_id = $1 AND holder_token = $16 AND expires_at > now() FOR SHARE"
-    } else {
-        "SELECT $1::bigint AS fleet_id WHERE $16::uuid IS NULL"
-    };
-    let id: Option<i64> = sqlx::query_scalar(&format!(
-        "WITH held AS ({held}),
+    Ok(record_many(pool, &[one]).await?.pop().flatten())
+}
+
+/// One fleet's decision for [`record_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct ToRecord<'a> {
+    /// The fleet.
+    pub fleet_id: i64,
+    /// When it was decided.
+    pub now: DateTime<Utc>,
+    /// The fleet's GPUs it was decided on.
+    pub state: &'a FleetState,
+    /// The decision.
+    pub decision: &'a Decision,
+    /// Who records it, and how.
+    pub meta: Meta<'a>,
+}
+
+/// [`record`] for many fleets' decisions in one statement: each fleet's lease check, superseded
+/// orders, decision and orders as its own statement would write them, all in one transaction
+/// and one round trip (a fleet decided more than once is written in order, one statement per
+/// repeat). Returns each decision's id in `decisions`' order, `None` where the fence's lease
+/// was not held.
+pub async fn record_many(
+    pool: &PgPool,
+    decisions: &[ToRecord<'_>],
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    let mut ids = vec![None; decisions.len()];
+    for round in crate::distinct_rounds(decisions.iter().map(|d| d.fleet_id)) {
+        let written = record_distinct(pool, round.iter().map(|i| &decisions[*i])).await?;
+        for i in round {
+            ids[i] = written.get(&decisions[i].fleet_id).copied();
+        }
+    }
+    Ok(ids)
+}
+
+/// [`record_many`] for decisions of distinct fleets: the decision's id per fleet written.
+async fn record_distinct<'a>(
+    pool: &PgPool,
+    decisions: impl Iterator<Item = &'a ToRecord<'a>>,
+) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
+    // Per decision, and per order (with its fleet).
+    let mut d = Decisions::default();
+    let mut o = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in decisions {
+        let (state, decision, meta) = (r.state, r.decision, &r.meta);
+        d.fleet.push(r.fleet_id);
+        d.at.push(r.now);
+        d.desired.push(decision.desired_gpus as i32);
+        d.ready.push(state.gpus_ready as i32);
+        d.booting.push(state.booting.len() as i32);
+        d.p50.push(decision.forecast_p50_rps);
+        d.upper.push(decision.forecast_upper_rps);
+        d.reason.push(decision.reason.as_str());
+        d.replica.push(meta.replica);
+        d.mode.push(meta.mode.as_str());
+        d.boot_lead.push(meta.boot_lead_secs);
+        d.forecast.push(meta.forecast_id);
+        d.standby.push(state.standby as i32);
+        d.resuming.push(state.resuming.len() as i32);
+        d.resume_lead.push(meta.resume_lead_secs);
+        d.fence.push(meta.fence);
+        if meta.write_orders {
+            for order in &decision.orders {
+                let (kind, count) = OrderKind::of(*order);
+                o.0.push(r.fleet_id);
+                o.1.push(new_order_key());
+                o.2.push(kind.as_str());
+                o.3.push(count as i32);
+                o.4.push(r.now);
+            }
+        }
+    }
+    if d.fleet.is_empty() {
+        return Ok(Default::default());
+    }
+    // One statement, so one atomic write and one round trip: each fenced decision's lease check
+    // (its row shared until the write commits, so no other replica takes the lease meanwhile),
+    // the pending orders it supersedes, the decision and its orders, each only while the lease
+    // is held; an unfenced decision (tools and tests) is written as it is.
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "WITH input AS (
+           SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::int[],
+             $6::float8[], $7::float8[], $8::text[], $9::text[], $10::text[], $11::bigint[],
+             $12::bigint[], $13::int[], $14::int[], $15::bigint[], $16::uuid[])
+             AS i(fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting, forecast_p50_rps,
+               forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id,
+               gpus_standby, gpus_resuming, resume_lead_secs, fence)),
+         leased AS (
+           SELECT l.fleet_id FROM fleet_leases l JOIN input i ON i.fleet_id = l.fleet_id
+           WHERE l.holder_token = i.fence AND l.expires_at > now() FOR SHARE OF l),
+         held AS (
+           SELECT fleet_id FROM leased
+           UNION ALL SELECT fleet_id FROM input WHERE fence IS NULL),
          cancelled AS (
            UPDATE orders SET state = 'cancelled', last_error = 'superseded by a newer plan'
-           WHERE fleet_id = $1 AND state = 'pending' AND attempts = 0
-             AND EXISTS (SELECT 1 FROM held)),
+           WHERE fleet_id IN (SELECT fleet_id FROM held) AND state = 'pending' AND attempts = 0),
          d AS (
            INSERT INTO decisions (fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting,
              forecast_p50_rps, forecast_upper_rps, reason, replica, mode, boot_lead_secs,
              forecast_id, gpus_standby, gpus_resuming, resume_lead_secs)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
-           WHERE EXISTS (SELECT 1 FROM held)
-           RETURNING id),
+           SELECT fleet_id, decided_at, desired_gpus, gpus_ready, gpus_booting, forecast_p50_rps,
+             forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id,
+             gpus_standby, gpus_resuming, resume_lead_secs
+           FROM input WHERE fleet_id IN (SELECT fleet_id FROM held)
+           RETURNING id, fleet_id),
          o AS (
            INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, next_attempt_at,
              expires_at, created_at)
-           SELECT u.key, $1, d.id, u.kind, u.count, $2, $20, $2
-           FROM d, unnest($17::text[], $18::text[], $19::int[]) AS u (key, kind, count))
-         SELECT id FROM d"
-    ))
-    .bind(fleet_id)
-    .bind(now)
-    .bind(decision.desired_gpus as i32)
-    .bind(state.gpus_ready as i32)
-    .bind(state.booting.len() as i32)
-    .bind(decision.forecast_p50_rps)
-    .bind(decision.forecast_upper_rps)
-    .bind(&decision.reason)
-    .bind(meta.replica)
-    .bind(meta.mode)
-    .bind(meta.boot_lead_secs)
-    .bind(meta.forecast_id)
-    .bind(state.standby as i32)
-    .bind(state.resuming.len() as i32)
-    .bind(meta.resume_lead_secs)
-    .bind(meta.fence)
-    .bind(&keys)
-    .bind(&kinds)
-    .bind(&counts)
-    .bind(now + Duration::seconds(ORDER_TTL_SECS))
-    .fetch_optional(pool)
+           SELECT u.key, u.fleet_id, d.id, u.kind, u.count, u.at,
+             u.at + make_interval(secs => $22), u.at
+           FROM unnest($17::bigint[], $18::text[], $19::text[], $20::int[], $21::timestamptz[])
+             WITH ORDINALITY AS u (fleet_id, key, kind, count, at, n)
+           JOIN d ON d.fleet_id = u.fleet_id
+           ORDER BY u.n)
+         SELECT fleet_id, id FROM d",
+    )
+    .bind(&d.fleet)
+    .bind(&d.at)
+    .bind(&d.desired)
+    .bind(&d.ready)
+    .bind(&d.booting)
+    .bind(&d.p50)
+    .bind(&d.upper)
+    .bind(&d.reason)
+    .bind(&d.replica)
+    .bind(&d.mode)
+    .bind(&d.boot_lead)
+    .bind(&d.forecast)
+    .bind(&d.standby)
+    .bind(&d.resuming)
+    .bind(&d.resume_lead)
+    .bind(&d.fence)
+    .bind(&o.0)
+    .bind(&o.1)
+    .bind(&o.2)
+    .bind(&o.3)
+    .bind(&o.4)
+    .bind(ORDER_TTL_SECS as f64)
+    .fetch_all(pool)
     .await?;
-    Ok(id)
+    Ok(rows.into_iter().collect())
+}
+
+/// The columns of decisions written together ([`record_distinct`]).
+#[derive(Default)]
+struct Decisions<'a> {
+    fleet: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    desired: Vec<i32>,
+    ready: Vec<i32>,
+    booting: Vec<i32>,
+    p50: Vec<Option<f64>>,
+    upper: Vec<Option<f64>>,
+    reason: Vec<&'a str>,
+    replica: Vec<&'a str>,
+    mode: Vec<&'a str>,
+    boot_lead: Vec<Option<i64>>,
+    forecast: Vec<Option<i64>>,
+    standby: Vec<i32>,
+    resuming: Vec<i32>,
+    resume_lead: Vec<Option<i64>>,
+    fence: Vec<Option<uuid::Uuid>>,
 }
 
 /// A new idempotency key: `ord_` and a random (version 4) UUID.

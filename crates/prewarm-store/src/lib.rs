@@ -59,6 +59,23 @@ mod tests;
 /// The schema's migrations, run at start and by `prewarm migrate`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// The positions of `keys` split into rounds in which each key is at most once, in order: a
+/// key's first place in the first round, its second in the second, and so on. A statement that
+/// writes many fleets' rows at once writes a round at a time.
+pub(crate) fn distinct_rounds(keys: impl Iterator<Item = i64>) -> Vec<Vec<usize>> {
+    let mut seen: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, key) in keys.enumerate() {
+        let round = seen.entry(key).or_insert(0);
+        if *round == rounds.len() {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(i);
+        *round += 1;
+    }
+    rounds
+}
+
 /// Whether the database answers.
 pub async fn ping(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     sqlx::query_scalar::<_, i32>("SELECT 1")

@@ -316,6 +316,119 @@ async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool:
     );
 }
 
+/// Many fleets' decisions written in one statement are what each fleet's own statement would
+/// write: under a held lease, its decision and orders (in the plan's order, on its own decision)
+/// and its superseded orders cancelled; without the lease, nothing; a fleet decided twice, in
+/// order.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_batch_of_decisions_is_written_as_each_fleet_s_own_would_be(pool: PgPool) {
+    let mut fleets = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        fleets.push(
+            crate::create_fleet(&pool, &FleetSpec::named(name))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let me = Holder::new("replica-a");
+    let round = leases::round(&pool, &me, 10, None).await.unwrap();
+    assert_eq!(round.held.len(), 4);
+    let now = Utc::now();
+    let meta = Meta {
+        replica: "replica-a",
+        resume_lead_secs: None,
+        mode: DecisionMode::Act,
+        boot_lead_secs: Some(600),
+        forecast_id: None,
+        fence: Some(me.token),
+        write_orders: true,
+    };
+    // Earlier plans' orders, never sent: a newer plan supersedes them.
+    for fleet in &fleets[..2] {
+        ledger::record(&pool, *fleet, now, &FleetState::default(), &boot(1), &meta)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let two = Decision {
+        orders: vec![Order::Terminate(1), Order::Boot(5)],
+        ..boot(5)
+    };
+    let (b2, b3, b9, b4) = (boot(2), boot(3), boot(9), boot(4));
+    let state = FleetState::default();
+    let recorded_only = Meta {
+        write_orders: false,
+        ..meta
+    };
+    let unfenced = Meta {
+        fence: None,
+        ..meta
+    };
+    let stranger = Meta {
+        fence: Some(uuid::Uuid::new_v4()),
+        ..meta
+    };
+    let batch: Vec<ledger::ToRecord> = [
+        (0, &b2, meta),
+        (1, &b3, recorded_only),
+        (2, &two, unfenced),
+        (3, &b9, stranger),
+        (0, &b4, meta),
+    ]
+    .into_iter()
+    .map(|(k, decision, meta)| ledger::ToRecord {
+        fleet_id: fleets[k],
+        now,
+        state: &state,
+        decision,
+        meta,
+    })
+    .collect();
+    let ids = ledger::record_many(&pool, &batch).await.unwrap();
+    assert_eq!(
+        ids.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, true, true, false, true]
+    );
+    let pending = |fleet: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, String, i32)>(
+                "SELECT decision_id, kind, count FROM orders
+                 WHERE fleet_id = $1 AND state = 'pending' ORDER BY id",
+            )
+            .bind(fleet)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // a: its first batch decision's boot superseded by its second's.
+    assert_eq!(
+        pending(fleets[0]).await,
+        [(ids[4].unwrap(), "boot".into(), 4)]
+    );
+    // b: recorded only, its earlier order superseded all the same.
+    assert_eq!(pending(fleets[1]).await, []);
+    // c: both orders, in the plan's order, on its decision.
+    assert_eq!(
+        pending(fleets[2]).await,
+        [
+            (ids[2].unwrap(), "terminate".into(), 1),
+            (ids[2].unwrap(), "boot".into(), 5)
+        ]
+    );
+    // d: nothing without its lease.
+    assert!(pending(fleets[3]).await.is_empty());
+    assert!(ledger::decisions(&pool, fleets[3], 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let a = ledger::decisions(&pool, fleets[0], 10).await.unwrap();
+    assert_eq!(a.len(), 3, "the earlier plan and two in the batch");
+    assert_eq!(ledger::record_many(&pool, &[]).await.unwrap(), []);
+}
+
 /// Many fleets' ticks written in one statement add what each fleet's own statement would: a
 /// fleet counted from the state this process remembers, one whose stored state moved on (counted
 /// from the stored one), a fleet's first tick, and a fleet ticked twice in one batch.
