@@ -107,6 +107,25 @@ struct RoundWriters {
     tallies: tokio::sync::mpsc::UnboundedSender<TallyTick>,
 }
 
+/// A task that writes what `queued` receives with `write`, in batches of what is waiting (up to a
+/// slice), until every sender is gone.
+fn batch_writer<T, F, Fut>(
+    mut queued: tokio::sync::mpsc::UnboundedReceiver<T>,
+    write: F,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Send + 'static,
+    F: Fn(Vec<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(GATHER_SLICE);
+        while queued.recv_many(&mut batch, GATHER_SLICE).await > 0 {
+            write(std::mem::take(&mut batch)).await;
+        }
+    })
+}
+
 /// A plan's decision waiting for its round's writer ([`Service::write_records`]), and where its
 /// id goes (`None`: the lease was not held).
 struct PendingRecord {
@@ -943,27 +962,19 @@ impl Service {
         };
         // The plans' decisions and tallies, each written in batches of up to a slice by a
         // writer of its own while the plans go on.
-        let (records, mut pending) = tokio::sync::mpsc::unbounded_channel::<PendingRecord>();
-        let (tallies, mut ticked) = tokio::sync::mpsc::unbounded_channel::<TallyTick>();
+        let (records, pending) = tokio::sync::mpsc::unbounded_channel::<PendingRecord>();
+        let (tallies, ticked) = tokio::sync::mpsc::unbounded_channel::<TallyTick>();
         let writers = RoundWriters { records, tallies };
-        let record_writer = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut batch = Vec::with_capacity(GATHER_SLICE);
-                while pending.recv_many(&mut batch, GATHER_SLICE).await > 0 {
-                    me.write_records(std::mem::take(&mut batch)).await;
-                }
-            })
-        };
-        let tally_writer = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut batch = Vec::with_capacity(GATHER_SLICE);
-                while ticked.recv_many(&mut batch, GATHER_SLICE).await > 0 {
-                    me.write_tallies(std::mem::take(&mut batch)).await;
-                }
-            })
-        };
+        let me = self.clone();
+        let record_writer = batch_writer(pending, move |batch| {
+            let me = me.clone();
+            async move { me.write_records(batch).await }
+        });
+        let me = self.clone();
+        let tally_writer = batch_writer(ticked, move |batch| {
+            let me = me.clone();
+            async move { me.write_tallies(batch).await }
+        });
         let mut ahead = slices.first().cloned().map(read);
         'slices: for k in 0..slices.len() {
             let Some(reading) = ahead.take() else { break };

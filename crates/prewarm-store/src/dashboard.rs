@@ -386,24 +386,32 @@ pub async fn fleets(
     only: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Vec<FleetRow>, sqlx::Error> {
-    let filter = if only.is_some() {
-        "WHERE id = $2"
+    let (filter, hours_filter) = if only.is_some() {
+        ("WHERE id = $2", "AND fleet_id = $2")
     } else {
-        "WHERE $2::bigint IS NULL"
+        ("WHERE $2::bigint IS NULL", "AND $2::bigint IS NULL")
     };
+    // The week's tally is summed in one grouped pass over the hours alone; today's cost, which
+    // needs each fleet's local midnight, over the last 26 hours only (a local day is at most 25
+    // hours long): joining the week's rows to the fleets' midnights made PostgreSQL hash the
+    // week's rows, most of the view's time.
     sqlx::query_as(&format!(
         "WITH z AS (
              SELECT id, date_trunc('hour', date_trunc('day', $1 AT TIME ZONE time_zone)
                                           AT TIME ZONE time_zone) AS midnight
              FROM fleets {filter}),
          h AS (
-             SELECT fh.fleet_id,
-                    sum(fh.requests) FILTER (WHERE fh.hour_start >= $1 - interval '24 hours') AS requests_24h,
-                    sum(fh.timed_out) FILTER (WHERE fh.hour_start >= $1 - interval '24 hours') AS timed_out_24h,
-                    sum(fh.requests) AS requests_7d, sum(fh.timed_out) AS timed_out_7d,
-                    sum(fh.cost_usd) FILTER (WHERE fh.hour_start >= z.midnight) AS cost_today_usd
+             SELECT fleet_id,
+                    sum(requests) FILTER (WHERE hour_start >= $1 - interval '24 hours') AS requests_24h,
+                    sum(timed_out) FILTER (WHERE hour_start >= $1 - interval '24 hours') AS timed_out_24h,
+                    sum(requests) AS requests_7d, sum(timed_out) AS timed_out_7d
+             FROM fleet_hours
+             WHERE hour_start >= $1 - interval '7 days' {hours_filter}
+             GROUP BY fleet_id),
+         c AS (
+             SELECT fh.fleet_id, sum(fh.cost_usd) AS cost_today_usd
              FROM fleet_hours fh JOIN z ON z.id = fh.fleet_id
-             WHERE fh.hour_start >= $1 - interval '7 days'
+             WHERE fh.hour_start >= $1 - interval '26 hours' AND fh.hour_start >= z.midnight
              GROUP BY fh.fleet_id)
          SELECT f.id AS fleet_id,
                 d.decided_at AS last_tick, d.desired_gpus, d.gpus_ready, d.gpus_booting,
@@ -414,7 +422,7 @@ pub async fn fleets(
                 coalesce(h.timed_out_24h, 0) AS timed_out_24h,
                 coalesce(h.requests_7d, 0) AS requests_7d,
                 coalesce(h.timed_out_7d, 0) AS timed_out_7d,
-                coalesce(h.cost_today_usd, 0) AS cost_today_usd
+                coalesce(c.cost_today_usd, 0) AS cost_today_usd
          FROM fleets f
          JOIN z ON z.id = f.id
          LEFT JOIN LATERAL (
@@ -427,6 +435,7 @@ pub async fn fleets(
              ORDER BY bucket_start DESC LIMIT 1) s ON true
          LEFT JOIN fleet_leases l ON l.fleet_id = f.id AND l.expires_at > now()
          LEFT JOIN h ON h.fleet_id = f.id
+         LEFT JOIN c ON c.fleet_id = f.id
          ORDER BY f.name"
     ))
     .bind(now)

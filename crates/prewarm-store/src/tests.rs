@@ -27,6 +27,19 @@ fn boot(n: u32) -> Decision {
     }
 }
 
+/// What replica-a writes an acting decision with, under `me`'s lease.
+fn acting_for(me: &Holder) -> Meta<'static> {
+    Meta {
+        replica: "replica-a",
+        resume_lead_secs: None,
+        mode: DecisionMode::Act,
+        boot_lead_secs: Some(600),
+        forecast_id: None,
+        fence: Some(me.token),
+        write_orders: true,
+    }
+}
+
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn the_hot_path_reads_and_writes_the_schema_as_it_is(pool: PgPool) {
     let mut spec = FleetSpec::named("chat");
@@ -50,15 +63,7 @@ async fn the_hot_path_reads_and_writes_the_schema_as_it_is(pool: PgPool) {
         Some("replica-a")
     );
     let now = Utc::now();
-    let meta = Meta {
-        replica: "replica-a",
-        resume_lead_secs: None,
-        mode: DecisionMode::Act,
-        boot_lead_secs: Some(600),
-        forecast_id: None,
-        fence: Some(me.token),
-        write_orders: true,
-    };
+    let meta = acting_for(&me);
     let id = ledger::record(
         &pool,
         fleet.id,
@@ -335,15 +340,7 @@ async fn a_batch_of_decisions_is_written_as_each_fleet_s_own_would_be(pool: PgPo
     let round = leases::round(&pool, &me, 10, None).await.unwrap();
     assert_eq!(round.held.len(), 4);
     let now = Utc::now();
-    let meta = Meta {
-        replica: "replica-a",
-        resume_lead_secs: None,
-        mode: DecisionMode::Act,
-        boot_lead_secs: Some(600),
-        forecast_id: None,
-        fence: Some(me.token),
-        write_orders: true,
-    };
+    let meta = acting_for(&me);
     // Earlier plans' orders, never sent: a newer plan supersedes them.
     for fleet in &fleets[..2] {
         ledger::record(&pool, *fleet, now, &FleetState::default(), &boot(1), &meta)
