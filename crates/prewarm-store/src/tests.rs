@@ -223,18 +223,23 @@ async fn a_time_zone_the_build_does_not_know_is_an_error_when_read(pool: PgPool)
     assert!(e.to_string().contains("Mars/Olympus"), "{e}");
 }
 
-#[test]
-fn the_queue_estimate_carries_a_backlog_and_loses_what_would_wait_past_the_timeout() {
-    use crate::dashboard::{queue_step, TickLoad};
-    let load = |demand_rps: f64| TickLoad {
+/// A tick's load on 2 GPUs of a request a second each, 30 s timeout, $3 a GPU-hour.
+fn tick_load(demand_rps: f64, paid_gpus: f64) -> crate::dashboard::TickLoad {
+    crate::dashboard::TickLoad {
         demand_rps,
         requests_rps: demand_rps,
         gpus_ready: 2,
         capacity: prewarm_planner::Capacity::requests(1.0),
         timeout_secs: 30,
-        paid_gpus: 2.0,
+        paid_gpus,
         price_usd_per_gpu_hour: 3.0,
-    };
+    }
+}
+
+#[test]
+fn the_queue_estimate_carries_a_backlog_and_loses_what_would_wait_past_the_timeout() {
+    use crate::dashboard::queue_step;
+    let load = |demand_rps: f64| tick_load(demand_rps, 2.0);
     // Under capacity: nothing queues.
     assert_eq!(queue_step(0.0, 60.0, &load(1.5)), (0.0, 0.0));
     // 3 rps on 2: 60 requests queue, 2 GPUs clear 60 in 30 s, so none is lost yet.
@@ -247,20 +252,12 @@ fn the_queue_estimate_carries_a_backlog_and_loses_what_would_wait_past_the_timeo
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn each_tick_adds_its_interval_to_the_hourly_tally_split_at_the_hour(pool: PgPool) {
-    use crate::dashboard::{self, TickLoad};
+    use crate::dashboard;
     let fleet = crate::create_fleet(&pool, &FleetSpec::named("chat"))
         .await
         .unwrap();
     let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();
-    let load = TickLoad {
-        demand_rps: 3.0,
-        requests_rps: 3.0,
-        gpus_ready: 2,
-        capacity: prewarm_planner::Capacity::requests(1.0),
-        timeout_secs: 30,
-        paid_gpus: 4.0,
-        price_usd_per_gpu_hour: 3.0,
-    };
+    let load = tick_load(3.0, 4.0);
     // The first tick only starts the count; the second adds 10:58 to 11:01, split at 11:00.
     let first = dashboard::tally_tick(&pool, fleet.id, at("2026-03-02T10:58:00Z"), &load, None)
         .await
@@ -431,17 +428,9 @@ async fn a_batch_of_decisions_is_written_as_each_fleet_s_own_would_be(pool: PgPo
 /// from the stored one), a fleet's first tick, and a fleet ticked twice in one batch.
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn a_batch_of_ticks_tallies_as_each_fleet_s_own_would(pool: PgPool) {
-    use crate::dashboard::{self, TallyTick, TickLoad};
+    use crate::dashboard::{self, TallyTick};
     let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();
-    let load = |demand_rps: f64| TickLoad {
-        demand_rps,
-        requests_rps: demand_rps,
-        gpus_ready: 2,
-        capacity: prewarm_planner::Capacity::requests(1.0),
-        timeout_secs: 30,
-        paid_gpus: 4.0,
-        price_usd_per_gpu_hour: 3.0,
-    };
+    let load = |demand_rps: f64| tick_load(demand_rps, 4.0);
     let mut ids = Vec::new();
     for name in [
         "alone-a", "alone-b", "alone-c", "batch-a", "batch-b", "batch-c",
