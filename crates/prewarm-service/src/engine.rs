@@ -95,8 +95,8 @@ impl Gathered {
 /// 5 minutes; a run still going when the next is due makes it skip).
 pub const REFIT_RUN_SECS: u64 = 240;
 
-/// Fleets a tick reads together ([`Service::gather_many`]), and at most as many tallies it
-/// writes together.
+/// Fleets a tick reads together ([`Service::gather_many`]), and at most as many decisions (or
+/// tallies) it writes together.
 pub const GATHER_SLICE: usize = 256;
 
 /// Where a tick round's plans send their decisions and tallies, for a writer of each to write
@@ -753,6 +753,8 @@ impl Service {
         // A tick round writes its fleets' decisions in batches; a fleet planned alone, its own.
         let recorded = match writers {
             Some(w) => {
+                let stopped =
+                    || ServiceError::Unavailable("the round's decision writer has stopped".into());
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 let pending = PendingRecord {
                     fleet_id,
@@ -765,14 +767,8 @@ impl Service {
                     },
                     reply,
                 };
-                if w.records.send(pending).is_err() {
-                    return Err(ServiceError::Unavailable(
-                        "the round's decision writer has stopped".into(),
-                    ));
-                }
-                answer.await.map_err(|_| {
-                    ServiceError::Unavailable("the round's decision writer has stopped".into())
-                })??
+                w.records.send(pending).map_err(|_| stopped())?;
+                answer.await.map_err(|_| stopped())??
             }
             None => ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await?,
         };

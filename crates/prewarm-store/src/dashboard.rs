@@ -65,16 +65,6 @@ pub struct QueueState {
     pub backlog: f64,
 }
 
-/// The fleet's queue estimate as the last tick left it.
-pub async fn queue_state(pool: &PgPool, fleet_id: i64) -> Result<Option<QueueState>, sqlx::Error> {
-    let row: Option<(DateTime<Utc>, f64)> =
-        sqlx::query_as("SELECT at, backlog FROM fleet_queue WHERE fleet_id = $1")
-            .bind(fleet_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(|(at, backlog)| QueueState { at, backlog }))
-}
-
 /// One tick's additions to the tally, per UTC hour: `(hour_start, requests, timed_out,
 /// gpu_seconds, cost_usd)`, and the queue it leaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,7 +190,7 @@ async fn tally_once_each(
         .filter_map(|t| Some((t.fleet_id, Some(t.known?))))
         .collect();
     let mut pending: Vec<&TallyTick> = ticks.iter().collect();
-    for _ in 0..2 {
+    for attempt in 0..2 {
         let unknown: Vec<i64> = pending
             .iter()
             .map(|t| t.fleet_id)
@@ -212,10 +202,16 @@ async fn tally_once_each(
                 previous.insert(id, stored.remove(&id));
             }
         }
-        // The fleets' queues, the hours each tick adds, and the state each expects stored.
+        // The fleets' queues with the state each expects stored, and the hours each tick adds.
         let mut queue = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut hours = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut extra = Vec::new();
+        let mut hours = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         let mut written_if = HashMap::new();
         for t in &pending {
             let before = previous[&t.fleet_id];
@@ -233,11 +229,12 @@ async fn tally_once_each(
                 hours.2.push(requests);
                 hours.3.push(timed_out);
                 hours.4.push(gpu_seconds);
-                extra.push(cost);
+                hours.5.push(cost);
             }
             written_if.insert(t.fleet_id, tally.after);
         }
-        if written_if.is_empty() {
+        pending.retain(|t| written_if.contains_key(&t.fleet_id));
+        if pending.is_empty() {
             break;
         }
         let written: Vec<i64> = sqlx::query_scalar(
@@ -278,7 +275,7 @@ async fn tally_once_each(
         .bind(&hours.2)
         .bind(&hours.3)
         .bind(&hours.4)
-        .bind(&extra)
+        .bind(&hours.5)
         .fetch_all(pool)
         .await?;
         for id in written {
@@ -286,22 +283,18 @@ async fn tally_once_each(
                 out.insert(id, Some(after));
             }
         }
-        // The stored state moved on: count from it instead.
         pending.retain(|t| written_if.contains_key(&t.fleet_id));
+        if pending.is_empty() || attempt == 1 {
+            break;
+        }
+        // The stored state moved on: count from it instead.
         for t in &pending {
             previous.remove(&t.fleet_id);
         }
-        if pending.is_empty() {
-            break;
-        }
     }
-    // Not written twice: the stored state (read last) is the one to remember.
+    // Not written twice: the stored state read for the second attempt is the one to remember.
     for t in pending {
-        let stored = match previous.get(&t.fleet_id) {
-            Some(p) => *p,
-            None => queue_state(pool, t.fleet_id).await?,
-        };
-        out.insert(t.fleet_id, stored);
+        out.insert(t.fleet_id, previous[&t.fleet_id]);
     }
     Ok(out)
 }

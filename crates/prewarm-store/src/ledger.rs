@@ -124,7 +124,7 @@ async fn record_distinct<'a>(
 ) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
     // Per decision, and per order (with its fleet).
     let mut d = Decisions::default();
-    let mut o = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut o = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in decisions {
         let (state, decision, meta) = (r.state, r.decision, &r.meta);
         d.fleet.push(r.fleet_id);
@@ -150,7 +150,6 @@ async fn record_distinct<'a>(
                 o.1.push(new_order_key());
                 o.2.push(kind.as_str());
                 o.3.push(count as i32);
-                o.4.push(r.now);
             }
         }
     }
@@ -186,14 +185,14 @@ async fn record_distinct<'a>(
              forecast_upper_rps, reason, replica, mode, boot_lead_secs, forecast_id,
              gpus_standby, gpus_resuming, resume_lead_secs
            FROM input WHERE fleet_id IN (SELECT fleet_id FROM held)
-           RETURNING id, fleet_id),
+           RETURNING id, fleet_id, decided_at),
          o AS (
            INSERT INTO orders (idempotency_key, fleet_id, decision_id, kind, count, next_attempt_at,
              expires_at, created_at)
-           SELECT u.key, u.fleet_id, d.id, u.kind, u.count, u.at,
-             u.at + make_interval(secs => $22), u.at
-           FROM unnest($17::bigint[], $18::text[], $19::text[], $20::int[], $21::timestamptz[])
-             WITH ORDINALITY AS u (fleet_id, key, kind, count, at, n)
+           SELECT u.key, u.fleet_id, d.id, u.kind, u.count, d.decided_at,
+             d.decided_at + make_interval(secs => $21), d.decided_at
+           FROM unnest($17::bigint[], $18::text[], $19::text[], $20::int[])
+             WITH ORDINALITY AS u (fleet_id, key, kind, count, n)
            JOIN d ON d.fleet_id = u.fleet_id
            ORDER BY u.n)
          SELECT fleet_id, id FROM d",
@@ -218,7 +217,6 @@ async fn record_distinct<'a>(
     .bind(&o.1)
     .bind(&o.2)
     .bind(&o.3)
-    .bind(&o.4)
     .bind(ORDER_TTL_SECS as f64)
     .fetch_all(pool)
     .await?;
