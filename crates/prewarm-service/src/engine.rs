@@ -750,28 +750,9 @@ impl Service {
             // A level-triggered kind sends no orders: the decision's count is what it publishes.
             write_orders: mode.orders() && !self.observes_fleets(),
         };
-        // A tick round writes its fleets' decisions in batches; a fleet planned alone, its own.
-        let recorded = match writers {
-            Some(w) => {
-                let stopped =
-                    || ServiceError::Unavailable("the round's decision writer has stopped".into());
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let pending = PendingRecord {
-                    fleet_id,
-                    now,
-                    state: state.clone(),
-                    decision: decision.clone(),
-                    meta: Meta {
-                        replica: "",
-                        ..meta
-                    },
-                    reply,
-                };
-                w.records.send(pending).map_err(|_| stopped())?;
-                answer.await.map_err(|_| stopped())??
-            }
-            None => ledger::record(&self.pool, fleet_id, now, &state, &decision, &meta).await?,
-        };
+        let recorded = self
+            .record(fleet_id, now, &state, &decision, &meta, writers)
+            .await?;
         let Some(decision_id) = recorded else {
             return Ok(TickOutcome::LeaseLost);
         };
@@ -803,6 +784,66 @@ impl Service {
             }
             None => self.write_tallies(vec![tick]).await,
         }
+        self.publish(&fleet, &cfg, &state, &decision, rps.last().copied(), &meta);
+        self.metrics
+            .tick_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let due = next_due(live.as_ref(), &cfg, decision.desired_gpus, now);
+        self.due.lock().expect("due").insert(fleet_id, due);
+        if !decision.orders.is_empty() && meta.write_orders {
+            self.dispatch_locked(Some(fleet_id)).await?;
+        }
+        Ok(TickOutcome::Planned {
+            decision_id,
+            decision,
+            state,
+            boot_lead_secs: cfg.boot_lead_secs,
+        })
+    }
+
+    /// Records a plan's decision (fenced by the lease): through the round's decision writer, in
+    /// a batch, when the plan is part of a tick round; in a statement of its own otherwise.
+    /// `None`: the lease was not held.
+    async fn record(
+        &self,
+        fleet_id: i64,
+        now: DateTime<Utc>,
+        state: &FleetState,
+        decision: &Decision,
+        meta: &Meta<'_>,
+        writers: Option<&RoundWriters>,
+    ) -> Result<Option<i64>, ServiceError> {
+        let Some(w) = writers else {
+            return Ok(ledger::record(&self.pool, fleet_id, now, state, decision, meta).await?);
+        };
+        let stopped =
+            || ServiceError::Unavailable("the round's decision writer has stopped".into());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = PendingRecord {
+            fleet_id,
+            now,
+            state: state.clone(),
+            decision: decision.clone(),
+            meta: Meta {
+                replica: "",
+                ..*meta
+            },
+            reply,
+        };
+        w.records.send(pending).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// The fleet's gauges and counters after a decision was recorded.
+    fn publish(
+        &self,
+        fleet: &Fleet,
+        cfg: &PlannerConfig,
+        state: &FleetState,
+        decision: &Decision,
+        demand_rps: Option<f64>,
+        meta: &Meta<'_>,
+    ) {
         let label = Metrics::label(&fleet.name);
         let m = &self.metrics;
         m.desired_gpus
@@ -833,7 +874,7 @@ impl Service {
             .set(cfg.boot_lead_secs as f64);
         m.demand_rps
             .get_or_create(&label)
-            .set(rps.last().copied().unwrap_or(0.0));
+            .set(demand_rps.unwrap_or(0.0));
         if let (Some(p), Some(u)) = (decision.forecast_p50_rps, decision.forecast_upper_rps) {
             m.forecast_p50_rps.get_or_create(&label).set(p);
             m.forecast_upper_rps.get_or_create(&label).set(u);
@@ -850,18 +891,6 @@ impl Service {
             }
         }
         m.ticks.inc();
-        m.tick_seconds.observe(started.elapsed().as_secs_f64());
-        let due = next_due(live.as_ref(), &cfg, decision.desired_gpus, now);
-        self.due.lock().expect("due").insert(fleet_id, due);
-        if !decision.orders.is_empty() && meta.write_orders {
-            self.dispatch_locked(Some(fleet_id)).await?;
-        }
-        Ok(TickOutcome::Planned {
-            decision_id,
-            decision,
-            state,
-            boot_lead_secs: cfg.boot_lead_secs,
-        })
     }
 
     #[tracing::instrument(name = "dispatch", skip(self), fields(replica = self.replica()))]
@@ -956,21 +985,7 @@ impl Service {
                 (guards, gathered)
             })
         };
-        // The plans' decisions and tallies, each written in batches of up to a slice by a
-        // writer of its own while the plans go on.
-        let (records, pending) = tokio::sync::mpsc::unbounded_channel::<PendingRecord>();
-        let (tallies, ticked) = tokio::sync::mpsc::unbounded_channel::<TallyTick>();
-        let writers = RoundWriters { records, tallies };
-        let me = self.clone();
-        let record_writer = batch_writer(pending, move |batch| {
-            let me = me.clone();
-            async move { me.write_records(batch).await }
-        });
-        let me = self.clone();
-        let tally_writer = batch_writer(ticked, move |batch| {
-            let me = me.clone();
-            async move { me.write_tallies(batch).await }
-        });
+        let (writers, writing) = self.round_writers();
         let mut ahead = slices.first().cloned().map(read);
         'slices: for k in 0..slices.len() {
             let Some(reading) = ahead.take() else { break };
@@ -1020,7 +1035,7 @@ impl Service {
         let (planned, failed) = tally(set).await;
         // The plans are done: the writers write what is left and end.
         drop(writers);
-        for (what, writer) in [("decision", record_writer), ("tally", tally_writer)] {
+        for (what, writer) in writing {
             if let Err(e) = writer.await {
                 tracing::error!(error = %e, "the round's {what} writer panicked");
             }
@@ -1053,6 +1068,32 @@ impl Service {
         // None (never planned) sorts first.
         fleets.sort_unstable();
         fleets.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// A tick round's writers: the plans' decisions and tallies, each written in batches of up
+    /// to a slice by a task of its own while the plans go on, until the senders are dropped.
+    fn round_writers(
+        self: &Arc<Self>,
+    ) -> (
+        RoundWriters,
+        [(&'static str, tokio::task::JoinHandle<()>); 2],
+    ) {
+        let (records, pending) = tokio::sync::mpsc::unbounded_channel::<PendingRecord>();
+        let (tallies, ticked) = tokio::sync::mpsc::unbounded_channel::<TallyTick>();
+        let me = self.clone();
+        let record_writer = batch_writer(pending, move |batch| {
+            let me = me.clone();
+            async move { me.write_records(batch).await }
+        });
+        let me = self.clone();
+        let tally_writer = batch_writer(ticked, move |batch| {
+            let me = me.clone();
+            async move { me.write_tallies(batch).await }
+        });
+        (
+            RoundWriters { records, tallies },
+            [("decision", record_writer), ("tally", tally_writer)],
+        )
     }
 
     /// Writes plans' decisions in one statement ([`ledger::record_many`]: each fleet's lease

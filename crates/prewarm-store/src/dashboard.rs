@@ -202,16 +202,7 @@ async fn tally_once_each(
                 previous.insert(id, stored.remove(&id));
             }
         }
-        // The fleets' queues with the state each expects stored, and the hours each tick adds.
-        let mut queue = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut hours = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
+        let mut rows = TallyRows::default();
         let mut written_if = HashMap::new();
         for t in &pending {
             let before = previous[&t.fleet_id];
@@ -219,66 +210,14 @@ async fn tally_once_each(
                 out.insert(t.fleet_id, before);
                 continue;
             };
-            queue.0.push(t.fleet_id);
-            queue.1.push(tally.after.at);
-            queue.2.push(tally.after.backlog);
-            queue.3.push(before.map(|p| p.at));
-            for (hour, requests, timed_out, gpu_seconds, cost) in tally.hours {
-                hours.0.push(t.fleet_id);
-                hours.1.push(hour);
-                hours.2.push(requests);
-                hours.3.push(timed_out);
-                hours.4.push(gpu_seconds);
-                hours.5.push(cost);
-            }
             written_if.insert(t.fleet_id, tally.after);
+            rows.push(t.fleet_id, before, tally);
         }
         pending.retain(|t| written_if.contains_key(&t.fleet_id));
         if pending.is_empty() {
             break;
         }
-        let written: Vec<i64> = sqlx::query_scalar(
-            "WITH input AS (
-                 SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::timestamptz[])
-                     AS i(fleet_id, at, backlog, before)),
-             moved AS (
-                 UPDATE fleet_queue fq SET at = i.at, backlog = i.backlog
-                 FROM input i
-                 WHERE fq.fleet_id = i.fleet_id AND fq.at = i.before
-                 RETURNING fq.fleet_id),
-             started AS (
-                 INSERT INTO fleet_queue (fleet_id, at, backlog)
-                 SELECT fleet_id, at, backlog FROM input WHERE before IS NULL
-                 ON CONFLICT (fleet_id) DO NOTHING
-                 RETURNING fleet_id),
-             q AS (SELECT fleet_id FROM moved UNION ALL SELECT fleet_id FROM started),
-             h AS (
-                 INSERT INTO fleet_hours (fleet_id, hour_start, requests, timed_out, gpu_seconds, cost_usd)
-                 SELECT u.f, u.h, u.r, u.t, u.g, u.c
-                 FROM unnest($5::bigint[], $6::timestamptz[], $7::float8[], $8::float8[], $9::float8[],
-                             $10::float8[]) AS u(f, h, r, t, g, c)
-                 WHERE u.f IN (SELECT fleet_id FROM q)
-                 ON CONFLICT (fleet_id, hour_start) DO UPDATE SET
-                     requests = fleet_hours.requests + EXCLUDED.requests,
-                     timed_out = fleet_hours.timed_out + EXCLUDED.timed_out,
-                     gpu_seconds = fleet_hours.gpu_seconds + EXCLUDED.gpu_seconds,
-                     cost_usd = fleet_hours.cost_usd + EXCLUDED.cost_usd
-                 RETURNING 1)
-             SELECT fleet_id FROM q",
-        )
-        .bind(&queue.0)
-        .bind(&queue.1)
-        .bind(&queue.2)
-        .bind(&queue.3)
-        .bind(&hours.0)
-        .bind(&hours.1)
-        .bind(&hours.2)
-        .bind(&hours.3)
-        .bind(&hours.4)
-        .bind(&hours.5)
-        .fetch_all(pool)
-        .await?;
-        for id in written {
+        for id in write_tally_rows(pool, &rows).await? {
             if let Some(after) = written_if.remove(&id) {
                 out.insert(id, Some(after));
             }
@@ -297,6 +236,85 @@ async fn tally_once_each(
         out.insert(t.fleet_id, previous[&t.fleet_id]);
     }
     Ok(out)
+}
+
+/// Ticks' rows for [`write_tally_rows`]: per fleet its queue after the tick and the state it
+/// expects stored; per hour the tick touched, what it adds.
+#[derive(Default)]
+struct TallyRows {
+    fleet: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    backlog: Vec<f64>,
+    before: Vec<Option<DateTime<Utc>>>,
+    hour_fleet: Vec<i64>,
+    hour: Vec<DateTime<Utc>>,
+    requests: Vec<f64>,
+    timed_out: Vec<f64>,
+    gpu_seconds: Vec<f64>,
+    cost: Vec<f64>,
+}
+
+impl TallyRows {
+    fn push(&mut self, fleet_id: i64, before: Option<QueueState>, tally: Tally) {
+        self.fleet.push(fleet_id);
+        self.at.push(tally.after.at);
+        self.backlog.push(tally.after.backlog);
+        self.before.push(before.map(|p| p.at));
+        for (hour, requests, timed_out, gpu_seconds, cost) in tally.hours {
+            self.hour_fleet.push(fleet_id);
+            self.hour.push(hour);
+            self.requests.push(requests);
+            self.timed_out.push(timed_out);
+            self.gpu_seconds.push(gpu_seconds);
+            self.cost.push(cost);
+        }
+    }
+}
+
+/// Writes ticks' rows in one statement, each fleet's only while its stored queue state is the
+/// one it expects (none: no state stored yet). Returns the fleets written.
+async fn write_tally_rows(pool: &PgPool, rows: &TallyRows) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::timestamptz[])
+                 AS i(fleet_id, at, backlog, before)),
+         moved AS (
+             UPDATE fleet_queue fq SET at = i.at, backlog = i.backlog
+             FROM input i
+             WHERE fq.fleet_id = i.fleet_id AND fq.at = i.before
+             RETURNING fq.fleet_id),
+         started AS (
+             INSERT INTO fleet_queue (fleet_id, at, backlog)
+             SELECT fleet_id, at, backlog FROM input WHERE before IS NULL
+             ON CONFLICT (fleet_id) DO NOTHING
+             RETURNING fleet_id),
+         q AS (SELECT fleet_id FROM moved UNION ALL SELECT fleet_id FROM started),
+         h AS (
+             INSERT INTO fleet_hours (fleet_id, hour_start, requests, timed_out, gpu_seconds, cost_usd)
+             SELECT u.f, u.h, u.r, u.t, u.g, u.c
+             FROM unnest($5::bigint[], $6::timestamptz[], $7::float8[], $8::float8[], $9::float8[],
+                         $10::float8[]) AS u(f, h, r, t, g, c)
+             WHERE u.f IN (SELECT fleet_id FROM q)
+             ON CONFLICT (fleet_id, hour_start) DO UPDATE SET
+                 requests = fleet_hours.requests + EXCLUDED.requests,
+                 timed_out = fleet_hours.timed_out + EXCLUDED.timed_out,
+                 gpu_seconds = fleet_hours.gpu_seconds + EXCLUDED.gpu_seconds,
+                 cost_usd = fleet_hours.cost_usd + EXCLUDED.cost_usd
+             RETURNING 1)
+         SELECT fleet_id FROM q",
+    )
+    .bind(&rows.fleet)
+    .bind(&rows.at)
+    .bind(&rows.backlog)
+    .bind(&rows.before)
+    .bind(&rows.hour_fleet)
+    .bind(&rows.hour)
+    .bind(&rows.requests)
+    .bind(&rows.timed_out)
+    .bind(&rows.gpu_seconds)
+    .bind(&rows.cost)
+    .fetch_all(pool)
+    .await
 }
 
 /// The queue estimates the last ticks left, for many fleets in one query.

@@ -122,36 +122,9 @@ async fn record_distinct<'a>(
     pool: &PgPool,
     decisions: impl Iterator<Item = &'a ToRecord<'a>>,
 ) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
-    // Per decision, and per order (with its fleet).
     let mut d = Decisions::default();
-    let mut o = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in decisions {
-        let (state, decision, meta) = (r.state, r.decision, &r.meta);
-        d.fleet.push(r.fleet_id);
-        d.at.push(r.now);
-        d.desired.push(decision.desired_gpus as i32);
-        d.ready.push(state.gpus_ready as i32);
-        d.booting.push(state.booting.len() as i32);
-        d.p50.push(decision.forecast_p50_rps);
-        d.upper.push(decision.forecast_upper_rps);
-        d.reason.push(decision.reason.as_str());
-        d.replica.push(meta.replica);
-        d.mode.push(meta.mode.as_str());
-        d.boot_lead.push(meta.boot_lead_secs);
-        d.forecast.push(meta.forecast_id);
-        d.standby.push(state.standby as i32);
-        d.resuming.push(state.resuming.len() as i32);
-        d.resume_lead.push(meta.resume_lead_secs);
-        d.fence.push(meta.fence);
-        if meta.write_orders {
-            for order in &decision.orders {
-                let (kind, count) = OrderKind::of(*order);
-                o.0.push(r.fleet_id);
-                o.1.push(new_order_key());
-                o.2.push(kind.as_str());
-                o.3.push(count as i32);
-            }
-        }
+        d.push(r);
     }
     if d.fleet.is_empty() {
         return Ok(Default::default());
@@ -213,17 +186,18 @@ async fn record_distinct<'a>(
     .bind(&d.resuming)
     .bind(&d.resume_lead)
     .bind(&d.fence)
-    .bind(&o.0)
-    .bind(&o.1)
-    .bind(&o.2)
-    .bind(&o.3)
+    .bind(&d.order_fleet)
+    .bind(&d.key)
+    .bind(&d.kind)
+    .bind(&d.count)
     .bind(ORDER_TTL_SECS as f64)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().collect())
 }
 
-/// The columns of decisions written together ([`record_distinct`]).
+/// The columns of decisions written together ([`record_distinct`]), and of their orders (each
+/// with its fleet).
 #[derive(Default)]
 struct Decisions<'a> {
     fleet: Vec<i64>,
@@ -242,6 +216,41 @@ struct Decisions<'a> {
     resuming: Vec<i32>,
     resume_lead: Vec<Option<i64>>,
     fence: Vec<Option<uuid::Uuid>>,
+    order_fleet: Vec<i64>,
+    key: Vec<String>,
+    kind: Vec<&'static str>,
+    count: Vec<i32>,
+}
+
+impl<'a> Decisions<'a> {
+    fn push(&mut self, r: &'a ToRecord<'a>) {
+        let (state, decision, meta) = (r.state, r.decision, &r.meta);
+        self.fleet.push(r.fleet_id);
+        self.at.push(r.now);
+        self.desired.push(decision.desired_gpus as i32);
+        self.ready.push(state.gpus_ready as i32);
+        self.booting.push(state.booting.len() as i32);
+        self.p50.push(decision.forecast_p50_rps);
+        self.upper.push(decision.forecast_upper_rps);
+        self.reason.push(decision.reason.as_str());
+        self.replica.push(meta.replica);
+        self.mode.push(meta.mode.as_str());
+        self.boot_lead.push(meta.boot_lead_secs);
+        self.forecast.push(meta.forecast_id);
+        self.standby.push(state.standby as i32);
+        self.resuming.push(state.resuming.len() as i32);
+        self.resume_lead.push(meta.resume_lead_secs);
+        self.fence.push(meta.fence);
+        if meta.write_orders {
+            for order in &decision.orders {
+                let (kind, count) = OrderKind::of(*order);
+                self.order_fleet.push(r.fleet_id);
+                self.key.push(new_order_key());
+                self.kind.push(kind.as_str());
+                self.count.push(count as i32);
+            }
+        }
+    }
 }
 
 /// A new idempotency key: `ord_` and a random (version 4) UUID.
