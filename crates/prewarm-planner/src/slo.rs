@@ -111,6 +111,14 @@ impl LevelPlan {
         ))
     }
 
+    /// The level the hours' levels sit around (their median): where the next sizing's search
+    /// starts.
+    pub fn day_level(&self) -> usize {
+        let mut hours = self.by_hour;
+        hours.sort_unstable();
+        hours[12]
+    }
+
     /// The level for the minute starting at `t`.
     pub fn level_at(&self, t: DateTime<Utc>, tz: Option<Tz>) -> usize {
         self.by_hour[phase_of(t, tz).hour]
@@ -282,13 +290,15 @@ fn sliding_max(values: &[u32], width: usize, run_end: &[usize]) -> Vec<u32> {
 
 /// Chooses the level per local hour that meets `budget_share` of timed-out requests on `minutes`
 /// (consecutive or not, oldest first) at the least GPU-minutes, replaying the planner's capacity
-/// at each level.
+/// at each level. `hint`, the day's level of the last sizing ([`LevelPlan::day_level`]), only
+/// makes the search shorter.
 pub fn choose_levels(
     minutes: &[ReplayMinute],
     planner: &ReplayPlanner,
     slo: &Slo,
     budget_share: f64,
     tz: Option<Tz>,
+    hint: Option<usize>,
 ) -> Sizing {
     let ReplayPlanner {
         gpu_rps,
@@ -412,17 +422,37 @@ pub fn choose_levels(
     let budget = budget_share.max(0.0) * total;
     // First the lowest level that keeps every hour together within the budget: one level for the
     // day, which the days to come hold to better than levels fitted hour by hour to a few days.
+    // The losses fall as the level rises, so the lowest level within is found from the last
+    // sizing's (`hint`: the days between move it a level or so, and each level read is a replay
+    // of the week), or by bisection without one: the same level either way.
     let within = |loss: &[f64; 24]| loss.iter().sum::<f64>() <= budget + 1e-9;
-    let (mut low, mut high) = (0, NUM_LEVELS - 1);
-    while low < high {
-        let mid = (low + high) / 2;
-        if within(&level_data(mid).0) {
-            high = mid;
-        } else {
-            low = mid + 1;
+    let top_level = NUM_LEVELS - 1;
+    let uniform = match hint.map(|h| h.min(top_level)) {
+        Some(mut k) if within(&level_data(k).0) => {
+            while k > 0 && within(&level_data(k - 1).0) {
+                k -= 1;
+            }
+            k
         }
-    }
-    let uniform = low;
+        Some(mut k) => {
+            while k < top_level && !within(&level_data(k + 1).0) {
+                k += 1;
+            }
+            (k + 1).min(top_level)
+        }
+        None => {
+            let (mut low, mut high) = (0, top_level);
+            while low < high {
+                let mid = (low + high) / 2;
+                if within(&level_data(mid).0) {
+                    high = mid;
+                } else {
+                    low = mid + 1;
+                }
+            }
+            low
+        }
+    };
     let top: f64 = level_data(NUM_LEVELS - 1).0.iter().sum();
     let lowest = uniform.saturating_sub(SPREAD);
     // Then the budget is spent where it buys the most GPU-minutes, each hour within SPREAD levels
@@ -717,7 +747,7 @@ mod tests {
                 }
             })
             .collect();
-        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None);
+        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None, None);
         for h in 0..24 {
             let k = sizing.levels.by_hour[h];
             assert_eq!(gpus_for(minutes[0].quantiles[k], 1.0), 4, "hour {h}");
@@ -738,12 +768,53 @@ mod tests {
                 }
             })
             .collect();
-        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None);
+        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None, None);
         for h in 0..24 {
             let k = sizing.levels.by_hour[h];
             assert_eq!(gpus_for(minutes[0].quantiles[k], 1.0), 16, "hour {h}");
         }
         assert_eq!(sizing.timed_out_share, 0.0);
+    }
+
+    #[test]
+    fn a_search_started_from_the_last_levels_chooses_what_bisection_does() {
+        // Noisy demand around 40 rps; each level a little more capacity than the one below.
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let minutes: Vec<ReplayMinute> = (0..3 * 1_440)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let noise = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let mut quantiles = [0.0; NUM_LEVELS];
+                for (k, q) in quantiles.iter_mut().enumerate() {
+                    *q = 40.0 + 1.5 * k as f64;
+                }
+                ReplayMinute {
+                    at: minute(i),
+                    actual_rps: 30.0 + 30.0 * noise.powi(4) + if i % 97 == 0 { 25.0 } else { 0.0 },
+                    quantiles,
+                }
+            })
+            .collect();
+        let slo = Slo::default();
+        let mut days = std::collections::BTreeSet::new();
+        for budget in [0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1.0] {
+            let bisected = choose_levels(&minutes, &replayed(), &slo, budget, None, None);
+            days.insert(bisected.levels.day_level());
+            for hint in 0..NUM_LEVELS + 2 {
+                let from_hint =
+                    choose_levels(&minutes, &replayed(), &slo, budget, None, Some(hint));
+                assert_eq!(
+                    from_hint, bisected,
+                    "budget {budget}, search from level {hint}"
+                );
+            }
+        }
+        assert!(
+            days.len() >= 3,
+            "the budgets choose different levels: {days:?}"
+        );
     }
 
     #[test]
@@ -757,7 +828,7 @@ mod tests {
                 quantiles: two_point(10.0, 0.0, 0.0),
             })
             .collect();
-        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None);
+        let sizing = choose_levels(&minutes, &replayed(), &slo, 0.001, None, None);
         assert_eq!(sizing.levels.out_of_reach, None);
         // ...not under a limit of 8: a fifth of the work waits past the timeout, and the limit
         // is named.
@@ -765,7 +836,7 @@ mod tests {
             max_gpus: 8,
             ..replayed()
         };
-        let sizing = choose_levels(&minutes, &capped, &slo, 0.001, None);
+        let sizing = choose_levels(&minutes, &capped, &slo, 0.001, None, None);
         let out = sizing.levels.out_of_reach.expect("out of reach");
         assert!(out.limited);
         assert!((out.expected_timed_out_share - 0.2).abs() < 0.01, "{out:?}");
@@ -779,7 +850,7 @@ mod tests {
                 quantiles: two_point(10.0, 0.0, 0.0),
             })
             .collect();
-        let sizing = choose_levels(&bursty, &replayed(), &slo, 0.001, None);
+        let sizing = choose_levels(&bursty, &replayed(), &slo, 0.001, None, None);
         let out = sizing.levels.out_of_reach.expect("out of reach");
         assert!(
             !out.limited && out.expected_timed_out_share > 0.001,
@@ -819,8 +890,9 @@ mod tests {
             &Slo::default(),
             all_bursts * 1.01,
             None,
+            None,
         );
-        let strict = choose_levels(&minutes, &replayed(), &Slo::default(), 1e-6, None);
+        let strict = choose_levels(&minutes, &replayed(), &Slo::default(), 1e-6, None, None);
         for h in (0..24).step_by(2) {
             let gpus =
                 |sizing: &Sizing| gpus_for(minutes[0].quantiles[sizing.levels.by_hour[h]], 1.0);

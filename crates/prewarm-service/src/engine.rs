@@ -95,6 +95,18 @@ impl Gathered {
 /// 5 minutes; a run still going when the next is due makes it skip).
 pub const REFIT_RUN_SECS: u64 = 240;
 
+/// Refits in flight per core. A refit waits on the database for about half its time (reads of
+/// its history and stored forecasts, the forecast written), so with one per core the cores sat
+/// half idle; its CPU parts (fits, scoring, calibration, sizing) still run at most one per core
+/// (`forecasts::on_a_core`). Each holds at most one of the pool's connections at a time: 6 of
+/// the default 10 on two cores.
+pub const REFITS_PER_CORE: usize = 3;
+
+/// The machine's cores (2 when it cannot say).
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Fleets a tick reads together ([`Service::gather_many`]), and at most as many decisions (or
 /// tallies) it writes together.
 pub const GATHER_SLICE: usize = 256;
@@ -1340,7 +1352,7 @@ impl Service {
     }
 
     /// Refits the held fleets that are due: never refitted, or last refitted `service.refit_every`
-    /// ago (within a minute), the longest waiting first, as many cores at a time. Refits are
+    /// ago (within a minute), the longest waiting first, [`REFITS_PER_CORE`] per core at a time. Refits are
     /// spread: each fleet comes due `refit_every` after its own last refit, not all at one
     /// moment, and a run starts no refit after [`REFIT_RUN_SECS`], so that a burst (thousands of
     /// new fleets' first refits) is worked off over several runs in due order while ticks keep
@@ -1365,9 +1377,7 @@ impl Service {
             .collect();
         due.sort_unstable();
         let mut set = tokio::task::JoinSet::new();
-        let limit = Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-        ));
+        let limit = Arc::new(tokio::sync::Semaphore::new(REFITS_PER_CORE * cores()));
         let mut started_refits = 0;
         for &(_, fleet_id) in &due {
             let permit = limit.clone().acquire_owned().await;

@@ -264,8 +264,53 @@ struct Fit {
     trend_spec: Option<TrendSpec>,
 }
 
+/// Runs `work`, all CPU, on a blocking thread once one of the machine's cores is free for it: as
+/// many such parts of refits run at once as there are cores, however many refits are in flight (a
+/// refit spends much of its time waiting on the database, so more refits than cores run at once;
+/// their fits, scoring, calibration and sizing queue here instead of crowding the ticks off the
+/// async workers).
+async fn on_a_core<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    static CORES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let _core = CORES
+        .get_or_init(|| tokio::sync::Semaphore::new(crate::engine::cores()))
+        .acquire()
+        .await;
+    tokio::task::spawn_blocking(work).await
+}
+
+/// [`on_a_core`] for work that does not fail: a panic in it panics the refit, as it would inline.
+async fn on_a_core_or_panic<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match on_a_core(work).await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a refit's work on a core did not finish: {e}"),
+    }
+}
+
+/// The forecasts `stored` scored against the calibration window's `minutes` (from `from`), and the
+/// distribution calibrated on them, on a core.
+async fn score_and_calibrate(
+    stored: Vec<StoredRow>,
+    minutes: Vec<f64>,
+    from: DateTime<Utc>,
+    tz: Tz,
+) -> (
+    Vec<StoredRow>,
+    Vec<Scored>,
+    prewarm_planner::refit::Calibrated,
+) {
+    on_a_core_or_panic(move || {
+        let records = score(&stored, &minutes, from);
+        let calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
+        (stored, records, calibrated)
+    })
+    .await
+}
+
 /// The bootstrap's fits, at each of `origins` (its origin and its training window in
-/// `history`, which starts at `from`), in one blocking task: successive fits reuse the seasons of
+/// `history`, which starts at `from`), in one task on a core ([`on_a_core`]): successive fits reuse the seasons of
 /// an earlier one ([`bootstrap_forecaster`](prewarm_planner::refit::bootstrap_forecaster)).
 async fn bootstrap_fits(
     history: Vec<f64>,
@@ -276,7 +321,7 @@ async fn bootstrap_fits(
     origins: Vec<(DateTime<Utc>, usize, usize)>,
 ) -> Vec<(DateTime<Utc>, Result<Fit, String>)> {
     let asked: Vec<DateTime<Utc>> = origins.iter().map(|(o, _, _)| *o).collect();
-    let fitted = tokio::task::spawn_blocking(move || {
+    let fitted = on_a_core(move || {
         let mut forecaster = prewarm_planner::refit::bootstrap_forecaster();
         origins
             .into_iter()
@@ -302,8 +347,8 @@ async fn bootstrap_fits(
     })
 }
 
-/// [`fit_reusing`] on the blocking pool: a fit is tens of milliseconds of CPU that must not hold
-/// up the runtime's workers (HTTP API, ticks).
+/// [`fit_reusing`] on a core ([`on_a_core`]): a fit is milliseconds to tens of milliseconds of
+/// CPU that must not hold up the runtime's workers (HTTP API, ticks).
 async fn fit_blocking(
     history: Vec<f64>,
     start: DateTime<Utc>,
@@ -312,11 +357,9 @@ async fn fit_blocking(
     horizon: usize,
     settings: ModelSettings,
 ) -> Result<Fit, String> {
-    tokio::task::spawn_blocking(move || {
-        fit_reusing(&history, start, step, tz, horizon, settings, None)
-    })
-    .await
-    .map_err(|e| format!("the fit did not finish: {e}"))?
+    on_a_core(move || fit_reusing(&history, start, step, tz, horizon, settings, None))
+        .await
+        .map_err(|e| format!("the fit did not finish: {e}"))?
 }
 
 /// Fits the model on `history`, through `forecaster` when given (the bootstrap's fits at
@@ -479,6 +522,11 @@ pub async fn refit(
     // and the calibration, the sizer and their reads are most of a refit.
     let sized_for = sizing_key(cfg, tz);
     let mut last = stored_forecasts::last_live(pool, fleet_id).await?;
+    // The levels planned on until now start the next sizing's search.
+    let last_levels: Option<LevelPlan> = last
+        .calibration
+        .as_ref()
+        .and_then(|k| serde_json::from_value(k.levels.clone()?).ok());
     let kept = kept_calibration(last.calibration.take(), &sized_for, now);
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
     // The history, and (to recalibrate) the calibration window's minutes to now, the realised
@@ -545,16 +593,18 @@ pub async fn refit(
 
     let calibration_minutes = (origin - calib_from).num_minutes() as usize;
     let minutes = &to_now[..to_now.len().min(calibration_minutes)];
-    let mut stored: Vec<StoredRow> = match kept {
-        Some(_) => Vec::new(),
-        None => load_stored(pool, fleet_id, calib_from, origin).await?,
-    };
-    let mut records = score(&stored, minutes, calib_from);
-    let mut calibrated = match &kept {
-        Some(k) => prewarm_planner::refit::Calibrated {
-            calibration: k.calibration.clone(),
-        },
-        None => prewarm_planner::refit::calibrate(&records, Some(tz)),
+    let (mut stored, mut records, mut calibrated) = match &kept {
+        Some(k) => (
+            Vec::new(),
+            Vec::new(),
+            prewarm_planner::refit::Calibrated {
+                calibration: k.calibration.clone(),
+            },
+        ),
+        None => {
+            let stored = load_stored(pool, fleet_id, calib_from, origin).await?;
+            score_and_calibrate(stored, minutes.to_vec(), calib_from, tz).await
+        }
     };
     if !calibrated.is_calibrated(MIN_ERRORS) {
         // Bootstrap once: backtest fits at past origins on the data before each.
@@ -614,8 +664,8 @@ pub async fn refit(
                 rows.into_iter()
                     .map(|(o, f)| (o, step as i32, f.p50_rps, f.floor_rps)),
             );
-            records = score(&stored, minutes, calib_from);
-            calibrated = prewarm_planner::refit::calibrate(&records, Some(tz));
+            (stored, records, calibrated) =
+                score_and_calibrate(stored, minutes.to_vec(), calib_from, tz).await;
         }
     }
     report.recent_error = match &kept {
@@ -650,16 +700,27 @@ pub async fn refit(
     report.errors_used = calibrated.errors_used();
     report.calibrated = calibrated.is_calibrated(MIN_ERRORS);
     let sizing = if report.calibrated && kept.is_none() {
-        let replay = calibrated.replay(&records, lead_secs);
-        if replay.can_size() {
-            let (realised_week, realised_day) =
-                realised(pool, fleet_id, now, capacity, slo, (calib_from, &to_now)).await?;
+        // The fleet's record, then the replay and the sizing on a core (`Replay::size` reads the
+        // record only once the replay holds a day).
+        let (realised_week, realised_day) =
+            realised(pool, fleet_id, now, capacity, slo, (calib_from, &to_now)).await?;
+        let predicted = last.predicted_timed_out_share;
+        let (cfg, calibrated) = (cfg.clone(), calibrated.clone());
+        let sizing = on_a_core_or_panic(move || {
+            calibrated.replay(&records, lead_secs).size(
+                &cfg,
+                realised_week,
+                realised_day,
+                predicted,
+                Some(tz),
+                last_levels.as_ref(),
+            )
+        })
+        .await;
+        if sizing.is_some() {
             report.realised_timed_out_share = (realised_day, realised_week);
-            let predicted = last.predicted_timed_out_share;
-            replay.size(cfg, realised_week, realised_day, predicted, Some(tz))
-        } else {
-            None
         }
+        sizing
     } else {
         None
     };

@@ -424,6 +424,11 @@ impl Predictive {
         self.pending.push((origin, median.clone(), floor, 0));
         let fitted = std::time::Instant::now();
         // The calibration and sizing of the last hour are kept, as the service keeps them.
+        // The levels planned on until now start the next sizing's search.
+        let last_sizing = self
+            .calibration
+            .as_ref()
+            .and_then(|(_, _, sizing)| sizing.clone());
         let kept = self.calibration.take().filter(|(at, _, _)| {
             (past.len() - at) as i64 * self.step_secs < prewarm_planner::defaults::RECALIBRATE_SECS
         });
@@ -469,7 +474,7 @@ impl Predictive {
         // levels.
         let sizing = match kept_sizing {
             Some(sizing) => sizing,
-            None => self.size(&calibrated, &records),
+            None => self.size(&calibrated, &records, last_sizing.as_ref()),
         };
         self.calibration = Some((calibrated_at, calibrated, sizing.clone()));
         if let Some(t) = self.timings.as_mut() {
@@ -485,7 +490,12 @@ impl Predictive {
 
     /// The levels sized on `calibrated`'s replay of `records` (none for a fixed quantile, or
     /// before the replay has a day), and the timed-out share they predict kept for the next.
-    fn size(&mut self, calibrated: &Calibrated, records: &[Scored]) -> Option<Sizing> {
+    fn size(
+        &mut self,
+        calibrated: &Calibrated,
+        records: &[Scored],
+        last: Option<&Sizing>,
+    ) -> Option<Sizing> {
         let sizing = self.cfg.quantile.is_none().then(|| {
             let replay = calibrated.replay(records, self.cfg.boot_lead_secs);
             let sizing = replay.size(
@@ -494,6 +504,7 @@ impl Predictive {
                 self.realised(Some(86_400)),
                 self.predicted,
                 self.forecast.tz,
+                last.map(|s| &s.levels),
             );
             if let Some(s) = &sizing {
                 self.predicted = Some(s.timed_out_share);
