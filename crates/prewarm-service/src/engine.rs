@@ -98,8 +98,8 @@ pub const REFIT_RUN_SECS: u64 = 240;
 /// Refits in flight per core. A refit waits on the database for about half its time (reads of
 /// its history and stored forecasts, the forecast written), so with one per core the cores sat
 /// half idle; its CPU parts (fits, scoring, calibration, sizing) still run at most one per core
-/// (`forecasts::on_a_core`). Each holds at most one of the pool's connections at a time: 6 of
-/// the default 10 on two cores.
+/// (`forecasts::on_a_core`). Each holds at most one of the pool's connections at a time: six of
+/// the default ten on two cores.
 pub const REFITS_PER_CORE: usize = 3;
 
 /// The machine's cores (2 when it cannot say).
@@ -1352,9 +1352,9 @@ impl Service {
     }
 
     /// Refits the held fleets that are due: never refitted, or last refitted `service.refit_every`
-    /// ago (within a minute), the longest waiting first, [`REFITS_PER_CORE`] per core at a time. Refits are
-    /// spread: each fleet comes due `refit_every` after its own last refit, not all at one
-    /// moment, and a run starts no refit after [`REFIT_RUN_SECS`], so that a burst (thousands of
+    /// ago (within a minute), the longest waiting first, [`REFITS_PER_CORE`] per core at a time.
+    /// Refits are spread: each fleet comes due `refit_every` after its own last refit, not all at
+    /// one moment, and a run starts no refit after [`REFIT_RUN_SECS`], so that a burst (thousands of
     /// new fleets' first refits) is worked off over several runs in due order while ticks keep
     /// their share of the machine. Returns (refitted, failed); the fleets still due are in
     /// `prewarm_refits_due`.

@@ -423,12 +423,12 @@ impl Predictive {
         };
         self.pending.push((origin, median.clone(), floor, 0));
         let fitted = std::time::Instant::now();
-        // The calibration and sizing of the last hour are kept, as the service keeps them.
         // The levels planned on until now start the next sizing's search.
         let last_sizing = self
             .calibration
             .as_ref()
             .and_then(|(_, _, sizing)| sizing.clone());
+        // The calibration and sizing of the last hour are kept, as the service keeps them.
         let kept = self.calibration.take().filter(|(at, _, _)| {
             (past.len() - at) as i64 * self.step_secs < prewarm_planner::defaults::RECALIBRATE_SECS
         });
