@@ -565,7 +565,8 @@ pub async fn raw_buckets_of(
 }
 
 /// A fleet's raw buckets (shorter than an hour) that overlap `[from, to)`, oldest first, with
-/// their work under `capacity`.
+/// their work under `capacity`. Such a bucket starts after `from` less an hour: said in the query
+/// too, so that its index scan starts there rather than at the fleet's oldest sample.
 pub async fn raw_buckets_overlapping(
     pool: &PgPool,
     fleet_id: i64,
@@ -576,6 +577,7 @@ pub async fn raw_buckets_overlapping(
     let rows: Vec<RawRow> = sqlx::query_as(
         "SELECT bucket_start, bucket_secs, requests, tokens_in, tokens_out FROM samples
          WHERE fleet_id = $1 AND bucket_start > $2 - make_interval(secs => bucket_secs)
+           AND bucket_start > $2 - interval '1 hour'
            AND bucket_start < $3 AND bucket_secs < 3600
          ORDER BY bucket_start",
     )
