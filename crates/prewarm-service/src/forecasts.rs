@@ -310,8 +310,9 @@ async fn score_and_calibrate(
 }
 
 /// The bootstrap's fits, at each of `origins` (its origin and its training window in
-/// `history`, which starts at `from`), in one task on a core ([`on_a_core`]): successive fits reuse the seasons of
-/// an earlier one ([`bootstrap_forecaster`](prewarm_planner::refit::bootstrap_forecaster)).
+/// `history`, which starts at `from`), in one task on a core ([`on_a_core`]): successive fits
+/// reuse the seasons of an earlier one
+/// ([`bootstrap_forecaster`](prewarm_planner::refit::bootstrap_forecaster)).
 async fn bootstrap_fits(
     history: Vec<f64>,
     from: DateTime<Utc>,
@@ -522,11 +523,8 @@ pub async fn refit(
     // and the calibration, the sizer and their reads are most of a refit.
     let sized_for = sizing_key(cfg, tz);
     let mut last = stored_forecasts::last_live(pool, fleet_id).await?;
-    // The levels planned on until now start the next sizing's search.
-    let last_levels: Option<LevelPlan> = last
-        .calibration
-        .as_ref()
-        .and_then(|k| serde_json::from_value(k.levels.clone()?).ok());
+    // The levels planned on until now start the next sizing's search (read when it runs).
+    let last_levels = last.calibration.as_ref().and_then(|k| k.levels.clone());
     let kept = kept_calibration(last.calibration.take(), &sized_for, now);
     let calib_from = origin - Duration::seconds(CALIBRATION_SECS);
     // The history, and (to recalibrate) the calibration window's minutes to now, the realised
@@ -696,7 +694,6 @@ pub async fn refit(
         }
     };
     report.fit_secs = f.fit_secs;
-    let calibration = &calibrated.calibration;
     report.errors_used = calibrated.errors_used();
     report.calibrated = calibrated.is_calibrated(MIN_ERRORS);
     let sizing = if report.calibrated && kept.is_none() {
@@ -705,16 +702,20 @@ pub async fn refit(
         let (realised_week, realised_day) =
             realised(pool, fleet_id, now, capacity, slo, (calib_from, &to_now)).await?;
         let predicted = last.predicted_timed_out_share;
-        let (cfg, calibrated) = (cfg.clone(), calibrated.clone());
-        let sizing = on_a_core_or_panic(move || {
-            calibrated.replay(&records, lead_secs).size(
+        let last_levels: Option<LevelPlan> =
+            last_levels.and_then(|l| serde_json::from_value(l).ok());
+        let cfg = cfg.clone();
+        let sizing;
+        (calibrated, sizing) = on_a_core_or_panic(move || {
+            let sizing = calibrated.replay(&records, lead_secs).size(
                 &cfg,
                 realised_week,
                 realised_day,
                 predicted,
                 Some(tz),
                 last_levels.as_ref(),
-            )
+            );
+            (calibrated, sizing)
         })
         .await;
         if sizing.is_some() {
@@ -725,6 +726,7 @@ pub async fn refit(
         None
     };
     report.sizing = sizing.clone();
+    let calibration = &calibrated.calibration;
     // The levels planned on, and the timed-out share their replay predicted: the sizer's, or
     // the kept ones.
     let (level_plan, predicted_share, calibrated_at) = match &kept {
